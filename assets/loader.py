@@ -1,0 +1,127 @@
+"""Load pipeline definitions from ``defs.yaml`` files, with errors as ``path:line: message``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from assets.schema import PipelineSpec
+from resources.errors import DefinitionError
+
+COMPONENT_TYPE = "assets.Pipeline"
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A validated pipeline and the file it came from."""
+
+    spec: PipelineSpec
+    path: Path
+    lines: dict[tuple[str | int, ...], int]
+
+    @property
+    def folder(self) -> Path:
+        """The pipeline's folder: relative data paths start here."""
+        return self.path.parent
+
+    def where(self, *loc: str | int) -> str:
+        """``path:line`` of the deepest YAML node on ``loc`` (under ``attributes``)."""
+        return f"{self.path}:{_line_for(self.lines, ('attributes', *loc))}"
+
+
+def _line_map(node: yaml.Node, prefix: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out[prefix] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            out[path] = key.start_mark.line + 1
+            _line_map(value, path, out)
+            out[path] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*prefix, index), out)
+
+
+def _line_for(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def parse_file(path: Path) -> LoadedPipeline:
+    """Parse and validate one ``defs.yaml``; raise :class:`DefinitionError` naming file and line."""
+    try:
+        text = path.read_text()
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except OSError as exc:
+        raise DefinitionError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise DefinitionError(f"{path}:{line}: malformed YAML: {exc.problem}") from exc
+    lines: dict[tuple[str | int, ...], int] = {}
+    if root is not None:
+        _line_map(root, (), lines)
+    if not isinstance(document, dict) or "attributes" not in document:
+        raise DefinitionError(f"{path}:1: expected `type: {COMPONENT_TYPE}` and an `attributes:` mapping")
+    if document.get("type") != COMPONENT_TYPE:
+        raise DefinitionError(
+            f"{path}:{_line_for(lines, ('type',))}: unknown component type {document.get('type')!r}; "
+            f"use `type: {COMPONENT_TYPE}`"
+        )
+    try:
+        spec = PipelineSpec.model_validate(document["attributes"])
+    except ValidationError as exc:
+        name = document["attributes"].get("name", path.parent.name) if isinstance(document["attributes"], dict) else "?"
+        messages = [_error_line(path, lines, name, err) for err in exc.errors()]
+        raise DefinitionError("\n".join(messages)) from exc
+    return LoadedPipeline(spec=spec, path=path, lines=lines)
+
+
+def _error_line(path: Path, lines: dict[tuple[str | int, ...], int], pipeline: Any, err: Any) -> str:
+    loc = tuple(err["loc"])
+    line = _line_for(lines, ("attributes", *loc))
+    where = _format_loc(loc)
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}; remove it or check its spelling"
+        where = _format_loc(loc[:-1])
+    elif err["type"] == "missing":
+        message = f"missing required key {loc[-1]!r}"
+        where = _format_loc(loc[:-1])
+    prefix = f"{where}: " if where else ""
+    return f"{path}:{line}: pipeline {pipeline}: {prefix}{message}"
+
+
+def discover(defs_dir: Path) -> Iterator[Path]:
+    """Every ``defs.yaml`` below ``defs_dir``, in a stable order."""
+    yield from sorted(defs_dir.rglob("defs.yaml"))
+
+
+def load_pipelines(defs_dir: Path) -> list[LoadedPipeline]:
+    """Load every pipeline below ``defs_dir``; all errors are reported together."""
+    loaded: list[LoadedPipeline] = []
+    errors: list[str] = []
+    for path in discover(defs_dir):
+        try:
+            loaded.append(parse_file(path))
+        except DefinitionError as exc:
+            errors.append(str(exc))
+    names: dict[str, Path] = {}
+    for item in loaded:
+        if item.spec.name in names:
+            errors.append(f"{item.where('name')}: pipeline name {item.spec.name!r} is also used by {names[item.spec.name]}")
+        names[item.spec.name] = item.path
+    if errors:
+        raise DefinitionError("\n".join(errors))
+    return loaded

@@ -1,0 +1,174 @@
+"""The Dagster asset for one declared model: train, track, register, gate and promote."""
+
+
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from assets import progress, promotion, training
+from assets.lineage import git_state
+from assets.schema import Model
+from assets.versions import code_version, frame_version
+from resources.artifacts import ModelRef
+from resources.policy import ImportPolicy
+from resources.registry import ModelRegistry
+from resources.tracker import ExperimentTracker, TrackedRun
+
+
+def gate_check_name(metric: str) -> str:
+    """The asset check's name for the gate on ``metric``."""
+    return f"gate_{metric}"
+
+
+def registered_name(pipeline: str, model: str) -> str:
+    """The model's name in the registry."""
+    return f"{pipeline}.{model}"
+
+
+def _champion_score(
+    registry: ModelRegistry, spec: Model, name: str, metric: str, holdout: training.Holdout, log: Any
+) -> tuple[str | None, float | None]:
+    if spec.promote.must_beat is None:
+        return None, None
+    version = registry.version_for_alias(name, spec.promote.must_beat)
+    if version is None:
+        return None, None
+    try:
+        champion = registry.load(name, version)
+        scores = training.evaluate(champion, spec.model_copy(update={"metrics": [metric]}), holdout.x_test, holdout.y_test)
+    except (ValueError, KeyError, AttributeError) as exc:
+        # A champion trained on other features cannot score this holdout: it cannot be compared,
+        # so the challenger is judged by its gates alone.
+        log.warning(f"champion v{version} cannot score the new holdout ({exc}); judging by gates only")
+        return version, None
+    return version, scores[metric]
+
+
+def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg.AssetsDefinition:
+    """One asset ``pipeline/name`` trained on ``pipeline/<spec.dataset>``."""
+    key = dg.AssetKey([pipeline, name])
+    dataset_key = dg.AssetKey([pipeline, spec.dataset])
+    where = f"pipeline {pipeline}, model {name}"
+    version_hash = code_version("model", spec)
+    checks = [
+        dg.AssetCheckSpec(gate_check_name(m), asset=key, blocking=True, description=f"{m} {cond}")
+        for m, cond in spec.promote.gates.items()
+    ]
+    op_tags = {}
+    if spec.resources:
+        op_tags["dagster-k8s/config"] = {"container_config": {"resources": {"requests": spec.resources.model_dump(exclude_none=True)}}}
+
+    @dg.asset(
+        key=key,
+        group_name=pipeline,
+        code_version=version_hash,
+        ins={"frame": dg.AssetIn(key=dataset_key)},
+        description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
+        check_specs=checks,
+        kinds={"mlflow", "sklearn"},
+        op_tags=op_tags,
+        metadata={"slipway/pipeline": pipeline, "slipway/registered_model": registered_name(pipeline, name)},
+    )
+    def _model(
+        context: dg.AssetExecutionContext,
+        frame: Any,
+        experiment_tracker: ExperimentTracker,
+        model_registry: ModelRegistry,
+        import_policy: ImportPolicy,
+    ) -> Any:
+        started = time.perf_counter()
+        progress.started(f"{pipeline}/{name}", "training")
+        trained = training.train(frame, spec, import_policy.allowed, where)
+        sha, dirty = git_state(folder)
+        data_version = frame_version(frame)
+        tags = {
+            "slipway.git_sha": sha,
+            "slipway.git_dirty": str(dirty).lower(),
+            "slipway.definition_hash": version_hash,
+            "slipway.dagster_run_id": context.run_id,
+            "slipway.asset_key": key.to_user_string(),
+            "slipway.pipeline": pipeline,
+            f"slipway.upstream.{dataset_key.to_user_string()}": data_version,
+        }
+        registry_name = registered_name(pipeline, name)
+        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run_id[:8]}", tags)
+        try:
+            ref, decision, gates = _track_and_promote(
+                context, spec, trained, run, tags, registry_name, data_version, dataset_key,
+                experiment_tracker, model_registry,
+            )
+        except BaseException:
+            experiment_tracker.end_run(run, ok=False)
+            raise
+        experiment_tracker.end_run(run, ok=True)
+        context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
+        yield dg.Output(
+            ref,
+            data_version=dg.DataVersion(f"{registry_name}@{ref.version}"),
+            metadata={
+                "mlflow_run": dg.MetadataValue.url(experiment_tracker.run_url(run)),
+                "mlflow_run_id": run.run_id,
+                "model_uri": ref.uri,
+                "registered_model": registry_name,
+                "model_version": dg.MetadataValue.int(int(ref.version)),
+                "alias": ref.alias or "none",
+                "promotion": decision.reason,
+                "upstream_data_version": data_version,
+                "git_sha": sha,
+                **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
+                "seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            },
+        )
+        for gate in gates:
+            yield dg.AssetCheckResult(
+                check_name=gate_check_name(gate.metric),
+                passed=gate.passed,
+                metadata={"value": gate.value, "condition": gate.condition},
+            )
+
+    return _model
+
+
+def _track_and_promote(
+    context: dg.AssetExecutionContext,
+    spec: Model,
+    trained: training.Trained,
+    run: TrackedRun,
+    tags: dict[str, str],
+    registry_name: str,
+    data_version: str,
+    dataset_key: dg.AssetKey,
+    tracker: ExperimentTracker,
+    registry: ModelRegistry,
+) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult]]":
+    tracker.log(run, trained.params, trained.metrics, {})
+    x_train = trained.holdout.x_train
+    tracker.log_dataset(
+        run,
+        name=dataset_key.to_user_string(),
+        digest=data_version,
+        source=dataset_key.to_user_string(),
+        schema={str(c): str(t) for c, t in x_train.dtypes.items()},
+    )
+    example = x_train.head(5)
+    uri = tracker.log_model(run, trained.model, example, trained.model.predict(example))
+    version = registry.register(registry_name, uri, run.run_id, tags)
+    gates = promotion.evaluate_gates(spec.promote, trained.metrics)
+    metric = promotion.primary_metric(spec.promote, spec.metrics)
+    champion_version, champion_score = _champion_score(registry, spec, registry_name, metric, trained.holdout, context.log)
+    decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], champion_score)
+    if decision.alias:
+        registry.set_alias(registry_name, decision.alias, version)
+    registry.tag_version(
+        registry_name,
+        version,
+        {
+            "slipway.promotion": decision.reason,
+            "slipway.gates_passed": str(all(g.passed for g in gates)).lower(),
+            "slipway.compared_with": champion_version or "none",
+        },
+    )
+    ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics)
+    return ref, decision, gates

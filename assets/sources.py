@@ -1,0 +1,80 @@
+"""Read a dataset's source: files, a bundled scikit-learn dataset, or a generator."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from assets import generators
+from assets.imports import resolve
+from assets.metrics import suggest
+from assets.schema import Source
+from assets.versions import files_version
+from resources.errors import DataError, DefinitionError
+
+
+def _expand(pattern: str, folder: Path) -> Path:
+    expanded = os.path.expandvars(pattern.replace("${SLIPWAY_HOME}", os.environ.get("SLIPWAY_HOME", ".slipway")))
+    path = Path(expanded).expanduser()
+    return path if path.is_absolute() else folder / path
+
+
+def source_files(source: Source, folder: Path, where: str) -> list[Path]:
+    """The files a file source matches, sorted; :class:`DataError` when there are none."""
+    pattern = _expand(source.path or "", folder)
+    files = sorted(Path(p) for p in glob.glob(str(pattern)) if Path(p).is_file())
+    if not files:
+        raise DataError(
+            f"{where}: no file matches {source.path!r} (looked for {pattern}); "
+            "check the path, which is relative to the pipeline's folder"
+        )
+    return files
+
+
+def fingerprint(source: Source, folder: Path, where: str) -> str:
+    """What, besides the definition, the source's data depends on: file bytes, or nothing."""
+    if source.path is not None:
+        return files_version(source_files(source, folder, where))
+    return ""
+
+
+def _read_file(path: Path, fmt: str | None) -> Any:
+    import pandas as pd
+
+    kind = fmt or path.suffix.lstrip(".").lower()
+    try:
+        if kind in ("parquet", "pq"):
+            return pd.read_parquet(path)
+        if kind in ("csv", "txt"):
+            return pd.read_csv(path, engine="pyarrow")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read as {kind}: {exc}") from exc
+    raise DataError(f"{path}: unknown file format {kind!r}; set `format: csv` or `format: parquet`")
+
+
+def load(source: Source, folder: Path, where: str, allowed: Sequence[str]) -> Any:
+    """Load the source as a pandas DataFrame."""
+    import pandas as pd
+
+    if source.path is not None:
+        frames = [_read_file(path, source.format) for path in source_files(source, folder, where)]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if source.sklearn is not None:
+        from sklearn import datasets
+
+        loader = getattr(datasets, f"load_{source.sklearn}")
+        return loader(as_frame=True).frame
+    generator = source.generator or ""
+    if ":" in generator or "." in generator:
+        fn = resolve(generator, allowed, where)
+    elif generator in generators.BUILTIN:
+        fn = generators.BUILTIN[generator]
+    else:
+        raise DefinitionError(
+            f"{where}: unknown generator {generator!r}{suggest(generator, generators.BUILTIN)}"
+            " (or give an import path module:function)"
+        )
+    return fn(rows=source.rows or 1000, seed=source.seed or 0, **(source.params or {}))

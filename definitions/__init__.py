@@ -1,0 +1,1 @@
+"""The Slipway code location: declared pipelines (``defs/``), the ``slipway`` CLI and its commands."""

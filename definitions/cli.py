@@ -1,0 +1,103 @@
+"""The ``slipway`` command. Commands parse arguments and call the function that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from resources.errors import SlipwayError
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from definitions.validate import validate
+
+    for line in validate(args.stack):
+        print(line)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from definitions.report import show_progress, summary
+    from definitions.runner import run
+
+    show_progress()
+    report = run(args.pipelines, stack_name=args.stack, force=args.force)
+    print(summary(report))
+    return 0 if report.ok else 1
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from definitions.dev import serve
+    from definitions.runner import stack_for_dev
+
+    return serve(stack_for_dev(), args.port, args.mlflow_port)
+
+
+def _stack_show(args: argparse.Namespace) -> int:
+    from stacks import load_stack, provenance
+
+    loaded = load_stack(args.name or args.stack)
+    sources = provenance(loaded)
+    print(f"stack {loaded.name} ({loaded.path})")
+    for component, value in loaded.stack.model_dump().items():
+        if isinstance(value, dict):
+            print(f"{component}:")
+            for key, item in value.items():
+                print(f"  {key}: {item!r}  # {sources[f'{component}.{key}']}")
+        else:
+            print(f"{component}: {value!r}  # {sources[component]}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``slipway``."""
+    root = argparse.ArgumentParser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
+    root.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
+    root.add_argument("--stack", help="stack name or file (default: $SLIPWAY_STACK or local)")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="load every definition and the stack; report errors as path:line")
+    validate.set_defaults(func=_validate)
+
+    run = sub.add_parser("run", help="materialize pipelines; unchanged assets are reused")
+    run.add_argument("pipelines", nargs="*", metavar="PIPELINE", help="pipelines to run (default: all)")
+    run.add_argument("--force", action="store_true", help="rebuild everything selected")
+    run.add_argument("--stack", dest="stack", default=argparse.SUPPRESS, help="stack name or file")
+    run.set_defaults(func=_run)
+
+    dev = sub.add_parser("dev", help="Dagster UI and MLflow UI on the local stack")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    dev.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port")
+    dev.set_defaults(func=_dev)
+
+    stack = sub.add_parser("stack", help="inspect stacks")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True)
+    show = stack_sub.add_parser("show", help="the resolved stack and where each value came from")
+    show.add_argument("name", nargs="?", help="stack name (default: the active stack)")
+    show.set_defaults(func=_stack_show)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``slipway`` console script."""
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    args = parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SlipwayError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""One ``MlflowClient`` per tracking URI per process, started early in the background.
+
+Creating a client against a SQLite store costs about half a second (import, engine, schema
+check). :func:`prewarm` starts that on a daemon thread as soon as a run is known to need
+MLflow, so it overlaps with data loading and training (which release the GIL) instead of
+adding to them. Start it only after the Dagster instance exists: both create their SQLite
+schemas with alembic, whose command context is process-global and not thread-safe. :func:`client` returns the same object, waiting for the thread if needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, str], Any] = {}
+_threads: dict[tuple[str, str], threading.Thread] = {}
+_errors: dict[tuple[str, str], BaseException] = {}
+
+
+def _quiet() -> None:
+    # MLflow logs alembic migrations and a "creating experiment" line at INFO on first use.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+def _build(key: tuple[str, str]) -> Any:
+    from mlflow import MlflowClient
+
+    _quiet()  # after the import: MLflow sets up its own logger on import
+
+    tracking_uri, registry_uri = key
+    new = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+    # Touch both stores so the engine is created and the schema checked now, not mid-run.
+    new._tracking_client.store  # noqa: B018
+    new._get_registry_client().store  # noqa: B018
+    return new
+
+
+def _warm(key: tuple[str, str]) -> None:
+    try:
+        built = _build(key)
+    except BaseException as exc:  # re-raised on the caller's thread by client()
+        _errors[key] = exc
+        return
+    with _lock:
+        _clients[key] = built
+
+
+def prewarm(tracking_uri: str, registry_uri: str = "") -> None:
+    """Start building the client for ``tracking_uri`` on a background thread (idempotent)."""
+    key = (tracking_uri, registry_uri)
+    with _lock:
+        if key in _clients or key in _threads:
+            return
+        thread = threading.Thread(target=_warm, args=(key,), name="slipway-mlflow-prewarm", daemon=True)
+        _threads[key] = thread
+    thread.start()
+
+
+def client(tracking_uri: str, registry_uri: str = "") -> Any:
+    """The process-wide ``MlflowClient`` for ``tracking_uri``."""
+    key = (tracking_uri, registry_uri)
+    thread = _threads.get(key)
+    if thread is not None:
+        thread.join()
+    with _lock:
+        if key in _clients:
+            return _clients[key]
+        error = _errors.pop(key, None)
+        _threads.pop(key, None)
+    if error is not None:
+        raise error
+    built = _build(key)
+    with _lock:
+        _clients[key] = built
+    return built

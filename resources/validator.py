@@ -1,0 +1,136 @@
+"""Data validation: the :class:`DataValidator` role and its Great Expectations 1.x implementation."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from resources.errors import DefinitionError
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """The outcome of one expectation on one table."""
+
+    expect: str
+    kwargs: dict[str, Any]
+    success: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class DataValidator(dg.ConfigurableResource, ABC):
+    """Runs declared expectations on a table."""
+
+    @abstractmethod
+    def check_names(self, names: list[str], where: str) -> None:
+        """Raise :class:`DefinitionError` for an expectation name this validator does not know."""
+
+    @abstractmethod
+    def validate(self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str) -> list[ExpectationResult]:
+        """Run ``(expect, kwargs)`` pairs on ``frame``, one result each, in order."""
+
+
+def _class_name(expect: str) -> str:
+    return "Expect" + "".join(part.capitalize() for part in expect.split("_"))
+
+
+class GreatExpectationsValidator(DataValidator):
+    """Great Expectations 1.x on an ephemeral context (nothing written to disk).
+
+    ``expect: column_values_to_not_be_null`` names ``gx.expectations.ExpectColumnValuesToNotBeNull``;
+    the other keys of the YAML item are its arguments.
+
+    Stack YAML::
+
+        data_validator: {type: great_expectations}
+    """
+
+    result_format: str = "SUMMARY"
+
+    def check_names(self, names: list[str], where: str) -> None:  # noqa: D102
+        gx = _gx()
+        for name in names:
+            _expectation_class(gx, name, where)
+
+    def validate(self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str) -> list[ExpectationResult]:  # noqa: D102
+        gx = _gx()
+        context = _context(gx)
+        batch = (
+            context.data_sources.add_pandas(f"{name}_source")
+            .add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe("all")
+            .get_batch(batch_parameters={"dataframe": frame})
+        )
+        suite = gx.ExpectationSuite(name=f"{name}_suite")
+        ids = [suite.add_expectation(_expectation(gx, expect, kwargs, name)).id for expect, kwargs in expectations]
+        outcome = batch.validate(suite, result_format=self.result_format)
+        # GX does not keep the suite's order in its results: match them by expectation id.
+        by_id = {item.expectation_config.id: item for item in outcome.results}
+        results = []
+        for (expect, kwargs), expectation_id in zip(expectations, ids, strict=True):
+            item = by_id[expectation_id]
+            details = {k: v for k, v in (item.result or {}).items() if isinstance(v, int | float | str | bool)}
+            error = _exception_message(item.exception_info or {})
+            if error:
+                details["error"] = error
+            results.append(ExpectationResult(expect, kwargs, bool(item.success), details))
+        return results
+
+
+def _exception_message(info: dict[str, Any]) -> str | None:
+    """GX reports errors flat or keyed by metric; return the first message."""
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
+
+
+def _gx() -> Any:
+    import great_expectations as gx
+
+    # GX logs DEBUG lines and draws progress bars by default; neither belongs in a pipeline log.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    return gx
+
+
+def _context(gx: Any) -> Any:
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def known_expectations(gx: Any) -> list[str]:
+    """Snake-case names of the expectations GX ships (``column_values_to_not_be_null``, …)."""
+    names = []
+    for attr in dir(gx.expectations):
+        if attr.startswith("Expect") and attr != "Expectation":
+            names.append(re.sub(r"(?<!^)(?=[A-Z])", "_", attr[len("Expect") :]).lower())
+    return sorted(names)
+
+
+def _expectation_class(gx: Any, expect: str, where: str) -> Any:
+    cls = getattr(gx.expectations, _class_name(expect), None)
+    if cls is None:
+        close = difflib.get_close_matches(expect, known_expectations(gx), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DefinitionError(f"{where}: unknown expectation {expect!r}{hint}")
+    return cls
+
+
+def _expectation(gx: Any, expect: str, kwargs: dict[str, Any], where: str) -> Any:
+    cls = _expectation_class(gx, expect, where)
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # GX's own pydantic validation error: keep its first line
+        first = str(exc).splitlines()
+        raise DefinitionError(f"{where}: expectation {expect}: {' '.join(first[:3])}") from exc

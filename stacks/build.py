@@ -1,0 +1,71 @@
+"""Turn a loaded stack into Dagster resources and a Dagster instance configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacks.config import StackFields
+
+
+def build_resources(stack: StackFields) -> dict[str, Any]:
+    """The resources every pipeline asset asks for, by key, for this stack."""
+    from resources.artifacts import LocalArtifactStore
+    from resources.drift import StatisticalDriftDetector
+    from resources.policy import ImportPolicy
+    from resources.registry import MlflowModelRegistry
+    from resources.tracker import MlflowTracker
+    from resources.validator import GreatExpectationsValidator
+
+    tracker = stack.experiment_tracker
+    return {
+        "experiment_tracker": MlflowTracker(
+            tracking_uri=tracker.tracking_uri,
+            artifact_location=tracker.artifact_location,
+            ui_url=tracker.ui_url,
+            serialization=tracker.serialization,
+        ),
+        "model_registry": MlflowModelRegistry(
+            tracking_uri=tracker.tracking_uri, registry_uri=stack.model_registry.registry_uri
+        ),
+        "data_validator": GreatExpectationsValidator(result_format=stack.data_validator.result_format),
+        "drift_detector": StatisticalDriftDetector(bins=stack.drift_detector.bins),
+        "io_manager": LocalArtifactStore(base_dir=stack.artifact_store.base_dir),
+        "import_policy": ImportPolicy(allowed=list(stack.allowed_imports)),
+    }
+
+
+def instance_config(stack: StackFields) -> dict[str, Any]:
+    """The ``dagster.yaml`` of the stack's Dagster instance."""
+    base = Path(stack.instance.base_dir)
+    config: dict[str, Any] = {
+        "telemetry": {"enabled": False},
+        "nux": {"enabled": False},
+        "storage": {"sqlite": {"base_dir": str(base / "storage")}},
+        "local_artifact_storage": {
+            "module": "dagster._core.storage.root",
+            "class": "LocalArtifactStorage",
+            "config": {"base_dir": str(base)},
+        },
+    }
+    if not stack.instance.capture_compute_logs:
+        # The default manager starts a `tail -F` per step to capture stdout; the event log
+        # (context.log, metadata) is kept either way.
+        config["compute_logs"] = {
+            "module": "dagster._core.storage.noop_compute_log_manager",
+            "class": "NoOpComputeLogManager",
+        }
+    return config
+
+
+def prepare_instance(stack: StackFields) -> Path:
+    """Write the instance's ``dagster.yaml`` (only when it changes) and return DAGSTER_HOME."""
+    home = Path(stack.instance.base_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(instance_config(stack), sort_keys=True)
+    target = home / "dagster.yaml"
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    return home

@@ -1,0 +1,190 @@
+"""Load the active stack: ``stacks/<name>.yaml`` with ``SLIPWAY_…`` environment overrides.
+
+Precedence, highest first: values passed to :func:`load_stack` (``overrides``), environment
+variables (``SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI=…``, nested with ``__``), the stack
+file, the defaults of :mod:`stacks.config`. ``${SLIPWAY_HOME}`` (and any other ``${VAR}``) in a
+string value is expanded after merging. Secrets never belong in the file: set them in the
+environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from resources.errors import StackError
+from stacks.config import COMPONENT_TYPES, StackFields
+
+STACKS_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = STACKS_DIR.parent
+ENV_PREFIX = "SLIPWAY_"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def slipway_home() -> Path:
+    """``$SLIPWAY_HOME``, default ``.slipway/`` in the project, as an absolute path."""
+    return Path(os.environ.get("SLIPWAY_HOME") or PROJECT_ROOT / ".slipway").expanduser().resolve()
+
+
+def stack_name(explicit: str | None = None) -> str:
+    """The active stack: ``--stack``, else ``$SLIPWAY_STACK``, else ``local``."""
+    return explicit or os.environ.get("SLIPWAY_STACK") or "local"
+
+
+def stack_path(name: str) -> Path:
+    """The file of stack ``name`` (a name in ``stacks/`` or a path to a YAML file)."""
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        return Path(name).expanduser().resolve()
+    return STACKS_DIR / f"{name}.yaml"
+
+
+class _StackFileSource(PydanticBaseSettingsSource):
+    """Reads the stack YAML file (the lowest-priority source above the defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # noqa: D102
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Stack(StackFields, BaseSettings):
+    """The resolved stack. Build with :func:`load_stack`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    @classmethod
+    def settings_customise_sources(  # noqa: D102
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _StackFileSource(settings_cls, _FILE_DATA.get("data", {})))
+
+
+# The file's data for the Stack being built: settings sources are chosen in a classmethod, so
+# load_stack hands the file's contents over here for the one call that builds the Stack.
+_FILE_DATA: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    """A validated stack, the file it came from, and the line of each key in that file."""
+
+    name: str
+    path: Path
+    stack: StackFields
+    lines: dict[tuple[str, ...], int]
+
+
+def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    if not path.exists():
+        available = sorted(p.stem for p in STACKS_DIR.glob("*.yaml"))
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise StackError(f"{path}: no such stack {name!r}{hint} (stacks: {', '.join(available)})")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise StackError(f"{path}:{line}: malformed YAML: {exc.problem}") from exc
+    if not isinstance(data, dict):
+        raise StackError(f"{path}:1: a stack is a mapping of components (orchestrator:, experiment_tracker:, …)")
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            lines[(key.value,)] = key.start_mark.line + 1
+            if isinstance(value, yaml.MappingNode):
+                for sub, _ in value.value:
+                    lines[(key.value, sub.value)] = sub.start_mark.line + 1
+    return data, lines
+
+
+def _message(err: Any) -> str:
+    loc = tuple(str(p) for p in err["loc"])
+    if err["type"] == "union_tag_invalid":
+        component, tag = loc[0], err["ctx"]["tag"]
+        valid = sorted(COMPONENT_TYPES.get(component, {}))
+        close = difflib.get_close_matches(tag, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{component}: unknown type {tag!r}{hint} (valid: {', '.join(valid)})"
+    if err["type"] == "extra_forbidden":
+        component = loc[0] if len(loc) > 1 else None
+        if component is None:
+            valid = sorted(StackFields.model_fields)
+            close = difflib.get_close_matches(loc[-1], valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"unknown component {loc[-1]!r}{hint} (valid: {', '.join(valid)})"
+        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}"
+    return f"{'.'.join(p for p in loc if p not in ('mlflow', 'local', 'in_process'))}: {err['msg']}"
+
+
+def _expand(value: Any, env: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+    if isinstance(value, list):
+        return [_expand(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, env) for k, v in value.items()}
+    return value
+
+
+def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None) -> LoadedStack:
+    """Load and validate the stack ``name`` (default: ``$SLIPWAY_STACK`` or ``local``)."""
+    name = stack_name(name)
+    path = stack_path(name)
+    data, lines = _read(path, name)
+    _FILE_DATA["data"] = data
+    try:
+        raw = Stack(**(overrides or {}))
+    except ValidationError as exc:
+        messages = []
+        for err in exc.errors():
+            key = tuple(str(p) for p in err["loc"])[:2]
+            line = lines.get(key) or lines.get(key[:1]) or 1
+            messages.append(f"{path}:{line}: stack {name}: {_message(err)}")
+        raise StackError("\n".join(messages)) from exc
+    finally:
+        _FILE_DATA.pop("data", None)
+    env = {**os.environ, "SLIPWAY_HOME": str(slipway_home())}
+    # Expansion comes after merging, so an override may use ${SLIPWAY_HOME} too.
+    stack = StackFields.model_validate(_expand(raw.model_dump(), env))
+    return LoadedStack(name=name, path=path, stack=stack, lines=lines)
+
+
+def provenance(loaded: LoadedStack) -> dict[str, str]:
+    """For each ``component.key``, where its value came from: env var, file:line, or default."""
+    out: dict[str, str] = {}
+    env = {k.upper(): k for k in os.environ}
+    for component, value in loaded.stack.model_dump().items():
+        keys = [(component, k) for k in value] if isinstance(value, dict) else [(component,)]
+        for key in keys:
+            var = ENV_PREFIX + "__".join(key).upper()
+            whole = ENV_PREFIX + component.upper()
+            if var in env or whole in env:
+                out[".".join(key)] = f"env {var if var in env else whole}"
+            elif key in loaded.lines:
+                out[".".join(key)] = f"{loaded.path.name}:{loaded.lines[key]}"
+            else:
+                out[".".join(key)] = "default"
+    return out
