@@ -85,6 +85,14 @@ def parse_file(path: Path) -> LoadedPipeline:
         name = document["attributes"].get("name", path.parent.name) if isinstance(document["attributes"], dict) else "?"
         messages = [_error_line(path, lines, name, err) for err in exc.errors()]
         raise DefinitionError("\n".join(messages)) from exc
+    problems = spec.problems()
+    if problems:
+        raise DefinitionError(
+            "\n".join(
+                f"{path}:{_line_for(lines, ('attributes', *loc))}: pipeline {spec.name}: {'.'.join(loc)}: {message}"
+                for loc, message in problems
+            )
+        )
     return LoadedPipeline(spec=spec, path=path, lines=lines)
 
 

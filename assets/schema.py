@@ -191,20 +191,20 @@ class PipelineSpec(_Closed):
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> PipelineSpec:
-        for key in [*self.datasets, *self.models]:
-            if not re.match(NAME_PATTERN, key):
-                raise ValueError(f"asset name {key!r} must be lower_snake_case")
-        clash = set(self.datasets) & set(self.models)
-        if clash:
-            raise ValueError(f"{sorted(clash)} named both a dataset and a model")
+    def problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Rules across fields, as ``(location, message)`` so the loader can name the line."""
+        found: list[tuple[tuple[str, ...], str]] = []
+        for kind, names in (("datasets", self.datasets), ("models", self.models)):
+            for key in names:
+                if not re.match(NAME_PATTERN, key):
+                    found.append(((kind, key), f"asset name {key!r} must be lower_snake_case"))
+        for key in set(self.datasets) & set(self.models):
+            found.append((("models", key), f"{key!r} names both a dataset and a model"))
         for name, model in self.models.items():
             if model.dataset not in self.datasets:
-                raise ValueError(
-                    f"model {name}: unknown dataset {model.dataset!r}{suggest(model.dataset, self.datasets)}"
-                )
-        return self
+                hint = suggest(model.dataset, self.datasets)
+                found.append((("models", name, "dataset"), f"unknown dataset {model.dataset!r}{hint}"))
+        return found
 
 
 def parse_gate(condition: str) -> tuple[str, float]:

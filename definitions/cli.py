@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from resources.errors import SlipwayError
 
@@ -14,7 +15,7 @@ from resources.errors import SlipwayError
 def _validate(args: argparse.Namespace) -> int:
     from definitions.validate import validate
 
-    for line in validate(args.stack):
+    for line in validate(args.stack, args.defs):
         print(line)
     return 0
 
@@ -24,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     from definitions.runner import run
 
     show_progress()
-    report = run(args.pipelines, stack_name=args.stack, force=args.force)
+    report = run(args.pipelines, stack_name=args.stack, force=args.force, defs_dir=args.defs)
     print(summary(report))
     return 0 if report.ok else 1
 
@@ -57,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
     root.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
     root.add_argument("--stack", help="stack name or file (default: $SLIPWAY_STACK or local)")
+    root.add_argument("--defs", type=Path, default=None, help="folder of pipeline definitions (default: definitions/defs)")
     sub = root.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="load every definition and the stack; report errors as path:line")

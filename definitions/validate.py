@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from assets.loader import load_pipelines
 from definitions.paths import DEFS_DIR
 from definitions.runner import check_imports, resolve_imports
@@ -9,7 +11,7 @@ from resources.errors import DefinitionError
 from stacks import load_stack
 
 
-def validate(stack_name: str | None = None, defs_dir=None) -> list[str]:  # type: ignore[no-untyped-def]
+def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> list[str]:
     """Check the stack, the YAML, the allow-list, every import path and expectation name.
 
     Returns a line per pipeline on success; raises a :class:`SlipwayError` listing every problem.

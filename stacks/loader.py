@@ -111,6 +111,16 @@ def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[tuple[str, ...], 
     if not isinstance(data, dict):
         raise StackError(f"{path}:1: a stack is a mapping of components (orchestrator:, experiment_tracker:, …)")
     lines: dict[tuple[str, ...], int] = {}
+    unknown = sorted(set(data) - set(StackFields.model_fields))
+    if unknown:
+        valid = sorted(StackFields.model_fields)
+        messages = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            line = next((n.start_mark.line + 1 for n, _ in getattr(root, "value", []) if n.value == key), 1)
+            messages.append(f"{path}:{line}: stack {name}: unknown component {key!r}{hint} (valid: {', '.join(valid)})")
+        raise StackError("\n".join(messages))
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
             lines[(key.value,)] = key.start_mark.line + 1
@@ -122,6 +132,11 @@ def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[tuple[str, ...], 
 
 def _message(err: Any) -> str:
     loc = tuple(str(p) for p in err["loc"])
+    if len(loc) > 1 and loc[1] in COMPONENT_TYPES.get(loc[0], {}):
+        loc = (loc[0], *loc[2:])  # drop the union tag pydantic adds to the location
+    if err["type"] == "union_tag_not_found":
+        valid = ", ".join(sorted(COMPONENT_TYPES.get(loc[0], {})))
+        return f"{loc[0]}: missing `type` (valid: {valid})"
     if err["type"] == "union_tag_invalid":
         component, tag = loc[0], err["ctx"]["tag"]
         valid = sorted(COMPONENT_TYPES.get(component, {}))
@@ -129,14 +144,8 @@ def _message(err: Any) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{component}: unknown type {tag!r}{hint} (valid: {', '.join(valid)})"
     if err["type"] == "extra_forbidden":
-        component = loc[0] if len(loc) > 1 else None
-        if component is None:
-            valid = sorted(StackFields.model_fields)
-            close = difflib.get_close_matches(loc[-1], valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return f"unknown component {loc[-1]!r}{hint} (valid: {', '.join(valid)})"
         return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}"
-    return f"{'.'.join(p for p in loc if p not in ('mlflow', 'local', 'in_process'))}: {err['msg']}"
+    return f"{'.'.join(loc)}: {err['msg']}"
 
 
 def _expand(value: Any, env: dict[str, str]) -> Any:

@@ -1,0 +1,72 @@
+"""Import allow-list, promotion decisions, metrics and drift scores."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.imports import is_allowed, resolve
+from assets.promotion import CHALLENGER, decide, evaluate_gates, primary_metric
+from assets.schema import Promote
+from resources.drift import StatisticalDriftDetector
+from resources.errors import DefinitionError
+
+ALLOWED = ["sklearn", "lightgbm", "definitions"]
+
+
+def test_allow_list_is_by_module_prefix():
+    assert is_allowed("sklearn.ensemble.RandomForestClassifier", ALLOWED)
+    assert is_allowed("definitions.defs.x:fn", ALLOWED)
+    assert not is_allowed("sklearnx.Thing", ALLOWED)
+    assert not is_allowed("os:system", ALLOWED)
+
+
+def test_outside_allow_list_is_refused_before_import():
+    with pytest.raises(DefinitionError, match=re.escape("here: import path 'os:system' is outside the stack's allow-list (sklearn, lightgbm, definitions); add its package to `allowed_imports` in the stack")):
+        resolve("os:system", ALLOWED, "here")
+
+
+def test_misspelled_estimator_suggests():
+    with pytest.raises(DefinitionError, match=re.escape("here: sklearn.ensemble has no 'RandomForestClasifier'; did you mean 'RandomForestClassifier'?")):
+        resolve("sklearn.ensemble.RandomForestClasifier", ALLOWED, "here")
+
+
+def test_misspelled_module_suggests():
+    with pytest.raises(DefinitionError, match=re.escape("here: cannot import 'sklearn.ensembl.RandomForestClassifier': no module 'sklearn.ensembl'; did you mean 'ensemble'?")):
+        resolve("sklearn.ensembl.RandomForestClassifier", ALLOWED, "here")
+
+
+def test_promotion_rules():
+    promote = Promote(gates={"roc_auc": ">= 0.75"})
+    passed = evaluate_gates(promote, {"roc_auc": 0.8})
+    failed = evaluate_gates(promote, {"roc_auc": 0.7})
+    assert decide(promote, passed, "roc_auc", 0.8, None).alias == "champion"
+    assert decide(promote, passed, "roc_auc", 0.8, 0.79).alias == "champion"
+    assert decide(promote, passed, "roc_auc", 0.8, 0.80).alias == CHALLENGER
+    assert decide(promote, failed, "roc_auc", 0.7, None).alias is None
+    assert "gate failed: roc_auc=0.7 (needs >= 0.75)" == decide(promote, failed, "roc_auc", 0.7, None).reason
+
+
+def test_lower_is_better_metric_and_primary():
+    promote = Promote(gates={})
+    assert primary_metric(promote, ["rmse", "r2"]) == "rmse"
+    assert decide(promote, [], "rmse", 1.0, 2.0).alias == "champion"
+    assert decide(promote, [], "rmse", 3.0, 2.0).alias == CHALLENGER
+    assert decide(Promote(must_beat=None), [], "rmse", 3.0, 2.0).alias == "champion"
+
+
+def test_drift_scores_flag_shifted_columns():
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000), "s": ["x"] * 2000})
+    cur = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(1.5, 1, 2000), "s": ["y"] * 2000})
+    detector = StatisticalDriftDetector()
+    for method, threshold in (("ks", 0.2), ("psi", 0.2)):
+        scores = detector.scores(ref, cur, method)
+        assert set(scores) == {"a", "b"}
+        assert scores["a"] < threshold < scores["b"]
+    from scipy.stats import ks_2samp
+
+    assert detector.scores(ref, cur, "ks")["b"] == pytest.approx(ks_2samp(ref["b"], cur["b"]).statistic)

@@ -1,0 +1,83 @@
+"""Stack loading: file, environment overrides, precedence, errors that list valid choices."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from resources.errors import StackError
+from stacks import load_stack, provenance
+from stacks.build import instance_config
+
+
+def write_stack(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "mystack.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_local_stack_defaults_live_under_home(home):
+    loaded = load_stack()
+    assert loaded.name == "local"
+    assert loaded.stack.experiment_tracker.tracking_uri == f"sqlite:///{home}/mlflow.db"
+    assert loaded.stack.artifact_store.base_dir == f"{home}/artifacts"
+    assert loaded.stack.instance.base_dir == f"{home}/dagster"
+    assert instance_config(loaded.stack)["telemetry"] == {"enabled": False}
+
+
+def test_env_overrides_file_and_file_overrides_defaults(home, monkeypatch, tmp_path):
+    path = write_stack(tmp_path, "experiment_tracker: {type: mlflow, ui_url: http://file}\ndrift_detector: {type: statistical, bins: 7}\n")
+    loaded = load_stack(path)
+    assert loaded.stack.experiment_tracker.ui_url == "http://file"
+    assert loaded.stack.drift_detector.bins == 7
+    assert loaded.stack.model_registry.type == "mlflow"  # default
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__UI_URL", "http://env")
+    loaded = load_stack(path)
+    assert loaded.stack.experiment_tracker.ui_url == "http://env"
+    assert loaded.stack.drift_detector.bins == 7  # the file's value survives a sibling override
+    sources = provenance(loaded)
+    assert sources["experiment_tracker.ui_url"] == "env SLIPWAY_EXPERIMENT_TRACKER__UI_URL"
+    assert sources["drift_detector.bins"] == "mystack.yaml:2"
+    assert sources["model_registry.type"] == "default"
+
+
+def test_explicit_overrides_beat_env(home, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_DRIFT_DETECTOR__BINS", "5")
+    assert load_stack().stack.drift_detector.bins == 5
+    assert load_stack(overrides={"drift_detector": {"bins": 9}}).stack.drift_detector.bins == 9
+
+
+def test_slipway_stack_env_picks_the_file(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("SLIPWAY_STACK", write_stack(tmp_path, "allowed_imports: [sklearn]\n"))
+    assert load_stack().stack.allowed_imports == ["sklearn"]
+
+
+def test_unknown_component_type_lists_valid_ones(home, tmp_path):
+    path = write_stack(tmp_path, "orchestrator: {type: in_process}\nexperiment_tracker: {type: mlfow}\n")
+    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: experiment_tracker: unknown type 'mlfow'; did you mean 'mlflow'? (valid: mlflow)")):
+        load_stack(path)
+
+
+def test_unknown_component_and_key(home, tmp_path):
+    path = write_stack(tmp_path, "orchestrator: {type: in_process}\nexperiment_traker: {type: mlflow}\n")
+    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: unknown component 'experiment_traker'; did you mean 'experiment_tracker'? (valid: allowed_imports, artifact_store")):
+        load_stack(path)
+    path = write_stack(tmp_path, "drift_detector: {type: statistical}\nartifact_store: {type: local, bucket: x}\n")
+    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: artifact_store: unknown key 'bucket'")):
+        load_stack(path)
+    path = write_stack(tmp_path, "drift_detector: {bins: 3}\n")
+    with pytest.raises(StackError, match=re.escape(f"{path}:1: stack {path}: drift_detector: missing `type` (valid: statistical)")):
+        load_stack(path)
+
+
+def test_missing_stack_suggests(home):
+    with pytest.raises(StackError, match=r"no such stack 'locl'; did you mean 'local'\? \(stacks: local"):
+        load_stack("locl")
+
+
+def test_malformed_stack_yaml(home, tmp_path):
+    path = write_stack(tmp_path, "orchestrator: {type: in_process\n")
+    with pytest.raises(StackError, match=re.escape(f"{path}:2: malformed YAML")):
+        load_stack(path)
