@@ -63,9 +63,6 @@ def _outcomes(result: Any, todo: list[AssetPlan]) -> dict[str, AssetOutcome]:
             cause = error.cause if error.cls_name == "DagsterExecutionStepExecutionError" and error.cause else error
             outcomes[item.key].status = "failed"
             outcomes[item.key].detail = _one_line(cause.message) or cause.cls_name
-        elif item is not None and event.is_step_skipped:
-            outcomes[item.key].status = "blocked"
-            outcomes[item.key].detail = "an upstream asset or blocking check failed"
     for key, checks in failed_checks.items():
         outcome = outcomes.get(key)
         if outcome is None:
@@ -74,6 +71,11 @@ def _outcomes(result: Any, todo: list[AssetPlan]) -> dict[str, AssetOutcome]:
         if blocking and outcome.status == "built":
             outcome.status = "failed"
         outcome.detail = f"check failed: {', '.join(checks)}; {outcome.detail}".rstrip("; ")
+    for item in todo:
+        upstream = outcomes.get(item.upstream or "")
+        if outcomes[item.key].status == "not run" and upstream is not None and upstream.status in ("failed", "blocked"):
+            outcomes[item.key].status = "blocked"
+            outcomes[item.key].detail = f"{upstream.key} {upstream.status}"
     return outcomes
 
 

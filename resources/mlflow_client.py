@@ -3,8 +3,7 @@
 Creating a client against a SQLite store costs about half a second (import, engine, schema
 check). :func:`prewarm` starts that on a daemon thread as soon as a run is known to need
 MLflow, so it overlaps with data loading and training (which release the GIL) instead of
-adding to them. Start it only after the Dagster instance exists: both create their SQLite
-schemas with alembic, whose command context is process-global and not thread-safe. :func:`client` returns the same object, waiting for the thread if needed.
+adding to them. :func:`client` returns the same object, waiting for the thread if needed.
 """
 
 from __future__ import annotations
@@ -50,9 +49,23 @@ def _warm(key: tuple[str, str]) -> None:
         _clients[key] = built
 
 
+def _creates_schema(tracking_uri: str) -> bool:
+    """True when the client would create a new SQLite database (an alembic migration)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return False
+    return not os.path.exists(tracking_uri.removeprefix("sqlite:///"))
+
+
 def prewarm(tracking_uri: str, registry_uri: str = "") -> None:
-    """Start building the client for ``tracking_uri`` on a background thread (idempotent)."""
+    """Start building the client for ``tracking_uri`` on a background thread (idempotent).
+
+    A brand-new SQLite store is created on the calling thread instead: Dagster stamps each new
+    run's event-log database with alembic too, and alembic's command context is process-global.
+    """
     key = (tracking_uri, registry_uri)
+    if _creates_schema(tracking_uri):
+        client(tracking_uri, registry_uri)
+        return
     with _lock:
         if key in _clients or key in _threads:
             return

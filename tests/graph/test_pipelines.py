@@ -1,0 +1,173 @@
+"""Materialize real pipelines on a temporary SLIPWAY_HOME and inspect Dagster and MLflow."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from assets.generators import churn
+from definitions.runner import run
+
+CHURN = """
+type: assets.Pipeline
+attributes:
+  name: churn
+  datasets:
+    customers:
+      source: {path: data/*.csv}
+      expectations:
+        - {expect: column_values_to_not_be_null, column: customer_id}
+        - {expect: column_values_to_be_between, column: tenure, min_value: 0, max_value: 72}
+  models:
+    clf:
+      dataset: customers
+      target: churned
+      features: [tenure, monthly_charges, support_calls, contract_months]
+      estimator: sklearn.ensemble.RandomForestClassifier
+      params: {n_estimators: 20, max_depth: 5, random_state: 0}
+      split: {test_size: 0.25, seed: 0}
+      metrics: [roc_auc, f1]
+      promote: {gates: {roc_auc: ">= 0.6"}}
+    lgbm:
+      dataset: customers
+      target: churned
+      features: [tenure, monthly_charges, support_calls, contract_months]
+      estimator: lightgbm.LGBMClassifier
+      params: {n_estimators: 30, verbose: -1, random_state: 0}
+      metrics: [roc_auc]
+      promote: {gates: {roc_auc: ">= 0.99"}}
+"""
+
+
+@pytest.fixture
+def churn_pipeline(write_pipeline):
+    return write_pipeline("churn", CHURN, {"data/batch_000.csv": churn(800, seed=1)})
+
+
+def _client(home):
+    return MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+
+
+def test_run_tracks_registers_and_promotes(home, defs_dir, churn_pipeline):
+    report = run(defs_dir=defs_dir)
+    status = {o.key: o.status for o in report.outcomes}
+    assert status == {"churn/customers": "built", "churn/clf": "built", "churn/lgbm": "failed"}
+    client = _client(home)
+
+    clf = next(o for o in report.outcomes if o.key == "churn/clf")
+    assert clf.model_version == "1" and clf.alias == "champion"
+    version = client.get_model_version_by_alias("churn.clf", "champion")
+    assert str(version.version) == "1"
+    mlflow_run = client.get_run(version.run_id)
+    assert mlflow_run.data.params["n_estimators"] == "20"
+    assert 0.6 <= mlflow_run.data.metrics["roc_auc"] <= 1.0
+    tags = mlflow_run.data.tags
+    assert tags["slipway.asset_key"] == "churn/clf"
+    assert tags["slipway.dagster_run_id"] == report.dagster_run_id
+    assert len(tags["slipway.git_sha"]) in (7, 40) or tags["slipway.git_sha"] == "unknown"
+    assert tags["slipway.git_dirty"] in ("true", "false")
+    assert tags["slipway.definition_hash"]
+    dataset_input = mlflow_run.inputs.dataset_inputs[0].dataset
+    assert dataset_input.name == "churn/customers"
+    assert tags["slipway.upstream.churn/customers"] == dataset_input.digest
+    model_files = {a.path for a in client.list_artifacts(version.run_id, "model")}
+    assert {"model/MLmodel", "model/input_example.json"} <= model_files
+    assert client.get_experiment(mlflow_run.info.experiment_id).name == "churn"
+
+    # LightGBM (sklearn API) trained and registered, but its gate failed: no alias at all.
+    lgbm = client.get_model_version("churn.lgbm", "1")
+    assert lgbm.aliases == []
+    assert lgbm.tags["slipway.gates_passed"] == "false"
+
+    # The Dagster materialization links back to MLflow with numbers the UI can plot.
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["churn", "clf"]))
+        metadata = event.asset_materialization.metadata
+        assert metadata["mlflow_run"].value.endswith(f"/runs/{version.run_id}")
+        assert metadata["model_version"].value == 1
+        assert metadata["alias"].value == "champion"
+        assert isinstance(metadata["metric_roc_auc"].value, float)
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(["churn", "customers"]), "expect_0_column_values_to_not_be_null"), limit=1
+        )
+        assert checks[0].status.value == "SUCCEEDED"
+
+
+def test_second_run_reuses_and_force_retrains_as_challenger(home, defs_dir, churn_pipeline):
+    run(["churn"], defs_dir=defs_dir)
+    again = run(["churn"], defs_dir=defs_dir)
+    status = {o.key: o.status for o in again.outcomes}
+    assert status == {"churn/customers": "reused", "churn/clf": "reused", "churn/lgbm": "failed"}
+    clf = next(o for o in again.outcomes if o.key == "churn/clf")
+    assert clf.model_version == "1" and clf.alias == "champion"
+
+    forced = run(["churn"], force=True, defs_dir=defs_dir)
+    clf = next(o for o in forced.outcomes if o.key == "churn/clf")
+    # Same seed, same holdout, same score: it does not beat the champion.
+    assert (clf.status, clf.model_version, clf.alias) == ("built", "2", "challenger")
+    client = _client(home)
+    assert str(client.get_model_version_by_alias("churn.clf", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("churn.clf", "challenger").version) == "2"
+
+
+def test_changing_one_model_retrains_only_that_model(home, defs_dir, churn_pipeline, write_pipeline):
+    run(defs_dir=defs_dir)
+    write_pipeline("churn", CHURN.replace("n_estimators: 20", "n_estimators: 25"))
+    report = run(defs_dir=defs_dir)
+    status = {o.key: (o.status, o.detail) for o in report.outcomes}
+    assert status["churn/customers"] == ("reused", "unchanged")
+    assert status["churn/clf"][0] == "built"
+    assert status["churn/lgbm"][0] == "failed"  # never succeeded, so it is retried
+
+
+def test_new_data_rebuilds_dataset_and_model(home, defs_dir, churn_pipeline):
+    run(defs_dir=defs_dir)
+    churn(300, seed=2, id_offset=10_000).to_csv(churn_pipeline.parent / "data" / "batch_001.csv", index=False)
+    report = run(defs_dir=defs_dir)
+    status = {o.key: o.status for o in report.outcomes}
+    assert status["churn/customers"] == "built"
+    assert status["churn/clf"] == "built"
+    customers = next(o for o in report.outcomes if o.key == "churn/customers")
+    assert customers.detail == "1100 rows"
+
+
+def test_failing_expectation_blocks_training_and_registers_nothing(home, defs_dir, churn_pipeline):
+    bad = churn(200, seed=3)
+    bad.loc[0, "tenure"] = -5
+    bad.to_csv(churn_pipeline.parent / "data" / "batch_000.csv", index=False)
+    report = run(defs_dir=defs_dir)
+    status = {o.key: o.status for o in report.outcomes}
+    assert status == {"churn/customers": "failed", "churn/clf": "blocked", "churn/lgbm": "blocked"}
+    assert "expect_1_column_values_to_be_between" in report.outcomes[0].detail
+    assert report.outcomes[1].detail == "churn/customers failed"
+    assert _client(home).search_registered_models() == []
+    assert not report.ok
+
+
+def test_bundled_sklearn_source_and_training_function(home, defs_dir, write_pipeline):
+    write_pipeline(
+        "wine",
+        """
+        type: assets.Pipeline
+        attributes:
+          name: wine
+          datasets:
+            samples:
+              source: {sklearn: wine}
+              drift: {method: ks, threshold: 0.9}
+          models:
+            ridge:
+              dataset: samples
+              target: target
+              train: definitions.training_examples:ridge
+              params: {alpha: 0.5}
+              metrics: [rmse, r2]
+        """,
+    )
+    report = run(defs_dir=defs_dir)
+    assert [o.status for o in report.outcomes] == ["built", "built"]
+    ridge = report.outcomes[1]
+    assert ridge.alias == "champion" and ridge.metrics["r2"] > 0.5
+    assert isinstance(pd.read_parquet(next((home / "artifacts" / "wine" / "samples").glob("*.parquet"))), pd.DataFrame)
