@@ -50,7 +50,8 @@ def plan(pipelines: list[LoadedPipeline], ledger: Ledger, artifacts_dir: Path, f
         for name, dataset in spec.datasets.items():
             key = f"{spec.name}/{name}"
             item = AssetPlan(key, "dataset", code_version("dataset", dataset))
-            item.fingerprint = sources.fingerprint(dataset.source, loaded.folder, loaded.where("datasets", name, "source"))
+            where = f"{loaded.where('datasets', name, 'source')}: pipeline {spec.name}, dataset {name}"
+            item.fingerprint = sources.fingerprint(dataset.source, loaded.folder, where)
             record = ledger.get(key)
             if force:
                 item.reason = "--force"

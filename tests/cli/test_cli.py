@@ -1,0 +1,144 @@
+"""End-to-end: the `slipway` console script in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+
+BAD_ESTIMATOR = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: data/orders.csv}
+  models:
+    clf:
+      dataset: orders
+      target: y
+      estimator: sklearn.ensemble.RandomForestClasifier
+      metrics: [accuracy]
+"""
+
+
+def slipway(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "SLIPWAY_HOME": str(home), **(env or {})}
+    full_env.pop("SLIPWAY_STACK", None)
+    return subprocess.run([SLIPWAY, *args], capture_output=True, text=True, env=full_env, cwd=REPO, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {expected}"], result.stderr
+
+
+def test_validate_examples(home):
+    result = slipway("validate", home=home)
+    assert result.returncode == 0, result.stderr
+    assert "pipeline churn: ok" in result.stdout and "pipeline houses: ok" in result.stdout
+
+
+def test_validate_misspelled_estimator(home, write_pipeline, defs_dir):
+    path = write_pipeline("shop", BAD_ESTIMATOR)
+    result = slipway("--defs", str(defs_dir), "validate", home=home)
+    assert_one_line_error(
+        result,
+        f"{path}:11: pipeline shop: sklearn.ensemble has no 'RandomForestClasifier'; did you mean 'RandomForestClassifier'?",
+    )
+    verbose = slipway("--verbose", "--defs", str(defs_dir), "validate", home=home)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+def test_validate_import_outside_allow_list(home, write_pipeline, defs_dir):
+    path = write_pipeline("shop", BAD_ESTIMATOR.replace("sklearn.ensemble.RandomForestClasifier", "subprocess:Popen"))
+    result = slipway("--defs", str(defs_dir), "validate", home=home)
+    assert_one_line_error(
+        result,
+        f"{path}:11: pipeline shop: import path 'subprocess:Popen' is outside the stack's allow-list "
+        "(sklearn, xgboost, lightgbm, definitions); add its package to `allowed_imports` in the stack",
+    )
+
+
+def test_validate_malformed_yaml_and_unknown_expectation(home, write_pipeline, defs_dir):
+    path = write_pipeline("shop", BAD_ESTIMATOR.replace("  models:", "  models: {"))
+    result = slipway("--defs", str(defs_dir), "validate", home=home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: {path}:9: malformed YAML: expected ',' or '}}', but got ':'" in result.stderr
+
+    text = BAD_ESTIMATOR.replace("RandomForestClasifier", "RandomForestClassifier").replace(
+        "      source: {path: data/orders.csv}",
+        "      source: {path: data/orders.csv}\n      expectations:\n        - {expect: column_values_to_not_be_nul, column: y}",
+    )
+    path = write_pipeline("shop", text)
+    result = slipway("--defs", str(defs_dir), "validate", home=home)
+    assert_one_line_error(
+        result,
+        f"{path}:8: pipeline shop: unknown expectation 'column_values_to_not_be_nul'; did you mean 'column_values_to_not_be_null'?",
+    )
+
+
+def test_run_missing_data_file(home, write_pipeline, defs_dir):
+    path = write_pipeline("shop", BAD_ESTIMATOR.replace("RandomForestClasifier", "RandomForestClassifier"))
+    result = slipway("--defs", str(defs_dir), "run", home=home)
+    assert_one_line_error(
+        result,
+        f"{path}:6: pipeline shop, dataset orders: no file matches 'data/orders.csv' (looked for "
+        f"{path.parent}/data/orders.csv); check the path, which is relative to the pipeline's folder",
+    )
+
+
+def test_run_unknown_pipeline(home):
+    assert_one_line_error(slipway("run", "chrun", home=home), "no pipeline named 'chrun'; did you mean 'churn'?")
+
+
+def test_bad_stack_file(home, tmp_path):
+    stack = tmp_path / "broken.yaml"
+    stack.write_text("experiment_tracker: {type: wandb}\n")
+    result = slipway("--stack", str(stack), "validate", home=home)
+    assert_one_line_error(result, f"{stack}:1: stack {stack}: experiment_tracker: unknown type 'wandb' (valid: mlflow)")
+
+
+def test_stack_show_names_sources(home):
+    result = slipway("stack", "show", home=home, env={"SLIPWAY_EXPERIMENT_TRACKER__UI_URL": "http://mlflow.example"})
+    assert result.returncode == 0, result.stderr
+    assert "  ui_url: 'http://mlflow.example'  # env SLIPWAY_EXPERIMENT_TRACKER__UI_URL" in result.stdout
+    assert f"  tracking_uri: 'sqlite:///{home}/mlflow.db'  # local.yaml:7" in result.stdout
+
+
+def test_run_examples_then_nothing_to_do(home):
+    first = slipway("run", home=home)
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0].split() == ["asset", "status", "time", "mlflow", "run", "version", "alias", "detail"]
+    assert any(line.startswith("churn/churn_classifier") and "✓ built" in line and "champion" in line for line in lines)
+    assert "… churn/churn_classifier: training" in first.stderr  # progress while it runs
+    second = slipway("run", home=home)
+    assert second.returncode == 0, second.stdout + second.stderr
+    rows = [line for line in second.stdout.splitlines()[1:-1]]
+    assert rows and all("= reused" in row for row in rows), second.stdout
+    assert any(row.startswith("churn/churn_classifier") and " 1 " in row for row in rows)
+    assert "6 reused" in second.stdout.splitlines()[-1]
+    forced = slipway("run", "houses", "--force", home=home)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "houses/price_model" in forced.stdout and "challenger" in forced.stdout
+    assert "churn" not in forced.stdout
+
+
+@pytest.mark.parametrize("command", [["check", "yaml"], ["check", "defs"], ["list", "defs"]])
+def test_dg_accepts_the_project(home, command):
+    dg = str(Path(sys.executable).parent / "dg")
+    env = {**os.environ, "SLIPWAY_HOME": str(home)}
+    result = subprocess.run([dg, *command], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if command == ["list", "defs"]:
+        assert "churn/churn_classifier" in result.stdout
