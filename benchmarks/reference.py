@@ -1,0 +1,119 @@
+"""Benchmark: `slipway run` on the reference workload vs the same work in plain Python.
+
+Usage: ``uv run python benchmarks/reference.py [--repeats 5]``
+
+Each repeat runs, in fresh processes and alternating:
+  - plain:  ``benchmarks/plain_reference.py`` (no tracking);
+  - cold:   ``slipway run`` on a new, empty SLIPWAY_HOME (Dagster instance and MLflow created,
+            run tracked, model logged, registered and aliased);
+  - warm:   ``slipway run`` again on that home with nothing changed (everything reused).
+Then the per-asset overhead: ``slipway run`` with 10 vs 50 trivial dataset assets (cold each),
+against a plain loop doing the same generation.
+Prints medians; writes nothing outside a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE.parent))
+
+REFERENCE = """
+type: assets.Pipeline
+attributes:
+  name: reference
+  datasets:
+    table:
+      source: {path: %(csv)s}
+      drift: {method: ks, threshold: 0.1}
+  models:
+    forest:
+      dataset: table
+      target: y
+      estimator: sklearn.ensemble.RandomForestRegressor
+      params: {n_estimators: 50, n_jobs: 1, random_state: 0}
+      split: {test_size: 0.2, seed: 0}
+      metrics: [rmse]
+"""
+
+TRIVIAL_PLAIN = """
+import sys
+from assets.generators import regression
+for i in range(int(sys.argv[1])):
+    regression(rows=10, seed=i, features=3)
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def trivial_defs(root: Path, count: int) -> Path:
+    folder = root / f"trivial{count}" / "chain"
+    folder.mkdir(parents=True)
+    datasets = "\n".join(f"    d{i}: {{source: {{generator: regression, rows: 10, seed: {i}, params: {{features: 3}}}}}}" for i in range(count))
+    (folder / "defs.yaml").write_text(f"type: assets.Pipeline\nattributes:\n  name: chain\n  datasets:\n{datasets}\n")
+    return folder.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from assets.generators import regression
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        csv = root / "reference.csv"
+        regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
+        defs = root / "defs" / "reference"
+        defs.mkdir(parents=True)
+        (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+        plain, cold, warm = [], [], []
+        for i in range(args.repeats):
+            home = root / f"home{i}"
+            run_env = {**env, "SLIPWAY_HOME": str(home)}
+            slipway = [str(BIN / "slipway"), "--defs", str(defs.parent), "run"]
+            plain.append(timed([sys.executable, str(HERE / "plain_reference.py"), str(csv)], env))
+            cold.append(timed(slipway, run_env))
+            warm.append(timed(slipway, run_env))
+            print(f"repeat {i + 1}: plain {plain[-1]:.2f}s  cold {cold[-1]:.2f}s  warm {warm[-1]:.2f}s", flush=True)
+        p, c, w = (statistics.median(x) for x in (plain, cold, warm))
+        print(f"\nreference workload, median of {args.repeats}:")
+        print(f"  plain python          {p:6.2f} s  1.00x")
+        print(f"  slipway run (cold)    {c:6.2f} s  {c / p:.2f}x   (target <= 1.20x)")
+        print(f"  slipway run (no-op)   {w:6.2f} s  {w / p:.2f}x   (target <= 0.25x)")
+
+        per: dict[int, list[float]] = {10: [], 50: []}
+        base: dict[int, list[float]] = {10: [], 50: []}
+        folders = {n: trivial_defs(root, n) for n in per}
+        for i in range(args.repeats):
+            for n in per:
+                run_env = {**env, "SLIPWAY_HOME": str(root / f"triv{n}-{i}")}
+                per[n].append(timed([str(BIN / "slipway"), "--defs", str(folders[n]), "run"], run_env))
+                base[n].append(timed([sys.executable, "-c", TRIVIAL_PLAIN, str(n)], {**env, "PYTHONPATH": str(HERE.parent)}))
+        m10, m50 = statistics.median(per[10]), statistics.median(per[50])
+        b10, b50 = statistics.median(base[10]), statistics.median(base[50])
+        print(f"\ntrivial assets, median of {args.repeats} (independent dataset assets in one run):")
+        print(f"  10 assets: slipway {m10:.2f} s, plain {b10:.2f} s")
+        print(f"  50 assets: slipway {m50:.2f} s, plain {b50:.2f} s")
+        print(f"  per-asset overhead: {(m50 - m10) / 40 * 1000:.0f} ms (plain: {(b50 - b10) / 40 * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
