@@ -36,7 +36,24 @@ def _build(key: tuple[str, str]) -> Any:
     # Touch both stores so the engine is created and the schema checked now, not mid-run.
     new._tracking_client.store  # noqa: B018
     new._get_registry_client().store  # noqa: B018
+    _warm_model_saving()
     return new
+
+
+def _warm_model_saving() -> None:
+    """Import what logging a scikit-learn model needs, and build MLflow's package map.
+
+    ``save_model`` checks the given pip requirements against a module-to-distribution map it
+    builds on first use by scanning every installed distribution (~0.6 s); built here, on the
+    background thread, it overlaps with training instead of following it.
+    """
+    import mlflow.models  # noqa: F401
+    import mlflow.sklearn  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    init = getattr(requirements_utils, "_init_modules_to_packages_map", None)
+    if init is not None:  # a private helper: skip quietly if a later MLflow drops it
+        init()
 
 
 def _warm(key: tuple[str, str]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
 
