@@ -75,4 +75,4 @@ def beats(name: str, challenger: float, champion: float) -> bool:
     """True when ``challenger`` is strictly better than ``champion`` on metric ``name``."""
     if METRICS[name].higher_is_better:
         return challenger > champion
-    return challenger <= champion
+    return challenger < champion

@@ -80,6 +80,7 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
     ) -> Any:
         started = time.perf_counter()
         progress.started(f"{pipeline}/{name}", "training")
+        experiment_tracker.prepare()
         trained = training.train(frame, spec, import_policy.allowed, where)
         sha, dirty = git_state(folder)
         data_version = frame_version(frame)

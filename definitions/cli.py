@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import logging
 import os
 import sys
 import traceback
@@ -85,7 +87,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slipway`` console script."""
+    # Nothing is reported home: Dagster's instance config turns its telemetry off too, and
+    # MLflow's would also cost ~0.9 s at exit on a machine without a route out.
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -101,5 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script: run :func:`main`, then exit without interpreter teardown.
+
+    Tearing down the interpreter after a run (freeing Dagster's, MLflow's and scikit-learn's
+    module graphs one object at a time) takes ~0.9 s and does nothing the OS does not do when
+    the process ends. Exit handlers still run, and output is flushed first.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -17,6 +18,12 @@ _lock = threading.Lock()
 _clients: dict[tuple[str, str], Any] = {}
 _threads: dict[tuple[str, str], threading.Thread] = {}
 _errors: dict[tuple[str, str], BaseException] = {}
+
+
+def _no_telemetry() -> None:
+    # MLflow 3 sends usage telemetry and flushes it at interpreter exit (about 0.9 s here, with
+    # no route out). A local stack sends nothing anywhere; a user can still opt in explicitly.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def _quiet() -> None:
@@ -27,6 +34,7 @@ def _quiet() -> None:
 
 
 def _build(key: tuple[str, str]) -> Any:
+    _no_telemetry()
     from mlflow import MlflowClient
 
     _quiet()  # after the import: MLflow sets up its own logger on import
@@ -57,32 +65,63 @@ def _warm_model_saving() -> None:
 
 
 def _warm(key: tuple[str, str]) -> None:
+    # While this thread imports and connects, the main thread is training: it gives up the
+    # GIL for each tree and must win it back between trees. A shorter switch interval hands
+    # it back sooner (default 5 ms), so the warm-up does not stretch the training.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     try:
         built = _build(key)
     except BaseException as exc:  # re-raised on the caller's thread by client()
         _errors[key] = exc
         return
+    finally:
+        sys.setswitchinterval(interval)
     with _lock:
         _clients[key] = built
 
 
-def _creates_schema(tracking_uri: str) -> bool:
-    """True when the client would create a new SQLite database (an alembic migration)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return False
-    return not os.path.exists(tracking_uri.removeprefix("sqlite:///"))
+_alembic_lock = threading.RLock()
+
+
+def _serialize_alembic() -> None:
+    """Let one thread at a time inside an alembic ``EnvironmentContext``.
+
+    MLflow creates or upgrades its schema with alembic commands, and Dagster stamps each new
+    run's event-log database with them too. Alembic installs its command context as a module
+    global (``alembic.context``) on entry and deletes it on exit, so two threads inside it at
+    once break each other (``KeyError: 'script'``). Holding a lock for the duration of the
+    block makes the background client safe to build while a Dagster run starts.
+    """
+    from alembic.runtime.environment import EnvironmentContext
+
+    if getattr(EnvironmentContext, "_slipway_serialized", False):
+        return
+    enter, leave = EnvironmentContext.__enter__, EnvironmentContext.__exit__
+
+    def locked_enter(self: Any) -> Any:
+        _alembic_lock.acquire()
+        try:
+            return enter(self)
+        except BaseException:
+            _alembic_lock.release()
+            raise
+
+    def locked_exit(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            leave(self, *args, **kwargs)
+        finally:
+            _alembic_lock.release()
+
+    EnvironmentContext.__enter__ = locked_enter  # type: ignore[method-assign]
+    EnvironmentContext.__exit__ = locked_exit  # type: ignore[method-assign]
+    EnvironmentContext._slipway_serialized = True  # type: ignore[attr-defined]
 
 
 def prewarm(tracking_uri: str, registry_uri: str = "") -> None:
-    """Start building the client for ``tracking_uri`` on a background thread (idempotent).
-
-    A brand-new SQLite store is created on the calling thread instead: Dagster stamps each new
-    run's event-log database with alembic too, and alembic's command context is process-global.
-    """
+    """Start building the client for ``tracking_uri`` on a background thread (idempotent)."""
     key = (tracking_uri, registry_uri)
-    if _creates_schema(tracking_uri):
-        client(tracking_uri, registry_uri)
-        return
+    _serialize_alembic()
     with _lock:
         if key in _clients or key in _threads:
             return

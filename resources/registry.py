@@ -47,9 +47,6 @@ class MlflowModelRegistry(ModelRegistry):
     tracking_uri: str = Field(description="The tracking URI (set from experiment_tracker by the stack).")
     registry_uri: str | None = Field(default=None, description="Registry URI when it differs from tracking_uri.")
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:  # noqa: D102
-        mlflow_client.prewarm(self.tracking_uri)
-
     @property
     def _client(self) -> Any:
         return mlflow_client.client(self.tracking_uri)

@@ -30,6 +30,13 @@ class TrackedRun:
 class ExperimentTracker(dg.ConfigurableResource, ABC):
     """Records one run per model training: params, metrics, tags, inputs and the model."""
 
+    def prepare(self) -> None:
+        """Start connecting in the background: a training is about to begin.
+
+        Training releases the GIL for most of its time, so set-up work started here runs on
+        the other core instead of before or after the training.
+        """
+
     @abstractmethod
     def start_run(self, experiment: str, run_name: str, tags: dict[str, str]) -> TrackedRun:
         """Open a run in ``experiment`` (created if missing)."""
@@ -77,7 +84,7 @@ class MlflowTracker(ExperimentTracker):
         description="scikit-learn model format: cloudpickle (fast) or skops (safe to load from untrusted stores).",
     )
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:  # noqa: D102
+    def prepare(self) -> None:  # noqa: D102
         mlflow_client.prewarm(self.tracking_uri)
 
     @property

@@ -55,6 +55,7 @@ def test_lower_is_better_metric_and_primary():
     assert primary_metric(promote, ["rmse", "r2"]) == "rmse"
     assert decide(promote, [], "rmse", 1.0, 2.0).alias == "champion"
     assert decide(promote, [], "rmse", 3.0, 2.0).alias == CHALLENGER
+    assert decide(promote, [], "rmse", 2.0, 2.0).alias == CHALLENGER  # a tie does not beat
     assert decide(Promote(must_beat=None), [], "rmse", 3.0, 2.0).alias == "champion"
 
 
