@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from assets.schema import PipelineSpec
 from resources.errors import DefinitionError
@@ -102,13 +105,32 @@ def _error_line(path: Path, lines: dict[tuple[str | int, ...], int], pipeline: A
     where = _format_loc(loc)
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}; remove it or check its spelling"
+        valid = _keys_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
+        message = f"unknown key {loc[-1]!r}; {hint}"
         where = _format_loc(loc[:-1])
     elif err["type"] == "missing":
         message = f"missing required key {loc[-1]!r}"
         where = _format_loc(loc[:-1])
     prefix = f"{where}: " if where else ""
     return f"{path}:{line}: pipeline {pipeline}: {prefix}{message}"
+
+
+def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the schema accepts at ``loc`` (a pydantic error location in PipelineSpec)."""
+    current: Any = PipelineSpec
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = current.model_fields[str(part)].annotation
+        else:  # a dict value or a list item
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[-1] if args else None
+        while typing.get_origin(current) in (typing.Union, types.UnionType):
+            current = next(a for a in typing.get_args(current) if a is not type(None))
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
 
 
 def discover(defs_dir: Path) -> Iterator[Path]:

@@ -144,8 +144,20 @@ def _message(err: Any) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{component}: unknown type {tag!r}{hint} (valid: {', '.join(valid)})"
     if err["type"] == "extra_forbidden":
-        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}"
+        valid = sorted(_component_keys(loc[0]))
+        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}{hint} (valid: {', '.join(valid)})"
     return f"{'.'.join(loc)}: {err['msg']}"
+
+
+def _component_keys(component: str) -> set[str]:
+    """Every key any type of ``component`` accepts."""
+    types = COMPONENT_TYPES.get(component)
+    if types is None:
+        annotation = StackFields.model_fields[component].annotation
+        return set(getattr(annotation, "model_fields", {}))
+    return {key for cls in types.values() for key in cls.model_fields}
 
 
 def _expand(value: Any, env: dict[str, str]) -> Any:

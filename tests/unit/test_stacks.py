@@ -65,7 +65,10 @@ def test_unknown_component_and_key(home, tmp_path):
     with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: unknown component 'experiment_traker'; did you mean 'experiment_tracker'? (valid: allowed_imports, artifact_store")):
         load_stack(path)
     path = write_stack(tmp_path, "drift_detector: {type: statistical}\nartifact_store: {type: local, bucket: x}\n")
-    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: artifact_store: unknown key 'bucket'")):
+    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: artifact_store: unknown key 'bucket' (valid: base_dir, type)")):
+        load_stack(path)
+    path = write_stack(tmp_path, "instance: {storage: sqlite, basedir: /x}\n")
+    with pytest.raises(StackError, match=re.escape(f"{path}:1: stack {path}: instance: unknown key 'basedir'; did you mean 'base_dir'? (valid: base_dir, capture_compute_logs, storage)")):
         load_stack(path)
     path = write_stack(tmp_path, "drift_detector: {bins: 3}\n")
     with pytest.raises(StackError, match=re.escape(f"{path}:1: stack {path}: drift_detector: missing `type` (valid: statistical)")):
