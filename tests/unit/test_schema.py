@@ -60,7 +60,7 @@ def test_changing_one_model_changes_only_its_code_version(write_pipeline):
         ('">= 0.6"', '"about 0.6"', 'defs.yaml:13: pipeline shop: models.clf.promote.gates: gate roc_auc: "about 0.6" is not a condition like ">= 0.75"'),
         ("      dataset: orders\n      target: churned\n      estimator: sklearn.linear_model", "      dataset: order\n      target: churned\n      estimator: sklearn.linear_model", "defs.yaml:9: pipeline shop: models.clf.dataset: unknown dataset 'order'; did you mean 'orders'?"),
         ("      target: churned\n      estimator: sklearn.linear_model", "      estimator: sklearn.linear_model", "defs.yaml:8: pipeline shop: models.clf: missing required key 'target'"),
-        ("      params: {max_depth: 3}", "      param: {max_depth: 3}", "defs.yaml:14: pipeline shop: models.other: unknown key 'param'; did you mean 'params'?"),
+        ("      params: {max_depth: 3}", "      param: {max_depth: 3}", "defs.yaml:18: pipeline shop: models.other: unknown key 'param'; did you mean 'params'?"),
         ('promote: {gates: {roc_auc: ">= 0.6"}}', 'promote: {gate: {roc_auc: ">= 0.6"}}', "defs.yaml:13: pipeline shop: models.clf.promote: unknown key 'gate'; did you mean 'gates'?"),
     ],
     ids=["metric", "unknown-key", "wrong-type", "source-kind", "gate", "dataset-ref", "missing", "did-you-mean", "nested"],
