@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -74,6 +76,8 @@ def test_run_tracks_registers_and_promotes(home, defs_dir, churn_pipeline):
     assert tags["slipway.upstream.churn/customers"] == dataset_input.digest
     model_files = {a.path for a in client.list_artifacts(version.run_id, "model")}
     assert {"model/MLmodel", "model/input_example.json"} <= model_files
+    mlmodel = Path(client.download_artifacts(version.run_id, "model/MLmodel")).read_text()
+    assert "signature:" in mlmodel and '"name": "tenure"' in mlmodel
     assert client.get_experiment(mlflow_run.info.experiment_id).name == "churn"
 
     # LightGBM (sklearn API) trained and registered, but its gate failed: no alias at all.
@@ -171,3 +175,18 @@ def test_bundled_sklearn_source_and_training_function(home, defs_dir, write_pipe
     ridge = report.outcomes[1]
     assert ridge.alias == "champion" and ridge.metrics["r2"] > 0.5
     assert isinstance(pd.read_parquet(next((home / "artifacts" / "wine" / "samples").glob("*.parquet"))), pd.DataFrame)
+
+
+def test_failing_gate_keeps_the_champion(home, defs_dir, churn_pipeline, write_pipeline):
+    run(defs_dir=defs_dir)
+    write_pipeline("churn", CHURN.replace('roc_auc: ">= 0.6"', 'roc_auc: ">= 0.999"').replace("n_estimators: 20", "n_estimators: 21"))
+    report = run(defs_dir=defs_dir)
+    clf = next(o for o in report.outcomes if o.key == "churn/clf")
+    assert (clf.status, clf.model_version, clf.alias) == ("failed", "2", None)
+    assert "check failed: gate_roc_auc" in clf.detail
+    client = _client(home)
+    assert str(client.get_model_version_by_alias("churn.clf", "champion").version) == "1"
+    assert client.get_model_version("churn.clf", "2").aliases == []
+    # A failed build is not reused: the next run tries again.
+    again = run(defs_dir=defs_dir)
+    assert next(o for o in again.outcomes if o.key == "churn/clf").status == "failed"

@@ -71,3 +71,13 @@ def test_drift_scores_flag_shifted_columns():
     from scipy.stats import ks_2samp
 
     assert detector.scores(ref, cur, "ks")["b"] == pytest.approx(ks_2samp(ref["b"], cur["b"]).statistic)
+
+
+def test_data_version_is_a_content_hash():
+    from assets.versions import frame_version
+
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [0.5, 0.25, 0.125]})
+    assert frame_version(frame) == frame_version(frame.copy())
+    assert frame_version(frame) != frame_version(frame.assign(b=[0.5, 0.25, 0.126]))
+    assert frame_version(frame) != frame_version(frame.rename(columns={"b": "c"}))
+    assert frame_version(frame) != frame_version(frame.astype({"a": "float64"}))
