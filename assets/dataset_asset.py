@@ -1,6 +1,5 @@
 """The Dagster asset for one declared dataset, with its expectations as blocking checks."""
 
-
 import time
 import warnings
 from pathlib import Path
@@ -51,7 +50,9 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
     ]
     if spec.drift:
         checks.append(
-            dg.AssetCheckSpec(DRIFT_CHECK, asset=key, description=f"{spec.drift.method} drift, older vs newer half of rows")
+            dg.AssetCheckSpec(
+                DRIFT_CHECK, asset=key, description=f"{spec.drift.method} drift, older vs newer half of rows"
+            )
         )
 
     @dg.asset(
@@ -92,10 +93,14 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
             },
         )
         if spec.expectations:
-            results = data_validator.validate(frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}")
+            results = data_validator.validate(
+                frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}"
+            )
             for index, (expectation, result) in enumerate(zip(spec.expectations, results, strict=True)):
                 if not result.success:
-                    context.log.warning(f"{where}: expectation {result.expect} {result.kwargs} failed: {result.details}")
+                    context.log.warning(
+                        f"{where}: expectation {result.expect} {result.kwargs} failed: {result.details}"
+                    )
                 yield _check_result(index, result, expectation.severity)
         if spec.drift:
             half = len(frame) // 2
@@ -106,7 +111,11 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 check_name=DRIFT_CHECK,
                 passed=worst <= spec.drift.threshold,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"max_score": worst, "threshold": spec.drift.threshold, **{f"score_{c}": s for c, s in scores.items()}},
+                metadata={
+                    "max_score": worst,
+                    "threshold": spec.drift.threshold,
+                    **{f"score_{c}": s for c, s in scores.items()},
+                },
             )
 
     return _dataset

@@ -46,11 +46,23 @@ def houses(rows: int, seed: int = 0, drift: float = 0.0) -> Any:
     distance = rng.gamma(2.0, 6.0, rows).round(2)
     lot = (sqft * rng.uniform(1.5, 6.0, rows)).round()
     price = (
-        120 * sqft + 9000 * bedrooms - 900 * age + 6 * age**2 - 5200 * np.log1p(distance) * 10 + 4 * lot
+        120 * sqft
+        + 9000 * bedrooms
+        - 900 * age
+        + 6 * age**2
+        - 5200 * np.log1p(distance) * 10
+        + 4 * lot
         + rng.normal(0, 25_000, rows)
     ).clip(30_000)
     return pd.DataFrame(
-        {"sqft": sqft, "bedrooms": bedrooms, "age": age, "distance_km": distance, "lot_sqft": lot, "price": price.round()}
+        {
+            "sqft": sqft,
+            "bedrooms": bedrooms,
+            "age": age,
+            "distance_km": distance,
+            "lot_sqft": lot,
+            "price": price.round(),
+        }
     )
 
 

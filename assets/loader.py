@@ -150,7 +150,9 @@ def load_pipelines(defs_dir: Path) -> list[LoadedPipeline]:
     names: dict[str, Path] = {}
     for item in loaded:
         if item.spec.name in names:
-            errors.append(f"{item.where('name')}: pipeline name {item.spec.name!r} is also used by {names[item.spec.name]}")
+            errors.append(
+                f"{item.where('name')}: pipeline name {item.spec.name!r} is also used by {names[item.spec.name]}"
+            )
         names[item.spec.name] = item.path
     if errors:
         raise DefinitionError("\n".join(errors))

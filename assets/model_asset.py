@@ -1,6 +1,5 @@
 """The Dagster asset for one declared model: train, track, register, gate and promote."""
 
-
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,9 @@ def _champion_score(
         return None, None
     try:
         champion = registry.load(name, version)
-        scores = training.evaluate(champion, spec.model_copy(update={"metrics": [metric]}), holdout.x_test, holdout.y_test)
+        scores = training.evaluate(
+            champion, spec.model_copy(update={"metrics": [metric]}), holdout.x_test, holdout.y_test
+        )
     except (ValueError, KeyError, AttributeError) as exc:
         # A champion trained on other features cannot score this holdout: it cannot be compared,
         # so the challenger is judged by its gates alone.
@@ -58,7 +59,9 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
     ]
     op_tags = {}
     if spec.resources:
-        op_tags["dagster-k8s/config"] = {"container_config": {"resources": {"requests": spec.resources.model_dump(exclude_none=True)}}}
+        op_tags["dagster-k8s/config"] = {
+            "container_config": {"resources": {"requests": spec.resources.model_dump(exclude_none=True)}}
+        }
 
     @dg.asset(
         key=key,
@@ -97,8 +100,16 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run_id[:8]}", tags)
         try:
             ref, decision, gates = _track_and_promote(
-                context, spec, trained, run, tags, registry_name, data_version, dataset_key,
-                experiment_tracker, model_registry,
+                context,
+                spec,
+                trained,
+                run,
+                tags,
+                registry_name,
+                data_version,
+                dataset_key,
+                experiment_tracker,
+                model_registry,
             )
         except BaseException:
             experiment_tracker.end_run(run, ok=False)
@@ -158,7 +169,9 @@ def _track_and_promote(
     version = registry.register(registry_name, uri, run.run_id, tags)
     gates = promotion.evaluate_gates(spec.promote, trained.metrics)
     metric = promotion.primary_metric(spec.promote, spec.metrics)
-    champion_version, champion_score = _champion_score(registry, spec, registry_name, metric, trained.holdout, context.log)
+    champion_version, champion_score = _champion_score(
+        registry, spec, registry_name, metric, trained.holdout, context.log
+    )
     decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], champion_score)
     if decision.alias:
         registry.set_alias(registry_name, decision.alias, version)

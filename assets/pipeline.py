@@ -9,8 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 from assets.dataset_asset import build_dataset_asset
-from assets.model_asset import build_model_asset
 from assets.loader import parse_file
+from assets.model_asset import build_model_asset
 from assets.schema import PipelineSpec
 
 
@@ -46,8 +46,12 @@ class Pipeline(dg.Component, dg.Model, dg.Resolvable):
     # errors name the file and line exactly as `slipway validate` does.
     name: str = Field(description="Pipeline name: the asset group, key prefix and MLflow experiment.")
     description: str | None = None
-    datasets: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> dataset (see assets.schema.Dataset)")
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="name -> model (see assets.schema.Model)")
+    datasets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="name -> dataset (see assets.schema.Dataset)"
+    )
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="name -> model (see assets.schema.Model)"
+    )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:  # noqa: D102
         loaded = parse_file(Path(context.path) / "defs.yaml")

@@ -63,7 +63,13 @@ def decide(
         names = ", ".join(f"{g.metric}={g.value:.4g} (needs {g.condition.strip()})" for g in failed)
         return Decision(None, f"gate failed: {names}")
     if promote.must_beat is None or champion_score is None:
-        return Decision(promote.alias, "gates passed; no champion to beat" if champion_score is None else "gates passed")
+        return Decision(
+            promote.alias, "gates passed; no champion to beat" if champion_score is None else "gates passed"
+        )
     if beats(metric, challenger_score, champion_score):
-        return Decision(promote.alias, f"beats {promote.must_beat}: {metric} {challenger_score:.4g} vs {champion_score:.4g}")
-    return Decision(CHALLENGER, f"does not beat {promote.must_beat}: {metric} {challenger_score:.4g} vs {champion_score:.4g}")
+        return Decision(
+            promote.alias, f"beats {promote.must_beat}: {metric} {challenger_score:.4g} vs {champion_score:.4g}"
+        )
+    return Decision(
+        CHALLENGER, f"does not beat {promote.must_beat}: {metric} {challenger_score:.4g} vs {champion_score:.4g}"
+    )

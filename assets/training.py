@@ -41,7 +41,8 @@ def split(frame: Any, spec: Model, where: str) -> Holdout:
     from sklearn.model_selection import train_test_split
 
     if spec.target not in frame.columns:
-        raise DataError(f"{where}: target column {spec.target!r} is not in the dataset (columns: {', '.join(map(str, frame.columns))})")
+        columns = ", ".join(map(str, frame.columns))
+        raise DataError(f"{where}: target column {spec.target!r} is not in the dataset (columns: {columns})")
     features = spec.features or [c for c in frame.columns if c != spec.target]
     missing = [c for c in features if c not in frame.columns]
     if missing:

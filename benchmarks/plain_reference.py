@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 
 
 def main(path: str) -> None:
+    """Run the workload on the CSV at ``path``."""
     frame = pd.read_csv(path, engine="pyarrow")
     x, y = frame.drop(columns=["y"]), frame["y"]
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)

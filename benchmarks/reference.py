@@ -56,6 +56,7 @@ for i in range(int(sys.argv[1])):
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall time of one command; exit with its output if it fails."""
     started = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -65,14 +66,19 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def trivial_defs(root: Path, count: int) -> Path:
+    """A defs folder with one pipeline of ``count`` trivial generated datasets."""
     folder = root / f"trivial{count}" / "chain"
     folder.mkdir(parents=True)
-    datasets = "\n".join(f"    d{i}: {{source: {{generator: regression, rows: 10, seed: {i}, params: {{features: 3}}}}}}" for i in range(count))
+    datasets = "\n".join(
+        f"    d{i}: {{source: {{generator: regression, rows: 10, seed: {i}, params: {{features: 3}}}}}}"
+        for i in range(count)
+    )
     (folder / "defs.yaml").write_text(f"type: assets.Pipeline\nattributes:\n  name: chain\n  datasets:\n{datasets}\n")
     return folder.parent
 
 
 def main() -> None:
+    """Run every measurement and print the medians."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -114,7 +120,9 @@ def main() -> None:
             for n in per:
                 run_env = {**env, "SLIPWAY_HOME": str(root / f"triv{n}-{i}")}
                 per[n].append(timed([str(BIN / "slipway"), "--defs", str(folders[n]), "run"], run_env))
-                base[n].append(timed([sys.executable, "-c", TRIVIAL_PLAIN, str(n)], {**env, "PYTHONPATH": str(HERE.parent)}))
+                base[n].append(
+                    timed([sys.executable, "-c", TRIVIAL_PLAIN, str(n)], {**env, "PYTHONPATH": str(HERE.parent)})
+                )
         m10, m50 = statistics.median(per[10]), statistics.median(per[50])
         b10, b50 = statistics.median(base[10]), statistics.median(base[50])
         print(f"\ntrivial assets, median of {args.repeats} (independent dataset assets in one run):")

@@ -60,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
     root.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
     root.add_argument("--stack", help="stack name or file (default: $SLIPWAY_STACK or local)")
-    root.add_argument("--defs", type=Path, default=None, help="folder of pipeline definitions (default: definitions/defs)")
+    root.add_argument(
+        "--defs", type=Path, default=None, help="folder of pipeline definitions (default: definitions/defs)"
+    )
     sub = root.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="load every definition and the stack; report errors as path:line")

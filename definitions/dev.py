@@ -17,10 +17,27 @@ def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[l
     """The two server command lines."""
     bin_dir = Path(sys.executable).parent
     tracker = loaded.stack.experiment_tracker
-    dagster = [str(bin_dir / "dagster"), "dev", "-m", "definitions.definitions", "-p", str(dagster_port), "-h", "127.0.0.1"]
+    dagster = [
+        str(bin_dir / "dagster"),
+        "dev",
+        "-m",
+        "definitions.definitions",
+        "-p",
+        str(dagster_port),
+        "-h",
+        "127.0.0.1",
+    ]
     mlflow = [
-        str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracker.tracking_uri,
-        "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+        str(bin_dir / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        tracker.tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(mlflow_port),
+        "--workers",
+        "1",
     ]
     if tracker.artifact_location:
         mlflow += ["--default-artifact-root", Path(tracker.artifact_location).as_uri()]
@@ -50,8 +67,12 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int = 5000
     if loaded.stack.orchestrator.type != "in_process":
         raise StackError(f"stack {loaded.name}: `slipway dev` runs the local stack only")
     env = {**os.environ, "SLIPWAY_STACK": str(loaded.path) if loaded.path.parent.name != "stacks" else loaded.name}
-    procs = [subprocess.Popen(cmd, env=env, start_new_session=True) for cmd in commands(loaded, dagster_port, mlflow_port)]
-    print(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)")
+    procs = [
+        subprocess.Popen(cmd, env=env, start_new_session=True) for cmd in commands(loaded, dagster_port, mlflow_port)
+    ]
+    print(
+        f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)"
+    )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while all(p.poll() is None for p in procs):

@@ -14,7 +14,9 @@ def _value(entry: Any) -> Any:
     return getattr(entry, "value", entry)
 
 
-def execute(pipelines: list[LoadedPipeline], loaded: LoadedStack, todo: list[AssetPlan]) -> tuple[str, dict[str, AssetOutcome]]:
+def execute(
+    pipelines: list[LoadedPipeline], loaded: LoadedStack, todo: list[AssetPlan]
+) -> tuple[str, dict[str, AssetOutcome]]:
     """Materialize the assets of ``todo`` in one Dagster run; one outcome per asset."""
     import dagster as dg
 

@@ -50,5 +50,8 @@ def summary(report: RunReport) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
     counts = {s: sum(o.status == s for o in report.outcomes) for s in _MARK}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    lines.append(f"stack {report.stack}: {tally} in {report.seconds:.1f}s" + (f" (dagster run {report.dagster_run_id})" if report.dagster_run_id else ""))
+    lines.append(
+        f"stack {report.stack}: {tally} in {report.seconds:.1f}s"
+        + (f" (dagster run {report.dagster_run_id})" if report.dagster_run_id else "")
+    )
     return "\n".join(lines)

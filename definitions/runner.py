@@ -89,7 +89,11 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
         for name, model in p.spec.models.items():
             if f"{p.spec.name}/{name}" in keys:
                 field_name = "estimator" if model.estimator else "train"
-                resolve(getattr(model, field_name), allowed, f"{p.where('models', name, field_name)}: pipeline {p.spec.name}")
+                resolve(
+                    getattr(model, field_name),
+                    allowed,
+                    f"{p.where('models', name, field_name)}: pipeline {p.spec.name}",
+                )
         for name, dataset in p.spec.datasets.items():
             if f"{p.spec.name}/{name}" in keys and dataset.transform:
                 resolve(dataset.transform, allowed, f"{p.where('datasets', name, 'transform')}: pipeline {p.spec.name}")
@@ -149,7 +153,10 @@ def _record(item: AssetPlan, outcome: AssetOutcome) -> dict[str, Any]:
         record["fingerprint"] = item.fingerprint
     else:
         record.update(
-            mlflow_run=outcome.mlflow_run, model_version=outcome.model_version, alias=outcome.alias, metrics=outcome.metrics
+            mlflow_run=outcome.mlflow_run,
+            model_version=outcome.model_version,
+            alias=outcome.alias,
+            metrics=outcome.metrics,
         )
     return record
 

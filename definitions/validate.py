@@ -39,5 +39,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
         raise DefinitionError("\n".join(errors))
     lines = [f"stack {loaded_stack.name}: ok ({loaded_stack.path})"]
     for p in pipelines:
-        lines.append(f"{p.path}: pipeline {p.spec.name}: ok ({len(p.spec.datasets)} datasets, {len(p.spec.models)} models)")
+        lines.append(
+            f"{p.path}: pipeline {p.spec.name}: ok ({len(p.spec.datasets)} datasets, {len(p.spec.models)} models)"
+        )
     return lines

@@ -110,7 +110,9 @@ class MlflowTracker(ExperimentTracker):
             experiment_id = self._experiment_id(experiment)
             run = self._client.create_run(experiment_id, run_name=run_name, tags=tags)
         except Exception as exc:
-            raise ResourceError(f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}") from exc
+            raise ResourceError(
+                f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}"
+            ) from exc
         return TrackedRun(run.info.run_id, experiment_id, run.info.artifact_uri)
 
     def log(self, run: TrackedRun, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:  # noqa: D102

@@ -32,7 +32,9 @@ class DataValidator(dg.ConfigurableResource, ABC):
         """Raise :class:`DefinitionError` for an expectation name this validator does not know."""
 
     @abstractmethod
-    def validate(self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str) -> list[ExpectationResult]:
+    def validate(
+        self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str
+    ) -> list[ExpectationResult]:
         """Run ``(expect, kwargs)`` pairs on ``frame``, one result each, in order."""
 
 
@@ -58,7 +60,9 @@ class GreatExpectationsValidator(DataValidator):
         for name in names:
             _expectation_class(gx, name, where)
 
-    def validate(self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str) -> list[ExpectationResult]:  # noqa: D102
+    def validate(  # noqa: D102
+        self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str
+    ) -> list[ExpectationResult]:
         gx = _gx()
         context = _context(gx)
         batch = (

@@ -1,0 +1,1 @@
+"""Pipeline definitions: one folder per pipeline, each with a ``defs.yaml``."""

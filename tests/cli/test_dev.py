@@ -38,8 +38,20 @@ def test_dev_serves_dagster_and_mlflow_and_stops_on_ctrl_c(home):
     dagster_port, mlflow_port = _free_port(), _free_port()
     env = {**os.environ, "SLIPWAY_HOME": str(home)}
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "slipway"), "dev", "--port", str(dagster_port), "--mlflow-port", str(mlflow_port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "slipway"),
+            "dev",
+            "--port",
+            str(dagster_port),
+            "--mlflow-port",
+            str(mlflow_port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert _wait_http(f"http://127.0.0.1:{mlflow_port}/health", 120) == 200

@@ -179,7 +179,10 @@ def test_bundled_sklearn_source_and_training_function(home, defs_dir, write_pipe
 
 def test_failing_gate_keeps_the_champion(home, defs_dir, churn_pipeline, write_pipeline):
     run(defs_dir=defs_dir)
-    write_pipeline("churn", CHURN.replace('roc_auc: ">= 0.6"', 'roc_auc: ">= 0.999"').replace("n_estimators: 20", "n_estimators: 21"))
+    write_pipeline(
+        "churn",
+        CHURN.replace('roc_auc: ">= 0.6"', 'roc_auc: ">= 0.999"').replace("n_estimators: 20", "n_estimators: 21"),
+    )
     report = run(defs_dir=defs_dir)
     clf = next(o for o in report.outcomes if o.key == "churn/clf")
     assert (clf.status, clf.model_version, clf.alias) == ("failed", "2", None)

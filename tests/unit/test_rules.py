@@ -25,17 +25,32 @@ def test_allow_list_is_by_module_prefix():
 
 
 def test_outside_allow_list_is_refused_before_import():
-    with pytest.raises(DefinitionError, match=re.escape("here: import path 'os:system' is outside the stack's allow-list (sklearn, lightgbm, definitions); add its package to `allowed_imports` in the stack")):
+    with pytest.raises(
+        DefinitionError,
+        match=re.escape(
+            "here: import path 'os:system' is outside the stack's allow-list (sklearn, lightgbm, definitions); add its package to `allowed_imports` in the stack"
+        ),
+    ):
         resolve("os:system", ALLOWED, "here")
 
 
 def test_misspelled_estimator_suggests():
-    with pytest.raises(DefinitionError, match=re.escape("here: sklearn.ensemble has no 'RandomForestClasifier'; did you mean 'RandomForestClassifier'?")):
+    with pytest.raises(
+        DefinitionError,
+        match=re.escape(
+            "here: sklearn.ensemble has no 'RandomForestClasifier'; did you mean 'RandomForestClassifier'?"
+        ),
+    ):
         resolve("sklearn.ensemble.RandomForestClasifier", ALLOWED, "here")
 
 
 def test_misspelled_module_suggests():
-    with pytest.raises(DefinitionError, match=re.escape("here: cannot import 'sklearn.ensembl.RandomForestClassifier': no module 'sklearn.ensembl'; did you mean 'ensemble'?")):
+    with pytest.raises(
+        DefinitionError,
+        match=re.escape(
+            "here: cannot import 'sklearn.ensembl.RandomForestClassifier': no module 'sklearn.ensembl'; did you mean 'ensemble'?"
+        ),
+    ):
         resolve("sklearn.ensembl.RandomForestClassifier", ALLOWED, "here")
 
 

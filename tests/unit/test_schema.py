@@ -53,17 +53,63 @@ def test_changing_one_model_changes_only_its_code_version(write_pipeline):
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("metrics: [roc_auc]", "metrics: [roc_auk]", "defs.yaml:8: pipeline shop: models.clf: unknown metric 'roc_auk'; did you mean 'roc_auc'?"),
-        ("      target: churned\n      estimator: sklearn.linear_model", "      colour: red\n      target: churned\n      estimator: sklearn.linear_model", "defs.yaml:10: pipeline shop: models.clf: unknown key 'colour'; valid: dataset, description, estimator, features, metrics, params, promote, resources, split, target, task, train"),
-        ("rows: 200", "rows: many", "defs.yaml:6: pipeline shop: datasets.orders.source.rows: Input should be a valid integer, unable to parse string as an integer"),
-        ("{generator: churn, rows: 200, seed: 1}", "{path: a.csv, sklearn: iris}", "defs.yaml:6: pipeline shop: datasets.orders.source: a source needs exactly one of `path`, `sklearn` or `generator`"),
-        ('">= 0.6"', '"about 0.6"', 'defs.yaml:13: pipeline shop: models.clf.promote.gates: gate roc_auc: "about 0.6" is not a condition like ">= 0.75"'),
-        ("      dataset: orders\n      target: churned\n      estimator: sklearn.linear_model", "      dataset: order\n      target: churned\n      estimator: sklearn.linear_model", "defs.yaml:9: pipeline shop: models.clf.dataset: unknown dataset 'order'; did you mean 'orders'?"),
-        ("      target: churned\n      estimator: sklearn.linear_model", "      estimator: sklearn.linear_model", "defs.yaml:8: pipeline shop: models.clf: missing required key 'target'"),
-        ("      params: {max_depth: 3}", "      param: {max_depth: 3}", "defs.yaml:18: pipeline shop: models.other: unknown key 'param'; did you mean 'params'?"),
-        ('promote: {gates: {roc_auc: ">= 0.6"}}', 'promote: {gate: {roc_auc: ">= 0.6"}}', "defs.yaml:13: pipeline shop: models.clf.promote: unknown key 'gate'; did you mean 'gates'?"),
+        (
+            "metrics: [roc_auc]",
+            "metrics: [roc_auk]",
+            "defs.yaml:8: pipeline shop: models.clf: unknown metric 'roc_auk'; did you mean 'roc_auc'?",
+        ),
+        (
+            "      target: churned\n      estimator: sklearn.linear_model",
+            "      colour: red\n      target: churned\n      estimator: sklearn.linear_model",
+            "defs.yaml:10: pipeline shop: models.clf: unknown key 'colour'; valid: dataset, description, estimator, features, metrics, params, promote, resources, split, target, task, train",
+        ),
+        (
+            "rows: 200",
+            "rows: many",
+            "defs.yaml:6: pipeline shop: datasets.orders.source.rows: Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "{generator: churn, rows: 200, seed: 1}",
+            "{path: a.csv, sklearn: iris}",
+            "defs.yaml:6: pipeline shop: datasets.orders.source: a source needs exactly one of `path`, `sklearn` or `generator`",
+        ),
+        (
+            '">= 0.6"',
+            '"about 0.6"',
+            'defs.yaml:13: pipeline shop: models.clf.promote.gates: gate roc_auc: "about 0.6" is not a condition like ">= 0.75"',
+        ),
+        (
+            "      dataset: orders\n      target: churned\n      estimator: sklearn.linear_model",
+            "      dataset: order\n      target: churned\n      estimator: sklearn.linear_model",
+            "defs.yaml:9: pipeline shop: models.clf.dataset: unknown dataset 'order'; did you mean 'orders'?",
+        ),
+        (
+            "      target: churned\n      estimator: sklearn.linear_model",
+            "      estimator: sklearn.linear_model",
+            "defs.yaml:8: pipeline shop: models.clf: missing required key 'target'",
+        ),
+        (
+            "      params: {max_depth: 3}",
+            "      param: {max_depth: 3}",
+            "defs.yaml:18: pipeline shop: models.other: unknown key 'param'; did you mean 'params'?",
+        ),
+        (
+            'promote: {gates: {roc_auc: ">= 0.6"}}',
+            'promote: {gate: {roc_auc: ">= 0.6"}}',
+            "defs.yaml:13: pipeline shop: models.clf.promote: unknown key 'gate'; did you mean 'gates'?",
+        ),
     ],
-    ids=["metric", "unknown-key", "wrong-type", "source-kind", "gate", "dataset-ref", "missing", "did-you-mean", "nested"],
+    ids=[
+        "metric",
+        "unknown-key",
+        "wrong-type",
+        "source-kind",
+        "gate",
+        "dataset-ref",
+        "missing",
+        "did-you-mean",
+        "nested",
+    ],
 )
 def test_errors_name_file_line_and_fix(write_pipeline, old, new, expected):
     assert old in GOOD
@@ -81,7 +127,9 @@ def test_malformed_yaml_names_line(write_pipeline):
 
 def test_wrong_component_type(write_pipeline):
     path = write_pipeline("shop", GOOD.replace("assets.Pipeline", "assets.Pipe"))
-    with pytest.raises(DefinitionError, match=re.escape(f"{path}:1: unknown component type 'assets.Pipe'; use `type: assets.Pipeline`")):
+    with pytest.raises(
+        DefinitionError, match=re.escape(f"{path}:1: unknown component type 'assets.Pipe'; use `type: assets.Pipeline`")
+    ):
         parse_file(path)
 
 

@@ -28,7 +28,10 @@ def test_local_stack_defaults_live_under_home(home):
 
 
 def test_env_overrides_file_and_file_overrides_defaults(home, monkeypatch, tmp_path):
-    path = write_stack(tmp_path, "experiment_tracker: {type: mlflow, ui_url: http://file}\ndrift_detector: {type: statistical, bins: 7}\n")
+    path = write_stack(
+        tmp_path,
+        "experiment_tracker: {type: mlflow, ui_url: http://file}\ndrift_detector: {type: statistical, bins: 7}\n",
+    )
     loaded = load_stack(path)
     assert loaded.stack.experiment_tracker.ui_url == "http://file"
     assert loaded.stack.drift_detector.bins == 7
@@ -56,22 +59,42 @@ def test_slipway_stack_env_picks_the_file(home, monkeypatch, tmp_path):
 
 def test_unknown_component_type_lists_valid_ones(home, tmp_path):
     path = write_stack(tmp_path, "orchestrator: {type: in_process}\nexperiment_tracker: {type: mlfow}\n")
-    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: experiment_tracker: unknown type 'mlfow'; did you mean 'mlflow'? (valid: mlflow)")):
+    with pytest.raises(
+        StackError,
+        match=re.escape(
+            f"{path}:2: stack {path}: experiment_tracker: unknown type 'mlfow'; did you mean 'mlflow'? (valid: mlflow)"
+        ),
+    ):
         load_stack(path)
 
 
 def test_unknown_component_and_key(home, tmp_path):
     path = write_stack(tmp_path, "orchestrator: {type: in_process}\nexperiment_traker: {type: mlflow}\n")
-    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: unknown component 'experiment_traker'; did you mean 'experiment_tracker'? (valid: allowed_imports, artifact_store")):
+    with pytest.raises(
+        StackError,
+        match=re.escape(
+            f"{path}:2: stack {path}: unknown component 'experiment_traker'; did you mean 'experiment_tracker'? (valid: allowed_imports, artifact_store"
+        ),
+    ):
         load_stack(path)
     path = write_stack(tmp_path, "drift_detector: {type: statistical}\nartifact_store: {type: local, bucket: x}\n")
-    with pytest.raises(StackError, match=re.escape(f"{path}:2: stack {path}: artifact_store: unknown key 'bucket' (valid: base_dir, type)")):
+    with pytest.raises(
+        StackError,
+        match=re.escape(f"{path}:2: stack {path}: artifact_store: unknown key 'bucket' (valid: base_dir, type)"),
+    ):
         load_stack(path)
     path = write_stack(tmp_path, "instance: {storage: sqlite, basedir: /x}\n")
-    with pytest.raises(StackError, match=re.escape(f"{path}:1: stack {path}: instance: unknown key 'basedir'; did you mean 'base_dir'? (valid: base_dir, capture_compute_logs, storage)")):
+    with pytest.raises(
+        StackError,
+        match=re.escape(
+            f"{path}:1: stack {path}: instance: unknown key 'basedir'; did you mean 'base_dir'? (valid: base_dir, capture_compute_logs, storage)"
+        ),
+    ):
         load_stack(path)
     path = write_stack(tmp_path, "drift_detector: {bins: 3}\n")
-    with pytest.raises(StackError, match=re.escape(f"{path}:1: stack {path}: drift_detector: missing `type` (valid: statistical)")):
+    with pytest.raises(
+        StackError, match=re.escape(f"{path}:1: stack {path}: drift_detector: missing `type` (valid: statistical)")
+    ):
         load_stack(path)
 
 
