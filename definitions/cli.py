@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import logging
 import os
 import sys
@@ -26,6 +27,11 @@ def _run(args: argparse.Namespace) -> int:
     from definitions.report import show_progress, summary
     from definitions.runner import run
 
+    # A run is a short batch process holding millions of long-lived objects (Dagster, MLflow,
+    # scikit-learn modules): at the default thresholds the cyclic GC collects over a thousand
+    # times and costs ~0.9 s of a 10 s run, mostly while a background thread competes for
+    # the GIL. Fewer, larger young collections keep cycles bounded at a fraction of the cost.
+    gc.set_threshold(50_000, 20, 10)
     show_progress()
     report = run(args.pipelines, stack_name=args.stack, force=args.force, defs_dir=args.defs)
     print(summary(report))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from assets.loader import LoadedPipeline
@@ -27,6 +28,8 @@ def execute(
     parts = [build_pipeline_defs(p.spec, p.folder) for p in pipelines]
     defs = dg.Definitions.merge(*parts, dg.Definitions(resources=build_resources(loaded.stack)))
     job = defs.resolve_implicit_global_asset_job_def()
+    # Everything imported so far lives until exit: keep it out of every later collection.
+    gc.freeze()
     selection = [dg.AssetKey(p.key.split("/")) for p in todo]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = job.execute_in_process(
