@@ -160,12 +160,13 @@ def test_bundled_sklearn_source_and_training_function(home, defs_dir, write_pipe
           datasets:
             samples:
               source: {sklearn: wine}
+              transform: definitions.custom:add_ratios
               drift: {method: ks, threshold: 0.9}
           models:
             ridge:
               dataset: samples
               target: target
-              train: definitions.training_examples:ridge
+              train: definitions.custom:ridge
               params: {alpha: 0.5}
               metrics: [rmse, r2]
         """,
@@ -174,7 +175,10 @@ def test_bundled_sklearn_source_and_training_function(home, defs_dir, write_pipe
     assert [o.status for o in report.outcomes] == ["built", "built"]
     ridge = report.outcomes[1]
     assert ridge.alias == "champion" and ridge.metrics["r2"] > 0.5
-    assert isinstance(pd.read_parquet(next((home / "artifacts" / "wine" / "samples").glob("*.parquet"))), pd.DataFrame)
+    stored = pd.read_parquet(next((home / "artifacts" / "wine" / "samples").glob("*.parquet")))
+    assert {"malic_acid_per_alcohol", "ash_per_alcohol"} <= set(stored.columns)  # the transform ran
+    tags = _client(home).get_run(_client(home).get_model_version("wine.ridge", "1").run_id).data.tags
+    assert tags["slipway.upstream.wine/samples"] == report.outcomes[0].data_version
 
 
 def test_failing_gate_keeps_the_champion(home, defs_dir, churn_pipeline, write_pipeline):
