@@ -67,10 +67,10 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int = 5000
     if loaded.stack.orchestrator.type != "in_process":
         raise StackError(f"stack {loaded.name}: `slipway dev` runs the local stack only")
     env = {
+        # Runs launched from this UI link to the MLflow UI started beside it, unless set.
+        "SLIPWAY_EXPERIMENT_TRACKER__UI_URL": f"http://127.0.0.1:{mlflow_port}",
         **os.environ,
         "SLIPWAY_STACK": str(loaded.path) if loaded.path.parent.name != "stacks" else loaded.name,
-        # Runs launched from this UI link to the MLflow UI started beside it.
-        "SLIPWAY_EXPERIMENT_TRACKER__UI_URL": f"http://127.0.0.1:{mlflow_port}",
     }
     procs = [
         subprocess.Popen(cmd, env=env, start_new_session=True) for cmd in commands(loaded, dagster_port, mlflow_port)
