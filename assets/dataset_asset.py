@@ -93,7 +93,7 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
             },
         )
         if spec.expectations:
-            results = data_validator.validate(
+            results = data_validator.run_expectations(
                 frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}"
             )
             for index, (expectation, result) in enumerate(zip(spec.expectations, results, strict=True)):

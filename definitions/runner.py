@@ -67,7 +67,8 @@ def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> No
     """Every import path in the definitions is on the stack's allow-list (nothing is imported)."""
     errors = []
     for p in pipelines:
-        paths = [(("datasets", n, "transform"), d.transform) for n, d in p.spec.datasets.items()]
+        paths: list[tuple[tuple[str, ...], str | None]] = []
+        paths += [(("datasets", n, "transform"), d.transform) for n, d in p.spec.datasets.items()]
         paths += [(("datasets", n, "source", "generator"), d.source.generator) for n, d in p.spec.datasets.items()]
         paths += [(("models", n, "estimator"), m.estimator) for n, m in p.spec.models.items()]
         paths += [(("models", n, "train"), m.train) for n, m in p.spec.models.items()]

@@ -115,7 +115,7 @@ def _serialize_alembic() -> None:
 
     EnvironmentContext.__enter__ = locked_enter  # type: ignore[method-assign]
     EnvironmentContext.__exit__ = locked_exit  # type: ignore[method-assign]
-    EnvironmentContext._slipway_serialized = True  # type: ignore[attr-defined]
+    setattr(EnvironmentContext, "_slipway_serialized", True)  # noqa: B010
 
 
 def prewarm(tracking_uri: str, registry_uri: str = "") -> None:

@@ -32,7 +32,7 @@ class DataValidator(dg.ConfigurableResource, ABC):
         """Raise :class:`DefinitionError` for an expectation name this validator does not know."""
 
     @abstractmethod
-    def validate(
+    def run_expectations(
         self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str
     ) -> list[ExpectationResult]:
         """Run ``(expect, kwargs)`` pairs on ``frame``, one result each, in order."""
@@ -60,7 +60,7 @@ class GreatExpectationsValidator(DataValidator):
         for name in names:
             _expectation_class(gx, name, where)
 
-    def validate(  # noqa: D102
+    def run_expectations(  # noqa: D102
         self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str
     ) -> list[ExpectationResult]:
         gx = _gx()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,13 +114,11 @@ def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[tuple[str, ...], 
     lines: dict[tuple[str, ...], int] = {}
     unknown = sorted(set(data) - set(StackFields.model_fields))
     if unknown:
-        valid = sorted(StackFields.model_fields)
         messages = []
         for key in unknown:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             line = next((n.start_mark.line + 1 for n, _ in getattr(root, "value", []) if n.value == key), 1)
-            messages.append(f"{path}:{line}: stack {name}: unknown component {key!r}{hint} (valid: {', '.join(valid)})")
+            hint = _choices(str(key), StackFields.model_fields)
+            messages.append(f"{path}:{line}: stack {name}: unknown component {key!r}{hint}")
         raise StackError("\n".join(messages))
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
@@ -135,20 +134,21 @@ def _message(err: Any) -> str:
     if len(loc) > 1 and loc[1] in COMPONENT_TYPES.get(loc[0], {}):
         loc = (loc[0], *loc[2:])  # drop the union tag pydantic adds to the location
     if err["type"] == "union_tag_not_found":
-        valid = ", ".join(sorted(COMPONENT_TYPES.get(loc[0], {})))
-        return f"{loc[0]}: missing `type` (valid: {valid})"
+        return f"{loc[0]}: missing `type` (valid: {', '.join(sorted(COMPONENT_TYPES.get(loc[0], {})))})"
     if err["type"] == "union_tag_invalid":
-        component, tag = loc[0], err["ctx"]["tag"]
-        valid = sorted(COMPONENT_TYPES.get(component, {}))
-        close = difflib.get_close_matches(tag, valid, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{component}: unknown type {tag!r}{hint} (valid: {', '.join(valid)})"
+        tag = err["ctx"]["tag"]
+        return f"{loc[0]}: unknown type {tag!r}{_choices(tag, COMPONENT_TYPES.get(loc[0], {}))}"
     if err["type"] == "extra_forbidden":
-        valid = sorted(_component_keys(loc[0]))
-        close = difflib.get_close_matches(loc[-1], valid, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}{hint} (valid: {', '.join(valid)})"
+        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}{_choices(loc[-1], _component_keys(loc[0]))}"
     return f"{'.'.join(loc)}: {err['msg']}"
+
+
+def _choices(given: str, valid: Iterable[str]) -> str:
+    """``"; did you mean 'x'? (valid: a, b)"`` for an unknown name."""
+    names = sorted(valid)
+    close = difflib.get_close_matches(given, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (valid: {', '.join(names)})"
 
 
 def _component_keys(component: str) -> set[str]:
