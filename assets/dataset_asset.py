@@ -1,6 +1,5 @@
 """The Dagster asset for one declared dataset, with its expectations as blocking checks."""
 
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,6 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
         drift_detector: DriftDetector,
         import_policy: ImportPolicy,
     ) -> Any:
-        started = time.perf_counter()
         progress.started(f"{pipeline}/{name}", "loading")
         frame = sources.load(spec.source, folder, where, import_policy.allowed)
         if spec.transform:
@@ -89,7 +87,6 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
                 ),
-                "seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
             },
         )
         if spec.expectations:

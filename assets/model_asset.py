@@ -1,6 +1,5 @@
 """The Dagster asset for one declared model: train, track, register, gate and promote."""
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,6 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
         model_registry: ModelRegistry,
         import_policy: ImportPolicy,
     ) -> Any:
-        started = time.perf_counter()
         progress.started(f"{pipeline}/{name}", "training")
         experiment_tracker.prepare()
         trained = training.train(frame, spec, import_policy.allowed, where)
@@ -130,7 +128,6 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
                 "upstream_data_version": data_version,
                 "git_sha": sha,
                 **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
-                "seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
             },
         )
         for gate in gates:

@@ -41,7 +41,27 @@ def execute(
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             tags={"slipway/stack": loaded.name, "slipway/command": "run"},
         )
-        return result.run_id, _outcomes(result, todo)
+        outcomes = _outcomes(result, todo)
+        for step_key, seconds in _step_seconds(instance.all_logs(result.run_id)).items():
+            key = step_key.replace("__", "/")
+            if key in outcomes:
+                outcomes[key].seconds = seconds
+        return result.run_id, outcomes
+
+
+def _step_seconds(entries: Any) -> dict[str, float]:
+    """Wall time of each step, from its start event to its success or failure event."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in entries:
+        event = entry.dagster_event
+        if event is None or entry.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[entry.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
+            seconds[entry.step_key] = round(entry.timestamp - started[entry.step_key], 3)
+    return seconds
 
 
 def _outcomes(result: Any, todo: list[AssetPlan]) -> dict[str, AssetOutcome]:
@@ -94,7 +114,6 @@ def _one_line(message: str | None) -> str:
 def _materialized(outcome: AssetOutcome, metadata: dict[str, Any], run_id: str) -> None:
     outcome.status = "built"
     outcome.dagster_run_id = run_id
-    outcome.seconds = _value(metadata.get("seconds"))
     outcome.data_version = _value(metadata.get("data_version"))
     outcome.upstream_data_version = _value(metadata.get("upstream_data_version"))
     if "mlflow_run" in metadata:
