@@ -39,10 +39,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from definitions.dev import serve
-    from definitions.runner import stack_for_dev
+    from definitions.dev import prepare, serve
 
-    return serve(stack_for_dev(), args.port, args.mlflow_port)
+    return serve(prepare(args.stack), args.port, args.mlflow_port)
 
 
 def _stack_show(args: argparse.Namespace) -> int:

@@ -10,7 +10,16 @@ import time
 from pathlib import Path
 
 from resources.errors import StackError
-from stacks import LoadedStack
+from stacks import LoadedStack, load_stack
+
+
+def prepare(stack_name: str | None = None) -> LoadedStack:
+    """Load the stack and point ``DAGSTER_HOME`` at its instance (written if missing)."""
+    from stacks.build import prepare_instance
+
+    loaded = load_stack(stack_name)
+    os.environ["DAGSTER_HOME"] = str(prepare_instance(loaded.stack))
+    return loaded
 
 
 def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from definitions.incremental import AssetPlan, plan
 from definitions.ledger import Ledger, ledger_path
 from definitions.paths import DEFS_DIR
 from resources.errors import DefinitionError
-from stacks import LoadedStack, load_stack, slipway_home
+from stacks import load_stack, slipway_home
 
 
 @dataclass
@@ -161,11 +160,3 @@ def _record(item: AssetPlan, outcome: AssetOutcome) -> dict[str, Any]:
         )
     return record
 
-
-def stack_for_dev() -> LoadedStack:
-    """The active stack, with ``DAGSTER_HOME`` prepared for it (used by ``slipway dev``)."""
-    from stacks.build import prepare_instance
-
-    loaded = load_stack()
-    os.environ["DAGSTER_HOME"] = str(prepare_instance(loaded.stack))
-    return loaded
