@@ -1,5 +1,6 @@
 """The Dagster asset for one declared model: train, track, register, gate and promote."""
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,9 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "training")
         experiment_tracker.prepare()
+        # The run is recorded after training (so that MLflow's start-up overlaps it), dated
+        # from when training began.
+        train_started_ms = int(time.time() * 1000)
         trained = training.train(frame, spec, import_policy.allowed, where)
         sha, dirty = git_state(folder)
         data_version = frame_version(frame)
@@ -93,9 +97,14 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
             "slipway.asset_key": key.to_user_string(),
             "slipway.pipeline": pipeline,
             f"slipway.upstream.{dataset_key.to_user_string()}": data_version,
+            # MLflow's own tags, shown as the run's source in its UI.
+            "mlflow.source.type": "JOB",
+            "mlflow.source.name": str(folder / "defs.yaml"),
         }
+        if sha != "unknown":
+            tags["mlflow.source.git.commit"] = sha
         registry_name = registered_name(pipeline, name)
-        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run_id[:8]}", tags)
+        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run_id[:8]}", tags, train_started_ms)
         try:
             ref, decision, gates = _track_and_promote(
                 context,

@@ -159,4 +159,3 @@ def _record(item: AssetPlan, outcome: AssetOutcome) -> dict[str, Any]:
             metrics=outcome.metrics,
         )
     return record
-

@@ -38,8 +38,10 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
         """
 
     @abstractmethod
-    def start_run(self, experiment: str, run_name: str, tags: dict[str, str]) -> TrackedRun:
-        """Open a run in ``experiment`` (created if missing)."""
+    def start_run(
+        self, experiment: str, run_name: str, tags: dict[str, str], start_time_ms: int | None = None
+    ) -> TrackedRun:
+        """Open a run in ``experiment`` (created if missing), started at ``start_time_ms``."""
 
     @abstractmethod
     def log(self, run: TrackedRun, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
@@ -101,14 +103,18 @@ class MlflowTracker(ExperimentTracker):
         if self.artifact_location:
             location = Path(self.artifact_location).expanduser().resolve().joinpath(name).as_uri()
         try:
-            return str(self._client.create_experiment(name, artifact_location=location))
+            # The MLflow UI shows an experiment of this kind as model training, not GenAI.
+            tags = {"mlflow.experimentKind": "custom_model_development"}
+            return str(self._client.create_experiment(name, artifact_location=location, tags=tags))
         except MlflowException:  # created concurrently by another step
             return str(self._client.get_experiment_by_name(name).experiment_id)
 
-    def start_run(self, experiment: str, run_name: str, tags: dict[str, str]) -> TrackedRun:  # noqa: D102
+    def start_run(  # noqa: D102
+        self, experiment: str, run_name: str, tags: dict[str, str], start_time_ms: int | None = None
+    ) -> TrackedRun:
         try:
             experiment_id = self._experiment_id(experiment)
-            run = self._client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run = self._client.create_run(experiment_id, start_time=start_time_ms, run_name=run_name, tags=tags)
         except Exception as exc:
             raise ResourceError(
                 f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}"

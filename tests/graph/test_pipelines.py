@@ -78,7 +78,11 @@ def test_run_tracks_registers_and_promotes(home, defs_dir, churn_pipeline):
     assert {"model/MLmodel", "model/input_example.json"} <= model_files
     mlmodel = Path(client.download_artifacts(version.run_id, "model/MLmodel")).read_text()
     assert "signature:" in mlmodel and '"name": "tenure"' in mlmodel
-    assert client.get_experiment(mlflow_run.info.experiment_id).name == "churn"
+    experiment = client.get_experiment(mlflow_run.info.experiment_id)
+    assert experiment.name == "churn"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.source.name"] == str(churn_pipeline)
+    assert mlflow_run.info.status == "FINISHED" and mlflow_run.info.end_time >= mlflow_run.info.start_time
 
     # LightGBM (sklearn API) trained and registered, but its gate failed: no alias at all.
     lgbm = client.get_model_version("churn.lgbm", "1")
