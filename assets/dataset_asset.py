@@ -11,6 +11,7 @@ from assets.imports import resolve
 from assets.schema import Dataset
 from assets.versions import code_version, frame_version
 from resources.drift import DriftDetector
+from resources.errors import DataError, DefinitionError
 from resources.policy import ImportPolicy
 from resources.validator import DataValidator, ExpectationResult
 
@@ -73,6 +74,10 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
         frame = sources.load(spec.source, folder, where, import_policy.allowed)
         if spec.transform:
             frame = resolve(spec.transform, import_policy.allowed, where)(frame)
+            if not hasattr(frame, "dtypes"):
+                raise DefinitionError(
+                    f"{where}: transform {spec.transform} returned a {type(frame).__name__}, not a DataFrame"
+                )
         version = frame_version(frame)
         # Output(data_version=...) is marked beta; it is what makes staleness follow content.
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -101,6 +106,9 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 yield _check_result(index, result, expectation.severity)
         if spec.drift:
             half = len(frame) // 2
+            missing = [c for c in spec.drift.columns or [] if c not in frame.columns]
+            if missing:
+                raise DataError(f"{where}: drift columns {missing} are not in the dataset")
             scored = frame[spec.drift.columns] if spec.drift.columns else frame
             scores = drift_detector.scores(scored.iloc[:half], scored.iloc[half:], spec.drift.method)
             worst = max(scores.values(), default=0.0)

@@ -70,7 +70,7 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
         ins={"frame": dg.AssetIn(key=dataset_key)},
         description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
         check_specs=checks,
-        kinds={"mlflow", "sklearn"},
+        kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
         op_tags=op_tags,
         metadata={"slipway/pipeline": pipeline, "slipway/registered_model": registered_name(pipeline, name)},
     )
