@@ -8,10 +8,15 @@ fast index over it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from resources.errors import SlipwayError
 
 
 class Ledger:
@@ -46,3 +51,24 @@ class Ledger:
 def ledger_path(home: Path, stack: str) -> Path:
     """The ledger file of ``stack`` under ``home``."""
     return home / "state" / f"ledger-{Path(stack).stem}.json"
+
+
+@contextmanager
+def exclusive(home: Path) -> Iterator[None]:
+    """Hold ``$SLIPWAY_HOME``'s run lock; fail at once if another ``slipway run`` holds it.
+
+    Two runs on one home would race on the ledger, the artifacts and the SQLite stores.
+    """
+    path = home / "state" / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise SlipwayError(
+                f"another `slipway run` is using {home}; wait for it to finish or set SLIPWAY_HOME to another folder"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,10 +12,10 @@ from assets.imports import check_allowed
 from assets.loader import LoadedPipeline, load_pipelines
 from assets.metrics import suggest
 from definitions.incremental import AssetPlan, plan
-from definitions.ledger import Ledger, ledger_path
+from definitions.ledger import Ledger, exclusive, ledger_path
 from definitions.paths import DEFS_DIR
 from resources.errors import DefinitionError
-from stacks import load_stack, slipway_home
+from stacks import LoadedStack, load_stack, slipway_home
 
 
 @dataclass
@@ -108,7 +108,15 @@ def run(
     stack = loaded_stack.stack
     pipelines = select(load_pipelines(defs_dir or DEFS_DIR), names)
     check_imports(pipelines, stack.allowed_imports)
-    ledger = Ledger(ledger_path(slipway_home(), loaded_stack.name))
+    home = slipway_home()
+    with exclusive(home):
+        return _run_locked(pipelines, loaded_stack, Ledger(ledger_path(home, loaded_stack.name)), force, started)
+
+
+def _run_locked(
+    pipelines: list[LoadedPipeline], loaded_stack: LoadedStack, ledger: Ledger, force: bool, started: float
+) -> RunReport:
+    stack = loaded_stack.stack
     plans = plan(pipelines, ledger, Path(stack.artifact_store.base_dir), force)
     todo = [p for p in plans if not p.reuse]
     outcomes = {p.key: _reused(p) for p in plans if p.reuse}

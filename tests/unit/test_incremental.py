@@ -102,3 +102,19 @@ def test_corrupt_ledger_means_rebuild(tmp_path):
     ledger.save()
     assert Ledger(path).get("a/b") == {"code_version": "x"}
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_one_run_per_home(tmp_path):
+    import re
+
+    import pytest
+
+    from definitions.ledger import exclusive
+    from resources.errors import SlipwayError
+
+    with exclusive(tmp_path):
+        with pytest.raises(SlipwayError, match=re.escape(f"another `slipway run` is using {tmp_path}; wait")):
+            with exclusive(tmp_path):
+                pass
+    with exclusive(tmp_path):  # released afterwards
+        pass
