@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from assets import sources
 from assets.loader import LoadedPipeline
@@ -41,48 +42,59 @@ def _artifact_is_latest(artifacts_dir: Path, key: str, run_id: str) -> bool:
         return False
 
 
+def _first_reason(item: AssetPlan, record: dict[str, Any] | None, force: bool) -> str | None:
+    """Why any asset is rebuilt regardless of its inputs, or None."""
+    if force:
+        return "--force"
+    if record is None:
+        return "never built"
+    if record.get("code_version") != item.code_version:
+        return "definition changed"
+    return None
+
+
+def _settle(item: AssetPlan, record: dict[str, Any] | None, reason: str | None) -> AssetPlan:
+    if reason is None and record is not None:
+        item.reuse, item.reason, item.record = True, "unchanged", record
+    else:
+        item.reason = reason or "never built"
+    return item
+
+
+def _dataset(loaded: LoadedPipeline, name: str, ledger: Ledger, artifacts_dir: Path, force: bool) -> AssetPlan:
+    dataset = loaded.spec.datasets[name]
+    key = f"{loaded.spec.name}/{name}"
+    item = AssetPlan(key, "dataset", code_version("dataset", dataset))
+    where = f"{loaded.where('datasets', name, 'source')}: pipeline {loaded.spec.name}, dataset {name}"
+    item.fingerprint = sources.fingerprint(dataset.source, loaded.folder, where)
+    record = ledger.get(key)
+    reason = _first_reason(item, record, force)
+    if reason is None and record is not None:
+        if record.get("fingerprint") != item.fingerprint:
+            reason = "input data changed"
+        elif not _artifact_is_latest(artifacts_dir, key, record.get("run_id", "?")):
+            reason = "stored data is not the last good build"
+    return _settle(item, record, reason)
+
+
+def _model(loaded: LoadedPipeline, name: str, ledger: Ledger, upstream: AssetPlan, force: bool) -> AssetPlan:
+    key = f"{loaded.spec.name}/{name}"
+    item = AssetPlan(key, "model", code_version("model", loaded.spec.models[name]), upstream=upstream.key)
+    record = ledger.get(key)
+    reason = _first_reason(item, record, force)
+    if reason is None and record is not None:
+        if not upstream.reuse:
+            reason = f"{upstream.key} is rebuilt"
+        elif record.get("upstream_data_version") != upstream.record.get("data_version"):
+            reason = f"{upstream.key} has new data"
+    return _settle(item, record, reason)
+
+
 def plan(pipelines: list[LoadedPipeline], ledger: Ledger, artifacts_dir: Path, force: bool) -> list[AssetPlan]:
     """One :class:`AssetPlan` per asset of ``pipelines``, datasets before their models."""
     plans: list[AssetPlan] = []
     for loaded in pipelines:
-        spec = loaded.spec
-        datasets: dict[str, AssetPlan] = {}
-        for name, dataset in spec.datasets.items():
-            key = f"{spec.name}/{name}"
-            item = AssetPlan(key, "dataset", code_version("dataset", dataset))
-            where = f"{loaded.where('datasets', name, 'source')}: pipeline {spec.name}, dataset {name}"
-            item.fingerprint = sources.fingerprint(dataset.source, loaded.folder, where)
-            record = ledger.get(key)
-            if force:
-                item.reason = "--force"
-            elif record is None:
-                item.reason = "never built"
-            elif record.get("code_version") != item.code_version:
-                item.reason = "definition changed"
-            elif record.get("fingerprint") != item.fingerprint:
-                item.reason = "input data changed"
-            elif not _artifact_is_latest(artifacts_dir, key, record.get("run_id", "?")):
-                item.reason = "stored data is not the last good build"
-            else:
-                item.reuse, item.reason, item.record = True, "unchanged", record
-            datasets[name] = item
-            plans.append(item)
-        for name, model in spec.models.items():
-            key = f"{spec.name}/{name}"
-            upstream = datasets[model.dataset]
-            item = AssetPlan(key, "model", code_version("model", model), upstream=upstream.key)
-            record = ledger.get(key)
-            if force:
-                item.reason = "--force"
-            elif record is None:
-                item.reason = "never built"
-            elif record.get("code_version") != item.code_version:
-                item.reason = "definition changed"
-            elif not upstream.reuse:
-                item.reason = f"{upstream.key} is rebuilt"
-            elif record.get("upstream_data_version") != upstream.record.get("data_version"):
-                item.reason = f"{upstream.key} has new data"
-            else:
-                item.reuse, item.reason, item.record = True, "unchanged", record
-            plans.append(item)
+        datasets = {name: _dataset(loaded, name, ledger, artifacts_dir, force) for name in loaded.spec.datasets}
+        plans += datasets.values()
+        plans += [_model(loaded, name, ledger, datasets[m.dataset], force) for name, m in loaded.spec.models.items()]
     return plans
