@@ -16,6 +16,7 @@ from pydantic import Field
 
 from resources import mlflow_client
 from resources.errors import ResourceError
+from resources.formats import SKOPS_TRUSTED_TYPES
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ class MlflowTracker(ExperimentTracker):
     serialization: Literal["cloudpickle", "skops"] = Field(
         default="cloudpickle",
         description="scikit-learn model format: cloudpickle (fast) or skops (safe to load from untrusted stores).",
+    )
+    skops_trusted_types: list[str] = Field(
+        default_factory=lambda: list(SKOPS_TRUSTED_TYPES),
+        description="Types skops may save and load beyond its defaults (serialization: skops only).",
     )
 
     def prepare(self) -> None:  # noqa: D102
@@ -160,21 +165,33 @@ class MlflowTracker(ExperimentTracker):
             "serialization_format": self.serialization,
         }
         if self.serialization == "skops":
-            kwargs["skops_trusted_types"] = ["sklearn.tree._tree.Tree", "sklearn._loss._loss.CyHalfSquaredError"]
+            kwargs["skops_trusted_types"] = list(self.skops_trusted_types)
         # MLflow warns on every cloudpickle save and when pip is absent from the venv; the
         # format is a stack setting chosen on purpose and the requirements are given.
         for noisy in ("mlflow.sklearn", "mlflow.utils.environment"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        from mlflow.exceptions import MlflowException
+
         parsed = urlparse(run.artifact_uri)
-        if parsed.scheme in ("", "file"):
-            # Local artifact store: write the model in place instead of saving and copying it.
-            target = Path(unquote(parsed.path)) / "model"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            mlflow.sklearn.save_model(model, str(target), **kwargs)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                mlflow.sklearn.save_model(model, os.path.join(tmp, "model"), **kwargs)
-                self._client.log_artifacts(run.run_id, os.path.join(tmp, "model"), "model")
+        try:
+            if parsed.scheme in ("", "file"):
+                # Local artifact store: write the model in place instead of saving and copying it.
+                target = Path(unquote(parsed.path)) / "model"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                mlflow.sklearn.save_model(model, str(target), **kwargs)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    mlflow.sklearn.save_model(model, os.path.join(tmp, "model"), **kwargs)
+                    self._client.log_artifacts(run.run_id, os.path.join(tmp, "model"), "model")
+        except MlflowException as exc:
+            untrusted = str(exc).partition("Untrusted types found in the file: ")[2]
+            if not untrusted:
+                raise
+            raise ResourceError(
+                f"experiment tracker (mlflow): skops will not save a {type(model).__name__} holding "
+                f"untrusted types {untrusted.strip().rstrip('.')}; add them to experiment_tracker.skops_trusted_types "
+                "in the stack, or use `serialization: cloudpickle`"
+            ) from exc
         return f"{run.artifact_uri}/model"
 
     def end_run(self, run: TrackedRun, ok: bool) -> None:  # noqa: D102

@@ -26,6 +26,7 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
             artifact_location=tracker.artifact_location,
             ui_url=tracker.ui_url,
             serialization=tracker.serialization,
+            skops_trusted_types=list(tracker.skops_trusted_types),
         ),
         "model_registry": MlflowModelRegistry(
             tracking_uri=tracker.tracking_uri, registry_uri=stack.model_registry.registry_uri

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from resources.formats import SKOPS_TRUSTED_TYPES
+
 
 class _Component(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +46,10 @@ class MlflowTrackerConfig(_Component):
     ui_url: str = Field(default="http://127.0.0.1:5000", description="MLflow UI base URL, for run links.")
     serialization: Literal["cloudpickle", "skops"] = Field(
         default="cloudpickle", description="scikit-learn model format in the registry."
+    )
+    skops_trusted_types: list[str] = Field(
+        default_factory=lambda: list(SKOPS_TRUSTED_TYPES),
+        description="Types skops may save and load beyond its defaults (serialization: skops only).",
     )
 
 

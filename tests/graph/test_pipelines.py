@@ -201,3 +201,23 @@ def test_failing_gate_keeps_the_champion(home, defs_dir, churn_pipeline, write_p
     # A failed build is not reused: the next run tries again.
     again = run(defs_dir=defs_dir)
     assert next(o for o in again.outcomes if o.key == "churn/clf").status == "failed"
+
+
+def test_skops_stack_saves_forests_and_explains_untrusted_types(home, defs_dir, churn_pipeline, tmp_path):
+    stack = tmp_path / "safe.yaml"
+    stack.write_text((Path(__file__).parents[2] / "stacks" / "local.yaml").read_text().replace("cloudpickle", "skops"))
+    report = run(stack_name=str(stack), defs_dir=defs_dir)
+    status = {o.key: (o.status, o.detail) for o in report.outcomes}
+    assert status["churn/clf"][0] == "built"
+    mlmodel = Path(
+        _client(home).download_artifacts(
+            next(o for o in report.outcomes if o.key == "churn/clf").mlflow_run.rsplit("/", 1)[1], "model/MLmodel"
+        )
+    ).read_text()
+    assert "serialization_format: skops" in mlmodel
+    assert status["churn/lgbm"] == (
+        "failed",
+        "experiment tracker (mlflow): skops will not save a LGBMClassifier holding untrusted types "
+        "['collections.OrderedDict', 'lightgbm.basic.Booster', 'lightgbm.sklearn.LGBMClassifier']; add them to "
+        "experiment_tracker.skops_trusted_types in the stack, or use `serialization: cloudpickle`",
+    )
