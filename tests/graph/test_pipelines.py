@@ -221,3 +221,37 @@ def test_skops_stack_saves_forests_and_explains_untrusted_types(home, defs_dir, 
         "['collections.OrderedDict', 'lightgbm.basic.Booster', 'lightgbm.sklearn.LGBMClassifier']; add them to "
         "experiment_tracker.skops_trusted_types in the stack, or use `serialization: cloudpickle`",
     )
+
+
+def test_parquet_glob_and_generator_sources(home, defs_dir, write_pipeline):
+    folder = write_pipeline(
+        "mixed",
+        """
+        type: assets.Pipeline
+        attributes:
+          name: mixed
+          datasets:
+            landed:
+              source: {path: "landing/*.parquet"}
+            synthetic:
+              source: {generator: houses, rows: 300, seed: 4}
+          models:
+            price:
+              dataset: synthetic
+              target: price
+              estimator: sklearn.linear_model.LinearRegression
+              metrics: [r2]
+        """,
+    ).parent
+    (folder / "landing").mkdir()
+    churn(100, seed=1).to_parquet(folder / "landing" / "a.parquet")
+    churn(50, seed=2, id_offset=100).to_parquet(folder / "landing" / "b.parquet")
+    report = run(defs_dir=defs_dir)
+    details = {o.key: (o.status, o.detail) for o in report.outcomes}
+    assert details["mixed/landed"] == ("built", "150 rows")
+    assert details["mixed/synthetic"] == ("built", "300 rows")
+    assert details["mixed/price"][0] == "built"
+    # The generator is seeded: a forced rebuild produces the same data version.
+    again = run(force=True, defs_dir=defs_dir)
+    first = {o.key: o.data_version for o in report.outcomes}
+    assert {o.key: o.data_version for o in again.outcomes}["mixed/synthetic"] == first["mixed/synthetic"]

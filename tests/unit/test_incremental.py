@@ -84,6 +84,7 @@ def test_plan_imports_nothing_heavy(tmp_path, write_pipeline):
     code = (
         "import sys; from pathlib import Path; from assets.loader import parse_file; "
         "from definitions.incremental import plan; from definitions.ledger import Ledger; "
+        "from stacks import load_stack; load_stack(); "
         f"plan([parse_file(Path({str(path)!r}))], Ledger(Path({str(tmp_path / 'l.json')!r})), Path('.'), False); "
         "print(sorted(m for m in ('dagster', 'mlflow', 'sklearn', 'great_expectations') if m in sys.modules))"
     )
