@@ -94,10 +94,13 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 ),
             },
         )
+        summary = [f"{len(frame)} rows"]
         if spec.expectations:
             results = data_validator.run_expectations(
                 frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}"
             )
+            failed = sum(not r.success for r in results)
+            summary.append(f"{len(results) - failed}/{len(results)} expectations passed")
             for index, (expectation, result) in enumerate(zip(spec.expectations, results, strict=True)):
                 if not result.success:
                     context.log.warning(
@@ -112,6 +115,7 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
             scored = frame[spec.drift.columns] if spec.drift.columns else frame
             scores = drift_detector.scores(scored.iloc[:half], scored.iloc[half:], spec.drift.method)
             worst = max(scores.values(), default=0.0)
+            summary.append(f"{spec.drift.method} drift {worst:.3f} (threshold {spec.drift.threshold})")
             yield dg.AssetCheckResult(
                 check_name=DRIFT_CHECK,
                 passed=worst <= spec.drift.threshold,
@@ -122,5 +126,6 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                     **{f"score_{c}": s for c, s in scores.items()},
                 },
             )
+        progress.finished(f"{pipeline}/{name}", ", ".join(summary))
 
     return _dataset

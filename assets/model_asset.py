@@ -123,6 +123,7 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
             raise
         experiment_tracker.end_run(run, ok=True)
         context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
+        progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
         yield dg.Output(
             ref,
             data_version=dg.DataVersion(f"{registry_name}@{ref.version}"),

@@ -12,4 +12,9 @@ logger = logging.getLogger("slipway.progress")
 
 def started(asset: str, what: str) -> None:
     """An asset began ``what`` (loading, training, …)."""
-    logger.info("%s: %s", asset, what)
+    logger.info("%s: %s…", asset, what)
+
+
+def finished(asset: str, summary: str) -> None:
+    """An asset finished its work; ``summary`` says what came of it."""
+    logger.info("%s: %s", asset, summary)

@@ -17,7 +17,7 @@ class _ProgressHandler(logging.Handler):
         self.stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream.write(f"  … {record.getMessage()}\n")
+        self.stream.write(f"  {record.getMessage()}\n")
         self.stream.flush()
 
 

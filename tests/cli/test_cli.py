@@ -121,7 +121,8 @@ def test_run_examples_then_nothing_to_do(home):
     lines = first.stdout.splitlines()
     assert lines[0].split() == ["asset", "status", "time", "mlflow", "run", "version", "alias", "detail"]
     assert any(line.startswith("churn/churn_classifier") and "✓ built" in line and "champion" in line for line in lines)
-    assert "… churn/churn_classifier: training" in first.stderr  # progress while it runs
+    assert "churn/churn_classifier: training…" in first.stderr  # progress while it runs
+    assert "churn/customers: 3000 rows, 4/4 expectations passed, psi drift" in first.stderr
     second = slipway("run", home=home)
     assert second.returncode == 0, second.stdout + second.stderr
     rows = [line for line in second.stdout.splitlines()[1:-1]]
