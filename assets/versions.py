@@ -7,7 +7,9 @@ must be stable across processes and machines: canonical JSON, no ``hash()``, no 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,48 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+_CODE_FIELDS = ("transform", "generator", "train", "estimator")
+_LIBRARY_DIRS = tuple(
+    str(Path(p).resolve()) for key in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_path(key))
+)
+
+
 def code_version(kind: str, definition: BaseModel | dict[str, Any]) -> str:
-    """Hash of one asset's resolved definition (defaults filled in), independent of the stack."""
+    """Hash of one asset's resolved definition (defaults filled in), independent of the stack.
+
+    Import paths into the project's own code (not installed libraries, which the lock file
+    pins) also count by the bytes of their module, so editing a transform rebuilds its dataset.
+    """
     payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else definition
-    text = json.dumps({"kind": kind, "definition": payload}, sort_keys=True, separators=(",", ":"))
+    code = {path: digest for path in _import_paths(payload) if (digest := source_digest(path))}
+    text = json.dumps({"kind": kind, "definition": payload, "code": code}, sort_keys=True, separators=(",", ":"))
     return _digest(text.encode())
+
+
+def _import_paths(payload: Any) -> list[str]:
+    if isinstance(payload, dict):
+        found = [v for k, v in payload.items() if k in _CODE_FIELDS and isinstance(v, str) and ("." in v or ":" in v)]
+        return found + [p for v in payload.values() for p in _import_paths(v)]
+    return []
+
+
+def source_digest(path: str) -> str | None:
+    """Hash of the source file of the module ``path`` names, when it is project code.
+
+    Finds the file without importing the module (only its parent packages); a module inside
+    the standard library or site-packages gives None.
+    """
+    module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+    try:
+        top = importlib.util.find_spec(module.split(".")[0])
+        if top is None or top.origin is None or str(Path(top.origin).resolve()).startswith(_LIBRARY_DIRS):
+            return None
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None  # an unknown module is reported when the path is resolved
+    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
+        return None
+    return _digest(Path(spec.origin).read_bytes())
 
 
 def files_version(paths: Iterable[Path]) -> str:

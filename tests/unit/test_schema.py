@@ -138,3 +138,24 @@ def test_duplicate_pipeline_names(write_pipeline, defs_dir):
     second = write_pipeline("b", GOOD)
     with pytest.raises(DefinitionError, match=re.escape(f"{second}:3: pipeline name 'shop' is also used by")):
         load_pipelines(defs_dir)
+
+
+def test_editing_project_code_changes_the_code_version(tmp_path, monkeypatch):
+    from assets.schema import Dataset
+
+    package = tmp_path / "shopcode"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "clean.py").write_text("def fix(df):\n    return df\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dataset = Dataset.model_validate({"source": {"path": "a.csv"}, "transform": "shopcode.clean:fix"})
+    before = code_version("dataset", dataset)
+    assert code_version("dataset", dataset) == before
+    (package / "clean.py").write_text("def fix(df):\n    return df.dropna()\n")
+    assert code_version("dataset", dataset) != before
+    # Installed libraries are pinned by the lock file, not hashed; the project's own code is.
+    from assets.versions import source_digest
+
+    assert source_digest("sklearn.utils:shuffle") is None
+    assert source_digest("os:system") is None
+    assert source_digest("definitions.custom:add_ratios") is not None
