@@ -32,6 +32,7 @@ class AssetPlan:
     reuse: bool = False
     reason: str = ""
     record: dict = field(default_factory=dict)
+    waits: bool = False  # decided after its dataset is rebuilt: reused if the data came out the same
 
 
 def _artifact_is_latest(artifacts_dir: Path, key: str, run_id: str) -> bool:
@@ -55,9 +56,10 @@ def _first_reason(item: AssetPlan, record: dict[str, Any] | None, force: bool) -
 
 def _settle(item: AssetPlan, record: dict[str, Any] | None, reason: str | None) -> AssetPlan:
     if reason is None and record is not None:
-        item.reuse, item.reason, item.record = True, "unchanged", record
+        item.reuse, item.reason = True, "unchanged"
     else:
         item.reason = reason or "never built"
+    item.record = record or {}
     return item
 
 
@@ -85,9 +87,21 @@ def _model(loaded: LoadedPipeline, name: str, ledger: Ledger, upstream: AssetPla
     if reason is None and record is not None:
         if not upstream.reuse:
             reason = f"{upstream.key} is rebuilt"
+            # New input bytes almost always mean new data: train in the same run. Otherwise
+            # (an edited expectation, say) wait for the new data version and compare.
+            item.waits = upstream.reason != "input data changed"
         elif record.get("upstream_data_version") != upstream.record.get("data_version"):
             reason = f"{upstream.key} has new data"
     return _settle(item, record, reason)
+
+
+def settle_waiting(item: AssetPlan, upstream_data_version: str | None) -> bool:
+    """Decide a waiting model once its dataset is rebuilt; True when it must train."""
+    if upstream_data_version is not None and item.record.get("upstream_data_version") == upstream_data_version:
+        item.reuse, item.reason = True, f"unchanged ({item.upstream} rebuilt with the same data)"
+        return False
+    item.reason = f"{item.upstream} has new data"
+    return True
 
 
 def plan(pipelines: list[LoadedPipeline], ledger: Ledger, artifacts_dir: Path, force: bool) -> list[AssetPlan]:

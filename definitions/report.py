@@ -52,6 +52,6 @@ def summary(report: RunReport) -> str:
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(
         f"stack {report.stack}: {tally} in {report.seconds:.1f}s"
-        + (f" (dagster run {report.dagster_run_id})" if report.dagster_run_id else "")
+        + (f" (dagster run {', '.join(report.dagster_run_ids)})" if report.dagster_run_ids else "")
     )
     return "\n".join(lines)

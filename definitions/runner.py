@@ -11,7 +11,7 @@ from typing import Any
 from assets.imports import check_allowed
 from assets.loader import LoadedPipeline, load_pipelines
 from assets.metrics import suggest
-from definitions.incremental import AssetPlan, plan
+from definitions.incremental import AssetPlan, plan, settle_waiting
 from definitions.ledger import Ledger, exclusive, ledger_path
 from definitions.paths import DEFS_DIR
 from resources.errors import DefinitionError
@@ -42,7 +42,7 @@ class RunReport:
 
     stack: str
     outcomes: list[AssetOutcome]
-    dagster_run_id: str | None
+    dagster_run_ids: list[str]
     seconds: float
 
     @property
@@ -118,22 +118,49 @@ def _run_locked(
 ) -> RunReport:
     stack = loaded_stack.stack
     plans = plan(pipelines, ledger, Path(stack.artifact_store.base_dir), force)
-    todo = [p for p in plans if not p.reuse]
     outcomes = {p.key: _reused(p) for p in plans if p.reuse}
-    dagster_run_id = None
+    run_ids: list[str] = []
+    todo = [p for p in plans if not p.reuse and not p.waits]
+    waiting = [p for p in plans if p.waits]
+    if todo or waiting:
+        resolve_imports(pipelines, stack.allowed_imports, {p.key for p in plans if not p.reuse})
     if todo:
-        resolve_imports(pipelines, stack.allowed_imports, {p.key for p in todo})
-        from definitions.execute import execute
-
-        dagster_run_id, built = execute(pipelines, loaded_stack, todo)
-        for item in todo:
-            outcome = built[item.key]
-            outcomes[item.key] = outcome
-            if outcome.status == "built":
-                ledger.put(item.key, _record(item, outcome))
-        ledger.save()
+        _execute(pipelines, loaded_stack, todo, ledger, outcomes, run_ids)
+    second = []
+    for item in waiting:
+        upstream = outcomes[item.upstream or ""]
+        if upstream.status != "built":
+            outcomes[item.key] = AssetOutcome(
+                item.key, item.kind, "blocked", detail=f"{upstream.key} {upstream.status}"
+            )
+        elif settle_waiting(item, upstream.data_version):
+            second.append(item)
+        else:
+            outcomes[item.key] = _reused(item)
+    if second:
+        _execute(pipelines, loaded_stack, second, ledger, outcomes, run_ids)
     ordered = [outcomes[p.key] for p in plans]
-    return RunReport(loaded_stack.name, ordered, dagster_run_id, time.perf_counter() - started)
+    return RunReport(loaded_stack.name, ordered, run_ids, time.perf_counter() - started)
+
+
+def _execute(
+    pipelines: list[LoadedPipeline],
+    loaded_stack: LoadedStack,
+    todo: list[AssetPlan],
+    ledger: Ledger,
+    outcomes: dict[str, AssetOutcome],
+    run_ids: list[str],
+) -> None:
+    """One Dagster run for ``todo``; record what it built in ``outcomes`` and the ledger."""
+    from definitions.execute import execute
+
+    run_id, built = execute(pipelines, loaded_stack, todo)
+    run_ids.append(run_id)
+    for item in todo:
+        outcomes[item.key] = built[item.key]
+        if built[item.key].status == "built":
+            ledger.put(item.key, _record(item, built[item.key]))
+    ledger.save()
 
 
 def _reused(item: AssetPlan) -> AssetOutcome:
@@ -145,7 +172,7 @@ def _reused(item: AssetPlan) -> AssetOutcome:
         mlflow_run=record.get("mlflow_run"),
         model_version=record.get("model_version"),
         alias=record.get("alias"),
-        detail="unchanged",
+        detail=item.reason,
         metrics=record.get("metrics", {}),
     )
 

@@ -67,7 +67,7 @@ def test_run_tracks_registers_and_promotes(home, defs_dir, churn_pipeline):
     assert 0.6 <= mlflow_run.data.metrics["roc_auc"] <= 1.0
     tags = mlflow_run.data.tags
     assert tags["slipway.asset_key"] == "churn/clf"
-    assert tags["slipway.dagster_run_id"] == report.dagster_run_id
+    assert [tags["slipway.dagster_run_id"]] == report.dagster_run_ids
     assert len(tags["slipway.git_sha"]) in (7, 40) or tags["slipway.git_sha"] == "unknown"
     assert tags["slipway.git_dirty"] in ("true", "false")
     assert tags["slipway.definition_hash"]
@@ -255,3 +255,31 @@ def test_parquet_glob_and_generator_sources(home, defs_dir, write_pipeline):
     again = run(force=True, defs_dir=defs_dir)
     first = {o.key: o.data_version for o in report.outcomes}
     assert {o.key: o.data_version for o in again.outcomes}["mixed/synthetic"] == first["mixed/synthetic"]
+    # A dataset definition that changes the data: the model waits for it, then trains.
+    (folder / "defs.yaml").write_text((folder / "defs.yaml").read_text().replace("rows: 300", "rows: 320"))
+    changed = run(defs_dir=defs_dir)
+    details = {o.key: (o.status, o.detail) for o in changed.outcomes}
+    assert details["mixed/synthetic"] == ("built", "320 rows")
+    assert details["mixed/landed"][0] == "reused"
+    assert details["mixed/price"][0] == "built"
+    assert len(changed.dagster_run_ids) == 2
+
+
+def test_edited_expectation_rebuilds_the_dataset_but_not_its_models(home, defs_dir, churn_pipeline, write_pipeline):
+    run(defs_dir=defs_dir)
+    write_pipeline("churn", CHURN.replace("max_value: 72", "max_value: 80"))
+    report = run(defs_dir=defs_dir)
+    details = {o.key: (o.status, o.detail) for o in report.outcomes}
+    assert details["churn/customers"][0] == "built"
+    assert details["churn/clf"] == ("reused", "unchanged (churn/customers rebuilt with the same data)")
+    assert details["churn/lgbm"][0] == "failed"  # never succeeded, so it trains with the dataset
+    assert len(report.dagster_run_ids) == 1
+    assert str(_client(home).get_model_version_by_alias("churn.clf", "champion").version) == "1"
+
+
+def test_new_data_and_changed_model_train_in_one_dagster_run(home, defs_dir, churn_pipeline, write_pipeline):
+    run(defs_dir=defs_dir)
+    churn(100, seed=9, id_offset=5_000).to_csv(churn_pipeline.parent / "data" / "batch_001.csv", index=False)
+    report = run(defs_dir=defs_dir)
+    assert {o.key: o.status for o in report.outcomes}["churn/clf"] == "built"
+    assert len(report.dagster_run_ids) == 1
