@@ -32,7 +32,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
                 for index, expectation in enumerate(dataset.expectations):
                     where = f"{p.where('datasets', name, 'expectations', index, 'expect')}: pipeline {p.spec.name}"
                     try:
-                        validator.check_names([expectation.expect], where)
+                        validator.check(expectation.expect, expectation.kwargs, where)
                     except DefinitionError as exc:
                         errors.append(str(exc))
     if errors:

@@ -28,8 +28,8 @@ class DataValidator(dg.ConfigurableResource, ABC):
     """Runs declared expectations on a table."""
 
     @abstractmethod
-    def check_names(self, names: list[str], where: str) -> None:
-        """Raise :class:`DefinitionError` for an expectation name this validator does not know."""
+    def check(self, expect: str, kwargs: dict[str, Any], where: str) -> None:
+        """Raise :class:`DefinitionError` for an unknown expectation or arguments it refuses."""
 
     @abstractmethod
     def run_expectations(
@@ -55,10 +55,8 @@ class GreatExpectationsValidator(DataValidator):
 
     result_format: str = "SUMMARY"
 
-    def check_names(self, names: list[str], where: str) -> None:  # noqa: D102
-        gx = _gx()
-        for name in names:
-            _expectation_class(gx, name, where)
+    def check(self, expect: str, kwargs: dict[str, Any], where: str) -> None:  # noqa: D102
+        _expectation(_gx(), expect, kwargs, where)
 
     def run_expectations(  # noqa: D102
         self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str
@@ -135,6 +133,13 @@ def _expectation(gx: Any, expect: str, kwargs: dict[str, Any], where: str) -> An
     cls = _expectation_class(gx, expect, where)
     try:
         return cls(**kwargs)
-    except Exception as exc:  # GX's own pydantic validation error: keep its first line
-        first = str(exc).splitlines()
-        raise DefinitionError(f"{where}: expectation {expect}: {' '.join(first[:3])}") from exc
+    except Exception as exc:  # GX validates arguments with (v1-style) pydantic models
+        errors = getattr(exc, "errors", None)
+        if callable(errors):
+            detail = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] != ("__root__",) else e["msg"]
+                for e in errors()
+            )
+        else:
+            detail = str(exc).splitlines()[0]
+        raise DefinitionError(f"{where}: expectation {expect}: {detail}") from exc

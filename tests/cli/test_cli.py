@@ -87,6 +87,18 @@ def test_validate_malformed_yaml_and_unknown_expectation(home, write_pipeline, d
     )
 
 
+def test_validate_expectation_arguments(home, write_pipeline, defs_dir):
+    text = BAD_ESTIMATOR.replace("RandomForestClasifier", "RandomForestClassifier").replace(
+        "      source: {path: data/orders.csv}",
+        "      source: {path: data/orders.csv}\n      expectations:\n        - {expect: column_values_to_be_between, colum: y, min_value: 0}",
+    )
+    path = write_pipeline("shop", text)
+    result = slipway("--defs", str(defs_dir), "validate", home=home)
+    assert_one_line_error(
+        result, f"{path}:8: pipeline shop: expectation column_values_to_be_between: column: field required"
+    )
+
+
 def test_run_missing_data_file(home, write_pipeline, defs_dir):
     path = write_pipeline("shop", BAD_ESTIMATOR.replace("RandomForestClasifier", "RandomForestClassifier"))
     result = slipway("--defs", str(defs_dir), "run", home=home)
