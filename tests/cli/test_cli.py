@@ -95,7 +95,8 @@ def test_validate_expectation_arguments(home, write_pipeline, defs_dir):
     path = write_pipeline("shop", text)
     result = slipway("--defs", str(defs_dir), "validate", home=home)
     assert_one_line_error(
-        result, f"{path}:8: pipeline shop: expectation column_values_to_be_between: column: field required"
+        result,
+        f"{path}:8: pipeline shop: expectation column_values_to_be_between: column: field required; colum: extra fields not permitted",
     )
 
 
