@@ -87,7 +87,10 @@ def _outcomes(result: Any, todo: list[AssetPlan]) -> dict[str, AssetOutcome]:
                 continue  # reported with the failed checks below
             cause = error.cause if error.cls_name == "DagsterExecutionStepExecutionError" and error.cause else error
             outcomes[item.key].status = "failed"
-            outcomes[item.key].detail = _one_line(cause.message) or cause.cls_name
+            if cause.cls_name == "DagsterExecutionInterruptedError":
+                outcomes[item.key].detail = "interrupted; the next run builds it again"
+            else:
+                outcomes[item.key].detail = _one_line(cause.message) or cause.cls_name
     for key, checks in failed_checks.items():
         outcome = outcomes.get(key)
         if outcome is None:
