@@ -1,9 +1,10 @@
 """One ``MlflowClient`` per tracking URI per process, started early in the background.
 
-Creating a client against a SQLite store costs about half a second (import, engine, schema
-check). :func:`prewarm` starts that on a daemon thread as soon as a run is known to need
-MLflow, so it overlaps with data loading and training (which release the GIL) instead of
-adding to them. :func:`client` returns the same object, waiting for the thread if needed.
+Importing MLflow and creating a client against a SQLite store costs over a second (imports,
+engine, schema check, the model-saving machinery). :func:`prewarm` starts that on a daemon
+thread when a model starts training, so it runs on the other core while training holds only
+brief moments of the GIL, instead of after it. :func:`client` returns the same object,
+waiting for the thread if needed.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ _errors: dict[tuple[str, str], BaseException] = {}
 
 
 def _no_telemetry() -> None:
-    # MLflow 3 sends usage telemetry and flushes it at interpreter exit (about 0.9 s here, with
-    # no route out). A local stack sends nothing anywhere; a user can still opt in explicitly.
+    # MLflow 3 sends usage telemetry by default. Nothing leaves a Slipway machine unasked; a user
+    # who wants it can still set MLFLOW_DISABLE_TELEMETRY=false.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 

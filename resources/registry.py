@@ -49,7 +49,7 @@ class MlflowModelRegistry(ModelRegistry):
 
     @property
     def _client(self) -> Any:
-        return mlflow_client.client(self.tracking_uri)
+        return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
 
     def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
         from mlflow.exceptions import MlflowException

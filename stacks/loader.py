@@ -9,6 +9,7 @@ environment.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import os
 import re
@@ -78,12 +79,12 @@ class Stack(StackFields, BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _StackFileSource(settings_cls, _FILE_DATA.get("data", {})))
+        return (init_settings, env_settings, _StackFileSource(settings_cls, _FILE_DATA.get() or {}))
 
 
 # The file's data for the Stack being built: settings sources are chosen in a classmethod, so
-# load_stack hands the file's contents over here for the one call that builds the Stack.
-_FILE_DATA: dict[str, dict[str, Any]] = {}
+# load_stack hands the file's contents over in a context variable (safe across threads).
+_FILE_DATA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("slipway_stack_file", default=None)
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
     name = stack_name(name)
     path = stack_path(name)
     data, lines = _read(path, name)
-    _FILE_DATA["data"] = data
+    token = _FILE_DATA.set(data)
     try:
         raw = Stack(**(overrides or {}))
     except ValidationError as exc:
@@ -186,7 +187,7 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
             messages.append(f"{path}:{line}: stack {name}: {_message(err)}")
         raise StackError("\n".join(messages)) from exc
     finally:
-        _FILE_DATA.pop("data", None)
+        _FILE_DATA.reset(token)
     env = {**os.environ, "SLIPWAY_HOME": str(slipway_home())}
     # Expansion comes after merging, so an override may use ${SLIPWAY_HOME} too.
     stack = StackFields.model_validate(_expand(raw.model_dump(), env))
