@@ -283,3 +283,31 @@ def test_new_data_and_changed_model_train_in_one_dagster_run(home, defs_dir, chu
     report = run(defs_dir=defs_dir)
     assert {o.key: o.status for o in report.outcomes}["churn/clf"] == "built"
     assert len(report.dagster_run_ids) == 1
+
+
+def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_dir, write_pipeline):
+    write_pipeline(
+        "wine",
+        """
+        type: assets.Pipeline
+        attributes:
+          name: wine
+          datasets:
+            arrays:
+              source: {sklearn: wine}
+              transform: sklearn.utils.validation:check_array
+            samples:
+              source: {sklearn: wine}
+              drift: {method: psi, columns: [alcohol, colour]}
+        """,
+    )
+    report = run(defs_dir=defs_dir)
+    details = {o.key: (o.status, o.detail) for o in report.outcomes}
+    assert details["wine/arrays"] == (
+        "failed",
+        "pipeline wine, dataset arrays: transform sklearn.utils.validation:check_array returned a ndarray, not a DataFrame",
+    )
+    assert details["wine/samples"] == (
+        "failed",
+        "pipeline wine, dataset samples: drift columns ['colour'] are not in the dataset",
+    )
