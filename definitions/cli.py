@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     from definitions.report import show_progress, summary
     from definitions.runner import run
 
-    # A run is a short batch process holding millions of long-lived objects (Dagster, MLflow,
+    # A run is a short batch process holding ~400,000 long-lived objects (Dagster, MLflow,
     # scikit-learn modules): at the default thresholds the cyclic GC collects over a thousand
     # times and costs ~0.9 s of a 10 s run, mostly while a background thread competes for
     # the GIL. Fewer, larger young collections keep cycles bounded at a fraction of the cost.
