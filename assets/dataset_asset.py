@@ -88,7 +88,6 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 "rows": dg.MetadataValue.int(len(frame)),
                 "columns": dg.MetadataValue.int(len(frame.columns)),
                 "data_version": version,
-                "input_fingerprint": sources.fingerprint(spec.source, folder, where),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
                 ),

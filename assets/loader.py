@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Iterator
@@ -13,8 +12,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from assets.metrics import suggest
 from assets.schema import PipelineSpec
 from resources.errors import DefinitionError
+from resources.yamlfile import Loc, line_of, load_with_lines
 
 COMPONENT_TYPE = "assets.Pipeline"
 
@@ -25,7 +26,7 @@ class LoadedPipeline:
 
     spec: PipelineSpec
     path: Path
-    lines: dict[tuple[str | int, ...], int]
+    lines: dict[Loc, int]
 
     @property
     def folder(self) -> Path:
@@ -34,27 +35,7 @@ class LoadedPipeline:
 
     def where(self, *loc: str | int) -> str:
         """``path:line`` of the deepest YAML node on ``loc`` (under ``attributes``)."""
-        return f"{self.path}:{_line_for(self.lines, ('attributes', *loc))}"
-
-
-def _line_map(node: yaml.Node, prefix: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
-    out[prefix] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = (*prefix, key.value)
-            out[path] = key.start_mark.line + 1
-            _line_map(value, path, out)
-            out[path] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, (*prefix, index), out)
-
-
-def _line_for(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int:
-    for end in range(len(loc), 0, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
+        return f"{self.path}:{line_of(self.lines, ('attributes', *loc))}"
 
 
 def _format_loc(loc: tuple[str | int, ...]) -> str:
@@ -64,22 +45,17 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
 def parse_file(path: Path) -> LoadedPipeline:
     """Parse and validate one ``defs.yaml``; raise :class:`DefinitionError` naming file and line."""
     try:
-        text = path.read_text()
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        document = yaml.safe_load(text)
+        document, lines = load_with_lines(path.read_text())
     except OSError as exc:
         raise DefinitionError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise DefinitionError(f"{path}:{line}: malformed YAML: {exc.problem}") from exc
-    lines: dict[tuple[str | int, ...], int] = {}
-    if root is not None:
-        _line_map(root, (), lines)
     if not isinstance(document, dict) or "attributes" not in document:
         raise DefinitionError(f"{path}:1: expected `type: {COMPONENT_TYPE}` and an `attributes:` mapping")
     if document.get("type") != COMPONENT_TYPE:
         raise DefinitionError(
-            f"{path}:{_line_for(lines, ('type',))}: unknown component type {document.get('type')!r}; "
+            f"{path}:{line_of(lines, ('type',))}: unknown component type {document.get('type')!r}; "
             f"use `type: {COMPONENT_TYPE}`"
         )
     try:
@@ -92,23 +68,20 @@ def parse_file(path: Path) -> LoadedPipeline:
     if problems:
         raise DefinitionError(
             "\n".join(
-                f"{path}:{_line_for(lines, ('attributes', *loc))}: pipeline {spec.name}: {'.'.join(loc)}: {message}"
+                f"{path}:{line_of(lines, ('attributes', *loc))}: pipeline {spec.name}: {'.'.join(loc)}: {message}"
                 for loc, message in problems
             )
         )
     return LoadedPipeline(spec=spec, path=path, lines=lines)
 
 
-def _error_line(path: Path, lines: dict[tuple[str | int, ...], int], pipeline: Any, err: Any) -> str:
+def _error_line(path: Path, lines: dict[Loc, int], pipeline: Any, err: Any) -> str:
     loc = tuple(err["loc"])
-    line = _line_for(lines, ("attributes", *loc))
+    line = line_of(lines, ("attributes", *loc))
     where = _format_loc(loc)
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        valid = _keys_at(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
-        message = f"unknown key {loc[-1]!r}; {hint}"
+        message = f"unknown key {loc[-1]!r}{suggest(str(loc[-1]), _keys_at(loc[:-1]))}"
         where = _format_loc(loc[:-1])
     elif err["type"] == "missing":
         message = f"missing required key {loc[-1]!r}"

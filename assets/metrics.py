@@ -5,10 +5,11 @@ scikit-learn is imported only when a metric is computed.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from resources.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,7 @@ METRICS: dict[str, Metric] = {
 def suggest(name: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the nearest choice, or the list of valid ones."""
     choices = sorted(choices)
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; valid: {', '.join(choices)}" if choices else ""
+    return did_you_mean(name, choices) or (f"; valid: {', '.join(choices)}" if choices else "")
 
 
 def compute(name: str, y_true: Any, y_pred: Any, y_score: Any) -> float:

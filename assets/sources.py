@@ -14,10 +14,11 @@ from assets.metrics import suggest
 from assets.schema import Source
 from assets.versions import files_version
 from resources.errors import DataError, DefinitionError
+from resources.paths import slipway_home
 
 
 def _expand(pattern: str, folder: Path) -> Path:
-    expanded = os.path.expandvars(pattern.replace("${SLIPWAY_HOME}", os.environ.get("SLIPWAY_HOME", ".slipway")))
+    expanded = os.path.expandvars(pattern.replace("${SLIPWAY_HOME}", str(slipway_home())))
     path = Path(expanded).expanduser()
     return path if path.is_absolute() else folder / path
 

@@ -55,11 +55,8 @@ def _first_reason(item: AssetPlan, record: dict[str, Any] | None, force: bool) -
 
 
 def _settle(item: AssetPlan, record: dict[str, Any] | None, reason: str | None) -> AssetPlan:
-    if reason is None and record is not None:
-        item.reuse, item.reason = True, "unchanged"
-    else:
-        item.reason = reason or "never built"
-    item.record = record or {}
+    # _first_reason gives a reason whenever there is no record.
+    item.reuse, item.reason, item.record = reason is None, reason or "unchanged", record or {}
     return item
 
 

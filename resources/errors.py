@@ -8,6 +8,15 @@ what to do.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the choice nearest ``name``, or ``""`` when none is near."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
 
 class SlipwayError(Exception):
     """Root of every error Slipway raises on purpose."""

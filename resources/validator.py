@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -11,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.errors import DefinitionError
+from resources.errors import DefinitionError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,7 @@ def known_expectations(gx: Any) -> list[str]:
 def _expectation_class(gx: Any, expect: str, where: str) -> Any:
     cls = getattr(gx.expectations, _class_name(expect), None)
     if cls is None:
-        close = difflib.get_close_matches(expect, known_expectations(gx), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise DefinitionError(f"{where}: unknown expectation {expect!r}{hint}")
+        raise DefinitionError(f"{where}: unknown expectation {expect!r}{did_you_mean(expect, known_expectations(gx))}")
     return cls
 
 

@@ -10,7 +10,6 @@ environment.
 from __future__ import annotations
 
 import contextvars
-import difflib
 import os
 import re
 from collections.abc import Iterable
@@ -23,18 +22,14 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from resources.errors import StackError
+from resources.errors import StackError, did_you_mean
+from resources.paths import slipway_home
+from resources.yamlfile import Loc, line_of, load_with_lines
 from stacks.config import COMPONENT_TYPES, StackFields
 
 STACKS_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = STACKS_DIR.parent
 ENV_PREFIX = "SLIPWAY_"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def slipway_home() -> Path:
-    """``$SLIPWAY_HOME``, default ``.slipway/`` in the project, as an absolute path."""
-    return Path(os.environ.get("SLIPWAY_HOME") or PROJECT_ROOT / ".slipway").expanduser().resolve()
 
 
 def stack_name(explicit: str | None = None) -> str:
@@ -94,39 +89,29 @@ class LoadedStack:
     name: str
     path: Path
     stack: StackFields
-    lines: dict[tuple[str, ...], int]
+    lines: dict[Loc, int]
 
 
-def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[Loc, int]]:
     if not path.exists():
         available = sorted(p.stem for p in STACKS_DIR.glob("*.yaml"))
-        close = difflib.get_close_matches(name, available, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, available)
         raise StackError(f"{path}: no such stack {name!r}{hint} (stacks: {', '.join(available)})")
-    text = path.read_text()
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) or {}
+        data, lines = load_with_lines(path.read_text())
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise StackError(f"{path}:{line}: malformed YAML: {exc.problem}") from exc
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise StackError(f"{path}:1: a stack is a mapping of components (orchestrator:, experiment_tracker:, …)")
-    lines: dict[tuple[str, ...], int] = {}
     unknown = sorted(set(data) - set(StackFields.model_fields))
     if unknown:
         messages = []
         for key in unknown:
-            line = next((n.start_mark.line + 1 for n, _ in getattr(root, "value", []) if n.value == key), 1)
             hint = _choices(str(key), StackFields.model_fields)
-            messages.append(f"{path}:{line}: stack {name}: unknown component {key!r}{hint}")
+            messages.append(f"{path}:{line_of(lines, (key,))}: stack {name}: unknown component {key!r}{hint}")
         raise StackError("\n".join(messages))
-    if isinstance(root, yaml.MappingNode):
-        for key, value in root.value:
-            lines[(key.value,)] = key.start_mark.line + 1
-            if isinstance(value, yaml.MappingNode):
-                for sub, _ in value.value:
-                    lines[(key.value, sub.value)] = sub.start_mark.line + 1
     return data, lines
 
 
@@ -147,9 +132,7 @@ def _message(err: Any) -> str:
 def _choices(given: str, valid: Iterable[str]) -> str:
     """``"; did you mean 'x'? (valid: a, b)"`` for an unknown name."""
     names = sorted(valid)
-    close = difflib.get_close_matches(given, names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{hint} (valid: {', '.join(names)})"
+    return f"{did_you_mean(given, names)} (valid: {', '.join(names)})"
 
 
 def _component_keys(component: str) -> set[str]:
