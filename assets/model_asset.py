@@ -6,10 +6,10 @@ from typing import Any
 
 import dagster as dg
 
-from assets import progress, promotion, training
-from assets.lineage import git_state
+from assets import champion, progress, promotion, training
+from assets.lineage import git_state, lock_hash, slipway_version
 from assets.schema import Model
-from assets.versions import code_version, frame_version
+from assets.versions import code_files, code_version, frame_version
 from resources.artifacts import ModelRef
 from resources.policy import ImportPolicy
 from resources.registry import ModelRegistry
@@ -26,29 +26,19 @@ def registered_name(pipeline: str, model: str) -> str:
     return f"{pipeline}.{model}"
 
 
-def _champion_score(
-    registry: ModelRegistry, spec: Model, name: str, metric: str, holdout: training.Holdout, log: Any
-) -> tuple[str | None, float | None]:
-    if spec.promote.must_beat is None:
-        return None, None
-    version = registry.version_for_alias(name, spec.promote.must_beat)
-    if version is None:
-        return None, None
-    try:
-        champion = registry.load(name, version)
-        scores = training.evaluate(
-            champion, spec.model_copy(update={"metrics": [metric]}), holdout.x_test, holdout.y_test
-        )
-    except (ValueError, KeyError, AttributeError) as exc:
-        # A champion trained on other features cannot score this holdout: it cannot be compared,
-        # so the challenger is judged by its gates alone.
-        log.warning(f"champion v{version} cannot score the new holdout ({exc}); judging by gates only")
-        return version, None
-    return version, scores[metric]
+def pool_name(pipeline: str, model: str) -> str:
+    """The Dagster concurrency pool of a model: one training per registered model at a time."""
+    return f"slipway-model-{registered_name(pipeline, model)}"
 
 
-def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg.AssetsDefinition:
-    """One asset ``pipeline/name`` trained on ``pipeline/<spec.dataset>``."""
+def build_model_asset(
+    pipeline: str, name: str, spec: Model, folder: Path, upstream_code: tuple[Path, ...] = ()
+) -> dg.AssetsDefinition:
+    """One asset ``pipeline/name`` trained on ``pipeline/<spec.dataset>``.
+
+    ``upstream_code`` are the project files the dataset runs (its transform or generator):
+    untracked, they make the recorded commit dirty too.
+    """
     key = dg.AssetKey([pipeline, name])
     dataset_key = dg.AssetKey([pipeline, spec.dataset])
     where = f"pipeline {pipeline}, model {name}"
@@ -72,6 +62,7 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
         check_specs=checks,
         kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
         op_tags=op_tags,
+        pool=pool_name(pipeline, name),
         metadata={"slipway/pipeline": pipeline, "slipway/registered_model": registered_name(pipeline, name)},
     )
     def _model(
@@ -82,12 +73,15 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
         import_policy: ImportPolicy,
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "training")
+        # Import everything the training needs first: the tracker's warm-up imports MLflow on
+        # another thread, and no import may run beside it.
+        fit_fn = training.learner(spec, import_policy.allowed, where)
         experiment_tracker.prepare()
         # The run is recorded after training (so that MLflow's start-up overlaps it), dated
         # from when training began.
         train_started_ms = int(time.time() * 1000)
-        trained = training.train(frame, spec, import_policy.allowed, where)
-        sha, dirty = git_state(folder)
+        trained = training.train(frame, spec, fit_fn, where)
+        sha, dirty = git_state(folder, [*code_files(spec), *upstream_code])
         data_version = frame_version(frame)
         tags = {
             "slipway.git_sha": sha,
@@ -96,6 +90,9 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
             "slipway.dagster_run_id": context.run_id,
             "slipway.asset_key": key.to_user_string(),
             "slipway.pipeline": pipeline,
+            "slipway.version": slipway_version(),
+            "slipway.lock_hash": lock_hash(),
+            champion.SPLIT_TAG: trained.holdout.record.to_json(),
             f"slipway.upstream.{dataset_key.to_user_string()}": data_version,
             # MLflow's own tags, shown as the run's source in its UI.
             "mlflow.source.type": "JOB",
@@ -110,6 +107,7 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
                 context,
                 spec,
                 trained,
+                frame,
                 run,
                 tags,
                 registry_name,
@@ -137,6 +135,7 @@ def build_model_asset(pipeline: str, name: str, spec: Model, folder: Path) -> dg
                 "promotion": decision.reason,
                 "upstream_data_version": data_version,
                 "git_sha": sha,
+                "git_dirty": dirty,
                 **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
             },
         )
@@ -154,6 +153,7 @@ def _track_and_promote(
     context: dg.AssetExecutionContext,
     spec: Model,
     trained: training.Trained,
+    frame: Any,
     run: TrackedRun,
     tags: dict[str, str],
     registry_name: str,
@@ -176,20 +176,40 @@ def _track_and_promote(
     version = registry.register(registry_name, uri, run.run_id, tags)
     gates = promotion.evaluate_gates(spec.promote, trained.metrics)
     metric = promotion.primary_metric(spec.promote, spec.metrics)
-    champion_version, champion_score = _champion_score(
-        registry, spec, registry_name, metric, trained.holdout, context.log
-    )
-    decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], champion_score)
-    if decision.alias:
-        registry.set_alias(registry_name, decision.alias, version)
-    registry.tag_version(
-        registry_name,
-        version,
-        {
-            "slipway.promotion": decision.reason,
-            "slipway.gates_passed": str(all(g.passed for g in gates)).lower(),
-            "slipway.compared_with": champion_version or "none",
-        },
-    )
+    # Read, compare and move under the model's lock: a promotion decided at the same time
+    # elsewhere is either finished before this reads the alias, or waits for this one.
+    with registry.promotion_lock(registry_name):
+        comparison = _compare_with_champion(registry, spec, registry_name, metric, trained, frame)
+        decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], comparison)
+        if comparison is not None and comparison.problem:
+            context.log.warning(f"{registry_name}: {decision.reason}")
+        if decision.alias:
+            registry.set_alias(registry_name, decision.alias, version)
+        registry.tag_version(
+            registry_name,
+            version,
+            {
+                "slipway.promotion": decision.reason,
+                "slipway.gates_passed": str(all(g.passed for g in gates)).lower(),
+                "slipway.compared_with": comparison.version if comparison else "none",
+            },
+        )
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics)
     return ref, decision, gates
+
+
+def _compare_with_champion(
+    registry: ModelRegistry, spec: Model, name: str, metric: str, trained: training.Trained, frame: Any
+) -> champion.Comparison | None:
+    """The champion and the new version on rows neither trained on; None when there is no champion."""
+    if spec.promote.must_beat is None:
+        return None
+    version = registry.version_for_alias(name, spec.promote.must_beat)  # registry errors fail the step
+    if version is None:
+        return None
+    tags = registry.version_tags(name, version)
+    try:
+        model = registry.load(name, version)
+    except Exception as exc:  # its artifacts are gone or unreadable: it cannot be scored, so it stays
+        return champion.Comparison(version, metric, problem=f"it cannot be loaded ({type(exc).__name__}: {exc})")
+    return champion.compare(version, model, tags, trained, frame, spec.target, metric)

@@ -1,16 +1,19 @@
 """Promotion: which alias a newly registered version gets.
 
 A version takes the promotion alias (``champion``) only when every gate passes and, if a
-champion exists, it beats the champion on the same holdout. A version that passes its gates
-but does not beat the champion becomes ``challenger``. A version that fails a gate gets no
-alias at all.
+champion exists, it beats the champion on rows neither trained on (:mod:`assets.champion`).
+A version that passes its gates but does not beat the champion, or meets a champion that
+cannot be scored, becomes ``challenger`` and the champion keeps its alias. A version that
+fails a gate, or whose metric is NaN, gets no alias at all.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
+from assets.champion import Comparison
 from assets.metrics import beats
 from assets.schema import Promote, parse_gate
 
@@ -55,21 +58,30 @@ def decide(
     gates: list[GateResult],
     metric: str,
     challenger_score: float,
-    champion_score: float | None,
+    comparison: Comparison | None,
 ) -> Decision:
-    """Pick the alias for the new version (see the module docstring)."""
+    """Pick the alias for the new version (see the module docstring).
+
+    ``challenger_score`` is the new version's ``metric`` on its own holdout; ``comparison`` is
+    the champion and the new version scored on rows neither trained on (None: no champion).
+    """
     failed = [g for g in gates if not g.passed]
     if failed:
         names = ", ".join(f"{g.metric}={g.value:.4g} (needs {g.condition.strip()})" for g in failed)
         return Decision(None, f"gate failed: {names}")
-    if promote.must_beat is None or champion_score is None:
-        return Decision(
-            promote.alias, "gates passed; no champion to beat" if champion_score is None else "gates passed"
-        )
-    if beats(metric, challenger_score, champion_score):
-        return Decision(
-            promote.alias, f"beats {promote.must_beat}: {metric} {challenger_score:.4g} vs {champion_score:.4g}"
-        )
-    return Decision(
-        CHALLENGER, f"does not beat {promote.must_beat}: {metric} {challenger_score:.4g} vs {champion_score:.4g}"
-    )
+    if math.isnan(challenger_score):
+        return Decision(None, f"{metric} is NaN on the holdout; a NaN never promotes")
+    if promote.must_beat is None:
+        return Decision(promote.alias, "gates passed")
+    if comparison is None:
+        return Decision(promote.alias, f"gates passed; no {promote.must_beat} to beat")
+    held = f"{promote.must_beat} v{comparison.version} keeps its alias"
+    if comparison.problem is not None:
+        return Decision(CHALLENGER, f"{held}: {comparison.problem}")
+    new, old = comparison.challenger_score, comparison.champion_score
+    if new is None or old is None or math.isnan(new) or math.isnan(old):
+        return Decision(CHALLENGER, f"{held}: {metric} is NaN on the {comparison.rows} comparison rows")
+    versus = f"{metric} {new:.4g} vs {old:.4g} on {comparison.rows} rows neither trained on"
+    if beats(metric, new, old):
+        return Decision(promote.alias, f"beats {promote.must_beat} v{comparison.version}: {versus}")
+    return Decision(CHALLENGER, f"does not beat {promote.must_beat} v{comparison.version}: {versus}")

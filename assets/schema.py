@@ -110,11 +110,27 @@ class Dataset(_Closed):
 
 
 class Split(_Closed):
-    """A seeded train/test split."""
+    """A deterministic train/test split: each row's side is decided by a seeded hash.
 
-    test_size: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = 0
-    stratify: bool = False
+    The hash is of the ``by`` column when given (an id: every row of one customer stays on
+    one side), else of the row's feature and target values. A row therefore keeps its side
+    when rows are appended, so a champion and a challenger are compared only on rows neither
+    trained on. The test share is ``test_size`` on average, not exactly.
+    """
+
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows (by hash) held out for testing.")
+    seed: int = Field(default=0, description="Salt of the hash: another seed gives another split.")
+    by: str | None = Field(default=None, description="Id column to split by; the whole row when omitted.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_stratify(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "stratify" in data:
+            raise ValueError(
+                "`stratify` is gone: rows are split by a hash of `by` (or of the row) so that appended rows "
+                "never move between train and test; class shares stay close to the data's. Remove the key"
+            )
+        return data
 
 
 class Promote(_Closed):

@@ -1,13 +1,20 @@
-"""Train and evaluate one model: features, seeded split, fit, holdout metrics.
+"""Train and evaluate one model: features, deterministic split, fit, holdout metrics.
 
 Pure ML, no Dagster and no tracker: the model asset wraps this with tracking, registration
 and promotion.
+
+The split is by a seeded hash of each row's id (``split.by``) or of its values, so a row's
+side never depends on the other rows: data that grows by appended batches keeps every old
+training row in training, and the rows a champion was tested on can be found again from its
+recorded :class:`SplitRecord`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from assets import metrics as metric_defs
@@ -15,15 +22,66 @@ from assets.imports import resolve
 from assets.schema import Model
 from resources.errors import DataError, DefinitionError
 
+SPLIT_SCHEME = "row-hash-v1"
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """How a model's rows were split, recorded with the model so the split can be recomputed."""
+
+    by: str | None
+    columns: tuple[str, ...]
+    seed: int
+    test_size: float
+    scheme: str = SPLIT_SCHEME
+
+    def to_json(self) -> str:
+        """Canonical JSON, for a registry tag."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SplitRecord:
+        """Parse :meth:`to_json`'s output; ``ValueError`` when it is not one."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("scheme") != SPLIT_SCHEME:
+            raise ValueError(f"not a {SPLIT_SCHEME} split record: {text[:80]}")
+        return cls(data["by"], tuple(data["columns"]), int(data["seed"]), float(data["test_size"]))
+
+    def test_mask(self, frame: Any) -> Any:
+        """A boolean array: True for the rows of ``frame`` on the test side.
+
+        Numbers are hashed as float64 and everything else as text, so a column read as int in
+        one batch and float in the next (a missing value appeared) keeps its rows' sides.
+        """
+        import numpy as np
+        import pandas as pd
+
+        columns = [self.by] if self.by else list(self.columns)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"split columns {missing} are not in the dataset")
+        part = frame[columns]
+        normal = pd.DataFrame(
+            {
+                c: part[c].astype("float64") if pd.api.types.is_numeric_dtype(part[c]) else part[c].astype(str)
+                for c in columns
+            }
+        )
+        key = hashlib.blake2b(str(self.seed).encode(), digest_size=8).hexdigest()  # 16 characters
+        hashes = pd.util.hash_pandas_object(normal, index=False, hash_key=key).to_numpy()
+        unit = (hashes >> np.uint64(11)).astype(np.float64) / float(2**53)
+        return unit < self.test_size
+
 
 @dataclass
 class Holdout:
-    """The seeded split of one dataset."""
+    """The split of one dataset."""
 
     x_train: Any
     x_test: Any
     y_train: Any
     y_test: Any
+    record: SplitRecord
 
 
 @dataclass
@@ -36,56 +94,82 @@ class Trained:
     params: dict[str, Any]
 
 
-def split(frame: Any, spec: Model, where: str) -> Holdout:
-    """Select features and target, then split with the definition's seed."""
-    from sklearn.model_selection import train_test_split
-
+def feature_columns(frame: Any, spec: Model, where: str) -> list[str]:
+    """The model's feature columns; :class:`DataError` naming the ones the dataset lacks."""
     if spec.target not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
         raise DataError(f"{where}: target column {spec.target!r} is not in the dataset (columns: {columns})")
-    features = spec.features or [c for c in frame.columns if c != spec.target]
+    features = spec.features or [c for c in frame.columns if c != spec.target and c != spec.split.by]
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DataError(f"{where}: feature columns {missing} are not in the dataset")
+    return [str(c) for c in features]
+
+
+def split(frame: Any, spec: Model, where: str) -> Holdout:
+    """Select features and target, then split by the seeded row hash."""
+    features = feature_columns(frame, spec, where)
+    if spec.split.by is not None and spec.split.by not in frame.columns:
+        raise DataError(f"{where}: split.by column {spec.split.by!r} is not in the dataset")
+    record = SplitRecord(spec.split.by, (*features, spec.target), spec.split.seed, spec.split.test_size)
+    test = record.test_mask(frame)
+    n_test = int(test.sum())
+    if n_test == 0 or n_test == len(frame):
+        side = "test" if n_test == 0 else "training"
+        raise DataError(
+            f"{where}: the split left no rows for {side} ({len(frame)} rows, test_size {spec.split.test_size}); "
+            "add rows or change split.test_size"
+        )
     x, y = frame[features], frame[spec.target]
-    stratify = y if spec.split.stratify else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=spec.split.test_size, random_state=spec.split.seed, stratify=stratify
-    )
-    return Holdout(x_train, x_test, y_train, y_test)
+    return Holdout(x[~test], x[test], y[~test], y[test], record)
 
 
-def fit(spec: Model, holdout: Holdout, allowed: Sequence[str], where: str) -> tuple[Any, dict[str, Any]]:
-    """Fit the estimator (or call the training function); return the model and its params."""
+def learner(spec: Model, allowed: Sequence[str], where: str) -> Callable[[Any, Any], Any]:
+    """Resolve the estimator or training function now; return ``fit(x, y) -> model``.
+
+    Resolving imports the user's code and scikit-learn's before training begins (and before
+    any background work starts), so the training itself imports nothing new.
+    """
+    import sklearn.metrics  # noqa: F401  (evaluate() uses it right after training)
+
     if spec.estimator:
         cls = resolve(spec.estimator, allowed, where)
-        try:
-            model = cls(**spec.params)
-        except TypeError as exc:
-            raise DefinitionError(f"{where}: {spec.estimator}: {exc}") from exc
-        model.fit(holdout.x_train, holdout.y_train)
-    else:
-        fn = resolve(spec.train or "", allowed, where)
-        model = fn(holdout.x_train, holdout.y_train, dict(spec.params))
+
+        def fit_estimator(x: Any, y: Any) -> Any:
+            try:
+                model = cls(**spec.params)
+            except TypeError as exc:
+                raise DefinitionError(f"{where}: {spec.estimator}: {exc}") from exc
+            return model.fit(x, y) or model
+
+        return fit_estimator
+    fn = resolve(spec.train or "", allowed, where)
+    return lambda x, y: fn(x, y, dict(spec.params))
+
+
+def fit(fit_fn: Callable[[Any, Any], Any], spec: Model, holdout: Holdout, where: str) -> tuple[Any, dict[str, Any]]:
+    """Fit on the training rows; return the model and its params."""
+    model = fit_fn(holdout.x_train, holdout.y_train)
     if not hasattr(model, "predict"):
         raise DefinitionError(f"{where}: the trained object ({type(model).__name__}) has no predict()")
     params = model.get_params(deep=False) if hasattr(model, "get_params") else dict(spec.params)
     return model, params
 
 
-def evaluate(model: Any, spec: Model, x: Any, y: Any) -> dict[str, float]:
-    """Compute the definition's metrics on ``(x, y)``."""
+def evaluate(model: Any, metric_names: Sequence[str], x: Any, y: Any) -> dict[str, float]:
+    """Compute ``metric_names`` for ``model`` on ``(x, y)``."""
     prediction = model.predict(x)
     score = None
-    if any(metric_defs.METRICS[m].needs_proba for m in spec.metrics):
+    if any(metric_defs.METRICS[m].needs_proba for m in metric_names):
         if not hasattr(model, "predict_proba"):
-            raise DefinitionError(f"metrics {spec.metrics} need predict_proba, which {type(model).__name__} lacks")
+            lacking = type(model).__name__
+            raise DefinitionError(f"metrics {list(metric_names)} need predict_proba, which {lacking} lacks")
         score = model.predict_proba(x)
-    return {name: metric_defs.compute(name, y, prediction, score) for name in spec.metrics}
+    return {name: metric_defs.compute(name, y, prediction, score) for name in metric_names}
 
 
-def train(frame: Any, spec: Model, allowed: Sequence[str], where: str) -> Trained:
+def train(frame: Any, spec: Model, fit_fn: Callable[[Any, Any], Any], where: str) -> Trained:
     """Split, fit and evaluate on the holdout."""
     holdout = split(frame, spec, where)
-    model, params = fit(spec, holdout, allowed, where)
-    return Trained(model, holdout, evaluate(model, spec, holdout.x_test, holdout.y_test), params)
+    model, params = fit(fit_fn, spec, holdout, where)
+    return Trained(model, holdout, evaluate(model, spec.metrics, holdout.x_test, holdout.y_test), params)

@@ -48,8 +48,8 @@ def _import_paths(payload: Any) -> list[str]:
     return []
 
 
-def source_digest(path: str) -> str | None:
-    """Hash of the source file of the module ``path`` names, when it is project code.
+def source_file(path: str) -> Path | None:
+    """The source file of the module ``path`` names, when it is project code (not a library).
 
     Finds the file without importing the module (only its parent packages); a module inside
     the standard library or site-packages gives None.
@@ -64,7 +64,19 @@ def source_digest(path: str) -> str | None:
         return None  # an unknown module is reported when the path is resolved
     if spec is None or spec.origin is None or not Path(spec.origin).is_file():
         return None
-    return _digest(Path(spec.origin).read_bytes())
+    return Path(spec.origin)
+
+
+def source_digest(path: str) -> str | None:
+    """Hash of the source file of the module ``path`` names, when it is project code."""
+    origin = source_file(path)
+    return None if origin is None else _digest(origin.read_bytes())
+
+
+def code_files(definition: BaseModel | dict[str, Any]) -> list[Path]:
+    """The project's own source files that a definition's import paths name."""
+    payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else definition
+    return [origin for path in _import_paths(payload) if (origin := source_file(path)) is not None]
 
 
 def files_version(paths: Iterable[Path]) -> str:

@@ -5,6 +5,12 @@ engine, schema check, the model-saving machinery). :func:`prewarm` starts that o
 thread when a model starts training, so it runs on the other core while training holds only
 brief moments of the GIL, instead of after it. :func:`client` returns the same object,
 waiting for the thread if needed.
+
+The rule that makes this safe: while a warm-up thread is alive, no other thread imports any
+MLflow module. MLflow's generated protobuf modules are not safe to import from two threads at
+once (``Couldn't build proto file into descriptor pool: Depends on file 'databricks.proto'``
+failed every run of a model that trained in milliseconds), so code that imports MLflow calls
+:func:`client` (or :func:`ready`) first, which waits for every warm-up in flight.
 """
 
 from __future__ import annotations
@@ -131,12 +137,18 @@ def prewarm(tracking_uri: str, registry_uri: str = "") -> None:
     thread.start()
 
 
-def client(tracking_uri: str, registry_uri: str = "") -> Any:
-    """The process-wide ``MlflowClient`` for ``tracking_uri``."""
-    key = (tracking_uri, registry_uri)
-    thread = _threads.get(key)
-    if thread is not None:
+def ready() -> None:
+    """Wait for every warm-up thread in flight; call before importing an MLflow module."""
+    with _lock:
+        threads = list(_threads.values())
+    for thread in threads:
         thread.join()
+
+
+def client(tracking_uri: str, registry_uri: str = "") -> Any:
+    """The process-wide ``MlflowClient`` for ``tracking_uri`` (MLflow may be imported after this)."""
+    key = (tracking_uri, registry_uri)
+    ready()
     with _lock:
         if key in _clients:
             return _clients[key]

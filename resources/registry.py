@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import dagster as dg
 from pydantic import Field
@@ -21,7 +26,15 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def version_for_alias(self, name: str, alias: str) -> str | None:
-        """The version holding ``alias``, or None."""
+        """The version holding ``alias``; None only when the model or the alias does not exist.
+
+        Any other failure (the registry is down, refuses, times out) raises
+        :class:`ResourceError`: "no champion" must never be a guess.
+        """
+
+    @abstractmethod
+    def version_tags(self, name: str, version: str) -> dict[str, str]:
+        """The tags of one version (what it recorded about its training)."""
 
     @abstractmethod
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -35,9 +48,18 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
     def load(self, name: str, version: str) -> Any:
         """Load a registered version as a native (scikit-learn API) model."""
 
+    @abstractmethod
+    def promotion_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock under which ``name``'s aliases are read, compared and moved."""
+
 
 class MlflowModelRegistry(ModelRegistry):
     """The MLflow model registry, with aliases (stages are deprecated).
+
+    Promotions of one model are serialized by a lock the registry's store can hold for every
+    process that uses it: an ``flock`` on a file beside a SQLite database. A store reached over
+    HTTP offers no lock; there the per-model Dagster pool (one training per model on an
+    instance) is what serializes them.
 
     Stack YAML::
 
@@ -51,36 +73,100 @@ class MlflowModelRegistry(ModelRegistry):
     def _client(self) -> Any:
         return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
 
+    def _fail(self, action: str, exc: BaseException) -> ResourceError:
+        uri = self.registry_uri or self.tracking_uri
+        return ResourceError(f"model registry (mlflow at {uri}): cannot {action}: {exc}; no alias was moved")
+
     def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
+        client = self._client
         from mlflow.exceptions import MlflowException
 
         try:
-            try:
-                self._client.get_registered_model(name)
-            except MlflowException:
-                self._client.create_registered_model(name)
-            version = self._client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+            if not _exists(client, name):
+                client.create_registered_model(name)
+            version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
         except MlflowException as exc:
-            raise ResourceError(f"model registry (mlflow): cannot register {name!r}: {exc}") from exc
+            raise self._fail(f"register {name!r}", exc) from exc
         return str(version.version)
 
     def version_for_alias(self, name: str, alias: str) -> str | None:  # noqa: D102
+        client = self._client
         from mlflow.exceptions import MlflowException
 
         try:
-            return str(self._client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            return None
+            # The registered model lists its aliases: a missing alias is an absent key, and only a
+            # missing model is an error that means "none".
+            if not _exists(client, name):
+                return None
+            version = client.get_registered_model(name).aliases.get(alias)
+        except MlflowException as exc:
+            raise self._fail(f"read alias {alias!r} of {name!r}", exc) from exc
+        return None if version is None else str(version)
+
+    def version_tags(self, name: str, version: str) -> dict[str, str]:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(client.get_model_version(name, version).tags)
+        except MlflowException as exc:
+            raise self._fail(f"read {name} v{version}", exc) from exc
 
     def set_alias(self, name: str, alias: str, version: str) -> None:  # noqa: D102
-        self._client.set_registered_model_alias(name, alias, version)
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.set_registered_model_alias(name, alias, version)
+        except MlflowException as exc:
+            raise self._fail(f"set alias {alias!r} of {name!r} to v{version}", exc) from exc
 
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:  # noqa: D102
+        client = self._client
         for key, value in tags.items():
-            self._client.set_model_version_tag(name, version, key, value)
+            client.set_model_version_tag(name, version, key, value)
 
     def load(self, name: str, version: str) -> Any:  # noqa: D102
+        client = self._client
         import mlflow.sklearn
 
-        source = self._client.get_model_version_download_uri(name, version)
+        source = client.get_model_version_download_uri(name, version)
         return mlflow.sklearn.load_model(source)
+
+    @contextlib.contextmanager
+    def promotion_lock(self, name: str) -> Iterator[None]:  # noqa: D102
+        path = _lock_file(self.registry_uri or self.tracking_uri, name)
+        if path is None:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            # Blocks until the other promotion of this model is decided; the kernel releases the
+            # lock if its holder dies, so a killed run never leaves it held.
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _exists(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return False
+        raise
+    return True
+
+
+def _lock_file(uri: str, name: str) -> Path | None:
+    """The lock file of model ``name`` beside a SQLite registry, or None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    # sqlite:////abs/path.db and sqlite:///relative/path.db (relative to the working directory)
+    database = Path(unquote(urlparse(uri).path[1:] if uri.startswith("sqlite:////") else uri[len("sqlite:///") :]))
+    return database.with_name(f"{database.name}.locks") / f"{name}.lock"

@@ -118,8 +118,9 @@ class MlflowTracker(ExperimentTracker):
         self, experiment: str, run_name: str, tags: dict[str, str], start_time_ms: int | None = None
     ) -> TrackedRun:
         try:
+            client = self._client  # first: it waits for the warm-up before anything imports MLflow
             experiment_id = self._experiment_id(experiment)
-            run = self._client.create_run(experiment_id, start_time=start_time_ms, run_name=run_name, tags=tags)
+            run = client.create_run(experiment_id, start_time=start_time_ms, run_name=run_name, tags=tags)
         except Exception as exc:
             raise ResourceError(
                 f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}"
@@ -127,6 +128,7 @@ class MlflowTracker(ExperimentTracker):
         return TrackedRun(run.info.run_id, experiment_id, run.info.artifact_uri)
 
     def log(self, run: TrackedRun, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:  # noqa: D102
+        mlflow_client.ready()  # no MLflow import beside a warm-up in flight
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.utils.time import get_current_time_millis
 
@@ -139,6 +141,7 @@ class MlflowTracker(ExperimentTracker):
         )
 
     def log_dataset(self, run: TrackedRun, name: str, digest: str, source: str, schema: dict[str, str]) -> None:  # noqa: D102
+        mlflow_client.ready()  # no MLflow import beside a warm-up in flight
         import json
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -153,6 +156,7 @@ class MlflowTracker(ExperimentTracker):
         self._client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
 
     def log_model(self, run: TrackedRun, model: Any, example: Any, prediction: Any) -> str:  # noqa: D102
+        mlflow_client.ready()  # no MLflow import beside a warm-up in flight
         import mlflow.sklearn
         from mlflow.models import infer_signature
 

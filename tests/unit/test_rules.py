@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from assets.imports import is_allowed, resolve
-from assets.promotion import CHALLENGER, decide, evaluate_gates, primary_metric
+from assets.champion import Comparison
+from assets.promotion import CHALLENGER, Decision, decide, evaluate_gates, primary_metric
 from assets.schema import Promote
 from resources.drift import StatisticalDriftDetector
 from resources.errors import DefinitionError
@@ -54,13 +55,19 @@ def test_misspelled_module_suggests():
         resolve("sklearn.ensembl.RandomForestClassifier", ALLOWED, "here")
 
 
+def _vs(champion: float, challenger: float, version: str = "1") -> Comparison:
+    return Comparison(version, "m", champion_score=champion, challenger_score=challenger, rows=100)
+
+
 def test_promotion_rules():
     promote = Promote(gates={"roc_auc": ">= 0.75"})
     passed = evaluate_gates(promote, {"roc_auc": 0.8})
     failed = evaluate_gates(promote, {"roc_auc": 0.7})
     assert decide(promote, passed, "roc_auc", 0.8, None).alias == "champion"
-    assert decide(promote, passed, "roc_auc", 0.8, 0.79).alias == "champion"
-    assert decide(promote, passed, "roc_auc", 0.8, 0.80).alias == CHALLENGER
+    assert decide(promote, passed, "roc_auc", 0.8, _vs(0.79, 0.8)).alias == "champion"
+    assert decide(promote, passed, "roc_auc", 0.8, _vs(0.80, 0.8)).alias == CHALLENGER
+    # Compared on rows neither trained on: the challenger's own holdout score does not decide.
+    assert decide(promote, passed, "roc_auc", 0.99, _vs(0.80, 0.79)).alias == CHALLENGER
     assert decide(promote, failed, "roc_auc", 0.7, None).alias is None
     assert "gate failed: roc_auc=0.7 (needs >= 0.75)" == decide(promote, failed, "roc_auc", 0.7, None).reason
 
@@ -68,10 +75,29 @@ def test_promotion_rules():
 def test_lower_is_better_metric_and_primary():
     promote = Promote(gates={})
     assert primary_metric(promote, ["rmse", "r2"]) == "rmse"
-    assert decide(promote, [], "rmse", 1.0, 2.0).alias == "champion"
-    assert decide(promote, [], "rmse", 3.0, 2.0).alias == CHALLENGER
-    assert decide(promote, [], "rmse", 2.0, 2.0).alias == CHALLENGER  # a tie does not beat
-    assert decide(Promote(must_beat=None), [], "rmse", 3.0, 2.0).alias == "champion"
+    assert decide(promote, [], "rmse", 1.0, _vs(2.0, 1.0)).alias == "champion"
+    assert decide(promote, [], "rmse", 3.0, _vs(2.0, 3.0)).alias == CHALLENGER
+    assert decide(promote, [], "rmse", 2.0, _vs(2.0, 2.0)).alias == CHALLENGER  # a tie does not beat
+    assert decide(Promote(must_beat=None), [], "rmse", 3.0, None).alias == "champion"
+
+
+def test_nan_never_promotes():
+    promote = Promote(gates={"roc_auc": ">= 0.5"})
+    nan = float("nan")
+    gates = evaluate_gates(promote, {"roc_auc": nan})
+    assert decide(promote, gates, "roc_auc", nan, None).alias is None
+    assert decide(Promote(), [], "roc_auc", nan, None) == Decision(
+        None, "roc_auc is NaN on the holdout; a NaN never promotes"
+    )
+    assert decide(Promote(), [], "roc_auc", 0.9, _vs(nan, 0.9, "4")) == Decision(
+        CHALLENGER, "champion v4 keeps its alias: roc_auc is NaN on the 100 comparison rows"
+    )
+
+
+def test_champion_that_cannot_be_scored_keeps_its_alias():
+    unscorable = Comparison("3", "r2", problem="it cannot be loaded (OSError: gone)")
+    decision = decide(Promote(), [], "r2", 0.9, unscorable)
+    assert decision == Decision(CHALLENGER, "champion v3 keeps its alias: it cannot be loaded (OSError: gone)")
 
 
 def test_drift_scores_flag_shifted_columns():

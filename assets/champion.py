@@ -1,0 +1,67 @@
+"""Score the current champion against a new version on rows neither of them trained on.
+
+The comparison set is the new version's test rows minus every row the champion trained on,
+found again from the split the champion recorded (:class:`training.SplitRecord`): rows that
+were appended since, or moved by a changed split definition, can never favour the champion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from assets import training
+
+SPLIT_TAG = "slipway.split"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Champion and challenger on one comparison set, or why they could not be compared."""
+
+    version: str
+    metric: str
+    champion_score: float | None = None
+    challenger_score: float | None = None
+    rows: int = 0
+    problem: str | None = None
+
+
+def compare(
+    version: str,
+    champion: Any,
+    champion_tags: dict[str, str],
+    challenger: training.Trained,
+    frame: Any,
+    target: str,
+    metric: str,
+) -> Comparison:
+    """Score ``champion`` (registered ``version``) and ``challenger`` on rows neither trained on.
+
+    Returns a :class:`Comparison` with ``problem`` set, instead of raising, when the champion
+    cannot be scored: its split was not recorded, its columns are gone, or it fails to predict.
+    """
+    recorded = champion_tags.get(SPLIT_TAG)
+    if recorded is None:
+        return Comparison(version, metric, problem="it recorded no split, so the rows it trained on are unknown")
+    try:
+        champion_split = training.SplitRecord.from_json(recorded)
+        rows = challenger.holdout.record.test_mask(frame) & champion_split.test_mask(frame)
+    except (ValueError, KeyError) as exc:
+        return Comparison(version, metric, problem=f"its training rows cannot be found again ({exc})")
+    if not rows.any():
+        return Comparison(version, metric, problem="no row is outside both training sets")
+    x = frame.loc[rows, list(challenger.holdout.x_test.columns)]
+    y = frame.loc[rows, target]
+    try:
+        champion_score = training.evaluate(champion, [metric], x, y)[metric]
+    except Exception as exc:  # any failure to predict means "cannot be scored": recorded, not hidden
+        return Comparison(version, metric, problem=f"it cannot score the comparison rows ({type(exc).__name__}: {exc})")
+    challenger_score = training.evaluate(challenger.model, [metric], x, y)[metric]
+    return Comparison(version, metric, champion_score, challenger_score, int(rows.sum()))
+
+
+def is_nan(value: float | None) -> bool:
+    """True for a NaN score (which never promotes)."""
+    return value is not None and math.isnan(value)

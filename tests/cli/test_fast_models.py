@@ -1,0 +1,53 @@
+"""Models that train in milliseconds: MLflow's start-up must not race with the training thread."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+IRIS = """
+type: assets.Pipeline
+attributes:
+  name: iris
+  datasets:
+    flowers:
+      source: {sklearn: iris}
+  models:
+    tree:
+      dataset: flowers
+      target: target
+      estimator: sklearn.tree.DecisionTreeClassifier
+      params: {max_depth: 3, random_state: 0}
+      metrics: [accuracy]
+"""
+
+
+@pytest.mark.slow
+def test_millisecond_model_succeeds_20_runs_in_a_row_fresh_and_repeated(tmp_path, write_pipeline, defs_dir):
+    write_pipeline("iris", IRIS)
+    slipway = str(Path(sys.executable).parent / "slipway")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+    outcomes = []
+    for attempt in range(10):
+        # Each home is new (MLflow's database created by the warm-up) and then reused with --force
+        # (MLflow imported and connected while a millisecond training runs).
+        env["SLIPWAY_HOME"] = str(tmp_path / f"home{attempt}")
+        for extra in ([], ["--force"]):
+            done = subprocess.run(
+                [slipway, "--defs", str(defs_dir), "run", *extra],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            outcomes.append((done.returncode, done.stdout[-600:] + done.stderr[-600:]))
+    failures = [text for code, text in outcomes if code != 0]
+    assert len(outcomes) == 20
+    assert failures == [], f"{len(failures)} of 20 runs failed; first:\n{failures[0] if failures else ''}"
