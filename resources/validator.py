@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -10,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.errors import DefinitionError, did_you_mean
+from resources.errors import DefinitionError, ResourceError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -69,19 +70,31 @@ class GreatExpectationsValidator(DataValidator):
             .get_batch(batch_parameters={"dataframe": frame})
         )
         suite = gx.ExpectationSuite(name=f"{name}_suite")
-        ids = [suite.add_expectation(_expectation(gx, expect, kwargs, name)).id for expect, kwargs in expectations]
+        added = [suite.add_expectation(_expectation(gx, expect, kwargs, name)) for expect, kwargs in expectations]
         outcome = batch.validate(suite, result_format=self.result_format)
-        # GX does not keep the suite's order in its results: match them by expectation id.
-        by_id = {item.expectation_config.id: item for item in outcome.results}
+        # GX neither keeps the suite's order in its results nor gives an unsaved suite's
+        # expectations ids (all None): match each result to its expectation by configuration.
+        by_config: dict[str, list[Any]] = {}
+        for item in outcome.results:
+            by_config.setdefault(_config_key(item.expectation_config), []).append(item)
         results = []
-        for (expect, kwargs), expectation_id in zip(expectations, ids, strict=True):
-            item = by_id[expectation_id]
+        for (expect, kwargs), expectation in zip(expectations, added, strict=True):
+            matches = by_config.get(_config_key(expectation.configuration))
+            if not matches:
+                raise ResourceError(f"data validator (great_expectations): no result for {expect} {kwargs} on {name}")
+            item = matches.pop(0)  # identical expectations give identical results: any order will do
             details = {k: v for k, v in (item.result or {}).items() if isinstance(v, int | float | str | bool)}
             error = _exception_message(item.exception_info or {})
             if error:
                 details["error"] = error
             results.append(ExpectationResult(expect, kwargs, bool(item.success), details))
         return results
+
+
+def _config_key(config: Any) -> str:
+    """An expectation's type and arguments as canonical JSON (without the batch GX adds)."""
+    kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
+    return json.dumps([config.type, kwargs], sort_keys=True, default=str)
 
 
 def _exception_message(info: dict[str, Any]) -> str | None:
