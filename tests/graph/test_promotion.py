@@ -1,0 +1,179 @@
+"""Promotion that cannot lose an update or be fooled: locks, registry errors, leaked rows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+import recording_model
+from definitions.runner import run
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = Path(recording_model.__file__).parent
+
+PIPELINE = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: data/*.csv}
+  models:
+    clf:
+      dataset: orders
+      target: returned
+      features: [row_id, x1, x2]
+      train: recording_model:fit
+      params: {max_depth: DEPTH}
+      split: {test_size: 0.25, seed: 0, by: row_id}
+      metrics: [accuracy]
+"""
+
+
+def _batch(rows: int, start: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(0, 1, rows), rng.normal(0, 1, rows)
+    returned = ((x1 + 0.8 * x2 * x2 + rng.normal(0, 0.3, rows)) > 0.6).astype(int)
+    return pd.DataFrame({"row_id": np.arange(start, start + rows), "x1": x1, "x2": x2, "returned": returned})
+
+
+@pytest.fixture
+def recorded(home, monkeypatch, tmp_path):
+    log = tmp_path / "records.jsonl"
+    log.touch()
+    monkeypatch.setenv("RECORDING_MODEL_LOG", str(log))
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "recording_model"]')
+    return log
+
+
+def _client(home: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+
+
+def _outcome(report, key="shop/clf"):
+    return next(o for o in report.outcomes if o.key == key)
+
+
+def test_after_appending_rows_no_champion_training_row_is_compared(home, defs_dir, write_pipeline, recorded):
+    folder = write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(3000, 0, 1)}).parent
+    first = run(defs_dir=defs_dir)
+    assert _outcome(first).alias == "champion"
+    (champion_fit,) = [r for r in recording_model.records(recorded) if r["event"] == "fit"]
+    before = len(recording_model.records(recorded))
+
+    _batch(300, 3000, 2).to_csv(folder / "data" / "batch_001.csv", index=False)
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "3"))
+    second = run(defs_dir=defs_dir)
+    assert _outcome(second).status == "built", _outcome(second).detail
+
+    later = recording_model.records(recorded)[before:]
+    compared = {i for r in later if r["event"] == "predict" for i in r["ids"]}
+    compared_by_champion = {
+        i for r in later if r["event"] == "predict" and r["model"] == champion_fit["model"] for i in r["ids"]
+    }
+    assert compared and compared_by_champion, "the champion was never scored"
+    assert compared_by_champion.isdisjoint(champion_fit["ids"])
+    # Both versions were scored on the same rows, and new rows take part.
+    assert compared_by_champion <= compared
+    assert any(i >= 3000 for i in compared_by_champion)
+    assert f"on {len(compared_by_champion)} rows neither trained on" in _outcome(second).detail
+
+
+def test_registry_error_while_reading_the_champion_moves_no_alias(home, defs_dir, write_pipeline, recorded, monkeypatch):
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(1000, 0, 1)})
+    assert _outcome(run(defs_dir=defs_dir)).alias == "champion"
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))  # a better model: it would be promoted
+
+    # A transient registry failure right after the new version is registered: every read fails.
+    broken = {"on": False}
+    create = SqlAlchemyStore.create_model_version
+
+    def create_then_fail(self, *args, **kwargs):
+        version = create(self, *args, **kwargs)
+        broken["on"] = True
+        return version
+
+    def failing(original):
+        def read(self, *args, **kwargs):
+            if broken["on"]:
+                raise MlflowException("registry unavailable (injected)", error_code=TEMPORARILY_UNAVAILABLE)
+            return original(self, *args, **kwargs)
+
+        return read
+
+    monkeypatch.setattr(SqlAlchemyStore, "create_model_version", create_then_fail)
+    for name in ("get_registered_model", "get_model_version_by_alias"):
+        monkeypatch.setattr(SqlAlchemyStore, name, failing(getattr(SqlAlchemyStore, name)))
+    report = run(defs_dir=defs_dir)
+    outcome = _outcome(report)
+    monkeypatch.undo()
+
+    assert outcome.status == "failed"
+    assert "cannot read alias 'champion' of 'shop.clf'" in outcome.detail
+    assert "registry unavailable (injected)" in outcome.detail and "no alias was moved" in outcome.detail
+    client = _client(home)
+    assert client.get_registered_model("shop.clf").aliases == {"champion": 1}
+    assert client.get_model_version("shop.clf", "2").aliases == []
+
+
+def test_champion_that_cannot_be_loaded_keeps_its_alias(home, defs_dir, write_pipeline, recorded):
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(1000, 0, 1)})
+    assert _outcome(run(defs_dir=defs_dir)).alias == "champion"
+    client = _client(home)
+    champion_run = client.get_model_version("shop.clf", "1").run_id
+    shutil.rmtree(Path(client.get_run(champion_run).info.artifact_uri.removeprefix("file://")) / "model")
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))
+
+    outcome = _outcome(run(defs_dir=defs_dir))
+    assert (outcome.status, outcome.model_version, outcome.alias) == ("built", "2", "challenger")
+    assert outcome.detail.startswith("champion v1 keeps its alias: it cannot be loaded (")
+    assert client.get_registered_model("shop.clf").aliases == {"champion": 1, "challenger": 2}
+
+
+@pytest.mark.slow
+def test_two_concurrent_trainings_of_one_model_end_with_exactly_one_champion(
+    home, defs_dir, write_pipeline, recorded, tmp_path
+):
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(1000, 0, 1)})
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+    env.update(
+        SLIPWAY_ALLOWED_IMPORTS='["sklearn", "recording_model"]',
+        SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI=f"sqlite:///{shared}/mlflow.db",
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+        # The champion takes 3 s to score in each process: both decisions are open at once.
+        RECORDING_MODEL_DELAY="3",
+    )
+    slipway = [str(Path(sys.executable).parent / "slipway"), "--defs", str(defs_dir), "run"]
+
+    def start(name: str) -> subprocess.Popen[str]:
+        # One SLIPWAY_HOME (Dagster instance) each, one MLflow registry for all: two machines.
+        own = {**env, "SLIPWAY_HOME": str(tmp_path / name)}
+        return subprocess.Popen(slipway, cwd=REPO, env=own, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    first = start("home0")
+    assert first.wait(timeout=300) == 0, first.stdout.read() if first.stdout else ""
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))  # both challengers beat v1
+    racers = [start("home1"), start("home2")]
+    outputs = [p.communicate(timeout=300)[0] for p in racers]
+    assert [p.returncode for p in racers] == [0, 0], outputs
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{shared}/mlflow.db")
+    decisions = {v: client.get_model_version("shop.clf", v).tags["slipway.promotion"] for v in ("2", "3")}
+    promoted = [v for v, reason in decisions.items() if reason.startswith("beats champion v1")]
+    assert len(promoted) == 1, decisions
+    (other,) = {"2", "3"} - set(promoted)
+    assert decisions[other].startswith(f"does not beat champion v{promoted[0]}:"), decisions
+    assert client.get_registered_model("shop.clf").aliases == {"champion": int(promoted[0]), "challenger": int(other)}
