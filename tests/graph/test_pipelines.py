@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -71,6 +74,10 @@ def test_run_tracks_registers_and_promotes(home, defs_dir, churn_pipeline):
     assert len(tags["slipway.git_sha"]) in (7, 40) or tags["slipway.git_sha"] == "unknown"
     assert tags["slipway.git_dirty"] in ("true", "false")
     assert tags["slipway.definition_hash"]
+    assert tags["slipway.version"] == importlib.metadata.version("slipway")
+    lock = (Path(__file__).resolve().parents[2] / "uv.lock").read_bytes()
+    assert tags["slipway.lock_hash"] == hashlib.blake2b(lock, digest_size=12).hexdigest()
+    assert json.loads(tags["slipway.split"])["seed"] == 0
     dataset_input = mlflow_run.inputs.dataset_inputs[0].dataset
     assert dataset_input.name == "churn/customers"
     assert tags["slipway.upstream.churn/customers"] == dataset_input.digest
@@ -120,14 +127,21 @@ def test_second_run_reuses_and_force_retrains_as_challenger(home, defs_dir, chur
     assert str(client.get_model_version_by_alias("churn.clf", "challenger").version) == "2"
 
 
-def test_changing_one_model_retrains_only_that_model(home, defs_dir, churn_pipeline, write_pipeline):
-    run(defs_dir=defs_dir)
-    write_pipeline("churn", CHURN.replace("n_estimators: 20", "n_estimators: 25"))
+def test_changing_one_model_retrains_only_that_model(home, defs_dir, write_pipeline):
+    # Both models pass their gates here, so a retrain of the other one would be a wrong rebuild.
+    passing = CHURN.replace('">= 0.99"', '">= 0.5"')
+    write_pipeline("churn", passing, {"data/batch_000.csv": churn(800, seed=1)})
+    first = run(defs_dir=defs_dir)
+    assert {o.key: o.status for o in first.outcomes} == dict.fromkeys(["churn/customers", "churn/clf", "churn/lgbm"], "built")
+    write_pipeline("churn", passing.replace("n_estimators: 20", "n_estimators: 25"))
     report = run(defs_dir=defs_dir)
     status = {o.key: (o.status, o.detail) for o in report.outcomes}
     assert status["churn/customers"] == ("reused", "unchanged")
     assert status["churn/clf"][0] == "built"
-    assert status["churn/lgbm"][0] == "failed"  # never succeeded, so it is retried
+    assert status["churn/lgbm"] == ("reused", "unchanged")
+    client = _client(home)
+    assert [str(v.version) for v in client.search_model_versions("name='churn.lgbm'")] == ["1"]
+    assert sorted(str(v.version) for v in client.search_model_versions("name='churn.clf'")) == ["1", "2"]
 
 
 def test_new_data_rebuilds_dataset_and_model(home, defs_dir, churn_pipeline):
@@ -280,9 +294,17 @@ def test_edited_expectation_rebuilds_the_dataset_but_not_its_models(home, defs_d
 def test_new_data_and_changed_model_train_in_one_dagster_run(home, defs_dir, churn_pipeline, write_pipeline):
     run(defs_dir=defs_dir)
     churn(100, seed=9, id_offset=5_000).to_csv(churn_pipeline.parent / "data" / "batch_001.csv", index=False)
+    write_pipeline("churn", CHURN.replace("n_estimators: 20", "n_estimators: 25"))
     report = run(defs_dir=defs_dir)
-    assert {o.key: o.status for o in report.outcomes}["churn/clf"] == "built"
+    details = {o.key: (o.status, o.detail) for o in report.outcomes}
+    assert details["churn/customers"] == ("built", "900 rows")
+    assert details["churn/clf"][0] == "built"
     assert len(report.dagster_run_ids) == 1
+    clf = _client(home).get_model_version("churn.clf", "2")
+    assert clf.tags["slipway.dagster_run_id"] == report.dagster_run_ids[0]
+    assert clf.tags["slipway.definition_hash"] != _client(home).get_model_version("churn.clf", "1").tags[
+        "slipway.definition_hash"
+    ]
 
 
 def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_dir, write_pipeline):

@@ -94,14 +94,23 @@ def test_plan_imports_nothing_heavy(tmp_path, write_pipeline):
     assert out.strip() == "[]"
 
 
-def test_corrupt_ledger_means_rebuild(tmp_path):
-    path = tmp_path / "ledger.json"
-    path.write_text("{not json")
+def test_corrupt_ledger_means_rebuild(tmp_path, write_pipeline):
+    loaded = [parse_file(write_pipeline("shop", PIPELINE, {"data/a.csv": churn(50)}))]
+    path, artifacts = tmp_path / "ledger.json", tmp_path / "artifacts"
     ledger = Ledger(path)
-    assert ledger.get("a/b") is None
-    ledger.put("a/b", {"code_version": "x"})
+    _built(ledger, artifacts, plan(loaded, ledger, artifacts, force=False))
     ledger.save()
-    assert Ledger(path).get("a/b") == {"code_version": "x"}
+    assert [p.reuse for p in plan(loaded, Ledger(path), artifacts, force=False)] == [True, True]
+
+    path.write_text(path.read_text()[:40])  # cut short, as by a full disk
+    assert [(p.reuse, p.reason) for p in plan(loaded, Ledger(path), artifacts, force=False)] == [
+        (False, "never built"),
+        (False, "never built"),
+    ]
+    rewritten = Ledger(path)
+    rewritten.put("shop/orders", {"code_version": "x"})
+    rewritten.save()
+    assert Ledger(path).get("shop/orders") == {"code_version": "x"}
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from assets.imports import is_allowed, resolve
 from assets.champion import Comparison
+from assets.imports import is_allowed, resolve
 from assets.promotion import CHALLENGER, Decision, decide, evaluate_gates, primary_metric
 from assets.schema import Promote
 from resources.drift import StatisticalDriftDetector
@@ -25,14 +26,21 @@ def test_allow_list_is_by_module_prefix():
     assert not is_allowed("os:system", ALLOWED)
 
 
-def test_outside_allow_list_is_refused_before_import():
+def test_outside_allow_list_is_refused_before_import(tmp_path, monkeypatch):
+    # A module nothing has imported yet, which leaves a mark when it is imported.
+    (tmp_path / "slipway_canary.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\ndef run(): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(
         DefinitionError,
         match=re.escape(
-            "here: import path 'os:system' is outside the stack's allow-list (sklearn, lightgbm, definitions); add its package to `allowed_imports` in the stack"
+            "here: import path 'slipway_canary:run' is outside the stack's allow-list (sklearn, lightgbm, definitions); add its package to `allowed_imports` in the stack"
         ),
     ):
-        resolve("os:system", ALLOWED, "here")
+        resolve("slipway_canary:run", ALLOWED, "here")
+    assert "slipway_canary" not in sys.modules and not (tmp_path / "imported").exists()
+    assert resolve("slipway_canary:run", ["slipway_canary"], "here").__name__ == "run"  # the canary works
+    assert (tmp_path / "imported").exists()
+    monkeypatch.delitem(sys.modules, "slipway_canary")
 
 
 def test_misspelled_estimator_suggests():
