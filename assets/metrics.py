@@ -33,6 +33,18 @@ METRICS: dict[str, Metric] = {
     "mae": Metric("regression", False),
     "r2": Metric("regression", True),
 }
+# scikit-learn's scorer names with an explicit averaging, as users type them (f1_macro, ...).
+AVERAGES = ("macro", "micro", "weighted")
+METRICS.update(
+    {f"{base}_{average}": METRICS[base] for base in ("f1", "precision", "recall") for average in AVERAGES}
+)
+METRICS.update(
+    {
+        f"roc_auc_{scheme}{suffix}": METRICS["roc_auc"]
+        for scheme in ("ovr", "ovo")
+        for suffix in ("", "_weighted")
+    }
+)
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
@@ -42,20 +54,37 @@ def suggest(name: str, choices: Iterable[str]) -> str:
 
 
 def compute(name: str, y_true: Any, y_pred: Any, y_score: Any) -> float:
-    """Compute metric ``name``; ``y_score`` holds class probabilities (classification only)."""
+    """Compute metric ``name``; ``y_score`` holds class probabilities (classification only).
+
+    Averaging: ``f1``, ``precision`` and ``recall`` are of the positive class on a binary
+    target and the unweighted mean over classes (``macro``) on a multiclass one; ``roc_auc``
+    is of the positive class on a binary target and one-vs-rest macro on a multiclass one.
+    ``f1_weighted``, ``precision_micro``, ``roc_auc_ovo_weighted`` and the like choose it.
+    """
+    import numpy as np
     from sklearn import metrics as m
 
-    binary = y_score is not None and getattr(y_score, "ndim", 1) == 2 and y_score.shape[1] == 2
-    average = "binary" if binary else "macro"
+    # Binary when the model knows two classes (its probabilities), else when the labels are two.
+    binary = y_score.shape[1] == 2 if y_score is not None else len(np.unique(y_true)) <= 2
+    base, _, average = name.partition("_")
+    if base in ("f1", "precision", "recall"):
+        fn = {"f1": m.f1_score, "precision": m.precision_score, "recall": m.recall_score}[base]
+        return float(fn(y_true, y_pred, average=average or ("binary" if binary else "macro"), zero_division=0))
+    if name.startswith("roc_auc"):
+        if name == "roc_auc" and binary:
+            return float(m.roc_auc_score(y_true, y_score[:, 1]))
+        scheme = "ovo" if "_ovo" in name else "ovr"
+        weighted = "weighted" if name.endswith("_weighted") else "macro"
+        scores = y_score[:, 1] if binary else y_score
+        return float(m.roc_auc_score(y_true, scores, multi_class=scheme, average=weighted))
+    return _other(name, y_true, y_pred, y_score)
+
+
+def _other(name: str, y_true: Any, y_pred: Any, y_score: Any) -> float:
+    from sklearn import metrics as m
+
     if name == "accuracy":
         return float(m.accuracy_score(y_true, y_pred))
-    if name in ("f1", "precision", "recall"):
-        fn = {"f1": m.f1_score, "precision": m.precision_score, "recall": m.recall_score}[name]
-        return float(fn(y_true, y_pred, average=average, zero_division=0))
-    if name == "roc_auc":
-        if binary:
-            return float(m.roc_auc_score(y_true, y_score[:, 1]))
-        return float(m.roc_auc_score(y_true, y_score, multi_class="ovr"))
     if name == "log_loss":
         return float(m.log_loss(y_true, y_score))
     if name == "mse":

@@ -129,6 +129,33 @@ def _message(err: Any) -> str:
     return f"{'.'.join(loc)}: {err['msg']}"
 
 
+def _check_env_names(name: str) -> None:
+    """A nested override (``SLIPWAY_X__Y``) must name a component: pydantic-settings ignores the rest."""
+    messages = []
+    for var in sorted(os.environ):
+        head, sep, _ = var.upper().partition("__")
+        component = head.removeprefix(ENV_PREFIX).lower()
+        if sep and head.startswith(ENV_PREFIX) and component not in StackFields.model_fields:
+            hint = _choices(component, StackFields.model_fields)
+            messages.append(f"env {var}: stack {name}: unknown component {component!r}{hint}")
+    if messages:
+        raise StackError("\n".join(messages))
+
+
+def _origin(err: Any, path: Path, lines: dict[Loc, int]) -> str:
+    """Where a bad value came from: ``env SLIPWAY_…`` when the environment set it, else ``path:line``."""
+    loc = [str(p) for p in err["loc"]]
+    if len(loc) > 1 and loc[1] in COMPONENT_TYPES.get(loc[0], {}):
+        del loc[1]  # the union tag pydantic adds
+    env = {k.upper() for k in os.environ}
+    for end in range(len(loc), 0, -1):
+        var = ENV_PREFIX + "__".join(loc[:end]).upper()
+        if var in env:
+            return f"env {var}"
+    key = tuple(loc[:2])
+    return f"{path}:{lines.get(key) or lines.get(key[:1]) or 1}"
+
+
 def _choices(given: str, valid: Iterable[str]) -> str:
     """``"; did you mean 'x'? (valid: a, b)"`` for an unknown name."""
     names = sorted(valid)
@@ -159,15 +186,12 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
     name = stack_name(name)
     path = stack_path(name)
     data, lines = _read(path, name)
+    _check_env_names(name)
     token = _FILE_DATA.set(data)
     try:
         raw = Stack(**(overrides or {}))
     except ValidationError as exc:
-        messages = []
-        for err in exc.errors():
-            key = tuple(str(p) for p in err["loc"])[:2]
-            line = lines.get(key) or lines.get(key[:1]) or 1
-            messages.append(f"{path}:{line}: stack {name}: {_message(err)}")
+        messages = [f"{_origin(err, path, lines)}: stack {name}: {_message(err)}" for err in exc.errors()]
         raise StackError("\n".join(messages)) from exc
     finally:
         _FILE_DATA.reset(token)

@@ -130,3 +130,24 @@ def test_data_version_is_a_content_hash():
     assert frame_version(frame) != frame_version(frame.assign(b=[0.5, 0.25, 0.126]))
     assert frame_version(frame) != frame_version(frame.rename(columns={"b": "c"}))
     assert frame_version(frame) != frame_version(frame.astype({"a": "float64"}))
+
+
+def test_averaged_metric_names_and_the_default_averaging():
+    from assets.metrics import METRICS, compute
+
+    assert {"f1_macro", "f1_weighted", "precision_micro", "recall_macro", "roc_auc_ovo", "roc_auc_ovr_weighted"} <= set(
+        METRICS
+    )
+    y_true = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    y_pred = np.array([0, 1, 1, 1, 2, 2, 0, 2])
+    from sklearn.metrics import f1_score
+
+    assert compute("f1", y_true, y_pred, None) == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert compute("f1_weighted", y_true, y_pred, None) == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+    # On a binary target plain f1 is the positive class's, with or without probabilities computed.
+    binary_true, binary_pred = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    expected = f1_score(binary_true, binary_pred)
+    assert compute("f1", binary_true, binary_pred, None) == pytest.approx(expected)
+    assert compute("f1", binary_true, binary_pred, proba) == pytest.approx(expected)
+    assert compute("f1_macro", binary_true, binary_pred, None) != pytest.approx(expected)

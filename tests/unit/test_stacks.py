@@ -107,3 +107,30 @@ def test_malformed_stack_yaml(home, tmp_path):
     path = write_stack(tmp_path, "orchestrator: {type: in_process\n")
     with pytest.raises(StackError, match=re.escape(f"{path}:2: malformed YAML")):
         load_stack(path)
+
+
+def test_a_bad_environment_override_is_blamed_on_the_variable_not_a_file_line(home, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__TRAKING_URI", "sqlite:///x.db")
+    with pytest.raises(StackError) as raised:
+        load_stack()
+    assert str(raised.value) == (
+        "env SLIPWAY_EXPERIMENT_TRACKER__TRAKING_URI: stack local: experiment_tracker: unknown key 'traking_uri'; "
+        "did you mean 'tracking_uri'? (valid: artifact_location, serialization, skops_trusted_types, tracking_uri, "
+        "type, ui_url)"
+    )
+    monkeypatch.delenv("SLIPWAY_EXPERIMENT_TRACKER__TRAKING_URI")
+    monkeypatch.setenv("SLIPWAY_DATA_VALIDATOR__RESULT_FORMAT", "FULL")
+    with pytest.raises(StackError, match=re.escape("env SLIPWAY_DATA_VALIDATOR__RESULT_FORMAT: stack local: data_")):
+        load_stack()
+
+
+def test_an_override_of_an_unknown_component_is_an_error_not_ignored(home, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRAKER__TRACKING_URI", "sqlite:///x.db")
+    with pytest.raises(
+        StackError,
+        match=re.escape(
+            "env SLIPWAY_EXPERIMENT_TRAKER__TRACKING_URI: stack local: unknown component 'experiment_traker'; "
+            "did you mean 'experiment_tracker'?"
+        ),
+    ):
+        load_stack()
