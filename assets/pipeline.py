@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel
 
 from assets.dataset_asset import build_dataset_asset
 from assets.loader import parse_file
@@ -14,7 +14,7 @@ from assets.model_asset import build_model_asset
 from assets.schema import PipelineSpec
 
 
-class Pipeline(dg.Component, dg.Model, dg.Resolvable):
+class Pipeline(dg.Component):
     """A declared ML pipeline: datasets (with expectations) and models (tracked, registered, gated).
 
     ``definitions/defs/houses/defs.yaml``::
@@ -36,26 +36,40 @@ class Pipeline(dg.Component, dg.Model, dg.Resolvable):
               metrics: [rmse, r2]
               promote: {gates: {r2: ">= 0.6"}}
 
+    The attributes are a :class:`assets.schema.PipelineSpec`, the closed models ``slipway
+    validate`` uses: ``dg check yaml`` validates against their JSON Schema and Dagster loads
+    the attributes with them, so an unknown or mistyped key is refused by both tools.
+    (Dagster's ``{{ ... }}`` templates are not rendered in these attributes; ``${SLIPWAY_HOME}``
+    in a data path is expanded by Slipway.)
+
     Each dataset becomes the asset ``<name>/<dataset>``, each model ``<name>/<model>``, all in
     the asset group ``<name>``; each asset's ``code_version`` is a hash of its own resolved
     definition. Relative data paths start at the folder of the ``defs.yaml``.
     """
 
-    # Dagster's resolver accepts only plain field types, so the attributes are taken as data
-    # here and validated by the closed models of assets.schema in build_defs, where the
-    # errors name the file and line exactly as `slipway validate` does.
-    name: str = Field(description="Pipeline name: the asset group, key prefix and MLflow experiment.")
-    description: str | None = None
-    datasets: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="name -> dataset (see assets.schema.Dataset)"
-    )
-    models: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="name -> model (see assets.schema.Model)"
-    )
+    def __init__(self, spec: PipelineSpec, folder: Path) -> None:
+        """A pipeline whose relative data paths start at ``folder``."""
+        self.spec = spec
+        self.folder = folder
+
+    @classmethod
+    def get_model_cls(cls) -> type[BaseModel]:
+        """The schema of the attributes: the pipeline schema itself."""
+        return PipelineSpec
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
+        """The pipeline of ``<context.path>/defs.yaml``.
+
+        Dagster has validated ``attributes`` with :class:`PipelineSpec` by now. The file is
+        parsed again by the loader of ``slipway validate`` so that the rules across fields
+        (``PipelineSpec.problems``) apply too, with the same ``path:line`` messages.
+        """
+        loaded = parse_file(Path(context.path) / "defs.yaml")
+        return cls(loaded.spec, loaded.folder)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:  # noqa: D102
-        loaded = parse_file(Path(context.path) / "defs.yaml")
-        return build_pipeline_defs(loaded.spec, loaded.folder)
+        return build_pipeline_defs(self.spec, self.folder)
 
 
 def build_pipeline_defs(spec: PipelineSpec, folder: Path) -> dg.Definitions:

@@ -4,37 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assets.loader import load_pipelines
+from assets.loader import LoadedPipeline, load_pipelines
+from assets.preflight import check_pipeline
 from definitions.paths import DEFS_DIR
-from definitions.runner import check_imports, resolve_imports
+from definitions.runner import check_imports
 from resources.errors import DefinitionError
 from stacks import load_stack
 
 
 def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> list[str]:
-    """Check the stack, the YAML, the allow-list, every import path and expectation name.
+    """Check the stack, the YAML, the allow-list, imports, params, data files, columns and expectations.
 
-    Returns a line per pipeline on success; raises a :class:`SlipwayError` listing every problem.
+    Problems that only a run would otherwise find (a data file that is missing, a column the
+    data lacks, a parameter the estimator refuses) are found here too: see
+    :mod:`assets.preflight`. Returns a line per pipeline on success; raises a
+    :class:`DefinitionError` listing every problem, one ``path:line: pipeline P: ...`` line each.
     """
     loaded_stack = load_stack(stack_name)
     stack = loaded_stack.stack
     pipelines = load_pipelines(defs_dir or DEFS_DIR)
+    # Nothing is imported unless every import path is on the allow-list.
     check_imports(pipelines, stack.allowed_imports)
-    keys = {f"{p.spec.name}/{n}" for p in pipelines for n in [*p.spec.datasets, *p.spec.models]}
-    resolve_imports(pipelines, stack.allowed_imports, keys)
     errors = []
-    if any(d.expectations for p in pipelines for d in p.spec.datasets.values()):
-        from resources.validator import GreatExpectationsValidator
-
-        validator = GreatExpectationsValidator(result_format=stack.data_validator.result_format)
-        for p in pipelines:
-            for name, dataset in p.spec.datasets.items():
-                for index, expectation in enumerate(dataset.expectations):
-                    where = f"{p.where('datasets', name, 'expectations', index, 'expect')}: pipeline {p.spec.name}"
-                    try:
-                        validator.check(expectation.expect, expectation.kwargs, where)
-                    except DefinitionError as exc:
-                        errors.append(str(exc))
+    for p in pipelines:
+        errors += check_pipeline(p, stack.allowed_imports)
+    errors += _expectation_errors(pipelines, stack.data_validator.result_format)
     if errors:
         raise DefinitionError("\n".join(errors))
     lines = [f"stack {loaded_stack.name}: ok ({loaded_stack.path})"]
@@ -43,3 +37,22 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
             f"{p.path}: pipeline {p.spec.name}: ok ({len(p.spec.datasets)} datasets, {len(p.spec.models)} models)"
         )
     return lines
+
+
+def _expectation_errors(pipelines: list[LoadedPipeline], result_format: str) -> list[str]:
+    """Unknown expectations and arguments GX refuses (GX is imported only when there are expectations)."""
+    if not any(d.expectations for p in pipelines for d in p.spec.datasets.values()):
+        return []
+    from resources.validator import GreatExpectationsValidator
+
+    validator = GreatExpectationsValidator(result_format=result_format)
+    errors = []
+    for p in pipelines:
+        for name, dataset in p.spec.datasets.items():
+            for index, expectation in enumerate(dataset.expectations):
+                where = f"{p.where('datasets', name, 'expectations', index, 'expect')}: pipeline {p.spec.name}"
+                try:
+                    validator.check(expectation.expect, expectation.kwargs, where)
+                except DefinitionError as exc:
+                    errors.append(str(exc))
+    return errors
