@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +30,9 @@ attributes:
 """
 
 
+ORDERS = {"data/orders.csv": pd.DataFrame({"y": [0, 1]})}  # validate checks the data file and its header
+
+
 def slipway(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "SLIPWAY_HOME": str(home), **(env or {})}
     full_env.pop("SLIPWAY_STACK", None)
@@ -49,7 +53,7 @@ def test_validate_examples(home):
 
 
 def test_validate_misspelled_estimator(home, write_pipeline, defs_dir):
-    path = write_pipeline("shop", BAD_ESTIMATOR)
+    path = write_pipeline("shop", BAD_ESTIMATOR, ORDERS)
     result = slipway("--defs", str(defs_dir), "validate", home=home)
     assert_one_line_error(
         result,
@@ -79,7 +83,7 @@ def test_validate_malformed_yaml_and_unknown_expectation(home, write_pipeline, d
         "      source: {path: data/orders.csv}",
         "      source: {path: data/orders.csv}\n      expectations:\n        - {expect: column_values_to_not_be_nul, column: y}",
     )
-    path = write_pipeline("shop", text)
+    path = write_pipeline("shop", text, ORDERS)
     result = slipway("--defs", str(defs_dir), "validate", home=home)
     assert_one_line_error(
         result,
@@ -92,7 +96,7 @@ def test_validate_expectation_arguments(home, write_pipeline, defs_dir):
         "      source: {path: data/orders.csv}",
         "      source: {path: data/orders.csv}\n      expectations:\n        - {expect: column_values_to_be_between, colum: y, min_value: 0}",
     )
-    path = write_pipeline("shop", text)
+    path = write_pipeline("shop", text, ORDERS)
     result = slipway("--defs", str(defs_dir), "validate", home=home)
     assert_one_line_error(
         result,
