@@ -1,6 +1,5 @@
 """The Dagster asset for one declared dataset, with its expectations as blocking checks."""
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +7,7 @@ import dagster as dg
 
 from assets import progress, sources
 from assets.imports import resolve
+from assets.outputs import versioned_output
 from assets.schema import Dataset
 from assets.versions import code_version, frame_version
 from resources.drift import DriftDetector
@@ -79,12 +79,10 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                     f"{where}: transform {spec.transform} returned a {type(frame).__name__}, not a DataFrame"
                 )
         version = frame_version(frame)
-        # Output(data_version=...) is marked beta; it is what makes staleness follow content.
-        warnings.filterwarnings("ignore", category=dg.BetaWarning)
-        yield dg.Output(
+        yield versioned_output(
             frame,
-            data_version=dg.DataVersion(version),
-            metadata={
+            version,
+            {
                 "rows": dg.MetadataValue.int(len(frame)),
                 "columns": dg.MetadataValue.int(len(frame.columns)),
                 "data_version": version,

@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets import champion, progress, promotion, training
 from assets.lineage import git_state, lock_hash, slipway_version
+from assets.outputs import versioned_output
 from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
 from resources.artifacts import ModelRef
@@ -87,7 +88,7 @@ def build_model_asset(
             "slipway.git_sha": sha,
             "slipway.git_dirty": str(dirty).lower(),
             "slipway.definition_hash": version_hash,
-            "slipway.dagster_run_id": context.run_id,
+            "slipway.dagster_run_id": context.run.run_id,
             "slipway.asset_key": key.to_user_string(),
             "slipway.pipeline": pipeline,
             "slipway.version": slipway_version(),
@@ -101,7 +102,7 @@ def build_model_asset(
         if sha != "unknown":
             tags["mlflow.source.git.commit"] = sha
         registry_name = registered_name(pipeline, name)
-        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run_id[:8]}", tags, train_started_ms)
+        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", tags, train_started_ms)
         try:
             ref, decision, gates = _track_and_promote(
                 context,
@@ -122,10 +123,10 @@ def build_model_asset(
         experiment_tracker.end_run(run, ok=True)
         context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
         progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
-        yield dg.Output(
+        yield versioned_output(
             ref,
-            data_version=dg.DataVersion(f"{registry_name}@{ref.version}"),
-            metadata={
+            f"{registry_name}@{ref.version}",
+            {
                 "mlflow_run": dg.MetadataValue.url(experiment_tracker.run_url(run)),
                 "mlflow_run_id": run.run_id,
                 "model_uri": ref.uri,

@@ -12,6 +12,7 @@ from assets.dataset_asset import build_dataset_asset
 from assets.loader import parse_file
 from assets.model_asset import build_model_asset
 from assets.schema import PipelineSpec
+from assets.versions import code_files
 
 
 class Pipeline(dg.Component):
@@ -75,5 +76,8 @@ class Pipeline(dg.Component):
 def build_pipeline_defs(spec: PipelineSpec, folder: Path) -> dg.Definitions:
     """The assets (and their checks) of one pipeline whose ``defs.yaml`` is in ``folder``."""
     assets = [build_dataset_asset(spec.name, name, dataset, folder) for name, dataset in spec.datasets.items()]
-    assets += [build_model_asset(spec.name, name, model, folder) for name, model in spec.models.items()]
+    assets += [
+        build_model_asset(spec.name, name, model, folder, tuple(code_files(spec.datasets[model.dataset])))
+        for name, model in spec.models.items()
+    ]
     return dg.Definitions(assets=assets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,16 @@ def test_millisecond_model_succeeds_20_runs_in_a_row_fresh_and_repeated(tmp_path
     failures = [text for code, text in outcomes if code != 0]
     assert len(outcomes) == 20
     assert failures == [], f"{len(failures)} of 20 runs failed; first:\n{failures[0] if failures else ''}"
+
+
+@pytest.mark.slow
+def test_a_run_of_a_model_alone_prints_no_dagster_warning(tmp_path, write_pipeline, defs_dir):
+    write_pipeline("iris", IRIS)
+    slipway = [str(Path(sys.executable).parent / "slipway"), "--defs", str(defs_dir), "run"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}, "SLIPWAY_HOME": str(tmp_path / "h")}
+    assert subprocess.run(slipway, cwd=REPO, env=env, capture_output=True, timeout=300).returncode == 0
+    write_pipeline("iris", IRIS.replace("max_depth: 3", "max_depth: 2"))  # the dataset is reused
+    done = subprocess.run(slipway, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^iris/flowers\s+= reused", done.stdout, re.MULTILINE), done.stdout
+    assert "Warning" not in done.stderr, done.stderr
