@@ -6,8 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -177,3 +180,28 @@ def test_two_concurrent_trainings_of_one_model_end_with_exactly_one_champion(
     (other,) = {"2", "3"} - set(promoted)
     assert decisions[other].startswith(f"does not beat champion v{promoted[0]}:"), decisions
     assert client.get_registered_model("shop.clf").aliases == {"champion": int(promoted[0]), "challenger": int(other)}
+
+
+def test_a_training_waits_while_its_model_pool_slot_is_taken(home, defs_dir, write_pipeline, recorded):
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(500, 0, 1)})
+    run(defs_dir=defs_dir)
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))
+    pool = "slipway-model-shop.clf"
+    reports = []
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        storage = instance.event_log_storage
+        # Another run on this instance (a UI launch, a sensor) is training shop.clf.
+        assert storage.claim_concurrency_slot(pool, "another-run", "shop__clf").is_claimed
+        worker = threading.Thread(target=lambda: reports.append(run(defs_dir=defs_dir)))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not storage.get_concurrency_info(pool).pending_steps and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        assert worker.is_alive(), "the training did not wait for the pool slot"
+        assert [s.run_id for s in storage.get_concurrency_info(pool).pending_steps] != []
+        assert [str(v.version) for v in _client(home).search_model_versions("name='shop.clf'")] == ["1"]
+        storage.free_concurrency_slots_for_run("another-run")
+        worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert _outcome(reports[0]).status == "built"
