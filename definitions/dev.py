@@ -1,4 +1,8 @@
-"""``slipway dev``: the Dagster UI and the MLflow UI on the local stack, stopped together."""
+"""``slipway dev``: the Dagster UI and the MLflow UI on the local stack, stopped together.
+
+Stopping is :func:`definitions.processes.stop_all`: every process started below this one,
+the servers' own workers included, is stopped on Ctrl-C, SIGTERM or SIGHUP.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
+from definitions.processes import ProcessError, become_subreaper, stop_all
 from resources.errors import StackError
-from stacks import LoadedStack, load_stack
+from stacks import LoadedStack, load_stack, provenance
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+UI_URL_VAR = "SLIPWAY_EXPERIMENT_TRACKER__UI_URL"
+DEFAULT_MLFLOW_PORT = 5000
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def prepare(stack_name: str | None = None) -> LoadedStack:
@@ -22,18 +33,57 @@ def prepare(stack_name: str | None = None) -> LoadedStack:
     return loaded
 
 
+def _ui_url(loaded: LoadedStack) -> tuple[str, str | None, int | None]:
+    """The stack's MLflow ``ui_url`` with its host and port."""
+    url = loaded.stack.experiment_tracker.ui_url
+    parsed = urlparse(url)
+    try:
+        return url, parsed.hostname, parsed.port
+    except ValueError as exc:
+        raise StackError(f"stack {loaded.name}: experiment_tracker.ui_url {url!r}: {exc}") from exc
+
+
+def choose_mlflow_port(loaded: LoadedStack, given: int | None = None) -> int:
+    """The MLflow UI port: ``given``, else the port of the stack's ``ui_url`` (else 5000)."""
+    return given if given is not None else _ui_url(loaded)[2] or DEFAULT_MLFLOW_PORT
+
+
+def link_target(loaded: LoadedStack, port: int) -> tuple[dict[str, str], str | None]:
+    """Where runs launched from the UI link to: the environment for the servers, and a notice.
+
+    Runs launched from the Dagster UI link to the MLflow UI served beside it, unless the
+    user set the stack's ``ui_url`` through the environment themselves (an MLflow UI behind
+    a proxy, say): theirs wins. The notice (None when all links agree) says which links
+    point elsewhere than the MLflow UI served here.
+    """
+    url, host, url_port = _ui_url(loaded)
+    served = f"http://127.0.0.1:{port}"
+    same = host in _LOCAL_HOSTS and url_port == port
+    source = provenance(loaded)["experiment_tracker.ui_url"]
+    if source.startswith("env "):
+        notice = None if same else f"runs launched from the Dagster UI link to {url} ({source}), not to {served}"
+        return {}, notice
+    notice = None if same else f"MLflow UI on port {port}: materializations recorded earlier link to {url}"
+    return {UI_URL_VAR: served}, notice
+
+
 def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[list[str]]:
-    """The two server command lines."""
+    """The two server command lines.
+
+    ``dg dev`` (not ``dagster dev -m definitions.definitions``) registers the code location
+    under the dg project's name, the name ``dg`` and Dagster's components use for it: with
+    the module's name instead, every load of the definitions warned about the mismatch.
+    """
     bin_dir = Path(sys.executable).parent
     tracker = loaded.stack.experiment_tracker
     dagster = [
-        str(bin_dir / "dagster"),
+        str(bin_dir / "dg"),
         "dev",
-        "-m",
-        "definitions.definitions",
-        "-p",
+        "--target-path",
+        str(PROJECT_ROOT),
+        "--port",
         str(dagster_port),
-        "-h",
+        "--host",
         "127.0.0.1",
     ]
     mlflow = [
@@ -53,47 +103,64 @@ def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[l
     return [dagster, mlflow]
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            # Each server runs in its own process group: dagster dev's children go with it.
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for proc in procs:
+def _environment(loaded: LoadedStack, links: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **links}
+    env["SLIPWAY_STACK"] = str(loaded.path) if loaded.path.parent.name != "stacks" else loaded.name
+    if sys.prefix != sys.base_prefix:
+        # dg warns when the project's .venv is not the active one: it is, it runs slipway.
+        env.setdefault("VIRTUAL_ENV", sys.prefix)
+    return env
+
+
+def _start(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for cmd in commands:
         try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+        except OSError as exc:
+            raise ProcessError(f"cannot start {Path(cmd[0]).name}: {exc}") from exc
+    return procs
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None = None) -> int:
+    """Start both UIs; return on Ctrl-C, SIGTERM or SIGHUP, or raise when a server exits.
 
+    Either way every process started below this one is stopped before this returns.
 
-def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
-    """Start both UIs; return when either exits or on Ctrl-C / SIGTERM, stopping both."""
+    Raises:
+        StackError: The stack is not a local one.
+        ProcessError: A server exited on its own, or a process could not be stopped.
+    """
     if loaded.stack.orchestrator.type != "in_process":
         raise StackError(f"stack {loaded.name}: `slipway dev` runs the local stack only")
-    env = {
-        # Runs launched from this UI link to the MLflow UI started beside it, unless set.
-        "SLIPWAY_EXPERIMENT_TRACKER__UI_URL": f"http://127.0.0.1:{mlflow_port}",
-        **os.environ,
-        "SLIPWAY_STACK": str(loaded.path) if loaded.path.parent.name != "stacks" else loaded.name,
-    }
-    procs = [
-        subprocess.Popen(cmd, env=env, start_new_session=True) for cmd in commands(loaded, dagster_port, mlflow_port)
-    ]
-    print(
-        f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{mlflow_port}   (Ctrl-C stops both)"
-    )
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    port = choose_mlflow_port(loaded, mlflow_port)
+    links, notice = link_target(loaded, port)
+    become_subreaper()
+    requested: list[int] = []
+    # Own handlers, set before the servers start: a signal ignored here (a background job
+    # of a script ignores SIGINT) would stay ignored in them, and `dagster dev` maps
+    # SIGTERM onto SIGINT's handler, so it would ignore SIGTERM too. Caught signals are
+    # reset to their defaults in a child.
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, frame: requested.append(signum)) for sig in stop_signals}
+    cmds, procs = commands(loaded, dagster_port, port), []
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("stopping…", file=sys.stderr)
+        procs = _start(cmds, _environment(loaded, links))
+        print(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{port}   (Ctrl-C stops both)")
+        if notice:
+            print(notice)
+        while not requested and all(p.poll() is None for p in procs):
+            time.sleep(0.25)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        _stop(procs)
+        for sig in stop_signals:  # a second Ctrl-C must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        print("stopping…", file=sys.stderr)
+        started = time.monotonic()
+        count = stop_all()
+        print(f"stopped {count} processes in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not requested:
+        ended = [f"{Path(c[0]).name} {c[1]}" for c, p in zip(cmds, procs, strict=True) if p.returncode is not None]
+        raise ProcessError(f"{' and '.join(ended)} exited; both UIs stopped (its output is above)")
     return 0

@@ -101,16 +101,21 @@ class MlflowTracker(ExperimentTracker):
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
+        # A kind MLflow's UI declares (ExperimentKind in mlflow/server/js/build/static/js/main.*.js);
+        # the UI reads this tag only while its workflow-type feature flag is off. MLflow 3.17 ships
+        # it on: the view (GenAI / Model training) follows the link's `workflowType` URL parameter
+        # (`machine_learning` opens the training runs), else the browser's last choice, at first GenAI.
+        tag, kind = "mlflow.experimentKind", "custom_model_development"
         found = self._client.get_experiment_by_name(name)
         if found is not None:
+            if tag not in found.tags:  # created by plain MLflow or before Slipway tagged it
+                self._client.set_experiment_tag(found.experiment_id, tag, kind)
             return str(found.experiment_id)
         location = None
         if self.artifact_location:
             location = Path(self.artifact_location).expanduser().resolve().joinpath(name).as_uri()
         try:
-            # The MLflow UI shows an experiment of this kind as model training, not GenAI.
-            tags = {"mlflow.experimentKind": "custom_model_development"}
-            return str(self._client.create_experiment(name, artifact_location=location, tags=tags))
+            return str(self._client.create_experiment(name, artifact_location=location, tags={tag: kind}))
         except MlflowException:  # created concurrently by another step
             return str(self._client.get_experiment_by_name(name).experiment_id)
 
