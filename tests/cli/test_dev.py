@@ -162,7 +162,8 @@ def _latest_model_materialization(port: int) -> tuple[dict, dict]:
 def _follow_mlflow_link(link: str) -> dict:
     """Open an ``mlflow_run`` link: the UI page answers, and the run it names is served there."""
     parts = urlsplit(link)
-    match = re.fullmatch(r"/experiments/(\d+)/runs/(\w+)", parts.fragment)
+    # The UI routes on the fragment, which may carry a query of its own (?workflowType=...).
+    match = re.fullmatch(r"/experiments/(\d+)/runs/(\w+)", parts.fragment.partition("?")[0])
     assert match, link
     assert _wait_http(link, 30) == 200
     base = f"{parts.scheme}://{parts.netloc}"
