@@ -81,7 +81,9 @@ def parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="Dagster UI and MLflow UI on the local stack")
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
-    dev.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port")
+    dev.add_argument(
+        "--mlflow-port", type=int, default=None, help="MLflow UI port (default: the port of the stack's ui_url)"
+    )
     dev.set_defaults(func=_dev)
 
     stack = sub.add_parser("stack", help="inspect stacks")

@@ -207,7 +207,10 @@ class MlflowTracker(ExperimentTracker):
         self._client.set_terminated(run.run_id, status="FINISHED" if ok else "FAILED")
 
     def run_url(self, run: TrackedRun) -> str:  # noqa: D102
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+        # MLflow 3.17's UI opens the GenAI view unless the link asks for the training runs (it reads
+        # `workflowType`, not the experiment's kind tag, to choose).
+        path = f"/#/experiments/{run.experiment_id}/runs/{run.run_id}?workflowType=machine_learning"
+        return self.ui_url.rstrip("/") + path
 
 
 def _requirements(model: Any) -> list[str]:

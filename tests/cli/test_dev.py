@@ -221,6 +221,7 @@ def test_dev_links_to_the_mlflow_ui_it_serves_and_stops_everything_on_ctrl_c(hom
         assert isinstance(metadata["metric_r2"], float)
         # ...on the MLflow UI served here, which has the run.
         assert urlsplit(metadata["mlflow_run"]).netloc == served
+        assert urlsplit(metadata["mlflow_run"]).fragment.endswith("?workflowType=machine_learning")
         assert _follow_mlflow_link(metadata["mlflow_run"])["info"]["status"] == "FINISHED"
 
         # A run launched from the UI links to the MLflow UI served beside it, not the stack's
