@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets import training
+from resources.errors import SlipwayError
 
 SPLIT_TAG = "slipway.split"
 
@@ -52,13 +53,19 @@ def compare(
         return Comparison(version, metric, problem=f"its training rows cannot be found again ({exc})")
     if not rows.any():
         return Comparison(version, metric, problem="no row is outside both training sets")
-    x = frame.loc[rows, list(challenger.holdout.x_test.columns)]
+    # Each model is scored on its own features (the champion's are in its split record), on the
+    # same rows with the same labels.
+    champion_features = [c for c in champion_split.columns if c != target]
     y = frame.loc[rows, target]
     try:
-        champion_score = training.evaluate(champion, [metric], x, y)[metric]
+        champion_score = training.evaluate(champion, [metric], frame.loc[rows, champion_features], y)[metric]
     except Exception as exc:  # any failure to predict means "cannot be scored": recorded, not hidden
         return Comparison(version, metric, problem=f"it cannot score the comparison rows ({type(exc).__name__}: {exc})")
-    challenger_score = training.evaluate(challenger.model, [metric], x, y)[metric]
+    x = frame.loc[rows, list(challenger.holdout.x_test.columns)]
+    try:
+        challenger_score = training.evaluate(challenger.model, [metric], x, y)[metric]
+    except SlipwayError as exc:
+        return Comparison(version, metric, problem=f"the new version cannot be scored on the comparison rows ({exc})")
     return Comparison(version, metric, champion_score, challenger_score, int(rows.sum()))
 
 

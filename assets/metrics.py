@@ -53,30 +53,36 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return did_you_mean(name, choices) or (f"; valid: {', '.join(choices)}" if choices else "")
 
 
-def compute(name: str, y_true: Any, y_pred: Any, y_score: Any) -> float:
+def compute(name: str, y_true: Any, y_pred: Any, y_score: Any, classes: Any = None) -> float:
     """Compute metric ``name``; ``y_score`` holds class probabilities (classification only).
 
-    Averaging: ``f1``, ``precision`` and ``recall`` are of the positive class on a binary
-    target and the unweighted mean over classes (``macro``) on a multiclass one; ``roc_auc``
-    is of the positive class on a binary target and one-vs-rest macro on a multiclass one.
+    ``classes`` are the model's classes in order (``model.classes_``). Averaging: ``f1``,
+    ``precision`` and ``recall`` are of the positive class (the second of two classes: ``1``,
+    ``True``, or the later label in sort order, as scikit-learn orders them) on a binary target
+    and the unweighted mean over classes (``macro``) on a multiclass one; ``roc_auc`` is of the
+    positive class on a binary target and one-vs-rest macro on a multiclass one.
     ``f1_weighted``, ``precision_micro``, ``roc_auc_ovo_weighted`` and the like choose it.
     """
     import numpy as np
     from sklearn import metrics as m
 
-    # Binary when the model knows two classes (its probabilities), else when the labels are two.
-    binary = y_score.shape[1] == 2 if y_score is not None else len(np.unique(y_true)) <= 2
+    # Binary is a property of the model (the classes it learned), not of the rows scored: a
+    # comparison set may hold two of three classes.
+    if classes is None:
+        classes = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
+    binary = len(classes) == 2
     base, _, average = name.partition("_")
     if base in ("f1", "precision", "recall"):
         fn = {"f1": m.f1_score, "precision": m.precision_score, "recall": m.recall_score}[base]
-        return float(fn(y_true, y_pred, average=average or ("binary" if binary else "macro"), zero_division=0))
+        chosen = average or ("binary" if binary else "macro")
+        extra = {"pos_label": classes[1]} if chosen == "binary" else {}
+        return float(fn(y_true, y_pred, average=chosen, zero_division=0, **extra))
     if name.startswith("roc_auc"):
-        if name == "roc_auc" and binary:
-            return float(m.roc_auc_score(y_true, y_score[:, 1]))
+        if binary:
+            return float(m.roc_auc_score(y_true == classes[1], y_score[:, 1]))
         scheme = "ovo" if "_ovo" in name else "ovr"
         weighted = "weighted" if name.endswith("_weighted") else "macro"
-        scores = y_score[:, 1] if binary else y_score
-        return float(m.roc_auc_score(y_true, scores, multi_class=scheme, average=weighted))
+        return float(m.roc_auc_score(y_true, y_score, multi_class=scheme, average=weighted, labels=classes))
     return _other(name, y_true, y_pred, y_score)
 
 

@@ -139,7 +139,7 @@ class Promote(_Closed):
     alias: str = Field(default="champion", pattern=NAME_PATTERN)
     gates: dict[str, str] = Field(default_factory=dict, description='metric -> condition, e.g. roc_auc: ">= 0.75"')
     must_beat: str | None = Field(
-        default="champion", description="Alias the new version must beat on the same holdout; null to skip."
+        default="champion", description="Alias the new version must beat on rows neither trained on; null to skip."
     )
 
     @field_validator("gates")

@@ -50,8 +50,8 @@ class SplitRecord:
     def test_mask(self, frame: Any) -> Any:
         """A boolean array: True for the rows of ``frame`` on the test side.
 
-        Numbers are hashed as float64 and everything else as text, so a column read as int in
-        one batch and float in the next (a missing value appeared) keeps its rows' sides.
+        Each value is encoded on its own, whatever the rest of its column holds (see
+        :func:`_stable`), so a row keeps its side when a later batch changes a column's dtype.
         """
         import numpy as np
         import pandas as pd
@@ -60,17 +60,45 @@ class SplitRecord:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise KeyError(f"split columns {missing} are not in the dataset")
-        part = frame[columns]
-        normal = pd.DataFrame(
-            {
-                c: part[c].astype("float64") if pd.api.types.is_numeric_dtype(part[c]) else part[c].astype(str)
-                for c in columns
-            }
-        )
-        key = hashlib.blake2b(str(self.seed).encode(), digest_size=8).hexdigest()  # 16 characters
-        hashes = pd.util.hash_pandas_object(normal, index=False, hash_key=key).to_numpy()
-        unit = (hashes >> np.uint64(11)).astype(np.float64) / float(2**53)
+        normal = pd.DataFrame({c: _stable(frame[c]) for c in columns})
+        hashes = pd.util.hash_pandas_object(normal, index=False).to_numpy()
+        # pandas salts only text with its hash_key, so the seed is mixed in here for every dtype
+        # (splitmix64's finalizer: each bit of the seed moves every bit of the result).
+        salt = np.uint64(int.from_bytes(hashlib.blake2b(str(self.seed).encode(), digest_size=8).digest(), "big"))
+        mixed = hashes ^ salt
+        with np.errstate(over="ignore"):
+            mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        mixed ^= mixed >> np.uint64(31)
+        unit = (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
         return unit < self.test_size
+
+
+_NULL = "\0null"
+
+
+def _stable(column: Any) -> Any:
+    """One encoding per value, whatever the column's dtype or its other values hold.
+
+    Numbers and booleans become float64 (also when a missing value made the column ``object``,
+    or it holds numbers as text), datetimes their UTC nanoseconds, categoricals their values,
+    anything else text with one token for every missing value. Vectorized: this runs on every
+    row of every training and comparison.
+    """
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return pd.to_datetime(column, utc=True).astype("int64")
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return column.astype("float64")
+    present = column.notna()
+    flags = column.map({True: 1.0, False: 0.0}).where(column.map(type) == bool)
+    numeric = pd.to_numeric(column.where(flags.isna(), flags), errors="coerce")
+    if bool((numeric.notna() == present).all()):
+        return numeric.astype("float64")
+    return column.astype(str).where(present, _NULL)
 
 
 @dataclass
@@ -165,7 +193,12 @@ def evaluate(model: Any, metric_names: Sequence[str], x: Any, y: Any) -> dict[st
             lacking = type(model).__name__
             raise DefinitionError(f"metrics {list(metric_names)} need predict_proba, which {lacking} lacks")
         score = model.predict_proba(x)
-    return {name: metric_defs.compute(name, y, prediction, score) for name in metric_names}
+    classes = getattr(model, "classes_", None)
+    try:
+        return {name: metric_defs.compute(name, y, prediction, score, classes) for name in metric_names}
+    except ValueError as exc:  # scikit-learn refuses these labels or rows for this metric
+        kind = type(model).__name__
+        raise DataError(f"cannot compute {list(metric_names)} for {kind} on {len(y)} rows: {exc}") from exc
 
 
 def train(frame: Any, spec: Model, fit_fn: Callable[[Any, Any], Any], where: str) -> Trained:

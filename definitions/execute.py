@@ -32,6 +32,7 @@ def execute(
     gc.freeze()
     selection = [dg.AssetKey(p.key.split("/")) for p in todo]
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        _free_dead_pool_slots(instance)
         result = job.execute_in_process(
             instance=instance,
             asset_selection=selection,
@@ -47,6 +48,27 @@ def execute(
             if key in outcomes:
                 outcomes[key].seconds = seconds
         return result.run_id, outcomes
+
+
+def _free_dead_pool_slots(instance: Any) -> None:
+    """Free model pool slots held by runs that can no longer release them.
+
+    A `slipway run` killed mid-training leaves its slot claimed in the instance. The caller holds
+    this home's run lock, so no other `slipway run` is alive: a slot of a run tagged
+    ``slipway/command: run`` (or of a finished or unknown run) is debris. Slots of runs launched
+    another way (the UI, a sensor) that are still going are left alone.
+    """
+    storage = instance.event_log_storage
+    holders = {
+        slot.run_id
+        for key in storage.get_concurrency_keys()
+        if key.startswith("slipway-model-")
+        for slot in storage.get_concurrency_info(key).claimed_slots
+    }
+    for run_id in holders:
+        record = instance.get_run_by_id(run_id)
+        if record is None or record.is_finished or record.tags.get("slipway/command") == "run":
+            storage.free_concurrency_slots_for_run(run_id)
 
 
 def _step_seconds(entries: Any) -> dict[str, float]:

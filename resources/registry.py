@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dagster as dg
 from pydantic import Field
@@ -74,7 +74,7 @@ class MlflowModelRegistry(ModelRegistry):
         return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
-        uri = self.registry_uri or self.tracking_uri
+        uri = _without_password(self.registry_uri or self.tracking_uri)
         return ResourceError(f"model registry (mlflow at {uri}): cannot {action}: {exc}; no alias was moved")
 
     def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
@@ -123,8 +123,13 @@ class MlflowModelRegistry(ModelRegistry):
 
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:  # noqa: D102
         client = self._client
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            for key, value in tags.items():
+                client.set_model_version_tag(name, version, key, value)
+        except MlflowException as exc:
+            raise self._fail(f"tag {name} v{version}", exc) from exc
 
     def load(self, name: str, version: str) -> Any:  # noqa: D102
         client = self._client
@@ -165,8 +170,22 @@ def _exists(client: Any, name: str) -> bool:
 
 def _lock_file(uri: str, name: str) -> Path | None:
     """The lock file of model ``name`` beside a SQLite registry, or None for other stores."""
-    if not uri.startswith("sqlite:///"):
+    if not uri.startswith("sqlite:"):
         return None
-    # sqlite:////abs/path.db and sqlite:///relative/path.db (relative to the working directory)
-    database = Path(unquote(urlparse(uri).path[1:] if uri.startswith("sqlite:////") else uri[len("sqlite:///") :]))
-    return database.with_name(f"{database.name}.locks") / f"{name}.lock"
+    from sqlalchemy.engine import make_url
+
+    # One database, one lock, however its URI is spelled (relative, absolute, with ?timeout=).
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return None
+    path = Path(unquote(database)).resolve()
+    return path.with_name(f"{path.name}.locks") / f"{name}.lock"
+
+
+def _without_password(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (for messages)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

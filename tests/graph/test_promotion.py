@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import recording_model
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
@@ -191,6 +192,7 @@ def test_a_training_waits_while_its_model_pool_slot_is_taken(home, defs_dir, wri
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         storage = instance.event_log_storage
         # Another run on this instance (a UI launch, a sensor) is training shop.clf.
+        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="another-run", status=DagsterRunStatus.STARTED))
         assert storage.claim_concurrency_slot(pool, "another-run", "shop__clf").is_claimed
         worker = threading.Thread(target=lambda: reports.append(run(defs_dir=defs_dir)))
         worker.start()
@@ -204,4 +206,23 @@ def test_a_training_waits_while_its_model_pool_slot_is_taken(home, defs_dir, wri
         storage.free_concurrency_slots_for_run("another-run")
         worker.join(timeout=120)
     assert not worker.is_alive()
+    assert _outcome(reports[0]).status == "built"
+
+
+def test_a_killed_slipway_run_does_not_hold_its_model_pool_slot(home, defs_dir, write_pipeline, recorded):
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(500, 0, 1)})
+    run(defs_dir=defs_dir)
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        # What a `slipway run` killed mid-training leaves behind: its run STARTED, its slot claimed.
+        dead = DagsterRun(
+            job_name="__ASSET_JOB", run_id="killed-run", status=DagsterRunStatus.STARTED, tags={"slipway/command": "run"}
+        )
+        instance.add_run(dead)
+        assert instance.event_log_storage.claim_concurrency_slot("slipway-model-shop.clf", "killed-run", "s").is_claimed
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(run(defs_dir=defs_dir)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the run waited for a slot held by a dead run"
     assert _outcome(reports[0]).status == "built"

@@ -151,3 +151,23 @@ def test_averaged_metric_names_and_the_default_averaging():
     assert compute("f1", binary_true, binary_pred, None) == pytest.approx(expected)
     assert compute("f1", binary_true, binary_pred, proba) == pytest.approx(expected)
     assert compute("f1_macro", binary_true, binary_pred, None) != pytest.approx(expected)
+
+
+def test_binary_metrics_follow_the_models_classes_including_string_labels():
+    from sklearn.metrics import f1_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from assets.training import evaluate
+
+    x = pd.DataFrame({"a": np.arange(60)})
+    labels = np.where(np.arange(60) % 3 == 0, "yes", "no")
+    model = DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, labels)
+    scores = evaluate(model, ["f1", "roc_auc"], x, labels)
+    assert scores["f1"] == pytest.approx(f1_score(labels, model.predict(x), pos_label="yes"))
+    assert 0.0 <= scores["roc_auc"] <= 1.0
+    # A three-class model scored on rows holding two of its classes is still multiclass (macro f1).
+    y3 = np.arange(60) % 3
+    model3 = DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, y3)
+    rows = y3 < 2
+    expected = f1_score(y3[rows], model3.predict(x[rows]), average="macro", labels=[0, 1, 2], zero_division=0)
+    assert evaluate(model3, ["f1"], x[rows], y3[rows])["f1"] == pytest.approx(expected)

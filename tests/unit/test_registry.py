@@ -1,0 +1,18 @@
+"""The registry's promotion lock file and the URIs its errors show."""
+
+from __future__ import annotations
+
+from resources.registry import _lock_file, _without_password
+
+
+def test_one_database_one_lock_however_its_uri_is_spelled(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    absolute = _lock_file(f"sqlite:///{tmp_path}/mlflow.db", "churn.clf")
+    assert absolute == tmp_path / "mlflow.db.locks" / "churn.clf.lock"
+    assert _lock_file("sqlite:///mlflow.db?timeout=20", "churn.clf") == absolute
+    assert _lock_file("http://mlflow:5000", "churn.clf") is None
+
+
+def test_registry_errors_never_show_a_password():
+    assert _without_password("postgresql+psycopg2://ml:s3cret@db:5432/mlflow") == "postgresql+psycopg2://ml:***@db:5432/mlflow"
+    assert _without_password("sqlite:////x/mlflow.db") == "sqlite:////x/mlflow.db"
