@@ -94,7 +94,7 @@ def _stable(column: Any) -> Any:
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         return column.astype("float64")
     present = column.notna()
-    flags = column.map({True: 1.0, False: 0.0}).where(column.map(type) == bool)
+    flags = column.map({True: 1.0, False: 0.0}).where(column.map(lambda v: isinstance(v, bool)))
     numeric = pd.to_numeric(column.where(flags.isna(), flags), errors="coerce")
     if bool((numeric.notna() == present).all()):
         return numeric.astype("float64")
