@@ -226,7 +226,8 @@ def test_skops_stack_saves_forests_and_explains_untrusted_types(home, defs_dir, 
     assert status["churn/clf"][0] == "built"
     mlmodel = Path(
         _client(home).download_artifacts(
-            next(o for o in report.outcomes if o.key == "churn/clf").mlflow_run.rsplit("/", 1)[1], "model/MLmodel"
+            next(o for o in report.outcomes if o.key == "churn/clf").mlflow_run.rsplit("/", 1)[1].partition("?")[0],
+            "model/MLmodel",
         )
     ).read_text()
     assert "serialization_format: skops" in mlmodel
