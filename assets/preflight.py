@@ -27,7 +27,7 @@ from assets.imports import resolve
 from assets.loader import LoadedPipeline
 from assets.metrics import suggest
 from assets.schema import Dataset, Model
-from assets.sources import source_files
+from assets.sources import file_format, source_files
 from resources.errors import DataError, DefinitionError, did_you_mean
 
 # Arguments of Great Expectations 1.x expectations that name columns of the table.
@@ -164,11 +164,8 @@ def _model_columns(name: str, model: Model) -> Iterator[tuple[tuple[str | int, .
     yield ("models", name, "target"), model.target
     for index, column in enumerate(model.features or []):
         yield ("models", name, "features", index), column
-    by = getattr(model.split, "by", None)  # the key of a grouped split, where the schema has one
-    if isinstance(by, str):
-        yield ("models", name, "split", "by"), by
-    for index, column in enumerate(by if isinstance(by, list) else []):
-        yield ("models", name, "split", "by", index), column
+    if model.split.by is not None:
+        yield ("models", name, "split", "by"), model.split.by
 
 
 def _model_problems(
@@ -218,8 +215,7 @@ def read_header(path: Path, fmt: str | None) -> list[str]:
     A Parquet file written by pandas lists its named index among its columns; pandas reads it
     back as the index, so it is left out, as it is from the loaded frame.
     """
-    kind = fmt or path.suffix.lstrip(".").lower()
-    if kind in ("parquet", "pq"):
+    if file_format(path, fmt) == "parquet":
         import pyarrow.parquet as pq
 
         try:
@@ -228,14 +224,12 @@ def read_header(path: Path, fmt: str | None) -> list[str]:
             raise DataError(f"cannot read the Parquet schema of {path}: {exc}") from exc
         index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
         return [name for name in schema.names if name not in index]
-    if kind in ("csv", "txt"):
-        try:
-            with path.open("rb") as stream:
-                first = stream.readline(_HEADER_BYTES).decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read the header of {path}: {exc}") from exc
-        header = next(csv.reader([first]), [])
-        if not header:
-            raise DataError(f"{path} is empty: a CSV file needs a header line")
-        return header
-    raise DataError(f"{path}: unknown file format {kind!r}; set `format: csv` or `format: parquet`")
+    try:
+        with path.open("rb") as stream:
+            first = stream.readline(_HEADER_BYTES).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the header of {path}: {exc}") from exc
+    header = next(csv.reader([first]), [])
+    if not header:
+        raise DataError(f"{path} is empty: a CSV file needs a header line")
+    return header

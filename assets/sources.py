@@ -42,18 +42,26 @@ def fingerprint(source: Source, folder: Path, where: str) -> str:
     return ""
 
 
+def file_format(path: Path, fmt: str | None) -> str:
+    """``csv`` or ``parquet``: the source's ``format``, else the file's extension."""
+    kind = fmt or path.suffix.lstrip(".").lower()
+    if kind in ("parquet", "pq"):
+        return "parquet"
+    if kind in ("csv", "txt"):
+        return "csv"
+    raise DataError(f"{path}: unknown file format {kind!r}; set `format: csv` or `format: parquet`")
+
+
 def _read_file(path: Path, fmt: str | None) -> Any:
     import pandas as pd
 
-    kind = fmt or path.suffix.lstrip(".").lower()
+    kind = file_format(path, fmt)
     try:
-        if kind in ("parquet", "pq"):
+        if kind == "parquet":
             return pd.read_parquet(path)
-        if kind in ("csv", "txt"):
-            return pd.read_csv(path, engine="pyarrow")
+        return pd.read_csv(path, engine="pyarrow")
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read as {kind}: {exc}") from exc
-    raise DataError(f"{path}: unknown file format {kind!r}; set `format: csv` or `format: parquet`")
 
 
 def load(source: Source, folder: Path, where: str, allowed: Sequence[str]) -> Any:

@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 
 from definitions.processes import ProcessError, become_subreaper, stop_all
 from resources.errors import StackError
+from resources.paths import PROJECT_ROOT
 from stacks import LoadedStack, load_stack, provenance
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UI_URL_VAR = "SLIPWAY_EXPERIMENT_TRACKER__UI_URL"
 DEFAULT_MLFLOW_PORT = 5000
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -82,7 +82,7 @@ class MlflowModelRegistry(ModelRegistry):
         from mlflow.exceptions import MlflowException
 
         try:
-            if not _exists(client, name):
+            if _registered(client, name) is None:
                 client.create_registered_model(name)
             version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
         except MlflowException as exc:
@@ -96,9 +96,8 @@ class MlflowModelRegistry(ModelRegistry):
         try:
             # The registered model lists its aliases: a missing alias is an absent key, and only a
             # missing model is an error that means "none".
-            if not _exists(client, name):
-                return None
-            version = client.get_registered_model(name).aliases.get(alias)
+            model = _registered(client, name)
+            version = None if model is None else model.aliases.get(alias)
         except MlflowException as exc:
             raise self._fail(f"read alias {alias!r} of {name!r}", exc) from exc
         return None if version is None else str(version)
@@ -155,17 +154,17 @@ class MlflowModelRegistry(ModelRegistry):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _exists(client: Any, name: str) -> bool:
+def _registered(client: Any, name: str) -> Any:
+    """The registered model ``name``, or None when it does not exist (any other error raises)."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     try:
-        client.get_registered_model(name)
+        return client.get_registered_model(name)
     except MlflowException as exc:
         if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-            return False
+            return None
         raise
-    return True
 
 
 def _lock_file(uri: str, name: str) -> Path | None:
