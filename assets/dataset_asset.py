@@ -1,5 +1,6 @@
 """The Dagster asset for one declared dataset, with its expectations as blocking checks."""
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ def check_name(index: int, expect: str) -> str:
 DRIFT_CHECK = "drift"
 
 
-def _check_result(index: int, result: ExpectationResult, severity: str) -> dg.AssetCheckResult:
+def _check_result(
+    index: int, result: ExpectationResult, severity: str, rejected: str | None = None
+) -> dg.AssetCheckResult:
     metadata: dict[str, Any] = {f"kwarg_{k}": str(v) for k, v in result.kwargs.items()}
     metadata.update(result.details)
+    if rejected is not None:
+        metadata["rejected_data_version"] = rejected
     return dg.AssetCheckResult(
         check_name=check_name(index, result.expect),
         passed=result.success,
@@ -35,11 +40,41 @@ def _check_result(index: int, result: ExpectationResult, severity: str) -> dg.As
     )
 
 
+def source_key(pipeline: str, name: str) -> dg.AssetKey:
+    """The key of the observable source asset of dataset ``name``'s files."""
+    return dg.AssetKey([pipeline, name, "files"])
+
+
+def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.SourceAsset:
+    """The files of a dataset's file source, observed by a cheap fingerprint (no data is read).
+
+    Its data version is :func:`assets.sources.files_fingerprint`: names, sizes and modification
+    times. Observing it (``slipway run`` does before deciding; the UI's "Observe sources" too)
+    marks the dataset unsynced when files are added, removed or rewritten.
+    """
+    where = f"pipeline {pipeline}, dataset {name}"
+
+    def _files() -> dg.ObserveResult:
+        version, metadata = sources.observe_files(spec.source, folder, where)
+        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
+
+    # Observable source assets are marked beta; they are what makes new files visible
+    # without loading them, so they are used on purpose.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return dg.observable_source_asset(
+            key=source_key(pipeline, name),
+            group_name=pipeline,
+            description=f"The files of dataset {name} ({spec.source.path})",
+            metadata={"slipway/files": spec.source.path, "slipway/folder": str(folder)},
+        )(_files)
+
+
 def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.AssetsDefinition:
     """One asset ``pipeline/name`` that loads, transforms, versions and checks the dataset."""
     key = dg.AssetKey([pipeline, name])
     where = f"pipeline {pipeline}, dataset {name}"
-    checks = [
+    check_specs = [
         dg.AssetCheckSpec(
             check_name(i, e.expect),
             asset=key,
@@ -49,7 +84,7 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
         for i, e in enumerate(spec.expectations)
     ]
     if spec.drift:
-        checks.append(
+        check_specs.append(
             dg.AssetCheckSpec(
                 DRIFT_CHECK, asset=key, description=f"{spec.drift.method} drift, older vs newer half of rows"
             )
@@ -60,8 +95,9 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
         group_name=pipeline,
         code_version=code_version("dataset", spec),
         description=spec.description or f"Dataset {name} of pipeline {pipeline}",
-        check_specs=checks,
+        check_specs=check_specs,
         kinds={"pandas"},
+        deps=[source_key(pipeline, name)] if spec.source.path is not None else [],
         metadata={"slipway/pipeline": pipeline, "slipway/source": spec.source.model_dump_json()},
     )
     def _dataset(
@@ -79,6 +115,34 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                     f"{where}: transform {spec.transform} returned a {type(frame).__name__}, not a DataFrame"
                 )
         version = frame_version(frame)
+        checks: list[dg.AssetCheckResult] = []
+        summary = [f"{len(frame)} rows"]
+        if spec.expectations:
+            results = data_validator.run_expectations(
+                frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}"
+            )
+            failed = [
+                check_name(i, r.expect)
+                for i, (e, r) in enumerate(zip(spec.expectations, results, strict=True))
+                if not r.success and e.severity == "error"
+            ]
+            summary.append(f"{sum(r.success for r in results)}/{len(results)} expectations passed")
+            for index, (expectation, result) in enumerate(zip(spec.expectations, results, strict=True)):
+                if not result.success:
+                    context.log.warning(
+                        f"{where}: expectation {result.expect} {result.kwargs} failed: {result.details}"
+                    )
+                checks.append(_check_result(index, result, expectation.severity, version if failed else None))
+            if failed:
+                progress.finished(f"{pipeline}/{name}", ", ".join([*summary, "not stored"]))
+                # Blocking means the data is never stored: the last good version stays the one
+                # downstream assets read, by every launch path. The check results are recorded
+                # (on the rejected data version) before the step fails.
+                yield from checks
+                raise DataError(
+                    f"{where}: blocking expectations failed: {', '.join(failed)}; "
+                    f"data version {version} ({len(frame)} rows) was not stored"
+                )
         yield versioned_output(
             frame,
             version,
@@ -91,19 +155,7 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 ),
             },
         )
-        summary = [f"{len(frame)} rows"]
-        if spec.expectations:
-            results = data_validator.run_expectations(
-                frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}"
-            )
-            failed = sum(not r.success for r in results)
-            summary.append(f"{len(results) - failed}/{len(results)} expectations passed")
-            for index, (expectation, result) in enumerate(zip(spec.expectations, results, strict=True)):
-                if not result.success:
-                    context.log.warning(
-                        f"{where}: expectation {result.expect} {result.kwargs} failed: {result.details}"
-                    )
-                yield _check_result(index, result, expectation.severity)
+        yield from checks
         if spec.drift:
             half = len(frame) // 2
             missing = [c for c in spec.drift.columns or [] if c not in frame.columns]

@@ -35,15 +35,9 @@ METRICS: dict[str, Metric] = {
 }
 # scikit-learn's scorer names with an explicit averaging, as users type them (f1_macro, ...).
 AVERAGES = ("macro", "micro", "weighted")
+METRICS.update({f"{base}_{average}": METRICS[base] for base in ("f1", "precision", "recall") for average in AVERAGES})
 METRICS.update(
-    {f"{base}_{average}": METRICS[base] for base in ("f1", "precision", "recall") for average in AVERAGES}
-)
-METRICS.update(
-    {
-        f"roc_auc_{scheme}{suffix}": METRICS["roc_auc"]
-        for scheme in ("ovr", "ovo")
-        for suffix in ("", "_weighted")
-    }
+    {f"roc_auc_{scheme}{suffix}": METRICS["roc_auc"] for scheme in ("ovr", "ovo") for suffix in ("", "_weighted")}
 )
 
 

@@ -32,6 +32,11 @@ def pool_name(pipeline: str, model: str) -> str:
     return f"slipway-model-{registered_name(pipeline, model)}"
 
 
+def input_key(pipeline: str, dataset: str) -> dg.AssetKey:
+    """The asset a model trains on: a dataset of its pipeline by name, or any asset by key ``a/b``."""
+    return dg.AssetKey(dataset.split("/")) if "/" in dataset else dg.AssetKey([pipeline, dataset])
+
+
 def build_model_asset(
     pipeline: str, name: str, spec: Model, folder: Path, upstream_code: tuple[Path, ...] = ()
 ) -> dg.AssetsDefinition:
@@ -41,7 +46,7 @@ def build_model_asset(
     untracked, they make the recorded commit dirty too.
     """
     key = dg.AssetKey([pipeline, name])
-    dataset_key = dg.AssetKey([pipeline, spec.dataset])
+    dataset_key = input_key(pipeline, spec.dataset)
     where = f"pipeline {pipeline}, model {name}"
     version_hash = code_version("model", spec)
     checks = [
@@ -64,7 +69,15 @@ def build_model_asset(
         kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
         op_tags=op_tags,
         pool=pool_name(pipeline, name),
-        metadata={"slipway/pipeline": pipeline, "slipway/registered_model": registered_name(pipeline, name)},
+        metadata={
+            "slipway/pipeline": pipeline,
+            "slipway/registered_model": registered_name(pipeline, name),
+            **(
+                {"slipway/input": spec.dataset, "slipway/where": f"{folder / 'defs.yaml'}: {where}"}
+                if "/" in spec.dataset
+                else {}
+            ),
+        },
     )
     def _model(
         context: dg.AssetExecutionContext,
@@ -179,6 +192,7 @@ def _track_and_promote(
     metric = promotion.primary_metric(spec.promote, spec.metrics)
     # Read, compare and move under the model's lock: a promotion decided at the same time
     # elsewhere is either finished before this reads the alias, or waits for this one.
+    passed = all(g.passed for g in gates)
     with registry.promotion_lock(registry_name):
         comparison = _compare_with_champion(registry, spec, registry_name, metric, trained, frame)
         decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], comparison)
@@ -191,11 +205,11 @@ def _track_and_promote(
             version,
             {
                 "slipway.promotion": decision.reason,
-                "slipway.gates_passed": str(all(g.passed for g in gates)).lower(),
+                "slipway.gates_passed": str(passed).lower(),
                 "slipway.compared_with": comparison.version if comparison else "none",
             },
         )
-    ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics)
+    ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
     return ref, decision, gates
 
 

@@ -8,7 +8,7 @@ from typing import Self
 import dagster as dg
 from pydantic import BaseModel
 
-from assets.dataset_asset import build_dataset_asset
+from assets.dataset_asset import build_dataset_asset, build_source_asset
 from assets.loader import parse_file
 from assets.model_asset import build_model_asset
 from assets.schema import PipelineSpec
@@ -77,7 +77,18 @@ def build_pipeline_defs(spec: PipelineSpec, folder: Path) -> dg.Definitions:
     """The assets (and their checks) of one pipeline whose ``defs.yaml`` is in ``folder``."""
     assets = [build_dataset_asset(spec.name, name, dataset, folder) for name, dataset in spec.datasets.items()]
     assets += [
-        build_model_asset(spec.name, name, model, folder, tuple(code_files(spec.datasets[model.dataset])))
+        build_model_asset(
+            spec.name,
+            name,
+            model,
+            folder,
+            tuple(code_files(spec.datasets[model.dataset])) if model.dataset in spec.datasets else (),
+        )
         for name, model in spec.models.items()
+    ]
+    assets += [
+        build_source_asset(spec.name, name, dataset, folder)
+        for name, dataset in spec.datasets.items()
+        if dataset.source.path is not None
     ]
     return dg.Definitions(assets=assets)

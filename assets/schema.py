@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from assets.metrics import METRICS, suggest
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+# A dataset of the same pipeline by name, or any asset of the code location by key (a/b).
+INPUT_PATTERN = r"^([a-z][a-z0-9_]*|[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)+)$"
 IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*([:.][A-Za-z_]\w*)$"
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
 
@@ -161,7 +163,10 @@ class ComputeResources(_Closed):
 class Model(_Closed):
     """A model asset: trained on a dataset, tracked and registered in the experiment tracker."""
 
-    dataset: str = Field(pattern=NAME_PATTERN)
+    dataset: str = Field(
+        pattern=INPUT_PATTERN,
+        description="A dataset of this pipeline, or any asset of the code location by key (`team/table`).",
+    )
     target: str
     features: list[str] | None = Field(default=None, description="Feature columns; all but the target when omitted.")
     estimator: str | None = Field(default=None, pattern=IMPORT_PATH_PATTERN, description="sklearn-API class")
@@ -217,7 +222,7 @@ class PipelineSpec(_Closed):
         for key in set(self.datasets) & set(self.models):
             found.append((("models", key), f"{key!r} names both a dataset and a model"))
         for name, model in self.models.items():
-            if model.dataset not in self.datasets:
+            if "/" not in model.dataset and model.dataset not in self.datasets:
                 hint = suggest(model.dataset, self.datasets)
                 found.append((("models", name, "dataset"), f"unknown dataset {model.dataset!r}{hint}"))
         return found

@@ -1,22 +1,146 @@
-"""The Dagster code location: every pipeline under ``defs/`` plus the active stack's resources.
+"""The Dagster code location, assembled in one place for every door.
 
-``dg dev`` / ``dagster dev`` / ``slipway dev`` load this module; the stack comes from
-``$SLIPWAY_STACK`` (default ``local``).
+`slipway run`, `slipway dev`, `dg`, the UI and sensors all load it from here.
+
+It holds every pipeline under ``defs/`` (YAML components and any hand-written Python asset or
+sensor beside them), the active stack's resources and executor, the shared rebuild predicate
+on every materializable asset (:mod:`assets.rebuild`) and the automation sensor that
+evaluates it. The stack comes from ``$SLIPWAY_STACK`` (default ``local``); the definitions
+folder from ``$SLIPWAY_DEFS`` (default ``definitions/defs``), which is how ``--defs`` reaches
+``dg`` and the UI too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import sys
+import types
+import warnings
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from stacks import load_stack
-from stacks.build import build_resources
+from assets.rebuild import Built, rebuild_condition
+from definitions.paths import DEFS_DIR, defs_folder
+from resources.errors import DefinitionError
+from stacks import LoadedStack, load_stack
+from stacks.build import build_resources, executor
+
+AUTOMATION_SENSOR = "slipway_automation"
+
+
+class StackStores:
+    """Answers, for the rebuild predicate, whether what an asset built is still in the stack's stores."""
+
+    def __init__(self, resources: dict[str, Any]) -> None:
+        """Over the stack's resources (:func:`stacks.build.build_resources`): its IO manager and registry."""
+        self.resources = resources
+        self.artifact_store = resources["io_manager"]
+        self.registry = resources["model_registry"]
+        # The local files each answer rested on (None: a store that is not local), so that a
+        # cache of "nothing to do" can check they are still there without asking the stores.
+        self.files: dict[dg.AssetKey, list[str] | None] = {}
+
+    def missing(self, key: dg.AssetKey, built: Built) -> str | None:
+        """Why the output ``built`` recorded cannot be reused, or None."""
+        files: list[str] | None = []
+        registered, version = built.metadata.get("registered_model"), built.metadata.get("model_version")
+        if registered is not None and version is not None:
+            problem = self.registry.missing(str(registered), str(version))
+            if problem is not None:
+                return problem
+            local = self.registry.local_files(str(registered), str(version))
+            files = None if local is None else [str(local)]
+        path = self.artifact_store.local_path(tuple(key.path), built.run_id)
+        if path is None and not self.artifact_store.has(tuple(key.path), built.run_id):
+            return f"its stored output (run {built.run_id[:8]}) is gone from the artifact store"
+        self.files[key] = None if files is None or path is None else [*files, str(path)]
+        return None
+
+
+def _load_folder(folder: Path) -> dg.Definitions:
+    if folder == DEFS_DIR:
+        return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    if not folder.is_dir():
+        raise DefinitionError(f"{folder}: no such definitions folder")
+    # Another folder (``--defs``) is loaded the same way, as the defs module of a project
+    # rooted at its parent: YAML components and Python files alike.
+    name = "slipway_defs_" + hashlib.blake2b(str(folder).encode(), digest_size=6).hexdigest()
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name)
+        module.__path__ = [str(folder)]
+        module.__file__ = str(folder / "__init__.py")
+        sys.modules[name] = module
+    from dagster.components.core.component_tree import ComponentTree
+
+    return ComponentTree.from_module(module, folder.parent).build_defs()
+
+
+def build_definitions(
+    folder: Path | None = None, loaded: LoadedStack | None = None, stores: StackStores | None = None
+) -> dg.Definitions:
+    """The code location: the pipelines of ``folder`` on the stack ``loaded`` (defaults: the active ones).
+
+    ``stores`` (over the stack's resources) is what the rebuild predicate asks; made here when not given.
+    """
+    loaded = loaded or load_stack()
+    pipelines = _load_folder((folder or defs_folder()).resolve())
+    resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
+    stores = stores or StackStores(resources)
+    condition = rebuild_condition(stores)
+    materializable = {
+        key
+        for item in pipelines.assets or []
+        if isinstance(item, dg.AssetsDefinition) and item.is_materializable
+        for key in item.keys
+    }
+    # Observable sources are SourceAssets, which map_asset_specs refuses; they keep no condition.
+    pipelines = pipelines.permissive_map_resolved_asset_specs(
+        selection=None,
+        func=lambda spec: (
+            spec.replace_attributes(automation_condition=condition)
+            if spec.key in materializable and spec.automation_condition is None
+            else spec
+        ),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)  # use_user_code_server is beta
+        sensor = dg.AutomationConditionSensorDefinition(
+            AUTOMATION_SENSOR,
+            target=dg.AssetSelection.all(),
+            # The predicate reads the stack's stores, so it is evaluated in the code server.
+            use_user_code_server=True,
+            description="Rebuilds what is out of date (slipway's rebuild predicate).",
+        )
+    defs = dg.Definitions.merge(
+        pipelines, dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=[sensor])
+    )
+    _check_inputs(defs)
+    return defs
+
+
+def _check_inputs(defs: dg.Definitions) -> None:
+    """Every asset a model trains on exists in the code location (did-you-mean otherwise)."""
+    from assets.metrics import suggest
+
+    known = {key.to_user_string() for item in defs.assets or [] for key in getattr(item, "keys", [])}
+    errors = []
+    for item in defs.assets or []:
+        if not isinstance(item, dg.AssetsDefinition):
+            continue
+        for key in item.keys:
+            metadata = item.specs_by_key[key].metadata
+            wanted = metadata.get("slipway/input")
+            if wanted is not None and wanted not in known:
+                where = metadata.get("slipway/where", key.to_user_string())
+                errors.append(f"{where}: unknown asset {wanted!r}{suggest(wanted, known)}")
+    if errors:
+        raise DefinitionError("\n".join(errors))
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """The pipelines declared under ``definitions/defs`` on the active stack."""
-    stack = load_stack().stack
-    pipelines = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    return dg.Definitions.merge(pipelines, dg.Definitions(resources=build_resources(stack)))
+    """The pipelines of the definitions folder on the active stack."""
+    return build_definitions()

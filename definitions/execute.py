@@ -1,13 +1,20 @@
-"""Run the selected assets in Dagster on the stack's instance and read back what happened."""
+"""The engine under `slipway run`: the code location on the stack's instance.
+
+It observes file sources, asks the shared rebuild predicate what is out of date, launches runs
+with the stack's executor and reads every outcome back from the instance's event log.
+"""
 
 from __future__ import annotations
 
-import gc
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from assets.loader import LoadedPipeline
-from definitions.incremental import AssetPlan
-from definitions.runner import AssetOutcome
+import dagster as dg
+
+from assets.rebuild import DATA_VERSION_TAG, Built, Record, requested
+from definitions.definitions import build_definitions
+from definitions.outcomes import AssetOutcome
+from resources.errors import DefinitionError, SlipwayError
 from stacks import LoadedStack
 
 
@@ -15,39 +22,216 @@ def _value(entry: Any) -> Any:
     return getattr(entry, "value", entry)
 
 
-def execute(
-    pipelines: list[LoadedPipeline], loaded: LoadedStack, todo: list[AssetPlan]
-) -> tuple[str, dict[str, AssetOutcome]]:
-    """Materialize the assets of ``todo`` in one Dagster run; one outcome per asset."""
-    import dagster as dg
+class Engine:
+    """The code location and the stack's Dagster instance, for one `slipway run`."""
 
-    from assets.pipeline import build_pipeline_defs
-    from stacks.build import build_resources, prepare_instance
+    def __init__(self, loaded: LoadedStack, folder: Any) -> None:
+        """Assemble the code location (:func:`build_definitions`) and open the stack's instance."""
+        from definitions.definitions import StackStores
+        from stacks.build import build_resources, prepare_instance
 
-    home = prepare_instance(loaded.stack)
-    parts = [build_pipeline_defs(p.spec, p.folder) for p in pipelines]
-    defs = dg.Definitions.merge(*parts, dg.Definitions(resources=build_resources(loaded.stack)))
-    job = defs.resolve_implicit_global_asset_job_def()
-    # Everything imported so far lives until exit: keep it out of every later collection.
-    gc.freeze()
-    selection = [dg.AssetKey(p.key.split("/")) for p in todo]
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        _free_dead_pool_slots(instance)
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=selection,
-            raise_on_error=False,
-            # The summary table reports failures; Dagster's console log would repeat them
-            # with stack traces. The event log keeps everything for the UI.
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"slipway/stack": loaded.name, "slipway/command": "run"},
+        self.loaded = loaded
+        self.stores = StackStores(build_resources(loaded.stack))
+        self.defs = build_definitions(folder, loaded, self.stores)
+        self.graph = self.defs.resolve_asset_graph()
+        self.job = self.defs.resolve_implicit_global_asset_job_def()
+        self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
+
+    def close(self) -> None:
+        """Release the instance."""
+        self.instance.dispose()
+
+    def select(self, groups: Sequence[str]) -> list[dg.AssetKey]:
+        """The materializable assets of ``groups`` (all when empty), upstream before downstream."""
+        known = {self.graph.get(k).group_name for k in self.graph.materializable_asset_keys}
+        for name in groups:
+            if name not in known:
+                from assets.metrics import suggest
+
+                raise DefinitionError(f"no pipeline named {name!r}{suggest(name, known)}")
+        level = {key: i for i, keys in enumerate(self.graph.toposorted_asset_keys_by_level) for key in keys}
+        keys = [
+            key
+            for key in self.graph.materializable_asset_keys
+            if not groups or self.graph.get(key).group_name in groups
+        ]
+        # Pipeline by pipeline, upstream first (the order of the summary table).
+        return sorted(keys, key=lambda k: (self.graph.get(k).group_name or "", level[k], k.to_user_string()))
+
+    def kind(self, key: dg.AssetKey) -> str:
+        """``dataset``, ``model`` or ``asset`` (hand-written)."""
+        metadata = self.graph.get(key).metadata
+        if "slipway/registered_model" in metadata:
+            return "model"
+        return "dataset" if "slipway/source" in metadata else "asset"
+
+    def observe(self, versions: dict[dg.AssetKey, tuple[str, dict[str, Any]]]) -> None:
+        """Record a new observation of each source whose data version changed since the last one."""
+        record = Record(self.instance, self.graph)
+        for key, (version, metadata) in versions.items():
+            if key in self.graph.observable_asset_keys and record.data_version(key) != version:
+                self.instance.report_runless_asset_event(
+                    dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)
+                )
+
+    def decide(self, keys: Sequence[dg.AssetKey]) -> tuple[list[dg.AssetKey], Record]:
+        """The keys the shared predicate requests now, and the record it was decided on."""
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, asset_selection=dg.AssetSelection.assets(*keys)
         )
-        outcomes = _outcomes(result, todo)
-        for step_key, seconds in _step_seconds(instance.all_logs(result.run_id)).items():
-            key = step_key.replace("__", "/")
+        return requested(result, keys), Record(self.instance, self.graph)
+
+    def launch(
+        self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]
+    ) -> tuple[str, dict[dg.AssetKey, AssetOutcome]]:
+        """Materialize ``keys`` in one run with the stack's executor; outcomes read from the event log."""
+        import gc
+
+        # Everything imported so far lives until exit: keep it out of every later collection.
+        gc.freeze()
+        _free_dead_pool_slots(self.instance)
+        # `in_process` is the local stack's executor, and this process is where it runs.
+        if self.loaded.stack.orchestrator.type != "in_process":
+            raise SlipwayError(
+                f"stack {self.loaded.name}: `slipway run` cannot launch on {self.loaded.stack.orchestrator.type}"
+            )
+        result = self.job.execute_in_process(
+            instance=self.instance,
+            asset_selection=list(keys),
+            raise_on_error=False,
+            # The summary table reports failures; Dagster's console log would repeat them with
+            # stack traces. The event log keeps everything for the UI.
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            tags={"slipway/stack": self.loaded.name, "slipway/command": "run"},
+        )
+        return result.run_id, self.outcomes(result.run_id, keys, reasons)
+
+    def outcomes(
+        self, run_id: str, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]
+    ) -> dict[dg.AssetKey, AssetOutcome]:
+        """What happened to each of ``keys`` in run ``run_id``, from the event log alone."""
+        by_step = {self._step(key): key for key in keys}
+        outcomes = {
+            k: AssetOutcome(k.to_user_string(), self.kind(k), "not run", detail=reasons.get(k, "")) for k in keys
+        }
+        started: dict[str, float] = {}
+        failed_checks: dict[dg.AssetKey, list[str]] = {}
+        for entry in self.instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            key = by_step.get(entry.step_key or "")
+            kind = event.event_type_value
+            if kind == "STEP_START":
+                started[entry.step_key or ""] = entry.timestamp
+            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and key is not None and entry.step_key in started:
+                outcomes[key].seconds = round(entry.timestamp - started[entry.step_key or ""], 3)
+            if kind == "ASSET_MATERIALIZATION" and event.asset_key in outcomes:
+                _materialized(outcomes[event.asset_key], event.step_materialization_data.materialization, run_id)
+            elif kind == "ASSET_CHECK_EVALUATION":
+                data = event.asset_check_evaluation_data
+                if not data.passed:
+                    warn = data.severity == dg.AssetCheckSeverity.WARN
+                    failed_checks.setdefault(data.asset_key, []).append(
+                        f"{data.check_name} (warning)" if warn else data.check_name
+                    )
+            elif kind == "STEP_FAILURE" and key is not None:
+                outcomes[key].status = "failed"
+                outcomes[key].detail = _failure(event.step_failure_data)
+        for key, checks in failed_checks.items():
             if key in outcomes:
-                outcomes[key].seconds = seconds
-        return result.run_id, outcomes
+                _with_checks(outcomes[key], checks)
+        for key in keys:
+            if outcomes[key].status == "not run":
+                self._blocked(outcomes, key)
+        return outcomes
+
+    def _blocked(self, outcomes: dict[dg.AssetKey, AssetOutcome], key: dg.AssetKey) -> None:
+        """Mark ``key`` blocked when an upstream in the same run failed or was blocked."""
+        for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
+            upstream = outcomes.get(parent)
+            if upstream is not None and upstream.status in ("failed", "blocked"):
+                outcomes[key].status = "blocked"
+                outcomes[key].detail = f"{upstream.key} {upstream.status}"
+                return
+
+    def _step(self, key: dg.AssetKey) -> str:
+        """The step key of ``key``'s op (its op's name: assets run in-process, one step per op)."""
+        return self.graph.get(key).assets_def.node_def.name
+
+    def reused(self, key: dg.AssetKey, built: Built) -> AssetOutcome:
+        """The row of an asset the record says is up to date: what it reuses, and from which run."""
+        outcome = AssetOutcome(key.to_user_string(), self.kind(key), "reused", dagster_run_id=built.run_id)
+        _from_metadata(outcome, built.metadata)
+        outcome.detail = f"unchanged since run {built.run_id[:8]}"
+        failed = self.failed_blocking_checks(key)
+        if failed:
+            outcome.status = "failed"
+            outcome.detail = f"check failed: {', '.join(failed)} (run {built.run_id[:8]}); unchanged since"
+        return outcome
+
+    def failed_blocking_checks(self, key: dg.AssetKey) -> list[str]:
+        """The blocking checks of ``key`` whose latest evaluation failed."""
+        blocking = [c for c in self.graph.get_check_keys_for_assets({key}) if self.graph.get(c).blocking]
+        if not blocking:
+            return []
+        records = self.instance.event_log_storage.get_latest_asset_check_execution_by_key(blocking)
+        return sorted(
+            c.name
+            for c, r in records.items()
+            if r.status.value == "FAILED" or (r.evaluation and not r.evaluation.passed)
+        )
+
+
+def _with_checks(outcome: AssetOutcome, checks: list[str]) -> None:
+    """Fold failed check names into an outcome: a failed blocking check fails the asset."""
+    names = f"check failed: {', '.join(checks)}"
+    if any(not c.endswith("(warning)") for c in checks):
+        # Either the data was refused before it was stored (a dataset) or the version was
+        # kept for audit but not served (a model): the check names are the reason either way.
+        stored = outcome.status == "built"
+        outcome.status = "failed"
+        outcome.detail = f"{names}; {outcome.detail}" if stored else f"{names}; not stored"
+    else:
+        outcome.detail = f"{names}; {outcome.detail}".rstrip("; ")
+
+
+def _failure(data: Any) -> str:
+    """One line for a step failure: the user's error, or the interruption."""
+    source = getattr(data.error_source, "value", data.error_source)
+    if source == "INTERRUPT":
+        return "interrupted; the next run builds it again"
+    error = data.error
+    # A user-code error is wrapped by Dagster once; its cause is the user's exception.
+    if source == "USER_CODE_ERROR" and error.cause is not None:
+        error = error.cause
+    return _one_line(error.message) or error.cls_name
+
+
+def _one_line(message: str | None) -> str:
+    """The first line of an error message, without the exception class name Dagster adds."""
+    first = (message or "").strip().splitlines()[0] if message and message.strip() else ""
+    head, sep, rest = first.partition(": ")
+    return rest if sep and "." in head and " " not in head else first
+
+
+def _from_metadata(outcome: AssetOutcome, metadata: Any) -> None:
+    outcome.data_version = _value(metadata.get("data_version"))
+    if "mlflow_run" in metadata:
+        outcome.mlflow_run = _value(metadata["mlflow_run"])
+        outcome.model_version = str(_value(metadata["model_version"]))
+        alias = _value(metadata.get("alias"))
+        outcome.alias = None if alias == "none" else alias
+        outcome.detail = _value(metadata.get("promotion")) or ""
+        outcome.metrics = {k.removeprefix("metric_"): _value(v) for k, v in metadata.items() if k.startswith("metric_")}
+    elif "rows" in metadata:
+        outcome.detail = f"{_value(metadata.get('rows'))} rows"
+
+
+def _materialized(outcome: AssetOutcome, materialization: Any, run_id: str) -> None:
+    outcome.status = "built"
+    outcome.dagster_run_id = run_id
+    _from_metadata(outcome, materialization.metadata)
 
 
 def _free_dead_pool_slots(instance: Any) -> None:
@@ -71,82 +255,6 @@ def _free_dead_pool_slots(instance: Any) -> None:
             storage.free_concurrency_slots_for_run(run_id)
 
 
-def _step_seconds(entries: Any) -> dict[str, float]:
-    """Wall time of each step, from its start event to its success or failure event."""
-    started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    for entry in entries:
-        event = entry.dagster_event
-        if event is None or entry.step_key is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            started[entry.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
-            seconds[entry.step_key] = round(entry.timestamp - started[entry.step_key], 3)
-    return seconds
-
-
-def _outcomes(result: Any, todo: list[AssetPlan]) -> dict[str, AssetOutcome]:
-    by_step = {"__".join(p.key.split("/")): p for p in todo}
-    outcomes = {p.key: AssetOutcome(p.key, p.kind, "not run", detail=p.reason) for p in todo}
-    failed_checks: dict[str, list[str]] = {}
-    for event in result.all_events:
-        item = by_step.get(event.step_key or "")
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            key = event.asset_key.to_user_string()
-            if key not in outcomes:
-                continue
-            _materialized(outcomes[key], event.step_materialization_data.materialization.metadata, result.run_id)
-        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.asset_check_evaluation_data
-            if not data.passed:
-                warn = getattr(data.severity, "value", data.severity) == "WARN"
-                name = f"{data.check_name} (warning)" if warn else data.check_name
-                failed_checks.setdefault(data.asset_key.to_user_string(), []).append(name)
-        elif item is not None and event.is_step_failure:
-            error = event.step_failure_data.error
-            if error.cls_name == "DagsterAssetCheckFailedError":
-                continue  # reported with the failed checks below
-            cause = error.cause if error.cls_name == "DagsterExecutionStepExecutionError" and error.cause else error
-            outcomes[item.key].status = "failed"
-            if cause.cls_name == "DagsterExecutionInterruptedError":
-                outcomes[item.key].detail = "interrupted; the next run builds it again"
-            else:
-                outcomes[item.key].detail = _one_line(cause.message) or cause.cls_name
-    for key, checks in failed_checks.items():
-        outcome = outcomes.get(key)
-        if outcome is None:
-            continue
-        blocking = [c for c in checks if not c.endswith("(warning)")]
-        if blocking and outcome.status == "built":
-            outcome.status = "failed"
-        outcome.detail = f"check failed: {', '.join(checks)}; {outcome.detail}".rstrip("; ")
-    for item in todo:
-        upstream = outcomes.get(item.upstream or "")
-        if outcomes[item.key].status == "not run" and upstream is not None and upstream.status in ("failed", "blocked"):
-            outcomes[item.key].status = "blocked"
-            outcomes[item.key].detail = f"{upstream.key} {upstream.status}"
-    return outcomes
-
-
-def _one_line(message: str | None) -> str:
-    """The first line of an error message, without the exception class name Dagster adds."""
-    first = (message or "").strip().splitlines()[0] if message and message.strip() else ""
-    head, sep, rest = first.partition(": ")
-    return rest if sep and "." in head and " " not in head else first
-
-
-def _materialized(outcome: AssetOutcome, metadata: dict[str, Any], run_id: str) -> None:
-    outcome.status = "built"
-    outcome.dagster_run_id = run_id
-    outcome.data_version = _value(metadata.get("data_version"))
-    outcome.upstream_data_version = _value(metadata.get("upstream_data_version"))
-    if "mlflow_run" in metadata:
-        outcome.mlflow_run = _value(metadata["mlflow_run"])
-        outcome.model_version = str(_value(metadata["model_version"]))
-        alias = _value(metadata.get("alias"))
-        outcome.alias = None if alias == "none" else alias
-        outcome.detail = _value(metadata.get("promotion")) or ""
-        outcome.metrics = {k.removeprefix("metric_"): _value(v) for k, v in metadata.items() if k.startswith("metric_")}
-    else:
-        outcome.detail = f"{_value(metadata.get('rows'))} rows"
+def upstream_sources(graph: Any, keys: Iterable[dg.AssetKey]) -> set[dg.AssetKey]:
+    """The observable sources directly upstream of ``keys``."""
+    return {p for k in keys for p in graph.get(k).parent_keys if p in graph.observable_asset_keys}

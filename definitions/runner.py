@@ -1,39 +1,29 @@
-"""``slipway run``: build what changed on the active stack, reuse the rest, report both."""
+"""``slipway run``: build what the record says is out of date, on the active stack; reuse the rest.
+
+The decision is the shared rebuild predicate (:mod:`assets.rebuild`) evaluated on the stack's
+Dagster instance, the same one the UI's automation sensor evaluates; runs go through the
+stack's executor and outcomes are read back from the instance's event log. When a rebuilt
+asset's data comes out changed, what reads it is decided again in a next round, so a dataset
+rebuilt into the same data version retrains nothing.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assets.imports import check_allowed
 from assets.loader import LoadedPipeline, load_pipelines
-from assets.metrics import suggest
-from definitions.incremental import AssetPlan, plan, settle_waiting
-from definitions.ledger import Ledger, exclusive, ledger_path
-from definitions.paths import DEFS_DIR
+from definitions.outcomes import AssetOutcome
+from definitions.paths import defs_folder
+from definitions.state import NoopCache, exclusive
 from resources.errors import DefinitionError
 from stacks import LoadedStack, load_stack, slipway_home
 
-
-@dataclass
-class AssetOutcome:
-    """How one asset ended in this run."""
-
-    key: str
-    kind: str
-    status: str  # built | reused | failed | blocked | not run
-    seconds: float | None = None
-    mlflow_run: str | None = None
-    model_version: str | None = None
-    alias: str | None = None
-    detail: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
-    dagster_run_id: str | None = None
-    data_version: str | None = None
-    upstream_data_version: str | None = None
+__all__ = ["AssetOutcome", "RunReport", "run"]
 
 
 @dataclass
@@ -49,17 +39,6 @@ class RunReport:
     def ok(self) -> bool:
         """True when nothing failed or was blocked."""
         return all(o.status in ("built", "reused") for o in self.outcomes)
-
-
-def select(pipelines: list[LoadedPipeline], names: Sequence[str]) -> list[LoadedPipeline]:
-    """The pipelines named (all when none are)."""
-    if not names:
-        return pipelines
-    by_name = {p.spec.name: p for p in pipelines}
-    for name in names:
-        if name not in by_name:
-            raise DefinitionError(f"no pipeline named {name!r}{suggest(name, by_name)}")
-    return [by_name[n] for n in names]
 
 
 def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> None:
@@ -99,98 +78,128 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
                 resolve(dataset.transform, allowed, f"{p.where('datasets', name, 'transform')}: pipeline {p.spec.name}")
 
 
+def observe(pipelines: list[LoadedPipeline]) -> dict[Any, tuple[str, dict[str, Any]]]:
+    """The fingerprint of every file source (a ``stat`` per file), by source asset key."""
+    from assets import sources
+    from assets.dataset_asset import source_key
+
+    found = {}
+    for p in pipelines:
+        for name, dataset in p.spec.datasets.items():
+            if dataset.source.path is not None:
+                where = f"{p.where('datasets', name, 'source')}: pipeline {p.spec.name}, dataset {name}"
+                found[source_key(p.spec.name, name)] = sources.observe_files(dataset.source, p.folder, where)
+    return found
+
+
 def run(
     names: Sequence[str] = (), stack_name: str | None = None, force: bool = False, defs_dir: Path | None = None
 ) -> RunReport:
     """Materialize the selected pipelines on the stack, incrementally unless ``force``."""
     started = time.perf_counter()
-    loaded_stack = load_stack(stack_name)
-    stack = loaded_stack.stack
-    pipelines = select(load_pipelines(defs_dir or DEFS_DIR), names)
-    check_imports(pipelines, stack.allowed_imports)
+    loaded = load_stack(stack_name)
+    folder = (defs_dir or defs_folder()).resolve()
+    pipelines = load_pipelines(folder)
+    check_imports(pipelines, loaded.stack.allowed_imports)
     home = slipway_home()
     with exclusive(home):
-        return _run_locked(pipelines, loaded_stack, Ledger(ledger_path(home, loaded_stack.name)), force, started)
+        observed = observe(pipelines)
+        cache = NoopCache(home, loaded, folder, names, observed)
+        if not force:
+            rows = cache.replay()
+            if rows is not None:
+                return RunReport(loaded.name, rows, [], time.perf_counter() - started)
+        return _run_locked(pipelines, loaded, folder, names, force, started, observed, cache)
 
 
 def _run_locked(
-    pipelines: list[LoadedPipeline], loaded_stack: LoadedStack, ledger: Ledger, force: bool, started: float
-) -> RunReport:
-    stack = loaded_stack.stack
-    plans = plan(pipelines, ledger, Path(stack.artifact_store.base_dir), force)
-    outcomes = {p.key: _reused(p) for p in plans if p.reuse}
-    run_ids: list[str] = []
-    todo = [p for p in plans if not p.reuse and not p.waits]
-    waiting = [p for p in plans if p.waits]
-    if todo or waiting:
-        resolve_imports(pipelines, stack.allowed_imports, {p.key for p in plans if not p.reuse})
-    if todo:
-        _execute(pipelines, loaded_stack, todo, ledger, outcomes, run_ids)
-    second = []
-    for item in waiting:
-        upstream = outcomes[item.upstream or ""]
-        if upstream.status != "built":
-            outcomes[item.key] = AssetOutcome(
-                item.key, item.kind, "blocked", detail=f"{upstream.key} {upstream.status}"
-            )
-        elif settle_waiting(item, upstream.data_version):
-            second.append(item)
-        else:
-            outcomes[item.key] = _reused(item)
-    if second:
-        _execute(pipelines, loaded_stack, second, ledger, outcomes, run_ids)
-    ordered = [outcomes[p.key] for p in plans]
-    return RunReport(loaded_stack.name, ordered, run_ids, time.perf_counter() - started)
-
-
-def _execute(
     pipelines: list[LoadedPipeline],
-    loaded_stack: LoadedStack,
-    todo: list[AssetPlan],
-    ledger: Ledger,
-    outcomes: dict[str, AssetOutcome],
-    run_ids: list[str],
-) -> None:
-    """One Dagster run for ``todo``; record what it built in ``outcomes`` and the ledger."""
-    from definitions.execute import execute
+    loaded: LoadedStack,
+    folder: Path,
+    names: Sequence[str],
+    force: bool,
+    started: float,
+    observed: dict[Any, Any],
+    cache: NoopCache,
+) -> RunReport:
+    from definitions.execute import Engine
 
-    run_id, built = execute(pipelines, loaded_stack, todo)
-    run_ids.append(run_id)
-    for item in todo:
-        outcomes[item.key] = built[item.key]
-        if built[item.key].status == "built":
-            ledger.put(item.key, _record(item, built[item.key]))
-    ledger.save()
+    engine = Engine(loaded, folder)
+    try:
+        keys = engine.select(names)
+        engine.observe(observed)
+        outcomes: dict[Any, AssetOutcome] = {}
+        run_ids: list[str] = []
+        mark = cache.watermark()
+        todo, record = (keys, None) if force else engine.decide(keys)
+        while todo:
+            if record is None:
+                reasons = dict.fromkeys(todo, "--force")
+            else:
+                reasons = {k: "; ".join(record.reasons(k, engine.stores)) for k in todo}
+            if not run_ids:
+                resolve_imports(pipelines, loaded.stack.allowed_imports, {k.to_user_string() for k in todo})
+            run_id, built = engine.launch(todo, reasons)
+            run_ids.append(run_id)
+            outcomes.update(built)
+            # What reads a rebuilt asset is decided again, now that its new data version is known.
+            mark = cache.watermark()
+            todo, record = engine.decide(keys)
+            todo = [k for k in todo if k not in outcomes]
+        if record is None:
+            record = engine.decide(keys)[1]
+        for key in keys:
+            if key not in outcomes:
+                outcomes[key] = _not_launched(engine, record, key, outcomes)
+        report = RunReport(loaded.name, [outcomes[k] for k in keys], run_ids, time.perf_counter() - started)
+        _remember(cache, engine, record, keys, report, mark)
+        return report
+    finally:
+        engine.close()
 
 
-def _reused(item: AssetPlan) -> AssetOutcome:
-    record = item.record
-    return AssetOutcome(
-        item.key,
-        item.kind,
-        "reused",
-        mlflow_run=record.get("mlflow_run"),
-        model_version=record.get("model_version"),
-        alias=record.get("alias"),
-        detail=item.reason,
-        metrics=record.get("metrics", {}),
-    )
+def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], report: RunReport, mark: str | None) -> None:
+    """Cache "nothing to do" when the run left everything up to date, with the files it rests on."""
+    if not report.ok or any(record.reasons(k, engine.stores) for k in keys):
+        cache.store(None, None, mark)
+        return
+    rows = [engine.reused(k, record.built(k)) for k in keys]
+    files: list[str] | None = []
+    for key in keys:
+        checked = engine.stores.files.get(key)
+        if checked is None or files is None:
+            files = None
+        else:
+            files += checked
+    cache.store(rows if all(r.status == "reused" for r in rows) else None, files, mark)
 
 
-def _record(item: AssetPlan, outcome: AssetOutcome) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "code_version": item.code_version,
-        "run_id": outcome.dagster_run_id,
-        "data_version": outcome.data_version,
-        "upstream_data_version": outcome.upstream_data_version,
-    }
-    if item.kind == "dataset":
-        record["fingerprint"] = item.fingerprint
-    else:
-        record.update(
-            mlflow_run=outcome.mlflow_run,
-            model_version=outcome.model_version,
-            alias=outcome.alias,
-            metrics=outcome.metrics,
+def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetOutcome]) -> AssetOutcome:
+    """The row of an asset this run did not launch: reused, or held back by an upstream."""
+    built = record.built(key)
+    reasons = record.reasons(key, None)
+    parents = sorted(engine.graph.get(key).parent_keys, key=lambda k: k.to_user_string())
+    for parent in parents:
+        upstream = outcomes.get(parent)
+        if upstream is not None and upstream.status in ("failed", "blocked"):
+            return AssetOutcome(
+                key.to_user_string(), engine.kind(key), "blocked", detail=f"{upstream.key} {upstream.status}"
+            )
+    if built is None or reasons:
+        for parent in parents:
+            failing = engine.failed_blocking_checks(parent) if parent in engine.graph.materializable_asset_keys else []
+            if failing:
+                detail = f"{parent.to_user_string()} failed blocking check {', '.join(failing)}"
+                return AssetOutcome(key.to_user_string(), engine.kind(key), "blocked", detail=detail)
+            if record.built(parent) is None and parent in engine.graph.materializable_asset_keys:
+                return AssetOutcome(
+                    key.to_user_string(), engine.kind(key), "blocked", detail=f"{parent.to_user_string()} is missing"
+                )
+        return AssetOutcome(
+            key.to_user_string(), engine.kind(key), "not run", detail="; ".join(reasons) or "never built"
         )
-    return record
+    outcome = engine.reused(key, built)
+    rebuilt = [p.to_user_string() for p in parents if p in outcomes and outcomes[p].status == "built"]
+    if rebuilt and outcome.status == "reused":
+        outcome.detail = f"unchanged ({', '.join(rebuilt)} rebuilt with the same data)"
+    return outcome

@@ -31,14 +31,19 @@ class ModelRef:
     run_id: str
     alias: str | None
     metrics: dict[str, float]
+    gates_passed: bool = True
 
 
 class ArtifactStore(dg.ConfigurableIOManager, ABC):
     """Stores asset outputs between steps and runs."""
 
     @abstractmethod
-    def has(self, key: tuple[str, ...]) -> bool:
-        """True when an output of ``key`` is stored."""
+    def has(self, key: tuple[str, ...], version: str) -> bool:
+        """True when version ``version`` (a Dagster run id) of ``key`` is stored."""
+
+    def local_path(self, key: tuple[str, ...], version: str) -> Path | None:
+        """The local file of a stored version, when the store is local and has it (else None)."""
+        return None
 
     @abstractmethod
     def read(self, key: tuple[str, ...]) -> Any:
@@ -52,7 +57,12 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
 
     @abstractmethod
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:
-        """Store ``obj`` as version ``version`` of ``key`` and make it the latest."""
+        """Store ``obj`` as version ``version`` of ``key``.
+
+        It becomes the version downstream assets read, unless it is a model that failed a
+        gate: that one is kept for audit, and the last good version stays the one served.
+        (A dataset that fails a blocking expectation never reaches the store.)
+        """
 
 
 class LocalArtifactStore(ArtifactStore):
@@ -71,9 +81,13 @@ class LocalArtifactStore(ArtifactStore):
     def _folder(self, key: tuple[str, ...]) -> Path:
         return Path(self.base_dir).joinpath(*key)
 
-    def has(self, key: tuple[str, ...]) -> bool:  # noqa: D102
-        latest = self._folder(key) / "LATEST"
-        return latest.exists() and (self._folder(key) / latest.read_text().strip()).exists()
+    def has(self, key: tuple[str, ...], version: str) -> bool:  # noqa: D102
+        return self.local_path(key, version) is not None
+
+    def local_path(self, key: tuple[str, ...], version: str) -> Path | None:  # noqa: D102
+        folder = self._folder(key)
+        found = [path for path in (folder / f"{version}.parquet", folder / f"{version}.json") if path.exists()]
+        return found[0] if found else None
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:  # noqa: D102
         folder = self._folder(key)
@@ -81,6 +95,9 @@ class LocalArtifactStore(ArtifactStore):
         if isinstance(obj, ModelRef):
             name = f"{version}.json"
             _atomic_write(folder / name, json.dumps(asdict(obj), indent=2).encode())
+        elif obj is None:  # an asset that only has side effects (a hand-written one, say)
+            name = f"{version}.json"
+            _atomic_write(folder / name, b"null")
         elif hasattr(obj, "to_parquet"):
             name = f"{version}.parquet"
             tmp = folder / f".{name}.tmp"
@@ -89,9 +106,10 @@ class LocalArtifactStore(ArtifactStore):
         else:
             raise ResourceError(
                 f"artifact store (local): cannot store a {type(obj).__name__} for {'/'.join(key)}; "
-                "assets must return a DataFrame or a model reference"
+                "assets must return a DataFrame, a model reference or None"
             )
-        _atomic_write(folder / "LATEST", name.encode())
+        if not isinstance(obj, ModelRef) or obj.gates_passed:
+            _atomic_write(folder / "LATEST", name.encode())
 
     def read(self, key: tuple[str, ...]) -> Any:  # noqa: D102
         folder = self._folder(key)
@@ -103,7 +121,8 @@ class LocalArtifactStore(ArtifactStore):
                 "run `slipway run` for its pipeline first"
             ) from exc
         if name.endswith(".json"):
-            return ModelRef(**json.loads((folder / name).read_text()))
+            stored = json.loads((folder / name).read_text())
+            return None if stored is None else ModelRef(**stored)
         import pandas as pd
 
         return pd.read_parquet(folder / name)

@@ -52,6 +52,17 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
     def promotion_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lock under which ``name``'s aliases are read, compared and moved."""
 
+    def local_files(self, name: str, version: str) -> Path | None:
+        """The local folder holding the version's files, when the store is local (else None)."""
+        return None
+
+    @abstractmethod
+    def missing(self, name: str, version: str) -> str | None:
+        """Why version ``version`` of ``name`` cannot be reused (gone, or its files are), or None.
+
+        Registry errors other than "not found" raise :class:`ResourceError`.
+        """
+
 
 class MlflowModelRegistry(ModelRegistry):
     """The MLflow model registry, with aliases (stages are deprecated).
@@ -137,6 +148,27 @@ class MlflowModelRegistry(ModelRegistry):
         source = client.get_model_version_download_uri(name, version)
         return mlflow.sklearn.load_model(source)
 
+    def local_files(self, name: str, version: str) -> Path | None:  # noqa: D102
+        return _local_path(self._client.get_model_version_download_uri(name, version))
+
+    def missing(self, name: str, version: str) -> str | None:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+        where = _without_password(self.registry_uri or self.tracking_uri)
+        try:
+            client.get_model_version(name, version)
+            source = client.get_model_version_download_uri(name, version)
+        except MlflowException as exc:
+            if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                return f"{name} v{version} is not in the registry at {where}"
+            raise self._fail(f"read {name} v{version}", exc) from exc
+        local = _local_path(source)
+        if local is not None and not local.exists():
+            return f"the files of {name} v{version} are gone ({local})"
+        return None
+
     @contextlib.contextmanager
     def promotion_lock(self, name: str) -> Iterator[None]:  # noqa: D102
         path = _lock_file(self.registry_uri or self.tracking_uri, name)
@@ -179,6 +211,16 @@ def _lock_file(uri: str, name: str) -> Path | None:
         return None
     path = Path(unquote(database)).resolve()
     return path.with_name(f"{path.name}.locks") / f"{name}.lock"
+
+
+def _local_path(uri: str) -> Path | None:
+    """The local path of a ``file:`` URI or a plain path; None for remote artifact stores."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if parts.scheme == "" and uri.startswith("/"):
+        return Path(uri)
+    return None
 
 
 def _without_password(uri: str) -> str:

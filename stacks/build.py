@@ -38,6 +38,14 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
     }
 
 
+def executor(stack: StackFields) -> Any:
+    """The Dagster executor of the stack's orchestrator (every launch path uses it)."""
+    import dagster as dg
+
+    executors = {"in_process": dg.in_process_executor}
+    return executors[stack.orchestrator.type]
+
+
 def instance_config(stack: StackFields) -> dict[str, Any]:
     """The ``dagster.yaml`` of the stack's Dagster instance."""
     base = Path(stack.instance.base_dir)

@@ -94,7 +94,9 @@ def test_after_appending_rows_no_champion_training_row_is_compared(home, defs_di
     assert f"on {len(compared_by_champion)} rows neither trained on" in _outcome(second).detail
 
 
-def test_registry_error_while_reading_the_champion_moves_no_alias(home, defs_dir, write_pipeline, recorded, monkeypatch):
+def test_registry_error_while_reading_the_champion_moves_no_alias(
+    home, defs_dir, write_pipeline, recorded, monkeypatch
+):
     write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(1000, 0, 1)})
     assert _outcome(run(defs_dir=defs_dir)).alias == "champion"
     write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))  # a better model: it would be promoted
@@ -216,7 +218,10 @@ def test_a_killed_slipway_run_does_not_hold_its_model_pool_slot(home, defs_dir, 
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         # What a `slipway run` killed mid-training leaves behind: its run STARTED, its slot claimed.
         dead = DagsterRun(
-            job_name="__ASSET_JOB", run_id="killed-run", status=DagsterRunStatus.STARTED, tags={"slipway/command": "run"}
+            job_name="__ASSET_JOB",
+            run_id="killed-run",
+            status=DagsterRunStatus.STARTED,
+            tags={"slipway/command": "run"},
         )
         instance.add_run(dead)
         assert instance.event_log_storage.claim_concurrency_slot("slipway-model-shop.clf", "killed-run", "s").is_claimed

@@ -1,0 +1,173 @@
+"""The rebuild predicate, written once: `slipway run`, `slipway plan` and automation all use it.
+
+An asset is rebuilt when it was never built, when its code version differs from the one its
+last materialization recorded, when an upstream's current data version differs from the one
+that materialization recorded as its input, or when what it built is gone from the stores
+(its artifact, its registered model version). It is never requested while it or an upstream is
+in progress, while an upstream is missing and not requested with it, or while an upstream's
+blocking check is failing.
+
+Everything is read from the Dagster instance (the latest materialization of each asset, the
+latest observation of each observable source), never from a file of Slipway's own; the
+stores are asked only about what the instance says was built. The comparison is with the
+last build, not with the previous evaluation, so the answer needs no cursor and is the same
+from `slipway run`, the UI's automation sensor and ``dg.evaluate_automation_conditions``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import dagster as dg
+
+CODE_VERSION_TAG = "dagster/code_version"
+DATA_VERSION_TAG = "dagster/data_version"
+INPUT_VERSION_PREFIX = "dagster/input_data_version/"
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the instance records about an asset's latest materialization."""
+
+    run_id: str
+    storage_id: int
+    timestamp: float
+    code_version: str | None
+    data_version: str | None
+    inputs: Mapping[str, str]
+    metadata: Mapping[str, Any]
+
+    @staticmethod
+    def of(record: Any) -> Built:
+        """From an event log record of a materialization."""
+        materialization = record.event_log_entry.asset_materialization
+        tags = materialization.tags or {}
+        return Built(
+            run_id=record.run_id,
+            storage_id=record.storage_id,
+            timestamp=record.timestamp,
+            code_version=tags.get(CODE_VERSION_TAG),
+            data_version=tags.get(DATA_VERSION_TAG),
+            inputs={
+                k.removeprefix(INPUT_VERSION_PREFIX): v for k, v in tags.items() if k.startswith(INPUT_VERSION_PREFIX)
+            },
+            metadata={k: getattr(v, "value", v) for k, v in materialization.metadata.items()},
+        )
+
+
+class StoredOutputs(Protocol):
+    """Asks the stores whether what an asset built is still there."""
+
+    def missing(self, key: dg.AssetKey, built: Built) -> str | None:
+        """Why the output recorded in ``built`` cannot be reused, or None when it is there."""
+
+
+class Record:
+    """The instance's record of a set of assets, read once per evaluation."""
+
+    def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
+        """Read the latest materialization of every materializable asset and observation of every source."""
+        self.graph = graph
+        self._built: dict[dg.AssetKey, Built] = {}
+        self._observed: dict[dg.AssetKey, str] = {}
+        keys = list(graph.materializable_asset_keys)
+        for asset_record in instance.get_asset_records(keys) if keys else []:
+            entry = asset_record.asset_entry
+            if entry.last_materialization_record is not None:
+                self._built[entry.asset_key] = Built.of(entry.last_materialization_record)
+        for key in graph.observable_asset_keys:
+            records = instance.fetch_observations(key, limit=1).records
+            observation = records[0].event_log_entry.asset_observation if records else None
+            if observation is not None:
+                tags = observation.tags or {}
+                if DATA_VERSION_TAG in tags:
+                    self._observed[key] = tags[DATA_VERSION_TAG]
+        self._missing_outputs: dict[dg.AssetKey, str | None] = {}
+
+    def built(self, key: dg.AssetKey) -> Built | None:
+        """The latest materialization of ``key``, or None when it was never built."""
+        return self._built.get(key)
+
+    def data_version(self, key: dg.AssetKey) -> str | None:
+        """The current data version of ``key``: its latest materialization or observation."""
+        built = self._built.get(key)
+        return built.data_version if built is not None else self._observed.get(key)
+
+    def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[str]:
+        """Why ``key`` must be rebuilt; empty when what was built is still current."""
+        built = self._built.get(key)
+        if built is None:
+            return ["never built"]
+        node = self.graph.get(key)
+        found = []
+        if node.code_version is not None and built.code_version != node.code_version:
+            found.append("definition changed")
+        for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
+            current = self.data_version(parent)
+            name = parent.to_user_string()
+            if current is not None and built.inputs.get(name) != current:
+                found.append(f"{name} has new data" if name in built.inputs else f"{name} is a new input")
+        if not found and stores is not None:
+            if key not in self._missing_outputs:
+                self._missing_outputs[key] = stores.missing(key, built)
+            if (problem := self._missing_outputs[key]) is not None:
+                found.append(problem)
+        return found
+
+
+_RECORDS: weakref.WeakKeyDictionary[Any, Record] = weakref.WeakKeyDictionary()
+
+
+def record_for(context: dg.AutomationContext) -> Record:
+    """The record of this evaluation (read once, shared by every asset's condition)."""
+    view = context.asset_graph_view
+    if view not in _RECORDS:
+        _RECORDS[view] = Record(view.instance, context.asset_graph)
+    return _RECORDS[view]
+
+
+class OutOfDate(dg.AutomationCondition):
+    """True when the asset is missing, or its code, an input's data or a stored output changed since it was built."""
+
+    def __init__(self, stores: StoredOutputs | None = None) -> None:
+        """``stores`` answers whether a recorded output still exists (None: not asked)."""
+        self.stores = stores
+
+    @property
+    def requires_cursor(self) -> bool:  # noqa: D102
+        return False
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "out_of_date"
+
+    @property
+    def description(self) -> str:  # noqa: D102
+        return "never built, definition changed, an input has new data, or its stored output is gone"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
+        reasons = record_for(context).reasons(context.key, self.stores)  # type: ignore[arg-type]
+        subset = context.candidate_subset if reasons else context.get_empty_subset()
+        return dg.AutomationResult(context, subset, metadata={"reasons": "; ".join(reasons)} if reasons else None)
+
+
+def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondition:
+    """The shared predicate: out of date, and nothing upstream is missing, running or failing a blocking check."""
+    upstream_missing = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested()
+    ).with_label("an upstream is missing")
+    return (
+        OutOfDate(stores)
+        & ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~upstream_missing
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label("slipway rebuild")
+
+
+def requested(result: Any, keys: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The keys of ``keys`` an evaluation result requests, in the given order."""
+    return [key for key in keys if result.get_num_requested(key)]

@@ -1,0 +1,145 @@
+"""Local state of ``slipway run`` under ``$SLIPWAY_HOME``: the run lock and the no-op cache.
+
+Neither is a record. The Dagster instance is the record of what was built, the registry of
+what was registered; the cache only remembers that, at a given state of the definitions, the
+source files, the event log and the MLflow store, the predicate found nothing to do. Any change
+to any of them (a run launched from the UI, a deleted model version, a touched file) misses
+the cache, and deleting it costs one slower run, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from definitions.outcomes import AssetOutcome
+from resources.errors import SlipwayError
+from stacks import LoadedStack
+
+CACHE_FORMAT = 1
+_PROJECT = Path(__file__).resolve().parents[1]
+_PROJECT_PACKAGES = ("assets", "definitions", "resources", "stacks")
+
+
+@contextmanager
+def exclusive(home: Path) -> Iterator[None]:
+    """Hold ``$SLIPWAY_HOME``'s run lock; fail at once if another ``slipway run`` holds it.
+
+    Two runs on one home would race on the artifacts and the SQLite stores.
+    """
+    path = home / "state" / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise SlipwayError(
+                f"another `slipway run` is using {home}; wait for it to finish or set SLIPWAY_HOME to another folder"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _stat(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path}:-"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _max_id(database: Path, table: str) -> str | None:
+    if not database.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute(f"select max(id) from {table}").fetchone()  # noqa: S608 (fixed table names)
+    except sqlite3.Error:
+        return None
+    return str(row[0])
+
+
+class NoopCache:
+    """``$SLIPWAY_HOME/state/noop-<stack>.json``: the rows of the last run that left nothing to do."""
+
+    def __init__(
+        self, home: Path, loaded: LoadedStack, folder: Path, names: Sequence[str], sources: dict[Any, Any]
+    ) -> None:
+        """The cache of stack ``loaded`` for ``names`` of ``folder``; ``sources`` are the observed fingerprints."""
+        self.path = home / "state" / f"noop-{Path(loaded.name).stem}.json"
+        self.loaded = loaded
+        stack = loaded.stack
+        code = sorted(
+            _stat(path)
+            for root in [folder, *(_PROJECT / p for p in _PROJECT_PACKAGES)]
+            for path in root.rglob("*")
+            if path.suffix in (".py", ".yaml", ".yml") and ".venv" not in path.parts
+        )
+        self.inputs = hashlib.blake2b(
+            json.dumps(
+                {
+                    "format": CACHE_FORMAT,
+                    "stack": stack.model_dump(mode="json"),
+                    "names": sorted(names),
+                    "folder": str(folder),
+                    "code": code,
+                    "sources": sorted((k.to_user_string(), v[0]) for k, v in sources.items()),
+                },
+                sort_keys=True,
+            ).encode(),
+            digest_size=16,
+        ).hexdigest()
+
+    def watermark(self) -> str | None:
+        """The state of the stores the cache rests on; None when they cannot be read cheaply."""
+        stack = self.loaded.stack
+        # Dagster's SQLite storage (stacks.build.instance_config): runs, then asset events (the
+        # index shard) and runless events such as source observations (the "" run's shard).
+        history = Path(stack.instance.base_dir) / "storage" / "history"
+        ids = [
+            _max_id(history / "runs.db", "runs"),
+            _max_id(history / "runs" / "index.db", "event_logs"),
+            _max_id(history / "runs" / ".db", "event_logs") if (history / "runs" / ".db").exists() else "-",
+        ]
+        uri = stack.model_registry.registry_uri or stack.experiment_tracker.tracking_uri
+        if None in ids or not uri.startswith("sqlite:"):
+            return None
+        database = Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0]))
+        if not uri.startswith("sqlite:///") or not database.is_absolute():
+            return None
+        return f"{'/'.join(str(i) for i in ids)}/{_stat(database)}"
+
+    def replay(self) -> list[AssetOutcome] | None:
+        """The reused rows, when nothing changed since the last run that left nothing to do."""
+        try:
+            cached = json.loads(self.path.read_text())
+            if cached.get("inputs") != self.inputs or cached.get("watermark") != self.watermark():
+                return None
+            if not all(os.path.exists(f) for f in cached["files"]):
+                return None
+            return [AssetOutcome(**row) for row in cached["rows"]]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None  # no cache, or not one this version wrote: decide from the record
+
+    def store(self, rows: list[AssetOutcome] | None, files: list[str] | None, mark: str | None) -> None:
+        """Remember ``rows`` if the stores are still at ``mark``; otherwise forget any earlier cache."""
+        current = self.watermark()
+        if rows is None or files is None or mark is None or current != mark:
+            self.path.unlink(missing_ok=True)
+            return
+        body = {"inputs": self.inputs, "watermark": mark, "files": files, "rows": [asdict(r) for r in rows]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, self.path)
