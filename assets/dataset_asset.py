@@ -42,7 +42,7 @@ def _check_result(
 
 def source_key(pipeline: str, name: str) -> dg.AssetKey:
     """The key of the observable source asset of dataset ``name``'s files."""
-    return dg.AssetKey([pipeline, name, "files"])
+    return dg.AssetKey(sources.source_key_path(pipeline, name))
 
 
 def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.SourceAsset:

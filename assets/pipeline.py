@@ -86,9 +86,9 @@ def build_pipeline_defs(spec: PipelineSpec, folder: Path) -> dg.Definitions:
         )
         for name, model in spec.models.items()
     ]
-    assets += [
+    sources = [
         build_source_asset(spec.name, name, dataset, folder)
         for name, dataset in spec.datasets.items()
         if dataset.source.path is not None
     ]
-    return dg.Definitions(assets=assets)
+    return dg.Definitions(assets=[*assets, *sources])

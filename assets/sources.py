@@ -35,6 +35,11 @@ def source_files(source: Source, folder: Path, where: str) -> list[Path]:
     return files
 
 
+def source_key_path(pipeline: str, dataset: str) -> list[str]:
+    """The asset key path of the observable source of a dataset's files."""
+    return [pipeline, dataset, "files"]
+
+
 def files_fingerprint(files: Sequence[Path], folder: Path) -> str:
     """The data version of a set of files: each one's path, size and modification time.
 

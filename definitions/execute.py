@@ -65,10 +65,11 @@ class Engine:
             return "model"
         return "dataset" if "slipway/source" in metadata else "asset"
 
-    def observe(self, versions: dict[dg.AssetKey, tuple[str, dict[str, Any]]]) -> None:
+    def observe(self, versions: dict[str, tuple[str, dict[str, Any]]]) -> None:
         """Record a new observation of each source whose data version changed since the last one."""
         record = Record(self.instance, self.graph)
-        for key, (version, metadata) in versions.items():
+        for name, (version, metadata) in versions.items():
+            key = dg.AssetKey.from_user_string(name)
             if key in self.graph.observable_asset_keys and record.data_version(key) != version:
                 self.instance.report_runless_asset_event(
                     dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)
@@ -112,7 +113,7 @@ class Engine:
         """What happened to each of ``keys`` in run ``run_id``, from the event log alone."""
         by_step = {self._step(key): key for key in keys}
         outcomes = {
-            k: AssetOutcome(k.to_user_string(), self.kind(k), "not run", detail=reasons.get(k, "")) for k in keys
+            k: AssetOutcome(k.to_user_string(), self.kind(k), "not run", reason=reasons.get(k, "")) for k in keys
         }
         started: dict[str, float] = {}
         failed_checks: dict[dg.AssetKey, list[str]] = {}

@@ -20,3 +20,4 @@ class AssetOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     dagster_run_id: str | None = None
     data_version: str | None = None
+    reason: str = ""  # why it was launched (never built, definition changed, ...)

@@ -43,7 +43,7 @@ def summary(report: RunReport) -> str:
                 o.mlflow_run or "-",
                 o.model_version or "-",
                 o.alias or "-",
-                o.detail,
+                f"{o.reason}: {o.detail}" if o.reason and o.status != "reused" else o.detail,
             )
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header) - 1)]

@@ -78,17 +78,17 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
                 resolve(dataset.transform, allowed, f"{p.where('datasets', name, 'transform')}: pipeline {p.spec.name}")
 
 
-def observe(pipelines: list[LoadedPipeline]) -> dict[Any, tuple[str, dict[str, Any]]]:
-    """The fingerprint of every file source (a ``stat`` per file), by source asset key."""
+def observe(pipelines: list[LoadedPipeline]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The fingerprint of every file source (a ``stat`` per file), by source asset key (``a/b/files``)."""
     from assets import sources
-    from assets.dataset_asset import source_key
 
     found = {}
     for p in pipelines:
         for name, dataset in p.spec.datasets.items():
             if dataset.source.path is not None:
                 where = f"{p.where('datasets', name, 'source')}: pipeline {p.spec.name}, dataset {name}"
-                found[source_key(p.spec.name, name)] = sources.observe_files(dataset.source, p.folder, where)
+                key = "/".join(sources.source_key_path(p.spec.name, name))
+                found[key] = sources.observe_files(dataset.source, p.folder, where)
     return found
 
 

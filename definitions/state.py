@@ -74,7 +74,7 @@ class NoopCache:
     """``$SLIPWAY_HOME/state/noop-<stack>.json``: the rows of the last run that left nothing to do."""
 
     def __init__(
-        self, home: Path, loaded: LoadedStack, folder: Path, names: Sequence[str], sources: dict[Any, Any]
+        self, home: Path, loaded: LoadedStack, folder: Path, names: Sequence[str], sources: dict[str, Any]
     ) -> None:
         """The cache of stack ``loaded`` for ``names`` of ``folder``; ``sources`` are the observed fingerprints."""
         self.path = home / "state" / f"noop-{Path(loaded.name).stem}.json"
@@ -94,7 +94,7 @@ class NoopCache:
                     "names": sorted(names),
                     "folder": str(folder),
                     "code": code,
-                    "sources": sorted((k.to_user_string(), v[0]) for k, v in sources.items()),
+                    "sources": sorted((k, v[0]) for k, v in sources.items()),
                 },
                 sort_keys=True,
             ).encode(),

@@ -1,0 +1,280 @@
+"""One graph, one record: `slipway run`, a UI launch and the automation predicate agree.
+
+A "UI launch" here is what the Dagster UI and `dagster asset materialize` do: a run of the code
+location's asset job (from `definitions/definitions.py`) on the stack's instance, with no
+`slipway run` in between. "Automation" is `dg.evaluate_automation_conditions` on the same code
+location and instance: what the automation sensor would request.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from assets.generators import churn
+from definitions.definitions import build_definitions
+from definitions.runner import run
+from resources.artifacts import LocalArtifactStore
+from resources.errors import DefinitionError
+from stacks import load_stack
+from stacks.build import prepare_instance
+
+SHOP = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: data/*.csv}
+      expectations:
+        - {expect: column_values_to_be_between, column: tenure, min_value: 0, max_value: 72}
+  models:
+    clf:
+      dataset: orders
+      target: churned
+      features: [tenure, monthly_charges, support_calls]
+      estimator: sklearn.tree.DecisionTreeClassifier
+      params: {max_depth: 3, random_state: 0}
+      metrics: [roc_auc]
+      promote: {gates: {roc_auc: ">= 0.5"}, must_beat: null}
+"""
+
+
+@pytest.fixture
+def shop(write_pipeline):
+    return write_pipeline("shop", SHOP, {"data/batch_000.csv": churn(300, seed=1)})
+
+
+def _instance():
+    return dg.DagsterInstance.from_config(str(prepare_instance(load_stack().stack)))
+
+
+def ui_materialize(defs_dir: Path, *keys: str) -> dg.ExecuteInProcessResult:
+    """Materialize ``keys`` the way the UI does: the code location's job, on the stack's instance."""
+    defs = build_definitions(defs_dir)
+    job = defs.resolve_implicit_global_asset_job_def()
+    with _instance() as instance:
+        return job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey.from_user_string(k) for k in keys], raise_on_error=False
+        )
+
+
+def ui_observe(defs_dir: Path) -> None:
+    """ "Observe sources" in the UI: run the observation of every observable source asset."""
+    from dagster._core.definitions.observe import observe
+
+    defs = build_definitions(defs_dir)
+    graph = defs.resolve_asset_graph()
+    sources = [graph.get(k).assets_def for k in graph.observable_asset_keys]
+    with _instance() as instance:
+        observe(sources, instance=instance)
+
+
+def automation_requests(defs_dir: Path) -> set[str]:
+    """What the automation sensor would request now."""
+    defs = build_definitions(defs_dir)
+    with _instance() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    keys = defs.resolve_asset_graph().materializable_asset_keys
+    return {k.to_user_string() for k in keys if result.get_num_requested(k)}
+
+
+def _client(home: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+
+
+def _rows(report) -> dict[str, tuple[str, str]]:
+    return {o.key: (o.status, o.detail) for o in report.outcomes}
+
+
+def test_ui_materialization_then_slipway_run_agree(home, defs_dir, shop, write_pipeline):
+    first = run(defs_dir=defs_dir)
+    assert [o.status for o in first.outcomes] == ["built", "built"]
+    assert run(defs_dir=defs_dir).ok  # leaves the no-op cache in place
+
+    # A changed definition, materialized from the UI, not by `slipway run`.
+    write_pipeline("shop", SHOP.replace("max_depth: 3", "max_depth: 4"))
+    assert automation_requests(defs_dir) == {"shop/clf"}
+    launched = ui_materialize(defs_dir, "shop/clf")
+    assert launched.success
+    assert automation_requests(defs_dir) == set()
+
+    report = run(defs_dir=defs_dir)
+    clf = next(o for o in report.outcomes if o.key == "shop/clf")
+    # Reused, and the version and run reused are the UI's, not the older ones.
+    assert (clf.status, clf.model_version, clf.dagster_run_id) == ("reused", "2", launched.run_id)
+    assert clf.detail == f"unchanged since run {launched.run_id[:8]}"
+    assert report.dagster_run_ids == []
+    assert len(_client(home).search_model_versions("name='shop.clf'")) == 2  # no duplicate training
+
+
+def test_new_rows_are_observed_by_every_path(home, defs_dir, shop):
+    run(defs_dir=defs_dir)
+    data = shop.parent / "data" / "batch_000.csv"
+    frame = pd.read_csv(data)
+    pd.concat([frame, frame.head(1).assign(customer_id=99_999)]).to_csv(data, index=False)
+
+    # The UI's "Observe sources" sees the new file version without loading the data ...
+    ui_observe(defs_dir)
+    assert automation_requests(defs_dir) == {"shop/orders"}
+    # ... and `slipway run` agrees: it rebuilds the dataset, then the model on the new data.
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["shop/orders"] == ("built", "301 rows")
+    assert _rows(report)["shop/clf"][0] == "built"
+    assert automation_requests(defs_dir) == set()
+    assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]
+
+
+def test_touched_file_rebuilds_the_dataset_but_retrains_nothing(home, defs_dir, shop):
+    run(defs_dir=defs_dir)
+    data = shop.parent / "data" / "batch_000.csv"
+    data.write_bytes(data.read_bytes())  # same bytes, new modification time
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["shop/orders"][0] == "built"
+    assert _rows(report)["shop/clf"] == ("reused", "unchanged (shop/orders rebuilt with the same data)")
+    assert automation_requests(defs_dir) == set()
+
+
+def test_failing_data_is_never_read_downstream_by_any_path(home, defs_dir, shop):
+    good = run(defs_dir=defs_dir)
+    good_version = good.outcomes[0].data_version
+    data = shop.parent / "data" / "batch_000.csv"
+    churn(300, seed=2).assign(tenure=-5).to_csv(data, index=False)
+
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["shop/orders"] == (
+        "failed",
+        "check failed: expect_0_column_values_to_be_between; not stored",
+    )
+    assert _rows(report)["shop/clf"] == ("blocked", "shop/orders failed")
+    # The stored (served) data is still the last good version.
+    artifacts = LocalArtifactStore(base_dir=str(home / "artifacts"))
+    from assets.versions import frame_version
+
+    assert frame_version(artifacts.read(("shop", "orders"))) == good_version
+    # Automation does not request the model while the blocking check fails.
+    assert "shop/clf" not in automation_requests(defs_dir)
+
+    # A UI run of the model alone trains on the last good data.
+    launched = ui_materialize(defs_dir, "shop/clf")
+    assert launched.success
+    version = _client(home).get_model_version("shop.clf", "2")
+    assert version.tags["slipway.upstream.shop/orders"] == good_version
+
+
+def test_a_model_failing_its_gate_is_registered_but_never_served(home, defs_dir, shop, write_pipeline):
+    run(defs_dir=defs_dir)
+    write_pipeline("shop", SHOP.replace('">= 0.5"', '">= 0.999"'))
+    report = run(defs_dir=defs_dir)
+    clf = next(o for o in report.outcomes if o.key == "shop/clf")
+    assert (clf.status, clf.model_version, clf.alias) == ("failed", "2", None)
+    served = LocalArtifactStore(base_dir=str(home / "artifacts")).read(("shop", "clf"))
+    assert (served.version, served.gates_passed) == ("1", True)
+    # Not retrained on the next run (nothing changed), and still reported as failing.
+    again = next(o for o in run(defs_dir=defs_dir).outcomes if o.key == "shop/clf")
+    assert again.status == "failed" and "gate_roc_auc" in again.detail
+    assert len(_client(home).search_model_versions("name='shop.clf'")) == 2
+
+
+@pytest.mark.parametrize(
+    "loss", ["mlflow database deleted", "tracking uri changed", "version deleted", "files deleted"]
+)
+def test_a_model_gone_from_the_stores_is_rebuilt_not_reused(home, defs_dir, shop, monkeypatch, loss, tmp_path):
+    run(defs_dir=defs_dir)
+    assert run(defs_dir=defs_dir).dagster_run_ids == []  # cached no-op
+    if loss == "mlflow database deleted":
+        (home / "mlflow.db").unlink()
+        # A process keeps answering from a deleted SQLite file it has open (MLflow caches its
+        # engines per URI), so this case is asked of fresh processes, as a user's next command is.
+        done = subprocess.run(
+            [sys.executable, "-m", "definitions.cli", "--defs", str(defs_dir), "run"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        row = next(line for line in done.stdout.splitlines() if line.startswith("shop/clf"))
+        assert "built" in row and "never built" not in row
+        assert "shop.clf v1 is not in the registry" in row
+        return
+    if loss == "tracking uri changed":
+        monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
+        expected = f"shop.clf v1 is not in the registry at sqlite:///{tmp_path}/other.db"
+    elif loss == "version deleted":
+        _client(home).delete_model_version("shop.clf", "1")
+        expected = "shop.clf v1 is not in the registry"
+    else:
+        shutil.rmtree(home / "mlartifacts")
+        expected = "the files of shop.clf v1 are gone"
+    assert automation_requests(defs_dir) == {"shop/clf"}
+    report = run(defs_dir=defs_dir)
+    clf = next(o for o in report.outcomes if o.key == "shop/clf")
+    fresh_registry = loss in ("mlflow database deleted", "tracking uri changed")
+    assert (clf.status, clf.model_version) == ("built", "1" if fresh_registry else "2")
+    assert expected in clf.reason
+    assert automation_requests(defs_dir) == set()
+
+
+HAND = '''
+import dagster as dg
+
+
+@dg.asset(key=["hand", "customers"], group_name="hand")
+def customers():
+    """A hand-written asset: a DataFrame any YAML model can train on."""
+    from assets.generators import churn
+
+    return churn(200, seed=3)
+
+
+@dg.sensor(target=[customers])
+def hand_sensor():
+    return dg.SkipReason("nothing new")
+'''
+
+
+def test_hand_written_assets_and_sensors_are_part_of_the_graph(home, defs_dir, write_pipeline):
+    (defs_dir / "hand").mkdir()
+    (defs_dir / "hand" / "assets.py").write_text(textwrap.dedent(HAND))
+    yaml = SHOP.replace("dataset: orders", "dataset: hand/customers")
+    write_pipeline("shop", yaml, {"data/batch_000.csv": churn(100, seed=1)})
+
+    defs = build_definitions(defs_dir)
+    assert defs.get_sensor_def("hand_sensor") is not None
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["hand/customers"][0] == "built"
+    assert _rows(report)["shop/clf"][0] == "built"
+    version = _client(home).get_model_version("shop.clf", "1")
+    assert "slipway.upstream.hand/customers" in version.tags
+    assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused"] * 3
+
+    write_pipeline("shop", yaml.replace("hand/customers", "hand/customer"))
+    with pytest.raises(DefinitionError, match="unknown asset 'hand/customer'; did you mean 'hand/customers'"):
+        build_definitions(defs_dir)
+
+
+def test_the_no_op_path_imports_nothing_heavy(home, defs_dir, shop):
+    run(defs_dir=defs_dir)
+    code = (
+        "import sys; from pathlib import Path; from definitions.runner import run; "
+        f"report = run(defs_dir=Path({str(defs_dir)!r})); "
+        "print([o.status for o in report.outcomes], "
+        "sorted(m for m in ('dagster', 'mlflow', 'sklearn', 'great_expectations') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['reused', 'reused'] []"
+
+
+def test_a_stale_cache_is_never_trusted(home, defs_dir, shop):
+    run(defs_dir=defs_dir)
+    cache = home / "state" / "noop-local.json"
+    assert cache.exists()
+    cache.write_text(cache.read_text().replace('"reused"', '"reused", "x": 1'))  # not this version's shape
+    assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]
+    cache.unlink()
+    assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]
