@@ -1,7 +1,7 @@
 """The pipeline schema: what a ``defs.yaml`` may say, as closed pydantic models.
 
 This module imports neither Dagster nor any ML library, so ``slipway validate`` and the
-incremental check of ``slipway run`` stay fast. The Dagster component in
+no-op path of ``slipway run`` stay fast. The Dagster component in
 :mod:`assets.pipeline` uses the same models for its attributes, so ``dg check yaml`` and
 ``slipway validate`` accept exactly the same files.
 

@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import json
 import sysconfig
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +76,6 @@ def code_files(definition: BaseModel | dict[str, Any]) -> list[Path]:
     """The project's own source files that a definition's import paths name."""
     payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else definition
     return [origin for path in _import_paths(payload) if (origin := source_file(path)) is not None]
-
-
-def files_version(paths: Iterable[Path]) -> str:
-    """Hash of the names and bytes of ``paths`` (the input fingerprint of a file source)."""
-    h = hashlib.blake2b(digest_size=12)
-    for path in sorted(paths):
-        h.update(path.name.encode() + b"\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def combine(*parts: str) -> str:

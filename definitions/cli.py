@@ -40,7 +40,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     from definitions.dev import prepare, serve
+    from definitions.paths import DEFS_ENV
 
+    if args.defs is not None:
+        # The code server loads definitions/definitions.py, which reads the folder from here.
+        os.environ[DEFS_ENV] = str(args.defs.resolve())
     return serve(prepare(args.stack), args.port, args.mlflow_port)
 
 

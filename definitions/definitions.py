@@ -86,7 +86,12 @@ def build_definitions(
     ``stores`` (over the stack's resources) is what the rebuild predicate asks; made here when not given.
     """
     loaded = loaded or load_stack()
-    pipelines = _load_folder((folder or defs_folder()).resolve())
+    with warnings.catch_warnings():
+        # Dagster's own component loading uses its beta/preview classes (code references,
+        # module loaders) and would warn about them on every load.
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        warnings.simplefilter("ignore", category=dg.PreviewWarning)
+        pipelines = _load_folder((folder or defs_folder()).resolve())
     resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
     stores = stores or StackStores(resources)
     condition = rebuild_condition(stores)

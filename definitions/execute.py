@@ -36,6 +36,7 @@ class Engine:
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
+        _end_dead_runs(self.instance)
 
     def close(self) -> None:
         """Release the instance."""
@@ -233,6 +234,24 @@ def _materialized(outcome: AssetOutcome, materialization: Any, run_id: str) -> N
     outcome.status = "built"
     outcome.dagster_run_id = run_id
     _from_metadata(outcome, materialization.metadata)
+
+
+def _end_dead_runs(instance: Any) -> None:
+    """Mark failed the runs of earlier `slipway run`s that died (killed, power cut) mid-run.
+
+    The caller holds this home's run lock and `slipway run` executes in its own process, so no
+    run it launched can still be going. Left as STARTED, such a run would count as "in
+    progress" for the rebuild rule and hold its assets back forever.
+    """
+    unfinished = [
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=unfinished, tags={"slipway/command": "run"}))
+    for dead in runs:
+        instance.report_run_failed(dead, "the `slipway run` that launched this run ended before it finished")
 
 
 def _free_dead_pool_slots(instance: Any) -> None:
