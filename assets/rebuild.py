@@ -1,4 +1,4 @@
-"""The rebuild predicate, written once: `slipway run`, `slipway plan` and automation all use it.
+"""The rebuild predicate, written once: `slipway run` and the automation sensor both use it.
 
 An asset is rebuilt when it was never built, when its code version differs from the one its
 last materialization recorded, when an upstream's current data version differs from the one
@@ -33,8 +33,6 @@ class Built:
     """What the instance records about an asset's latest materialization."""
 
     run_id: str
-    storage_id: int
-    timestamp: float
     code_version: str | None
     data_version: str | None
     inputs: Mapping[str, str]
@@ -47,8 +45,6 @@ class Built:
         tags = materialization.tags or {}
         return Built(
             run_id=record.run_id,
-            storage_id=record.storage_id,
-            timestamp=record.timestamp,
             code_version=tags.get(CODE_VERSION_TAG),
             data_version=tags.get(DATA_VERSION_TAG),
             inputs={

@@ -1,6 +1,6 @@
 """Version hashes: code versions of definitions, data versions of tables and files.
 
-Staleness, incremental ``slipway run`` and (later) ``slipway plan`` all read these, so they
+Staleness, the rebuild rule of ``slipway run`` and automation all read these, so they
 must be stable across processes and machines: canonical JSON, no ``hash()``, no pickles.
 """
 
@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-
-_CHUNK = 1 << 20
 
 
 def _digest(data: bytes) -> str:

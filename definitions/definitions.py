@@ -23,6 +23,7 @@ import dagster as dg
 
 from assets.rebuild import Built, rebuild_condition
 from definitions.paths import DEFS_DIR, defs_folder
+from resources.artifacts import STORED
 from resources.errors import DefinitionError
 from stacks import LoadedStack, load_stack
 from stacks.build import build_resources, executor
@@ -52,6 +53,11 @@ class StackStores:
                 return problem
             local = self.registry.local_files(str(registered), str(version))
             files = None if local is None else [str(local)]
+        if not built.metadata.get(STORED):
+            # Not written by the stack's artifact store (another IO manager, a MaterializeResult):
+            # there is nothing of ours to check.
+            self.files[key] = files
+            return None
         path = self.artifact_store.local_path(tuple(key.path), built.run_id)
         if path is None and not self.artifact_store.has(tuple(key.path), built.run_id):
             return f"its stored output (run {built.run_id[:8]}) is gone from the artifact store"

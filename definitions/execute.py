@@ -6,7 +6,7 @@ with the stack's executor and reads every outcome back from the instance's event
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -16,6 +16,14 @@ from definitions.definitions import build_definitions
 from definitions.outcomes import AssetOutcome
 from resources.errors import DefinitionError, SlipwayError
 from stacks import LoadedStack
+
+_UNFINISHED = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
 
 
 def _value(entry: Any) -> Any:
@@ -78,10 +86,25 @@ class Engine:
 
     def decide(self, keys: Sequence[dg.AssetKey]) -> tuple[list[dg.AssetKey], Record]:
         """The keys the shared predicate requests now, and the record it was decided on."""
-        result = dg.evaluate_automation_conditions(
-            defs=self.defs, instance=self.instance, asset_selection=dg.AssetSelection.assets(*keys)
-        )
+        try:
+            result = dg.evaluate_automation_conditions(
+                defs=self.defs, instance=self.instance, asset_selection=dg.AssetSelection.assets(*keys)
+            )
+        except Exception as exc:
+            # Dagster wraps what a condition raised (a registry that is down, say); show ours.
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, SlipwayError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                raise cause from exc
+            raise
         return requested(result, keys), Record(self.instance, self.graph)
+
+    def in_progress(self, key: dg.AssetKey) -> bool:
+        """True when a run that targets ``key`` or one of its upstreams has not finished."""
+        keys = {key, *self.graph.get(key).parent_keys}
+        runs = self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
+        return any(keys & set(run.asset_selection or ()) for run in runs)
 
     def launch(
         self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]
@@ -112,44 +135,47 @@ class Engine:
         self, run_id: str, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]
     ) -> dict[dg.AssetKey, AssetOutcome]:
         """What happened to each of ``keys`` in run ``run_id``, from the event log alone."""
-        by_step = {self._step(key): key for key in keys}
+        by_step: dict[str, list[dg.AssetKey]] = {}
+        for key in keys:
+            by_step.setdefault(self._step(key), []).append(key)
         outcomes = {
             k: AssetOutcome(k.to_user_string(), self.kind(k), "not run", reason=reasons.get(k, "")) for k in keys
         }
-        started: dict[str, float] = {}
+        materialized: set[dg.AssetKey] = set()
         failed_checks: dict[dg.AssetKey, list[str]] = {}
-        for entry in self.instance.all_logs(run_id):
+        entries = self.instance.all_logs(run_id)
+        for step, seconds in _step_seconds(entries).items():
+            for key in by_step.get(step, []):
+                outcomes[key].seconds = seconds
+        for entry in entries:
             event = entry.dagster_event
             if event is None:
                 continue
-            key = by_step.get(entry.step_key or "")
             kind = event.event_type_value
-            if kind == "STEP_START":
-                started[entry.step_key or ""] = entry.timestamp
-            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and key is not None and entry.step_key in started:
-                outcomes[key].seconds = round(entry.timestamp - started[entry.step_key or ""], 3)
             if kind == "ASSET_MATERIALIZATION" and event.asset_key in outcomes:
+                materialized.add(event.asset_key)
                 _materialized(outcomes[event.asset_key], event.step_materialization_data.materialization, run_id)
-            elif kind == "ASSET_CHECK_EVALUATION":
+            elif kind == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
                 data = event.asset_check_evaluation_data
-                if not data.passed:
-                    warn = data.severity == dg.AssetCheckSeverity.WARN
-                    failed_checks.setdefault(data.asset_key, []).append(
-                        f"{data.check_name} (warning)" if warn else data.check_name
-                    )
-            elif kind == "STEP_FAILURE" and key is not None:
-                outcomes[key].status = "failed"
-                outcomes[key].detail = _failure(event.step_failure_data)
+                failed_checks.setdefault(data.asset_key, []).append(_check_label(data))
+            elif kind == "STEP_FAILURE":
+                for key in by_step.get(entry.step_key or "", []):
+                    outcomes[key].status = "failed"
+                    if key not in materialized:  # else its row keeps what it built (version, promotion)
+                        outcomes[key].detail = _failure(event.step_failure_data)
         for key, checks in failed_checks.items():
             if key in outcomes:
-                _with_checks(outcomes[key], checks)
-        for key in keys:
-            if outcomes[key].status == "not run":
-                self._blocked(outcomes, key)
+                _with_checks(outcomes[key], checks, stored=key in materialized)
+        self._blocked(outcomes, keys)
         return outcomes
 
-    def _blocked(self, outcomes: dict[dg.AssetKey, AssetOutcome], key: dg.AssetKey) -> None:
-        """Mark ``key`` blocked when an upstream in the same run failed or was blocked."""
+    def _blocked(self, outcomes: dict[dg.AssetKey, AssetOutcome], keys: Sequence[dg.AssetKey]) -> None:
+        """Mark each of ``keys`` not run blocked when an upstream in the same run failed or was blocked."""
+        for key in keys:
+            if outcomes[key].status == "not run":
+                self._blocked_by_upstream(outcomes, key)
+
+    def _blocked_by_upstream(self, outcomes: dict[dg.AssetKey, AssetOutcome], key: dg.AssetKey) -> None:
         for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
             upstream = outcomes.get(parent)
             if upstream is not None and upstream.status in ("failed", "blocked"):
@@ -185,13 +211,32 @@ class Engine:
         )
 
 
-def _with_checks(outcome: AssetOutcome, checks: list[str]) -> None:
+def _check_label(data: Any) -> str:
+    """A failed check's name, marked when it only warns."""
+    return f"{data.check_name} (warning)" if data.severity == dg.AssetCheckSeverity.WARN else data.check_name
+
+
+def _step_seconds(entries: Any) -> dict[str, float]:
+    """Wall time of each step, from its start event to its success or failure event."""
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in entries:
+        event = entry.dagster_event
+        if event is None or entry.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[entry.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
+            seconds[entry.step_key] = round(entry.timestamp - started[entry.step_key], 3)
+    return seconds
+
+
+def _with_checks(outcome: AssetOutcome, checks: list[str], stored: bool) -> None:
     """Fold failed check names into an outcome: a failed blocking check fails the asset."""
     names = f"check failed: {', '.join(checks)}"
     if any(not c.endswith("(warning)") for c in checks):
         # Either the data was refused before it was stored (a dataset) or the version was
-        # kept for audit but not served (a model): the check names are the reason either way.
-        stored = outcome.status == "built"
+        # materialized for audit but is not served (a model): the check names say why.
         outcome.status = "failed"
         outcome.detail = f"{names}; {outcome.detail}" if stored else f"{names}; not stored"
     else:
@@ -243,15 +288,15 @@ def _end_dead_runs(instance: Any) -> None:
     run it launched can still be going. Left as STARTED, such a run would count as "in
     progress" for the rebuild rule and hold its assets back forever.
     """
-    unfinished = [
-        dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.NOT_STARTED,
-        dg.DagsterRunStatus.CANCELING,
-    ]
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=unfinished, tags={"slipway/command": "run"}))
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED), tags={"slipway/command": "run"}))
     for dead in runs:
-        instance.report_run_failed(dead, "the `slipway run` that launched this run ended before it finished")
+        if _launched_by_slipway_run(dead):
+            instance.report_run_failed(dead, "the `slipway run` that launched this run ended before it finished")
+
+
+def _launched_by_slipway_run(run: Any) -> bool:
+    """True for a run `slipway run` launched (a UI re-execution inherits its tags, not its process)."""
+    return run.tags.get("slipway/command") == "run" and "dagster/parent_run_id" not in run.tags
 
 
 def _free_dead_pool_slots(instance: Any) -> None:
@@ -271,10 +316,5 @@ def _free_dead_pool_slots(instance: Any) -> None:
     }
     for run_id in holders:
         record = instance.get_run_by_id(run_id)
-        if record is None or record.is_finished or record.tags.get("slipway/command") == "run":
+        if record is None or record.is_finished or _launched_by_slipway_run(record):
             storage.free_concurrency_slots_for_run(run_id)
-
-
-def upstream_sources(graph: Any, keys: Iterable[dg.AssetKey]) -> set[dg.AssetKey]:
-    """The observable sources directly upstream of ``keys``."""
-    return {p for k in keys for p in graph.get(k).parent_keys if p in graph.observable_asset_keys}

@@ -103,13 +103,29 @@ def run(
     check_imports(pipelines, loaded.stack.allowed_imports)
     home = slipway_home()
     with exclusive(home):
-        observed = observe(pipelines)
-        cache = NoopCache(home, loaded, folder, names, observed)
+        # Only the selected pipelines' sources: another pipeline's empty landing folder is not
+        # this run's business. (Names that are not YAML pipelines are groups of hand-written
+        # assets; they are checked once the code location is loaded.)
+        chosen = [p for p in pipelines if not names or p.spec.name in names]
+        observed = observe(chosen)
+        cache = NoopCache(home, loaded, folder, names, observed, _code_files(chosen))
         if not force:
             rows = cache.replay()
             if rows is not None:
                 return RunReport(loaded.name, rows, [], time.perf_counter() - started)
         return _run_locked(pipelines, loaded, folder, names, force, started, observed, cache)
+
+
+def _code_files(pipelines: list[LoadedPipeline]) -> list[Path]:
+    """The project modules the definitions name (transforms, generators, training functions)."""
+    from assets.versions import code_files
+
+    return [
+        path
+        for p in pipelines
+        for definition in [*p.spec.datasets.values(), *p.spec.models.values()]
+        for path in code_files(definition)
+    ]
 
 
 def _run_locked(
@@ -177,7 +193,7 @@ def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], repor
 def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetOutcome]) -> AssetOutcome:
     """The row of an asset this run did not launch: reused, or held back by an upstream."""
     built = record.built(key)
-    reasons = record.reasons(key, None)
+    reasons = record.reasons(key, engine.stores)
     parents = sorted(engine.graph.get(key).parent_keys, key=lambda k: k.to_user_string())
     for parent in parents:
         upstream = outcomes.get(parent)

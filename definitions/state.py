@@ -64,19 +64,30 @@ def _max_id(database: Path, table: str) -> str | None:
         return None
     try:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
-            row = db.execute(f"select max(id) from {table}").fetchone()  # noqa: S608 (fixed table names)
+            # The count catches deletions (a wiped asset, a deleted run), which lower no maximum.
+            row = db.execute(f"select max(id), count(*) from {table}").fetchone()  # noqa: S608 (fixed names)
     except sqlite3.Error:
         return None
-    return str(row[0])
+    return f"{row[0]}:{row[1]}"
 
 
 class NoopCache:
     """``$SLIPWAY_HOME/state/noop-<stack>.json``: the rows of the last run that left nothing to do."""
 
     def __init__(
-        self, home: Path, loaded: LoadedStack, folder: Path, names: Sequence[str], sources: dict[str, Any]
+        self,
+        home: Path,
+        loaded: LoadedStack,
+        folder: Path,
+        names: Sequence[str],
+        sources: dict[str, Any],
+        code_files: Sequence[Path] = (),
     ) -> None:
-        """The cache of stack ``loaded`` for ``names`` of ``folder``; ``sources`` are the observed fingerprints."""
+        """The cache of stack ``loaded`` for ``names`` of ``folder``.
+
+        ``sources`` are the observed fingerprints, ``code_files`` the project modules the
+        definitions name (a transform, say), wherever they live.
+        """
         self.path = home / "state" / f"noop-{Path(loaded.name).stem}.json"
         self.loaded = loaded
         stack = loaded.stack
@@ -85,7 +96,7 @@ class NoopCache:
             for root in [folder, *(_PROJECT / p for p in _PROJECT_PACKAGES)]
             for path in root.rglob("*")
             if path.suffix in (".py", ".yaml", ".yml") and ".venv" not in path.parts
-        )
+        ) + sorted(_stat(path) for path in code_files)
         self.inputs = hashlib.blake2b(
             json.dumps(
                 {

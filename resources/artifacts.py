@@ -20,6 +20,8 @@ from pydantic import Field
 
 from resources.errors import DataError, ResourceError
 
+STORED = "slipway/stored"
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -51,6 +53,8 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:  # noqa: D102
         self.write(tuple(context.asset_key.path), obj, context.run_id)
+        # Marks the materialization as one this store holds: only those are checked for reuse.
+        context.add_output_metadata({STORED: True})
 
     def load_input(self, context: dg.InputContext) -> Any:  # noqa: D102
         return self.read(tuple(context.asset_key.path))

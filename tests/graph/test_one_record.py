@@ -176,6 +176,7 @@ def test_a_model_failing_its_gate_is_registered_but_never_served(home, defs_dir,
     report = run(defs_dir=defs_dir)
     clf = next(o for o in report.outcomes if o.key == "shop/clf")
     assert (clf.status, clf.model_version, clf.alias) == ("failed", "2", None)
+    assert clf.detail.startswith("check failed: gate_roc_auc; ") and "not stored" not in clf.detail
     served = LocalArtifactStore(base_dir=str(home / "artifacts")).read(("shop", "clf"))
     assert (served.version, served.gates_passed) == ("1", True)
     # Not retrained on the next run (nothing changed), and still reported as failing.
@@ -270,9 +271,15 @@ def test_the_no_op_path_imports_nothing_heavy(home, defs_dir, shop):
     assert out.strip() == "['reused', 'reused'] []"
 
 
-def test_a_stale_cache_is_never_trusted(home, defs_dir, shop):
+def test_the_no_op_cache_is_checked_against_the_instance(home, defs_dir, shop):
     run(defs_dir=defs_dir)
     cache = home / "state" / "noop-local.json"
+    assert cache.exists()
+    # Wiped from the UI: no event id grows, yet the cache must not answer "reused".
+    with _instance() as instance:
+        instance.wipe_assets([dg.AssetKey(["shop", "clf"])])
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["shop/clf"][0] == "built" and report.outcomes[1].reason == "never built"
     assert cache.exists()
     cache.write_text(cache.read_text().replace('"reused"', '"reused", "x": 1'))  # not this version's shape
     assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]

@@ -296,7 +296,9 @@ def test_edited_expectation_rebuilds_the_dataset_but_not_its_models(home, defs_d
     assert str(_client(home).get_model_version_by_alias("churn.clf", "champion").version) == "1"
 
 
-def test_new_data_and_changed_model_train_in_one_dagster_run(home, defs_dir, churn_pipeline, write_pipeline):
+def test_a_changed_model_trains_with_its_new_data_the_others_once_the_data_changed(
+    home, defs_dir, churn_pipeline, write_pipeline
+):
     """A changed model trains with its dataset; a model that only has new data waits for the new data version."""
     run(defs_dir=defs_dir)
     churn(100, seed=9, id_offset=5_000).to_csv(churn_pipeline.parent / "data" / "batch_001.csv", index=False)
