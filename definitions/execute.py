@@ -141,7 +141,7 @@ class Engine:
         outcomes = {
             k: AssetOutcome(k.to_user_string(), self.kind(k), "not run", reason=reasons.get(k, "")) for k in keys
         }
-        materialized: set[dg.AssetKey] = set()
+        materialized: dict[dg.AssetKey, str] = {}  # key -> the detail of what it built
         failed_checks: dict[dg.AssetKey, list[str]] = {}
         entries = self.instance.all_logs(run_id)
         for step, seconds in _step_seconds(entries).items():
@@ -153,19 +153,18 @@ class Engine:
                 continue
             kind = event.event_type_value
             if kind == "ASSET_MATERIALIZATION" and event.asset_key in outcomes:
-                materialized.add(event.asset_key)
                 _materialized(outcomes[event.asset_key], event.step_materialization_data.materialization, run_id)
+                materialized[event.asset_key] = outcomes[event.asset_key].detail
             elif kind == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
                 data = event.asset_check_evaluation_data
                 failed_checks.setdefault(data.asset_key, []).append(_check_label(data))
             elif kind == "STEP_FAILURE":
                 for key in by_step.get(entry.step_key or "", []):
                     outcomes[key].status = "failed"
-                    if key not in materialized:  # else its row keeps what it built (version, promotion)
-                        outcomes[key].detail = _failure(event.step_failure_data)
+                    outcomes[key].detail = _failure(event.step_failure_data)
         for key, checks in failed_checks.items():
             if key in outcomes:
-                _with_checks(outcomes[key], checks, stored=key in materialized)
+                _with_checks(outcomes[key], checks, materialized.get(key))
         self._blocked(outcomes, keys)
         return outcomes
 
@@ -231,14 +230,17 @@ def _step_seconds(entries: Any) -> dict[str, float]:
     return seconds
 
 
-def _with_checks(outcome: AssetOutcome, checks: list[str], stored: bool) -> None:
-    """Fold failed check names into an outcome: a failed blocking check fails the asset."""
+def _with_checks(outcome: AssetOutcome, checks: list[str], built: str | None) -> None:
+    """Fold failed check names into an outcome: a failed blocking check fails the asset.
+
+    ``built`` is the detail of what the asset materialized in this run (None: nothing).
+    """
     names = f"check failed: {', '.join(checks)}"
     if any(not c.endswith("(warning)") for c in checks):
         # Either the data was refused before it was stored (a dataset) or the version was
         # materialized for audit but is not served (a model): the check names say why.
         outcome.status = "failed"
-        outcome.detail = f"{names}; {outcome.detail}" if stored else f"{names}; not stored"
+        outcome.detail = f"{names}; {built}" if built is not None else f"{names}; not stored"
     else:
         outcome.detail = f"{names}; {outcome.detail}".rstrip("; ")
 
