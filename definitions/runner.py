@@ -211,9 +211,9 @@ def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetO
                 return AssetOutcome(
                     key.to_user_string(), engine.kind(key), "blocked", detail=f"{parent.to_user_string()} is missing"
                 )
-        return AssetOutcome(
-            key.to_user_string(), engine.kind(key), "not run", detail="; ".join(reasons) or "never built"
-        )
+        held = "; held back: a run of it or of an upstream is in progress" if engine.in_progress(key) else ""
+        detail = ("; ".join(reasons) or "never built") + held
+        return AssetOutcome(key.to_user_string(), engine.kind(key), "not run", detail=detail)
     outcome = engine.reused(key, built)
     rebuilt = [p.to_user_string() for p in parents if p in outcomes and outcomes[p].status == "built"]
     if rebuilt and outcome.status == "reused":

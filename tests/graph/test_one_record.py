@@ -285,3 +285,31 @@ def test_the_no_op_cache_is_checked_against_the_instance(home, defs_dir, shop):
     assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]
     cache.unlink()
     assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]
+
+
+def test_a_killed_slipway_run_does_not_hold_its_assets_back(home, defs_dir, shop, write_pipeline):
+    """A `slipway run` killed mid-training leaves its Dagster run STARTED; the next one ends it and trains."""
+    run(defs_dir=defs_dir)
+    write_pipeline("shop", SHOP.replace("max_depth: 3", "max_depth: 4"))
+    job = build_definitions(defs_dir).resolve_implicit_global_asset_job_def()
+    clf = {dg.AssetKey(["shop", "clf"])}
+    with _instance() as instance:
+        dead = instance.create_run_for_job(
+            job, asset_selection=clf, status=dg.DagsterRunStatus.STARTED, tags={"slipway/command": "run"}
+        )
+        # Re-executed from the UI: it inherits the tags, but it is not a slipway run's to end.
+        live = instance.create_run_for_job(
+            job,
+            asset_selection=clf,
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"slipway/command": "run", "dagster/parent_run_id": dead.run_id},
+        )
+        assert automation_requests(defs_dir) == set()  # both count as in progress
+    report = run(defs_dir=defs_dir)
+    row = _rows(report)["shop/clf"]
+    assert row[0] == "not run" and "held back: a run of it or of an upstream is in progress" in row[1]
+    with _instance() as instance:
+        assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
+        instance.report_run_failed(instance.get_run_by_id(live.run_id), "test: the UI run ended")
+    assert _rows(run(defs_dir=defs_dir))["shop/clf"][0] == "built"
