@@ -40,6 +40,9 @@ def _check_result(
     )
 
 
+OBSERVE_SCHEDULE = "*/5 * * * *"
+
+
 def source_key(pipeline: str, name: str) -> dg.AssetKey:
     """The key of the observable source asset of dataset ``name``'s files."""
     return dg.AssetKey(sources.source_key_path(pipeline, name))
@@ -65,6 +68,11 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
         return dg.observable_source_asset(
             key=source_key(pipeline, name),
             group_name=pipeline,
+            # With the automation sensor on, the files are observed once at first and then every
+            # few minutes: a stat per file, no data read (`slipway run` observes them itself).
+            automation_condition=(
+                dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(OBSERVE_SCHEDULE)
+            ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}"),
             description=f"The files of dataset {name} ({spec.source.path})",
             metadata={"slipway/files": spec.source.path, "slipway/folder": str(folder)},
         )(_files)

@@ -120,7 +120,7 @@ def build_definitions(
         warnings.simplefilter("ignore", category=dg.BetaWarning)  # use_user_code_server is beta
         sensor = dg.AutomationConditionSensorDefinition(
             AUTOMATION_SENSOR,
-            target=dg.AssetSelection.all(),
+            target=dg.AssetSelection.all(include_sources=True),
             # The predicate reads the stack's stores, so it is evaluated in the code server.
             use_user_code_server=True,
             description="Rebuilds what is out of date (slipway's rebuild predicate).",

@@ -117,6 +117,11 @@ def test_ui_materialization_then_slipway_run_agree(home, defs_dir, shop, write_p
 
 
 def test_new_rows_are_observed_by_every_path(home, defs_dir, shop):
+    # Before anything ran, the automation sensor observes the files first.
+    defs = build_definitions(defs_dir)
+    with _instance() as instance:
+        first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "files"])) == 1
     run(defs_dir=defs_dir)
     data = shop.parent / "data" / "batch_000.csv"
     frame = pd.read_csv(data)
