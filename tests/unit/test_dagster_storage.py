@@ -1,0 +1,47 @@
+"""The local stack's event log storage: Dagster's SQLite files, one engine per database."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from stacks import load_stack
+from stacks.build import prepare_instance
+from stacks.dagster_storage import _MAX_ENGINES, SlipwayEventLogStorage
+
+
+@dg.asset(key=["t", "one"])
+def one() -> int:
+    return 1
+
+
+def _instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(prepare_instance(load_stack().stack)))
+
+
+def _materialize(instance: dg.DagsterInstance) -> str:
+    result = dg.materialize([one], instance=instance)
+    assert result.success
+    return result.run_id
+
+
+def test_two_instances_on_one_home_see_each_others_events(home):
+    """Like the UI and `slipway run` in two processes: neither's cached engines hide the other's writes."""
+    with _instance() as first, _instance() as second:
+        assert isinstance(first.event_log_storage, SlipwayEventLogStorage)
+        run_a = _materialize(first)
+        assert second.get_latest_materialization_event(one.key).run_id == run_a
+        run_b = _materialize(second)
+        assert first.get_latest_materialization_event(one.key).run_id == run_b
+        assert [e.run_id for e in first.fetch_materializations(one.key, limit=10).records] == [run_b, run_a]
+        assert len(first.all_logs(run_a)) == len(second.all_logs(run_a)) > 0
+
+
+def test_engines_are_bounded_and_evicted_runs_still_read(home):
+    with _instance() as instance:
+        runs = [_materialize(instance) for _ in range(3)]
+        storage = instance.event_log_storage
+        for i in range(_MAX_ENGINES + 5):
+            with storage.run_connection(f"scratch-{i}"):
+                pass
+        assert len(storage._engines) <= _MAX_ENGINES
+        assert all(instance.all_logs(run_id) for run_id in runs)  # their engines were evicted, reopened
