@@ -13,6 +13,7 @@ folder from ``$SLIPWAY_DEFS`` (default ``definitions/defs``), which is how ``--d
 from __future__ import annotations
 
 import hashlib
+import inspect
 import sys
 import types
 import warnings
@@ -65,14 +66,22 @@ class StackStores:
         return None
 
 
+def _forget_modules(package: str) -> None:
+    """Drop the imported modules under ``package``, so that a new load reads the files as they are now."""
+    for name in [m for m in sys.modules if m.startswith(f"{package}.")]:
+        del sys.modules[name]
+
+
 def _load_folder(folder: Path) -> dg.Definitions:
     if folder == DEFS_DIR:
+        _forget_modules("definitions.defs")
         return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     if not folder.is_dir():
         raise DefinitionError(f"{folder}: no such definitions folder")
     # Another folder (``--defs``) is loaded the same way, as the defs module of a project
     # rooted at its parent: YAML components and Python files alike.
     name = "slipway_defs_" + hashlib.blake2b(str(folder).encode(), digest_size=6).hexdigest()
+    _forget_modules(name)
     module = sys.modules.get(name)
     if module is None:
         module = types.ModuleType(name)
@@ -102,20 +111,27 @@ def build_definitions(
     stores = stores or StackStores(resources)
     condition = rebuild_condition(stores)
     materializable = {
-        key
+        key: item
         for item in pipelines.assets or []
         if isinstance(item, dg.AssetsDefinition) and item.is_materializable
         for key in item.keys
     }
+
+    def carry_the_rule(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key not in materializable:
+            return spec
+        if spec.automation_condition is None:
+            spec = spec.replace_attributes(automation_condition=condition)
+        if spec.code_version is None:
+            # A hand-written asset without a code version: the bytes of the file that defines
+            # it stand in, so that editing it counts as a changed definition.
+            version = source_version(materializable[spec.key])
+            if version is not None:
+                spec = spec.replace_attributes(code_version=version)
+        return spec
+
     # Observable sources are SourceAssets, which map_asset_specs refuses; they keep no condition.
-    pipelines = pipelines.permissive_map_resolved_asset_specs(
-        selection=None,
-        func=lambda spec: (
-            spec.replace_attributes(automation_condition=condition)
-            if spec.key in materializable and spec.automation_condition is None
-            else spec
-        ),
-    )
+    pipelines = pipelines.permissive_map_resolved_asset_specs(selection=None, func=carry_the_rule)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.BetaWarning)  # use_user_code_server is beta
         sensor = dg.AutomationConditionSensorDefinition(
@@ -130,6 +146,17 @@ def build_definitions(
     )
     _check_inputs(defs)
     return defs
+
+
+def source_version(item: dg.AssetsDefinition) -> str | None:
+    """A code version for a hand-written asset: a hash of the source file of its function."""
+    function = getattr(getattr(item.node_def, "compute_fn", None), "decorated_fn", None)
+    try:
+        path = inspect.getsourcefile(function) if function is not None else None
+        data = Path(path).read_bytes() if path else None
+    except (TypeError, OSError):
+        return None
+    return None if data is None else "source-" + hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def _check_inputs(defs: dg.Definitions) -> None:

@@ -318,3 +318,19 @@ def test_a_killed_slipway_run_does_not_hold_its_assets_back(home, defs_dir, shop
         assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
         instance.report_run_failed(instance.get_run_by_id(live.run_id), "test: the UI run ended")
     assert _rows(run(defs_dir=defs_dir))["shop/clf"][0] == "built"
+
+
+def test_an_edited_hand_written_asset_is_rebuilt_with_what_reads_it(home, defs_dir, write_pipeline):
+    (defs_dir / "hand").mkdir()
+    module = defs_dir / "hand" / "assets.py"
+    module.write_text(textwrap.dedent(HAND))
+    write_pipeline(
+        "shop", SHOP.replace("dataset: orders", "dataset: hand/customers"), {"data/batch_000.csv": churn(100)}
+    )
+    run(defs_dir=defs_dir)
+    module.write_text(textwrap.dedent(HAND).replace("churn(200, seed=3)", "churn(250, seed=3)"))
+    assert automation_requests(defs_dir) == {"hand/customers"}
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["hand/customers"][0] == "built" and report.outcomes[0].reason == "definition changed"
+    assert len(LocalArtifactStore(base_dir=str(home / "artifacts")).read(("hand", "customers"))) == 250
+    assert _rows(report)["shop/clf"][0] == "built"  # its input has new data
