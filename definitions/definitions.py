@@ -35,24 +35,37 @@ AUTOMATION_SENSOR = "slipway_automation"
 class StackStores:
     """Answers, for the rebuild predicate, whether what an asset built is still in the stack's stores."""
 
-    def __init__(self, resources: dict[str, Any]) -> None:
-        """Over the stack's resources (:func:`stacks.build.build_resources`): its IO manager and registry."""
+    def __init__(self, resources: dict[str, Any], remember: bool = False) -> None:
+        """Over the stack's resources (:func:`stacks.build.build_resources`): its IO manager and registry.
+
+        With ``remember``, each answer is kept for the object's life (one `slipway run`, which
+        asks about the same outputs several times); the code location's own stores ask anew.
+        """
         self.resources = resources
         self.artifact_store = resources["io_manager"]
         self.registry = resources["model_registry"]
+        self.remember = remember
+        self._answers: dict[tuple[dg.AssetKey, str], str | None] = {}
         # The local files each answer rested on (None: a store that is not local), so that a
         # cache of "nothing to do" can check they are still there without asking the stores.
         self.files: dict[dg.AssetKey, list[str] | None] = {}
 
     def missing(self, key: dg.AssetKey, built: Built) -> str | None:
         """Why the output ``built`` recorded cannot be reused, or None."""
+        if self.remember and (key, built.run_id) in self._answers:
+            return self._answers[(key, built.run_id)]
+        answer = self._ask(key, built)
+        if self.remember:
+            self._answers[(key, built.run_id)] = answer
+        return answer
+
+    def _ask(self, key: dg.AssetKey, built: Built) -> str | None:
         files: list[str] | None = []
         registered, version = built.metadata.get("registered_model"), built.metadata.get("model_version")
         if registered is not None and version is not None:
-            problem = self.registry.missing(str(registered), str(version))
+            problem, local = self.registry.check(str(registered), str(version))
             if problem is not None:
                 return problem
-            local = self.registry.local_files(str(registered), str(version))
             files = None if local is None else [str(local)]
         if not built.metadata.get(STORED):
             # Not written by the stack's artifact store (another IO manager, a MaterializeResult):

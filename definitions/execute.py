@@ -39,7 +39,7 @@ class Engine:
         from stacks.build import build_resources, prepare_instance
 
         self.loaded = loaded
-        self.stores = StackStores(build_resources(loaded.stack))
+        self.stores = StackStores(build_resources(loaded.stack), remember=True)
         self.defs = build_definitions(folder, loaded, self.stores)
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()

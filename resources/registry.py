@@ -52,14 +52,11 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
     def promotion_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lock under which ``name``'s aliases are read, compared and moved."""
 
-    def local_files(self, name: str, version: str) -> Path | None:
-        """The local folder holding the version's files, when the store is local (else None)."""
-        return None
-
     @abstractmethod
-    def missing(self, name: str, version: str) -> str | None:
-        """Why version ``version`` of ``name`` cannot be reused (gone, or its files are), or None.
+    def check(self, name: str, version: str) -> tuple[str | None, Path | None]:
+        """Whether version ``version`` of ``name`` can be reused: (why not, or None; its local files).
 
+        The files are the local folder holding the version (None when the store is not local).
         Registry errors other than "not found" raise :class:`ResourceError`.
         """
 
@@ -148,26 +145,23 @@ class MlflowModelRegistry(ModelRegistry):
         source = client.get_model_version_download_uri(name, version)
         return mlflow.sklearn.load_model(source)
 
-    def local_files(self, name: str, version: str) -> Path | None:  # noqa: D102
-        return _local_path(self._client.get_model_version_download_uri(name, version))
-
-    def missing(self, name: str, version: str) -> str | None:  # noqa: D102
+    def check(self, name: str, version: str) -> tuple[str | None, Path | None]:  # noqa: D102
         client = self._client
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
         where = _without_password(self.registry_uri or self.tracking_uri)
         try:
-            client.get_model_version(name, version)
+            # One read: the download location of a version that does not exist is "not found".
             source = client.get_model_version_download_uri(name, version)
         except MlflowException as exc:
             if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-                return f"{name} v{version} is not in the registry at {where}"
+                return f"{name} v{version} is not in the registry at {where}", None
             raise self._fail(f"read {name} v{version}", exc) from exc
         local = _local_path(source)
         if local is not None and not local.exists():
-            return f"the files of {name} v{version} are gone ({local})"
-        return None
+            return f"the files of {name} v{version} are gone ({local})", local
+        return None, local
 
     @contextlib.contextmanager
     def promotion_lock(self, name: str) -> Iterator[None]:  # noqa: D102
