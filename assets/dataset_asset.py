@@ -9,6 +9,7 @@ import dagster as dg
 from assets import progress, sources
 from assets.imports import resolve
 from assets.outputs import versioned_output
+from assets.rebuild import recording_failures
 from assets.schema import Dataset
 from assets.versions import code_version, frame_version
 from resources.drift import DriftDetector
@@ -98,17 +99,7 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
             )
         )
 
-    @dg.asset(
-        key=key,
-        group_name=pipeline,
-        code_version=code_version("dataset", spec),
-        description=spec.description or f"Dataset {name} of pipeline {pipeline}",
-        check_specs=check_specs,
-        kinds={"pandas"},
-        deps=[source_key(pipeline, name)] if spec.source.path is not None else [],
-        metadata={"slipway/pipeline": pipeline, "slipway/source": spec.source.model_dump_json()},
-    )
-    def _dataset(
+    def _build(
         context: dg.AssetExecutionContext,
         data_validator: DataValidator,
         drift_detector: DriftDetector,
@@ -184,5 +175,23 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 },
             )
         progress.finished(f"{pipeline}/{name}", ", ".join(summary))
+
+    @dg.asset(
+        key=key,
+        group_name=pipeline,
+        code_version=code_version("dataset", spec),
+        description=spec.description or f"Dataset {name} of pipeline {pipeline}",
+        check_specs=check_specs,
+        kinds={"pandas"},
+        deps=[source_key(pipeline, name)] if spec.source.path is not None else [],
+        metadata={"slipway/pipeline": pipeline, "slipway/source": spec.source.model_dump_json()},
+    )
+    def _dataset(
+        context: dg.AssetExecutionContext,
+        data_validator: DataValidator,
+        drift_detector: DriftDetector,
+        import_policy: ImportPolicy,
+    ) -> Any:
+        yield from recording_failures(context, key, _build(context, data_validator, drift_detector, import_policy))
 
     return _dataset

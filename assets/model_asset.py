@@ -9,6 +9,7 @@ import dagster as dg
 from assets import champion, progress, promotion, training
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
+from assets.rebuild import recording_failures
 from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
 from resources.artifacts import ModelRef
@@ -59,27 +60,7 @@ def build_model_asset(
             "container_config": {"resources": {"requests": spec.resources.model_dump(exclude_none=True)}}
         }
 
-    @dg.asset(
-        key=key,
-        group_name=pipeline,
-        code_version=version_hash,
-        ins={"frame": dg.AssetIn(key=dataset_key)},
-        description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
-        check_specs=checks,
-        kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
-        op_tags=op_tags,
-        pool=pool_name(pipeline, name),
-        metadata={
-            "slipway/pipeline": pipeline,
-            "slipway/registered_model": registered_name(pipeline, name),
-            **(
-                {"slipway/input": spec.dataset, "slipway/where": f"{folder / 'defs.yaml'}: {where}"}
-                if "/" in spec.dataset
-                else {}
-            ),
-        },
-    )
-    def _model(
+    def _train(
         context: dg.AssetExecutionContext,
         frame: Any,
         experiment_tracker: ExperimentTracker,
@@ -159,6 +140,37 @@ def build_model_asset(
                 passed=gate.passed,
                 metadata={"value": gate.value, "condition": gate.condition},
             )
+
+    @dg.asset(
+        key=key,
+        group_name=pipeline,
+        code_version=version_hash,
+        ins={"frame": dg.AssetIn(key=dataset_key)},
+        description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
+        check_specs=checks,
+        kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
+        op_tags=op_tags,
+        pool=pool_name(pipeline, name),
+        metadata={
+            "slipway/pipeline": pipeline,
+            "slipway/registered_model": registered_name(pipeline, name),
+            **(
+                {"slipway/input": spec.dataset, "slipway/where": f"{folder / 'defs.yaml'}: {where}"}
+                if "/" in spec.dataset
+                else {}
+            ),
+        },
+    )
+    def _model(
+        context: dg.AssetExecutionContext,
+        frame: Any,
+        experiment_tracker: ExperimentTracker,
+        model_registry: ModelRegistry,
+        import_policy: ImportPolicy,
+    ) -> Any:
+        yield from recording_failures(
+            context, key, _train(context, frame, experiment_tracker, model_registry, import_policy)
+        )
 
     return _model
 

@@ -16,13 +16,18 @@ from `slipway run`, the UI's automation sensor and ``dg.evaluate_automation_cond
 
 from __future__ import annotations
 
+import json
+import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import dagster as dg
 
+from resources.errors import DataError, DefinitionError
+
+FAILURE_PREFIX = "slipway/failed/"
 CODE_VERSION_TAG = "dagster/code_version"
 DATA_VERSION_TAG = "dagster/data_version"
 INPUT_VERSION_PREFIX = "dagster/input_data_version/"
@@ -33,6 +38,7 @@ class Built:
     """What the instance records about an asset's latest materialization."""
 
     run_id: str
+    timestamp: float
     code_version: str | None
     data_version: str | None
     inputs: Mapping[str, str]
@@ -45,6 +51,7 @@ class Built:
         tags = materialization.tags or {}
         return Built(
             run_id=record.run_id,
+            timestamp=record.timestamp,
             code_version=tags.get(CODE_VERSION_TAG),
             data_version=tags.get(DATA_VERSION_TAG),
             inputs={
@@ -82,6 +89,30 @@ class Record:
                 if DATA_VERSION_TAG in tags:
                     self._observed[key] = tags[DATA_VERSION_TAG]
         self._missing_outputs: dict[dg.AssetKey, str | None] = {}
+        names = {FAILURE_PREFIX + key.to_user_string() for key in keys}
+        stored = instance.run_storage.get_cursor_values(names) if names else {}
+        self._failures = {
+            dg.AssetKey.from_user_string(name.removeprefix(FAILURE_PREFIX)): json.loads(value)
+            for name, value in stored.items()
+        }
+
+    def inputs(self, key: dg.AssetKey) -> dict[str, str | None]:
+        """The current data version of each input of ``key``."""
+        return {p.to_user_string(): self.data_version(p) for p in self.graph.get(key).parent_keys}
+
+    def held(self, key: dg.AssetKey) -> str | None:
+        """Why ``key`` is not tried again: it failed on bad data or a bad definition, and neither changed.
+
+        Only failures the asset itself recorded (:func:`record_failure`: refused data, a bad
+        definition) hold it; a failure of a store or a killed run is tried again.
+        """
+        failure = self._failures.get(key)
+        built = self._built.get(key)
+        if failure is None or (built is not None and built.timestamp >= failure["at"]):
+            return None
+        if failure["code_version"] != self.graph.get(key).code_version or failure["inputs"] != self.inputs(key):
+            return None
+        return f"failed in run {failure['run'][:8]} with the same definition and inputs: {failure['error']}"
 
     def built(self, key: dg.AssetKey) -> Built | None:
         """The latest materialization of ``key``, or None when it was never built."""
@@ -145,9 +176,58 @@ class OutOfDate(dg.AutomationCondition):
         return "never built, definition changed, an input has new data, or its stored output is gone"
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
-        reasons = record_for(context).reasons(context.key, self.stores)  # type: ignore[arg-type]
-        subset = context.candidate_subset if reasons else context.get_empty_subset()
-        return dg.AutomationResult(context, subset, metadata={"reasons": "; ".join(reasons)} if reasons else None)
+        record = record_for(context)
+        reasons = record.reasons(context.key, self.stores)  # type: ignore[arg-type]
+        held = record.held(context.key) if reasons else None  # type: ignore[arg-type]
+        subset = context.candidate_subset if reasons and held is None else context.get_empty_subset()
+        metadata = {"reasons": "; ".join(reasons)} if reasons else {}
+        if held is not None:
+            metadata["held"] = held
+        return dg.AutomationResult(context, subset, metadata=metadata or None)
+
+
+def current_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The data version of ``key``'s latest materialization, else of its latest observation."""
+    event = instance.get_latest_materialization_event(key)
+    if event is not None and event.asset_materialization is not None:
+        return (event.asset_materialization.tags or {}).get(DATA_VERSION_TAG)
+    records = instance.fetch_observations(key, limit=1).records
+    observation = records[0].event_log_entry.asset_observation if records else None
+    return None if observation is None else (observation.tags or {}).get(DATA_VERSION_TAG)
+
+
+def record_failure(context: dg.AssetExecutionContext, key: dg.AssetKey, error: BaseException) -> None:
+    """Remember that ``key`` failed on its data or definition, with what it was given.
+
+    The rule does not request it again until its definition or an input changes (a retry would
+    fail the same way); `--force` still does.
+    """
+    assets_def = context.assets_def
+    parents = sorted(assets_def.asset_deps.get(key, set()), key=lambda k: k.to_user_string())
+    failure = {
+        "run": context.run.run_id,
+        "at": time.time(),
+        "code_version": assets_def.code_versions_by_key.get(key),
+        "inputs": {p.to_user_string(): current_data_version(context.instance, p) for p in parents},
+        "error": str(error).splitlines()[0][:300],
+    }
+    context.instance.run_storage.set_cursor_values({FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
+
+
+def recording_failures(context: dg.AssetExecutionContext, key: dg.AssetKey, steps: Iterator[Any]) -> Iterator[Any]:
+    """Run an asset's steps; a failure on its data or definition is recorded (:func:`record_failure`).
+
+    Failures of a store (:class:`ResourceError`) and anything unexpected are not: those are
+    tried again.
+    """
+    try:
+        yield from steps
+    except (DataError, DefinitionError) as exc:
+        try:
+            record_failure(context, key, exc)
+        except Exception as problem:  # the failure itself is what must reach the user
+            context.log.warning(f"could not record the failure of {key.to_user_string()}: {problem}")
+        raise
 
 
 def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondition:

@@ -211,6 +211,10 @@ def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetO
                 return AssetOutcome(
                     key.to_user_string(), engine.kind(key), "blocked", detail=f"{parent.to_user_string()} is missing"
                 )
+        failed = record.held(key)
+        if failed is not None:
+            detail = f"{failed}; not tried again until its definition or an input changes (--force tries it)"
+            return AssetOutcome(key.to_user_string(), engine.kind(key), "failed", detail=detail)
         held = "; held back: a run of it or of an upstream is in progress" if engine.in_progress(key) else ""
         detail = ("; ".join(reasons) or "never built") + held
         return AssetOutcome(key.to_user_string(), engine.kind(key), "not run", detail=detail)

@@ -334,3 +334,25 @@ def test_an_edited_hand_written_asset_is_rebuilt_with_what_reads_it(home, defs_d
     assert _rows(report)["hand/customers"][0] == "built" and report.outcomes[0].reason == "definition changed"
     assert len(LocalArtifactStore(base_dir=str(home / "artifacts")).read(("hand", "customers"))) == 250
     assert _rows(report)["shop/clf"][0] == "built"  # its input has new data
+
+
+def test_refused_data_is_not_tried_again_until_it_changes(home, defs_dir, shop):
+    """Automation would otherwise reload a failing dataset on every tick; `slipway run` holds it too."""
+    data = shop.parent / "data" / "batch_000.csv"
+    churn(300, seed=2).assign(tenure=-5).to_csv(data, index=False)
+    first = run(defs_dir=defs_dir)
+    assert _rows(first)["shop/orders"][0] == "failed", _rows(first)
+    assert automation_requests(defs_dir) == set()
+
+    again = run(defs_dir=defs_dir)
+    assert again.dagster_run_ids == []
+    status, detail = _rows(again)["shop/orders"]
+    assert status == "failed" and not again.ok
+    assert detail.startswith(f"failed in run {first.dagster_run_ids[0][:8]} with the same definition and inputs: ")
+    assert "blocking expectations failed" in detail
+    assert _rows(run(defs_dir=defs_dir, force=True))["shop/orders"][0] == "failed"  # --force tries it
+
+    churn(300, seed=2).to_csv(data, index=False)  # the data is fixed
+    fixed = run(defs_dir=defs_dir)
+    assert [o.status for o in fixed.outcomes] == ["built", "built"]
+    assert automation_requests(defs_dir) == set()
