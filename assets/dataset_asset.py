@@ -13,7 +13,7 @@ from assets.rebuild import recording_failures
 from assets.schema import Dataset
 from assets.versions import code_version, frame_version
 from resources.drift import DriftDetector
-from resources.errors import DataError, DefinitionError
+from resources.errors import DataError, DefinitionError, RefusedData
 from resources.policy import ImportPolicy
 from resources.validator import DataValidator, ExpectationResult
 
@@ -138,7 +138,7 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
                 # downstream assets read, by every launch path. The check results are recorded
                 # (on the rejected data version) before the step fails.
                 yield from checks
-                raise DataError(
+                raise RefusedData(
                     f"{where}: blocking expectations failed: {', '.join(failed)}; "
                     f"data version {version} ({len(frame)} rows) was not stored"
                 )

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from resources.errors import DataError, DefinitionError
+from resources.errors import RefusedData
 
 FAILURE_PREFIX = "slipway/failed/"
 CODE_VERSION_TAG = "dagster/code_version"
@@ -74,6 +74,8 @@ class Record:
     def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
         """Read the latest materialization of every materializable asset and observation of every source."""
         self.graph = graph
+        self.instance = instance
+        self._other: dict[dg.AssetKey, str | None] = {}
         self._built: dict[dg.AssetKey, Built] = {}
         self._observed: dict[dg.AssetKey, str] = {}
         keys = list(graph.materializable_asset_keys)
@@ -91,10 +93,12 @@ class Record:
         self._missing_outputs: dict[dg.AssetKey, str | None] = {}
         names = {FAILURE_PREFIX + key.to_user_string() for key in keys}
         stored = instance.run_storage.get_cursor_values(names) if names else {}
-        self._failures = {
-            dg.AssetKey.from_user_string(name.removeprefix(FAILURE_PREFIX)): json.loads(value)
-            for name, value in stored.items()
-        }
+        self._failures: dict[dg.AssetKey, dict[str, Any]] = {}
+        for name, value in stored.items():
+            try:
+                self._failures[dg.AssetKey.from_user_string(name.removeprefix(FAILURE_PREFIX))] = json.loads(value)
+            except ValueError:
+                continue  # not one this version wrote: it holds nothing
 
     def inputs(self, key: dg.AssetKey) -> dict[str, str | None]:
         """The current data version of each input of ``key``."""
@@ -103,14 +107,19 @@ class Record:
     def held(self, key: dg.AssetKey) -> str | None:
         """Why ``key`` is not tried again: it failed on bad data or a bad definition, and neither changed.
 
-        Only failures the asset itself recorded (:func:`record_failure`: refused data, a bad
-        definition) hold it; a failure of a store or a killed run is tried again.
+        Only data refused by a blocking expectation holds it (:func:`recording_failures`):
+        the same data fails the same checks. Any other failure (a store, an import, a killed
+        run, a library error) is tried again.
         """
         failure = self._failures.get(key)
         built = self._built.get(key)
-        if failure is None or (built is not None and built.timestamp >= failure["at"]):
+        if not isinstance(failure, dict) or not {"at", "run", "code_version", "inputs", "error"} <= failure.keys():
+            return None
+        if built is not None and built.timestamp >= failure["at"]:
             return None
         if failure["code_version"] != self.graph.get(key).code_version or failure["inputs"] != self.inputs(key):
+            return None
+        if failure.get("environment") != environment():
             return None
         return f"failed in run {failure['run'][:8]} with the same definition and inputs: {failure['error']}"
 
@@ -119,9 +128,15 @@ class Record:
         return self._built.get(key)
 
     def data_version(self, key: dg.AssetKey) -> str | None:
-        """The current data version of ``key``: its latest materialization or observation."""
+        """The current data version of ``key`` (:func:`current_data_version`, read in bulk)."""
         built = self._built.get(key)
-        return built.data_version if built is not None else self._observed.get(key)
+        if built is not None:
+            return built.data_version
+        if key in self._observed:
+            return self._observed[key]
+        if key not in self._other:  # an external asset, or one observed but never materialized
+            self._other[key] = current_data_version(self.instance, key)
+        return self._other[key]
 
     def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[str]:
         """Why ``key`` must be rebuilt; empty when what was built is still current."""
@@ -196,35 +211,51 @@ def current_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str 
     return None if observation is None else (observation.tags or {}).get(DATA_VERSION_TAG)
 
 
-def record_failure(context: dg.AssetExecutionContext, key: dg.AssetKey, error: BaseException) -> None:
-    """Remember that ``key`` failed on its data or definition, with what it was given.
+def environment() -> str:
+    """What, besides definitions and inputs, can change how data is judged: the lock file, Slipway."""
+    from assets.lineage import lock_hash, slipway_version
 
-    The rule does not request it again until its definition or an input changes (a retry would
-    fail the same way); `--force` still does.
+    return f"{lock_hash()}/{slipway_version()}"
+
+
+def given_inputs(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, str | None]:
+    """The current data version of each input of ``key``, as :meth:`Record.inputs` reads them."""
+    parents = sorted(context.assets_def.asset_deps.get(key, set()), key=lambda k: k.to_user_string())
+    return {p.to_user_string(): current_data_version(context.instance, p) for p in parents}
+
+
+def record_failure(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, error: BaseException, inputs: dict[str, str | None]
+) -> None:
+    """Remember that ``key``'s data was refused, with the definition and inputs it was given.
+
+    The rule does not request it again until one of them changes (the same data fails the
+    same checks); `--force` still does.
     """
-    assets_def = context.assets_def
-    parents = sorted(assets_def.asset_deps.get(key, set()), key=lambda k: k.to_user_string())
     failure = {
         "run": context.run.run_id,
         "at": time.time(),
-        "code_version": assets_def.code_versions_by_key.get(key),
-        "inputs": {p.to_user_string(): current_data_version(context.instance, p) for p in parents},
+        "code_version": context.assets_def.code_versions_by_key.get(key),
+        "inputs": inputs,
+        "environment": environment(),
         "error": str(error).splitlines()[0][:300],
     }
     context.instance.run_storage.set_cursor_values({FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
 
 
 def recording_failures(context: dg.AssetExecutionContext, key: dg.AssetKey, steps: Iterator[Any]) -> Iterator[Any]:
-    """Run an asset's steps; a failure on its data or definition is recorded (:func:`record_failure`).
+    """Run an asset's steps; data refused by a blocking expectation is recorded (:func:`record_failure`).
 
-    Failures of a store (:class:`ResourceError`) and anything unexpected are not: those are
-    tried again.
+    Nothing else is: an import or allow-list error, a file that cannot be read, a store that is
+    down or a library error may be fixed without touching the definition or the data, so those
+    are tried again. The inputs recorded are those the step started with.
     """
+    inputs = given_inputs(context, key)
     try:
         yield from steps
-    except (DataError, DefinitionError) as exc:
+    except RefusedData as exc:
         try:
-            record_failure(context, key, exc)
+            record_failure(context, key, exc, inputs)
         except Exception as problem:  # the failure itself is what must reach the user
             context.log.warning(f"could not record the failure of {key.to_user_string()}: {problem}")
         raise

@@ -30,6 +30,7 @@ from stacks import LoadedStack, load_stack
 from stacks.build import build_resources, executor
 
 AUTOMATION_SENSOR = "slipway_automation"
+SOURCE_VERSION_PREFIX = "source-"
 
 
 class StackStores:
@@ -163,13 +164,21 @@ def build_definitions(
 
 def source_version(item: dg.AssetsDefinition) -> str | None:
     """A code version for a hand-written asset: a hash of the source file of its function."""
+    path = source_file(item)
+    try:
+        data = Path(path).read_bytes() if path else None
+    except OSError:
+        return None
+    return None if data is None else SOURCE_VERSION_PREFIX + hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def source_file(item: dg.AssetsDefinition) -> str | None:
+    """The file that defines a hand-written asset's function (decorators unwrapped), if any."""
     function = getattr(getattr(item.node_def, "compute_fn", None), "decorated_fn", None)
     try:
-        path = inspect.getsourcefile(function) if function is not None else None
-        data = Path(path).read_bytes() if path else None
-    except (TypeError, OSError):
+        return inspect.getsourcefile(inspect.unwrap(function)) if function is not None else None
+    except TypeError:
         return None
-    return None if data is None else "source-" + hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def _check_inputs(defs: dg.Definitions) -> None:

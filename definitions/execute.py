@@ -67,6 +67,19 @@ class Engine:
         # Pipeline by pipeline, upstream first (the order of the summary table).
         return sorted(keys, key=lambda k: (self.graph.get(k).group_name or "", level[k], k.to_user_string()))
 
+    def source_files(self) -> list[str]:
+        """The files whose bytes are the code version of hand-written assets (:func:`source_version`)."""
+        from definitions.definitions import SOURCE_VERSION_PREFIX, source_file
+
+        found = set()
+        for key in self.graph.materializable_asset_keys:
+            node = self.graph.get(key)
+            if (node.code_version or "").startswith(SOURCE_VERSION_PREFIX):
+                path = source_file(node.assets_def)
+                if path is not None:
+                    found.add(path)
+        return sorted(found)
+
     def kind(self, key: dg.AssetKey) -> str:
         """``dataset``, ``model`` or ``asset`` (hand-written)."""
         metadata = self.graph.get(key).metadata
@@ -157,7 +170,7 @@ class Engine:
                 materialized[event.asset_key] = outcomes[event.asset_key].detail
             elif kind == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
                 data = event.asset_check_evaluation_data
-                failed_checks.setdefault(data.asset_key, []).append(_check_label(data))
+                failed_checks.setdefault(data.asset_key, []).append(self._check_label(data))
             elif kind == "STEP_FAILURE":
                 for key in by_step.get(entry.step_key or "", []):
                     outcomes[key].status = "failed"
@@ -167,6 +180,13 @@ class Engine:
                 _with_checks(outcomes[key], checks, materialized.get(key))
         self._blocked(outcomes, keys)
         return outcomes
+
+    def _check_label(self, data: Any) -> str:
+        """A failed check's name, marked "(warning)" unless it blocks (a blocking check of severity ERROR)."""
+        key = dg.AssetCheckKey(data.asset_key, data.check_name)
+        blocking = key in self.graph.asset_check_keys and self.graph.get(key).blocking
+        blocks = blocking and data.severity == dg.AssetCheckSeverity.ERROR
+        return data.check_name if blocks else f"{data.check_name} (warning)"
 
     def _blocked(self, outcomes: dict[dg.AssetKey, AssetOutcome], keys: Sequence[dg.AssetKey]) -> None:
         """Mark each of ``keys`` not run blocked when an upstream in the same run failed or was blocked."""
@@ -208,11 +228,6 @@ class Engine:
             for c, r in records.items()
             if r.status.value == "FAILED" or (r.evaluation and not r.evaluation.passed)
         )
-
-
-def _check_label(data: Any) -> str:
-    """A failed check's name, marked when it only warns."""
-    return f"{data.check_name} (warning)" if data.severity == dg.AssetCheckSeverity.WARN else data.check_name
 
 
 def _step_seconds(entries: Any) -> dict[str, float]:

@@ -187,7 +187,7 @@ def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], repor
             files = None
         else:
             files += checked
-    cache.store(rows if all(r.status == "reused" for r in rows) else None, files, mark)
+    cache.store(rows if all(r.status == "reused" for r in rows) else None, files, mark, engine.source_files())
 
 
 def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetOutcome]) -> AssetOutcome:
@@ -195,12 +195,12 @@ def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetO
     built = record.built(key)
     reasons = record.reasons(key, engine.stores)
     parents = sorted(engine.graph.get(key).parent_keys, key=lambda k: k.to_user_string())
-    for parent in parents:
-        upstream = outcomes.get(parent)
-        if upstream is not None and upstream.status in ("failed", "blocked"):
-            return AssetOutcome(
-                key.to_user_string(), engine.kind(key), "blocked", detail=f"{upstream.key} {upstream.status}"
-            )
+    troubled = [p for p in parents if p in outcomes and outcomes[p].status in ("failed", "blocked")]
+    if troubled and (built is None or reasons):
+        upstream = outcomes[troubled[0]]
+        return AssetOutcome(
+            key.to_user_string(), engine.kind(key), "blocked", detail=f"{upstream.key} {upstream.status}"
+        )
     if built is None or reasons:
         for parent in parents:
             failing = engine.failed_blocking_checks(parent) if parent in engine.graph.materializable_asset_keys else []
@@ -222,4 +222,7 @@ def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetO
     rebuilt = [p.to_user_string() for p in parents if p in outcomes and outcomes[p].status == "built"]
     if rebuilt and outcome.status == "reused":
         outcome.detail = f"unchanged ({', '.join(rebuilt)} rebuilt with the same data)"
+    elif troubled and outcome.status == "reused":
+        names = ", ".join(outcomes[p].key for p in troubled)
+        outcome.detail = f"unchanged: {names} failed, so it stays on the last good data (run {built.run_id[:8]})"
     return outcome

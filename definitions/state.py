@@ -139,17 +139,31 @@ class NoopCache:
                 return None
             if not all(os.path.exists(f) for f in cached["files"]):
                 return None
+            if any(_stat(Path(path)) != stat for path, stat in cached["watched"].items()):
+                return None
             return [AssetOutcome(**row) for row in cached["rows"]]
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None  # no cache, or not one this version wrote: decide from the record
 
-    def store(self, rows: list[AssetOutcome] | None, files: list[str] | None, mark: str | None) -> None:
-        """Remember ``rows`` if the stores are still at ``mark``; otherwise forget any earlier cache."""
+    def store(
+        self, rows: list[AssetOutcome] | None, files: list[str] | None, mark: str | None, watched: Sequence[str] = ()
+    ) -> None:
+        """Remember ``rows`` if the stores are still at ``mark``; otherwise forget any earlier cache.
+
+        ``files`` must still exist when the cache is used, ``watched`` must be unchanged (the
+        source files of hand-written assets, wherever they live).
+        """
         current = self.watermark()
         if rows is None or files is None or mark is None or current != mark:
             self.path.unlink(missing_ok=True)
             return
-        body = {"inputs": self.inputs, "watermark": mark, "files": files, "rows": [asdict(r) for r in rows]}
+        body = {
+            "inputs": self.inputs,
+            "watermark": mark,
+            "files": files,
+            "watched": {path: _stat(Path(path)) for path in watched},
+            "rows": [asdict(r) for r in rows],
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(body))

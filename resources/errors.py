@@ -34,5 +34,9 @@ class DataError(SlipwayError):
     """Input data is missing or unreadable."""
 
 
+class RefusedData(DataError):
+    """Data that failed a blocking expectation: never stored, and the same data fails the same way."""
+
+
 class ResourceError(SlipwayError):
     """A stack component failed to set up or to do its work."""

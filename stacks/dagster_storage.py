@@ -46,14 +46,14 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
                 poolclass=NullPool,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
             )
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
             self._engines[shard] = engine
             while len(self._engines) > _MAX_ENGINES:
                 self._engines.popitem(last=False)[1].dispose()
         else:
             self._engines.move_to_end(shard)
+        if shard not in self._initialized_dbs:  # new, or wiped since (wipe() forgets it)
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
         return engine
 
     @contextmanager

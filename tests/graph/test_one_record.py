@@ -159,7 +159,11 @@ def test_failing_data_is_never_read_downstream_by_any_path(home, defs_dir, shop)
         "failed",
         "check failed: expect_0_column_values_to_be_between; not stored",
     )
-    assert _rows(report)["shop/clf"] == ("blocked", "shop/orders failed")
+    # The model is not retrained; it stays the model of the last good data.
+    assert _rows(report)["shop/clf"] == (
+        "reused",
+        f"unchanged: shop/orders failed, so it stays on the last good data (run {good.dagster_run_ids[0][:8]})",
+    )
     # The stored (served) data is still the last good version.
     artifacts = LocalArtifactStore(base_dir=str(home / "artifacts"))
     from assets.versions import frame_version
@@ -356,3 +360,49 @@ def test_refused_data_is_not_tried_again_until_it_changes(home, defs_dir, shop):
     fixed = run(defs_dir=defs_dir)
     assert [o.status for o in fixed.outcomes] == ["built", "built"]
     assert automation_requests(defs_dir) == set()
+
+
+def test_a_definition_error_is_tried_again(home, defs_dir, write_pipeline):
+    """Only refused data holds an asset: an error that can be fixed outside its definition is retried."""
+    bad = SHOP.replace(
+        "source: {path: data/*.csv}",
+        "source: {path: data/*.csv}\n      transform: sklearn.utils.validation:check_array",
+    )
+    write_pipeline("shop", bad, {"data/batch_000.csv": churn(100, seed=1)})
+    first = run(defs_dir=defs_dir)
+    assert _rows(first)["shop/orders"][0] == "failed" and "not a DataFrame" in _rows(first)["shop/orders"][1]
+    again = run(defs_dir=defs_dir)
+    assert again.dagster_run_ids and _rows(again)["shop/orders"] == _rows(first)["shop/orders"]
+    assert automation_requests(defs_dir) == {"shop/orders", "shop/clf"}
+
+
+EXTERNAL = """
+import dagster as dg
+
+
+@dg.asset(key=["hand", "customers"], group_name="hand")
+def customers():
+    from assets.generators import churn
+
+    return churn(ROWS, seed=3)
+"""
+
+
+def test_the_no_op_cache_watches_hand_written_code_outside_the_folder(
+    home, defs_dir, tmp_path, monkeypatch, write_pipeline
+):
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "team_assets.py").write_text(textwrap.dedent(EXTERNAL).replace("ROWS", "200"))
+    monkeypatch.syspath_prepend(str(library))
+    (defs_dir / "hand").mkdir()
+    (defs_dir / "hand" / "assets.py").write_text("from team_assets import customers  # noqa: F401\n")
+    write_pipeline(
+        "shop", SHOP.replace("dataset: orders", "dataset: hand/customers"), {"data/batch_000.csv": churn(100)}
+    )
+    run(defs_dir=defs_dir)
+    assert run(defs_dir=defs_dir).dagster_run_ids == []  # cached
+
+    (library / "team_assets.py").write_text(textwrap.dedent(EXTERNAL).replace("ROWS", "250"))
+    report = run(defs_dir=defs_dir)
+    assert _rows(report)["hand/customers"][0] == "built" and report.outcomes[0].reason == "definition changed"

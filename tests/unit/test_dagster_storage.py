@@ -45,3 +45,14 @@ def test_engines_are_bounded_and_evicted_runs_still_read(home):
                 pass
         assert len(storage._engines) <= _MAX_ENGINES
         assert all(instance.all_logs(run_id) for run_id in runs)  # their engines were evicted, reopened
+
+
+def test_a_wiped_instance_is_written_again(home):
+    """`wipe()` deletes the databases; the next events recreate them through the cached engines."""
+    with _instance() as instance:
+        _materialize(instance)
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=["t", "source"]))
+        instance.wipe()
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=["t", "source"]))
+        run_id = _materialize(instance)
+        assert instance.get_latest_materialization_event(one.key).run_id == run_id
