@@ -10,7 +10,7 @@ Each repeat runs, in fresh processes and alternating:
             and champion comparison);
   - no-op:  ``slipway run`` again on that home with nothing changed (everything reused).
 Then the per-asset overhead: ``slipway run`` with 10 vs 50 trivial dataset assets (cold each),
-against a plain loop doing the same generation. Then the no-op at scale: a generated folder of
+against a plain loop doing the same generation. Then a no-op ``slipway run`` on the bundled examples, and the no-op at scale: a generated folder of
 ``--pipelines`` pipelines (default 200) built once, then ``slipway run`` with nothing changed,
 with its no-op cache and with the cache deleted (decided from the Dagster instance and MLflow).
 Prints medians; writes nothing outside a temporary folder.
@@ -129,6 +129,17 @@ def no_op_at_scale(root: Path, env: dict[str, str], count: int, repeats: int) ->
     print(f"  no-op, decided from the instance       {statistics.median(decided):6.2f} s   (cache deleted)")
 
 
+def no_op_examples(root: Path, env: dict[str, str], repeats: int) -> None:
+    """A no-op `slipway run` on the bundled examples (definitions/defs)."""
+    run_env = {**env, "SLIPWAY_HOME": str(root / "examples-home")}
+    slipway = [str(BIN / "slipway"), "run"]
+    cold = timed(slipway, run_env)
+    warm = [timed(slipway, run_env) for _ in range(repeats)]
+    print(f"\nbundled examples, median of {repeats}:")
+    print(f"  first run (builds everything)          {cold:6.2f} s")
+    print(f"  no-op, cache valid                     {statistics.median(warm):6.2f} s   (target < 0.5 s)")
+
+
 def main() -> None:
     """Run every measurement and print the medians."""
     parser = argparse.ArgumentParser()
@@ -182,6 +193,7 @@ def main() -> None:
         print(f"  10 assets: slipway {m10:.2f} s, plain {b10:.2f} s")
         print(f"  50 assets: slipway {m50:.2f} s, plain {b50:.2f} s")
         print(f"  per-asset overhead: {(m50 - m10) / 40 * 1000:.0f} ms (plain: {(b50 - b10) / 40 * 1000:.1f} ms)")
+        no_op_examples(root, env, args.repeats)
         if args.pipelines:
             no_op_at_scale(root, env, args.pipelines, args.repeats)
 
