@@ -160,3 +160,51 @@ def test_dg_accepts_the_project(home, command):
     assert result.returncode == 0, result.stdout + result.stderr
     if command == ["list", "defs"]:
         assert "churn/churn_classifier" in result.stdout
+
+
+SHOP = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: data/orders.csv}
+  models:
+    clf:
+      dataset: orders
+      target: churned
+      features: [tenure, monthly_charges]
+      estimator: sklearn.tree.DecisionTreeClassifier
+      params: {max_depth: 3, random_state: 0}
+      metrics: [accuracy]
+"""
+
+
+def test_dagster_asset_materialize_then_slipway_run_reuses_it(home, write_pipeline, defs_dir):
+    """`dagster asset materialize` loads the same code location (SLIPWAY_DEFS is what --defs sets)."""
+    from assets.generators import churn
+
+    write_pipeline("shop", SHOP, {"data/orders.csv": churn(200, seed=1)})
+    assert slipway("--defs", str(defs_dir), "run", home=home).returncode == 0
+    write_pipeline("shop", SHOP.replace("max_depth: 3", "max_depth: 4"))
+    env = {
+        **os.environ,
+        "SLIPWAY_HOME": str(home),
+        "SLIPWAY_DEFS": str(defs_dir),
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
+    dagster = str(Path(sys.executable).parent / "dagster")
+    launched = subprocess.run(
+        [dagster, "asset", "materialize", "-m", "definitions.definitions", "--select", "shop/clf"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert launched.returncode == 0, launched.stderr
+    done = slipway("--defs", str(defs_dir), "run", home=home)
+    assert done.returncode == 0, done.stderr
+    row = next(line.split() for line in done.stdout.splitlines() if line.startswith("shop/clf"))
+    assert row[1:4] == ["=", "reused", "-"] and row[5] == "2", done.stdout
+    assert "dagster run" not in done.stdout.splitlines()[-1]  # nothing was launched
