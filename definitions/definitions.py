@@ -86,6 +86,26 @@ def _forget_modules(package: str) -> None:
         del sys.modules[name]
 
 
+def _load_folder_or_explain(folder: Path) -> dg.Definitions:
+    """:func:`_load_folder`; a Python file that fails to import is a one-line DefinitionError."""
+    try:
+        return _load_folder(folder)
+    except DefinitionError:
+        raise
+    except Exception as exc:
+        root: BaseException = exc
+        while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+            root = root.__cause__ or root.__context__  # type: ignore[assignment]
+            if isinstance(root, DefinitionError):
+                raise root from exc
+        if isinstance(root, SyntaxError) and root.filename:
+            where = f"{root.filename}:{root.lineno}"
+        else:
+            where = str(folder)
+        message = str(root).splitlines()[0] if str(root) else ""
+        raise DefinitionError(f"{where}: the definitions do not load: {type(root).__name__}: {message}") from exc
+
+
 def _load_folder(folder: Path) -> dg.Definitions:
     if folder == DEFS_DIR:
         _forget_modules("definitions.defs")
@@ -120,7 +140,7 @@ def build_definitions(
         # module loaders) and would warn about them on every load.
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         warnings.simplefilter("ignore", category=dg.PreviewWarning)
-        pipelines = _load_folder((folder or defs_folder()).resolve())
+        pipelines = _load_folder_or_explain((folder or defs_folder()).resolve())
     resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
     stores = stores or StackStores(resources)
     condition = rebuild_condition(stores)

@@ -208,3 +208,13 @@ def test_dagster_asset_materialize_then_slipway_run_reuses_it(home, write_pipeli
     row = next(line.split() for line in done.stdout.splitlines() if line.startswith("shop/clf"))
     assert row[1:4] == ["=", "reused", "-"] and row[5] == "2", done.stdout
     assert "dagster run" not in done.stdout.splitlines()[-1]  # nothing was launched
+
+
+def test_a_python_file_that_does_not_import_is_one_line(home, defs_dir):
+    (defs_dir / "team").mkdir()
+    (defs_dir / "team" / "assets.py").write_text("def oops(:\n")
+    result = slipway("--defs", str(defs_dir), "run", home=home)
+    assert_one_line_error(
+        result,
+        f"{defs_dir}/team/assets.py:1: the definitions do not load: SyntaxError: invalid syntax (assets.py, line 1)",
+    )
