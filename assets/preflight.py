@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from assets.imports import resolve
+from assets.imports import ESTIMATOR, FUNCTION, resolve
 from assets.loader import LoadedPipeline
 from assets.metrics import suggest
 from assets.schema import Dataset, Model
@@ -175,7 +175,7 @@ def _model_problems(
     field = "estimator" if model.estimator else "train"
     where = f"{pipeline.where('models', name, field)}: pipeline {pipeline.spec.name}"
     try:
-        target = resolve(getattr(model, field), allowed, where)
+        target = resolve(getattr(model, field), allowed, where, ESTIMATOR if model.estimator else FUNCTION)
     except DefinitionError as exc:
         return [str(exc)]
     accepted = _parameters(target) if model.estimator else None

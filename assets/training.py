@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from assets import metrics as metric_defs
-from assets.imports import resolve
+from assets.imports import ESTIMATOR, resolve
 from assets.schema import Model
 from resources.errors import DataError, DefinitionError
 
@@ -161,7 +161,7 @@ def learner(spec: Model, allowed: Sequence[str], where: str) -> Callable[[Any, A
     import sklearn.metrics  # noqa: F401  (evaluate() uses it right after training)
 
     if spec.estimator:
-        cls = resolve(spec.estimator, allowed, where)
+        cls = resolve(spec.estimator, allowed, where, ESTIMATOR)
 
         def fit_estimator(x: Any, y: Any) -> Any:
             try:

@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +46,56 @@ def _import_paths(payload: Any) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class ModuleFile:
+    """Where a module's source is, and whether that is an installed library."""
+
+    path: Path
+    is_library: bool
+
+
+def module_file(module: str) -> ModuleFile | None:
+    """The source file of ``module``, found without importing it or any parent package.
+
+    Only the top-level name is looked up (which imports nothing); the rest of the dotted path
+    is followed on disk. None for a module that cannot be found this way (unknown, compiled, a
+    namespace package).
+    """
+    parts = module.split(".")
+    try:
+        top = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return None
+    if top is None:
+        return None
+    found: Path | None = None
+    if len(parts) == 1:
+        found = Path(top.origin) if top.origin and Path(top.origin).is_file() else None
+    else:
+        locations = [Path(p) for p in top.submodule_search_locations or []]
+        for index, part in enumerate(parts[1:], start=1):
+            last = index == len(parts) - 1
+            packages = [loc / part for loc in locations if (loc / part).is_dir()]
+            modules = [loc / f"{part}.py" for loc in locations if (loc / f"{part}.py").is_file()]
+            if last:
+                inits = [pkg / "__init__.py" for pkg in packages if (pkg / "__init__.py").is_file()]
+                candidates = inits or modules
+                found = candidates[0] if candidates else None
+            locations = packages
+    if found is None:
+        return None
+    return ModuleFile(found, str(found.resolve()).startswith(_LIBRARY_DIRS))
+
+
 def source_file(path: str) -> Path | None:
     """The source file of the module ``path`` names, when it is project code (not a library).
 
-    Finds the file without importing the module (only its parent packages); a module inside
-    the standard library or site-packages gives None.
+    Imports nothing (:func:`module_file`): computing a code version must not run the code of a
+    package before its import path is checked against the stack's allow-list.
     """
     module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
-    try:
-        top = importlib.util.find_spec(module.split(".")[0])
-        if top is None or top.origin is None or str(Path(top.origin).resolve()).startswith(_LIBRARY_DIRS):
-            return None
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None  # an unknown module is reported when the path is resolved
-    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
-        return None
-    return Path(spec.origin)
+    found = module_file(module)
+    return None if found is None or found.is_library else found.path
 
 
 def source_digest(path: str) -> str | None:

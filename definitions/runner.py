@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assets.imports import check_allowed
+from assets.imports import ESTIMATOR, FUNCTION, check_allowed
 from assets.loader import LoadedPipeline, load_pipelines
 from definitions.outcomes import AssetOutcome
 from definitions.paths import defs_folder
@@ -52,8 +52,9 @@ def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> No
         paths += [(("models", n, "train"), m.train) for n, m in p.spec.models.items()]
         for loc, path in paths:
             if path and (":" in path or "." in path):
+                kind = ESTIMATOR if loc[-1] == "estimator" else FUNCTION
                 try:
-                    check_allowed(path, allowed, f"{p.where(*loc)}: pipeline {p.spec.name}")
+                    check_allowed(path, allowed, f"{p.where(*loc)}: pipeline {p.spec.name}", kind)
                 except DefinitionError as exc:
                     errors.append(str(exc))
     if errors:
@@ -72,6 +73,7 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
                     getattr(model, field_name),
                     allowed,
                     f"{p.where('models', name, field_name)}: pipeline {p.spec.name}",
+                    ESTIMATOR if model.estimator else FUNCTION,
                 )
         for name, dataset in p.spec.datasets.items():
             if f"{p.spec.name}/{name}" in keys and dataset.transform:

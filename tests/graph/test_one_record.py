@@ -362,11 +362,12 @@ def test_refused_data_is_not_tried_again_until_it_changes(home, defs_dir, shop):
     assert automation_requests(defs_dir) == set()
 
 
-def test_a_definition_error_is_tried_again(home, defs_dir, write_pipeline):
+def test_a_definition_error_is_tried_again(home, defs_dir, write_pipeline, monkeypatch):
     """Only refused data holds an asset: an error that can be fixed outside its definition is retried."""
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
     bad = SHOP.replace(
         "source: {path: data/*.csv}",
-        "source: {path: data/*.csv}\n      transform: sklearn.utils.validation:check_array",
+        "source: {path: data/*.csv}\n      transform: transforms:to_array",
     )
     write_pipeline("shop", bad, {"data/batch_000.csv": churn(100, seed=1)})
     first = run(defs_dir=defs_dir)

@@ -321,7 +321,8 @@ def test_a_changed_model_trains_with_its_new_data_the_others_once_the_data_chang
     )
 
 
-def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_dir, write_pipeline):
+def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_dir, write_pipeline, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
     write_pipeline(
         "wine",
         """
@@ -331,7 +332,7 @@ def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_di
           datasets:
             arrays:
               source: {sklearn: wine}
-              transform: sklearn.utils.validation:check_array
+              transform: transforms:to_array
             samples:
               source: {sklearn: wine}
               drift: {method: psi, columns: [alcohol, colour]}
@@ -341,7 +342,7 @@ def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_di
     details = {o.key: (o.status, o.detail) for o in report.outcomes}
     assert details["wine/arrays"] == (
         "failed",
-        "pipeline wine, dataset arrays: transform sklearn.utils.validation:check_array returned a ndarray, not a DataFrame",
+        "pipeline wine, dataset arrays: transform transforms:to_array returned a ndarray, not a DataFrame",
     )
     assert details["wine/samples"] == (
         "failed",

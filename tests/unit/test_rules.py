@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from assets.champion import Comparison
-from assets.imports import is_allowed, resolve
+from assets.imports import ESTIMATOR, is_allowed, resolve
 from assets.promotion import CHALLENGER, Decision, decide, evaluate_gates, primary_metric
 from assets.schema import Promote
 from resources.drift import StatisticalDriftDetector
@@ -50,7 +50,7 @@ def test_misspelled_estimator_suggests():
             "here: sklearn.ensemble has no 'RandomForestClasifier'; did you mean 'RandomForestClassifier'?"
         ),
     ):
-        resolve("sklearn.ensemble.RandomForestClasifier", ALLOWED, "here")
+        resolve("sklearn.ensemble.RandomForestClasifier", ALLOWED, "here", ESTIMATOR)
 
 
 def test_misspelled_module_suggests():
@@ -60,7 +60,7 @@ def test_misspelled_module_suggests():
             "here: cannot import 'sklearn.ensembl.RandomForestClassifier': no module 'sklearn.ensembl'; did you mean 'ensemble'?"
         ),
     ):
-        resolve("sklearn.ensembl.RandomForestClassifier", ALLOWED, "here")
+        resolve("sklearn.ensembl.RandomForestClassifier", ALLOWED, "here", ESTIMATOR)
 
 
 def _vs(champion: float, challenger: float, version: str = "1") -> Comparison:
