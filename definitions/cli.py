@@ -15,11 +15,26 @@ from pathlib import Path
 from resources.errors import SlipwayError
 
 
+def emit(text: str) -> None:
+    """Print to stdout; if the reader has gone (``slipway validate | head -1``), drop the rest quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    # Point stdout at /dev/null so that later writes and the final flush do not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _validate(args: argparse.Namespace) -> int:
     from definitions.validate import validate
 
     for line in validate(args.stack, args.defs):
-        print(line)
+        emit(line)
     return 0
 
 
@@ -34,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 10)
     show_progress()
     report = run(args.pipelines, stack_name=args.stack, force=args.force, defs_dir=args.defs)
-    print(summary(report))
+    emit(summary(report))
     return 0 if report.ok else 1
 
 
@@ -53,14 +68,14 @@ def _stack_show(args: argparse.Namespace) -> int:
 
     loaded = load_stack(args.name or args.stack)
     sources = provenance(loaded)
-    print(f"stack {loaded.name} ({loaded.path})")
+    emit(f"stack {loaded.name} ({loaded.path})")
     for component, value in loaded.stack.model_dump().items():
         if isinstance(value, dict):
-            print(f"{component}:")
+            emit(f"{component}:")
             for key, item in value.items():
-                print(f"  {key}: {item!r}  # {sources[f'{component}.{key}']}")
+                emit(f"  {key}: {item!r}  # {sources[f'{component}.{key}']}")
         else:
-            print(f"{component}: {value!r}  # {sources[component]}")
+            emit(f"{component}: {value!r}  # {sources[component]}")
     return 0
 
 
@@ -128,7 +143,10 @@ def entry() -> None:
     code = main()
     atexit._run_exitfuncs()
     logging.shutdown()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     sys.stderr.flush()
     os._exit(code)
 

@@ -12,7 +12,8 @@ Loc = tuple[str | int, ...]
 def load_with_lines(text: str) -> tuple[Any, dict[Loc, int]]:
     """Parse ``text`` once; return the document and the 1-based line of each key path.
 
-    Raises ``yaml.MarkedYAMLError`` for malformed YAML.
+    Raises ``yaml.MarkedYAMLError`` for malformed YAML, and for a key given twice in one
+    mapping (YAML itself keeps the last one silently; here it is an error naming both lines).
     """
     loader = yaml.SafeLoader(text)
     try:
@@ -37,6 +38,13 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int:
 def _line_map(node: yaml.Node, prefix: Loc, out: dict[Loc, int]) -> None:
     out[prefix] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key, _ in node.value:
+            if key.value in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key.value!r} (first on line {first[key.value]})", key.start_mark
+                )
+            first[key.value] = key.start_mark.line + 1
         for key, value in node.value:
             path = (*prefix, key.value)
             _line_map(value, path, out)

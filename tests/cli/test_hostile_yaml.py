@@ -59,3 +59,29 @@ def test_loading_the_code_location_imports_nothing_a_definition_names(
     result = slipway("--defs", str(defs_dir), "validate", home=home, env={"PYTHONPATH": str(tmp_path / "lib")})
     assert result.returncode == 1 and "outside the stack's allow-list" in result.stderr
     assert not marker.exists()
+
+
+def test_validate_into_a_closed_pipe_exits_quietly(home, defs_dir):
+    """More output than a pipe holds, read by `head -1`: the rest is dropped without a traceback."""
+    import subprocess
+
+    from test_cli import REPO, SLIPWAY
+
+    for i in range(800):
+        folder = defs_dir / f"p{i:03d}"
+        folder.mkdir()
+        (folder / "defs.yaml").write_text(
+            f"type: assets.Pipeline\nattributes:\n  name: p{i:03d}\n  datasets:\n"
+            "    rows: {source: {generator: churn, rows: 10}}\n"
+        )
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {SLIPWAY} --defs {defs_dir} validate | head -1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**__import__("os").environ, "SLIPWAY_HOME": str(home)},
+        timeout=120,
+    )
+    assert done.stdout.startswith("stack local: ok")
+    assert done.stderr == ""
+    assert done.returncode == 0
