@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from resources.errors import SlipwayError
+from resources.redact import redact
 
 
 def emit(text: str) -> None:
-    """Print to stdout; if the reader has gone (``slipway validate | head -1``), drop the rest quietly."""
+    """Print to stdout, passwords redacted; if the reader has gone (``validate | head -1``), drop the rest quietly."""
     try:
-        print(text, flush=True)
+        print(redact(text), flush=True)
     except BrokenPipeError:
         _silence_stdout()
 
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {redact(line)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,13 +8,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 from pydantic import Field
 
 from resources import mlflow_client
 from resources.errors import ResourceError
+from resources.redact import redact
 
 
 class ModelRegistry(dg.ConfigurableResource, ABC):
@@ -219,8 +220,4 @@ def _local_path(uri: str) -> Path | None:
 
 def _without_password(uri: str) -> str:
     """``uri`` with any password replaced by ``***`` (for messages)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(uri)

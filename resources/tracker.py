@@ -17,6 +17,7 @@ from pydantic import Field
 from resources import mlflow_client
 from resources.errors import ResourceError
 from resources.formats import SKOPS_TRUSTED_TYPES
+from resources.redact import redact
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class MlflowTracker(ExperimentTracker):
             run = client.create_run(experiment_id, start_time=start_time_ms, run_name=run_name, tags=tags)
         except Exception as exc:
             raise ResourceError(
-                f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}"
+                redact(f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}")
             ) from exc
         return TrackedRun(run.info.run_id, experiment_id, run.info.artifact_uri)
 

@@ -1,0 +1,33 @@
+"""A password in a stack URL is never shown or stored (issue 7, part)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from test_cli import slipway
+
+SECRET = "s3cret-Pa55"
+# A Postgres URL the local stack cannot use (no psycopg2 driver here): the run fails fast,
+# and the failure message names the store.
+URL = f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:5432/slipway_nosuchdb"
+
+
+def test_stack_show_hides_the_password(home):
+    done = slipway("stack", "show", home=home, env={"SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI": URL})
+    assert done.returncode == 0, done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    assert "tracking_uri: 'postgresql+psycopg2://postgres:***@127.0.0.1:5432/slipway_nosuchdb'" in done.stdout
+
+
+def test_a_failing_store_never_shows_or_stores_the_password(home):
+    done = slipway("run", "houses", home=home, env={"SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI": URL})
+    assert done.returncode == 1
+    assert "postgres:***@127.0.0.1" in done.stdout  # the failure names the store, without the password
+    assert SECRET not in done.stdout + done.stderr
+    history = home / "dagster" / "storage" / "history"
+    for database in [history / "runs.db", *sorted((history / "runs").glob("*.db"))]:
+        with sqlite3.connect(database) as db:
+            tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+            for table in tables:
+                rows = db.execute(f"select * from {table}").fetchall()  # noqa: S608
+                assert SECRET not in repr(rows), f"{database.name}:{table}"
