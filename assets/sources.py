@@ -78,11 +78,15 @@ def _read_file(path: Path, fmt: str | None) -> Any:
 
     kind = file_format(path, fmt)
     try:
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, engine="pyarrow")
+        frame = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path, engine="pyarrow")
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as {kind}: {exc}") from exc
+        message = str(exc)
+        if not message.isprintable():  # the parser quotes what it read: never echo raw bytes
+            message = "not text (binary data?)" if kind == "csv" else "not a readable file of this format"
+        raise DataError(f"{path}: cannot read as {kind}: {message}") from exc
+    if len(frame) == 0:
+        raise DataError(f"{path}: no rows (only a header)" if len(frame.columns) else f"{path}: empty file")
+    return frame
 
 
 def load(source: Source, folder: Path, where: str, allowed: Sequence[str]) -> Any:

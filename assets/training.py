@@ -201,8 +201,36 @@ def evaluate(model: Any, metric_names: Sequence[str], x: Any, y: Any) -> dict[st
         raise DataError(f"cannot compute {list(metric_names)} for {kind} on {len(y)} rows: {exc}") from exc
 
 
+def check_training_rows(spec: Model, holdout: Holdout, where: str) -> None:
+    """Refuse training rows no estimator can learn from, with a message that says why."""
+    y = holdout.y_train
+    if len(y) == 0:
+        raise DataError(
+            f"{where}: no training rows (the dataset has {len(holdout.y_test)} rows, all in the test split)"
+        )
+    if spec.resolved_task == "classification":
+        classes = y.dropna().unique()
+        if len(classes) < 2:
+            only = f" ({classes[0].item() if hasattr(classes[0], 'item') else classes[0]!r})" if len(classes) else ""
+            raise DataError(
+                f"{where}: target {spec.target!r} has one class{only} in the training rows; "
+                "a classifier needs at least two"
+            )
+    if spec.estimator:  # a training function may encode text itself
+        import pandas as pd
+
+        for column in holdout.x_train.columns:
+            values = holdout.x_train[column]
+            if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+                numbers = pd.to_numeric(values, errors="coerce")
+                bad = values[numbers.isna() & values.notna()]
+                if len(bad):
+                    raise DataError(f"{where}: feature {column!r} is not numeric (e.g. {bad.iloc[0]!r})")
+
+
 def train(frame: Any, spec: Model, fit_fn: Callable[[Any, Any], Any], where: str) -> Trained:
-    """Split, fit and evaluate on the holdout."""
+    """Split, check the training rows, fit and evaluate on the holdout."""
     holdout = split(frame, spec, where)
+    check_training_rows(spec, holdout, where)
     model, params = fit(fit_fn, spec, holdout, where)
     return Trained(model, holdout, evaluate(model, spec.metrics, holdout.x_test, holdout.y_test), params)

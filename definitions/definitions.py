@@ -82,8 +82,8 @@ class StackStores:
 
 def _forget_modules(package: str) -> None:
     """Drop the imported modules under ``package``, so that a new load reads the files as they are now."""
-    for name in [m for m in sys.modules if m.startswith(f"{package}.")]:
-        del sys.modules[name]
+    for name in [m for m in list(sys.modules) if m.startswith(f"{package}.")]:  # a snapshot: other threads import
+        sys.modules.pop(name, None)
 
 
 def _load_folder_or_explain(folder: Path) -> dg.Definitions:
