@@ -15,11 +15,16 @@ failed every run of a model that trained in milliseconds), so code that imports 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], Any] = {}
@@ -47,12 +52,45 @@ def _build(key: tuple[str, str]) -> Any:
     _quiet()  # after the import: MLflow sets up its own logger on import
 
     tracking_uri, registry_uri = key
-    new = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
     # Touch both stores so the engine is created and the schema checked now, not mid-run.
-    new._tracking_client.store  # noqa: B018
-    new._get_registry_client().store  # noqa: B018
+    # Creating a new database's schema is not safe from two processes at once (MLflow's
+    # migrations collide: "table ... already exists"), so it happens under a file lock.
+    with schema_lock(tracking_uri, registry_uri or tracking_uri):
+        new = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+        new._tracking_client.store  # noqa: B018
+        new._get_registry_client().store  # noqa: B018
     _warm_model_saving()
     return new
+
+
+def sqlite_lock_file(uri: str, name: str) -> Path | None:
+    """A lock file ``name`` beside a SQLite database (one per database, however its URI is spelled)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:":
+        return None
+    path = Path(unquote(database)).resolve()
+    return path.with_name(f"{path.name}.locks") / f"{name}.lock"
+
+
+@contextlib.contextmanager
+def schema_lock(*uris: str) -> Iterator[None]:
+    """Hold the schema lock of each SQLite store among ``uris`` (others need none).
+
+    Each database's lock is taken once, in a fixed order (an ``flock`` taken twice on one file
+    by one process would wait for itself); the kernel frees them if the holder dies.
+    """
+    paths = sorted({path for uri in uris if (path := sqlite_lock_file(uri, "_schema")) is not None})
+    with contextlib.ExitStack() as stack:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(path.open("a+"))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
+        yield
 
 
 def _warm_model_saving() -> None:

@@ -196,16 +196,7 @@ def _registered(client: Any, name: str) -> Any:
 
 def _lock_file(uri: str, name: str) -> Path | None:
     """The lock file of model ``name`` beside a SQLite registry, or None for other stores."""
-    if not uri.startswith("sqlite:"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    # One database, one lock, however its URI is spelled (relative, absolute, with ?timeout=).
-    database = make_url(uri).database
-    if not database or database == ":memory:":
-        return None
-    path = Path(unquote(database)).resolve()
-    return path.with_name(f"{path.name}.locks") / f"{name}.lock"
+    return mlflow_client.sqlite_lock_file(uri, name)
 
 
 def _local_path(uri: str) -> Path | None:
