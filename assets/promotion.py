@@ -44,7 +44,10 @@ def evaluate_gates(promote: Promote, metrics: dict[str, float]) -> list[GateResu
     results = []
     for metric, condition in promote.gates.items():
         op, threshold = parse_gate(condition)
-        results.append(GateResult(metric, condition, metrics[metric], bool(_OPS[op](metrics[metric], threshold))))
+        value = metrics[metric]
+        # NaN and ±inf compare as they like (inf >= 0 holds): a non-finite metric never passes.
+        passed = math.isfinite(value) and bool(_OPS[op](value, threshold))
+        results.append(GateResult(metric, condition, value, passed))
     return results
 
 
@@ -71,6 +74,8 @@ def decide(
         return Decision(None, f"gate failed: {names}")
     if math.isnan(challenger_score):
         return Decision(None, f"{metric} is NaN on the holdout; a NaN never promotes")
+    if math.isinf(challenger_score):
+        return Decision(None, f"{metric} is {challenger_score} on the holdout; a non-finite metric never promotes")
     if promote.must_beat is None:
         return Decision(promote.alias, "gates passed")
     if comparison is None:

@@ -33,3 +33,16 @@ def test_a_duplicate_key_is_an_error_with_both_lines(tmp_path):
     with pytest.raises(DefinitionError) as caught:
         parse_file(path)
     assert str(caught.value) == f"{path}:14: malformed YAML: duplicate key 'params' (first on line 12)"
+
+
+def test_an_infinite_metric_fails_its_gate_and_never_promotes():
+    from assets.promotion import decide, evaluate_gates
+    from assets.schema import Promote
+
+    promote = Promote(gates={"rmse": ">= 0"})
+    (gate,) = evaluate_gates(promote, {"rmse": float("inf")})
+    assert not gate.passed
+    ungated = Promote(gates={})
+    decision = decide(ungated, [], "rmse", float("inf"), None)
+    assert decision.alias is None and "rmse is inf on the holdout" in decision.reason
+    assert decide(ungated, [], "rmse", float("-inf"), None).alias is None
