@@ -45,6 +45,7 @@ class Engine:
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
         _end_dead_runs(self.instance)
+        self._running: set[dg.AssetKey] | None = None
 
     def close(self) -> None:
         """Release the instance."""
@@ -115,9 +116,10 @@ class Engine:
 
     def in_progress(self, key: dg.AssetKey) -> bool:
         """True when a run that targets ``key`` or one of its upstreams has not finished."""
-        keys = {key, *self.graph.get(key).parent_keys}
-        runs = self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
-        return any(keys & set(run.asset_selection or ()) for run in runs)
+        if self._running is None:  # read once: asked for each held-back asset after the launches
+            runs = self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
+            self._running = {k for run in runs for k in run.asset_selection or ()}
+        return bool({key, *self.graph.get(key).parent_keys} & self._running)
 
     def launch(
         self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]

@@ -83,7 +83,7 @@ class MlflowModelRegistry(ModelRegistry):
         return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
-        uri = _without_password(self.registry_uri or self.tracking_uri)
+        uri = redact(self.registry_uri or self.tracking_uri)
         return ResourceError(f"model registry (mlflow at {uri}): cannot {action}: {exc}; no alias was moved")
 
     def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
@@ -151,7 +151,7 @@ class MlflowModelRegistry(ModelRegistry):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-        where = _without_password(self.registry_uri or self.tracking_uri)
+        where = redact(self.registry_uri or self.tracking_uri)
         try:
             # One read: the download location of a version that does not exist is "not found".
             source = client.get_model_version_download_uri(name, version)
@@ -207,8 +207,3 @@ def _local_path(uri: str) -> Path | None:
     if parts.scheme == "" and uri.startswith("/"):
         return Path(uri)
     return None
-
-
-def _without_password(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for messages)."""
-    return redact(uri)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from resources.registry import _lock_file, _without_password
+from resources.redact import redact
+from resources.registry import _lock_file
 
 
 def test_one_database_one_lock_however_its_uri_is_spelled(tmp_path, monkeypatch):
@@ -14,8 +15,5 @@ def test_one_database_one_lock_however_its_uri_is_spelled(tmp_path, monkeypatch)
 
 
 def test_registry_errors_never_show_a_password():
-    assert (
-        _without_password("postgresql+psycopg2://ml:s3cret@db:5432/mlflow")
-        == "postgresql+psycopg2://ml:***@db:5432/mlflow"
-    )
-    assert _without_password("sqlite:////x/mlflow.db") == "sqlite:////x/mlflow.db"
+    assert redact("postgresql+psycopg2://ml:s3cret@db:5432/mlflow") == "postgresql+psycopg2://ml:***@db:5432/mlflow"
+    assert redact("sqlite:////x/mlflow.db") == "sqlite:////x/mlflow.db"
