@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import champion, progress, promotion, training
+from assets import champion, progress, promotion, recovery, training
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
 from assets.rebuild import recording_failures
@@ -14,6 +14,7 @@ from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
 from resources.artifacts import ModelRef
 from resources.policy import ImportPolicy
+from resources.redact import redact
 from resources.registry import ModelRegistry
 from resources.tracker import ExperimentTracker, TrackedRun
 
@@ -97,6 +98,7 @@ def build_model_asset(
             tags["mlflow.source.git.commit"] = sha
         registry_name = registered_name(pipeline, name)
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", tags, train_started_ms)
+        delivered = False
         try:
             ref, decision, gates = _track_and_promote(
                 context,
@@ -107,33 +109,35 @@ def build_model_asset(
                 tags,
                 registry_name,
                 data_version,
-                dataset_key,
+                (key, dataset_key),
                 experiment_tracker,
                 model_registry,
             )
-        except BaseException:
-            experiment_tracker.end_run(run, ok=False)
+            context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
+            progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
+            yield versioned_output(
+                ref,
+                f"{registry_name}@{ref.version}",
+                {
+                    "mlflow_run": dg.MetadataValue.url(experiment_tracker.run_url(run)),
+                    "mlflow_run_id": run.run_id,
+                    "model_uri": ref.uri,
+                    "registered_model": registry_name,
+                    "model_version": dg.MetadataValue.int(int(ref.version)),
+                    "alias": ref.alias or "none",
+                    "promotion": decision.reason,
+                    "upstream_data_version": data_version,
+                    "git_sha": sha,
+                    "git_dirty": dirty,
+                    **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
+                },
+            )
+            delivered = True  # Dagster has recorded the version: from here on it is the record's
+        except BaseException as exc:
+            if not delivered:
+                _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
             raise
         experiment_tracker.end_run(run, ok=True)
-        context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
-        progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
-        yield versioned_output(
-            ref,
-            f"{registry_name}@{ref.version}",
-            {
-                "mlflow_run": dg.MetadataValue.url(experiment_tracker.run_url(run)),
-                "mlflow_run_id": run.run_id,
-                "model_uri": ref.uri,
-                "registered_model": registry_name,
-                "model_version": dg.MetadataValue.int(int(ref.version)),
-                "alias": ref.alias or "none",
-                "promotion": decision.reason,
-                "upstream_data_version": data_version,
-                "git_sha": sha,
-                "git_dirty": dirty,
-                **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
-            },
-        )
         for gate in gates:
             yield dg.AssetCheckResult(
                 check_name=gate_check_name(gate.metric),
@@ -184,10 +188,17 @@ def _track_and_promote(
     tags: dict[str, str],
     registry_name: str,
     data_version: str,
-    dataset_key: dg.AssetKey,
+    keys: tuple[dg.AssetKey, dg.AssetKey],
     tracker: ExperimentTracker,
     registry: ModelRegistry,
 ) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult]]":
+    """Log the run and the model, decide its promotion, then register the version with the decision.
+
+    The version is registered with its decision in one call, then the alias moves: a crash
+    leaves no version, or a decided one (which the next training of the model settles,
+    :mod:`assets.recovery`, if Dagster never recorded it).
+    """
+    key, dataset_key = keys
     tracker.log(run, trained.params, trained.metrics, {})
     x_train = trained.holdout.x_train
     tracker.log_dataset(
@@ -199,39 +210,70 @@ def _track_and_promote(
     )
     example = x_train.head(5)
     uri = tracker.log_model(run, trained.model, example, trained.model.predict(example))
-    version = registry.register(registry_name, uri, run.run_id, tags)
     gates = promotion.evaluate_gates(spec.promote, trained.metrics)
     metric = promotion.primary_metric(spec.promote, spec.metrics)
-    # Read, compare and move under the model's lock: a promotion decided at the same time
-    # elsewhere is either finished before this reads the alias, or waits for this one.
     passed = all(g.passed for g in gates)
+    # Settle, read, compare, register and move under the model's lock: a promotion decided at
+    # the same time elsewhere is either finished before this reads the aliases, or waits.
     with registry.promotion_lock(registry_name):
-        comparison = _compare_with_champion(registry, spec, registry_name, metric, trained, frame)
+        for line in recovery.settle(context.instance, tracker, registry, key, key.path[0], registry_name):
+            context.log.warning(line)
+            progress.finished(key.to_user_string(), line)
+        aliases = registry.aliases(registry_name)
+        champion_version = aliases.get(spec.promote.must_beat) if spec.promote.must_beat else None
+        comparison = _compare_with_champion(registry, spec, registry_name, champion_version, metric, trained, frame)
         decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], comparison)
         if comparison is not None and comparison.problem:
             context.log.warning(f"{registry_name}: {decision.reason}")
+        decided = {
+            **tags,
+            "slipway.promotion": decision.reason,
+            "slipway.gates_passed": str(passed).lower(),
+            "slipway.compared_with": comparison.version if comparison else "none",
+        }
+        if decision.alias:
+            decided[recovery.replaces_tag(decision.alias)] = aliases.get(decision.alias, "none")
+        version = registry.register(registry_name, uri, run.run_id, decided)
         if decision.alias:
             registry.set_alias(registry_name, decision.alias, version)
-        registry.tag_version(
-            registry_name,
-            version,
-            {
-                "slipway.promotion": decision.reason,
-                "slipway.gates_passed": str(passed).lower(),
-                "slipway.compared_with": comparison.version if comparison else "none",
-            },
-        )
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
     return ref, decision, gates
 
 
+def _give_up(
+    context: dg.AssetExecutionContext,
+    tracker: ExperimentTracker,
+    registry: ModelRegistry,
+    run: TrackedRun,
+    registry_name: str,
+    exc: BaseException,
+) -> None:
+    """A training failed before Dagster recorded it: abandon what it registered and fail its run.
+
+    When the stores cannot be reached now, the next training of the model (or `slipway run`)
+    settles both; the original error is what the step reports either way.
+    """
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    reason = redact(f"its training in Dagster run {context.run.run_id[:8]} failed before Dagster recorded it ({what})")
+    try:
+        recovery.give_up(tracker, registry, run, registry_name, reason)
+    except Exception as cleanup:
+        context.log.warning(
+            f"{registry_name}: the failed training could not be settled now ({cleanup}); "
+            "the next run of this model settles it"
+        )
+
+
 def _compare_with_champion(
-    registry: ModelRegistry, spec: Model, name: str, metric: str, trained: training.Trained, frame: Any
+    registry: ModelRegistry,
+    spec: Model,
+    name: str,
+    version: str | None,
+    metric: str,
+    trained: training.Trained,
+    frame: Any,
 ) -> champion.Comparison | None:
-    """The champion and the new version on rows neither trained on; None when there is no champion."""
-    if spec.promote.must_beat is None:
-        return None
-    version = registry.version_for_alias(name, spec.promote.must_beat)  # registry errors fail the step
+    """Champion ``version`` and the new version on rows neither trained on; None when there is no champion."""
     if version is None:
         return None
     tags = registry.version_tags(name, version)

@@ -44,8 +44,30 @@ class Engine:
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
-        _end_dead_runs(self.instance)
+        dead = _end_dead_runs(self.instance)
+        if dead:
+            self._settle(dead)
         self._running: set[dg.AssetKey] | None = None
+
+    def _settle(self, dead: list[Any]) -> None:
+        """Settle what the models of runs that died left in MLflow (:func:`assets.recovery.settle`)."""
+        from assets import progress, recovery
+
+        keys = {key for run in dead for key in (run.asset_selection or self.graph.materializable_asset_keys)}
+        for key in sorted(keys, key=lambda k: k.to_user_string()):
+            if key not in self.graph.materializable_asset_keys:
+                continue
+            node = self.graph.get(key)
+            registered = node.metadata.get("slipway/registered_model")
+            if registered is None:
+                continue
+            tracker, registry = self.stores.resources["experiment_tracker"], self.stores.registry
+            try:
+                with registry.promotion_lock(registered):
+                    for line in recovery.settle(self.instance, tracker, registry, key, node.group_name, registered):
+                        progress.finished(key.to_user_string(), line)
+            except SlipwayError as exc:  # the stores are down: the model's next training settles it
+                progress.finished(key.to_user_string(), f"left unsettled for its next training: {exc}")
 
     def close(self) -> None:
         """Release the instance."""
@@ -300,7 +322,7 @@ def _materialized(outcome: AssetOutcome, materialization: Any, run_id: str) -> N
     _from_metadata(outcome, materialization.metadata)
 
 
-def _end_dead_runs(instance: Any) -> None:
+def _end_dead_runs(instance: Any) -> list[Any]:
     """Mark failed the runs of earlier `slipway run`s that died (killed, power cut) mid-run.
 
     The caller holds this home's run lock and `slipway run` executes in its own process, so no
@@ -308,9 +330,10 @@ def _end_dead_runs(instance: Any) -> None:
     progress" for the rebuild rule and hold its assets back forever.
     """
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED), tags={"slipway/command": "run"}))
-    for dead in runs:
-        if _launched_by_slipway_run(dead):
-            instance.report_run_failed(dead, "the `slipway run` that launched this run ended before it finished")
+    dead = [run for run in runs if _launched_by_slipway_run(run)]
+    for run in dead:
+        instance.report_run_failed(run, "the `slipway run` that launched this run ended before it finished")
+    return dead
 
 
 def _launched_by_slipway_run(run: Any) -> bool:

@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,69 @@ def _no_telemetry() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+# A call to an MLflow server that does not answer is tried HTTP_RETRIES more times, waiting
+# 0, 2, 4 s between tries (HTTP_BACKOFF doubling, plus up to 0.5 s of jitter), each try timing
+# out after HTTP_TIMEOUT s. MLflow's defaults (7 retries, waits up to 120 s, 120 s timeout) kept
+# a step silent for 250 s on a dead server. Users may still set MLflow's variables themselves.
+HTTP_RETRIES = 3
+HTTP_BACKOFF = 1
+HTTP_TIMEOUT = 10
+_RETRY_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": HTTP_RETRIES,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": HTTP_BACKOFF,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0.5,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": HTTP_TIMEOUT,
+}
+
+
+def retry_budget() -> tuple[int, float]:
+    """(tries, the most seconds they can take) for one call to an MLflow server, as configured."""
+    retries = int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES))
+    backoff = float(os.environ.get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", HTTP_BACKOFF))
+    jitter = float(os.environ.get("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", 0.5))
+    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT))
+    # urllib3 waits nothing before the first retry, then backoff * 2**(n-1) before the n-th.
+    waits = sum(min(120.0, backoff * 2 ** (n - 1)) + jitter for n in range(2, retries + 1))
+    return retries + 1, (retries + 1) * timeout + waits
+
+
+class _RetryNotice(logging.Filter):
+    """Say, in one line a person reads, that a call to the MLflow server is being retried.
+
+    urllib3 logs ``Retrying (Retry(total=2, ...)) after connection broken by '...': /api/...``;
+    this replaces it with the attempt number and the most the retries can take.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Retrying") or not isinstance(record.args, tuple) or len(record.args) != 3:
+            return True
+        retry, error, path = record.args
+        tries, seconds = retry_budget()
+        left = getattr(retry, "total", None)
+        attempt = f"attempt {tries - left} of {tries}" if isinstance(left, int) else "retrying"
+        reason = str(error).rpartition(": ")[2] or type(error).__name__
+        logging.getLogger("slipway.progress").warning(
+            "mlflow server: %s (%s); retrying, %s (gives up within %.0f s)",
+            str(path).split("?")[0],
+            reason,
+            attempt,
+            seconds,
+        )
+        return False
+
+
+def _bounded_retries() -> None:
+    for name, value in _RETRY_SETTINGS.items():
+        os.environ.setdefault(name, str(value))
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RetryNotice) for f in urllib3_log.filters):
+        urllib3_log.addFilter(_RetryNotice())
+
+
 def _quiet() -> None:
+    # MLflow prints "View run … at: <tracking URI>" to stdout when a run on a server ends: the
+    # URI may hold a password, and the Dagster materialization already links the run.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # MLflow logs alembic migrations and a "creating experiment" line at INFO on first use.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -47,6 +108,7 @@ def _quiet() -> None:
 
 def _build(key: tuple[str, str]) -> Any:
     _no_telemetry()
+    _bounded_retries()
     from mlflow import MlflowClient
 
     _quiet()  # after the import: MLflow sets up its own logger on import
@@ -56,6 +118,8 @@ def _build(key: tuple[str, str]) -> Any:
     # Creating a new database's schema is not safe from two processes at once (MLflow's
     # migrations collide: "table ... already exists"), so it happens under a file lock.
     with schema_lock(tracking_uri, registry_uri or tracking_uri):
+        for uri in {tracking_uri, registry_uri or tracking_uri}:
+            _create_whole(uri)
         new = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
         new._tracking_client.store  # noqa: B018
         new._get_registry_client().store  # noqa: B018
@@ -63,8 +127,31 @@ def _build(key: tuple[str, str]) -> Any:
     return new
 
 
-def sqlite_lock_file(uri: str, name: str) -> Path | None:
-    """A lock file ``name`` beside a SQLite database (one per database, however its URI is spelled)."""
+def _create_whole(uri: str) -> None:
+    """Create a new SQLite MLflow database beside its path, then move it into place.
+
+    Creating the schema runs some 60 migrations; cut short (a full disk, a kill), it leaves a
+    database MLflow can never open again ("table ... already exists"). Built under another name
+    and renamed when complete, the database is either whole or absent. The caller holds the
+    database's schema lock.
+    """
+    path = _sqlite_path(uri)
+    if path is None or path.exists():
+        return
+    from mlflow import MlflowClient
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    try:
+        store = MlflowClient(tracking_uri=f"sqlite:///{scratch}")._tracking_client.store
+        store.engine.dispose()
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The file of a SQLite URI (None for other stores and in-memory databases)."""
     if not uri.startswith("sqlite:"):
         return None
     from sqlalchemy.engine import make_url
@@ -72,7 +159,14 @@ def sqlite_lock_file(uri: str, name: str) -> Path | None:
     database = make_url(uri).database
     if not database or database == ":memory:":
         return None
-    path = Path(unquote(database)).resolve()
+    return Path(unquote(database)).resolve()
+
+
+def sqlite_lock_file(uri: str, name: str) -> Path | None:
+    """A lock file ``name`` beside a SQLite database (one per database, however its URI is spelled)."""
+    path = _sqlite_path(uri)
+    if path is None:
+        return None
     return path.with_name(f"{path.name}.locks") / f"{name}.lock"
 
 
@@ -110,18 +204,11 @@ def _warm_model_saving() -> None:
 
 
 def _warm(key: tuple[str, str]) -> None:
-    # While this thread imports and connects, the main thread is training: it gives up the
-    # GIL for each tree and must win it back between trees. A shorter switch interval hands
-    # it back sooner (default 5 ms), so the warm-up does not stretch the training.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
     try:
         built = _build(key)
     except BaseException as exc:  # re-raised on the caller's thread by client()
         _errors[key] = exc
         return
-    finally:
-        sys.setswitchinterval(interval)
     with _lock:
         _clients[key] = built
 

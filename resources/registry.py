@@ -26,8 +26,8 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """Create a new version of ``name`` from ``model_uri``; return the version."""
 
     @abstractmethod
-    def version_for_alias(self, name: str, alias: str) -> str | None:
-        """The version holding ``alias``; None only when the model or the alias does not exist.
+    def aliases(self, name: str) -> dict[str, str]:
+        """Every alias of ``name`` and the version it points at (empty when the model does not exist).
 
         Any other failure (the registry is down, refuses, times out) raises
         :class:`ResourceError`: "no champion" must never be a guess.
@@ -40,6 +40,14 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
     @abstractmethod
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point ``alias`` at ``version``."""
+
+    @abstractmethod
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from ``name``."""
+
+    @abstractmethod
+    def versions_of_run(self, name: str, run_id: str) -> list[str]:
+        """The versions of ``name`` registered from tracker run ``run_id``."""
 
     @abstractmethod
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
@@ -98,18 +106,16 @@ class MlflowModelRegistry(ModelRegistry):
             raise self._fail(f"register {name!r}", exc) from exc
         return str(version.version)
 
-    def version_for_alias(self, name: str, alias: str) -> str | None:  # noqa: D102
+    def aliases(self, name: str) -> dict[str, str]:  # noqa: D102
         client = self._client
         from mlflow.exceptions import MlflowException
 
         try:
-            # The registered model lists its aliases: a missing alias is an absent key, and only a
-            # missing model is an error that means "none".
+            # The registered model lists its aliases; only a missing model means "none".
             model = _registered(client, name)
-            version = None if model is None else model.aliases.get(alias)
         except MlflowException as exc:
-            raise self._fail(f"read alias {alias!r} of {name!r}", exc) from exc
-        return None if version is None else str(version)
+            raise self._fail(f"read the aliases of {name!r}", exc) from exc
+        return {} if model is None else {alias: str(version) for alias, version in model.aliases.items()}
 
     def version_tags(self, name: str, version: str) -> dict[str, str]:  # noqa: D102
         client = self._client
@@ -128,6 +134,25 @@ class MlflowModelRegistry(ModelRegistry):
             client.set_registered_model_alias(name, alias, version)
         except MlflowException as exc:
             raise self._fail(f"set alias {alias!r} of {name!r} to v{version}", exc) from exc
+
+    def delete_alias(self, name: str, alias: str) -> None:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from exc
+
+    def versions_of_run(self, name: str, run_id: str) -> list[str]:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        except MlflowException as exc:
+            raise self._fail(f"list the versions of {name!r}", exc) from exc
+        return sorted((str(v.version) for v in found), key=int)
 
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:  # noqa: D102
         client = self._client

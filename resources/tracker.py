@@ -62,6 +62,10 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
         """Close the run as finished or failed."""
 
     @abstractmethod
+    def unfinished_runs(self, experiment: str, tags: dict[str, str]) -> list[tuple[TrackedRun, dict[str, str]]]:
+        """The runs of ``experiment`` still marked running whose tags include ``tags``, with all their tags."""
+
+    @abstractmethod
     def run_url(self, run: TrackedRun) -> str:
         """A link to the run for people (the tracker's UI)."""
 
@@ -207,11 +211,26 @@ class MlflowTracker(ExperimentTracker):
     def end_run(self, run: TrackedRun, ok: bool) -> None:  # noqa: D102
         self._client.set_terminated(run.run_id, status="FINISHED" if ok else "FAILED")
 
+    def unfinished_runs(self, experiment: str, tags: dict[str, str]) -> list[tuple[TrackedRun, dict[str, str]]]:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        clauses = ["attributes.status = 'RUNNING'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
+        try:
+            found = client.get_experiment_by_name(experiment)
+            runs = [] if found is None else client.search_runs([found.experiment_id], " and ".join(clauses))
+        except MlflowException as exc:
+            raise ResourceError(
+                redact(f"experiment tracker (mlflow at {self.tracking_uri}): cannot list unfinished runs: {exc}")
+            ) from exc
+        return [(TrackedRun(r.info.run_id, r.info.experiment_id, r.info.artifact_uri), dict(r.data.tags)) for r in runs]
+
     def run_url(self, run: TrackedRun) -> str:  # noqa: D102
         # MLflow 3.17's UI opens the GenAI view unless the link asks for the training runs (it reads
         # `workflowType`, not the experiment's kind tag, to choose).
         path = f"/#/experiments/{run.experiment_id}/runs/{run.run_id}?workflowType=machine_learning"
-        return self.ui_url.rstrip("/") + path
+        # A password in the UI address is for the browser to ask for, not for a stored link.
+        return redact(self.ui_url.rstrip("/")) + path
 
 
 def _requirements(model: Any) -> list[str]:

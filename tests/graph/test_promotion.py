@@ -101,24 +101,13 @@ def test_registry_error_while_reading_the_champion_moves_no_alias(
     assert _outcome(run(defs_dir=defs_dir)).alias == "champion"
     write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))  # a better model: it would be promoted
 
-    # A transient registry failure right after the new version is registered: every read fails.
-    broken = {"on": False}
-    create = SqlAlchemyStore.create_model_version
-
-    def create_then_fail(self, *args, **kwargs):
-        version = create(self, *args, **kwargs)
-        broken["on"] = True
-        return version
-
+    # A transient registry failure while the new version is being decided: every read fails.
     def failing(original):
         def read(self, *args, **kwargs):
-            if broken["on"]:
-                raise MlflowException("registry unavailable (injected)", error_code=TEMPORARILY_UNAVAILABLE)
-            return original(self, *args, **kwargs)
+            raise MlflowException("registry unavailable (injected)", error_code=TEMPORARILY_UNAVAILABLE)
 
         return read
 
-    monkeypatch.setattr(SqlAlchemyStore, "create_model_version", create_then_fail)
     for name in ("get_registered_model", "get_model_version_by_alias"):
         monkeypatch.setattr(SqlAlchemyStore, name, failing(getattr(SqlAlchemyStore, name)))
     report = run(defs_dir=defs_dir)
@@ -126,11 +115,14 @@ def test_registry_error_while_reading_the_champion_moves_no_alias(
     monkeypatch.undo()
 
     assert outcome.status == "failed"
-    assert "cannot read alias 'champion' of 'shop.clf'" in outcome.detail
+    assert "cannot read the aliases of 'shop.clf'" in outcome.detail
     assert "registry unavailable (injected)" in outcome.detail and "no alias was moved" in outcome.detail
     client = _client(home)
     assert client.get_registered_model("shop.clf").aliases == {"champion": 1}
-    assert client.get_model_version("shop.clf", "2").aliases == []
+    # Decided before registering: a version that could not be decided is never registered.
+    assert [v.version for v in client.search_model_versions("name = 'shop.clf'")] == [1]
+    (failed,) = [r for r in client.search_runs(["1"]) if r.info.status != "FINISHED"]
+    assert failed.info.status == "FAILED"
 
 
 def test_champion_that_cannot_be_loaded_keeps_its_alias(home, defs_dir, write_pipeline, recorded):

@@ -1,0 +1,224 @@
+"""A `slipway run` killed (SIGKILL) at any moment of a training leaves nothing half-done (issue 7).
+
+Each test trains a champion, changes the model, kills the retraining at one moment, then runs
+`slipway run` again and reads MLflow and Dagster back: no MLflow run is left RUNNING, no Dagster
+run STARTED, every model version is either known to Dagster or tagged abandoned, and every alias
+points at a version Dagster knows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow_server import MlflowServer, free_port
+
+from definitions.runner import run
+
+REPO = Path(__file__).resolve().parents[2]
+KILLPOINTS = REPO / "tests" / "killpoints.py"
+NAME = "shop.clf"
+
+PIPELINE = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: data/*.csv}
+  models:
+    clf:
+      dataset: orders
+      target: returned
+      estimator: sklearn.tree.DecisionTreeClassifier
+      params: {max_depth: DEPTH, random_state: 0}
+      split: {test_size: 0.25, seed: 0}
+      metrics: [accuracy]
+"""
+
+
+def _orders(rows: int = 600, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(0, 1, rows), rng.normal(0, 1, rows)
+    returned = ((x1 + 0.8 * x2 * x2 + rng.normal(0, 0.3, rows)) > 0.6).astype(int)
+    return pd.DataFrame({"x1": x1, "x2": x2, "returned": returned})
+
+
+def _killed_run(point: str, defs_dir: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SLIPWAY_HOME": str(home), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(KILLPOINTS), point, "--defs", str(defs_dir), "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == -signal.SIGKILL, f"not killed at {point}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(home / "dagster"))
+
+
+def _known_to_dagster(home: Path) -> set[str]:
+    """The model versions Dagster recorded a materialization of (``name@version`` data versions)."""
+    with _instance(home) as instance:
+        records = instance.fetch_materializations(dg.AssetKey(["shop", "clf"]), limit=100).records
+        return {r.asset_materialization.tags["dagster/data_version"].split("@")[1] for r in records}
+
+
+def _state(home: Path) -> dict:
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    experiment = client.get_experiment_by_name("shop")
+    runs = client.search_runs([experiment.experiment_id])
+    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{NAME}'")}
+    with _instance(home) as instance:
+        unfinished = [
+            r.run_id
+            for r in instance.get_runs()
+            if r.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+        ]
+    return {
+        "running": [r.info.run_id for r in runs if r.info.status == "RUNNING"],
+        "versions": versions,
+        "aliases": {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()},
+        "dagster_unfinished": unfinished,
+    }
+
+
+def _assert_nothing_half_done(home: Path) -> dict:
+    state = _state(home)
+    known = _known_to_dagster(home)
+    assert state["running"] == [], "an MLflow run is left RUNNING"
+    assert state["dagster_unfinished"] == [], "a Dagster run is left unfinished"
+    for number, version in state["versions"].items():
+        assert number in known or "slipway.abandoned" in version.tags, f"v{number} is neither delivered nor abandoned"
+        assert "slipway.promotion" in version.tags, f"v{number} has no recorded decision"
+    for alias, number in state["aliases"].items():
+        assert number in known, f"{alias} points at v{number}, which Dagster never recorded"
+    return state
+
+
+@pytest.fixture
+def retrain(home, defs_dir, write_pipeline):
+    """A champion trained, then the model changed so the next run retrains it."""
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _orders()})
+    first = run(defs_dir=defs_dir)
+    assert first.ok and _state(home)["aliases"] == {"champion": "1"}
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))
+
+
+@pytest.mark.parametrize("point", ["run-started", "registered", "alias-moved"])
+def test_a_run_killed_before_dagster_recorded_the_model_leaves_no_debris(point, home, defs_dir, retrain):
+    _killed_run(point, defs_dir, home)
+    killed = _state(home)
+    if point != "run-started":
+        assert "2" in killed["versions"]  # the killed run got this far
+        assert "slipway.promotion" in killed["versions"]["2"].tags, "registered before its decision was recorded"
+    if point == "alias-moved":
+        assert "2" in killed["aliases"].values()
+
+    again = run(defs_dir=defs_dir)
+    assert again.ok, again.outcomes
+    assert next(o for o in again.outcomes if o.key == "shop/clf").status == "built"
+    state = _assert_nothing_half_done(home)
+    if point != "run-started":
+        abandoned = state["versions"]["2"].tags["slipway.abandoned"]
+        assert "ended (FAILURE) before Dagster recorded it" in abandoned, abandoned
+        assert "2" not in state["aliases"].values()
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    statuses = sorted(r.info.status for r in client.search_runs([client.get_experiment_by_name("shop").experiment_id]))
+    assert statuses == ["FAILED", "FINISHED", "FINISHED"], statuses
+
+
+def test_a_run_killed_after_dagster_recorded_the_model_is_finished_not_retrained(home, defs_dir, retrain):
+    _killed_run("delivered", defs_dir, home)
+    assert _state(home)["running"], "killed before the MLflow run was closed"
+    assert "2" in _known_to_dagster(home)
+
+    again = run(defs_dir=defs_dir)
+    assert next(o for o in again.outcomes if o.key == "shop/clf").status == "reused"
+    state = _assert_nothing_half_done(home)
+    assert sorted(state["versions"]) == ["1", "2"]
+    assert "slipway.abandoned" not in state["versions"]["2"].tags
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    started = MlflowServer(tmp_path / "server")
+    started.start()
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI", started.url)
+    yield started
+    started.stop()
+
+
+def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_later(
+    home, defs_dir, write_pipeline, server
+):
+    """The MLflow server killed right after a version was registered: the step says it retries,
+    gives up within the stated total, and the next run (server back) abandons that version."""
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _orders()})
+    env = {
+        **os.environ,
+        "SLIPWAY_HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "KILL_SERVER_PGID": str(server.process.pid),
+    }
+    done = subprocess.run(
+        [sys.executable, str(KILLPOINTS), "server-down-after-registered", "--defs", str(defs_dir), "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "retrying, attempt 2 of 4 (gives up within" in done.stderr, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "shop/clf" in done.stdout and "failed" in done.stdout
+
+    server.start()  # same port and database: the server is back
+    client = MlflowClient(tracking_uri=server.url)
+    (left,) = client.search_model_versions(f"name = '{NAME}'")
+    assert "slipway.abandoned" not in left.tags and client.get_run(left.run_id).info.status == "RUNNING"
+
+    again = run(defs_dir=defs_dir)
+    assert again.ok, again.outcomes
+    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{NAME}'")}
+    assert "ended (FAILURE) before Dagster recorded it" in versions["1"].tags["slipway.abandoned"]
+    assert client.get_run(versions["1"].run_id).info.status == "FAILED"
+    assert {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()} == {"champion": "2"}
+
+
+def test_an_unreachable_tracking_server_fails_the_model_after_bounded_retries(
+    home, defs_dir, write_pipeline, monkeypatch
+):
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _orders()})
+    env = {
+        **os.environ,
+        "SLIPWAY_HOME": str(home),
+        "SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI": f"http://user:hunter2@127.0.0.1:{free_port()}",
+    }
+    slipway = Path(sys.executable).parent / "slipway"
+    done = subprocess.run(
+        [str(slipway), "--defs", str(defs_dir), "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert [line.split("retrying, ")[1].split(" (")[0] for line in output.splitlines() if "retrying, " in line] == [
+        "attempt 2 of 4",
+        "attempt 3 of 4",
+        "attempt 4 of 4",
+    ], output
+    assert "Connection refused" in output and "hunter2" not in output and "Traceback" not in output
+    assert "shop/orders" in done.stdout

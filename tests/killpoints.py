@@ -1,0 +1,52 @@
+"""Run the ``slipway`` CLI and SIGKILL it at one moment of a model's training.
+
+``python tests/killpoints.py POINT run ...``: the process kills itself with SIGKILL (what
+``kill -9`` or the out-of-memory killer does: no handler, no cleanup) at ``POINT``:
+
+- ``run-started``: right after the MLflow run was created;
+- ``registered``: right after the model version was registered;
+- ``alias-moved``: right after an alias was moved to the new version;
+- ``delivered``: right before the MLflow run is closed (after Dagster recorded the output).
+
+``server-down-after-registered`` kills the MLflow server instead (the process group
+``$KILL_SERVER_PGID``) right after the version was registered, and carries on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+from typing import Any
+
+POINTS = {
+    "run-started": ("resources.tracker", "MlflowTracker", "start_run", "after"),
+    "registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
+    "alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),
+    "delivered": ("resources.tracker", "MlflowTracker", "end_run", "before"),
+    "server-down-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
+}
+
+
+def install(point: str) -> None:
+    """Patch the method of ``point`` so that the process dies there."""
+    module, owner, method, when = POINTS[point]
+    cls = getattr(importlib.import_module(module), owner)
+    original = getattr(cls, method)
+
+    def killing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs) if when == "after" else None
+        if point.startswith("server-down"):
+            os.killpg(int(os.environ["KILL_SERVER_PGID"]), signal.SIGKILL)
+            return result
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(cls, method, killing)
+
+
+if __name__ == "__main__":
+    install(sys.argv[1])
+    from definitions.cli import main
+
+    sys.exit(main(sys.argv[2:]))
