@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +84,41 @@ def _storage(module: str, name: str, base_dir: Path) -> dict[str, Any]:
 
 
 def prepare_instance(stack: StackFields) -> Path:
-    """Write the instance's ``dagster.yaml`` (only when it changes) and return DAGSTER_HOME."""
+    """Write the instance's ``dagster.yaml`` and create its storage when new; return DAGSTER_HOME.
+
+    Several processes may start on a new home at once (`slipway run` beside the UI's webserver
+    and daemon, or CI jobs sharing a home), and SQLite schema creation is not safe from two at
+    once ("table ... already exists"). So the file is replaced atomically, and the storage is
+    created under a lock beside it, once per configuration (a marker records which).
+    """
+    import hashlib
+
     home = Path(stack.instance.base_dir)
     home.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(instance_config(stack), sort_keys=True)
     target = home / "dagster.yaml"
-    if not target.exists() or target.read_text() != text:
-        target.write_text(text)
+    marker = home / ".slipway-created"
+    created = hashlib.sha256(text.encode()).hexdigest()[:24]
+    if _read(target) == text and _read(marker) == created:
+        return home
+    with (home / ".slipway-instance.lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        if _read(target) != text:
+            scratch = home / f".dagster.yaml.{os.getpid()}"
+            scratch.write_text(text)
+            os.replace(scratch, target)
+        if _read(marker) != created:
+            import dagster as dg
+
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                # Each storage creates its schema when it is first built.
+                instance.run_storage, instance.event_log_storage, instance.schedule_storage  # noqa: B018
+            marker.write_text(created)
     return home
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None

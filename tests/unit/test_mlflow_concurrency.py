@@ -23,3 +23,31 @@ def test_concurrent_first_use_of_a_new_mlflow_database(tmp_path):
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     failures = [err[-500:] for out, err, code in results if code != 0 or out.strip() != "ok"]
     assert failures == []
+
+
+DAGSTER = """
+import dagster as dg
+from stacks import load_stack
+from stacks.build import prepare_instance
+
+with dg.DagsterInstance.from_config(str(prepare_instance(load_stack().stack))) as instance:
+    instance.get_runs(limit=1)
+    instance.event_log_storage.get_concurrency_keys()
+    instance.schedule_storage.all_instigator_state()
+    instance.run_storage.get_run_records(limit=1)
+print("ok")
+"""
+
+
+def test_concurrent_first_use_of_a_new_dagster_home(tmp_path):
+    env = {**__import__("os").environ, "SLIPWAY_HOME": str(tmp_path / "home")}
+    env.pop("SLIPWAY_STACK", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DAGSTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    failures = [err[-800:] for out, err, code in results if code != 0 or out.strip() != "ok"]
+    assert failures == []
