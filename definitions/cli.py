@@ -11,8 +11,9 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from resources.errors import SlipwayError
+from resources.errors import SlipwayError, storage_problem
 from resources.redact import redact
 
 
@@ -29,6 +30,19 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+class _WithoutLine:
+    """A text stream that drops writes beginning with ``prefix`` and passes everything else on."""
+
+    def __init__(self, stream: Any, prefix: str) -> None:
+        self._stream, self._prefix = stream, prefix
+
+    def write(self, text: str) -> int:
+        return len(text) if text.startswith(self._prefix) else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -48,6 +62,9 @@ def _run(args: argparse.Namespace) -> int:
     # times and costs ~0.9 s of a 10 s run, mostly while a background thread competes for
     # the GIL. Fewer, larger young collections keep cycles bounded at a fraction of the cost.
     gc.set_threshold(50_000, 20, 10)
+    # Dagster writes this (with the SQL and 12,000 characters of parameters) to stderr when the
+    # event log cannot be written; the failure itself is reported in one line by main().
+    sys.stderr = _WithoutLine(sys.stderr, "Exception while writing logger call to event log")
     show_progress()
     report = run(args.pipelines, stack_name=args.stack, force=args.force, defs_dir=args.defs)
     emit(summary(report))
@@ -132,6 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from stacks import slipway_home
+
+        problem = storage_problem(exc, str(slipway_home()))
+        if problem is None:
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {redact(problem)}", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

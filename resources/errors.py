@@ -9,6 +9,7 @@ what to do.
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -40,3 +41,59 @@ class RefusedData(DataError):
 
 class ResourceError(SlipwayError):
     """A stack component failed to set up or to do its work."""
+
+
+_FULL = "the disk is full"
+_READ_ONLY = "it is read-only"
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: _FULL,
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: _READ_ONLY,
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+# What SQLite says (through sqlalchemy or sqlite3) for the same causes.
+_SQLITE_MESSAGES = {
+    "database or disk is full": _FULL,
+    "disk I/O error": "a write failed (is the disk full?)",
+    "attempt to write a readonly database": _READ_ONLY,
+    "unable to open database file": "a database file cannot be created or opened",
+}
+
+
+def storage_problem(exc: BaseException, home: str) -> str | None:
+    """One line for a failure to write Slipway's own storage (full disk, read-only, no permission).
+
+    Looks through ``exc`` and its causes; None when none of them is such a failure.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        reason, where = None, home
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            reason, where = _STORAGE_ERRNOS[current.errno], str(current.filename or home)
+        else:
+            text = str(current)
+            reason = next((why for marker, why in _SQLITE_MESSAGES.items() if marker in text), None)
+        if reason is not None:
+            if reason != _FULL and _nearly_full(home):
+                reason = _FULL
+            at = "" if where == home else f" (SLIPWAY_HOME is {home})"
+            return (
+                f"cannot write to {where}: {reason}{at}. Free some space or make it writable, then run "
+                "again: what earlier runs stored is kept, and a run cut short is settled by the next one"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _nearly_full(path: str) -> bool:
+    """True when the file system holding ``path`` (or its nearest existing parent) has under 1 MiB free."""
+    import shutil
+    from pathlib import Path
+
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free < 2**20
+    return False

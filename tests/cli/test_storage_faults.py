@@ -1,0 +1,91 @@
+"""A full disk or a read-only SLIPWAY_HOME: one line saying so, no traceback, nothing broken (issue 7).
+
+Each test puts SLIPWAY_HOME on a tmpfs of its own (mounting one needs root, which CI has).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from test_cli import slipway
+
+FULL = "the disk is full. Free some space or make it writable, then run again"
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint = tmp_path / "fs"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(mountpoint)], check=True)
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def _resize(mountpoint: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mountpoint)], check=True)
+
+
+def _one_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and len(done.stderr.splitlines()) <= 6, done.stderr
+    return errors[0]
+
+
+def test_a_disk_that_fills_on_the_first_run_leaves_a_home_that_works_once_freed(tmpfs):
+    home = tmpfs / "home"
+    _resize(tmpfs, "size=1200k")  # room for the Dagster instance, not for MLflow's database
+    error = _one_error(slipway("run", "houses", home=home))
+    assert (
+        error
+        == f"error: cannot write to {home}: {FULL}: what earlier runs stored is kept, and a run cut short is settled by the next one"
+    )
+
+    _resize(tmpfs, "size=300m")
+    again = slipway("run", "houses", home=home)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "houses/price_model" in again.stdout and "champion" in again.stdout
+
+
+def test_a_disk_that_fills_mid_run_is_reported_and_the_next_run_settles_it(tmpfs):
+    home = tmpfs / "home"
+    assert slipway("run", "houses", home=home).returncode == 0
+    filler = tmpfs / "filler"
+    with filler.open("wb") as handle:  # take every free block
+        try:
+            while True:
+                handle.write(b"\0" * 2**20)
+                handle.flush()
+        except OSError:
+            pass
+    _one_error(slipway("run", "houses", "--force", home=home))
+
+    filler.unlink()
+    again = slipway("run", "houses", home=home)
+    assert again.returncode == 0, again.stdout + again.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("houses").experiment_id])
+    assert [r.info.run_id for r in runs if r.info.status == "RUNNING"] == []
+
+
+def test_a_read_only_home_is_one_line(tmpfs):
+    home = tmpfs / "home"
+    assert slipway("run", "houses", home=home).returncode == 0
+    _resize(tmpfs, "ro")
+    error = _one_error(slipway("run", "houses", home=home))
+    assert "it is read-only" in error, error
+    assert _one_error(slipway("run", "houses", "--force", home=home)) == error
+
+
+def test_a_home_on_a_read_only_file_system_from_the_start_is_one_line(tmpfs):
+    _resize(tmpfs, "ro")
+    error = _one_error(slipway("run", "houses", home=tmpfs / "home"))
+    assert error.startswith(f"error: cannot write to {tmpfs / 'home'}") and "it is read-only" in error, error
