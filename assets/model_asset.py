@@ -13,6 +13,7 @@ from assets.rebuild import recording_failures
 from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
 from resources.artifacts import ModelRef
+from resources.errors import SlipwayError
 from resources.policy import ImportPolicy
 from resources.redact import redact
 from resources.registry import ModelRegistry
@@ -98,7 +99,7 @@ def build_model_asset(
             tags["mlflow.source.git.commit"] = sha
         registry_name = registered_name(pipeline, name)
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", tags, train_started_ms)
-        delivered = False
+        yielded = False
         try:
             ref, decision, gates = _track_and_promote(
                 context,
@@ -115,6 +116,12 @@ def build_model_asset(
             )
             context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
             progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
+            # From here only Dagster's record can say whether the version was delivered: an
+            # interrupt may land while Dagster stores it, after the materialization is written,
+            # and this generator is then never resumed (only closed, whenever it is collected).
+            # So a failure from here on is settled by the model's next training, which reads
+            # the event log (assets.recovery.settle), never by this frame.
+            yielded = True
             yield versioned_output(
                 ref,
                 f"{registry_name}@{ref.version}",
@@ -132,18 +139,20 @@ def build_model_asset(
                     **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
                 },
             )
-            delivered = True  # Dagster has recorded the version: from here on it is the record's
         except BaseException as exc:
-            if not delivered:
+            if not yielded:
                 _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
             raise
-        experiment_tracker.end_run(run, ok=True)
         for gate in gates:
             yield dg.AssetCheckResult(
                 check_name=gate_check_name(gate.metric),
                 passed=gate.passed,
                 metadata={"value": gate.value, "condition": gate.condition},
             )
+        try:
+            experiment_tracker.end_run(run, ok=True)
+        except SlipwayError as exc:  # the model is delivered; the next training closes its run
+            context.log.warning(f"{registry_name}: {exc}; the next training of this model closes it")
 
     @dg.asset(
         key=key,
@@ -234,6 +243,10 @@ def _track_and_promote(
         if decision.alias:
             decided[recovery.replaces_tag(decision.alias)] = aliases.get(decision.alias, "none")
         version = registry.register(registry_name, uri, run.run_id, decided)
+        for twin in registry.versions_of_run(registry_name, run.run_id):
+            # A registration retried after a timeout may have been made twice; only one is this run's.
+            if twin != version:
+                recovery.abandon(registry, registry_name, twin, f"a second registration of v{version}'s run")
         if decision.alias:
             registry.set_alias(registry_name, decision.alias, version)
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
@@ -256,11 +269,15 @@ def _give_up(
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     reason = redact(f"its training in Dagster run {context.run.run_id[:8]} failed before Dagster recorded it ({what})")
     try:
-        recovery.give_up(tracker, registry, run, registry_name, reason)
+        # The promotion lock was released when the exception left its block; aliases move under it.
+        with registry.promotion_lock(registry_name):
+            recovery.give_up(tracker, registry, run, registry_name, reason)
     except Exception as cleanup:
         context.log.warning(
-            f"{registry_name}: the failed training could not be settled now ({cleanup}); "
-            "the next run of this model settles it"
+            redact(
+                f"{registry_name}: the failed training could not be settled now ({cleanup}); "
+                "the next training of this model settles it"
+            )
         )
 
 
@@ -276,9 +293,11 @@ def _compare_with_champion(
     """Champion ``version`` and the new version on rows neither trained on; None when there is no champion."""
     if version is None:
         return None
-    tags = registry.version_tags(name, version)
+    tags = registry.version_tags(name, version) or {}
     try:
         model = registry.load(name, version)
     except Exception as exc:  # its artifacts are gone or unreadable: it cannot be scored, so it stays
-        return champion.Comparison(version, metric, problem=f"it cannot be loaded ({type(exc).__name__}: {exc})")
+        return champion.Comparison(
+            version, metric, problem=redact(f"it cannot be loaded ({type(exc).__name__}: {exc})")
+        )
     return champion.compare(version, model, tags, trained, frame, spec.target, metric)

@@ -20,10 +20,10 @@ from typing import Any
 
 import dagster as dg
 
-from resources.registry import ModelRegistry
+from resources.registry import ABANDONED_TAG, ModelRegistry
 from resources.tracker import ExperimentTracker, TrackedRun
 
-ABANDONED_TAG = "slipway.abandoned"
+__all__ = ["ABANDONED_TAG", "abandon", "give_up", "recorded_versions", "replaces_tag", "settle"]
 DAGSTER_RUN_TAG = "slipway.dagster_run_id"
 ASSET_TAG = "slipway.asset_key"
 
@@ -52,12 +52,14 @@ def settle(
         record = instance.get_run_by_id(run_id) if run_id else None
         if record is None or not record.is_finished:
             continue
-        delivered = recorded_versions(instance, run_id, key)
-        for version in registry.versions_of_run(registered, run.run_id):
-            if version not in delivered:
+        recorded = recorded_versions(instance, run_id, key)
+        versions = registry.versions_of_run(registered, run.run_id)
+        for version in versions:
+            if version not in recorded:
                 reason = f"Dagster run {run_id[:8]} ended ({record.status.value}) before Dagster recorded it"
                 done.append(abandon(registry, registered, version, reason))
-        tracker.end_run(run, ok=bool(delivered))
+        delivered = any(version in recorded for version in versions)
+        tracker.end_run(run, ok=delivered)
         state = "FINISHED (Dagster recorded its model)" if delivered else "FAILED"
         done.append(f"{registered}: MLflow run {run.run_id[:8]} of Dagster run {run_id[:8]} closed as {state}")
     return done
@@ -77,10 +79,16 @@ def abandon(registry: ModelRegistry, name: str, version: str, reason: str) -> st
     """Tag ``version`` abandoned and give its aliases back; return what was done, in one line."""
     registry.tag_version(name, version, {ABANDONED_TAG: reason[:4000]})
     moved = []
+    tags = registry.version_tags(name, version) or {}
     for alias, holder in registry.aliases(name).items():
         if holder != version:
             continue
-        previous = _usable_predecessor(registry, name, version, alias)
+        if replaces_tag(alias) not in tags:
+            # Registered by a Slipway that did not record what it replaced: moving the alias
+            # would be a guess, so it stays, and the line says so.
+            moved.append(f"{alias} left on it: it recorded no predecessor")
+            continue
+        previous = _usable_predecessor(registry, name, tags[replaces_tag(alias)], alias, seen={version})
         if previous is None:
             registry.delete_alias(name, alias)
             moved.append(f"{alias} removed")
@@ -90,16 +98,17 @@ def abandon(registry: ModelRegistry, name: str, version: str, reason: str) -> st
     return f"{name} v{version} abandoned: {reason}" + (f" ({', '.join(moved)})" if moved else "")
 
 
-def _usable_predecessor(registry: ModelRegistry, name: str, version: str, alias: str) -> str | None:
-    """The latest version before ``version`` to hold ``alias`` that is still registered and not abandoned."""
-    seen = {version}
-    previous = registry.version_tags(name, version).get(replaces_tag(alias), "none")
+def _usable_predecessor(registry: ModelRegistry, name: str, previous: str, alias: str, seen: set[str]) -> str | None:
+    """The latest version from ``previous`` back to hold ``alias`` that is still registered and not abandoned.
+
+    A version deleted from the registry ends the walk (its tags, which name the one before it,
+    are gone with it): the alias is then removed rather than guessed.
+    """
     while previous != "none" and previous not in seen:
         seen.add(previous)
-        problem, files = registry.check(name, previous)
-        if problem is not None and files is None:  # deleted from the registry (gone files still count)
-            return None
         tags = registry.version_tags(name, previous)
+        if tags is None:  # deleted
+            return None
         if ABANDONED_TAG not in tags:
             return previous
         previous = tags.get(replaces_tag(alias), "none")

@@ -44,10 +44,11 @@ class Engine:
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
+        self._running: set[dg.AssetKey] | None = None
         dead = _end_dead_runs(self.instance)
         if dead:
+            _free_dead_pool_slots(self.instance)
             self._settle(dead)
-        self._running: set[dg.AssetKey] | None = None
 
     def _settle(self, dead: list[Any]) -> None:
         """Settle what the models of runs that died left in MLflow (:func:`assets.recovery.settle`)."""
@@ -55,8 +56,8 @@ class Engine:
 
         keys = {key for run in dead for key in (run.asset_selection or self.graph.materializable_asset_keys)}
         for key in sorted(keys, key=lambda k: k.to_user_string()):
-            if key not in self.graph.materializable_asset_keys:
-                continue
+            if key not in self.graph.materializable_asset_keys or self.in_progress(key):
+                continue  # a live run of it (from the UI) settles its own work
             node = self.graph.get(key)
             registered = node.metadata.get("slipway/registered_model")
             if registered is None:
@@ -66,8 +67,9 @@ class Engine:
                 with registry.promotion_lock(registered):
                     for line in recovery.settle(self.instance, tracker, registry, key, node.group_name, registered):
                         progress.finished(key.to_user_string(), line)
-            except SlipwayError as exc:  # the stores are down: the model's next training settles it
+            except SlipwayError as exc:  # the stores are down: each model's next training settles it
                 progress.finished(key.to_user_string(), f"left unsettled for its next training: {exc}")
+                return
 
     def close(self) -> None:
         """Release the instance."""
@@ -247,11 +249,8 @@ class Engine:
         if not blocking:
             return []
         records = self.instance.event_log_storage.get_latest_asset_check_execution_by_key(blocking)
-        return sorted(
-            c.name
-            for c, r in records.items()
-            if r.status.value == "FAILED" or (r.evaluation and not r.evaluation.passed)
-        )
+        # FAILED is an evaluation that failed; PLANNED one that never ran (its run died first).
+        return sorted(c.name for c, r in records.items() if r.status.value == "FAILED")
 
 
 def _step_seconds(entries: Any) -> dict[str, float]:

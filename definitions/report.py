@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from definitions.runner import RunReport
+from resources.redact import redact
 
 _MARK = {"built": "✓", "reused": "=", "failed": "✗", "blocked": "⊘", "not run": "·"}
 
@@ -17,7 +18,7 @@ class _ProgressHandler(logging.Handler):
         self.stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream.write(f"  {record.getMessage()}\n")
+        self.stream.write(f"  {redact(record.getMessage())}\n")
         self.stream.flush()
 
 

@@ -44,18 +44,22 @@ class ResourceError(SlipwayError):
 
 
 _FULL = "the disk is full"
+_IO = "a write failed"
 _READ_ONLY = "it is read-only"
+_DENIED = "permission denied"
 _STORAGE_ERRNOS = {
     errno.ENOSPC: _FULL,
     errno.EDQUOT: "the disk quota is used up",
     errno.EROFS: _READ_ONLY,
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
+    errno.EACCES: _DENIED,
+    errno.EPERM: _DENIED,
 }
+# Errors that are about where they happen: only Slipway's own storage is this function's business.
+_LOCAL_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 # What SQLite says (through sqlalchemy or sqlite3) for the same causes.
 _SQLITE_MESSAGES = {
     "database or disk is full": _FULL,
-    "disk I/O error": "a write failed (is the disk full?)",
+    "disk I/O error": _IO,
     "attempt to write a readonly database": _READ_ONLY,
     "unable to open database file": "a database file cannot be created or opened",
 }
@@ -64,7 +68,8 @@ _SQLITE_MESSAGES = {
 def storage_problem(exc: BaseException, home: str) -> str | None:
     """One line for a failure to write Slipway's own storage (full disk, read-only, no permission).
 
-    Looks through ``exc`` and its causes; None when none of them is such a failure.
+    Looks through ``exc`` and its causes; None when none of them is such a failure (a file
+    outside ``home`` that cannot be read is another error's business).
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -72,20 +77,30 @@ def storage_problem(exc: BaseException, home: str) -> str | None:
         seen.add(id(current))
         reason, where = None, home
         if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
-            reason, where = _STORAGE_ERRNOS[current.errno], str(current.filename or home)
+            where = str(current.filename or home)
+            if current.errno not in _LOCAL_ERRNOS or _within(where, home):
+                reason = _STORAGE_ERRNOS[current.errno]
         else:
             text = str(current)
             reason = next((why for marker, why in _SQLITE_MESSAGES.items() if marker in text), None)
         if reason is not None:
-            if reason != _FULL and _nearly_full(home):
-                reason = _FULL
+            if reason == _IO:
+                reason = _FULL if _nearly_full(home) else f"{_IO} (is the disk full?)"
+            fix = "Free some space" if reason == _FULL else "Make it writable (or free some space)"
             at = "" if where == home else f" (SLIPWAY_HOME is {home})"
             return (
-                f"cannot write to {where}: {reason}{at}. Free some space or make it writable, then run "
-                "again: what earlier runs stored is kept, and a run cut short is settled by the next one"
+                f"cannot write to {where}: {reason}{at}. {fix}, then run again: what earlier runs "
+                "stored is kept, and a run cut short is settled by the next one"
             )
         current = current.__cause__ or current.__context__
     return None
+
+
+def _within(path: str, home: str) -> bool:
+    from pathlib import Path
+
+    resolved, root = Path(path).resolve(), Path(home).resolve()
+    return resolved == root or root in resolved.parents
 
 
 def _nearly_full(path: str) -> bool:

@@ -100,6 +100,9 @@ def _quiet() -> None:
     # MLflow prints "View run … at: <tracking URI>" to stdout when a run on a server ends: the
     # URI may hold a password, and the Dagster materialization already links the run.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow logs each database error with its traceback and SQL parameters before raising it;
+    # the error itself reaches the user (one line, by the step or the CLI).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # MLflow logs alembic migrations and a "creating experiment" line at INFO on first use.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)

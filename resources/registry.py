@@ -15,7 +15,10 @@ from pydantic import Field
 
 from resources import mlflow_client
 from resources.errors import ResourceError
-from resources.redact import redact
+from resources.redact import redact, safe_cause
+
+# The tag on a version whose training died before Dagster recorded it (assets.recovery).
+ABANDONED_TAG = "slipway.abandoned"
 
 
 class ModelRegistry(dg.ConfigurableResource, ABC):
@@ -34,8 +37,8 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """
 
     @abstractmethod
-    def version_tags(self, name: str, version: str) -> dict[str, str]:
-        """The tags of one version (what it recorded about its training)."""
+    def version_tags(self, name: str, version: str) -> dict[str, str] | None:
+        """The tags of one version (what it recorded about its training); None when it does not exist."""
 
     @abstractmethod
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -91,8 +94,9 @@ class MlflowModelRegistry(ModelRegistry):
         return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
-        uri = redact(self.registry_uri or self.tracking_uri)
-        return ResourceError(f"model registry (mlflow at {uri}): cannot {action}: {exc}; no alias was moved")
+        uri = self.registry_uri or self.tracking_uri
+        message = f"model registry (mlflow at {uri}): cannot {action}: {exc}; no alias was moved"
+        return ResourceError(redact(message))
 
     def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
         client = self._client
@@ -103,7 +107,7 @@ class MlflowModelRegistry(ModelRegistry):
                 client.create_registered_model(name)
             version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
         except MlflowException as exc:
-            raise self._fail(f"register {name!r}", exc) from exc
+            raise self._fail(f"register {name!r}", exc) from safe_cause(exc)
         return str(version.version)
 
     def aliases(self, name: str) -> dict[str, str]:  # noqa: D102
@@ -114,17 +118,19 @@ class MlflowModelRegistry(ModelRegistry):
             # The registered model lists its aliases; only a missing model means "none".
             model = _registered(client, name)
         except MlflowException as exc:
-            raise self._fail(f"read the aliases of {name!r}", exc) from exc
+            raise self._fail(f"read the aliases of {name!r}", exc) from safe_cause(exc)
         return {} if model is None else {alias: str(version) for alias, version in model.aliases.items()}
 
-    def version_tags(self, name: str, version: str) -> dict[str, str]:  # noqa: D102
+    def version_tags(self, name: str, version: str) -> dict[str, str] | None:  # noqa: D102
         client = self._client
         from mlflow.exceptions import MlflowException
 
         try:
             return dict(client.get_model_version(name, version).tags)
         except MlflowException as exc:
-            raise self._fail(f"read {name} v{version}", exc) from exc
+            if _not_found(exc):
+                return None
+            raise self._fail(f"read {name} v{version}", exc) from safe_cause(exc)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:  # noqa: D102
         client = self._client
@@ -133,7 +139,7 @@ class MlflowModelRegistry(ModelRegistry):
         try:
             client.set_registered_model_alias(name, alias, version)
         except MlflowException as exc:
-            raise self._fail(f"set alias {alias!r} of {name!r} to v{version}", exc) from exc
+            raise self._fail(f"set alias {alias!r} of {name!r} to v{version}", exc) from safe_cause(exc)
 
     def delete_alias(self, name: str, alias: str) -> None:  # noqa: D102
         client = self._client
@@ -142,7 +148,7 @@ class MlflowModelRegistry(ModelRegistry):
         try:
             client.delete_registered_model_alias(name, alias)
         except MlflowException as exc:
-            raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from exc
+            raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from safe_cause(exc)
 
     def versions_of_run(self, name: str, run_id: str) -> list[str]:  # noqa: D102
         client = self._client
@@ -151,7 +157,7 @@ class MlflowModelRegistry(ModelRegistry):
         try:
             found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         except MlflowException as exc:
-            raise self._fail(f"list the versions of {name!r}", exc) from exc
+            raise self._fail(f"list the versions of {name!r}", exc) from safe_cause(exc)
         return sorted((str(v.version) for v in found), key=int)
 
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:  # noqa: D102
@@ -162,7 +168,7 @@ class MlflowModelRegistry(ModelRegistry):
             for key, value in tags.items():
                 client.set_model_version_tag(name, version, key, value)
         except MlflowException as exc:
-            raise self._fail(f"tag {name} v{version}", exc) from exc
+            raise self._fail(f"tag {name} v{version}", exc) from safe_cause(exc)
 
     def load(self, name: str, version: str) -> Any:  # noqa: D102
         client = self._client
@@ -174,16 +180,17 @@ class MlflowModelRegistry(ModelRegistry):
     def check(self, name: str, version: str) -> tuple[str | None, Path | None]:  # noqa: D102
         client = self._client
         from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
         where = redact(self.registry_uri or self.tracking_uri)
         try:
-            # One read: the download location of a version that does not exist is "not found".
+            abandoned = client.get_model_version(name, version).tags.get(ABANDONED_TAG)
             source = client.get_model_version_download_uri(name, version)
         except MlflowException as exc:
-            if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            if _not_found(exc):
                 return f"{name} v{version} is not in the registry at {where}", None
-            raise self._fail(f"read {name} v{version}", exc) from exc
+            raise self._fail(f"read {name} v{version}", exc) from safe_cause(exc)
+        if abandoned is not None:
+            return f"{name} v{version} was abandoned ({abandoned})", None
         local = _local_path(source)
         if local is not None and not local.exists():
             return f"the files of {name} v{version} are gone ({local})", local
@@ -209,14 +216,19 @@ class MlflowModelRegistry(ModelRegistry):
 def _registered(client: Any, name: str) -> Any:
     """The registered model ``name``, or None when it does not exist (any other error raises)."""
     from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     try:
         return client.get_registered_model(name)
     except MlflowException as exc:
-        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+        if _not_found(exc):
             return None
         raise
+
+
+def _not_found(exc: Any) -> bool:
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    return bool(exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST))
 
 
 def _lock_file(uri: str, name: str) -> Path | None:

@@ -17,7 +17,7 @@ from pydantic import Field
 from resources import mlflow_client
 from resources.errors import ResourceError
 from resources.formats import SKOPS_TRUSTED_TYPES
-from resources.redact import redact
+from resources.redact import redact, safe_cause
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,12 @@ class MlflowTracker(ExperimentTracker):
             experiment_id = self._experiment_id(experiment)
             run = client.create_run(experiment_id, start_time=start_time_ms, run_name=run_name, tags=tags)
         except Exception as exc:
-            raise ResourceError(
-                redact(f"experiment tracker (mlflow at {self.tracking_uri}): cannot start a run: {exc}")
-            ) from exc
+            raise self._fail("start a run", exc) from safe_cause(exc)
         return TrackedRun(run.info.run_id, experiment_id, run.info.artifact_uri)
+
+    def _fail(self, action: str, exc: BaseException) -> ResourceError:
+        message = f"experiment tracker (mlflow at {self.tracking_uri}): cannot {action}: {exc}"
+        return ResourceError(redact(message))
 
     def log(self, run: TrackedRun, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:  # noqa: D102
         mlflow_client.ready()  # no MLflow import beside a warm-up in flight
@@ -143,12 +145,15 @@ class MlflowTracker(ExperimentTracker):
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        self._client.log_batch(
-            run.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
-        )
+        try:
+            self._client.log_batch(
+                run.run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            )
+        except Exception as exc:
+            raise self._fail("log params and metrics", exc) from safe_cause(exc)
 
     def log_dataset(self, run: TrackedRun, name: str, digest: str, source: str, schema: dict[str, str]) -> None:  # noqa: D102
         mlflow_client.ready()  # no MLflow import beside a warm-up in flight
@@ -163,7 +168,10 @@ class MlflowTracker(ExperimentTracker):
             source=json.dumps({"uri": source}),
             schema=json.dumps({"mlflow_colspec": [{"name": k, "type": v} for k, v in schema.items()]}),
         )
-        self._client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+        try:
+            self._client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+        except Exception as exc:
+            raise self._fail("log the training input", exc) from safe_cause(exc)
 
     def log_model(self, run: TrackedRun, model: Any, example: Any, prediction: Any) -> str:  # noqa: D102
         mlflow_client.ready()  # no MLflow import beside a warm-up in flight
@@ -197,10 +205,10 @@ class MlflowTracker(ExperimentTracker):
                 with tempfile.TemporaryDirectory() as tmp:
                     mlflow.sklearn.save_model(model, os.path.join(tmp, "model"), **kwargs)
                     self._client.log_artifacts(run.run_id, os.path.join(tmp, "model"), "model")
-        except MlflowException as exc:
+        except Exception as exc:
             untrusted = str(exc).partition("Untrusted types found in the file: ")[2]
-            if not untrusted:
-                raise
+            if not isinstance(exc, MlflowException) or not untrusted:
+                raise self._fail("store the model", exc) from safe_cause(exc)
             raise ResourceError(
                 f"experiment tracker (mlflow): skops will not save a {type(model).__name__} holding "
                 f"untrusted types {untrusted.strip().rstrip('.')}; add them to experiment_tracker.skops_trusted_types "
@@ -209,7 +217,10 @@ class MlflowTracker(ExperimentTracker):
         return f"{run.artifact_uri}/model"
 
     def end_run(self, run: TrackedRun, ok: bool) -> None:  # noqa: D102
-        self._client.set_terminated(run.run_id, status="FINISHED" if ok else "FAILED")
+        try:
+            self._client.set_terminated(run.run_id, status="FINISHED" if ok else "FAILED")
+        except Exception as exc:
+            raise self._fail(f"close run {run.run_id[:8]}", exc) from safe_cause(exc)
 
     def unfinished_runs(self, experiment: str, tags: dict[str, str]) -> list[tuple[TrackedRun, dict[str, str]]]:  # noqa: D102
         client = self._client
@@ -220,9 +231,7 @@ class MlflowTracker(ExperimentTracker):
             found = client.get_experiment_by_name(experiment)
             runs = [] if found is None else client.search_runs([found.experiment_id], " and ".join(clauses))
         except MlflowException as exc:
-            raise ResourceError(
-                redact(f"experiment tracker (mlflow at {self.tracking_uri}): cannot list unfinished runs: {exc}")
-            ) from exc
+            raise self._fail("list unfinished runs", exc) from safe_cause(exc)
         return [(TrackedRun(r.info.run_id, r.info.experiment_id, r.info.artifact_uri), dict(r.data.tags)) for r in runs]
 
     def run_url(self, run: TrackedRun) -> str:  # noqa: D102

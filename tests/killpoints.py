@@ -9,7 +9,9 @@
 - ``delivered``: right before the MLflow run is closed (after Dagster recorded the output).
 
 ``server-down-after-registered`` kills the MLflow server instead (the process group
-``$KILL_SERVER_PGID``) right after the version was registered, and carries on.
+``$KILL_SERVER_PGID``) right after the version was registered, and carries on;
+``disk-full-after-registered`` fills the disk then (writing ``$FILL_PATH`` until no space is
+left), and carries on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ POINTS = {
     "alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),
     "delivered": ("resources.tracker", "MlflowTracker", "end_run", "before"),
     "server-down-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
+    "disk-full-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
 }
+
+
+def _fill(path: str) -> None:
+    with open(path, "wb", buffering=0) as handle:  # unbuffered: closing has nothing left to write
+        try:
+            while True:
+                handle.write(b"\0" * 2**16)
+        except OSError:
+            pass
 
 
 def install(point: str) -> None:
@@ -39,6 +51,9 @@ def install(point: str) -> None:
         result = original(self, *args, **kwargs) if when == "after" else None
         if point.startswith("server-down"):
             os.killpg(int(os.environ["KILL_SERVER_PGID"]), signal.SIGKILL)
+            return result
+        if point.startswith("disk-full"):
+            _fill(os.environ["FILL_PATH"])
             return result
         os.kill(os.getpid(), signal.SIGKILL)
 

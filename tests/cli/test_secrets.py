@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from mlflow_server import MlflowServer
+from stored import stored_anywhere
 from test_cli import slipway
 
 SECRET = "s3cret-Pa55"
@@ -34,21 +35,6 @@ def test_a_failing_store_never_shows_or_stores_the_password(home):
                 assert SECRET not in repr(rows), f"{database.name}:{table}"
 
 
-def _stored_anywhere(folder, secret: str) -> list[str]:
-    """Every SQLite table (and other file) under ``folder`` whose content holds ``secret``."""
-    found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        if secret.encode() in data:
-            found.append(str(path))
-        elif data[:16] == b"SQLite format 3\x00":
-            with sqlite3.connect(path) as db:
-                for (table,) in db.execute("select name from sqlite_master where type='table'"):
-                    if secret in repr(db.execute(f"select * from {table}").fetchall()):  # noqa: S608
-                        found.append(f"{path}:{table}")
-    return found
-
-
 def test_a_password_in_every_stack_url_is_never_shown_or_stored(home, tmp_path):
     """A real run against an MLflow server, with credentials in the tracking, registry and UI URLs:
     the run succeeds and no output, Dagster record (runs, events, run config, snapshots) or
@@ -71,5 +57,5 @@ def test_a_password_in_every_stack_url_is_never_shown_or_stored(home, tmp_path):
             assert SECRET not in output
     finally:
         server.stop()
-    assert _stored_anywhere(home, SECRET) == []
-    assert _stored_anywhere(tmp_path / "server", SECRET) == []
+    assert stored_anywhere(home, SECRET) == []
+    assert stored_anywhere(tmp_path / "server", SECRET) == []

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from test_cli import slipway
+from test_cli import REPO, slipway
 
-FULL = "the disk is full. Free some space or make it writable, then run again"
+FULL = "the disk is full. Free some space, then run again"
 
 
 @pytest.fixture
@@ -55,25 +56,30 @@ def test_a_disk_that_fills_on_the_first_run_leaves_a_home_that_works_once_freed(
     assert "houses/price_model" in again.stdout and "champion" in again.stdout
 
 
-def test_a_disk_that_fills_mid_run_is_reported_and_the_next_run_settles_it(tmpfs):
+def test_a_disk_that_fills_mid_training_is_reported_and_the_next_run_settles_it(tmpfs):
+    """The disk fills right after the model version was registered (before its alias moved)."""
     home = tmpfs / "home"
     assert slipway("run", "houses", home=home).returncode == 0
     filler = tmpfs / "filler"
-    with filler.open("wb") as handle:  # take every free block
-        try:
-            while True:
-                handle.write(b"\0" * 2**20)
-                handle.flush()
-        except OSError:
-            pass
-    _one_error(slipway("run", "houses", "--force", home=home))
+    env = {**os.environ, "SLIPWAY_HOME": str(home), "PYTHONPATH": str(REPO), "FILL_PATH": str(filler)}
+    env.pop("SLIPWAY_STACK", None)
+    killpoints = [sys.executable, str(REPO / "tests" / "killpoints.py"), "disk-full-after-registered"]
+    done = subprocess.run(
+        [*killpoints, "run", "houses", "--force"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert filler.exists(), "the run never reached the registration"
+    _one_error(done)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    (left,) = [v for v in client.search_model_versions("name = 'houses.price_model'") if v.version == 2]
+    assert "slipway.abandoned" not in left.tags  # the disk was full: nothing could be settled then
 
     filler.unlink()
     again = slipway("run", "houses", home=home)
     assert again.returncode == 0, again.stdout + again.stderr
-    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("houses").experiment_id])
     assert [r.info.run_id for r in runs if r.info.status == "RUNNING"] == []
+    assert "slipway.abandoned" in client.get_model_version("houses.price_model", "2").tags
+    assert str(client.get_registered_model("houses.price_model").aliases["champion"]) in ("1", "3")
 
 
 def test_a_read_only_home_is_one_line(tmpfs):

@@ -20,12 +20,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow_server import MlflowServer, free_port
+from stored import stored_anywhere
 
 from definitions.runner import run
 
 REPO = Path(__file__).resolve().parents[2]
 KILLPOINTS = REPO / "tests" / "killpoints.py"
 NAME = "shop.clf"
+SECRET = "s3cret-Pa55"
 
 PIPELINE = """
 type: assets.Pipeline
@@ -136,6 +138,8 @@ def test_a_run_killed_before_dagster_recorded_the_model_leaves_no_debris(point, 
         abandoned = state["versions"]["2"].tags["slipway.abandoned"]
         assert "ended (FAILURE) before Dagster recorded it" in abandoned, abandoned
         assert "2" not in state["aliases"].values()
+        # The champion was v1 again when v3 was decided: v3 was compared with v1, not v2.
+        assert state["versions"]["3"].tags["slipway.compared_with"] == "1"
     client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
     statuses = sorted(r.info.status for r in client.search_runs([client.get_experiment_by_name("shop").experiment_id]))
     assert statuses == ["FAILED", "FINISHED", "FINISHED"], statuses
@@ -163,7 +167,7 @@ def server(tmp_path, monkeypatch):
 
 
 def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_later(
-    home, defs_dir, write_pipeline, server
+    home, defs_dir, write_pipeline, server, monkeypatch
 ):
     """The MLflow server killed right after a version was registered: the step says it retries,
     gives up within the stated total, and the next run (server back) abandons that version."""
@@ -185,6 +189,7 @@ def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_la
     assert done.returncode == 1, done.stdout + done.stderr
     assert "retrying, attempt 2 of 4 (gives up within" in done.stderr, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+    assert SECRET not in done.stdout + done.stderr and stored_anywhere(home, SECRET) == []
     assert "shop/clf" in done.stdout and "failed" in done.stdout
 
     server.start()  # same port and database: the server is back
@@ -198,6 +203,7 @@ def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_la
     assert "ended (FAILURE) before Dagster recorded it" in versions["1"].tags["slipway.abandoned"]
     assert client.get_run(versions["1"].run_id).info.status == "FAILED"
     assert {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()} == {"champion": "2"}
+    assert stored_anywhere(home, SECRET) == []
 
 
 def test_an_unreachable_tracking_server_fails_the_model_after_bounded_retries(
@@ -222,3 +228,40 @@ def test_an_unreachable_tracking_server_fails_the_model_after_bounded_retries(
     ], output
     assert "Connection refused" in output and "hunter2" not in output and "Traceback" not in output
     assert "shop/orders" in done.stdout
+
+
+def test_a_model_whose_output_cannot_be_stored_is_settled_by_the_next_run(home, defs_dir, retrain, monkeypatch):
+    """The version is registered and champion, then Dagster fails to store the output: Dagster has
+    no record of it, so the next run abandons it and gives the champion back before deciding."""
+    from resources.artifacts import LocalArtifactStore, ModelRef
+
+    store = LocalArtifactStore.handle_output
+
+    def failing(self, context, obj):
+        if isinstance(obj, ModelRef):
+            raise OSError("injected: the artifact store refused the write")
+        return store(self, context, obj)
+
+    with monkeypatch.context() as patch:  # (monkeypatch.undo() would also undo SLIPWAY_HOME)
+        patch.setattr(LocalArtifactStore, "handle_output", failing)
+        failed = run(defs_dir=defs_dir)
+    assert next(o for o in failed.outcomes if o.key == "shop/clf").status == "failed"
+    assert _state(home)["aliases"] == {"champion": "2"}  # promoted, then not delivered
+
+    again = run(defs_dir=defs_dir)
+    assert next(o for o in again.outcomes if o.key == "shop/clf").status == "built"
+    state = _assert_nothing_half_done(home)
+    assert "before Dagster recorded it" in state["versions"]["2"].tags["slipway.abandoned"]
+    assert state["versions"]["3"].tags["slipway.compared_with"] == "1"
+
+
+def test_a_recorded_version_abandoned_later_is_rebuilt(home, defs_dir, write_pipeline):
+    """If a version Dagster recorded is ever abandoned (a UI force-termination racing its run), the
+    model is out of date: the record must not keep pointing at a version MLflow disowned."""
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _orders()})
+    run(defs_dir=defs_dir)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    client.set_model_version_tag(NAME, "1", "slipway.abandoned", "test: disowned")
+    again = run(defs_dir=defs_dir)
+    outcome = next(o for o in again.outcomes if o.key == "shop/clf")
+    assert outcome.status == "built" and "shop.clf v1 was abandoned (test: disowned)" in outcome.reason

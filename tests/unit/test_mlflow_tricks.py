@@ -8,9 +8,11 @@ No test trains a model; the slowest creates one MLflow schema in ``tmp_path`` (a
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +57,34 @@ def tables(database: Path) -> set[str]:
         return {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
 
 
-# (d) The eager store touch: MlflowClient's private `_tracking_client.store` and
-# `_get_registry_client().store`.
+# (d) The schema, whole and inside the lock: MlflowClient's private `_tracking_client.store`
+# and `_get_registry_client().store`.
 
 
-def test_building_the_client_creates_the_schema_under_the_lock(tmp_path, monkeypatch):
-    # The real `_build` (its model-saving warm-up aside): if MLflow renames `_tracking_client` or
-    # `_get_registry_client`, or stops creating the store when they are touched, the schema is
-    # no longer created here, inside the schema lock, but later by whichever process comes first.
-    # (MLflow 3.17's `MlflowClient()` already opens the tracking store itself; the touch keeps the
-    # schema inside the lock if a later MLflow makes the constructor lazy.)
+def test_building_the_client_creates_the_whole_schema_inside_the_schema_lock(tmp_path, monkeypatch):
+    # The real `_build` (its model-saving warm-up aside). The schema must exist when the schema
+    # lock is released, or a second process would race to create it. It relies on MLflow's
+    # private `_tracking_client.store` (used to build a new database under another name) and
+    # `_get_registry_client().store`: renamed by an upgrade, this fails.
     monkeypatch.setattr(mlflow_client, "_warm_model_saving", lambda: None)
     database = tmp_path / "mlflow.db"
     uri = f"sqlite:///{database}"
+    at_release: list[set[str]] = []
+    lock = mlflow_client.schema_lock
+
+    @contextlib.contextmanager
+    def watched(*uris: str) -> Iterator[None]:
+        with lock(*uris):
+            yield
+            at_release.append(tables(database))
+
+    monkeypatch.setattr(mlflow_client, "schema_lock", watched)
 
     built = mlflow_client._build((uri, ""))
 
-    assert {"experiments", "runs", "registered_models", "model_versions"} <= tables(database)
+    assert len(at_release) == 1
+    assert {"experiments", "runs", "registered_models", "model_versions"} <= at_release[0]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch database left
     # The stores are cached per URI, so the engine opened here is the one the run uses later.
     assert built._tracking_client.store is built._tracking_client.store
     assert built._get_registry_client().store is built._get_registry_client().store
