@@ -183,8 +183,12 @@ class MlflowModelRegistry(ModelRegistry):
 
         where = redact(self.registry_uri or self.tracking_uri)
         try:
-            abandoned = client.get_model_version(name, version).tags.get(ABANDONED_TAG)
-            source = client.get_model_version_download_uri(name, version)
+            # One read for what Slipway registers (a concrete artifact URI as the source); a
+            # source that is itself a reference (runs:/, models:/) is resolved with a second.
+            found = client.get_model_version(name, version)
+            abandoned, source = found.tags.get(ABANDONED_TAG), found.source
+            if source.startswith(("runs:", "models:")):
+                source = client.get_model_version_download_uri(name, version)
         except MlflowException as exc:
             if _not_found(exc):
                 return f"{name} v{version} is not in the registry at {where}", None
