@@ -11,7 +11,8 @@
 ``server-down-after-registered`` kills the MLflow server instead (the process group
 ``$KILL_SERVER_PGID``) right after the version was registered, and carries on;
 ``disk-full-after-registered`` fills the disk then (writing ``$FILL_PATH`` until no space is
-left), and carries on.
+left), and carries on; ``interrupt-after-alias-moved`` sends itself SIGINT (Ctrl-C) right after
+an alias moved, and carries on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ POINTS = {
     "delivered": ("resources.tracker", "MlflowTracker", "end_run", "before"),
     "server-down-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
     "disk-full-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
+    "interrupt-after-alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),
 }
 
 
@@ -47,10 +49,18 @@ def install(point: str) -> None:
     cls = getattr(importlib.import_module(module), owner)
     original = getattr(cls, method)
 
+    fired = []
+
     def killing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if fired:  # once: recovery may call the same method again
+            return original(self, *args, **kwargs)
+        fired.append(point)
         result = original(self, *args, **kwargs) if when == "after" else None
         if point.startswith("server-down"):
             os.killpg(int(os.environ["KILL_SERVER_PGID"]), signal.SIGKILL)
+            return result
+        if point.startswith("interrupt"):
+            os.kill(os.getpid(), signal.SIGINT)
             return result
         if point.startswith("disk-full"):
             _fill(os.environ["FILL_PATH"])

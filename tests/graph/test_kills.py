@@ -265,3 +265,22 @@ def test_a_recorded_version_abandoned_later_is_rebuilt(home, defs_dir, write_pip
     again = run(defs_dir=defs_dir)
     outcome = next(o for o in again.outcomes if o.key == "shop/clf")
     assert outcome.status == "built" and "shop.clf v1 was abandoned (test: disowned)" in outcome.reason
+
+
+def test_ctrl_c_after_the_alias_moved_gives_the_alias_back_at_once(home, defs_dir, retrain):
+    """Ctrl-C is not a kill: the step is interrupted before Dagster recorded the version, and it
+    settles its own work on the way out (no next run needed)."""
+    env = {**os.environ, "SLIPWAY_HOME": str(home), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(KILLPOINTS), "interrupt-after-alias-moved", "--defs", str(defs_dir), "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode in (1, 130), done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    state = _assert_nothing_half_done(home)
+    assert "failed before Dagster recorded it" in state["versions"]["2"].tags["slipway.abandoned"]
+    assert state["aliases"] == {"champion": "1"}
