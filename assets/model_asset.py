@@ -116,13 +116,7 @@ def build_model_asset(
             )
             context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
             progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
-            # From here only Dagster's record can say whether the version was delivered: an
-            # interrupt may land while Dagster stores it, after the materialization is written,
-            # and this generator is then never resumed (only closed, whenever it is collected).
-            # So a failure from here on is settled by the model's next training, which reads
-            # the event log (assets.recovery.settle), never by this frame.
-            yielded = True
-            yield versioned_output(
+            output = versioned_output(
                 ref,
                 f"{registry_name}@{ref.version}",
                 {
@@ -139,6 +133,14 @@ def build_model_asset(
                     **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
                 },
             )
+            # Once the output is handed over, only Dagster's record can say whether the version
+            # was delivered: an interrupt may land while Dagster stores it, after the
+            # materialization is written, and this generator is then never resumed (only
+            # closed, whenever it is collected). So a failure from here on is settled by
+            # assets.recovery.settle, which reads the event log (`slipway run` calls it as soon
+            # as its run ends), never by this frame.
+            yielded = True
+            yield output
         except BaseException as exc:
             if not yielded:
                 _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
@@ -151,8 +153,9 @@ def build_model_asset(
             )
         try:
             experiment_tracker.end_run(run, ok=True)
-        except SlipwayError as exc:  # the model is delivered; the next training closes its run
-            context.log.warning(f"{registry_name}: {exc}; the next training of this model closes it")
+        except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
+            context.log.warning(f"{registry_name}: {exc}; the next run closes it")
+            recovery.keep_unsettled(context.instance, [*recovery.unsettled(context.instance), key.to_user_string()])
 
     @dg.asset(
         key=key,
@@ -290,10 +293,16 @@ def _compare_with_champion(
     trained: training.Trained,
     frame: Any,
 ) -> champion.Comparison | None:
-    """Champion ``version`` and the new version on rows neither trained on; None when there is no champion."""
+    """Champion ``version`` and the new version on rows neither trained on.
+
+    None when there is no champion, or it is an abandoned version (registered by a training that
+    died, and left holding the alias because it recorded no predecessor).
+    """
     if version is None:
         return None
     tags = registry.version_tags(name, version) or {}
+    if recovery.ABANDONED_TAG in tags:  # a leftover of a crash: nothing to beat
+        return None
     try:
         model = registry.load(name, version)
     except Exception as exc:  # its artifacts are gone or unreadable: it cannot be scored, so it stays

@@ -16,6 +16,7 @@ is found again (the run is still RUNNING) and finished by the next one.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dagster as dg
@@ -23,7 +24,23 @@ import dagster as dg
 from resources.registry import ABANDONED_TAG, ModelRegistry
 from resources.tracker import ExperimentTracker, TrackedRun
 
-__all__ = ["ABANDONED_TAG", "abandon", "give_up", "recorded_versions", "replaces_tag", "settle"]
+__all__ = ["ABANDONED_TAG", "abandon", "give_up", "recorded_versions", "replaces_tag", "settle", "unsettled"]
+
+# Models whose settling could not happen (the stores were down), in the instance's key/value store.
+UNSETTLED = "slipway/unsettled"
+
+
+def unsettled(instance: Any) -> list[str]:
+    """The models (asset keys, as strings) left to settle by an earlier run."""
+    return list(json.loads(instance.run_storage.get_cursor_values({UNSETTLED}).get(UNSETTLED) or "[]"))
+
+
+def keep_unsettled(instance: Any, names: list[str]) -> None:
+    """Record ``names`` as the models left to settle (replacing the list)."""
+    if sorted(names) != unsettled(instance):
+        instance.run_storage.set_cursor_values({UNSETTLED: json.dumps(sorted(names))})
+
+
 DAGSTER_RUN_TAG = "slipway.dagster_run_id"
 ASSET_TAG = "slipway.asset_key"
 
@@ -117,10 +134,8 @@ def _usable_predecessor(registry: ModelRegistry, name: str, previous: str, alias
 
 def recorded_versions(instance: Any, run_id: str, key: dg.AssetKey) -> set[str]:
     """The model versions Dagster recorded for ``key`` in run ``run_id`` (from ``name@version``)."""
-    from dagster._core.events import DagsterEventType
-
     found = set()
-    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.asset_materialization
         if materialization is not None and materialization.asset_key == key:
             data_version = (materialization.tags or {}).get("dagster/data_version", "")

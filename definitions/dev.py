@@ -135,6 +135,11 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None
         raise StackError(f"stack {loaded.name}: `slipway dev` runs the local stack only")
     port = choose_mlflow_port(loaded, mlflow_port)
     links, notice = link_target(loaded, port)
+    # `mlflow server` would create a new database in place, beside any `slipway run` starting on
+    # the same home: create it here, whole and under the schema lock, before the server starts.
+    from resources.mlflow_client import create_store
+
+    create_store(loaded.stack.experiment_tracker.tracking_uri)
     become_subreaper()
     requested: list[int] = []
     # Own handlers, set before the servers start: a signal ignored here (a background job

@@ -48,28 +48,60 @@ class Engine:
         dead = _end_dead_runs(self.instance)
         if dead:
             _free_dead_pool_slots(self.instance)
-            self._settle(dead)
+        # Settled by settle_pending once the run's selection is known: a model of a pipeline this
+        # run does not touch waits for a run that does (its stores may be down).
+        self.pending = {key for run in dead for key in (run.asset_selection or self.graph.materializable_asset_keys)}
+        from assets.recovery import unsettled
 
-    def _settle(self, dead: list[Any]) -> None:
-        """Settle what the models of runs that died left in MLflow (:func:`assets.recovery.settle`)."""
+        self.pending |= {dg.AssetKey.from_user_string(k) for k in unsettled(self.instance)}
+
+    def settle_pending(self, selected: Sequence[dg.AssetKey]) -> None:
+        """Settle the models among ``selected`` that died or could not be settled before."""
+        chosen = self.pending & set(selected)
+        if chosen:
+            self._settle(chosen)
+
+    def _settle(self, keys: set[dg.AssetKey], keep: set[dg.AssetKey] | None = None) -> None:
+        """Settle what trainings of the models among ``keys`` left in MLflow (:func:`assets.recovery.settle`).
+
+        Called for the runs found dead and after each launch (a failure Dagster recorded leaves
+        its model up to date, so no next training would come to settle it). Models that cannot
+        be settled now (the stores are down) are kept in the instance for the next `slipway run`.
+        """
         from assets import progress, recovery
 
-        keys = {key for run in dead for key in (run.asset_selection or self.graph.materializable_asset_keys)}
-        for key in sorted(keys, key=lambda k: k.to_user_string()):
-            if key not in self.graph.materializable_asset_keys or self.in_progress(key):
-                continue  # a live run of it (from the UI) settles its own work
+        models = sorted(
+            (k for k in keys if k in self.graph.materializable_asset_keys and self.kind(k) == "model"),
+            key=lambda k: k.to_user_string(),
+        )
+        live = {
+            k
+            for run in self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
+            for k in run.asset_selection or ()
+        }
+        left = [k for k in models if k in live]  # a live run of it (from the UI) settles its own work
+        keep = keep or set()
+        left += [k for k in keep if k in self.graph.materializable_asset_keys and self.kind(k) == "model"]
+        tracker, registry = self.stores.resources["experiment_tracker"], self.stores.registry
+        for i, key in enumerate(k for k in models if k not in live):
             node = self.graph.get(key)
-            registered = node.metadata.get("slipway/registered_model")
-            if registered is None:
-                continue
-            tracker, registry = self.stores.resources["experiment_tracker"], self.stores.registry
+            registered = node.metadata["slipway/registered_model"]
             try:
                 with registry.promotion_lock(registered):
                     for line in recovery.settle(self.instance, tracker, registry, key, node.group_name, registered):
                         progress.finished(key.to_user_string(), line)
-            except SlipwayError as exc:  # the stores are down: each model's next training settles it
-                progress.finished(key.to_user_string(), f"left unsettled for its next training: {exc}")
-                return
+            except SlipwayError as exc:  # the stores are down: the next `slipway run` tries again
+                progress.finished(key.to_user_string(), f"left unsettled for the next run: {exc}")
+                left += [k for k in models if k not in live][i:]
+                break
+        previous = recovery.unsettled(self.instance)
+        handled = {k.to_user_string() for k in [*models, *keep]}
+        kept = {
+            name
+            for name in previous
+            if name not in handled and dg.AssetKey.from_user_string(name) in self.graph.materializable_asset_keys
+        }
+        recovery.keep_unsettled(self.instance, sorted({k.to_user_string() for k in left} | kept))
 
     def close(self) -> None:
         """Release the instance."""
@@ -167,6 +199,18 @@ class Engine:
             # stack traces. The event log keeps everything for the UI.
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             tags={"slipway/stack": self.loaded.name, "slipway/command": "run"},
+        )
+        # Settle what the run's failed models left now (one that failed after its version was
+        # promoted may still be up to date, and then no next training comes). A model whose
+        # step failed on a store is kept for the next run instead: trying now would only wait
+        # out the same retries again. (A model delivered whose MLflow run could not be closed
+        # put itself on that list.)
+        failed = self.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        failed_steps = {entry.step_key for entry in failed}
+        unreachable = _failed_on_a_store(failed)
+        self._settle(
+            {k for k in keys if self._step(k) in failed_steps - unreachable},
+            keep={k for k in keys if self._step(k) in unreachable},
         )
         return result.run_id, self.outcomes(result.run_id, keys, reasons)
 
@@ -359,3 +403,16 @@ def _free_dead_pool_slots(instance: Any) -> None:
         record = instance.get_run_by_id(run_id)
         if record is None or record.is_finished or _launched_by_slipway_run(record):
             storage.free_concurrency_slots_for_run(run_id)
+
+
+def _failed_on_a_store(failures: Any) -> set[str]:
+    """The step keys whose failure is a store Slipway could not reach or use (``ResourceError``)."""
+    found = set()
+    for entry in failures:
+        error = entry.dagster_event.step_failure_data.error
+        while error is not None:
+            if error.cls_name == "ResourceError":
+                found.add(entry.step_key)
+                break
+            error = error.cause
+    return found

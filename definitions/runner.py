@@ -145,6 +145,7 @@ def _run_locked(
     engine = Engine(loaded, folder)
     try:
         keys = engine.select(names)
+        engine.settle_pending(keys)
         engine.observe(observed)
         outcomes: dict[Any, AssetOutcome] = {}
         run_ids: list[str] = []

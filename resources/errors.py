@@ -47,6 +47,7 @@ _FULL = "the disk is full"
 _IO = "a write failed"
 _READ_ONLY = "it is read-only"
 _DENIED = "permission denied"
+_UNOPENABLE = "a database file cannot be created or opened"
 _STORAGE_ERRNOS = {
     errno.ENOSPC: _FULL,
     errno.EDQUOT: "the disk quota is used up",
@@ -61,7 +62,7 @@ _SQLITE_MESSAGES = {
     "database or disk is full": _FULL,
     "disk I/O error": _IO,
     "attempt to write a readonly database": _READ_ONLY,
-    "unable to open database file": "a database file cannot be created or opened",
+    "unable to open database file": _UNOPENABLE,
 }
 
 
@@ -69,7 +70,8 @@ def storage_problem(exc: BaseException, home: str) -> str | None:
     """One line for a failure to write Slipway's own storage (full disk, read-only, no permission).
 
     Looks through ``exc`` and its causes; None when none of them is such a failure (a file
-    outside ``home`` that cannot be read is another error's business).
+    outside ``home`` that cannot be read is another error's business). SQLite's messages name
+    no file: on a stack whose databases live outside ``home`` the line names ``home`` anyway.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -86,13 +88,13 @@ def storage_problem(exc: BaseException, home: str) -> str | None:
         if reason is not None:
             if reason == _IO:
                 reason = _FULL if _nearly_full(home) else f"{_IO} (is the disk full?)"
-            fix = "Free some space" if reason == _FULL else "Make it writable (or free some space)"
+            fix = "Make it writable" if reason in (_READ_ONLY, _DENIED, _UNOPENABLE) else "Free some space"
             at = "" if where == home else f" (SLIPWAY_HOME is {home})"
             return (
                 f"cannot write to {where}: {reason}{at}. {fix}, then run again: what earlier runs "
                 "stored is kept, and a run cut short is settled by the next one"
             )
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return None
 
 

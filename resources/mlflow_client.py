@@ -31,6 +31,7 @@ idle machine, median 13.92 s shipped; guards: ``tests/unit/test_mlflow_tricks.py
 - A shorter thread switch interval during the warm-up was removed: it measured +0.09 s, inside
   the noise.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -166,9 +167,23 @@ def _create_whole(uri: str) -> None:
     try:
         store = MlflowClient(tracking_uri=f"sqlite:///{scratch}")._tracking_client.store
         store.engine.dispose()
-        os.replace(scratch, path)
+        # A link, not a rename: it never replaces a database something else created meanwhile
+        # (an `mlflow server` not started by Slipway, which takes no lock).
+        with contextlib.suppress(FileExistsError):
+            os.link(scratch, path)
     finally:
-        scratch.unlink(missing_ok=True)
+        for leftover in (scratch, scratch.with_name(scratch.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def create_store(uri: str) -> None:
+    """Create the SQLite MLflow database of ``uri`` if it is new: whole, under its schema lock.
+
+    For a process other than this one that will open it (``mlflow server``, which would
+    create it in place and take no lock). Other stores need nothing.
+    """
+    with schema_lock(uri):
+        _create_whole(uri)
 
 
 def _sqlite_path(uri: str) -> Path | None:

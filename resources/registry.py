@@ -91,7 +91,10 @@ class MlflowModelRegistry(ModelRegistry):
 
     @property
     def _client(self) -> Any:
-        return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
+        try:
+            return mlflow_client.client(self.tracking_uri, self.registry_uri or "")
+        except Exception as exc:  # the store cannot be opened (a database that is down, a bad URI)
+            raise self._fail("connect", exc) from safe_cause(exc)
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
         uri = self.registry_uri or self.tracking_uri

@@ -101,7 +101,10 @@ class MlflowTracker(ExperimentTracker):
 
     @property
     def _client(self) -> Any:
-        return mlflow_client.client(self.tracking_uri)
+        try:
+            return mlflow_client.client(self.tracking_uri)
+        except Exception as exc:  # the store cannot be opened (a database that is down, a bad URI)
+            raise self._fail("connect", exc) from safe_cause(exc)
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -127,8 +130,8 @@ class MlflowTracker(ExperimentTracker):
     def start_run(  # noqa: D102
         self, experiment: str, run_name: str, tags: dict[str, str], start_time_ms: int | None = None
     ) -> TrackedRun:
+        client = self._client  # first: it waits for the warm-up before anything imports MLflow
         try:
-            client = self._client  # first: it waits for the warm-up before anything imports MLflow
             experiment_id = self._experiment_id(experiment)
             run = client.create_run(experiment_id, start_time=start_time_ms, run_name=run_name, tags=tags)
         except Exception as exc:
@@ -145,8 +148,9 @@ class MlflowTracker(ExperimentTracker):
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
+        client = self._client
         try:
-            self._client.log_batch(
+            client.log_batch(
                 run.run_id,
                 metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                 params=[Param(k, str(v)[:6000]) for k, v in params.items()],
@@ -168,8 +172,9 @@ class MlflowTracker(ExperimentTracker):
             source=json.dumps({"uri": source}),
             schema=json.dumps({"mlflow_colspec": [{"name": k, "type": v} for k, v in schema.items()]}),
         )
+        client = self._client
         try:
-            self._client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+            client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
         except Exception as exc:
             raise self._fail("log the training input", exc) from safe_cause(exc)
 
@@ -217,20 +222,20 @@ class MlflowTracker(ExperimentTracker):
         return f"{run.artifact_uri}/model"
 
     def end_run(self, run: TrackedRun, ok: bool) -> None:  # noqa: D102
+        client = self._client
         try:
-            self._client.set_terminated(run.run_id, status="FINISHED" if ok else "FAILED")
+            client.set_terminated(run.run_id, status="FINISHED" if ok else "FAILED")
         except Exception as exc:
             raise self._fail(f"close run {run.run_id[:8]}", exc) from safe_cause(exc)
 
     def unfinished_runs(self, experiment: str, tags: dict[str, str]) -> list[tuple[TrackedRun, dict[str, str]]]:  # noqa: D102
         client = self._client
-        from mlflow.exceptions import MlflowException
 
         clauses = ["attributes.status = 'RUNNING'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
         try:
             found = client.get_experiment_by_name(experiment)
             runs = [] if found is None else client.search_runs([found.experiment_id], " and ".join(clauses))
-        except MlflowException as exc:
+        except Exception as exc:
             raise self._fail("list unfinished runs", exc) from safe_cause(exc)
         return [(TrackedRun(r.info.run_id, r.info.experiment_id, r.info.artifact_uri), dict(r.data.tags)) for r in runs]
 

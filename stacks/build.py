@@ -97,7 +97,7 @@ def prepare_instance(stack: StackFields) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(instance_config(stack), sort_keys=True)
     target = home / "dagster.yaml"
-    marker = home / ".slipway-created"
+    marker = home / "storage" / ".slipway-created"  # deleted with the storage it stands for
     created = hashlib.sha256(text.encode()).hexdigest()[:24]
     if _read(target) == text and _read(marker) == created:
         return home
@@ -113,6 +113,7 @@ def prepare_instance(stack: StackFields) -> Path:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 # Each storage creates its schema when it is first built.
                 instance.run_storage, instance.event_log_storage, instance.schedule_storage  # noqa: B018
+            marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(created)
     return home
 

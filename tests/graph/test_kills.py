@@ -192,6 +192,8 @@ def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_la
     assert SECRET not in done.stdout + done.stderr and stored_anywhere(home, SECRET) == []
     assert "shop/clf" in done.stdout and "failed" in done.stdout
 
+    with _instance(home) as instance:  # kept for the next run: the stores were down
+        assert instance.run_storage.get_cursor_values({"slipway/unsettled"}) == {"slipway/unsettled": '["shop/clf"]'}
     server.start()  # same port and database: the server is back
     client = MlflowClient(tracking_uri=server.url)
     (left,) = client.search_model_versions(f"name = '{NAME}'")
@@ -202,6 +204,8 @@ def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_la
     versions = {str(v.version): v for v in client.search_model_versions(f"name = '{NAME}'")}
     assert "ended (FAILURE) before Dagster recorded it" in versions["1"].tags["slipway.abandoned"]
     assert client.get_run(versions["1"].run_id).info.status == "FAILED"
+    with _instance(home) as instance:
+        assert instance.run_storage.get_cursor_values({"slipway/unsettled"}) == {"slipway/unsettled": "[]"}
     assert {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()} == {"champion": "2"}
     assert stored_anywhere(home, SECRET) == []
 
@@ -230,9 +234,9 @@ def test_an_unreachable_tracking_server_fails_the_model_after_bounded_retries(
     assert "shop/orders" in done.stdout
 
 
-def test_a_model_whose_output_cannot_be_stored_is_settled_by_the_next_run(home, defs_dir, retrain, monkeypatch):
+def test_a_model_whose_output_cannot_be_stored_is_settled_when_its_run_ends(home, defs_dir, retrain, monkeypatch):
     """The version is registered and champion, then Dagster fails to store the output: Dagster has
-    no record of it, so the next run abandons it and gives the champion back before deciding."""
+    no record of it, so `slipway run` abandons it and gives the champion back when the run ends."""
     from resources.artifacts import LocalArtifactStore, ModelRef
 
     store = LocalArtifactStore.handle_output
@@ -246,7 +250,9 @@ def test_a_model_whose_output_cannot_be_stored_is_settled_by_the_next_run(home, 
         patch.setattr(LocalArtifactStore, "handle_output", failing)
         failed = run(defs_dir=defs_dir)
     assert next(o for o in failed.outcomes if o.key == "shop/clf").status == "failed"
-    assert _state(home)["aliases"] == {"champion": "2"}  # promoted, then not delivered
+    settled = _assert_nothing_half_done(home)
+    assert "before Dagster recorded it" in settled["versions"]["2"].tags["slipway.abandoned"]
+    assert settled["aliases"] == {"champion": "1"}  # promoted, not delivered, given back
 
     again = run(defs_dir=defs_dir)
     assert next(o for o in again.outcomes if o.key == "shop/clf").status == "built"
@@ -284,3 +290,28 @@ def test_ctrl_c_after_the_alias_moved_gives_the_alias_back_at_once(home, defs_di
     state = _assert_nothing_half_done(home)
     assert "failed before Dagster recorded it" in state["versions"]["2"].tags["slipway.abandoned"]
     assert state["aliases"] == {"champion": "1"}
+
+
+def test_a_forced_training_that_fails_after_promotion_is_settled_by_the_same_run(
+    home, defs_dir, write_pipeline, monkeypatch
+):
+    """The model is up to date, so no next training would settle it: `slipway run` settles what its
+    own run left as soon as the run ends."""
+    from resources.artifacts import LocalArtifactStore, ModelRef
+
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _orders()})
+    run(defs_dir=defs_dir)
+    store = LocalArtifactStore.handle_output
+
+    def failing(self, context, obj):
+        if isinstance(obj, ModelRef):
+            raise OSError("injected: the artifact store refused the write")
+        return store(self, context, obj)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalArtifactStore, "handle_output", failing)
+        forced = run(defs_dir=defs_dir, force=True)
+    assert next(o for o in forced.outcomes if o.key == "shop/clf").status == "failed"
+    state = _assert_nothing_half_done(home)
+    assert "slipway.abandoned" in state["versions"]["2"].tags and state["aliases"] == {"champion": "1"}
+    assert next(o for o in run(defs_dir=defs_dir).outcomes if o.key == "shop/clf").status == "reused"

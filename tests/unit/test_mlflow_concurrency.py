@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -42,12 +43,14 @@ print("ok")
 def test_concurrent_first_use_of_a_new_dagster_home(tmp_path):
     env = {**__import__("os").environ, "SLIPWAY_HOME": str(tmp_path / "home")}
     env.pop("SLIPWAY_STACK", None)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", DAGSTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        for _ in range(4)
-    ]
-    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
-    failures = [err[-800:] for out, err, code in results if code != 0 or out.strip() != "ok"]
-    assert failures == []
+    for attempt in ("new home", "storage deleted by hand"):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", DAGSTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+            for _ in range(4)
+        ]
+        results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+        failures = [err[-800:] for out, err, code in results if code != 0 or out.strip() != "ok"]
+        assert failures == [], attempt
+        shutil.rmtree(tmp_path / "home" / "dagster" / "storage")
