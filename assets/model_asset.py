@@ -269,7 +269,10 @@ def _give_up(
     When the stores cannot be reached now, the next training of the model (or `slipway run`)
     settles both; the original error is what the step reports either way.
     """
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)):
+        what = "interrupted"
+    else:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     reason = redact(f"its training in Dagster run {context.run.run_id[:8]} failed before Dagster recorded it ({what})")
     try:
         # The promotion lock was released when the exception left its block; aliases move under it.

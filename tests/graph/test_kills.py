@@ -288,7 +288,7 @@ def test_ctrl_c_after_the_alias_moved_gives_the_alias_back_at_once(home, defs_di
     assert done.returncode in (1, 130), done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     state = _assert_nothing_half_done(home)
-    assert "failed before Dagster recorded it" in state["versions"]["2"].tags["slipway.abandoned"]
+    assert "failed before Dagster recorded it (interrupted)" in state["versions"]["2"].tags["slipway.abandoned"]
     assert state["aliases"] == {"champion": "1"}
 
 
