@@ -331,7 +331,7 @@ def _failure(data: Any) -> str:
     """One line for a step failure: the user's error, or the interruption."""
     source = getattr(data.error_source, "value", data.error_source)
     if source == "INTERRUPT":
-        return "interrupted; the next run builds it again"
+        return "interrupted; the last version built stays in use, and the next run builds it if it is out of date"
     error = data.error
     # A user-code error is wrapped by Dagster once; its cause is the user's exception.
     if source == "USER_CODE_ERROR" and error.cause is not None:

@@ -98,8 +98,10 @@ class MlflowModelRegistry(ModelRegistry):
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
         uri = self.registry_uri or self.tracking_uri
-        message = f"model registry (mlflow at {uri}): cannot {action}: {exc}; no alias was moved"
-        return ResourceError(redact(message))
+        # The first line of the store's message (SQLAlchemy appends the SQL and a link).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        moved = "" if action.startswith(("read", "list", "connect")) else "; no alias was moved"
+        return ResourceError(redact(f"model registry (mlflow at {uri}): cannot {action}: {first}{moved}"))
 
     def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
         client = self._client

@@ -139,7 +139,9 @@ class MlflowTracker(ExperimentTracker):
         return TrackedRun(run.info.run_id, experiment_id, run.info.artifact_uri)
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
-        message = f"experiment tracker (mlflow at {self.tracking_uri}): cannot {action}: {exc}"
+        # The first line of the store's message (SQLAlchemy appends the SQL and a link).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"experiment tracker (mlflow at {self.tracking_uri}): cannot {action}: {first}"
         return ResourceError(redact(message))
 
     def log(self, run: TrackedRun, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:  # noqa: D102

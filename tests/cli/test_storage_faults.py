@@ -95,3 +95,17 @@ def test_a_home_on_a_read_only_file_system_from_the_start_is_one_line(tmpfs):
     _resize(tmpfs, "ro")
     error = _one_error(slipway("run", "houses", home=tmpfs / "home"))
     assert error.startswith(f"error: cannot write to {tmpfs / 'home'}") and "it is read-only" in error, error
+
+
+def test_a_corrupt_mlflow_database_is_one_line_naming_it(home):
+    assert slipway("run", "houses", home=home).returncode == 0
+    (home / "mlflow.db").write_bytes(os.urandom(64 * 1024))
+    done = slipway("run", "houses", "--force", home=home)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "file is not a database" in line]
+    assert lines, done.stdout + done.stderr
+    assert all(
+        "[SQL:" not in line and "sqlalche.me" not in line
+        for line in done.stdout.splitlines() + done.stderr.splitlines()
+    )
+    assert f"mlflow at sqlite:///{home}/mlflow.db" in lines[0]

@@ -116,7 +116,7 @@ def test_registry_error_while_reading_the_champion_moves_no_alias(
 
     assert outcome.status == "failed"
     assert "cannot read the aliases of 'shop.clf'" in outcome.detail
-    assert "registry unavailable (injected)" in outcome.detail and "no alias was moved" in outcome.detail
+    assert "registry unavailable (injected)" in outcome.detail
     client = _client(home)
     assert client.get_registered_model("shop.clf").aliases == {"champion": 1}
     # Decided before registering: a version that could not be decided is never registered.
