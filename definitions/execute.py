@@ -74,13 +74,15 @@ class Engine:
             (k for k in keys if k in self.graph.materializable_asset_keys and self.kind(k) == "model"),
             key=lambda k: k.to_user_string(),
         )
+        keep = keep or set()
+        if not models and not keep:  # the common case after a launch: no model failed
+            return
         live = {
             k
             for run in self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
             for k in run.asset_selection or ()
         }
         left = [k for k in models if k in live]  # a live run of it (from the UI) settles its own work
-        keep = keep or set()
         left += [k for k in keep if k in self.graph.materializable_asset_keys and self.kind(k) == "model"]
         tracker, registry = self.stores.resources["experiment_tracker"], self.stores.registry
         for i, key in enumerate(k for k in models if k not in live):
