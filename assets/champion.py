@@ -27,6 +27,7 @@ class Comparison:
     challenger_score: float | None = None
     rows: int = 0
     problem: str | None = None
+    on: str = "rows neither trained on"
 
 
 def compare(
@@ -40,6 +41,9 @@ def compare(
 ) -> Comparison:
     """Score ``champion`` (registered ``version``) and ``challenger`` on rows neither trained on.
 
+    ``frame`` is the challenger's training dataset, or its evaluation set when it declares one
+    (``evaluate_on``): then both are scored on every row of it.
+
     Returns a :class:`Comparison` with ``problem`` set, instead of raising, when the champion
     cannot be scored: its split was not recorded, its columns are gone, or it fails to predict.
     """
@@ -47,15 +51,32 @@ def compare(
     if recorded is None:
         return Comparison(version, metric, problem="it recorded no split, so the rows it trained on are unknown")
     try:
-        champion_split = training.SplitRecord.from_json(recorded)
-        rows = challenger.holdout.record.test_mask(frame) & champion_split.test_mask(frame)
+        champion_record = training.parse_record(recorded)
     except (ValueError, KeyError) as exc:
         return Comparison(version, metric, problem=f"its training rows cannot be found again ({exc})")
+    own = challenger.holdout.record
+    if isinstance(own, training.EvaluationRecord):
+        # A declared evaluation set is held out from training by declaration: both are scored on all of it.
+        rows = frame.index == frame.index  # every row
+        on = f"rows of evaluation set {own.evaluate_on}"
+    elif isinstance(champion_record, training.EvaluationRecord):
+        return Comparison(
+            version,
+            metric,
+            problem=f"it trained on every row of its dataset (it was scored on {champion_record.evaluate_on}), "
+            "so no row is held out from it",
+        )
+    else:
+        try:
+            rows = own.test_mask(frame) & champion_record.test_mask(frame)
+        except (ValueError, KeyError) as exc:
+            return Comparison(version, metric, problem=f"its training rows cannot be found again ({exc})")
+        on = "rows neither trained on"
     if not rows.any():
         return Comparison(version, metric, problem="no row is outside both training sets")
-    # Each model is scored on its own features (the champion's are in its split record), on the
-    # same rows with the same labels.
-    champion_features = [c for c in champion_split.columns if c != target]
+    # Each model is scored on its own features (the champion's are in its record), on the same
+    # rows with the same labels.
+    champion_features = [c for c in champion_record.columns if c != target]
     y = frame.loc[rows, target]
     try:
         champion_score = training.evaluate(champion, [metric], frame.loc[rows, champion_features], y)[metric]
@@ -66,7 +87,7 @@ def compare(
         challenger_score = training.evaluate(challenger.model, [metric], x, y)[metric]
     except SlipwayError as exc:
         return Comparison(version, metric, problem=f"the new version cannot be scored on the comparison rows ({exc})")
-    return Comparison(version, metric, champion_score, challenger_score, int(rows.sum()))
+    return Comparison(version, metric, champion_score, challenger_score, int(rows.sum()), on=on)
 
 
 def is_nan(value: float | None) -> bool:

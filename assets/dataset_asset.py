@@ -1,19 +1,22 @@
 """The Dagster asset for one declared dataset, with its expectations as blocking checks."""
 
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from assets import progress, sources
+from assets import derived, progress, sources
+from assets.graph import REFS_METADATA, key_of
 from assets.imports import resolve
 from assets.outputs import versioned_output
+from assets.preflight import ASSERTS_COLUMNS, COLUMN_KWARGS
 from assets.rebuild import recording_failures
-from assets.schema import Dataset
+from assets.schema import Dataset, input_name
 from assets.versions import code_version, frame_version
 from resources.drift import DriftDetector
-from resources.errors import DataError, DefinitionError, RefusedData
+from resources.errors import DataError, RefusedData
 from resources.policy import ImportPolicy
 from resources.validator import DataValidator, ExpectationResult
 
@@ -44,45 +47,105 @@ def _check_result(
 OBSERVE_SCHEDULE = "*/5 * * * *"
 
 
-def source_key(pipeline: str, name: str) -> dg.AssetKey:
-    """The key of the observable source asset of dataset ``name``'s files."""
-    return dg.AssetKey(sources.source_key_path(pipeline, name))
+def source_key(pipeline: str, name: str, spec: Dataset | None = None) -> dg.AssetKey:
+    """The key of the observable source asset of dataset ``name``'s files (or database query)."""
+    return dg.AssetKey(sources.source_key_path(pipeline, name, spec.source if spec else None))
 
 
 def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.SourceAsset:
-    """The files of a dataset's file source, observed by a cheap fingerprint (no data is read).
+    """The files (or database query) of a dataset's source, observed without loading the data.
 
-    Its data version is :func:`assets.sources.files_fingerprint`: names, sizes and modification
-    times. Observing it (``slipway run`` does before deciding; the UI's "Observe sources" too)
-    marks the dataset unsynced when files are added, removed or rewritten.
+    A file source's data version is :func:`assets.sources.files_fingerprint`: names, sizes and
+    modification times. A database source's is a hash of its ``observe`` query's result, else
+    of its whole result (:func:`assets.sources.observe_database`). Observing it (``slipway
+    run`` does before deciding; the UI's "Observe sources" too) marks the dataset unsynced
+    when the data changed.
     """
     where = f"pipeline {pipeline}, dataset {name}"
+    assert spec.source is not None  # only sourced datasets have a source asset
 
-    def _files() -> dg.ObserveResult:
-        version, metadata = sources.observe_files(spec.source, folder, where)
+    def _observe() -> dg.ObserveResult:
+        version, metadata = sources.observe(spec.source, folder, where)  # type: ignore[arg-type]
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
+
+    if spec.source.sql is not None:
+        shown = f"the query on ${spec.source.connection}"
+        metadata = {"slipway/connection": spec.source.connection, "slipway/query": spec.source.sql}
+    else:
+        shown = f"the files of dataset {name} ({spec.source.path})"
+        metadata = {"slipway/files": spec.source.path, "slipway/folder": str(folder)}
 
     # Observable source assets are marked beta; they are what makes new files visible
     # without loading them, so they are used on purpose.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         return dg.observable_source_asset(
-            key=source_key(pipeline, name),
+            key=source_key(pipeline, name, spec),
             group_name=pipeline,
-            # With the automation sensor on, the files are observed once at first and then every
-            # few minutes: a stat per file, no data read (`slipway run` observes them itself).
+            # With the automation sensor on, the source is observed once at first and then every
+            # few minutes: a stat per file or one query, no table built (`slipway run` observes
+            # them itself).
             automation_condition=(
                 dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(OBSERVE_SCHEDULE)
             ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}"),
-            description=f"The files of dataset {name} ({spec.source.path})",
-            metadata={"slipway/files": spec.source.path, "slipway/folder": str(folder)},
-        )(_files)
+            description=shown[0].upper() + shown[1:],
+            metadata=metadata,
+        )(_observe)
 
 
-def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.AssetsDefinition:
-    """One asset ``pipeline/name`` that loads, transforms, versions and checks the dataset."""
+def needed_columns(spec: Dataset) -> dict[str, list[str]]:
+    """Each column the dataset's expectations and drift check name, with what names it."""
+    wanted: dict[str, list[str]] = {}
+    for index, expectation in enumerate(spec.expectations):
+        if expectation.expect in ASSERTS_COLUMNS:
+            continue
+        for key, value in expectation.kwargs.items():
+            for column in value if key in COLUMN_KWARGS and isinstance(value, list) else [value]:
+                if key in COLUMN_KWARGS and isinstance(column, str):
+                    wanted.setdefault(column, []).append(f"expectation {index} {expectation.expect}")
+    for column in (spec.drift.columns if spec.drift else None) or []:
+        wanted.setdefault(column, []).append("the drift check")
+    return wanted
+
+
+def _table(
+    spec: Dataset, frames: dict[str, Any], allowed: list[str], folder: Path, where: str, here: Callable[..., str]
+) -> Any:
+    """The dataset's table: derived from ``frames`` (its inputs), or loaded from its source."""
+    if spec.sql is not None:
+        return derived.run_query(spec.sql, frames, f"{here('sql')}: {where}")
+    if spec.inputs is not None:
+        fn = resolve(spec.transform or "", allowed, where)
+        return derived.run_transform(fn, spec.transform or "", frames, f"{here('transform')}: {where}")
+    assert spec.source is not None  # a dataset has inputs or a source (schema)
+    frame = sources.load(spec.source, folder, where, allowed)
+    if spec.transform:
+        frame = derived.require_frame(
+            resolve(spec.transform, allowed, where)(frame), spec.transform, f"{here('transform')}: {where}"
+        )
+    return frame
+
+
+def build_dataset_asset(
+    pipeline: str,
+    name: str,
+    spec: Dataset,
+    folder: Path,
+    at: Callable[..., str] | None = None,
+    refs: Mapping[str, Any] | None = None,
+) -> dg.AssetsDefinition:
+    """One asset ``pipeline/name`` that loads (or derives), transforms, versions and checks the dataset.
+
+    ``at(*loc)`` is the ``path:line`` of a key under the dataset in its YAML, for messages;
+    ``refs`` are its references to other pipelines' assets (:func:`assets.graph.refs_metadata`).
+    """
     key = dg.AssetKey([pipeline, name])
     where = f"pipeline {pipeline}, dataset {name}"
+    here = at or (lambda *loc: str(folder / "defs.yaml"))
+    inputs = {input_name(r): dg.AssetIn(key=dg.AssetKey(key_of(pipeline, r).split("/"))) for r in spec.inputs or []}
+    wanted = needed_columns(spec)
+    made_by = f"transform {spec.transform} returned" if spec.transform else "its query (`sql`) returned"
+    made_by = made_by if spec.transform or spec.sql else "its source holds"
     check_specs = [
         dg.AssetCheckSpec(
             check_name(i, e.expect),
@@ -104,15 +167,16 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
         data_validator: DataValidator,
         drift_detector: DriftDetector,
         import_policy: ImportPolicy,
+        frames: dict[str, Any],
     ) -> Any:
-        progress.started(f"{pipeline}/{name}", "loading")
-        frame = sources.load(spec.source, folder, where, import_policy.allowed)
-        if spec.transform:
-            frame = resolve(spec.transform, import_policy.allowed, where)(frame)
-            if not hasattr(frame, "dtypes"):
-                raise DefinitionError(
-                    f"{where}: transform {spec.transform} returned a {type(frame).__name__}, not a DataFrame"
-                )
+        progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
+        frame = _table(spec, frames, import_policy.allowed, folder, where, here)
+        lacking = derived.missing_columns(frame, wanted)
+        if lacking:
+            raise DataError(
+                f"{here()}: {where}: the table {made_by} has no column {', '.join(lacking)} "
+                f"(it has: {', '.join(map(str, frame.columns))})"
+            )
         version = frame_version(frame)
         checks: list[dg.AssetCheckResult] = []
         summary = [f"{len(frame)} rows"]
@@ -183,15 +247,24 @@ def build_dataset_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -
         description=spec.description or f"Dataset {name} of pipeline {pipeline}",
         check_specs=check_specs,
         kinds={"pandas"},
-        deps=[source_key(pipeline, name)] if spec.source.path is not None else [],
-        metadata={"slipway/pipeline": pipeline, "slipway/source": spec.source.model_dump_json()},
+        ins=inputs,
+        deps=[source_key(pipeline, name, spec)] if sources.observable(spec.source) else [],
+        metadata={
+            "slipway/pipeline": pipeline,
+            **({"slipway/source": spec.source.model_dump_json()} if spec.source else {}),
+            **({"slipway/sql": spec.sql} if spec.sql else {}),
+            **({REFS_METADATA: dict(refs)} if refs else {}),
+        },
     )
     def _dataset(
         context: dg.AssetExecutionContext,
         data_validator: DataValidator,
         drift_detector: DriftDetector,
         import_policy: ImportPolicy,
+        **frames: Any,
     ) -> Any:
-        yield from recording_failures(context, key, _build(context, data_validator, drift_detector, import_policy))
+        yield from recording_failures(
+            context, key, _build(context, data_validator, drift_detector, import_policy, frames)
+        )
 
     return _dataset

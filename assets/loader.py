@@ -68,7 +68,7 @@ def parse_file(path: Path) -> LoadedPipeline:
     if problems:
         raise DefinitionError(
             "\n".join(
-                f"{path}:{line_of(lines, ('attributes', *loc))}: pipeline {spec.name}: {'.'.join(loc)}: {message}"
+                f"{path}:{line_of(lines, ('attributes', *loc))}: pipeline {spec.name}: {_format_loc(loc)}: {message}"
                 for loc, message in problems
             )
         )
@@ -127,6 +127,10 @@ def load_pipelines(defs_dir: Path) -> list[LoadedPipeline]:
                 f"{item.where('name')}: pipeline name {item.spec.name!r} is also used by {names[item.spec.name]}"
             )
         names[item.spec.name] = item.path
+    if not errors:
+        from assets.graph import check
+
+        errors = check(loaded)
     if errors:
         raise DefinitionError("\n".join(errors))
     return loaded

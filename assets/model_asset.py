@@ -1,12 +1,14 @@
 """The Dagster asset for one declared model: train, track, register, gate and promote."""
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from assets import champion, progress, promotion, recovery, training
+from assets.graph import REFS_METADATA
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
 from assets.rebuild import recording_failures
@@ -41,15 +43,25 @@ def input_key(pipeline: str, dataset: str) -> dg.AssetKey:
 
 
 def build_model_asset(
-    pipeline: str, name: str, spec: Model, folder: Path, upstream_code: tuple[Path, ...] = ()
+    pipeline: str,
+    name: str,
+    spec: Model,
+    folder: Path,
+    upstream_code: tuple[Path, ...] = (),
+    refs: Mapping[str, Any] | None = None,
 ) -> dg.AssetsDefinition:
-    """One asset ``pipeline/name`` trained on ``pipeline/<spec.dataset>``.
+    """One asset ``pipeline/name`` trained on ``pipeline/<spec.dataset>`` (scored on ``evaluate_on`` if set).
 
     ``upstream_code`` are the project files the dataset runs (its transform or generator):
-    untracked, they make the recorded commit dirty too.
+    untracked, they make the recorded commit dirty too. ``refs`` are its references to other
+    pipelines' assets (:func:`assets.graph.refs_metadata`), checked by the code location.
     """
     key = dg.AssetKey([pipeline, name])
     dataset_key = input_key(pipeline, spec.dataset)
+    evaluation_key = input_key(pipeline, spec.evaluate_on) if spec.evaluate_on else None
+    ins = {"frame": dg.AssetIn(key=dataset_key)}
+    if evaluation_key is not None:
+        ins["evaluation"] = dg.AssetIn(key=evaluation_key)
     where = f"pipeline {pipeline}, model {name}"
     version_hash = code_version("model", spec)
     checks = [
@@ -65,6 +77,7 @@ def build_model_asset(
     def _train(
         context: dg.AssetExecutionContext,
         frame: Any,
+        evaluation: Any,
         experiment_tracker: ExperimentTracker,
         model_registry: ModelRegistry,
         import_policy: ImportPolicy,
@@ -77,7 +90,7 @@ def build_model_asset(
         # The run is recorded after training (so that MLflow's start-up overlaps it), dated
         # from when training began.
         train_started_ms = int(time.time() * 1000)
-        trained = training.train(frame, spec, fit_fn, where)
+        trained = training.train(frame, spec, fit_fn, where, evaluation)
         sha, dirty = git_state(folder, [*code_files(spec), *upstream_code])
         data_version = frame_version(frame)
         tags = {
@@ -91,6 +104,11 @@ def build_model_asset(
             "slipway.lock_hash": lock_hash(),
             champion.SPLIT_TAG: trained.holdout.record.to_json(),
             f"slipway.upstream.{dataset_key.to_user_string()}": data_version,
+            **(
+                {f"slipway.upstream.{evaluation_key.to_user_string()}": frame_version(evaluation)}
+                if evaluation_key
+                else {}
+            ),
             # MLflow's own tags, shown as the run's source in its UI.
             "mlflow.source.type": "JOB",
             "mlflow.source.name": str(folder / "defs.yaml"),
@@ -105,7 +123,7 @@ def build_model_asset(
                 context,
                 spec,
                 trained,
-                frame,
+                frame if evaluation is None else evaluation,
                 run,
                 tags,
                 registry_name,
@@ -161,7 +179,7 @@ def build_model_asset(
         key=key,
         group_name=pipeline,
         code_version=version_hash,
-        ins={"frame": dg.AssetIn(key=dataset_key)},
+        ins=ins,
         description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
         check_specs=checks,
         kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
@@ -170,23 +188,20 @@ def build_model_asset(
         metadata={
             "slipway/pipeline": pipeline,
             "slipway/registered_model": registered_name(pipeline, name),
-            **(
-                {"slipway/input": spec.dataset, "slipway/where": f"{folder / 'defs.yaml'}: {where}"}
-                if "/" in spec.dataset
-                else {}
-            ),
+            **({REFS_METADATA: dict(refs)} if refs else {}),
         },
     )
     def _model(
         context: dg.AssetExecutionContext,
-        frame: Any,
         experiment_tracker: ExperimentTracker,
         model_registry: ModelRegistry,
         import_policy: ImportPolicy,
+        **frames: Any,
     ) -> Any:
-        yield from recording_failures(
-            context, key, _train(context, frame, experiment_tracker, model_registry, import_policy)
+        steps = _train(
+            context, frames["frame"], frames.get("evaluation"), experiment_tracker, model_registry, import_policy
         )
+        yield from recording_failures(context, key, steps)
 
     return _model
 

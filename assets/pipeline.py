@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Self
 
 import dagster as dg
 from pydantic import BaseModel
 
+from assets import graph
 from assets.dataset_asset import build_dataset_asset, build_source_asset
-from assets.loader import parse_file
+from assets.loader import LoadedPipeline, parse_file
 from assets.model_asset import build_model_asset
 from assets.schema import PipelineSpec
+from assets.sources import observable
 from assets.versions import code_files
 
 
@@ -48,10 +51,11 @@ class Pipeline(dg.Component):
     definition. Relative data paths start at the folder of the ``defs.yaml``.
     """
 
-    def __init__(self, spec: PipelineSpec, folder: Path) -> None:
-        """A pipeline whose relative data paths start at ``folder``."""
-        self.spec = spec
-        self.folder = folder
+    def __init__(self, loaded: LoadedPipeline) -> None:
+        """The pipeline of one parsed ``defs.yaml`` (its relative data paths start at its folder)."""
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self.folder = loaded.folder
 
     @classmethod
     def get_model_cls(cls) -> type[BaseModel]:
@@ -66,16 +70,27 @@ class Pipeline(dg.Component):
         parsed again by the loader of ``slipway validate`` so that the rules across fields
         (``PipelineSpec.problems``) apply too, with the same ``path:line`` messages.
         """
-        loaded = parse_file(Path(context.path) / "defs.yaml")
-        return cls(loaded.spec, loaded.folder)
+        return cls(parse_file(Path(context.path) / "defs.yaml"))
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:  # noqa: D102
-        return build_pipeline_defs(self.spec, self.folder)
+        return build_pipeline_defs(self.loaded)
 
 
-def build_pipeline_defs(spec: PipelineSpec, folder: Path) -> dg.Definitions:
-    """The assets (and their checks) of one pipeline whose ``defs.yaml`` is in ``folder``."""
-    assets = [build_dataset_asset(spec.name, name, dataset, folder) for name, dataset in spec.datasets.items()]
+def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
+    """The assets (and their checks) of one parsed pipeline."""
+    spec, folder = loaded.spec, loaded.folder
+    refs = graph.references([loaded])
+    assets = [
+        build_dataset_asset(
+            spec.name,
+            name,
+            dataset,
+            folder,
+            at=functools.partial(loaded.where, "datasets", name),
+            refs=graph.refs_metadata(refs, f"{spec.name}/{name}"),
+        )
+        for name, dataset in spec.datasets.items()
+    ]
     assets += [
         build_model_asset(
             spec.name,
@@ -83,12 +98,13 @@ def build_pipeline_defs(spec: PipelineSpec, folder: Path) -> dg.Definitions:
             model,
             folder,
             tuple(code_files(spec.datasets[model.dataset])) if model.dataset in spec.datasets else (),
+            refs=graph.refs_metadata(refs, f"{spec.name}/{name}"),
         )
         for name, model in spec.models.items()
     ]
     sources = [
         build_source_asset(spec.name, name, dataset, folder)
         for name, dataset in spec.datasets.items()
-        if dataset.source.path is not None
+        if observable(dataset.source)
     ]
     return dg.Definitions(assets=[*assets, *sources])

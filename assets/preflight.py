@@ -105,10 +105,17 @@ def _dataset_columns(
     source = dataset.source
     columns: Columns | None = None
     errors: list[str] = []
-    if source.path is not None:
+    if source is not None and source.path is not None:
         columns, errors = _file_columns(pipeline, name, dataset, prefix)
-    elif source.sklearn is not None and not dataset.transform:
+    elif source is not None and source.sklearn is not None and not dataset.transform:
         columns = Columns({f"scikit-learn's {source.sklearn}": sklearn_columns(source.sklearn)})
+    if dataset.sql is not None:
+        from assets.derived import check_query
+
+        try:
+            check_query(dataset.sql, f"{pipeline.where('datasets', name, 'sql')}: {prefix}")
+        except DefinitionError as exc:
+            errors.append(str(exc))
     if dataset.transform:
         where = pipeline.where("datasets", name, "transform")
         try:  # the message of an import path names the pipeline only, as `slipway run` does
@@ -124,6 +131,7 @@ def _file_columns(
 ) -> tuple[Columns | None, list[str]]:
     """The header of every file a file source matches, or why there is none to read."""
     where = f"{pipeline.where('datasets', name, 'source', 'path')}: {prefix}"
+    assert dataset.source is not None  # a file source
     try:
         files = source_files(dataset.source, pipeline.folder, where)
     except DataError as exc:

@@ -86,7 +86,7 @@ def decide(
     new, old = comparison.challenger_score, comparison.champion_score
     if new is None or old is None or math.isnan(new) or math.isnan(old):
         return Decision(CHALLENGER, f"{held}: {metric} is NaN on the {comparison.rows} comparison rows")
-    versus = f"{metric} {new:.4g} vs {old:.4g} on {comparison.rows} rows neither trained on"
+    versus = f"{metric} {new:.4g} vs {old:.4g} on {comparison.rows} {comparison.on}"
     if beats(metric, new, old):
         return Decision(promote.alias, f"beats {promote.must_beat} v{comparison.version}: {versus}")
     return Decision(CHALLENGER, f"does not beat {promote.must_beat} v{comparison.version}: {versus}")

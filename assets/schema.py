@@ -45,13 +45,22 @@ class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+SOURCE_KINDS = ("path", "sklearn", "generator", "sql")
+
+
 class Source(_Closed):
-    """Where a dataset's rows come from: exactly one of ``path``, ``sklearn`` or ``generator``.
+    """Where a dataset's rows come from: exactly one of ``path``, ``sklearn``, ``generator`` or ``sql``.
 
     - ``{path: data/*.csv}``: a CSV or Parquet file or glob, relative to the pipeline folder;
     - ``{sklearn: diabetes}``: a dataset bundled with scikit-learn (no download);
     - ``{generator: churn, rows: 5000, seed: 0}``: a seeded synthetic generator, a built-in
-      name (``churn``, ``houses``, ``regression``) or ``module:function``.
+      name (``churn``, ``houses``, ``regression``) or ``module:function``;
+    - ``{sql: "select ...", connection: CRM_DATABASE_URL}``: a query against a database, read
+      through SQLAlchemy; the URL is taken only from the named environment variable, never
+      from YAML. ``observe`` is an optional cheap query (``select max(updated_at) from t``)
+      whose result stands for the data when looking for new rows; without it the whole
+      result is read and hashed.
     """
 
     path: str | None = Field(default=None, description="File or glob; ${SLIPWAY_HOME} is expanded.")
@@ -61,22 +70,45 @@ class Source(_Closed):
     rows: int | None = Field(default=None, gt=0, le=10_000_000, description="Generator rows (default 1000).")
     seed: int | None = Field(default=None, description="Generator seed (default 0).")
     params: dict[str, Any] | None = Field(default=None, description="Extra generator keyword arguments.")
+    sql: str | None = Field(default=None, min_length=1, description="A query against the `connection` database.")
+    connection: str | None = Field(
+        default=None,
+        pattern=ENV_VAR_PATTERN,
+        description="Name of the environment variable holding the database URL (never the URL itself).",
+    )
+    observe: str | None = Field(
+        default=None, min_length=1, description="A cheap query whose result changes when the data does."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
-        kinds = [k for k in ("path", "sklearn", "generator") if getattr(self, k) is not None]
+        kinds = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("a source needs exactly one of `path`, `sklearn` or `generator`")
+            raise ValueError("a source needs exactly one of `path`, `sklearn`, `generator` or `sql`")
         if self.format is not None and self.path is None:
             raise ValueError("`format` goes with `path`")
         if self.generator is None and any(v is not None for v in (self.rows, self.seed, self.params)):
             raise ValueError("`rows`, `seed` and `params` go with `generator`")
+        if self.sql is not None and self.connection is None:
+            raise ValueError("a `sql` source needs `connection`: the name of the environment variable with its URL")
+        if self.sql is None and (self.connection is not None or self.observe is not None):
+            raise ValueError("`connection` and `observe` go with `sql`")
         return self
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _not_a_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                "`connection` names an environment variable (e.g. CRM_DATABASE_URL) that holds the URL; "
+                "a URL in YAML would put its password in git"
+            )
+        return value
 
     @property
     def kind(self) -> str:
-        """``path``, ``sklearn`` or ``generator``."""
-        return next(k for k in ("path", "sklearn", "generator") if getattr(self, k) is not None)
+        """``path``, ``sklearn``, ``generator`` or ``sql``."""
+        return next(k for k in SOURCE_KINDS if getattr(self, k) is not None)
 
 
 class Expectation(BaseModel):
@@ -101,14 +133,72 @@ class DriftCheck(_Closed):
     columns: list[str] | None = Field(default=None, description="Columns to score; all numeric ones when omitted.")
 
 
-class Dataset(_Closed):
-    """A dataset asset: a source, an optional transform and data expectations."""
+def input_name(ref: str) -> str:
+    """What a derived dataset's SQL and transform call an input: the last part of its key.
 
-    source: Source
-    transform: str | None = Field(default=None, pattern=IMPORT_PATH_PATTERN, description="module:function(df) -> df")
+    ``customers`` and ``churn/customers`` are both ``customers``.
+    """
+    return ref.rsplit("/", 1)[-1]
+
+
+class Dataset(_Closed):
+    """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.
+
+    Sourced: ``source`` and an optional ``transform: module:function(df) -> df``. Derived:
+    ``inputs`` (datasets of this pipeline by name, or any asset of the code location by key,
+    ``churn/customers``) and exactly one of ``sql`` (a query over the inputs by name, run by
+    DuckDB in-process) or ``transform`` (``module:function(**inputs) -> df``, each input a
+    keyword argument named as in the SQL). Either kind has expectations and drift checks.
+    """
+
+    source: Source | None = None
+    inputs: list[str] | None = Field(
+        default=None, min_length=1, description="Datasets (or `pipeline/name` asset keys) this one is built from."
+    )
+    sql: str | None = Field(default=None, min_length=1, description="A DuckDB query over the inputs, by name.")
+    transform: str | None = Field(
+        default=None, pattern=IMPORT_PATH_PATTERN, description="module:function(df) -> df, or (**inputs) -> df"
+    )
     expectations: list[Expectation] = Field(default_factory=list)
     drift: DriftCheck | None = None
     description: str | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, inputs: list[str] | None) -> list[str] | None:
+        for ref in inputs or []:
+            if not re.match(INPUT_PATTERN, ref):
+                raise ValueError(
+                    f"input {ref!r} is neither a dataset name (lower_snake_case) nor an asset key (`pipeline/name`)"
+                )
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", input_name(ref)):
+                raise ValueError(f"input {ref!r}: {input_name(ref)!r} cannot name a table in SQL or an argument")
+        names = [input_name(ref) for ref in inputs or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"two inputs are both called {twice[0]!r} in the SQL and the transform (an input is called by "
+                "the last part of its key); derive one of them under another name first"
+            )
+        return inputs
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Dataset:
+        if (self.source is None) == (self.inputs is None):
+            raise ValueError("a dataset needs exactly one of `source` or `inputs`")
+        if self.inputs is not None and (self.sql is None) == (self.transform is None):
+            raise ValueError("a dataset with `inputs` needs exactly one of `sql` or `transform`")
+        if self.sql is not None and self.inputs is None:
+            raise ValueError(
+                "`sql` goes with `inputs`: it queries other datasets by name "
+                "(a query against a database is `source: {sql: ..., connection: ...}`)"
+            )
+        return self
+
+    @property
+    def derived(self) -> bool:
+        """True when built from other datasets (``inputs``) rather than a source."""
+        return self.inputs is not None
 
 
 class Split(_Closed):
@@ -176,6 +266,12 @@ class Model(_Closed):
         default=None, description="Inferred from the first metric when omitted."
     )
     split: Split = Field(default_factory=Split)
+    evaluate_on: str | None = Field(
+        default=None,
+        pattern=INPUT_PATTERN,
+        description="A held-out evaluation dataset (name or `pipeline/name`): train on every row, "
+        "score and compare with the champion on this one instead of a split.",
+    )
     metrics: list[str] = Field(min_length=1)
     promote: Promote = Field(default_factory=Promote)
     resources: ComputeResources | None = None
@@ -196,7 +292,16 @@ class Model(_Closed):
         for gate in self.promote.gates:
             if gate not in self.metrics:
                 raise ValueError(f"gate on {gate!r}, which is not in metrics {self.metrics}")
+        if self.evaluate_on is not None and "split" in self.model_fields_set:
+            raise ValueError("`split` and `evaluate_on` exclude each other: a model is scored on one or the other")
+        if self.evaluate_on is not None and self.evaluate_on == self.dataset:
+            raise ValueError(f"`evaluate_on` names the training dataset {self.dataset!r}; name a held-out one")
         return self
+
+    @property
+    def inputs(self) -> list[str]:
+        """The datasets the model reads: its training dataset, then its evaluation set if any."""
+        return [self.dataset] + ([self.evaluate_on] if self.evaluate_on else [])
 
     @property
     def resolved_task(self) -> str:
@@ -212,20 +317,31 @@ class PipelineSpec(_Closed):
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)
 
-    def problems(self) -> list[tuple[tuple[str, ...], str]]:
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Rules across fields, as ``(location, message)`` so the loader can name the line."""
-        found: list[tuple[tuple[str, ...], str]] = []
+        found: list[tuple[tuple[str | int, ...], str]] = []
         for kind, names in (("datasets", self.datasets), ("models", self.models)):
             for key in names:
                 if not re.match(NAME_PATTERN, key):
                     found.append(((kind, key), f"asset name {key!r} must be lower_snake_case"))
         for key in set(self.datasets) & set(self.models):
             found.append((("models", key), f"{key!r} names both a dataset and a model"))
+        for name, dataset in self.datasets.items():
+            for index, ref in enumerate(dataset.inputs or []):
+                found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
         for name, model in self.models.items():
-            if "/" not in model.dataset and model.dataset not in self.datasets:
-                hint = suggest(model.dataset, self.datasets)
-                found.append((("models", name, "dataset"), f"unknown dataset {model.dataset!r}{hint}"))
+            found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")
+            if model.evaluate_on is not None:
+                found += self._unknown(model.evaluate_on, ("models", name, "evaluate_on"), "evaluation dataset")
         return found
+
+    def _unknown(self, ref: str, loc: tuple[str | int, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:
+        """A reference by name to this pipeline's datasets that names none (keys ``a/b`` are checked later)."""
+        if "/" in ref or ref in self.datasets:
+            return []
+        if ref in self.models:
+            return [(loc, f"{what} {ref!r} is a model; only datasets (tables) can be read")]
+        return [(loc, f"unknown {what} {ref!r}{suggest(ref, self.datasets)}")]
 
 
 def parse_gate(condition: str) -> tuple[str, float]:

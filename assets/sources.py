@@ -1,4 +1,4 @@
-"""Read a dataset's source: files, a bundled scikit-learn dataset, or a generator."""
+"""Read a dataset's source: files, a bundled scikit-learn dataset, a generator, or a database query."""
 
 from __future__ import annotations
 
@@ -35,9 +35,35 @@ def source_files(source: Source, folder: Path, where: str) -> list[Path]:
     return files
 
 
-def source_key_path(pipeline: str, dataset: str) -> list[str]:
-    """The asset key path of the observable source of a dataset's files."""
-    return [pipeline, dataset, "files"]
+def source_key_path(pipeline: str, dataset: str, source: Source | None = None) -> list[str]:
+    """The asset key path of the observable source of a dataset's files (or database query)."""
+    return [pipeline, dataset, "query" if source is not None and source.sql is not None else "files"]
+
+
+def observable(source: Source | None) -> bool:
+    """True for the sources observed for new data: files and database queries."""
+    return source is not None and (source.path is not None or source.sql is not None)
+
+
+def observe(source: Source, folder: Path, where: str) -> tuple[str, dict[str, Any]]:
+    """The data version of an observable source and what to show with it."""
+    if source.sql is not None:
+        return observe_database(source, where)
+    return observe_files(source, folder, where)
+
+
+def observe_database(source: Source, where: str) -> tuple[str, dict[str, Any]]:
+    """A hash of the ``observe`` query's result when given, else of the whole query's result.
+
+    The whole result is streamed and hashed without building a table; an ``observe`` query
+    (``select max(updated_at), count(*) from t``) makes this as cheap as the database makes it.
+    """
+    from resources import database
+
+    query = source.observe or source.sql or ""
+    version, rows = database.fingerprint(source.connection or "", query, where)
+    observed_by = "the observe query" if source.observe else "a hash of the query's result"
+    return version, {"observed_by": observed_by, "rows": rows}
 
 
 def files_fingerprint(files: Sequence[Path], folder: Path) -> str:
@@ -96,6 +122,10 @@ def load(source: Source, folder: Path, where: str, allowed: Sequence[str]) -> An
     if source.path is not None:
         frames = [_read_file(path, source.format) for path in source_files(source, folder, where)]
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if source.sql is not None:
+        from resources import database
+
+        return database.read(source.connection or "", source.sql, where)
     if source.sklearn is not None:
         from sklearn import datasets
 

@@ -74,6 +74,30 @@ class SplitRecord:
         return unit < self.test_size
 
 
+EVALUATION_SCHEME = "evaluation-set-v1"
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """A model trained on every row of its dataset and scored on a declared evaluation set."""
+
+    evaluate_on: str
+    columns: tuple[str, ...]
+    scheme: str = EVALUATION_SCHEME
+
+    def to_json(self) -> str:
+        """Canonical JSON, for a registry tag."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def parse_record(text: str) -> SplitRecord | EvaluationRecord:
+    """A recorded split or evaluation set; ``ValueError`` when ``text`` is neither."""
+    data = json.loads(text)
+    if isinstance(data, dict) and data.get("scheme") == EVALUATION_SCHEME:
+        return EvaluationRecord(str(data["evaluate_on"]), tuple(data["columns"]))
+    return SplitRecord.from_json(text)
+
+
 _NULL = "\0null"
 
 
@@ -109,7 +133,7 @@ class Holdout:
     x_test: Any
     y_train: Any
     y_test: Any
-    record: SplitRecord
+    record: SplitRecord | EvaluationRecord
 
 
 @dataclass
@@ -134,9 +158,22 @@ def feature_columns(frame: Any, spec: Model, where: str) -> list[str]:
     return [str(c) for c in features]
 
 
-def split(frame: Any, spec: Model, where: str) -> Holdout:
-    """Select features and target, then split by the seeded row hash."""
+def split(frame: Any, spec: Model, where: str, evaluation: Any = None) -> Holdout:
+    """Select features and target, then split by the seeded row hash.
+
+    With an ``evaluation`` table (``evaluate_on``), every row of ``frame`` trains and the
+    evaluation table's rows test.
+    """
     features = feature_columns(frame, spec, where)
+    if evaluation is not None:
+        wanted = [*features, spec.target]
+        missing = [c for c in wanted if c not in evaluation.columns]
+        if missing:
+            raise DataError(f"{where}: the evaluation set {spec.evaluate_on} lacks columns {missing}")
+        if len(evaluation) == 0:
+            raise DataError(f"{where}: the evaluation set {spec.evaluate_on} has no rows")
+        declared = EvaluationRecord(str(spec.evaluate_on), tuple(wanted))
+        return Holdout(frame[features], evaluation[features], frame[spec.target], evaluation[spec.target], declared)
     if spec.split.by is not None and spec.split.by not in frame.columns:
         raise DataError(f"{where}: split.by column {spec.split.by!r} is not in the dataset")
     record = SplitRecord(spec.split.by, (*features, spec.target), spec.split.seed, spec.split.test_size)
@@ -228,9 +265,9 @@ def check_training_rows(spec: Model, holdout: Holdout, where: str) -> None:
                     raise DataError(f"{where}: feature {column!r} is not numeric (e.g. {bad.iloc[0]!r})")
 
 
-def train(frame: Any, spec: Model, fit_fn: Callable[[Any, Any], Any], where: str) -> Trained:
-    """Split, check the training rows, fit and evaluate on the holdout."""
-    holdout = split(frame, spec, where)
+def train(frame: Any, spec: Model, fit_fn: Callable[[Any, Any], Any], where: str, evaluation: Any = None) -> Trained:
+    """Split (or take the ``evaluation`` table as the holdout), check the training rows, fit and evaluate."""
+    holdout = split(frame, spec, where, evaluation)
     check_training_rows(spec, holdout, where)
     model, params = fit(fit_fn, spec, holdout, where)
     return Trained(model, holdout, evaluate(model, spec.metrics, holdout.x_test, holdout.y_test), params)

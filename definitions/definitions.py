@@ -202,20 +202,34 @@ def source_file(item: dg.AssetsDefinition) -> str | None:
 
 
 def _check_inputs(defs: dg.Definitions) -> None:
-    """Every asset a model trains on exists in the code location (did-you-mean otherwise)."""
-    from assets.metrics import suggest
+    """Every asset a YAML dataset or model reads exists and is a table (did-you-mean otherwise); no cycles.
 
-    known = {key.to_user_string() for item in defs.assets or [] for key in getattr(item, "keys", [])}
-    errors = []
+    The same checks as ``slipway validate``'s (:mod:`assets.graph`), now that hand-written
+    assets are known too.
+    """
+    from assets import graph
+
+    refs: list[graph.Reference] = []
+    kinds: dict[str, str] = {}
+    parents: dict[str, list[str]] = {}
+    where: dict[str, str] = {}
     for item in defs.assets or []:
-        if not isinstance(item, dg.AssetsDefinition):
-            continue
-        for key in item.keys:
-            metadata = item.specs_by_key[key].metadata
-            wanted = metadata.get("slipway/input")
-            if wanted is not None and wanted not in known:
-                where = metadata.get("slipway/where", key.to_user_string())
-                errors.append(f"{where}: unknown asset {wanted!r}{suggest(wanted, known)}")
+        if isinstance(item, dg.AssetsDefinition):
+            for key in item.keys:
+                owner = key.to_user_string()
+                spec = item.specs_by_key[key]
+                parents[owner] = [dep.asset_key.to_user_string() for dep in spec.deps]
+                kinds[owner] = "model" if "slipway/registered_model" in spec.metadata else "dataset"
+                found = graph.from_metadata(owner, spec.metadata.get(graph.REFS_METADATA))
+                refs += found
+                if found:
+                    where[owner] = found[0].where
+        elif isinstance(item, dg.SourceAsset):
+            kinds[item.key.to_user_string()] = "dataset"
+    errors = graph.reference_problems(refs, kinds, others={k for k, kind in kinds.items() if kind == "dataset"})
+    if not errors:
+        cycle = graph.cycle_problem(parents, where)
+        errors = [cycle] if cycle else []
     if errors:
         raise DefinitionError("\n".join(errors))
 

@@ -110,7 +110,11 @@ class Engine:
         self.instance.dispose()
 
     def select(self, groups: Sequence[str]) -> list[dg.AssetKey]:
-        """The materializable assets of ``groups`` (all when empty), upstream before downstream."""
+        """The materializable assets of ``groups`` (all when empty) and what they read, upstream first.
+
+        A pipeline that reads another pipeline's dataset (``houses/sales``) brings it, and
+        what it reads, into the selection: they are reused when up to date, built when not.
+        """
         known = {self.graph.get(k).group_name for k in self.graph.materializable_asset_keys}
         for name in groups:
             if name not in known:
@@ -123,6 +127,10 @@ class Engine:
             for key in self.graph.materializable_asset_keys
             if not groups or self.graph.get(key).group_name in groups
         ]
+        if groups:
+            chosen = set(keys)
+            ancestors = {a for key in chosen for a in self.graph.get_ancestor_asset_keys(key)}
+            keys += [k for k in ancestors - chosen if k in self.graph.materializable_asset_keys]
         # Pipeline by pipeline, upstream first (the order of the summary table).
         return sorted(keys, key=lambda k: (self.graph.get(k).group_name or "", level[k], k.to_user_string()))
 
@@ -144,7 +152,7 @@ class Engine:
         metadata = self.graph.get(key).metadata
         if "slipway/registered_model" in metadata:
             return "model"
-        return "dataset" if "slipway/source" in metadata else "asset"
+        return "dataset" if "slipway/pipeline" in metadata else "asset"
 
     def observe(self, versions: dict[str, tuple[str, dict[str, Any]]]) -> None:
         """Record a new observation of each source whose data version changed since the last one."""

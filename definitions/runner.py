@@ -47,7 +47,10 @@ def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> No
     for p in pipelines:
         paths: list[tuple[tuple[str, ...], str | None]] = []
         paths += [(("datasets", n, "transform"), d.transform) for n, d in p.spec.datasets.items()]
-        paths += [(("datasets", n, "source", "generator"), d.source.generator) for n, d in p.spec.datasets.items()]
+        paths += [
+            (("datasets", n, "source", "generator"), d.source.generator if d.source else None)
+            for n, d in p.spec.datasets.items()
+        ]
         paths += [(("models", n, "estimator"), m.estimator) for n, m in p.spec.models.items()]
         paths += [(("models", n, "train"), m.train) for n, m in p.spec.models.items()]
         for loc, path in paths:
@@ -81,16 +84,20 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
 
 
 def observe(pipelines: list[LoadedPipeline]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The fingerprint of every file source (a ``stat`` per file), by source asset key (``a/b/files``)."""
+    """The data version of every observable source, by source asset key (``a/b/files``, ``a/b/query``).
+
+    A ``stat`` per file of a file source; one query per database source (its ``observe``
+    query, else its whole result hashed).
+    """
     from assets import sources
 
     found = {}
     for p in pipelines:
         for name, dataset in p.spec.datasets.items():
-            if dataset.source.path is not None:
+            if dataset.source is not None and sources.observable(dataset.source):
                 where = f"{p.where('datasets', name, 'source')}: pipeline {p.spec.name}, dataset {name}"
-                key = "/".join(sources.source_key_path(p.spec.name, name))
-                found[key] = sources.observe_files(dataset.source, p.folder, where)
+                key = "/".join(sources.source_key_path(p.spec.name, name, dataset.source))
+                found[key] = sources.observe(dataset.source, p.folder, where)
     return found
 
 

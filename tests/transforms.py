@@ -8,3 +8,18 @@ from typing import Any
 def to_array(frame: Any) -> Any:
     """Return the table as a NumPy array (not a DataFrame: a transform that breaks its contract)."""
     return frame.to_numpy()
+
+
+def premium_flag(features: Any) -> Any:
+    """A derived dataset's transform: its input ``features`` as a keyword argument, plus a column."""
+    return features.assign(premium=(features["plan"] == "premium").astype(int))
+
+
+def a_number(features: Any) -> Any:
+    """Returns a number instead of a DataFrame (a transform that breaks its contract)."""
+    return len(features)
+
+
+def drop_tenure(customers: Any) -> Any:
+    """Drops a column an expectation needs."""
+    return customers.drop(columns=["tenure"])

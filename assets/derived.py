@@ -1,0 +1,87 @@
+"""Derived datasets: a DuckDB query or a Python function over other datasets' tables.
+
+A query runs in an in-memory DuckDB database that holds the inputs, each registered under its
+name (:func:`assets.schema.input_name`), and nothing else: reading files or the network from
+SQL is disabled (a file read there would escape the observed sources, so new data in it
+would go unseen), and so is DuckDB's habit of reading Python variables of the caller by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from resources.errors import DataError, DefinitionError
+
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "python_enable_replacements": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def _message(exc: Exception, tables: list[str]) -> str:
+    """DuckDB's own message in one line (its hints kept, its caret drawing dropped)."""
+    lines = []
+    for line in str(exc).splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    text = " ".join(lines) or type(exc).__name__
+    if text.startswith("Catalog Error: Table with name"):
+        # DuckDB's did-you-mean names its own catalog tables; the query can read only the inputs.
+        text = text.split("!")[0] + f"! (the query reads its inputs by name: {', '.join(tables)})"
+    return text
+
+
+def check_query(query: str, where: str) -> None:
+    """Parse ``query`` (no table needed): exactly one SELECT statement, else :class:`DefinitionError`."""
+    import duckdb
+
+    try:
+        statements = duckdb.connect(config=_DUCKDB_CONFIG).extract_statements(query)
+    except duckdb.Error as exc:
+        raise DefinitionError(f"{where}: DuckDB rejected the query: {_message(exc, [])}") from None
+    if len(statements) != 1:
+        raise DefinitionError(f"{where}: `sql` must be one query; found {len(statements)} statements")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = statements[0].type.name
+        raise DefinitionError(f"{where}: `sql` must be a SELECT query (or WITH ... SELECT); found {kind}")
+
+
+def run_query(query: str, inputs: Mapping[str, Any], where: str) -> Any:
+    """Run ``query`` over ``inputs`` (name -> DataFrame) in DuckDB; the result as a pandas DataFrame."""
+    import duckdb
+
+    connection = duckdb.connect(config=_DUCKDB_CONFIG)
+    try:
+        for name, frame in inputs.items():
+            connection.register(name, frame)
+        try:
+            return connection.execute(query).df()
+        except duckdb.Error as exc:
+            raise DataError(f"{where}: DuckDB rejected the query: {_message(exc, sorted(inputs))}") from None
+    finally:
+        connection.close()
+
+
+def run_transform(fn: Callable[..., Any], path: str, inputs: Mapping[str, Any], where: str) -> Any:
+    """Call ``fn`` with each input as a keyword argument; it must return a DataFrame."""
+    result = fn(**inputs)
+    return require_frame(result, path, where)
+
+
+def require_frame(result: Any, path: str, where: str) -> Any:
+    """``result`` when it is a pandas DataFrame; else a :class:`DefinitionError` saying what it is."""
+    import pandas as pd
+
+    if not isinstance(result, pd.DataFrame):
+        raise DefinitionError(f"{where}: transform {path} returned a {type(result).__name__}, not a pandas DataFrame")
+    return result
+
+
+def missing_columns(frame: Any, wanted: Mapping[str, list[str]]) -> list[str]:
+    """``"column 'x' (needed by ...)"`` for each column a check needs that ``frame`` lacks."""
+    have = {str(c) for c in frame.columns}
+    return [f"{column!r} (needed by {', '.join(users)})" for column, users in wanted.items() if column not in have]

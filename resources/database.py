@@ -1,0 +1,164 @@
+"""Database sources: a query read through SQLAlchemy, with the URL only from the environment.
+
+The URL names a database and often holds a password, so YAML names the environment variable
+that holds it (``connection: CRM_DATABASE_URL``), and nothing here shows more of it than the
+variable's name, the host and the port. Connecting is retried a bounded number of times,
+each retry announced on the progress log; a query the database rejects is not retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from resources.errors import DataError, DefinitionError, ResourceError
+
+CONNECT_TRIES = 4
+CONNECT_TIMEOUT = 5  # seconds per attempt
+BACKOFF = 1.0  # seconds before the second attempt, doubling after
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the driver shipped is psycopg2.
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2"}
+
+T = TypeVar("T")
+
+
+def give_up_within() -> float:
+    """The most seconds connecting can take before it fails: every attempt timing out, plus the waits."""
+    return CONNECT_TRIES * CONNECT_TIMEOUT + sum(BACKOFF * 2**n for n in range(CONNECT_TRIES - 1))
+
+
+def url_from(variable: str, where: str) -> str:
+    """The URL in environment variable ``variable``; :class:`DefinitionError` naming it when unset."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise DefinitionError(
+            f"{where}: environment variable {variable} is not set; it must hold the database URL "
+            "(e.g. postgresql://user:password@host:5432/name)"
+        )
+    return value
+
+
+def endpoint(url: Any) -> str:
+    """``host:port/database`` of a SQLAlchemy URL: what a message may show (never the password)."""
+    host = url.host or "localhost"
+    port = f":{url.port}" if url.port else ""
+    database = f"/{url.database}" if url.database and url.get_backend_name() != "sqlite" else ""
+    return f"{host}{port}{database}" if url.get_backend_name() != "sqlite" else f"sqlite {url.database}"
+
+
+def _engine(variable: str, where: str) -> tuple[Any, str]:
+    import sqlalchemy as sa
+
+    text = url_from(variable, where)
+    try:
+        url = sa.make_url(text)
+    except sa.exc.ArgumentError:
+        # The message would repeat the value, password and all.
+        raise DefinitionError(f"{where}: {variable} does not hold a database URL") from None
+    if url.drivername in _DEFAULT_DRIVERS:
+        url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise DefinitionError(f"{where}: {variable}: no database driver for {url.drivername!r} ({exc})") from None
+    return engine, endpoint(url)
+
+
+@contextmanager
+def connect(variable: str, where: str) -> Iterator[Any]:
+    """A connection to the database in ``variable``, retried when it cannot be reached."""
+    import sqlalchemy as sa
+
+    engine, shown = _engine(variable, where)
+    try:
+        connection = _retrying(engine.connect, variable, shown, where, sa.exc.OperationalError)
+        try:
+            yield connection
+        finally:
+            connection.close()
+    finally:
+        engine.dispose()
+
+
+def _retrying(call: Callable[[], T], variable: str, shown: str, where: str, transient: type[Exception]) -> T:
+    log = logging.getLogger("slipway.progress")
+    for attempt in range(1, CONNECT_TRIES + 1):
+        try:
+            return call()
+        except transient as exc:
+            reason = _first_line(getattr(exc, "orig", None) or exc)
+            if attempt == CONNECT_TRIES:
+                raise ResourceError(
+                    f"{where}: cannot connect to the database at {shown} ({variable}) after {CONNECT_TRIES} "
+                    f"attempts: {reason}"
+                ) from None
+            log.warning(
+                "database %s (%s): %s; retrying, attempt %d of %d (gives up within %.0f s)",
+                shown,
+                variable,
+                reason,
+                attempt + 1,
+                CONNECT_TRIES,
+                give_up_within(),
+            )
+            time.sleep(BACKOFF * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """The database's own message, first line, with any URL's password hidden."""
+    from resources.redact import redact
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return redact(lines[0]) if lines else type(exc).__name__
+
+
+def read(variable: str, query: str, where: str) -> Any:
+    """The result of ``query`` as a pandas DataFrame; a rejected query is a :class:`DataError`."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    with connect(variable, where) as connection:
+        try:
+            frame = pd.read_sql_query(sa.text(query), connection)
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
+                raise ResourceError(f"{where}: the database connection failed: {_first_line(exc.orig)}") from None
+            raise DataError(f"{where}: the database rejected the query: {_first_line(exc.orig)}") from None
+    if len(frame) == 0:
+        raise DataError(f"{where}: the query returned no rows")
+    return frame
+
+
+def fingerprint(variable: str, query: str, where: str) -> tuple[str, int]:
+    """A hash of everything ``query`` returns, and its row count, read without building a table.
+
+    Rows are streamed and hashed as their text (``repr`` of each value, which tells ``1`` from
+    ``'1'`` and ``1.0``), so a changed, added or removed row changes the fingerprint.
+    """
+    import sqlalchemy as sa
+
+    digest = hashlib.blake2b(digest_size=12)
+    rows = 0
+    with connect(variable, where) as connection:
+        try:
+            result = connection.execution_options(stream_results=True).execute(sa.text(query))
+            digest.update(repr(tuple(result.keys())).encode())
+            for chunk in result.partitions(10_000):
+                for row in chunk:
+                    digest.update(repr(tuple(row)).encode())
+                    digest.update(b"\n")
+                rows += len(chunk)
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
+                raise ResourceError(f"{where}: the database connection failed: {_first_line(exc.orig)}") from None
+            raise DataError(f"{where}: the database rejected the query: {_first_line(exc.orig)}") from None
+    return digest.hexdigest(), rows

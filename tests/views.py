@@ -1,0 +1,45 @@
+"""The code location as the UI and the automation sensor see it: materialize, observe, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from definitions.definitions import build_definitions
+from stacks import load_stack
+from stacks.build import prepare_instance
+
+
+def _instance():
+    return dg.DagsterInstance.from_config(str(prepare_instance(load_stack().stack)))
+
+
+def ui_materialize(defs_dir: Path, *keys: str) -> dg.ExecuteInProcessResult:
+    """Materialize ``keys`` the way the UI does: the code location's job, on the stack's instance."""
+    defs = build_definitions(defs_dir)
+    job = defs.resolve_implicit_global_asset_job_def()
+    with _instance() as instance:
+        return job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey.from_user_string(k) for k in keys], raise_on_error=False
+        )
+
+
+def ui_observe(defs_dir: Path) -> None:
+    """ "Observe sources" in the UI: run the observation of every observable source asset."""
+    from dagster._core.definitions.observe import observe
+
+    defs = build_definitions(defs_dir)
+    graph = defs.resolve_asset_graph()
+    sources = [graph.get(k).assets_def for k in graph.observable_asset_keys]
+    with _instance() as instance:
+        observe(sources, instance=instance)
+
+
+def automation_requests(defs_dir: Path) -> set[str]:
+    """What the automation sensor would request now."""
+    defs = build_definitions(defs_dir)
+    with _instance() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    keys = defs.resolve_asset_graph().materializable_asset_keys
+    return {k.to_user_string() for k in keys if result.get_num_requested(k)}
