@@ -96,13 +96,13 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
 def needed_columns(spec: Dataset) -> dict[str, list[str]]:
     """Each column the dataset's expectations and drift check name, with what names it."""
     wanted: dict[str, list[str]] = {}
-    for index, expectation in enumerate(spec.expectations):
+    for expectation in spec.expectations:
         if expectation.expect in ASSERTS_COLUMNS:
             continue
         for key, value in expectation.kwargs.items():
             for column in value if key in COLUMN_KWARGS and isinstance(value, list) else [value]:
                 if key in COLUMN_KWARGS and isinstance(column, str):
-                    wanted.setdefault(column, []).append(f"expectation {index} {expectation.expect}")
+                    wanted.setdefault(column, []).append(f"expectation {expectation.expect}")
     for column in (spec.drift.columns if spec.drift else None) or []:
         wanted.setdefault(column, []).append("the drift check")
     return wanted
@@ -144,8 +144,8 @@ def build_dataset_asset(
     here = at or (lambda *loc: str(folder / "defs.yaml"))
     inputs = {input_name(r): dg.AssetIn(key=dg.AssetKey(key_of(pipeline, r).split("/"))) for r in spec.inputs or []}
     wanted = needed_columns(spec)
-    made_by = f"transform {spec.transform} returned" if spec.transform else "its query (`sql`) returned"
-    made_by = made_by if spec.transform or spec.sql else "its source holds"
+    made_by = {True: f"the table that transform {spec.transform} returned", False: "the table that its query returned"}
+    made_by_this = made_by[bool(spec.transform)] if spec.transform or spec.sql else "the table its source holds"
     check_specs = [
         dg.AssetCheckSpec(
             check_name(i, e.expect),
@@ -174,8 +174,8 @@ def build_dataset_asset(
         lacking = derived.missing_columns(frame, wanted)
         if lacking:
             raise DataError(
-                f"{here()}: {where}: the table {made_by} has no column {', '.join(lacking)} "
-                f"(it has: {', '.join(map(str, frame.columns))})"
+                f"{here()}: {where}: {made_by_this} has no column {', '.join(lacking)}; "
+                f"it has {', '.join(map(str, frame.columns))}"
             )
         version = frame_version(frame)
         checks: list[dg.AssetCheckResult] = []

@@ -66,8 +66,27 @@ def run_query(query: str, inputs: Mapping[str, Any], where: str) -> Any:
         connection.close()
 
 
+def check_signature(fn: Callable[..., Any], path: str, names: list[str], where: str) -> None:
+    """:class:`DefinitionError` unless ``fn`` can be called with ``names`` as keyword arguments."""
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read: the call itself will tell
+        return
+    try:
+        signature.bind(**dict.fromkeys(names))
+    except TypeError as exc:
+        call = ", ".join(f"{n}=..." for n in names)
+        raise DefinitionError(
+            f"{where}: transform {path} is called with its inputs by name, {path.split(':')[-1]}({call}), "
+            f"but it takes ({', '.join(signature.parameters)}): {exc}"
+        ) from None
+
+
 def run_transform(fn: Callable[..., Any], path: str, inputs: Mapping[str, Any], where: str) -> Any:
     """Call ``fn`` with each input as a keyword argument; it must return a DataFrame."""
+    check_signature(fn, path, list(inputs), where)
     result = fn(**inputs)
     return require_frame(result, path, where)
 
@@ -77,7 +96,8 @@ def require_frame(result: Any, path: str, where: str) -> Any:
     import pandas as pd
 
     if not isinstance(result, pd.DataFrame):
-        raise DefinitionError(f"{where}: transform {path} returned a {type(result).__name__}, not a pandas DataFrame")
+        kind = type(result).__name__
+        raise DefinitionError(f"{where}: transform {path} returned an object of type {kind}, not a pandas DataFrame")
     return result
 
 

@@ -119,7 +119,13 @@ def _dataset_columns(
     if dataset.transform:
         where = pipeline.where("datasets", name, "transform")
         try:  # the message of an import path names the pipeline only, as `slipway run` does
-            resolve(dataset.transform, allowed, f"{where}: pipeline {pipeline.spec.name}")
+            fn = resolve(dataset.transform, allowed, f"{where}: pipeline {pipeline.spec.name}")
+            if dataset.inputs is not None:
+                from assets.derived import check_signature
+                from assets.schema import input_name
+
+                names = [input_name(ref) for ref in dataset.inputs]
+                check_signature(fn, dataset.transform, names, f"{where}: {prefix}")
         except DefinitionError as exc:
             errors.append(str(exc))
         columns = None  # a transform may add or drop columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assets import graph
 from assets.loader import LoadedPipeline, load_pipelines
 from assets.preflight import check_pipeline
 from definitions.paths import DEFS_DIR
@@ -31,6 +32,12 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
     errors += _expectation_errors(pipelines, stack.data_validator.result_format)
     if errors:
         raise DefinitionError("\n".join(errors))
+    if graph.unresolved(graph.references(pipelines), graph.declared(pipelines)):
+        # A key no YAML pipeline declares: a hand-written asset, or a mistake. Only the loaded
+        # code location knows which (its check raises the same messages as the YAML's).
+        from definitions.definitions import build_definitions
+
+        build_definitions(defs_dir or DEFS_DIR, loaded_stack)
     lines = [f"stack {loaded_stack.name}: ok ({loaded_stack.path})"]
     for p in pipelines:
         lines.append(

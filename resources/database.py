@@ -38,7 +38,7 @@ def url_from(variable: str, where: str) -> str:
     if not value:
         raise DefinitionError(
             f"{where}: environment variable {variable} is not set; it must hold the database URL "
-            "(e.g. postgresql://user:password@host:5432/name)"
+            "(such as postgresql://host:5432/name, with the user and password in it)"
         )
     return value
 

@@ -15,11 +15,16 @@ def premium_flag(features: Any) -> Any:
     return features.assign(premium=(features["plan"] == "premium").astype(int))
 
 
-def a_number(features: Any) -> Any:
+def a_number(customers: Any) -> Any:
     """Returns a number instead of a DataFrame (a transform that breaks its contract)."""
-    return len(features)
+    return len(customers)
 
 
 def drop_tenure(customers: Any) -> Any:
     """Drops a column an expectation needs."""
     return customers.drop(columns=["tenure"])
+
+
+def wrong_arguments(features: Any) -> Any:
+    """Takes an argument no input is called."""
+    return features

@@ -336,7 +336,7 @@ def test_a_definition_error_is_tried_again(home, defs_dir, write_pipeline, monke
     )
     write_pipeline("shop", bad, {"data/batch_000.csv": churn(100, seed=1)})
     first = run(defs_dir=defs_dir)
-    assert _rows(first)["shop/orders"][0] == "failed" and "not a DataFrame" in _rows(first)["shop/orders"][1]
+    assert _rows(first)["shop/orders"][0] == "failed" and "not a pandas DataFrame" in _rows(first)["shop/orders"][1]
     again = run(defs_dir=defs_dir)
     assert again.dagster_run_ids and _rows(again)["shop/orders"] == _rows(first)["shop/orders"]
     assert automation_requests(defs_dir) == {"shop/orders", "shop/clf"}

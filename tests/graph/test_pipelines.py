@@ -342,7 +342,8 @@ def test_bad_transform_result_and_drift_columns_fail_with_a_reason(home, defs_di
     details = {o.key: (o.status, o.detail) for o in report.outcomes}
     assert details["wine/arrays"] == (
         "failed",
-        "pipeline wine, dataset arrays: transform transforms:to_array returned a ndarray, not a DataFrame",
+        f"{defs_dir}/wine/defs.yaml:7: pipeline wine, dataset arrays: "
+        "transform transforms:to_array returned an object of type ndarray, not a pandas DataFrame",
     )
     assert details["wine/samples"] == (
         "failed",

@@ -1,0 +1,309 @@
+"""Bad input to graph pipelines: each mistake is one line naming the file and line, and the fix.
+
+`slipway validate` catches what needs no data (unknown references, cycles, a query that does not
+parse, a transform that cannot take its inputs); `slipway run` the rest (a query the database
+or DuckDB rejects, a transform that returns the wrong thing, a connection that fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+
+from assets.generators import churn
+from definitions.runner import run
+from definitions.validate import validate
+from resources import database
+from resources.errors import DataError, DefinitionError, ResourceError
+
+CRM = """
+type: assets.Pipeline
+attributes:
+  name: crm
+  datasets:
+    customers:
+      source: {path: data/customers.csv}
+"""
+
+
+@pytest.fixture
+def crm(write_pipeline, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
+    return write_pipeline("crm", CRM, {"data/customers.csv": churn(60, seed=1)})
+
+
+def shop(write_pipeline, datasets: str, models: str = "") -> str:
+    """Write pipeline shop with these dataset (and model) entries; return its defs.yaml path."""
+    text = "type: assets.Pipeline\nattributes:\n  name: shop\n  datasets:\n"
+    text += textwrap.indent(textwrap.dedent(datasets).strip("\n"), "    ") + "\n"
+    if models:
+        text += "  models:\n" + textwrap.indent(textwrap.dedent(models).strip("\n"), "    ") + "\n"
+    return str(write_pipeline("shop", text))
+
+
+def _validate_error(defs_dir) -> str:
+    with pytest.raises(DefinitionError) as info:
+        validate(defs_dir=defs_dir)
+    return str(info.value)
+
+
+def test_an_unknown_reference_to_another_pipeline_says_which_with_did_you_mean(home, defs_dir, crm, write_pipeline):
+    path = shop(write_pipeline, "features:\n  inputs: [crm/custmers]\n  sql: select * from custmers\n")
+    expected = f"{path}:6: pipeline shop: dataset features: unknown input 'crm/custmers'; did you mean 'crm/customers'?"
+    assert _validate_error(defs_dir) == expected
+    # `slipway run` loads the code location, which says the same.
+    with pytest.raises(DefinitionError) as info:
+        run(defs_dir=defs_dir)
+    assert str(info.value) == expected
+
+
+def test_an_unknown_name_in_the_same_pipeline_and_a_model_as_input(home, defs_dir, crm, write_pipeline):
+    path = shop(
+        write_pipeline,
+        """
+        orders:
+          inputs: [crm/customers]
+          sql: select * from customers
+        features:
+          inputs: [order]
+          sql: select * from order
+        scored:
+          inputs: [clf]
+          sql: select * from clf
+        """,
+        """
+        clf:
+          dataset: orders
+          evaluate_on: ordrs
+          target: churned
+          estimator: sklearn.linear_model.LogisticRegression
+          metrics: [accuracy]
+        """,
+    )
+    assert _validate_error(defs_dir).splitlines() == [
+        f"{path}:9: pipeline shop: datasets.features.inputs.0: unknown input 'order'; did you mean 'orders'?",
+        f"{path}:12: pipeline shop: datasets.scored.inputs.0: input 'clf' is a model; only datasets (tables) can be read",
+        f"{path}:17: pipeline shop: models.clf.evaluate_on: unknown evaluation dataset 'ordrs'; did you mean 'orders'?",
+    ]
+
+
+def test_a_cycle_is_printed(home, defs_dir, crm, write_pipeline):
+    path = shop(
+        write_pipeline,
+        """
+        a:
+          inputs: [c]
+          sql: select * from c
+        b:
+          inputs: [a]
+          sql: select * from a
+        c:
+          inputs: [b, crm/customers]
+          sql: select * from b
+        """,
+    )
+    assert _validate_error(defs_dir) == (
+        f"{path}:6: pipeline shop: dataset a: a cycle: shop/a -> shop/c -> shop/b -> shop/a; an asset cannot read itself"
+    )
+
+
+HAND = """
+import dagster as dg
+
+
+@dg.asset(key=["team", "raw_events"], group_name="team")
+def raw_events():
+    import pandas as pd
+
+    return pd.DataFrame({"customer_id": [0, 1, 2], "kind": ["a", "b", "a"]})
+"""
+
+
+def test_a_hand_written_asset_can_be_read_and_a_wrong_key_is_caught_by_validate(home, defs_dir, crm, write_pipeline):
+    (defs_dir / "team").mkdir()
+    (defs_dir / "team" / "assets.py").write_text(textwrap.dedent(HAND))
+    path = shop(write_pipeline, "counts:\n  inputs: [team/raw_event]\n  sql: select count(*) as n from raw_event\n")
+    assert _validate_error(defs_dir) == (
+        f"{path}:6: pipeline shop: dataset counts: unknown input 'team/raw_event'; did you mean 'team/raw_events'?"
+    )
+    shop(
+        write_pipeline,
+        "counts:\n  inputs: [team/raw_events]\n  sql: select kind, count(*) as n from raw_events group by kind\n",
+    )
+    validate(defs_dir=defs_dir)
+    report = run(defs_dir=defs_dir, names=["shop"])
+    assert {o.key: o.status for o in report.outcomes} == {"team/raw_events": "built", "shop/counts": "built"}
+
+
+def test_a_query_that_does_not_parse_or_is_not_a_select_is_caught_by_validate(home, defs_dir, crm, write_pipeline):
+    path = shop(
+        write_pipeline,
+        """
+        a:
+          inputs: [crm/customers]
+          sql: selec * from customers
+        b:
+          inputs: [crm/customers]
+          sql: delete from customers
+        c:
+          inputs: [crm/customers]
+          sql: select 1; select 2
+        """,
+    )
+    assert _validate_error(defs_dir).splitlines() == [
+        f'{path}:7: pipeline shop: dataset a: DuckDB rejected the query: Parser Error: syntax error at or near "selec"',
+        f"{path}:10: pipeline shop: dataset b: `sql` must be a SELECT query (or WITH ... SELECT); found DELETE",
+        f"{path}:13: pipeline shop: dataset c: `sql` must be one query; found 2 statements",
+    ]
+
+
+def test_a_transform_that_cannot_take_its_inputs_is_caught_by_validate(home, defs_dir, crm, write_pipeline):
+    path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: transforms:wrong_arguments\n")
+    assert _validate_error(defs_dir) == (
+        f"{path}:7: pipeline shop: dataset a: transform transforms:wrong_arguments is called with its inputs by name, "
+        "wrong_arguments(customers=...), but it takes (features): missing a required argument: 'features'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        (
+            "a:\n  source: {path: data/x.csv}\n  inputs: [crm/customers]\n  sql: select 1\n",
+            "datasets.a: a dataset needs exactly one of `source` or `inputs`",
+        ),
+        (
+            "a:\n  inputs: [crm/customers]\n",
+            "datasets.a: a dataset with `inputs` needs exactly one of `sql` or `transform`",
+        ),
+        (
+            "a:\n  source: {sql: select 1, connection: 'postgresql://u:pw@db:5432/x'}\n",
+            "datasets.a.source.connection: `connection` names an environment variable (e.g. CRM_DATABASE_URL) "
+            "that holds the URL; a URL in YAML would put its password in git",
+        ),
+        (
+            "a:\n  source: {sql: select 1}\n",
+            "datasets.a.source: a `sql` source needs `connection`: the name of the environment variable with its URL",
+        ),
+        (
+            "a:\n  inputs: [crm/customers, other/customers]\n  sql: select 1\n",
+            "datasets.a.inputs: two inputs are both called 'customers' in the SQL and the transform (an input is "
+            "called by the last part of its key); derive one of them under another name first",
+        ),
+    ],
+    ids=["source-and-inputs", "inputs-without-sql", "url-in-yaml", "sql-without-connection", "same-name"],
+)
+def test_schema_mistakes_of_graph_datasets(home, defs_dir, crm, write_pipeline, yaml, message):
+    path = shop(write_pipeline, yaml)
+    error = _validate_error(defs_dir)
+    assert error.startswith(f"{path}:") and error.endswith(f": pipeline shop: {message}")
+    assert "pw@" not in error
+
+
+def _failed(report) -> dict[str, str]:
+    return {o.key: o.detail for o in report.outcomes if o.status == "failed"}
+
+
+def test_run_time_mistakes_of_derived_datasets_say_which(home, defs_dir, crm, write_pipeline):
+    path = shop(
+        write_pipeline,
+        """
+        a:
+          inputs: [crm/customers]
+          sql: select nope from customers
+        b:
+          inputs: [crm/customers]
+          sql: select * from custmers
+        c:
+          inputs: [crm/customers]
+          transform: transforms:a_number
+        d:
+          inputs: [crm/customers]
+          transform: transforms:drop_tenure
+          expectations:
+            - {expect: column_values_to_be_between, column: tenure, min_value: 0}
+        """,
+    )
+    failed = _failed(run(defs_dir=defs_dir))
+    assert failed == {
+        "shop/a": f"{path}:7: pipeline shop, dataset a: DuckDB rejected the query: Binder Error: "
+        'Referenced column "nope" not found in FROM clause! Candidate bindings: "customer_id"',
+        "shop/b": f"{path}:10: pipeline shop, dataset b: DuckDB rejected the query: Catalog Error: "
+        "Table with name custmers does not exist! (the query reads its inputs by name: customers)",
+        "shop/c": f"{path}:13: pipeline shop, dataset c: "
+        "transform transforms:a_number returned an object of type int, not a pandas DataFrame",
+        "shop/d": f"{path}:14: pipeline shop, dataset d: the table that transform transforms:drop_tenure "
+        "returned has no column 'tenure' (needed by expectation column_values_to_be_between); "
+        "it has customer_id, monthly_charges, support_calls, contract_months, churned",
+    }
+
+
+def test_sql_cannot_read_files_or_the_callers_variables(home, defs_dir, crm, write_pipeline, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    shop(
+        write_pipeline,
+        f"""
+        a:
+          inputs: [crm/customers]
+          sql: select * from read_csv('{secret}')
+        b:
+          inputs: [crm/customers]
+          sql: select * from frames
+        """,
+    )
+    failed = _failed(run(defs_dir=defs_dir))
+    assert "file system operations are disabled by configuration" in failed["shop/a"]
+    assert "Table with name frames does not exist!" in failed["shop/b"]
+
+
+ACCOUNTS = 'accounts:\n  source: {sql: "select customer_id, plan from acounts", connection: SHOP_DB_URL}\n'
+
+
+def test_a_missing_connection_variable_names_it(home, defs_dir, crm, write_pipeline, monkeypatch):
+    monkeypatch.delenv("SHOP_DB_URL", raising=False)
+    path = shop(write_pipeline, ACCOUNTS)
+    with pytest.raises(DefinitionError) as info:
+        run(defs_dir=defs_dir)
+    assert str(info.value) == (
+        f"{path}:6: pipeline shop, dataset accounts: environment variable SHOP_DB_URL is not set; it must hold "
+        "the database URL (such as postgresql://host:5432/name, with the user and password in it)"
+    )
+
+
+def test_a_connection_that_fails_names_host_and_port_never_the_password_after_bounded_retries(
+    home, defs_dir, crm, write_pipeline, monkeypatch, caplog
+):
+    from mlflow_server import free_port
+
+    assert database.give_up_within() == 27  # 4 attempts of at most 5 s, 1 + 2 + 4 s between them
+    port = free_port()
+    monkeypatch.setenv("SHOP_DB_URL", f"postgresql://bob:hunter2@127.0.0.1:{port}/shop")
+    monkeypatch.setattr(database, "BACKOFF", 0.01)
+    path = shop(write_pipeline, ACCOUNTS)
+    with caplog.at_level(logging.WARNING, logger="slipway.progress"), pytest.raises(ResourceError) as info:
+        run(defs_dir=defs_dir)
+    refused = f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
+    assert str(info.value) == (
+        f"{path}:6: pipeline shop, dataset accounts: cannot connect to the database at 127.0.0.1:{port}/shop "
+        f"(SHOP_DB_URL) after 4 attempts: {refused}"
+    )
+    retries = [r.getMessage() for r in caplog.records if r.name == "slipway.progress"]
+    assert retries == [
+        f"database 127.0.0.1:{port}/shop (SHOP_DB_URL): {refused}; retrying, attempt {n} of 4 (gives up within {database.give_up_within():.0f} s)"
+        for n in (2, 3, 4)
+    ]
+    assert "hunter2" not in str(info.value) + "".join(retries)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained error shows the URL
+
+
+def test_a_query_the_database_rejects_is_one_line_with_its_message(home, defs_dir, crm, write_pipeline, monkeypatch):
+    monkeypatch.setenv("SHOP_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    path = shop(write_pipeline, ACCOUNTS)
+    with pytest.raises(DataError) as info:
+        run(defs_dir=defs_dir)
+    assert str(info.value) == (
+        f'{path}:6: pipeline shop, dataset accounts: the database rejected the query: relation "acounts" does not exist'
+    )
