@@ -143,9 +143,11 @@ def build_dataset_asset(
     where = f"pipeline {pipeline}, dataset {name}"
     here = at or (lambda *loc: str(folder / "defs.yaml"))
     inputs = {input_name(r): dg.AssetIn(key=dg.AssetKey(key_of(pipeline, r).split("/"))) for r in spec.inputs or []}
-    wanted = needed_columns(spec)
-    made_by = {True: f"the table that transform {spec.transform} returned", False: "the table that its query returned"}
-    made_by_this = made_by[bool(spec.transform)] if spec.transform or spec.sql else "the table its source holds"
+    # A query or transform that drops a column a check needs is a mistake in the definition, said
+    # at once; a source's own columns are data, judged by the expectations themselves.
+    wanted = needed_columns(spec) if spec.sql or spec.transform else {}
+    blocking = any(e.severity == "error" for e in spec.expectations)
+    made_by = f"the table that transform {spec.transform} returned" if spec.transform else "the query's table"
     check_specs = [
         dg.AssetCheckSpec(
             check_name(i, e.expect),
@@ -174,7 +176,7 @@ def build_dataset_asset(
         lacking = derived.missing_columns(frame, wanted)
         if lacking:
             raise DataError(
-                f"{here()}: {where}: {made_by_this} has no column {', '.join(lacking)}; "
+                f"{here()}: {where}: {made_by} has no column {', '.join(lacking)}; "
                 f"it has {', '.join(map(str, frame.columns))}"
             )
         version = frame_version(frame)
@@ -263,8 +265,7 @@ def build_dataset_asset(
         import_policy: ImportPolicy,
         **frames: Any,
     ) -> Any:
-        yield from recording_failures(
-            context, key, _build(context, data_validator, drift_detector, import_policy, frames)
-        )
+        steps = _build(context, data_validator, drift_detector, import_policy, frames)
+        yield from recording_failures(context, key, steps, can_refuse=blocking)
 
     return _dataset

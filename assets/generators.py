@@ -34,6 +34,26 @@ def churn(rows: int, seed: int = 0, drift: float = 0.0, id_offset: int = 0) -> A
     )
 
 
+def churn_events(customers: Any, seed: int = 0) -> Any:
+    """Account events of ``customers`` (a :func:`churn` table) over 30 days: logins and failed payments.
+
+    Customers who churn log in less and fail more payments, so features counted from these
+    events carry signal beyond the customer table's.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    churned = customers["churned"].to_numpy()
+    ids = customers["customer_id"].to_numpy()
+    parts = []
+    for kind, rate in (("login", 3.0 - 1.2 * churned), ("payment_failed", 0.25 + 0.5 * churned)):
+        counts = rng.poisson(rate)
+        who = np.repeat(ids, counts)
+        parts.append(pd.DataFrame({"customer_id": who, "kind": kind, "day": rng.integers(1, 31, len(who))}))
+    return pd.concat(parts, ignore_index=True).sort_values(["customer_id", "day", "kind"], ignore_index=True)
+
+
 def houses(rows: int, seed: int = 0, drift: float = 0.0) -> Any:
     """Houses with a ``price`` that depends non-linearly on size, age and location."""
     import numpy as np

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 
 from assets import champion, progress, promotion, recovery, training
-from assets.graph import REFS_METADATA
+from assets.graph import REFS_METADATA, key_of
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
 from assets.rebuild import recording_failures
@@ -201,7 +201,8 @@ def build_model_asset(
         steps = _train(
             context, frames["frame"], frames.get("evaluation"), experiment_tracker, model_registry, import_policy
         )
-        yield from recording_failures(context, key, steps)
+        # A model refuses no data (only a dataset's blocking expectations do): nothing to record.
+        yield from recording_failures(context, key, steps, can_refuse=False)
 
     return _model
 
@@ -235,6 +236,16 @@ def _track_and_promote(
         source=dataset_key.to_user_string(),
         schema={str(c): str(t) for c, t in x_train.dtypes.items()},
     )
+    if spec.evaluate_on:
+        name = key_of(key.path[0], spec.evaluate_on)
+        tracker.log_dataset(
+            run,
+            name=name,
+            digest=tags[f"slipway.upstream.{name}"],
+            source=name,
+            schema={str(c): str(t) for c, t in trained.holdout.x_test.dtypes.items()},
+            context="evaluation",
+        )
     example = x_train.head(5)
     uri = tracker.log_model(run, trained.model, example, trained.model.predict(example))
     gates = promotion.evaluate_gates(spec.promote, trained.metrics)

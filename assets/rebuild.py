@@ -243,13 +243,20 @@ def record_failure(
     context.instance.run_storage.set_cursor_values({FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
 
 
-def recording_failures(context: dg.AssetExecutionContext, key: dg.AssetKey, steps: Iterator[Any]) -> Iterator[Any]:
+def recording_failures(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, steps: Iterator[Any], can_refuse: bool = True
+) -> Iterator[Any]:
     """Run an asset's steps; data refused by a blocking expectation is recorded (:func:`record_failure`).
 
     Nothing else is: an import or allow-list error, a file that cannot be read, a store that is
     down or a library error may be fixed without touching the definition or the data, so those
-    are tried again. The inputs recorded are those the step started with.
+    are tried again. The inputs recorded are those the step started with, read only for an
+    asset that ``can_refuse`` (one with a blocking expectation): reading them costs a query
+    per input on every build.
     """
+    if not can_refuse:
+        yield from steps
+        return
     inputs = given_inputs(context, key)
     try:
         yield from steps

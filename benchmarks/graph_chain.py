@@ -8,18 +8,20 @@ numpy) and ``N`` derived datasets ``d1..dN``, each ``inputs: [d{i-1}]`` and
 
 Each repeat runs, in fresh processes and alternating, for every size N:
   - slipway: ``slipway --defs FOLDER run`` on a new, empty SLIPWAY_HOME (cold: everything built);
-  - plain:   a script that reads the CSV with pandas, then for each of the N queries opens an
-             in-memory ``duckdb.connect()``, registers the previous DataFrame, executes the same
-             SQL and fetches ``.df()``. Its time includes starting Python and importing pandas
-             and duckdb, as Slipway's includes its imports;
+  - plain:   a script that reads the CSV with pandas, opens one in-memory ``duckdb.connect()``,
+             then for each of the N queries registers the previous DataFrame, executes the same
+             SQL, fetches ``.df()`` and unregisters the input (what a person would write). Its
+             time includes starting Python and importing pandas and duckdb, as Slipway's
+             includes its imports;
   - imports: ``python -c "import pandas, duckdb"`` alone, to show that part of the plain time.
 Per-asset overhead is the marginal cost of an asset beyond the plain work, between the smallest
 and the largest size: ((slipway_big - plain_big) - (slipway_small - plain_small)) / (big - small);
 the simple (slipway_N - plain_N) / N is shown too.
 
-Then the SQL step on its own, in this process: ``assets.derived.run_query`` (Slipway's SQL step,
-a connection with its locked-down config) against the same plain connect/register/execute/df/close
-sequence, on the 10,000-row frame, ``--calls`` calls each in alternating blocks, median per call.
+Then the SQL step on its own, in this process: ``assets.derived.run_query`` (Slipway's SQL step:
+a new connection to its locked-down database, the query checked, registered, run, fetched)
+against the plain register/execute/df/unregister on one open connection, on the 10,000-row
+frame, ``--calls`` calls each in alternating blocks, median per call.
 Prints medians; writes nothing outside a temporary folder.
 """
 
@@ -48,13 +50,12 @@ import pandas as pd
 
 csv, count, sql = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 frame = pd.read_csv(csv)
+connection = duckdb.connect()
 for i in range(1, count + 1):
-    connection = duckdb.connect()
-    try:
-        connection.register(f"d{i - 1}", frame)
-        frame = connection.execute(sql.format(input=f"d{i - 1}")).df()
-    finally:
-        connection.close()
+    connection.register(f"d{i - 1}", frame)
+    frame = connection.execute(sql.format(input=f"d{i - 1}")).df()
+    connection.unregister(f"d{i - 1}")
+connection.close()
 assert len(frame) == int(sys.argv[4]), len(frame)
 """
 
@@ -108,13 +109,13 @@ def sql_step(csv: Path, calls: int) -> tuple[float, float]:
     def slipway() -> object:
         return run_query(query, {"d0": frame}, "benchmark")
 
+    connection = duckdb.connect()
+
     def plain() -> object:
-        connection = duckdb.connect()
-        try:
-            connection.register("d0", frame)
-            return connection.execute(query).df()
-        finally:
-            connection.close()
+        connection.register("d0", frame)
+        result = connection.execute(query).df()
+        connection.unregister("d0")
+        return result
 
     for fn in (slipway, plain):
         for _ in range(10):

@@ -50,8 +50,10 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
         """Record params, metrics and tags in one call."""
 
     @abstractmethod
-    def log_dataset(self, run: TrackedRun, name: str, digest: str, source: str, schema: dict[str, str]) -> None:
-        """Record the run's training input with its content digest."""
+    def log_dataset(
+        self, run: TrackedRun, name: str, digest: str, source: str, schema: dict[str, str], context: str = "training"
+    ) -> None:
+        """Record one of the run's inputs (``training`` or ``evaluation``) with its content digest."""
 
     @abstractmethod
     def log_model(self, run: TrackedRun, model: Any, example: Any, prediction: Any) -> str:
@@ -161,7 +163,9 @@ class MlflowTracker(ExperimentTracker):
         except Exception as exc:
             raise self._fail("log params and metrics", exc) from safe_cause(exc)
 
-    def log_dataset(self, run: TrackedRun, name: str, digest: str, source: str, schema: dict[str, str]) -> None:  # noqa: D102
+    def log_dataset(  # noqa: D102
+        self, run: TrackedRun, name: str, digest: str, source: str, schema: dict[str, str], context: str = "training"
+    ) -> None:
         mlflow_client.ready()  # no MLflow import beside a warm-up in flight
         import json
 
@@ -176,9 +180,9 @@ class MlflowTracker(ExperimentTracker):
         )
         client = self._client
         try:
-            client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+            client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
         except Exception as exc:
-            raise self._fail("log the training input", exc) from safe_cause(exc)
+            raise self._fail(f"log the {context} input", exc) from safe_cause(exc)
 
     def log_model(self, run: TrackedRun, model: Any, example: Any, prediction: Any) -> str:  # noqa: D102
         mlflow_client.ready()  # no MLflow import beside a warm-up in flight

@@ -145,7 +145,7 @@ def test_run_examples_then_nothing_to_do(home):
     rows = [line for line in second.stdout.splitlines()[1:-1]]
     assert rows and all("= reused" in row for row in rows), second.stdout
     assert any(row.startswith("churn/churn_classifier") and " 1 " in row for row in rows)
-    assert "6 reused" in second.stdout.splitlines()[-1]
+    assert "11 reused" in second.stdout.splitlines()[-1]
     forced = slipway("run", "houses", "--force", home=home)
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "houses/price_model" in forced.stdout and "challenger" in forced.stdout

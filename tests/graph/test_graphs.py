@@ -138,7 +138,13 @@ def test_a_graph_pipeline_runs_end_to_end(home, defs_dir, graph):
     assert '"evaluate_on": "holdout"' in version.tags["slipway.split"]
 
     assert "on 120 rows" not in version.tags["slipway.promotion"]  # no champion to compare with yet
-    assert client.get_run(version.run_id).data.metrics["roc_auc"] > 0.6
+    recorded = client.get_run(version.run_id)
+    assert recorded.data.metrics["roc_auc"] > 0.6
+    inputs = {d.dataset.name: (d.tags[0].value, d.dataset.digest) for d in recorded.inputs.dataset_inputs}
+    assert inputs == {
+        "shop/training": ("training", version.tags["slipway.upstream.shop/training"]),
+        "shop/holdout": ("evaluation", version.tags["slipway.upstream.shop/holdout"]),
+    }
 
     # The evaluation set is the SQL's rows (every fifth customer); the transform added its column
     # to the SQL's join with the Postgres table.

@@ -229,7 +229,9 @@ def test_hand_written_assets_and_sensors_are_part_of_the_graph(home, defs_dir, w
     assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused"] * 3
 
     write_pipeline("shop", yaml.replace("hand/customers", "hand/customer"))
-    with pytest.raises(DefinitionError, match="unknown asset 'hand/customer'; did you mean 'hand/customers'"):
+    with pytest.raises(
+        DefinitionError, match="model clf: unknown dataset 'hand/customer'; did you mean 'hand/customers'"
+    ):
         build_definitions(defs_dir)
 
 

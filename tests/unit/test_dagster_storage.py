@@ -56,3 +56,23 @@ def test_a_wiped_instance_is_written_again(home):
         instance.report_runless_asset_event(dg.AssetObservation(asset_key=["t", "source"]))
         run_id = _materialize(instance)
         assert instance.get_latest_materialization_event(one.key).run_id == run_id
+
+
+def test_a_database_deleted_by_another_process_is_set_up_again_not_written_through_a_kept_connection(home):
+    """Connections are kept open between uses; a file deleted under them must not swallow events."""
+    import os
+
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+
+    with _instance() as instance:
+        storage = instance.event_log_storage
+        _materialize(instance)
+        index = storage.path_for_shard(INDEX_SHARD_NAME)
+        for suffix in ("", "-wal", "-shm"):  # `rm` by another process, the way a wipe there does it
+            if os.path.exists(index + suffix):
+                os.unlink(index + suffix)
+        run_id = _materialize(instance)
+        assert os.path.exists(index)
+        assert instance.get_latest_materialization_event(one.key).run_id == run_id
+    with _instance() as fresh:  # another process sees what was written after the deletion
+        assert fresh.get_latest_materialization_event(one.key).run_id == run_id
