@@ -164,6 +164,10 @@ class Engine:
                     dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)
                 )
 
+    def record(self) -> Record:
+        """The instance's record of this code location's assets, as it is now."""
+        return Record(self.instance, self.graph)
+
     def decide(self, keys: Sequence[dg.AssetKey]) -> tuple[list[dg.AssetKey], Record]:
         """The keys the shared predicate requests now, and the record it was decided on."""
         try:

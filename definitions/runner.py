@@ -168,8 +168,12 @@ def _run_locked(
             run_id, built = engine.launch(todo, reasons)
             run_ids.append(run_id)
             outcomes.update(built)
-            # What reads a rebuilt asset is decided again, now that its new data version is known.
+            # What reads a rebuilt asset is decided again, now that its new data version is known
+            # (unless every selected asset ran already: a cold run builds all in one round).
             mark = cache.watermark()
+            if all(k in outcomes for k in keys):
+                todo, record = [], engine.record()
+                break
             todo, record = engine.decide(keys)
             todo = [k for k in todo if k not in outcomes]
         if record is None:

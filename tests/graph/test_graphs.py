@@ -232,3 +232,21 @@ def test_editing_sql_rebuilds_it_and_only_changed_data_goes_further(home, defs_d
     promotion = client.get_model_version("shop.clf", "2").tags["slipway.promotion"]
     assert "rows of evaluation set holdout" in promotion
     assert "150 rows" in promotion  # every fourth of 600 customers
+
+
+def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_dir, graph, database, write_pipeline):
+    observed = SHOP.replace(
+        "connection: SHOP_DB_URL}", "connection: SHOP_DB_URL, observe: 'select count(*), max(customer_id) from accounts'}"
+    )
+    write_pipeline("shop", observed)
+    run(defs_dir=defs_dir)
+    # A change the observe query does not see is not seen (that is the contract of `observe`) ...
+    database.execute("update accounts set plan = 'basic' where customer_id = 3")
+    assert set(_statuses(run(defs_dir=defs_dir)).values()) == {"reused"}
+    # ... one it sees rebuilds the source's dataset, which then reads the whole table.
+    database.execute("insert into accounts values (600, 'premium')")
+    report = run(defs_dir=defs_dir)
+    assert _why(report)["shop/accounts"] == ("built", "shop/accounts/query has new data")
+    store = LocalArtifactStore(base_dir=str(home / "artifacts"))
+    accounts = store.read(("shop", "accounts"))
+    assert len(accounts) == 601 and accounts.loc[accounts["customer_id"] == 3, "plan"].item() == "basic"
