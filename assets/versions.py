@@ -116,10 +116,17 @@ def combine(*parts: str) -> str:
 
 
 def frame_version(frame: Any) -> str:
-    """Content hash of a pandas DataFrame: column names, dtypes and every value."""
+    """Content hash of a pandas DataFrame: column names, dtypes and its rows, in any order.
+
+    Each row is hashed, and the row hashes are sorted before they are combined: a table is the
+    multiset of its rows. A SQL result without ``ORDER BY`` (a join, a ``group by``) comes back
+    in an order DuckDB or a database does not promise, and must not look like new data each time;
+    a repeated row still counts.
+    """
+    import numpy as np
     import pandas as pd
 
     h = hashlib.blake2b(digest_size=12)
     h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    h.update(np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy()).tobytes())
     return h.hexdigest()

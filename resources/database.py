@@ -72,29 +72,60 @@ def _engine(variable: str, where: str) -> tuple[Any, str]:
     return engine, endpoint(url)
 
 
+# What waiting can cure: the server is down, starting, or the network is slow. A wrong password,
+# a database that does not exist or a bad option fails at once.
+_TRANSIENT = (
+    "connection refused",
+    "timeout expired",
+    "timed out",
+    "could not connect",
+    "no route to host",
+    "network is unreachable",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "server closed the connection unexpectedly",
+    "could not translate host name",
+    "too many connections",
+)
+
+
 @contextmanager
 def connect(variable: str, where: str) -> Iterator[Any]:
-    """A connection to the database in ``variable``, retried when it cannot be reached."""
-    import sqlalchemy as sa
+    """A read-only connection to the database in ``variable``, retried while it cannot be reached.
 
+    Nothing it runs is committed; on PostgreSQL the transaction is also read-only (a query that
+    writes, a ``WITH ... DELETE`` say, is refused by the server), on SQLite ``query_only`` is on.
+    """
     engine, shown = _engine(variable, where)
     try:
-        connection = _retrying(engine.connect, variable, shown, where, sa.exc.OperationalError)
+        connection = _retrying(engine.connect, variable, shown, where)
         try:
+            backend = engine.url.get_backend_name()
+            if backend == "postgresql":
+                connection = connection.execution_options(postgresql_readonly=True)
+            elif backend == "sqlite":
+                connection.exec_driver_sql("PRAGMA query_only = ON")
             yield connection
         finally:
-            connection.close()
+            connection.close()  # never committed: rolled back
     finally:
         engine.dispose()
 
 
-def _retrying(call: Callable[[], T], variable: str, shown: str, where: str, transient: type[Exception]) -> T:
+def _retrying(call: Callable[[], T], variable: str, shown: str, where: str) -> T:
+    import sqlalchemy as sa
+
     log = logging.getLogger("slipway.progress")
     for attempt in range(1, CONNECT_TRIES + 1):
         try:
             return call()
-        except transient as exc:
+        except sa.exc.SQLAlchemyError as exc:
             reason = _first_line(getattr(exc, "orig", None) or exc)
+            transient = isinstance(exc, sa.exc.OperationalError) and any(t in reason.lower() for t in _TRANSIENT)
+            if not transient:
+                raise ResourceError(
+                    f"{where}: cannot connect to the database at {shown} ({variable}): {_server_says(reason)}"
+                ) from None
             if attempt == CONNECT_TRIES:
                 raise ResourceError(
                     f"{where}: cannot connect to the database at {shown} ({variable}) after {CONNECT_TRIES} "
@@ -113,6 +144,12 @@ def _retrying(call: Callable[[], T], variable: str, shown: str, where: str, tran
     raise AssertionError("unreachable")
 
 
+def _server_says(reason: str) -> str:
+    """The server's words of libpq's ``connection to server at "h", port p failed: FATAL: ...``."""
+    head, found, said = reason.partition(" failed: ")
+    return said if found and head.startswith("connection to server") else reason
+
+
 def _first_line(exc: BaseException | None) -> str:
     """The database's own message, first line, with any URL's password hidden."""
     from resources.redact import redact
@@ -121,44 +158,75 @@ def _first_line(exc: BaseException | None) -> str:
     return redact(lines[0]) if lines else type(exc).__name__
 
 
+def check_query(query: str, where: str) -> None:
+    """A database source reads: its ``sql`` must start with SELECT or WITH (:class:`DefinitionError`)."""
+    text = query
+    while True:  # skip leading comments
+        text = text.lstrip()
+        if text.startswith("--"):
+            text = text.partition("\n")[2]
+        elif text.startswith("/*"):
+            text = text.partition("*/")[2]
+        else:
+            break
+    first = text.split(None, 1)[0].lower() if text.split() else ""
+    if first not in ("select", "with", "values", "("):
+        raise DefinitionError(f"{where}: `sql` of a database source must be a query (SELECT or WITH ... SELECT)")
+
+
+def _failed(exc: Exception, where: str) -> Exception:
+    """One line for a SQLAlchemy error while running a query: the database's own words."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.ResourceClosedError):
+        return DataError(f"{where}: `sql` returned no rows to read (is it a query?)")
+    if isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)):
+        return ResourceError(f"{where}: the database connection failed: {_first_line(exc.orig)}")
+    reason = _first_line(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
+    return DataError(f"{where}: the database rejected the query: {reason}")
+
+
 def read(variable: str, query: str, where: str) -> Any:
     """The result of ``query`` as a pandas DataFrame; a rejected query is a :class:`DataError`."""
     import pandas as pd
     import sqlalchemy as sa
 
+    check_query(query, where)
     with connect(variable, where) as connection:
         try:
             frame = pd.read_sql_query(sa.text(query), connection)
-        except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
-                raise ResourceError(f"{where}: the database connection failed: {_first_line(exc.orig)}") from None
-            raise DataError(f"{where}: the database rejected the query: {_first_line(exc.orig)}") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise _failed(exc, where) from None
     if len(frame) == 0:
         raise DataError(f"{where}: the query returned no rows")
     return frame
 
 
 def fingerprint(variable: str, query: str, where: str) -> tuple[str, int]:
-    """A hash of everything ``query`` returns, and its row count, read without building a table.
+    """A hash of the rows ``query`` returns, in any order, and their count, read without building a table.
 
-    Rows are streamed and hashed as their text (``repr`` of each value, which tells ``1`` from
-    ``'1'`` and ``1.0``), so a changed, added or removed row changes the fingerprint.
+    Rows are streamed; each is hashed as the text of its values (``repr``, which tells ``1`` from
+    ``'1'`` and ``1.0``; bytes by their content), and the row hashes are added up, so the order
+    the database returns them in (it promises none without ``ORDER BY``) does not count, and a
+    changed, added or removed row does.
     """
     import sqlalchemy as sa
 
-    digest = hashlib.blake2b(digest_size=12)
+    check_query(query, where)
+    low = high = 0
     rows = 0
     with connect(variable, where) as connection:
         try:
             result = connection.execution_options(stream_results=True).execute(sa.text(query))
-            digest.update(repr(tuple(result.keys())).encode())
+            columns = repr(tuple(result.keys()))
             for chunk in result.partitions(10_000):
                 for row in chunk:
-                    digest.update(repr(tuple(row)).encode())
-                    digest.update(b"\n")
+                    values = tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                    digest = hashlib.blake2b(repr(values).encode(), digest_size=16).digest()
+                    low = (low + int.from_bytes(digest[:8], "big")) % 2**64
+                    high = (high + int.from_bytes(digest[8:], "big")) % 2**64
                 rows += len(chunk)
-        except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
-                raise ResourceError(f"{where}: the database connection failed: {_first_line(exc.orig)}") from None
-            raise DataError(f"{where}: the database rejected the query: {_first_line(exc.orig)}") from None
-    return digest.hexdigest(), rows
+        except sa.exc.SQLAlchemyError as exc:
+            raise _failed(exc, where) from None
+    total = hashlib.blake2b(f"{columns}\0{rows}\0{low}\0{high}".encode(), digest_size=12)
+    return total.hexdigest(), rows

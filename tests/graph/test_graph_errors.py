@@ -307,3 +307,48 @@ def test_a_query_the_database_rejects_is_one_line_with_its_message(home, defs_di
     assert str(info.value) == (
         f'{path}:6: pipeline shop, dataset accounts: the database rejected the query: relation "acounts" does not exist'
     )
+
+
+def test_a_database_that_does_not_exist_is_not_retried(home, defs_dir, crm, write_pipeline, monkeypatch, caplog):
+    monkeypatch.setenv("SHOP_DB_URL", "postgresql://postgres:hunter2@127.0.0.1:5432/no_such_database")
+    path = shop(write_pipeline, ACCOUNTS)
+    with caplog.at_level(logging.WARNING, logger="slipway.progress"), pytest.raises(ResourceError) as info:
+        run(defs_dir=defs_dir)
+    assert str(info.value) == (
+        f"{path}:6: pipeline shop, dataset accounts: cannot connect to the database at "
+        '127.0.0.1:5432/no_such_database (SHOP_DB_URL): FATAL:  database "no_such_database" does not exist'
+    )
+    assert not [r for r in caplog.records if r.name == "slipway.progress"]  # waiting would not help
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("delete from accounts", "`sql` of a database source must be a query (SELECT or WITH ... SELECT)"),
+        (
+            "with gone as (delete from accounts returning *) select * from gone",
+            "the database rejected the query: cannot execute SELECT in a read-only transaction",  # PostgreSQL's words
+        ),
+    ],
+    ids=["not-a-select", "writing-cte"],
+)
+def test_a_database_source_only_reads(home, monkeypatch, query, message):
+    import psycopg2
+
+    monkeypatch.setenv("SHOP_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute("drop table if exists accounts; create table accounts (customer_id int, plan text)")
+    admin.cursor().execute("insert into accounts values (1, 'basic'), (2, 'premium')")
+    try:
+        with pytest.raises((DataError, DefinitionError)) as info:
+            database.read("SHOP_DB_URL", query, "here")
+        assert str(info.value) == f"here: {message}"
+        with pytest.raises((DataError, DefinitionError)):  # observing it writes nothing either
+            database.fingerprint("SHOP_DB_URL", query, "here")
+        cursor = admin.cursor()
+        cursor.execute("select count(*) from accounts")
+        assert cursor.fetchone()[0] == 2
+    finally:
+        admin.cursor().execute("drop table if exists accounts")
+        admin.close()

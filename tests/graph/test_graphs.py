@@ -236,7 +236,8 @@ def test_editing_sql_rebuilds_it_and_only_changed_data_goes_further(home, defs_d
 
 def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_dir, graph, database, write_pipeline):
     observed = SHOP.replace(
-        "connection: SHOP_DB_URL}", "connection: SHOP_DB_URL, observe: 'select count(*), max(customer_id) from accounts'}"
+        "connection: SHOP_DB_URL}",
+        "connection: SHOP_DB_URL, observe: 'select count(*), max(customer_id) from accounts'}",
     )
     write_pipeline("shop", observed)
     run(defs_dir=defs_dir)
@@ -250,3 +251,18 @@ def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_di
     store = LocalArtifactStore(base_dir=str(home / "artifacts"))
     accounts = store.read(("shop", "accounts"))
     assert len(accounts) == 601 and accounts.loc[accounts["customer_id"] == 3, "plan"].item() == "basic"
+
+
+def test_a_database_table_read_in_another_order_or_with_bytes_is_the_same_data(home, defs_dir, graph, database):
+    from assets.schema import Source
+    from assets.sources import observe_database
+
+    database.execute("alter table accounts add column photo bytea")
+    database.execute("update accounts set photo = decode('cafe', 'hex') where customer_id < 5")
+    source = Source(sql="select * from accounts", connection="SHOP_DB_URL")
+    first = observe_database(source, "here")
+    # An update that changes nothing moves the rows within the table: without ORDER BY, they come back in another order.
+    database.execute("update accounts set plan = plan where customer_id < 300")
+    assert observe_database(source, "here") == first
+    database.execute("update accounts set plan = 'gold' where customer_id = 7")
+    assert observe_database(source, "here")[0] != first[0]

@@ -171,3 +171,23 @@ def test_binary_metrics_follow_the_models_classes_including_string_labels():
     rows = y3 < 2
     expected = f1_score(y3[rows], model3.predict(x[rows]), average="macro", labels=[0, 1, 2], zero_division=0)
     assert evaluate(model3, ["f1"], x[rows], y3[rows])["f1"] == pytest.approx(expected)
+
+
+def test_a_tables_data_version_is_its_rows_in_any_order():
+    """A SQL result without ORDER BY comes back in any order: the same rows must be the same version."""
+    import numpy as np
+
+    from assets.versions import frame_version
+
+    frame = pd.DataFrame({"a": [1, 2, 3, 3], "b": ["x", "y", "z", "z"]})
+    assert frame_version(frame) == frame_version(frame.iloc[::-1].reset_index(drop=True))
+    assert frame_version(frame) != frame_version(frame.drop_duplicates())  # a repeated row still counts
+    assert frame_version(frame) != frame_version(frame.assign(b=["x", "z", "y", "z"]))  # rows, not columns
+
+    from assets.derived import run_query
+
+    big = pd.DataFrame({"k": np.arange(200_000) % 20_000, "v": np.arange(200_000)})
+    versions = {
+        frame_version(run_query("select k, sum(v) as s from t group by k", {"t": big}, "here")) for _ in range(6)
+    }
+    assert len(versions) == 1
