@@ -8,6 +8,7 @@ were appended since, or moved by a changed split definition, can never favour th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,14 @@ def compare(
     frame: Any,
     target: str,
     metric: str,
+    champion_rows: Callable[[], bytes | None] = lambda: None,
 ) -> Comparison:
     """Score ``champion`` (registered ``version``) and ``challenger`` on rows neither trained on.
 
     ``frame`` is the challenger's training dataset, or its evaluation set when it declares one
-    (``evaluate_on``): then both are scored on every row of it.
+    (``evaluate_on``): then both are scored on its rows the champion did not train on.
+    ``champion_rows`` reads the training rows a champion that trained on a whole dataset stored
+    (:data:`training.TRAINING_ROWS_FILE`).
 
     Returns a :class:`Comparison` with ``problem`` set, instead of raising, when the champion
     cannot be scored: its split was not recorded, its columns are gone, or it fails to predict.
@@ -56,9 +60,22 @@ def compare(
         return Comparison(version, metric, problem=f"its training rows cannot be found again ({exc})")
     own = challenger.holdout.record
     if isinstance(own, training.EvaluationRecord):
-        # A declared evaluation set is held out from training by declaration: both are scored on all of it.
-        rows = frame.index == frame.index  # every row
-        on = f"rows of evaluation set {own.evaluate_on}"
+        # The new version trained on none of the evaluation set (checked when it trained); the
+        # champion's training rows are left out: found again from its split, or from the rows
+        # it stored with its run when it trained on a whole dataset.
+        on = f"rows of evaluation set {own.evaluate_on} neither trained on"
+        try:
+            if isinstance(champion_record, training.SplitRecord):
+                rows = champion_record.test_mask(frame)
+            else:
+                stored = champion_rows()
+                if stored is None:
+                    return Comparison(version, metric, problem="it stored no record of the rows it trained on")
+                import numpy as np
+
+                rows = training.held_out(frame, champion_record.columns, np.frombuffer(stored, dtype=np.uint64))
+        except (ValueError, KeyError) as exc:
+            return Comparison(version, metric, problem=f"its training rows cannot be found again ({exc})")
     elif isinstance(champion_record, training.EvaluationRecord):
         return Comparison(
             version,

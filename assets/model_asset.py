@@ -38,8 +38,8 @@ def pool_name(pipeline: str, model: str) -> str:
 
 
 def input_key(pipeline: str, dataset: str) -> dg.AssetKey:
-    """The asset a model trains on: a dataset of its pipeline by name, or any asset by key ``a/b``."""
-    return dg.AssetKey(dataset.split("/")) if "/" in dataset else dg.AssetKey([pipeline, dataset])
+    """The asset a model reads: a dataset of its pipeline by name, or any asset by key ``a/b``."""
+    return dg.AssetKey(key_of(pipeline, dataset).split("/"))
 
 
 def build_model_asset(
@@ -237,7 +237,7 @@ def _track_and_promote(
         schema={str(c): str(t) for c, t in x_train.dtypes.items()},
     )
     if spec.evaluate_on:
-        name = key_of(key.path[0], spec.evaluate_on)
+        name = key_of(key.path[0], spec.evaluate_on)  # as the model asset's evaluation input
         tracker.log_dataset(
             run,
             name=name,
@@ -248,6 +248,12 @@ def _track_and_promote(
         )
     example = x_train.head(5)
     uri = tracker.log_model(run, trained.model, example, trained.model.predict(example))
+    if isinstance(trained.holdout.record, training.EvaluationRecord):
+        # What it trained on, for the comparison of a later version with it (champion.compare).
+        rows = training.row_hashes(
+            trained.holdout.x_train.assign(**{spec.target: trained.holdout.y_train}), trained.holdout.record.columns
+        )
+        tracker.log_file(run, training.TRAINING_ROWS_FILE, rows.tobytes())
     gates = promotion.evaluate_gates(spec.promote, trained.metrics)
     metric = promotion.primary_metric(spec.promote, spec.metrics)
     passed = all(g.passed for g in gates)
@@ -338,4 +344,13 @@ def _compare_with_champion(
         return champion.Comparison(
             version, metric, problem=redact(f"it cannot be loaded ({type(exc).__name__}: {exc})")
         )
-    return champion.compare(version, model, tags, trained, frame, spec.target, metric)
+    return champion.compare(
+        version,
+        model,
+        tags,
+        trained,
+        frame,
+        spec.target,
+        metric,
+        champion_rows=lambda: registry.run_file(name, version, training.TRAINING_ROWS_FILE),
+    )

@@ -109,6 +109,13 @@ def _dataset_columns(
         columns, errors = _file_columns(pipeline, name, dataset, prefix)
     elif source is not None and source.sklearn is not None and not dataset.transform:
         columns = Columns({f"scikit-learn's {source.sklearn}": sklearn_columns(source.sklearn)})
+    if source is not None and source.sql is not None:
+        from resources.database import check_query as check_database_query
+
+        try:
+            check_database_query(source.sql, f"{pipeline.where('datasets', name, 'source')}: {prefix}")
+        except DefinitionError as exc:
+            errors.append(str(exc))
     if dataset.sql is not None:
         from assets.derived import check_query
 

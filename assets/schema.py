@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from assets.graph import key_of
 from assets.metrics import METRICS, suggest
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -294,14 +295,7 @@ class Model(_Closed):
                 raise ValueError(f"gate on {gate!r}, which is not in metrics {self.metrics}")
         if self.evaluate_on is not None and "split" in self.model_fields_set:
             raise ValueError("`split` and `evaluate_on` exclude each other: a model is scored on one or the other")
-        if self.evaluate_on is not None and self.evaluate_on == self.dataset:
-            raise ValueError(f"`evaluate_on` names the training dataset {self.dataset!r}; name a held-out one")
         return self
-
-    @property
-    def inputs(self) -> list[str]:
-        """The datasets the model reads: its training dataset, then its evaluation set if any."""
-        return [self.dataset] + ([self.evaluate_on] if self.evaluate_on else [])
 
     @property
     def resolved_task(self) -> str:
@@ -333,6 +327,9 @@ class PipelineSpec(_Closed):
             found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")
             if model.evaluate_on is not None:
                 found += self._unknown(model.evaluate_on, ("models", name, "evaluate_on"), "evaluation dataset")
+                if key_of(self.name, model.evaluate_on) == key_of(self.name, model.dataset):
+                    message = f"`evaluate_on` names the training dataset {model.dataset!r}; name a held-out one"
+                    found.append((("models", name, "evaluate_on"), message))
         return found
 
     def _unknown(self, ref: str, loc: tuple[str | int, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:

@@ -77,9 +77,17 @@ class SplitRecord:
 EVALUATION_SCHEME = "evaluation-set-v1"
 
 
+TRAINING_ROWS_FILE = "slipway/training_rows.u64"
+
+
 @dataclass(frozen=True)
 class EvaluationRecord:
-    """A model trained on every row of its dataset and scored on a declared evaluation set."""
+    """A model trained on every row of its dataset and scored on a declared evaluation set.
+
+    Which rows it trained on cannot be recomputed from a seed, so they are stored with its run
+    (:data:`TRAINING_ROWS_FILE`, :func:`row_hashes` of its training rows): a later comparison
+    on an evaluation set leaves out every row the champion trained on.
+    """
 
     evaluate_on: str
     columns: tuple[str, ...]
@@ -99,6 +107,28 @@ def parse_record(text: str) -> SplitRecord | EvaluationRecord:
 
 
 _NULL = "\0null"
+
+
+def row_hashes(frame: Any, columns: Sequence[str]) -> Any:
+    """A sorted array of the distinct 64-bit hashes of ``frame``'s rows over ``columns``.
+
+    Each value is encoded as :func:`_stable` encodes it, so a row hashes the same in any table
+    whatever the dtypes of the other rows.
+    """
+    import numpy as np
+    import pandas as pd
+
+    normal = pd.DataFrame({c: _stable(frame[c]) for c in columns})
+    return np.unique(pd.util.hash_pandas_object(normal, index=False).to_numpy())
+
+
+def held_out(frame: Any, columns: Sequence[str], trained: Any) -> Any:
+    """A boolean array: True for the rows of ``frame`` whose hash over ``columns`` is not in ``trained``."""
+    import numpy as np
+    import pandas as pd
+
+    normal = pd.DataFrame({c: _stable(frame[c]) for c in columns})
+    return ~np.isin(pd.util.hash_pandas_object(normal, index=False).to_numpy(), trained)
 
 
 def _stable(column: Any) -> Any:
@@ -172,6 +202,13 @@ def split(frame: Any, spec: Model, where: str, evaluation: Any = None) -> Holdou
             raise DataError(f"{where}: the evaluation set {spec.evaluate_on} lacks columns {missing}")
         if len(evaluation) == 0:
             raise DataError(f"{where}: the evaluation set {spec.evaluate_on} has no rows")
+        shared = [c for c in evaluation.columns if c in frame.columns]
+        overlap = int((~held_out(evaluation, shared, row_hashes(frame, shared))).sum())
+        if overlap:
+            raise DataError(
+                f"{where}: {overlap} rows of the evaluation set {spec.evaluate_on} are also in the training dataset "
+                f"{spec.dataset} (the same values in every column both have); an evaluation set must be held out"
+            )
         declared = EvaluationRecord(str(spec.evaluate_on), tuple(wanted))
         return Holdout(frame[features], evaluation[features], frame[spec.target], evaluation[spec.target], declared)
     if spec.split.by is not None and spec.split.by not in frame.columns:

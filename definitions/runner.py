@@ -112,10 +112,12 @@ def run(
     check_imports(pipelines, loaded.stack.allowed_imports)
     home = slipway_home()
     with exclusive(home):
-        # Only the selected pipelines' sources: another pipeline's empty landing folder is not
-        # this run's business. (Names that are not YAML pipelines are groups of hand-written
-        # assets; they are checked once the code location is loaded.)
-        chosen = [p for p in pipelines if not names or p.spec.name in names]
+        # Only the sources of the selected pipelines and of those they read from: another
+        # pipeline's empty landing folder is not this run's business. (Names that are not YAML
+        # pipelines are groups of hand-written assets; they are checked once the code location
+        # is loaded.)
+        wanted = {*names, *read_by(pipelines, names)}
+        chosen = [p for p in pipelines if not names or p.spec.name in wanted]
         observed = observe(chosen)
         cache = NoopCache(home, loaded, folder, names, observed, _code_files(chosen))
         if not force:
@@ -123,6 +125,22 @@ def run(
             if rows is not None:
                 return RunReport(loaded.name, rows, [], time.perf_counter() - started)
         return _run_locked(pipelines, loaded, folder, names, force, started, observed, cache)
+
+
+def read_by(pipelines: list[LoadedPipeline], names: Sequence[str]) -> set[str]:
+    """The YAML pipelines that the pipelines ``names`` read from, directly or through others."""
+    from assets.graph import references
+
+    reads: dict[str, set[str]] = {}
+    for ref in references(pipelines):
+        reads.setdefault(ref.owner.split("/")[0], set()).add(ref.target.split("/")[0])
+    found: set[str] = set()
+    todo = list(names)
+    while todo:
+        for other in reads.get(todo.pop(), set()) - found:
+            found.add(other)
+            todo.append(other)
+    return found
 
 
 def _code_files(pipelines: list[LoadedPipeline]) -> list[Path]:

@@ -57,6 +57,10 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """Add tags to a version (gate results, promotion decision)."""
 
     @abstractmethod
+    def run_file(self, name: str, version: str, path: str) -> bytes | None:
+        """The artifact ``path`` of the run that made version ``version``; None when it has none."""
+
+    @abstractmethod
     def load(self, name: str, version: str) -> Any:
         """Load a registered version as a native (scikit-learn API) model."""
 
@@ -174,6 +178,22 @@ class MlflowModelRegistry(ModelRegistry):
                 client.set_model_version_tag(name, version, key, value)
         except MlflowException as exc:
             raise self._fail(f"tag {name} v{version}", exc) from safe_cause(exc)
+
+    def run_file(self, name: str, version: str, path: str) -> bytes | None:  # noqa: D102
+        client = self._client
+        import tempfile
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run_id = client.get_model_version(name, version).run_id
+            with tempfile.TemporaryDirectory() as tmp:
+                local = client.download_artifacts(run_id, path, tmp)
+                return Path(local).read_bytes()
+        except (MlflowException, OSError) as exc:
+            if isinstance(exc, OSError) or _not_found(exc) or "No such file" in str(exc):
+                return None
+            raise self._fail(f"read {path} of {name} v{version}", exc) from safe_cause(exc)
 
     def load(self, name: str, version: str) -> Any:  # noqa: D102
         client = self._client

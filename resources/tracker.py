@@ -60,6 +60,10 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
         """Store the fitted model (with signature and input example); return its URI."""
 
     @abstractmethod
+    def log_file(self, run: TrackedRun, path: str, data: bytes) -> None:
+        """Store ``data`` as the run's artifact ``path`` (``folder/name``)."""
+
+    @abstractmethod
     def end_run(self, run: TrackedRun, ok: bool) -> None:
         """Close the run as finished or failed."""
 
@@ -226,6 +230,18 @@ class MlflowTracker(ExperimentTracker):
                 "in the stack, or use `serialization: cloudpickle`"
             ) from exc
         return f"{run.artifact_uri}/model"
+
+    def log_file(self, run: TrackedRun, path: str, data: bytes) -> None:  # noqa: D102
+        mlflow_client.ready()
+        folder, _, name = path.rpartition("/")
+        client = self._client
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            local.write_bytes(data)
+            try:
+                client.log_artifact(run.run_id, str(local), artifact_path=folder or None)
+            except Exception as exc:
+                raise self._fail(f"store {path}", exc) from safe_cause(exc)
 
     def end_run(self, run: TrackedRun, ok: bool) -> None:  # noqa: D102
         client = self._client

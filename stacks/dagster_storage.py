@@ -31,6 +31,7 @@ from sqlalchemy.pool import QueuePool
 # A long-lived process (the UI) touches many runs: keep the engines (and their open
 # connections, three files each) of the recent ones only.
 _MAX_ENGINES = 32
+_MAX_INODES = 4096
 
 
 def _inode(path: str) -> int | None:
@@ -46,7 +47,9 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         """The event log under ``base_dir`` (Dagster's layout: one database per run, plus an index)."""
         self._engines: OrderedDict[str, Any] = OrderedDict()  # before Dagster's init connects
-        self._inodes: dict[str, int | None] = {}  # the file each engine's connections have open
+        # The file each set-up shard was, when set up (bounded; a forgotten one is set up again).
+        self._inodes: OrderedDict[str, int | None] = OrderedDict()
+        self._pid = os.getpid()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -54,12 +57,20 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> Any:
+        if self._pid != os.getpid():
+            # A forked child: the parent's open connections are not its own to use or close.
+            for inherited in self._engines.values():
+                inherited.dispose(close=False)
+            self._engines.clear()
+            self._pid = os.getpid()
         engine = self._engines.get(shard)
         path = self.path_for_shard(shard)
-        if engine is not None and self._inodes.get(shard) != _inode(path):
-            # Deleted or replaced by another process (a wipe): kept connections would go on
-            # writing to the old file, unseen. Start over on the file as it is now.
-            self._engines.pop(shard).dispose()
+        if shard in self._initialized_dbs and self._inodes.get(shard) != _inode(path):
+            # Deleted or replaced by another process (a wipe) since it was set up: kept
+            # connections would go on writing to the old file, unseen, and a new one would find
+            # no tables. Start over on the file as it is now.
+            if engine is not None:
+                self._engines.pop(shard).dispose()
             self._initialized_dbs.discard(shard)
             engine = None
         if engine is None:
@@ -79,6 +90,8 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
             self._initdb(engine)
             self._initialized_dbs.add(shard)
             self._inodes[shard] = _inode(path)
+            while len(self._inodes) > _MAX_INODES:
+                self._inodes.popitem(last=False)
         return engine
 
     @contextmanager

@@ -352,3 +352,29 @@ def test_a_database_source_only_reads(home, monkeypatch, query, message):
     finally:
         admin.cursor().execute("drop table if exists accounts")
         admin.close()
+
+
+def test_an_evaluation_set_that_is_the_training_dataset_by_another_name(home, defs_dir, crm, write_pipeline):
+    path = shop(
+        write_pipeline,
+        "orders:\n  inputs: [crm/customers]\n  sql: select * from customers\n",
+        """
+        clf:
+          dataset: orders
+          evaluate_on: shop/orders
+          target: churned
+          estimator: sklearn.linear_model.LogisticRegression
+          metrics: [accuracy]
+        """,
+    )
+    assert _validate_error(defs_dir) == (
+        f"{path}:11: pipeline shop: models.clf.evaluate_on: `evaluate_on` names the training dataset 'orders'; "
+        "name a held-out one"
+    )
+
+
+def test_validate_refuses_a_database_source_that_is_not_a_query(home, defs_dir, crm, write_pipeline):
+    path = shop(write_pipeline, 'accounts:\n  source: {sql: "drop table accounts", connection: SHOP_DB_URL}\n')
+    assert _validate_error(defs_dir) == (
+        f"{path}:6: pipeline shop: dataset accounts: `sql` of a database source must be a query (SELECT or WITH ... SELECT)"
+    )

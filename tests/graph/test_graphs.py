@@ -221,8 +221,14 @@ def test_editing_sql_rebuilds_it_and_only_changed_data_goes_further(home, defs_d
     assert _statuses(report)["shop/clf"] == "reused"
     assert _statuses(report)["shop/training"] == "reused"
 
-    # Other rows: the model is retrained and compared with the champion on the new evaluation set.
-    write_pipeline("shop", SHOP.replace("where customer_id % 5 = 0", "where customer_id % 4 = 0"))
+    # Other rows: the model is retrained and compared with the champion on the rows of the new
+    # evaluation set that neither trained on (the champion trained on four in five customers).
+    write_pipeline(
+        "shop",
+        SHOP.replace("where customer_id % 5 = 0", "where customer_id % 4 = 0").replace(
+            "where customer_id % 5 <> 0", "where customer_id % 4 <> 0"
+        ),
+    )
     report = run(defs_dir=defs_dir)
     assert _statuses(report)["shop/holdout"] == "built"
     clf = next(o for o in report.outcomes if o.key == "shop/clf")
@@ -230,8 +236,19 @@ def test_editing_sql_rebuilds_it_and_only_changed_data_goes_further(home, defs_d
     assert "shop/holdout has new data" in clf.reason
     client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
     promotion = client.get_model_version("shop.clf", "2").tags["slipway.promotion"]
-    assert "rows of evaluation set holdout" in promotion
-    assert "150 rows" in promotion  # every fourth of 600 customers
+    # Customers 0, 20, 40, ...: in the new holdout, and in neither training set.
+    assert promotion.endswith("on 30 rows of evaluation set holdout neither trained on"), promotion
+
+
+def test_an_evaluation_set_that_shares_rows_with_training_fails_the_model(home, defs_dir, graph, write_pipeline):
+    write_pipeline("shop", SHOP.replace("where customer_id % 5 = 0", "where customer_id % 4 = 0"))
+    report = run(defs_dir=defs_dir)
+    clf = next(o for o in report.outcomes if o.key == "shop/clf")
+    assert (clf.status, clf.detail) == (
+        "failed",
+        "pipeline shop, model clf: 120 rows of the evaluation set holdout are also in the training dataset "
+        "training (the same values in every column both have); an evaluation set must be held out",
+    )
 
 
 def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_dir, graph, database, write_pipeline):
@@ -266,3 +283,15 @@ def test_a_database_table_read_in_another_order_or_with_bytes_is_the_same_data(h
     assert observe_database(source, "here") == first
     database.execute("update accounts set plan = 'gold' where customer_id = 7")
     assert observe_database(source, "here")[0] != first[0]
+
+
+def test_running_one_pipeline_sees_new_data_of_the_pipelines_it_reads(home, defs_dir, graph):
+    run(defs_dir=defs_dir)
+    assert set(_statuses(run(defs_dir=defs_dir, names=["shop"])).values()) == {"reused"}  # the no-op cache is set
+    events_for(graph.head(100), 4).to_csv(defs_dir / "crm" / "data" / "events_001.csv", index=False)
+    report = run(defs_dir=defs_dir, names=["shop"])
+    statuses = _statuses(report)
+    assert (
+        statuses["crm/events"] == "built" and statuses["shop/features"] == "built" and statuses["shop/clf"] == "built"
+    )
+    assert statuses["crm/customers"] == "reused"

@@ -61,6 +61,7 @@ def test_a_wiped_instance_is_written_again(home):
 def test_a_database_deleted_by_another_process_is_set_up_again_not_written_through_a_kept_connection(home):
     """Connections are kept open between uses; a file deleted under them must not swallow events."""
     import os
+    import subprocess
 
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 
@@ -68,11 +69,44 @@ def test_a_database_deleted_by_another_process_is_set_up_again_not_written_throu
         storage = instance.event_log_storage
         _materialize(instance)
         index = storage.path_for_shard(INDEX_SHARD_NAME)
-        for suffix in ("", "-wal", "-shm"):  # `rm` by another process, the way a wipe there does it
-            if os.path.exists(index + suffix):
-                os.unlink(index + suffix)
+        # Removed by another process, the way a wipe there does it.
+        subprocess.run(["rm", "-f", index, f"{index}-wal", f"{index}-shm"], check=True)
         run_id = _materialize(instance)
         assert os.path.exists(index)
         assert instance.get_latest_materialization_event(one.key).run_id == run_id
     with _instance() as fresh:  # another process sees what was written after the deletion
         assert fresh.get_latest_materialization_event(one.key).run_id == run_id
+
+
+def test_a_run_database_deleted_after_its_engine_was_evicted_is_set_up_again(home):
+    import os
+
+    with _instance() as instance:
+        storage = instance.event_log_storage
+        run_id = _materialize(instance)
+        for i in range(_MAX_ENGINES + 1):  # the run's engine is evicted, its shard still counted as set up
+            with storage.run_connection(f"scratch-{i}"):
+                pass
+        path = storage.path_for_shard(run_id)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.unlink(path + suffix)
+        assert instance.all_logs(run_id) == []  # an empty run, not "no such table"
+
+
+def test_a_forked_child_opens_its_own_connections(home):
+    import os
+
+    with _instance() as instance:
+        run_id = _materialize(instance)
+        storage = instance.event_log_storage
+        inherited = {id(engine) for engine in storage._engines.values()}
+        pid = os.fork()
+        if pid == 0:  # the child: reads through engines (and connections) of its own
+            seen = instance.get_latest_materialization_event(one.key).run_id == run_id
+            own = not inherited & {id(engine) for engine in storage._engines.values()}
+            os._exit(0 if seen and own else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's kept connections still work after the child exited.
+        assert instance.get_latest_materialization_event(one.key).run_id == run_id
