@@ -11,7 +11,7 @@ from assets import derived, progress, sources
 from assets.graph import REFS_METADATA, key_of
 from assets.imports import resolve
 from assets.outputs import versioned_output
-from assets.preflight import ASSERTS_COLUMNS, COLUMN_KWARGS
+from assets.preflight import expectation_columns
 from assets.rebuild import recording_failures
 from assets.schema import Dataset, input_name
 from assets.versions import code_version, frame_version
@@ -96,13 +96,8 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
 def needed_columns(spec: Dataset) -> dict[str, list[str]]:
     """Each column the dataset's expectations and drift check name, with what names it."""
     wanted: dict[str, list[str]] = {}
-    for expectation in spec.expectations:
-        if expectation.expect in ASSERTS_COLUMNS:
-            continue
-        for key, value in expectation.kwargs.items():
-            for column in value if key in COLUMN_KWARGS and isinstance(value, list) else [value]:
-                if key in COLUMN_KWARGS and isinstance(column, str):
-                    wanted.setdefault(column, []).append(f"expectation {expectation.expect}")
+    for index, _, column in expectation_columns(spec):
+        wanted.setdefault(column, []).append(f"expectation {spec.expectations[index].expect}")
     for column in (spec.drift.columns if spec.drift else None) or []:
         wanted.setdefault(column, []).append("the drift check")
     return wanted

@@ -159,20 +159,26 @@ def _file_columns(
     return (Columns(headers) if not errors else None), errors
 
 
-def _dataset_column_problems(
-    pipeline: LoadedPipeline, name: str, dataset: Dataset, columns: Columns
-) -> Iterator[tuple[str, str]]:
+def expectation_columns(dataset: Dataset) -> Iterator[tuple[int, str, str]]:
+    """``(expectation index, argument, column)`` for every column the dataset's expectations name."""
     for index, expectation in enumerate(dataset.expectations):
         if expectation.expect in ASSERTS_COLUMNS:
             continue
         for key, value in expectation.kwargs.items():
-            if key not in COLUMN_KWARGS:
-                continue
-            for column in value if isinstance(value, list) else [value]:
-                message = columns.missing(column) if isinstance(column, str) else None
-                if message:
-                    where = pipeline.where("datasets", name, "expectations", index, key)
-                    yield where, f"expectation {expectation.expect}: {message}"
+            if key in COLUMN_KWARGS:
+                yield from (
+                    (index, key, c) for c in (value if isinstance(value, list) else [value]) if isinstance(c, str)
+                )
+
+
+def _dataset_column_problems(
+    pipeline: LoadedPipeline, name: str, dataset: Dataset, columns: Columns
+) -> Iterator[tuple[str, str]]:
+    for index, key, column in expectation_columns(dataset):
+        message = columns.missing(column)
+        if message:
+            where = pipeline.where("datasets", name, "expectations", index, key)
+            yield where, f"expectation {dataset.expectations[index].expect}: {message}"
     drift_columns = (dataset.drift.columns if dataset.drift else None) or []
     for index, column in enumerate(drift_columns):
         message = columns.missing(column)

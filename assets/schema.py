@@ -47,6 +47,8 @@ class _Closed(BaseModel):
 
 
 ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+# Environment variables that configure the orchestrator's own stores: never a pipeline's data.
+_OWN_SETTINGS = ("SLIPWAY_", "DAGSTER_", "MLFLOW_")
 SOURCE_KINDS = ("path", "sklearn", "generator", "sql")
 
 
@@ -103,6 +105,11 @@ class Source(_Closed):
             raise ValueError(
                 "`connection` names an environment variable (e.g. CRM_DATABASE_URL) that holds the URL; "
                 "a URL in YAML would put its password in git"
+            )
+        if isinstance(value, str) and value.startswith(_OWN_SETTINGS):
+            raise ValueError(
+                f"`connection` {value} is a setting of Slipway, Dagster or MLflow (their own stores), "
+                "not a data source; name a variable of your own"
             )
         return value
 

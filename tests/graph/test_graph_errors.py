@@ -192,8 +192,13 @@ def test_a_transform_that_cannot_take_its_inputs_is_caught_by_validate(home, def
             "datasets.a.inputs: two inputs are both called 'customers' in the SQL and the transform (an input is "
             "called by the last part of its key); derive one of them under another name first",
         ),
+        (
+            "a:\n  source: {sql: select 1, connection: MLFLOW_TRACKING_URI}\n",
+            "datasets.a.source.connection: `connection` MLFLOW_TRACKING_URI is a setting of Slipway, Dagster or "
+            "MLflow (their own stores), not a data source; name a variable of your own",
+        ),
     ],
-    ids=["source-and-inputs", "inputs-without-sql", "url-in-yaml", "sql-without-connection", "same-name"],
+    ids=["source-and-inputs", "inputs-without-sql", "url-in-yaml", "sql-without-connection", "same-name", "own-store"],
 )
 def test_schema_mistakes_of_graph_datasets(home, defs_dir, crm, write_pipeline, yaml, message):
     path = shop(write_pipeline, yaml)
