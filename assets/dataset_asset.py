@@ -113,7 +113,8 @@ def _table(
         fn = resolve(spec.transform or "", allowed, where)
         return derived.run_transform(fn, spec.transform or "", frames, f"{here('transform')}: {where}")
     assert spec.source is not None  # a dataset has inputs or a source (schema)
-    frame = sources.load(spec.source, folder, where, allowed)
+    # A database query's errors name its line (a file source's name the file they are about).
+    frame = sources.load(spec.source, folder, f"{here('source')}: {where}" if spec.source.sql else where, allowed)
     if spec.transform:
         frame = derived.require_frame(
             resolve(spec.transform, allowed, where)(frame), spec.transform, f"{here('transform')}: {where}"

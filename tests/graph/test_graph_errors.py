@@ -383,3 +383,16 @@ def test_validate_refuses_a_database_source_that_is_not_a_query(home, defs_dir, 
     assert _validate_error(defs_dir) == (
         f"{path}:6: pipeline shop: dataset accounts: `sql` of a database source must be a query (SELECT or WITH ... SELECT)"
     )
+
+
+def test_a_rejected_query_materialized_from_the_ui_names_its_line(home, defs_dir, crm, write_pipeline, monkeypatch):
+    """The UI materializes without `slipway run`'s observation first: the step's own error is as precise."""
+    from views import ui_materialize
+
+    monkeypatch.setenv("SHOP_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    path = shop(write_pipeline, ACCOUNTS)
+    result = ui_materialize(defs_dir, "shop/accounts")
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_failure_data.error.cause.message.strip().endswith(
+        f'{path}:6: pipeline shop, dataset accounts: the database rejected the query: relation "acounts" does not exist'
+    )
