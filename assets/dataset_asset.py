@@ -244,7 +244,7 @@ def build_dataset_asset(
         code_version=code_version("dataset", spec),
         description=spec.description or f"Dataset {name} of pipeline {pipeline}",
         check_specs=check_specs,
-        kinds={"pandas"},
+        kinds={"duckdb"} if spec.sql else {"pandas"},
         ins=inputs,
         deps=[source_key(pipeline, name, spec)] if sources.observable(spec.source) else [],
         metadata={
