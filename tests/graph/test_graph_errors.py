@@ -396,3 +396,26 @@ def test_a_rejected_query_materialized_from_the_ui_names_its_line(home, defs_dir
     assert failure.step_failure_data.error.cause.message.strip().endswith(
         f'{path}:6: pipeline shop, dataset accounts: the database rejected the query: relation "acounts" does not exist'
     )
+
+
+CYCLE_HAND = """
+import dagster as dg
+
+
+@dg.asset(key=["team", "raw"], group_name="team", deps=[dg.AssetKey(["shop", "a"])])
+def raw():
+    import pandas as pd
+
+    return pd.DataFrame({"x": [1]})
+"""
+
+
+def test_a_cycle_through_a_hand_written_asset_is_printed(home, defs_dir, crm, write_pipeline):
+    (defs_dir / "team").mkdir()
+    (defs_dir / "team" / "assets.py").write_text(textwrap.dedent(CYCLE_HAND))
+    path = shop(write_pipeline, "a:\n  inputs: [team/raw]\n  sql: select * from raw\n")
+    expected = f"{path}:6: pipeline shop: dataset a: a cycle: shop/a -> team/raw -> shop/a; an asset cannot read itself"
+    assert _validate_error(defs_dir) == expected
+    with pytest.raises(DefinitionError) as info:
+        run(defs_dir=defs_dir)
+    assert str(info.value) == expected
