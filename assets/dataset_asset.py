@@ -116,9 +116,8 @@ def _table(
     # A database query's errors name its line (a file source's name the file they are about).
     frame = sources.load(spec.source, folder, f"{here('source')}: {where}" if spec.source.sql else where, allowed)
     if spec.transform:
-        frame = derived.require_frame(
-            resolve(spec.transform, allowed, where)(frame), spec.transform, f"{here('transform')}: {where}"
-        )
+        fn = resolve(spec.transform, allowed, where)
+        frame = derived.call_transform(fn, spec.transform, f"{here('transform')}: {where}", frame)
     return frame
 
 

@@ -123,18 +123,36 @@ def check_signature(fn: Callable[..., Any], path: str, names: list[str], where: 
 def run_transform(fn: Callable[..., Any], path: str, inputs: Mapping[str, Any], where: str) -> Any:
     """Call ``fn`` with each input as a keyword argument; it must return a DataFrame."""
     check_signature(fn, path, list(inputs), where)
-    result = fn(**inputs)
+    return call_transform(fn, path, where, **inputs)
+
+
+def call_transform(fn: Callable[..., Any], path: str, where: str, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` as a table (:func:`require_frame`); what it raises names it, in one line."""
+    from resources.errors import SlipwayError
+
+    try:
+        result = fn(*args, **kwargs)
+    except SlipwayError:
+        raise
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"{where}: transform {path} raised {type(exc).__name__}: {message}") from exc
     return require_frame(result, path, where)
 
 
 def require_frame(result: Any, path: str, where: str) -> Any:
-    """``result`` when it is a pandas DataFrame; else a :class:`DefinitionError` saying what it is."""
+    """``result`` as a plain table (:func:`as_table`) when it is a DataFrame; else a :class:`DefinitionError`."""
     import pandas as pd
+
+    from resources.artifacts import as_table
 
     if not isinstance(result, pd.DataFrame):
         kind = type(result).__name__
         raise DefinitionError(f"{where}: transform {path} returned an object of type {kind}, not a pandas DataFrame")
-    return result
+    try:
+        return as_table(result)
+    except DataError as exc:
+        raise DataError(f"{where}: transform {path} returned a table whose {str(exc).removeprefix('its ')}") from exc
 
 
 def missing_columns(frame: Any, wanted: Mapping[str, list[str]]) -> list[str]:

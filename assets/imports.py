@@ -123,6 +123,8 @@ def _import(path: str, where: str) -> Any:
             except ImportError:
                 hint = ""
         raise DefinitionError(f"{where}: cannot import {path!r}: no module {missing!r}{hint}") from exc
+    except Exception as exc:  # the module itself fails: a syntax error, an error at its top level
+        raise DefinitionError(f"{where}: cannot import {path!r}: {_import_failure(exc)}") from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
@@ -130,3 +132,19 @@ def _import(path: str, where: str) -> Any:
         if hasattr(module, "__all__"):
             public = list(module.__all__)
         raise DefinitionError(f"{where}: {module_name} has no {attr!r}{suggest(attr, public)}") from exc
+
+
+def _import_failure(exc: BaseException) -> str:
+    """``Type: message (file.py, line N)`` for an exception raised while importing a module."""
+    import os
+    import traceback
+
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, SyntaxError):
+        message = exc.msg or message
+        filename, line = exc.filename, exc.lineno
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        filename, line = (frames[-1].filename, frames[-1].lineno) if frames else (None, None)
+    place = f" ({os.path.basename(filename)}, line {line})" if filename and line else ""
+    return f"{type(exc).__name__}: {message}{place}"

@@ -61,7 +61,8 @@ def observe_database(source: Source, where: str) -> tuple[str, dict[str, Any]]:
     from resources import database
 
     query = source.observe or source.sql or ""
-    version, rows = database.fingerprint(source.connection or "", query, where)
+    said = f"{where}: observe query" if source.observe else where
+    version, rows = database.fingerprint(source.connection or "", query, said)
     observed_by = "the observe query" if source.observe else "a hash of the query's result"
     return version, {"observed_by": observed_by, "rows": rows}
 

@@ -194,6 +194,8 @@ def split(frame: Any, spec: Model, where: str, evaluation: Any = None) -> Holdou
     With an ``evaluation`` table (``evaluate_on``), every row of ``frame`` trains and the
     evaluation table's rows test.
     """
+    if len(frame) == 0:
+        raise DataError(f"{where}: the dataset {spec.dataset} has no rows")
     features = feature_columns(frame, spec, where)
     if evaluation is not None:
         wanted = [*features, spec.target]

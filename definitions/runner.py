@@ -83,17 +83,20 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
                 resolve(dataset.transform, allowed, f"{p.where('datasets', name, 'transform')}: pipeline {p.spec.name}")
 
 
-def observe(pipelines: list[LoadedPipeline]) -> dict[str, tuple[str, dict[str, Any]]]:
+def observe(pipelines: list[LoadedPipeline], only: set[str] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
     """The data version of every observable source, by source asset key (``a/b/files``, ``a/b/query``).
 
     A ``stat`` per file of a file source; one query per database source (its ``observe``
-    query, else its whole result hashed).
+    query, else its whole result hashed). ``only``: the datasets (``a/b``) whose sources to
+    observe (None: all).
     """
     from assets import sources
 
     found = {}
     for p in pipelines:
         for name, dataset in p.spec.datasets.items():
+            if only is not None and f"{p.spec.name}/{name}" not in only:
+                continue
             if dataset.source is not None and sources.observable(dataset.source):
                 where = f"{p.where('datasets', name, 'source')}: pipeline {p.spec.name}, dataset {name}"
                 key = "/".join(sources.source_key_path(p.spec.name, name, dataset.source))
@@ -112,13 +115,13 @@ def run(
     check_imports(pipelines, loaded.stack.allowed_imports)
     home = slipway_home()
     with exclusive(home):
-        # Only the sources of the selected pipelines and of those they read from: another
-        # pipeline's empty landing folder is not this run's business. (Names that are not YAML
-        # pipelines are groups of hand-written assets; they are checked once the code location
-        # is loaded.)
-        wanted = {*names, *read_by(pipelines, names)}
-        chosen = [p for p in pipelines if not names or p.spec.name in wanted]
-        observed = observe(chosen)
+        # Only the sources of the selected pipelines and of the datasets they read from other
+        # pipelines: another pipeline's empty landing folder, or its database that is down, is
+        # not this run's business. (Names that are not YAML pipelines are groups of hand-written
+        # assets; they are checked once the code location is loaded.)
+        wanted = read_by(pipelines, names) if names else None
+        chosen = [p for p in pipelines if wanted is None or any(k.startswith(f"{p.spec.name}/") for k in wanted)]
+        observed = observe(chosen, wanted)
         cache = NoopCache(home, loaded, folder, names, observed, _code_files(chosen))
         if not force:
             rows = cache.replay()
@@ -128,14 +131,16 @@ def run(
 
 
 def read_by(pipelines: list[LoadedPipeline], names: Sequence[str]) -> set[str]:
-    """The YAML pipelines that the pipelines ``names`` read from, directly or through others."""
+    """The YAML datasets (``p/d``) of the pipelines ``names`` and those they read, directly or not."""
     from assets.graph import references
 
     reads: dict[str, set[str]] = {}
     for ref in references(pipelines):
-        reads.setdefault(ref.owner.split("/")[0], set()).add(ref.target.split("/")[0])
-    found: set[str] = set()
-    todo = list(names)
+        reads.setdefault(ref.owner, set()).add(ref.target)
+    found = {
+        f"{p.spec.name}/{d}" for p in pipelines if p.spec.name in names for d in [*p.spec.datasets, *p.spec.models]
+    }
+    todo = list(found)
     while todo:
         for other in reads.get(todo.pop(), set()) - found:
             found.add(other)

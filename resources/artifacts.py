@@ -106,7 +106,7 @@ class LocalArtifactStore(ArtifactStore):
             name = f"{version}.parquet"
             tmp = folder / f".{name}.tmp"
             try:
-                write_parquet(obj, tmp)
+                write_parquet(as_table(obj), tmp)
             except DataError as exc:
                 raise DataError(f"artifact store (local): {'/'.join(key)}: {exc}") from exc
             os.replace(tmp, folder / name)
@@ -131,6 +131,26 @@ class LocalArtifactStore(ArtifactStore):
             stored = json.loads((folder / name).read_text())
             return None if stored is None else ModelRef(**stored)
         return read_parquet(folder / name)
+
+
+def as_table(frame: Any) -> Any:
+    """``frame`` as a plain table: a named index (a group-by's key) becomes columns, any other is dropped.
+
+    Tables are stored without their index (Parquet columns only), so a key kept in the index
+    would otherwise vanish from the stored table without a word.
+    """
+    import pandas as pd
+
+    if any(name is not None for name in frame.index.names):
+        try:
+            return frame.reset_index()
+        except ValueError as exc:  # the index's name is also a column's
+            names = ", ".join(map(str, frame.index.names))
+            raise DataError(f"its index ({names}) clashes with a column: {exc}") from exc
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
 
 
 def write_parquet(frame: Any, path: Path) -> None:

@@ -37,7 +37,7 @@ def url_from(variable: str, where: str) -> str:
     value = os.environ.get(variable, "").strip()
     if not value:
         raise DefinitionError(
-            f"{where}: environment variable {variable} is not set; it must hold the database URL "
+            f"{where}: environment variable {variable} is not set (or is empty); it must hold the database URL "
             "(such as postgresql://host:5432/name, with the user and password in it)"
         )
     return value

@@ -28,3 +28,13 @@ def drop_tenure(customers: Any) -> Any:
 def wrong_arguments(features: Any) -> Any:
     """Takes an argument no input is called."""
     return features
+
+
+def totals_by_customer(customers: Any) -> Any:
+    """A group-by whose key ends up in the index (pandas' default): it must not be lost."""
+    return customers.groupby("customer_id")[["tenure"]].sum()
+
+
+def missing_column(customers: Any) -> Any:
+    """Raises a bare KeyError, as a typo in a transform does."""
+    return customers["no_such_col"]

@@ -273,7 +273,7 @@ def test_a_missing_connection_variable_names_it(home, defs_dir, crm, write_pipel
     with pytest.raises(DefinitionError) as info:
         run(defs_dir=defs_dir)
     assert str(info.value) == (
-        f"{path}:6: pipeline shop, dataset accounts: environment variable SHOP_DB_URL is not set; it must hold "
+        f"{path}:6: pipeline shop, dataset accounts: environment variable SHOP_DB_URL is not set (or is empty); it must hold "
         "the database URL (such as postgresql://host:5432/name, with the user and password in it)"
     )
 
@@ -419,3 +419,42 @@ def test_a_cycle_through_a_hand_written_asset_is_printed(home, defs_dir, crm, wr
     with pytest.raises(DefinitionError) as info:
         run(defs_dir=defs_dir)
     assert str(info.value) == expected
+
+
+def test_a_transforms_index_is_kept_as_columns_not_dropped(home, defs_dir, crm, write_pipeline):
+    from resources.artifacts import LocalArtifactStore
+
+    shop(write_pipeline, "totals:\n  inputs: [crm/customers]\n  transform: transforms:totals_by_customer\n")
+    assert run(defs_dir=defs_dir).ok
+    stored = LocalArtifactStore(base_dir=str(home / "artifacts")).read(("shop", "totals"))
+    assert list(stored.columns) == ["customer_id", "tenure"] and len(stored) == 60
+
+
+def test_a_transform_that_raises_names_itself(home, defs_dir, crm, write_pipeline):
+    path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: transforms:missing_column\n")
+    assert _failed(run(defs_dir=defs_dir)) == {
+        "shop/a": f"{path}:7: pipeline shop, dataset a: transform transforms:missing_column raised KeyError: 'no_such_col'"
+    }
+
+
+def test_a_transform_module_that_fails_to_import_is_one_line(home, defs_dir, crm, write_pipeline, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms", "broken_transforms"]')
+    path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: broken_transforms:anything\n")
+    assert _validate_error(defs_dir) == (
+        f"{path}:7: pipeline shop: cannot import 'broken_transforms:anything': "
+        "RuntimeError: boom at import (broken_transforms.py, line 3)"
+    )
+
+
+def test_running_one_pipeline_is_not_stopped_by_a_database_source_it_does_not_read(
+    home, defs_dir, write_pipeline, monkeypatch
+):
+    monkeypatch.delenv("UNUSED_DB_URL", raising=False)
+    write_pipeline(
+        "crm",
+        CRM + '    accounts:\n      source: {sql: "select 1 as x", connection: UNUSED_DB_URL}\n',
+        {"data/customers.csv": churn(60, seed=1)},
+    )
+    shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  sql: select * from customers\n")
+    report = run(defs_dir=defs_dir, names=["shop"])
+    assert {o.key: o.status for o in report.outcomes} == {"crm/customers": "built", "shop/a": "built"}

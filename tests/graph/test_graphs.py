@@ -295,3 +295,10 @@ def test_running_one_pipeline_sees_new_data_of_the_pipelines_it_reads(home, defs
         statuses["crm/events"] == "built" and statuses["shop/features"] == "built" and statuses["shop/clf"] == "built"
     )
     assert statuses["crm/customers"] == "reused"
+
+
+def test_an_empty_training_table_says_so(home, defs_dir, graph, write_pipeline):
+    write_pipeline("shop", SHOP.replace("where customer_id % 5 <> 0", "where customer_id < 0"))
+    report = run(defs_dir=defs_dir)
+    clf = next(o for o in report.outcomes if o.key == "shop/clf")
+    assert (clf.status, clf.detail) == ("failed", "pipeline shop, model clf: the dataset training has no rows")
