@@ -15,6 +15,7 @@ from assets.preflight import expectation_columns
 from assets.rebuild import recording_failures
 from assets.schema import Dataset, input_name
 from assets.versions import code_version, frame_version
+from resources.artifacts import as_table
 from resources.drift import DriftDetector
 from resources.errors import DataError, RefusedData
 from resources.policy import ImportPolicy
@@ -117,8 +118,12 @@ def _table(
     frame = sources.load(spec.source, folder, f"{here('source')}: {where}" if spec.source.sql else where, allowed)
     if spec.transform:
         fn = resolve(spec.transform, allowed, where)
-        frame = derived.call_transform(fn, spec.transform, f"{here('transform')}: {where}", frame)
-    return frame
+        return derived.call_transform(fn, spec.transform, f"{here('transform')}: {where}", frame)
+    # A generator may return a keyed index: the table stored, and hashed, is the same plain table.
+    try:
+        return as_table(frame)
+    except DataError as exc:
+        raise DataError(f"{where}: the source's table: {exc}") from exc
 
 
 def build_dataset_asset(
