@@ -123,7 +123,7 @@ def _table(
     try:
         return as_table(frame)
     except DataError as exc:
-        raise DataError(f"{where}: the source's table: {exc}") from exc
+        raise DataError(f"{here('source')}: {where}: the source's table: {exc}") from exc
 
 
 def build_dataset_asset(

@@ -126,17 +126,21 @@ def run_transform(fn: Callable[..., Any], path: str, inputs: Mapping[str, Any], 
     return call_transform(fn, path, where, **inputs)
 
 
-def call_transform(fn: Callable[..., Any], path: str, where: str, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` as a table (:func:`require_frame`); what it raises names it, in one line."""
+def call_transform(fn: Callable[..., Any], path: str, where: str, /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` as a table (:func:`require_frame`); what it raises names it, in one line.
+
+    The first three parameters are positional only: an input may be called ``path`` or ``where``.
+    """
     from resources.errors import SlipwayError
+    from resources.redact import redact, safe_cause
 
     try:
         result = fn(*args, **kwargs)
     except SlipwayError:
         raise
     except Exception as exc:
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        raise DataError(f"{where}: transform {path} raised {type(exc).__name__}: {message}") from exc
+        message = redact(str(exc).splitlines()[0]) if str(exc) else ""
+        raise DataError(f"{where}: transform {path} raised {type(exc).__name__}: {message}") from safe_cause(exc)
     return require_frame(result, path, where)
 
 

@@ -123,8 +123,10 @@ def _import(path: str, where: str) -> Any:
             except ImportError:
                 hint = ""
         raise DefinitionError(f"{where}: cannot import {path!r}: no module {missing!r}{hint}") from exc
-    except Exception as exc:  # the module itself fails: a syntax error, an error at its top level
-        raise DefinitionError(f"{where}: cannot import {path!r}: {_import_failure(exc)}") from exc
+    except (Exception, SystemExit) as exc:  # the module itself fails: a syntax error, an error at its top level
+        from resources.redact import redact, safe_cause
+
+        raise DefinitionError(f"{where}: cannot import {path!r}: {redact(_import_failure(exc))}") from safe_cause(exc)
     try:
         return getattr(module, attr)
     except AttributeError as exc:
@@ -135,8 +137,13 @@ def _import(path: str, where: str) -> Any:
 
 
 def _import_failure(exc: BaseException) -> str:
-    """``Type: message (file.py, line N)`` for an exception raised while importing a module."""
+    """``Type: message (file.py, line N)`` for an exception raised while importing a module.
+
+    The place is the last frame in the project's own code (not the standard library or an
+    installed package that the module called into), else the last frame.
+    """
     import os
+    import sysconfig
     import traceback
 
     message = str(exc).splitlines()[0] if str(exc) else ""
@@ -144,7 +151,18 @@ def _import_failure(exc: BaseException) -> str:
         message = exc.msg or message
         filename, line = exc.filename, exc.lineno
     else:
+        libraries = tuple(
+            str(os.path.realpath(p))
+            for key in ("stdlib", "platstdlib", "purelib", "platlib")
+            if (p := sysconfig.get_path(key))
+        )
         frames = traceback.extract_tb(exc.__traceback__)
-        filename, line = (frames[-1].filename, frames[-1].lineno) if frames else (None, None)
+        own = [
+            f
+            for f in frames
+            if not os.path.realpath(f.filename).startswith(libraries) and not f.filename.startswith("<")
+        ]
+        chosen = (own or frames)[-1] if frames else None
+        filename, line = (chosen.filename, chosen.lineno) if chosen else (None, None)
     place = f" ({os.path.basename(filename)}, line {line})" if filename and line else ""
     return f"{type(exc).__name__}: {message}{place}"

@@ -119,7 +119,7 @@ def run(
         # pipelines: another pipeline's empty landing folder, or its database that is down, is
         # not this run's business. (Names that are not YAML pipelines are groups of hand-written
         # assets; they are checked once the code location is loaded.)
-        wanted = read_by(pipelines, names) if names else None
+        wanted = read_by(pipelines, names)
         chosen = [p for p in pipelines if wanted is None or any(k.startswith(f"{p.spec.name}/") for k in wanted)]
         observed = observe(chosen, wanted)
         cache = NoopCache(home, loaded, folder, names, observed, _code_files(chosen))
@@ -130,19 +130,28 @@ def run(
         return _run_locked(pipelines, loaded, folder, names, force, started, observed, cache)
 
 
-def read_by(pipelines: list[LoadedPipeline], names: Sequence[str]) -> set[str]:
-    """The YAML datasets (``p/d``) of the pipelines ``names`` and those they read, directly or not."""
-    from assets.graph import references
+def read_by(pipelines: list[LoadedPipeline], names: Sequence[str]) -> set[str] | None:
+    """The YAML datasets (``p/d``) of the pipelines ``names`` and those they read, directly or not.
 
+    None (observe every source) when no name is given, when a name is not a YAML pipeline or the assets read include
+    one no YAML declares: a hand-written asset may read any YAML dataset, which only the loaded
+    code location knows.
+    """
+    from assets.graph import declared, references
+
+    yaml_pipelines = {p.spec.name for p in pipelines}
+    if not names or any(name not in yaml_pipelines for name in names):
+        return None
+    kinds = declared(pipelines)
     reads: dict[str, set[str]] = {}
     for ref in references(pipelines):
         reads.setdefault(ref.owner, set()).add(ref.target)
-    found = {
-        f"{p.spec.name}/{d}" for p in pipelines if p.spec.name in names for d in [*p.spec.datasets, *p.spec.models]
-    }
+    found = {key for key in kinds if key.split("/")[0] in names}
     todo = list(found)
     while todo:
         for other in reads.get(todo.pop(), set()) - found:
+            if other not in kinds:
+                return None
             found.add(other)
             todo.append(other)
     return found

@@ -134,23 +134,31 @@ class LocalArtifactStore(ArtifactStore):
 
 
 def as_table(frame: Any) -> Any:
-    """``frame`` as a plain table: a named index (a group-by's key) becomes columns, any other is dropped.
+    """``frame`` as a plain table: named index levels (a group-by's key) become columns, others are dropped.
 
     Tables are stored without their index (Parquet columns only), so a key kept in the index
-    would otherwise vanish from the stored table without a word.
+    would otherwise vanish from the stored table without a word. An unnamed level (row
+    positions, as ``groupby().apply()`` leaves) is dropped rather than stored as ``level_1``; a
+    level that repeats a column with the same values (``set_index(..., drop=False)``) is dropped.
     """
+    import numpy as np
     import pandas as pd
 
-    if any(name is not None for name in frame.index.names):
-        try:
-            return frame.reset_index()
-        except ValueError as exc:  # the index's name is also a column's
-            names = ", ".join(map(str, frame.index.names))
-            raise DataError(f"its index ({names}) clashes with a column: {exc}") from exc
     index = frame.index
     if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
         return frame
-    return frame.reset_index(drop=True)
+    keep = []
+    for level, name in enumerate(index.names):
+        if name is None:
+            continue
+        if name in frame.columns:
+            values = index.get_level_values(level)
+            if not np.array_equal(np.asarray(values, dtype=object), np.asarray(frame[name], dtype=object)):
+                raise DataError(f"its index level {name!r} and its column {name!r} hold different values")
+            continue
+        keep.append(name)
+    table = frame.reset_index(level=keep) if keep else frame
+    return table.reset_index(drop=True)
 
 
 def write_parquet(frame: Any, path: Path) -> None:

@@ -38,3 +38,23 @@ def totals_by_customer(customers: Any) -> Any:
 def missing_column(customers: Any) -> Any:
     """Raises a bare KeyError, as a typo in a transform does."""
     return customers["no_such_col"]
+
+
+def ranked(customers: Any) -> Any:
+    """A groupby-apply: the index is (customer_id's group key, an unnamed position level)."""
+    return customers.groupby("contract_months", group_keys=True)[["tenure"]].apply(lambda g: g.head(2))
+
+
+def indexed_twice(customers: Any) -> Any:
+    """An index that repeats a column (set_index with drop=False)."""
+    return customers.set_index("customer_id", drop=False)
+
+
+def secret_failure(customers: Any) -> Any:
+    """Fails with a URL holding a password in its message."""
+    raise RuntimeError("cannot reach postgresql://bob:hunter2@db.example:5432/crm")
+
+
+def path(path: Any) -> Any:
+    """A transform whose input is called `path` (as the wrapper's own parameter is)."""
+    return path

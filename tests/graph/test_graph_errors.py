@@ -458,3 +458,67 @@ def test_running_one_pipeline_is_not_stopped_by_a_database_source_it_does_not_re
     shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  sql: select * from customers\n")
     report = run(defs_dir=defs_dir, names=["shop"])
     assert {o.key: o.status for o in report.outcomes} == {"crm/customers": "built", "shop/a": "built"}
+
+
+def test_index_levels_become_columns_only_when_named_and_never_twice(home, defs_dir, crm, write_pipeline):
+    from resources.artifacts import LocalArtifactStore
+
+    shop(
+        write_pipeline,
+        """
+        ranked:
+          inputs: [crm/customers]
+          transform: transforms:ranked
+        twice:
+          inputs: [crm/customers]
+          transform: transforms:indexed_twice
+        """,
+    )
+    assert run(defs_dir=defs_dir).ok
+    store = LocalArtifactStore(base_dir=str(home / "artifacts"))
+    assert list(store.read(("shop", "ranked")).columns) == ["contract_months", "tenure"]
+    assert list(store.read(("shop", "twice")).columns) == list(churn(60, seed=1).columns)
+
+
+def test_a_transform_failing_with_a_password_in_its_message_hides_it(home, defs_dir, crm, write_pipeline):
+    path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: transforms:secret_failure\n")
+    assert _failed(run(defs_dir=defs_dir)) == {
+        "shop/a": f"{path}:7: pipeline shop, dataset a: transform transforms:secret_failure raised RuntimeError: "
+        "cannot reach postgresql://bob:***@db.example:5432/crm"
+    }
+
+
+def test_an_input_called_like_the_wrappers_own_parameters(home, defs_dir, write_pipeline, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
+    write_pipeline("crm", CRM.replace("customers:", "path:"), {"data/customers.csv": churn(60, seed=1)})
+    shop(write_pipeline, "a:\n  inputs: [crm/path]\n  transform: transforms:path\n")
+    assert {o.key: o.status for o in run(defs_dir=defs_dir).outcomes} == {"crm/path": "built", "shop/a": "built"}
+
+
+def test_a_module_that_exits_when_imported_is_one_line(home, defs_dir, crm, write_pipeline, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms", "exiting_transforms"]')
+    path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: exiting_transforms:anything\n")
+    assert _validate_error(defs_dir) == (
+        f"{path}:7: pipeline shop: cannot import 'exiting_transforms:anything': SystemExit: 3 (exiting_transforms.py, line 5)"
+    )
+
+
+HAND_READS_CRM = """
+import dagster as dg
+
+
+@dg.asset(key=["hand", "customers"], group_name="hand", ins={"customers": dg.AssetIn(key=["crm", "customers"])})
+def customers(customers):
+    return customers
+"""
+
+
+def test_running_one_pipeline_sees_new_data_read_through_a_hand_written_asset(home, defs_dir, crm, write_pipeline):
+    (defs_dir / "hand").mkdir()
+    (defs_dir / "hand" / "assets.py").write_text(textwrap.dedent(HAND_READS_CRM))
+    shop(write_pipeline, "a:\n  inputs: [hand/customers]\n  sql: select count(*) as n from customers\n")
+    assert run(defs_dir=defs_dir, names=["shop"]).ok
+    assert {o.status for o in run(defs_dir=defs_dir, names=["shop"]).outcomes} == {"reused"}
+    churn(80, seed=2).to_csv(defs_dir / "crm" / "data" / "customers.csv", index=False)
+    statuses = {o.key: o.status for o in run(defs_dir=defs_dir, names=["shop"]).outcomes}
+    assert statuses == {"crm/customers": "built", "hand/customers": "built", "shop/a": "built"}
