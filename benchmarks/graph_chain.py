@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from reference import timed  # noqa: E402  (one way to time a command, shared with reference.py)
 
 ROWS = 10_000
 SQL = "select id, x + 1 as x, y * 0.5 + x as y from {input}"
@@ -60,16 +62,6 @@ assert len(frame) == int(sys.argv[4]), len(frame)
 """
 
 IMPORTS = "import duckdb, pandas"
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    """Wall time of one command; exit with its output if it fails."""
-    started = time.perf_counter()
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed
 
 
 def write_csv(path: Path) -> None:
