@@ -19,46 +19,17 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import dagster as dg
 
+from assets.staleness import DATA_VERSION_TAG, Built, out_of_date
 from resources.errors import RefusedData
 
+__all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
+
 FAILURE_PREFIX = "slipway/failed/"
-CODE_VERSION_TAG = "dagster/code_version"
-DATA_VERSION_TAG = "dagster/data_version"
-INPUT_VERSION_PREFIX = "dagster/input_data_version/"
-
-
-@dataclass(frozen=True)
-class Built:
-    """What the instance records about an asset's latest materialization."""
-
-    run_id: str
-    timestamp: float
-    code_version: str | None
-    data_version: str | None
-    inputs: Mapping[str, str]
-    metadata: Mapping[str, Any]
-
-    @staticmethod
-    def of(record: Any) -> Built:
-        """From an event log record of a materialization."""
-        materialization = record.event_log_entry.asset_materialization
-        tags = materialization.tags or {}
-        return Built(
-            run_id=record.run_id,
-            timestamp=record.timestamp,
-            code_version=tags.get(CODE_VERSION_TAG),
-            data_version=tags.get(DATA_VERSION_TAG),
-            inputs={
-                k.removeprefix(INPUT_VERSION_PREFIX): v for k, v in tags.items() if k.startswith(INPUT_VERSION_PREFIX)
-            },
-            metadata={k: getattr(v, "value", v) for k, v in materialization.metadata.items()},
-        )
 
 
 class StoredOutputs(Protocol):
@@ -141,18 +112,10 @@ class Record:
     def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[str]:
         """Why ``key`` must be rebuilt; empty when what was built is still current."""
         built = self._built.get(key)
-        if built is None:
-            return ["never built"]
         node = self.graph.get(key)
-        found = []
-        if node.code_version is not None and built.code_version != node.code_version:
-            found.append("definition changed")
-        for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
-            current = self.data_version(parent)
-            name = parent.to_user_string()
-            if current is not None and built.inputs.get(name) != current:
-                found.append(f"{name} has new data" if name in built.inputs else f"{name} is a new input")
-        if not found and stores is not None:
+        inputs = {p.to_user_string(): self.data_version(p) for p in node.parent_keys} if built is not None else {}
+        found = out_of_date(built, node.code_version, inputs)
+        if built is not None and not found and stores is not None:
             if key not in self._missing_outputs:
                 self._missing_outputs[key] = stores.missing(key, built)
             if (problem := self._missing_outputs[key]) is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from assets.graph import key_of
 from assets.metrics import METRICS, suggest
@@ -241,6 +241,24 @@ class Promote(_Closed):
     must_beat: str | None = Field(
         default="champion", description="Alias the new version must beat on rows neither trained on; null to skip."
     )
+
+    pin: dict[str, StrictInt] = Field(
+        default_factory=dict,
+        description=(
+            "alias -> version the registry must hold, e.g. {champion: 3}: git decides that alias, "
+            "and automatic promotion leaves it alone. Moving a pin retrains nothing."
+        ),
+    )
+
+    @field_validator("pin")
+    @classmethod
+    def _pins_valid(cls, pin: dict[str, int]) -> dict[str, int]:
+        for alias, version in pin.items():
+            if not re.match(NAME_PATTERN, alias):
+                raise ValueError(f"pin {alias!r}: an alias is lowercase letters, digits and _")
+            if isinstance(version, bool) or version < 1:
+                raise ValueError(f"pin {alias}: {version!r} is not a registered version number (1, 2, ...)")
+        return pin
 
     @field_validator("gates")
     @classmethod

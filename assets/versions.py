@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,41 @@ _LIBRARY_DIRS = tuple(
 )
 
 
-def code_version(kind: str, definition: BaseModel | dict[str, Any]) -> str:
-    """Hash of one asset's resolved definition (defaults filled in), independent of the stack.
+def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """The resolved definition (defaults filled in) that an asset's code version hashes.
+
+    A model's alias pins (``promote.pin``) are left out: moving a pin moves an alias in the
+    registry (:mod:`assets.pins`) and must not retrain the model.
+    """
+    payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else dict(definition)
+    if kind == "model" and isinstance(payload.get("promote"), dict):
+        payload["promote"] = {k: v for k, v in payload["promote"].items() if k != "pin"}
+    return payload
+
+
+def code_version(
+    kind: str, definition: BaseModel | dict[str, Any], digest: Callable[[str], str | None] | None = None
+) -> str:
+    """Hash of one asset's resolved definition (:func:`definition_payload`), independent of the stack.
 
     Import paths into the project's own code (not installed libraries, which the lock file
     pins) also count by the bytes of their module, so editing a transform rebuilds its dataset.
+    ``digest`` hashes the module an import path names (default :func:`source_digest`, the
+    files as they are now; `slipway plan` passes one that reads a git revision).
     """
-    payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else definition
-    code = {path: digest for path in _import_paths(payload) if (digest := source_digest(path))}
+    payload = definition_payload(kind, definition)
+    code = code_digests(payload, digest)
     text = json.dumps({"kind": kind, "definition": payload, "code": code}, sort_keys=True, separators=(",", ":"))
     return _digest(text.encode())
+
+
+def code_digests(
+    definition: BaseModel | dict[str, Any], digest: Callable[[str], str | None] | None = None
+) -> dict[str, str]:
+    """Import path -> hash of its module's source, for the project code a definition names."""
+    payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else definition
+    digest = digest or source_digest
+    return {path: found for path in _import_paths(payload) if (found := digest(path))}
 
 
 def _import_paths(payload: Any) -> list[str]:

@@ -71,6 +71,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from definitions.paths import defs_folder
+    from definitions.plan import plan
+    from definitions.plan_report import as_json, as_markdown, as_table
+    from resources.paths import PROJECT_ROOT
+    from stacks.loader import STACKS_DIR
+
+    folder = (args.defs or defs_folder()).resolve()
+    found = plan(args.range, folder, STACKS_DIR, PROJECT_ROOT / "uv.lock")
+    emit(as_json(found) if args.json else as_markdown(found) if args.markdown else as_table(found))
+    if args.exit_code:
+        return 2 if found.changed else 0
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from definitions.dev import prepare, serve
     from definitions.paths import DEFS_ENV
@@ -115,6 +130,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rebuild everything selected")
     run.add_argument("--stack", dest="stack", default=argparse.SUPPRESS, help="stack name or file")
     run.set_defaults(func=_run)
+
+    plan = sub.add_parser(
+        "plan",
+        help="what a git change does: assets added/removed/changed and why, what goes stale, which models retrain",
+    )
+    plan.add_argument(
+        "range",
+        nargs="?",
+        metavar="BASE[..HEAD]",
+        help="compare HEAD with the working tree (default), BASE with the working tree, or BASE with HEAD",
+    )
+    output = plan.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="JSON (schema_version 1; see the README)")
+    output.add_argument("--markdown", action="store_true", help="Markdown, for a pull-request comment")
+    plan.add_argument("--exit-code", action="store_true", help="exit 0 when nothing changes, 2 when something does")
+    plan.set_defaults(func=_plan)
 
     dev = sub.add_parser("dev", help="Dagster UI and MLflow UI on the local stack")
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")

@@ -1,0 +1,133 @@
+"""Git revisions, read without touching the user's checkout: resolve, list, read and extract files.
+
+Everything goes through ``git`` plumbing (``rev-parse``, ``ls-tree``, ``cat-file``, ``archive``):
+the working tree, the index and HEAD are never changed, so `slipway plan` and `slipway repro`
+can run beside uncommitted work. Every failure is a one-line :class:`GitError`.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from resources.errors import SlipwayError
+
+_TIMEOUT = 60
+_KEPT = (".yaml", ".yml", ".py")
+
+
+class GitError(SlipwayError):
+    """A git repository, revision or file that cannot be read."""
+
+
+def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, timeout=_TIMEOUT)
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed (it is needed to read revisions)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} took more than {_TIMEOUT} s in {root}") from exc
+
+
+def repository(folder: Path) -> Path:
+    """The root of the git work tree that holds ``folder``."""
+    if not folder.exists():
+        raise GitError(f"{folder}: no such folder")
+    done = _git(folder, "rev-parse", "--show-toplevel")
+    if done.returncode != 0:
+        raise GitError(f"{folder} is not in a git repository (slipway plan and repro compare git revisions)")
+    return Path(done.stdout.strip()).resolve()
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A commit of a repository, as the user named it."""
+
+    root: Path
+    name: str
+    sha: str
+
+    @property
+    def label(self) -> str:
+        """``name (sha7)``, or the sha alone when that is what was given."""
+        return self.sha[:7] if self.name.startswith(self.sha[:7]) else f"{self.name} ({self.sha[:7]})"
+
+
+def resolve(root: Path, name: str) -> Revision:
+    """The commit ``name`` (a branch, tag, sha or expression like ``HEAD~2``) names in ``root``."""
+    if not name or name.startswith("-"):
+        raise GitError(f"{name!r} is not a revision")
+    done = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}")
+    if done.returncode == 0:
+        return Revision(root, name, done.stdout.strip())
+    if _git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        raise GitError(
+            f"unknown revision {name!r}: this is a shallow clone and it may lie outside the history fetched "
+            "(run `git fetch --unshallow`, or fetch the base branch, e.g. `git fetch origin main`)"
+        )
+    if name == "HEAD":
+        raise GitError(f"the repository at {root} has no commit yet: there is no HEAD to compare with")
+    raise GitError(f"unknown revision {name!r} in {root}")
+
+
+def files(revision: Revision, under: str) -> list[str]:
+    """The paths of the files below ``under`` (relative to the repository root) at ``revision``."""
+    done = _git(revision.root, "ls-tree", "-r", "-z", "--name-only", revision.sha, "--", under or ".")
+    if done.returncode != 0:
+        raise GitError(f"cannot list {under or 'the files'} at {revision.label}: {_first_line(done.stderr)}")
+    return [p for p in done.stdout.split("\0") if p]
+
+
+def read(revision: Revision, path: str) -> bytes | None:
+    """The bytes of the file ``path`` (relative to the repository root) at ``revision``; None if absent."""
+    done = _git(revision.root, "cat-file", "blob", f"{revision.sha}:{path}", text=False)
+    return done.stdout if done.returncode == 0 else None
+
+
+def extract(revision: Revision, paths: list[str], dest: Path) -> None:
+    """Write the files under ``paths`` (relative to the root) at ``revision`` below ``dest``.
+
+    Only YAML and Python files are written (data files and links are skipped: nothing here
+    reads them). Paths the revision does not have are skipped. The files keep their relative paths, so a
+    folder ``definitions/defs`` lands at ``dest/definitions/defs``.
+    """
+    present = [p for p in paths if files(revision, p)]
+    if not present:
+        return
+    done = _git(revision.root, "archive", "--format=tar", revision.sha, "--", *present, text=False)
+    if done.returncode != 0:
+        raise GitError(f"cannot read {', '.join(present)} at {revision.label}: {_first_line(done.stderr)}")
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        archive.extractall(dest, filter=_definitions_only)
+
+
+def _definitions_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """Regular files of definitions and code only (no data, no links), checked by tarfile's ``data`` filter."""
+    if member.isdir():
+        return tarfile.data_filter(member, dest)
+    if not member.isfile() or not member.name.endswith(_KEPT):
+        return None
+    return tarfile.data_filter(member, dest)
+
+
+def relative(root: Path, path: Path) -> str | None:
+    """``path`` relative to the repository ``root`` (POSIX form, "" for the root), or None outside it."""
+    try:
+        return PurePosixPath(path.resolve().relative_to(root)).as_posix().removeprefix(".")
+    except ValueError:
+        return None
+
+
+def is_dirty(root: Path) -> bool:
+    """True when the work tree has changes to tracked files."""
+    return bool(_git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip())
+
+
+def _first_line(text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0].removeprefix("fatal: ") if lines else "git failed"
