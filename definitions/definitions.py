@@ -174,6 +174,9 @@ def build_definitions(
             # The predicate reads the stack's stores, so it is evaluated in the code server.
             use_user_code_server=True,
             description="Rebuilds what is out of date (slipway's rebuild predicate).",
+            # On when deployed (and in `slipway dev`): a merged change rebuilds what it touches
+            # without anyone finding a toggle.
+            default_status=dg.DefaultSensorStatus.RUNNING,
         )
     defs = dg.Definitions.merge(
         pipelines, dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=[sensor])

@@ -94,7 +94,7 @@ def extract(revision: Revision, paths: list[str], dest: Path) -> None:
     reads them). Paths the revision does not have are skipped. The files keep their relative paths, so a
     folder ``definitions/defs`` lands at ``dest/definitions/defs``.
     """
-    present = [p for p in paths if files(revision, p)]
+    present = [p or "." for p in paths if files(revision, p)]
     if not present:
         return
     done = _git(revision.root, "archive", "--format=tar", revision.sha, "--", *present, text=False)
