@@ -11,6 +11,7 @@ from assets import champion, progress, promotion, recovery, training
 from assets.graph import REFS_METADATA, key_of
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
+from assets.pins import ALIAS_CHECK, PROMOTE_METADATA
 from assets.rebuild import recording_failures
 from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
@@ -68,6 +69,13 @@ def build_model_asset(
         dg.AssetCheckSpec(gate_check_name(m), asset=key, blocking=True, description=f"{m} {cond}")
         for m, cond in spec.promote.gates.items()
     ]
+    checks.append(
+        dg.AssetCheckSpec(
+            ALIAS_CHECK,
+            asset=key,
+            description="The registry's aliases are where git pins them and Slipway last set them (none moved by hand)",
+        )
+    )
     op_tags = {}
     if spec.resources:
         op_tags["dagster-k8s/config"] = {
@@ -169,6 +177,13 @@ def build_model_asset(
                 passed=gate.passed,
                 metadata={"value": gate.value, "condition": gate.condition},
             )
+        # Slipway has just decided the aliases, under the promotion lock.
+        yield dg.AssetCheckResult(
+            check_name=ALIAS_CHECK,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"decided by": f"the training of v{ref.version}: {decision.reason}"},
+        )
         try:
             experiment_tracker.end_run(run, ok=True)
         except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
@@ -188,6 +203,7 @@ def build_model_asset(
         metadata={
             "slipway/pipeline": pipeline,
             "slipway/registered_model": registered_name(pipeline, name),
+            PROMOTE_METADATA: spec.promote.model_dump_json(),
             **({REFS_METADATA: dict(refs)} if refs else {}),
         },
     )

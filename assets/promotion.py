@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from assets.champion import Comparison
 from assets.metrics import beats
+from assets.pins import pinned_to
 from assets.schema import Promote, parse_gate
 
 CHALLENGER = "challenger"
@@ -67,7 +68,24 @@ def decide(
 
     ``challenger_score`` is the new version's ``metric`` on its own holdout; ``comparison`` is
     the champion and the new version scored on rows neither trained on (None: no champion).
+    An alias pinned in git (``promote.pin``) is never moved by a promotion: the version that
+    would have taken it becomes ``challenger`` (unless that is pinned too).
     """
+    decision = _decide(promote, gates, metric, challenger_score, comparison)
+    pinned = pinned_to(promote, decision.alias)
+    if decision.alias is None or pinned is None:
+        return decision
+    fallback = CHALLENGER if decision.alias != CHALLENGER and CHALLENGER not in promote.pin else None
+    return Decision(fallback, f"{decision.reason}; {decision.alias} is pinned to v{pinned} in git (promote.pin)")
+
+
+def _decide(
+    promote: Promote,
+    gates: list[GateResult],
+    metric: str,
+    challenger_score: float,
+    comparison: Comparison | None,
+) -> Decision:
     failed = [g for g in gates if not g.passed]
     if failed:
         names = ", ".join(f"{g.metric}={g.value:.4g} (needs {g.condition.strip()})" for g in failed)

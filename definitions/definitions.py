@@ -26,10 +26,12 @@ from assets.rebuild import Built, rebuild_condition
 from definitions.paths import DEFS_DIR, defs_folder
 from resources.artifacts import STORED
 from resources.errors import DefinitionError
+from resources.registry import ModelRegistry
 from stacks import LoadedStack, load_stack
 from stacks.build import build_resources, executor
 
 AUTOMATION_SENSOR = "slipway_automation"
+PINS_SENSOR = "slipway_alias_pins"
 SOURCE_VERSION_PREFIX = "source-"
 
 
@@ -179,10 +181,39 @@ def build_definitions(
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
     defs = dg.Definitions.merge(
-        pipelines, dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=[sensor])
+        pipelines,
+        dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=[sensor, alias_pins_sensor()]),
     )
     _check_inputs(defs)
     return defs
+
+
+def alias_pins_sensor() -> dg.SensorDefinition:
+    """The reconcile step of alias pins (:mod:`assets.pins`), deployed: on by default, once a minute.
+
+    One registry read per tick (every registered model's aliases in one search); it moves an
+    alias only where git pins it elsewhere, and records what it found on the model assets.
+    """
+    from assets import pins
+
+    @dg.sensor(
+        name=PINS_SENSOR,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Keeps model aliases where git pins them (promote.pin); reports aliases moved by hand.",
+    )
+    def _pins(context: dg.SensorEvaluationContext, model_registry: ModelRegistry) -> dg.SensorResult | dg.SkipReason:
+        graph = context.repository_def.asset_graph  # type: ignore[union-attr]
+        models = pins.models_of(graph, graph.materializable_asset_keys)
+        findings = pins.reconcile(model_registry, models)
+        events = pins.evaluations(context.instance, findings, [m.asset for m in models])
+        if not events:
+            return dg.SkipReason(f"{len(models)} models: every alias is where git and Slipway put it")
+        for finding in findings:
+            context.log.info(finding.message)
+        return dg.SensorResult(asset_events=events)
+
+    return _pins
 
 
 def source_version(item: dg.AssetsDefinition) -> str | None:

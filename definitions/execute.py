@@ -105,6 +105,22 @@ class Engine:
         }
         recovery.keep_unsettled(self.instance, sorted({k.to_user_string() for k in left} | kept))
 
+    def reconcile_aliases(self, keys: Sequence[dg.AssetKey]) -> list[Any]:
+        """Set the pinned aliases of the models among ``keys`` back to git's pins; report hand moves.
+
+        Findings are recorded on each model asset as ``aliases_follow_git`` check evaluations
+        (:func:`assets.pins.evaluations`) and returned for the summary.
+        """
+        from assets import pins
+
+        models = pins.models_of(self.graph, [k for k in keys if k in self.graph.materializable_asset_keys])
+        if not models:
+            return []
+        findings = pins.reconcile(self.stores.registry, models)
+        for event in pins.evaluations(self.instance, findings, [m.asset for m in models]):
+            self.instance.report_runless_asset_event(event)
+        return findings
+
     def close(self) -> None:
         """Release the instance."""
         self.instance.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,14 @@ class RunReport:
     outcomes: list[AssetOutcome]
     dagster_run_ids: list[str]
     seconds: float
+    # Alias pins: (level, message) per alias set to its pin, moved by hand, or pinned to a missing version.
+    aliases: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed or was blocked."""
-        return all(o.status in ("built", "reused") for o in self.outcomes)
+        """True when nothing failed or was blocked, and every alias pin could be honoured."""
+        pins_ok = all(level != "error" for level, _ in self.aliases)
+        return pins_ok and all(o.status in ("built", "reused") for o in self.outcomes)
 
 
 def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> None:
@@ -185,6 +188,12 @@ def _run_locked(
     try:
         keys = engine.select(names)
         engine.settle_pending(keys)
+        # Before anything trains: a promotion decided in this run compares with the pinned champion.
+        findings = engine.reconcile_aliases(keys)
+        for finding in findings:
+            from assets import progress
+
+            progress.finished(finding.asset, finding.message)
         engine.observe(observed)
         outcomes: dict[Any, AssetOutcome] = {}
         run_ids: list[str] = []
@@ -214,6 +223,7 @@ def _run_locked(
             if key not in outcomes:
                 outcomes[key] = _not_launched(engine, record, key, outcomes)
         report = RunReport(loaded.name, [outcomes[k] for k in keys], run_ids, time.perf_counter() - started)
+        report.aliases = [(f.level, f.message) for f in findings]
         _remember(cache, engine, record, keys, report, mark)
         return report
     finally:

@@ -19,6 +19,9 @@ from resources.redact import redact, safe_cause
 
 # The tag on a version whose training died before Dagster recorded it (assets.recovery).
 ABANDONED_TAG = "slipway.abandoned"
+# A registered model's tag ``slipway.alias.<alias>``: the version Slipway last pointed the alias
+# at. An alias that points elsewhere was moved outside Slipway (by hand, in the MLflow UI).
+ALIAS_RECORD_PREFIX = "slipway.alias."
 
 
 class ModelRegistry(dg.ConfigurableResource, ABC):
@@ -42,11 +45,19 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        """Point ``alias`` at ``version``."""
+        """Point ``alias`` at ``version``, and record that Slipway did (:data:`ALIAS_RECORD_PREFIX`)."""
 
     @abstractmethod
     def delete_alias(self, name: str, alias: str) -> None:
-        """Remove ``alias`` from ``name``."""
+        """Remove ``alias`` from ``name`` (and Slipway's record of it)."""
+
+    @abstractmethod
+    def alias_states(self, names: list[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+        """For each registered model of ``names``: its aliases, and the versions Slipway last set them to.
+
+        Read in as few calls as the registry allows (MLflow: one search); a model not
+        registered yet is absent.
+        """
 
     @abstractmethod
     def versions_of_run(self, name: str, run_id: str) -> list[str]:
@@ -146,6 +157,9 @@ class MlflowModelRegistry(ModelRegistry):
         from mlflow.exceptions import MlflowException
 
         try:
+            # The record first: a crash between the two leaves an alias that Slipway meant to
+            # move and did not, which the next reconcile reports, never a silent hand move.
+            client.set_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias, version)
             client.set_registered_model_alias(name, alias, version)
         except MlflowException as exc:
             raise self._fail(f"set alias {alias!r} of {name!r} to v{version}", exc) from safe_cause(exc)
@@ -156,8 +170,34 @@ class MlflowModelRegistry(ModelRegistry):
 
         try:
             client.delete_registered_model_alias(name, alias)
+            client.delete_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias)
         except MlflowException as exc:
-            raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from safe_cause(exc)
+            if not _not_found(exc):
+                raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from safe_cause(exc)
+
+    def alias_states(self, names: list[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        wanted, found = set(names), {}
+        token = None
+        try:
+            while wanted:
+                page = client.search_registered_models(max_results=1000, page_token=token)
+                for model in page:
+                    if model.name in wanted:
+                        tags = {
+                            k.removeprefix(ALIAS_RECORD_PREFIX): v
+                            for k, v in (model.tags or {}).items()
+                            if k.startswith(ALIAS_RECORD_PREFIX)
+                        }
+                        found[model.name] = ({a: str(v) for a, v in model.aliases.items()}, tags)
+                token = page.token
+                if not token:
+                    break
+        except MlflowException as exc:
+            raise self._fail("list the registered models", exc) from safe_cause(exc)
+        return found
 
     def versions_of_run(self, name: str, run_id: str) -> list[str]:  # noqa: D102
         client = self._client

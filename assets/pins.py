@@ -1,0 +1,185 @@
+"""Alias pins: the registry follows git, and an alias moved by hand is seen.
+
+A model's ``promote.pin`` (``{champion: 3}``) says which version an alias must point at. The
+reconcile step (on every `slipway run` that is not a cached no-op, and the ``slipway_alias_pins``
+sensor when deployed) makes the registry match: a pinned alias that points elsewhere is set back,
+and automatic promotion never moves a pinned alias (:func:`assets.promotion.decide`). So a
+rollback is ``git revert`` of the commit that moved the pin.
+
+Every alias Slipway sets is recorded on the registered model
+(:data:`resources.registry.ALIAS_RECORD_PREFIX`); an unpinned alias that points elsewhere was
+moved outside Slipway. That is reported (a warning line and a failed ``aliases_follow_git``
+check on the model asset) and left alone: the next promotion decides from where it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from assets.schema import Promote
+from resources.registry import ModelRegistry
+
+ALIAS_CHECK = "aliases_follow_git"
+# The model asset's metadata that holds its promote block (pins included), for the sensor.
+PROMOTE_METADATA = "slipway/promote"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the reconcile step found (and did) for one alias of one model."""
+
+    asset: str
+    registered: str
+    alias: str
+    message: str
+    passed: bool  # False: the registry does not match git, and was not made to
+
+    @property
+    def level(self) -> str:
+        """``set`` (made to match), ``warning`` (moved by hand, left alone) or ``error`` (a pin that cannot be met)."""
+        return "set" if self.passed else "warning" if "moved outside git" in self.message else "error"
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A model as reconcile needs it: its asset key, registered name and promotion block."""
+
+    asset: str
+    registered: str
+    promote: Promote
+
+
+def reconcile(registry: ModelRegistry, models: list[Pinned]) -> list[Finding]:
+    """Set pinned aliases back to their pins; report aliases moved outside Slipway."""
+    if not models:
+        return []
+    states = registry.alias_states([m.registered for m in models])
+    findings: list[Finding] = []
+    for model in models:
+        aliases, recorded = states.get(model.registered, ({}, {}))
+        for alias, version in sorted(model.promote.pin.items()):
+            findings += _pin(registry, model, alias, str(version), aliases, recorded)
+        watched = {model.promote.alias, "challenger"} - set(model.promote.pin)
+        for alias in sorted(watched):
+            actual, meant = aliases.get(alias), recorded.get(alias)
+            if meant is not None and actual != meant:
+                where = f"v{actual}" if actual else "nowhere (removed)"
+                findings.append(
+                    Finding(
+                        model.asset,
+                        model.registered,
+                        alias,
+                        f"{model.registered}: {alias} points at {where}, but Slipway last set it to v{meant}: "
+                        "it was moved outside git; pin it in promote.pin to make git decide",
+                        passed=False,
+                    )
+                )
+    return findings
+
+
+def _pin(
+    registry: ModelRegistry,
+    model: Pinned,
+    alias: str,
+    version: str,
+    aliases: Mapping[str, str],
+    recorded: Mapping[str, str],
+) -> list[Finding]:
+    actual = aliases.get(alias)
+    if actual == version:
+        return []
+    if registry.version_tags(model.registered, version) is None:
+        return [
+            Finding(
+                model.asset,
+                model.registered,
+                alias,
+                f"{model.registered}: promote.pin sets {alias} to v{version}, which is not registered; "
+                f"{alias} stays on {f'v{actual}' if actual else 'no version'}",
+                passed=False,
+            )
+        ]
+    with registry.promotion_lock(model.registered):
+        registry.set_alias(model.registered, alias, version)
+    by_hand = actual is not None and recorded.get(alias) not in (None, actual)
+    was = f"v{actual}" if actual else "no version"
+    how = f"it had been moved outside git to {was}" if by_hand else f"it was on {was}"
+    return [
+        Finding(
+            model.asset,
+            model.registered,
+            alias,
+            f"{model.registered}: {alias} set to v{version} as pinned in git ({how})",
+            passed=True,
+        )
+    ]
+
+
+def pinned_to(promote: Promote, alias: str | None) -> int | None:
+    """The version ``alias`` is pinned to, or None when git does not pin it."""
+    return None if alias is None else promote.pin.get(alias)
+
+
+REPORTED_KEY = "slipway/alias-findings"
+
+
+def models_of(graph: Any, keys: Iterable[Any]) -> list[Pinned]:
+    """The models among ``keys`` of an asset graph, with their promote blocks (from the asset metadata)."""
+    found = []
+    for key in keys:
+        metadata = graph.get(key).metadata
+        promote, registered = metadata.get(PROMOTE_METADATA), metadata.get("slipway/registered_model")
+        if promote is not None and registered is not None:
+            text = getattr(promote, "value", promote)
+            found.append(Pinned(key.to_user_string(), str(getattr(registered, "value", registered)), _promote(text)))
+    return found
+
+
+def _promote(text: str) -> Promote:
+    return Promote.model_validate_json(text)
+
+
+def evaluations(instance: Any, findings: list[Finding], checked: Iterable[str]) -> list[Any]:
+    """The ``aliases_follow_git`` check evaluations to record: what changed since the last report.
+
+    A finding already reported with the same message is not reported again (a sensor ticks every
+    minute); an alias that was reported and is now back where it belongs gets a passing one.
+    The last report is kept in the instance, shared by `slipway run` and the sensor.
+    """
+    import dagster as dg
+
+    stored = instance.run_storage.get_cursor_values({REPORTED_KEY}).get(REPORTED_KEY)
+    try:
+        previous: dict[str, str] = json.loads(stored) if stored else {}
+    except ValueError:
+        previous = {}
+    checked = set(checked)
+    current = {k: v for k, v in previous.items() if k.split("|")[0] not in checked}
+    events = []
+
+    def evaluation(asset: str, passed: bool, message: str) -> Any:
+        return dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey.from_user_string(asset),
+            check_name=ALIAS_CHECK,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=message,
+            metadata={"finding": message},
+        )
+
+    for f in findings:
+        key = f"{f.asset}|{f.alias}"
+        if not f.passed:
+            current[key] = f.message
+        if f.passed or previous.get(key) != f.message:
+            events.append(evaluation(f.asset, f.passed, f.message))
+    for key in previous:
+        asset, _, alias = key.partition("|")
+        if asset in checked and key not in current:
+            events.append(evaluation(asset, True, f"{alias} is where git and Slipway put it again"))
+    if current != previous:
+        instance.run_storage.set_cursor_values({REPORTED_KEY: json.dumps(current, sort_keys=True)})
+    return events

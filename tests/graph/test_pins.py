@@ -1,0 +1,154 @@
+"""Alias pins in git: the registry follows the pins, a `git revert` is a rollback, a hand move is seen."""
+
+from __future__ import annotations
+
+import subprocess
+
+import dagster as dg
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from views import _instance
+
+from assets.pins import ALIAS_CHECK
+from definitions.definitions import PINS_SENSOR, build_definitions
+from definitions.runner import run
+
+SHOP = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    daily:
+      source: {path: data/daily.csv}
+  models:
+    ridge:
+      dataset: daily
+      target: amount
+      estimator: sklearn.linear_model.Ridge
+      params: {alpha: 1.0}
+      metrics: [rmse]
+      promote: {must_beat: null}
+"""
+
+
+def git(cwd, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args], cwd=cwd, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+@pytest.fixture
+def shop(write_pipeline, defs_dir):
+    frame = pd.DataFrame({"day": range(60), "amount": [d * 2.0 + d % 7 for d in range(60)]})
+    path = write_pipeline("shop", SHOP, {"data/daily.csv": frame})
+    git(defs_dir, "init", "-q")
+    git(defs_dir, "add", "-A")
+    git(defs_dir, "commit", "-qm", "shop")
+    return path
+
+
+def pin(defs_dir, write_pipeline, pins: str | None, message: str) -> None:
+    text = SHOP if pins is None else SHOP.replace("must_beat: null}", f"must_beat: null, pin: {{{pins}}}}}")
+    write_pipeline("shop", text)
+    git(defs_dir, "commit", "-qam", message)
+
+
+def champion(home) -> str | None:
+    model = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db").get_registered_model("shop.ridge")
+    found = model.aliases.get("champion")
+    return None if found is None else str(found)
+
+
+def alias_checks(home) -> list[tuple[bool, str]]:
+    with _instance() as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(["shop", "ridge"]), ALIAS_CHECK), limit=50
+        )
+        found = []
+        for r in reversed(records):
+            evaluation = r.event.dagster_event.event_specific_data
+            found.append((evaluation.passed, evaluation.description or ""))
+        return found
+
+
+def test_pins_revert_and_promotion_rules(home, defs_dir, shop, write_pipeline):
+    for _ in range(3):
+        assert run(defs_dir=defs_dir, force=True).ok
+    assert champion(home) == "3"  # each new version took it: no pin, nothing to beat
+
+    pin(defs_dir, write_pipeline, "champion: 2", "pin champion to v2")
+    report = run(defs_dir=defs_dir)
+    assert champion(home) == "2"
+    assert report.aliases == [("set", "shop.ridge: champion set to v2 as pinned in git (it was on v3)")]
+    assert report.ok and [o.status for o in report.outcomes] == ["reused", "reused"]  # a pin retrains nothing
+
+    pin(defs_dir, write_pipeline, "champion: 3", "pin champion to v3")
+    run(defs_dir=defs_dir)
+    assert champion(home) == "3"
+
+    git(defs_dir, "revert", "--no-edit", "HEAD")
+    report = run(defs_dir=defs_dir)
+    assert champion(home) == "2"
+    assert report.aliases == [("set", "shop.ridge: champion set to v2 as pinned in git (it was on v3)")]
+
+    # A new version does not take a pinned alias, whatever it scores.
+    report = run(defs_dir=defs_dir, force=True)
+    ridge = next(o for o in report.outcomes if o.key == "shop/ridge")
+    assert (ridge.model_version, ridge.alias) == ("4", "challenger")
+    assert "champion is pinned to v2 in git (promote.pin)" in ridge.detail
+    assert champion(home) == "2"
+
+
+def test_a_hand_moved_alias_is_set_back_where_pinned_and_shown_where_not(home, defs_dir, shop, write_pipeline):
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    run(defs_dir=defs_dir)
+    run(defs_dir=defs_dir, force=True)
+    assert champion(home) == "2"
+    assert alias_checks(home) == [(True, ""), (True, "")]  # each training decided the aliases
+
+    # Not pinned: the move is reported once, on the asset, and left alone.
+    client.set_registered_model_alias("shop.ridge", "champion", "1")
+    report = run(defs_dir=defs_dir)
+    message = (
+        "shop.ridge: champion points at v1, but Slipway last set it to v2: it was moved outside git; "
+        "pin it in promote.pin to make git decide"
+    )
+    assert report.aliases == [("warning", message)] and report.ok
+    assert champion(home) == "1"
+    assert alias_checks(home)[-1] == (False, message)
+    client.set_registered_model_tag("shop.ridge", "note", "touch")  # the MLflow store changes: no cached no-op
+    run(defs_dir=defs_dir)
+    assert len(alias_checks(home)) == 3  # not reported twice
+
+    # Pinned: set back, by `slipway run` and by the sensor.
+    pin(defs_dir, write_pipeline, "champion: 2", "pin v2")
+    assert run(defs_dir=defs_dir).aliases == [
+        ("set", "shop.ridge: champion set to v2 as pinned in git (it had been moved outside git to v1)")
+    ]
+    assert champion(home) == "2"
+    client.set_registered_model_alias("shop.ridge", "champion", "1")
+    defs = build_definitions(defs_dir)
+    sensor = defs.get_sensor_def(PINS_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with _instance() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        result = sensor(context)
+    assert champion(home) == "2"
+    assert isinstance(result, dg.SensorResult)
+    assert [e.passed for e in result.asset_events] == [True]
+    with _instance() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        assert isinstance(sensor(context), dg.SkipReason)  # nothing to do: a cheap tick
+
+
+def test_a_pin_to_a_version_that_does_not_exist_fails_the_run_with_one_line(home, defs_dir, shop, write_pipeline):
+    run(defs_dir=defs_dir)
+    pin(defs_dir, write_pipeline, "champion: 7", "pin v7")
+    report = run(defs_dir=defs_dir)
+    assert report.aliases == [
+        ("error", "shop.ridge: promote.pin sets champion to v7, which is not registered; champion stays on v1")
+    ]
+    assert not report.ok
+    assert champion(home) == "1"
