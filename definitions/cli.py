@@ -86,6 +86,22 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repro(args: argparse.Namespace) -> int:
+    from definitions.paths import defs_folder
+    from definitions.repro import repro
+
+    found = repro(args.target, args.stack, (args.defs or defs_folder()).resolve(), say=lambda line: emit(f"  {line}"))
+    for line in found.lines:
+        emit(f"  {line}")
+    for line in found.warnings:
+        emit(f"warning: {line}")
+    for line in found.mismatches:
+        emit(f"differs: {line}")
+    verdict = "reproduced: params and metrics match" if found.ok else "NOT reproduced"
+    emit(f"{found.model} v{found.version}: {verdict}")
+    return 0 if found.ok else 1
+
+
 def _dev(args: argparse.Namespace) -> int:
     from definitions.dev import prepare, serve
     from definitions.paths import DEFS_ENV
@@ -146,6 +162,14 @@ def parser() -> argparse.ArgumentParser:
     output.add_argument("--markdown", action="store_true", help="Markdown, for a pull-request comment")
     plan.add_argument("--exit-code", action="store_true", help="exit 0 when nothing changes, 2 when something does")
     plan.set_defaults(func=_plan)
+
+    repro = sub.add_parser(
+        "repro", help="rebuild a registered model from its recorded commit and data; compare params and metrics"
+    )
+    repro.add_argument(
+        "target", metavar="MODEL@VERSION", help="e.g. churn.churn_classifier@3 or churn/churn_classifier@champion"
+    )
+    repro.set_defaults(func=_repro)
 
     dev = sub.add_parser("dev", help="Dagster UI and MLflow UI on the local stack")
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")

@@ -164,7 +164,7 @@ def _revision_side(rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_
         def display(text: str) -> str:
             return text.replace(f"{dest}/", f"{rev.name}:")
 
-        _load(side, folder, display, digest=_revision_digest(rev))
+        _load(side, folder, display, digest=revision_digest(rev))
         side.python = _python_files(folder)
     if stacks_rel is not None:
         side.stacks = _stack_files(dest / stacks_rel)
@@ -218,7 +218,7 @@ def _definitions(
         )
 
 
-def _revision_digest(rev: Revision) -> Callable[[str], str | None]:
+def revision_digest(rev: Revision) -> Callable[[str], str | None]:
     """The hash of the project module an import path names, as the file was at ``rev``.
 
     The module is found as Dagster finds it now (:func:`assets.versions.module_file`); a

@@ -51,6 +51,13 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
     def read(self, key: tuple[str, ...]) -> Any:
         """The latest stored output of ``key``."""
 
+    @abstractmethod
+    def read_version(self, key: tuple[str, ...], version: str) -> Any:
+        """Stored version ``version`` (a Dagster run id) of ``key``; :class:`DataError` when it is not stored.
+
+        Every version is kept until the store is deleted (`slipway repro` reads old ones).
+        """
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:  # noqa: D102
         self.write(tuple(context.asset_key.path), obj, context.run_id)
         # Marks the materialization as one this store holds: only those are checked for reuse.
@@ -117,6 +124,17 @@ class LocalArtifactStore(ArtifactStore):
             )
         if not isinstance(obj, ModelRef) or obj.gates_passed:
             _atomic_write(folder / "LATEST", name.encode())
+
+    def read_version(self, key: tuple[str, ...], version: str) -> Any:  # noqa: D102
+        path = self.local_path(key, version)
+        if path is None:
+            raise DataError(
+                f"artifact store (local): {'/'.join(key)} of run {version[:8]} is not stored under {self.base_dir}"
+            )
+        if path.suffix == ".json":
+            stored = json.loads(path.read_text())
+            return None if stored is None else ModelRef(**stored)
+        return read_parquet(path)
 
     def read(self, key: tuple[str, ...]) -> Any:  # noqa: D102
         folder = self._folder(key)

@@ -60,6 +60,10 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """
 
     @abstractmethod
+    def recorded_run(self, name: str, version: str) -> tuple[dict[str, str], dict[str, float]] | None:
+        """The params and metrics the training run of a version logged; None when the version does not exist."""
+
+    @abstractmethod
     def versions_of_run(self, name: str, run_id: str) -> list[str]:
         """The versions of ``name`` registered from tracker run ``run_id``."""
 
@@ -198,6 +202,18 @@ class MlflowModelRegistry(ModelRegistry):
         except MlflowException as exc:
             raise self._fail("list the registered models", exc) from safe_cause(exc)
         return found
+
+    def recorded_run(self, name: str, version: str) -> tuple[dict[str, str], dict[str, float]] | None:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(client.get_model_version(name, version).run_id)
+        except MlflowException as exc:
+            if _not_found(exc):
+                return None
+            raise self._fail(f"read the training run of {name} v{version}", exc) from safe_cause(exc)
+        return dict(run.data.params), dict(run.data.metrics)
 
     def versions_of_run(self, name: str, run_id: str) -> list[str]:  # noqa: D102
         client = self._client
