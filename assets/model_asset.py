@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import champion, progress, promotion, recovery, training
+from assets import champion, pins, progress, promotion, recovery, training
 from assets.graph import REFS_METADATA, key_of
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
@@ -177,13 +177,7 @@ def build_model_asset(
                 passed=gate.passed,
                 metadata={"value": gate.value, "condition": gate.condition},
             )
-        # Slipway has just decided the aliases, under the promotion lock.
-        yield dg.AssetCheckResult(
-            check_name=ALIAS_CHECK,
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"decided by": f"the training of v{ref.version}: {decision.reason}"},
-        )
+        yield _alias_check(context, model_registry, key, registry_name, spec, ref.version)
         try:
             experiment_tracker.end_run(run, ok=True)
         except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
@@ -302,6 +296,29 @@ def _track_and_promote(
             registry.set_alias(registry_name, decision.alias, version)
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
     return ref, decision, gates
+
+
+def _alias_check(
+    context: dg.AssetExecutionContext, registry: ModelRegistry, key: dg.AssetKey, name: str, spec: Model, version: str
+) -> dg.AssetCheckResult:
+    """``aliases_follow_git`` after a training: what still does not match git (a hand move it did not undo)."""
+    model = pins.Pinned(key.to_user_string(), name, spec.promote)
+    try:
+        findings = pins.detect(registry, model)
+    except SlipwayError as exc:
+        findings = [pins.Finding(model.asset, name, "", f"not checked: {exc}", "warning")]
+    # Shared with `slipway run` and the sensor, so that they do not report the same finding again.
+    pins.evaluations(context.instance, [f for f in findings if f.alias], [model.asset])
+    text = (
+        "; ".join(f.message for f in findings) or f"the aliases are where git and the training of v{version} put them"
+    )
+    return dg.AssetCheckResult(
+        check_name=ALIAS_CHECK,
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=text,
+        metadata={"finding": text},
+    )
 
 
 def _give_up(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets.schema import Promote
-from resources.registry import ModelRegistry
+from resources.registry import ABANDONED_TAG, ModelRegistry
 
 ALIAS_CHECK = "aliases_follow_git"
 # The model asset's metadata that holds its promote block (pins included), for the sensor.
@@ -35,12 +35,14 @@ class Finding:
     registered: str
     alias: str
     message: str
-    passed: bool  # False: the registry does not match git, and was not made to
+    # set: made to match git; warning: moved outside git and left alone (or not checked);
+    # error: a pin that cannot be met.
+    level: str
 
     @property
-    def level(self) -> str:
-        """``set`` (made to match), ``warning`` (moved by hand, left alone) or ``error`` (a pin that cannot be met)."""
-        return "set" if self.passed else "warning" if "moved outside git" in self.message else "error"
+    def passed(self) -> bool:
+        """True when the registry now matches git."""
+        return self.level == "set"
 
 
 @dataclass(frozen=True)
@@ -60,24 +62,49 @@ def reconcile(registry: ModelRegistry, models: list[Pinned]) -> list[Finding]:
     findings: list[Finding] = []
     for model in models:
         aliases, recorded = states.get(model.registered, ({}, {}))
-        for alias, version in sorted(model.promote.pin.items()):
-            findings += _pin(registry, model, alias, str(version), aliases, recorded)
-        watched = {model.promote.alias, "challenger"} - set(model.promote.pin)
-        for alias in sorted(watched):
-            actual, meant = aliases.get(alias), recorded.get(alias)
-            if meant is not None and actual != meant:
-                where = f"v{actual}" if actual else "nowhere (removed)"
-                findings.append(
-                    Finding(
-                        model.asset,
-                        model.registered,
-                        alias,
-                        f"{model.registered}: {alias} points at {where}, but Slipway last set it to v{meant}: "
-                        "it was moved outside git; pin it in promote.pin to make git decide",
-                        passed=False,
-                    )
-                )
+        found = _findings(registry, model, aliases, recorded)
+        if found:
+            # Read again under the model's promotion lock: a promotion that was between
+            # recording an alias and moving it has finished by then (it holds the lock).
+            with registry.promotion_lock(model.registered):
+                aliases, recorded = registry.alias_states([model.registered]).get(model.registered, ({}, {}))
+                found = _findings(registry, model, aliases, recorded, fix=True)
+        findings += found
     return findings
+
+
+def detect(registry: ModelRegistry, model: Pinned) -> list[Finding]:
+    """What does not match git for one model, moving nothing (a training's own check)."""
+    aliases, recorded = registry.alias_states([model.registered]).get(model.registered, ({}, {}))
+    return _findings(registry, model, aliases, recorded)
+
+
+def _findings(
+    registry: ModelRegistry,
+    model: Pinned,
+    aliases: Mapping[str, str],
+    recorded: Mapping[str, str],
+    fix: bool = False,
+) -> list[Finding]:
+    found = []
+    for alias, version in sorted(model.promote.pin.items()):
+        if aliases.get(alias) != str(version):
+            found.append(_pin(registry, model, alias, str(version), aliases, recorded, fix))
+    for alias in sorted({model.promote.alias, "challenger"} - set(model.promote.pin)):
+        actual, meant = aliases.get(alias), recorded.get(alias)
+        if meant is not None and actual != meant:
+            where = f"v{actual}" if actual else "nowhere (removed)"
+            found.append(
+                Finding(
+                    model.asset,
+                    model.registered,
+                    alias,
+                    f"{model.registered}: {alias} points at {where}, but Slipway last set it to v{meant}: "
+                    "it was moved outside git; pin it in promote.pin to make git decide",
+                    "warning",
+                )
+            )
+    return found
 
 
 def _pin(
@@ -87,35 +114,43 @@ def _pin(
     version: str,
     aliases: Mapping[str, str],
     recorded: Mapping[str, str],
-) -> list[Finding]:
+    fix: bool,
+) -> Finding:
     actual = aliases.get(alias)
-    if actual == version:
-        return []
-    if registry.version_tags(model.registered, version) is None:
-        return [
-            Finding(
-                model.asset,
-                model.registered,
-                alias,
-                f"{model.registered}: promote.pin sets {alias} to v{version}, which is not registered; "
-                f"{alias} stays on {f'v{actual}' if actual else 'no version'}",
-                passed=False,
-            )
-        ]
-    with registry.promotion_lock(model.registered):
-        registry.set_alias(model.registered, alias, version)
-    by_hand = actual is not None and recorded.get(alias) not in (None, actual)
-    was = f"v{actual}" if actual else "no version"
-    how = f"it had been moved outside git to {was}" if by_hand else f"it was on {was}"
-    return [
-        Finding(
+    stays = f"{alias} stays on {f'v{actual}' if actual else 'no version'}"
+    tags = registry.version_tags(model.registered, version)
+    if tags is None:
+        return Finding(
             model.asset,
             model.registered,
             alias,
-            f"{model.registered}: {alias} set to v{version} as pinned in git ({how})",
-            passed=True,
+            f"{model.registered}: promote.pin sets {alias} to v{version}, which is not registered; {stays}",
+            "error",
         )
-    ]
+    if ABANDONED_TAG in tags:
+        return Finding(
+            model.asset,
+            model.registered,
+            alias,
+            f"{model.registered}: promote.pin sets {alias} to v{version}, which was abandoned "
+            f"({tags[ABANDONED_TAG]}); {stays}",
+            "error",
+        )
+    if not fix:
+        return Finding(
+            model.asset, model.registered, alias, f"{model.registered}: {alias} is not on v{version} as pinned", "error"
+        )
+    registry.set_alias(model.registered, alias, version)
+    by_hand = actual is not None and recorded.get(alias) not in (None, actual)
+    was = f"v{actual}" if actual else "no version"
+    how = f"it had been moved outside git to {was}" if by_hand else f"it was on {was}"
+    return Finding(
+        model.asset,
+        model.registered,
+        alias,
+        f"{model.registered}: {alias} set to v{version} as pinned in git ({how})",
+        "set",
+    )
 
 
 def pinned_to(promote: Promote, alias: str | None) -> int | None:

@@ -233,6 +233,13 @@ class Split(_Closed):
         return data
 
 
+def _not_reserved(alias: str, what: str) -> str:
+    """MLflow reserves ``latest`` and ``v<digits>`` (they name versions); an alias cannot be one."""
+    if alias == "latest" or re.fullmatch(r"v\d+", alias):
+        raise ValueError(f"{what} {alias!r}: `latest` and `v<number>` are reserved by MLflow for versions")
+    return alias
+
+
 class Promote(_Closed):
     """When a newly trained version may take the alias."""
 
@@ -250,12 +257,18 @@ class Promote(_Closed):
         ),
     )
 
+    @field_validator("alias")
+    @classmethod
+    def _alias_not_reserved(cls, alias: str) -> str:
+        return _not_reserved(alias, "alias")
+
     @field_validator("pin")
     @classmethod
     def _pins_valid(cls, pin: dict[str, int]) -> dict[str, int]:
         for alias, version in pin.items():
             if not re.match(NAME_PATTERN, alias):
                 raise ValueError(f"pin {alias!r}: an alias is lowercase letters, digits and _")
+            _not_reserved(alias, "pin")
             if isinstance(version, bool) or version < 1:
                 raise ValueError(f"pin {alias}: {version!r} is not a registered version number (1, 2, ...)")
         return pin

@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from resources.errors import SlipwayError, storage_problem
 from resources.redact import redact
@@ -128,9 +128,17 @@ def _stack_show(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors exiting 1 like every other error (2 is `plan --exit-code`'s "changes")."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``slipway``."""
-    root = argparse.ArgumentParser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
+    root = _Parser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
     root.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
     root.add_argument("--stack", help="stack name or file (default: $SLIPWAY_STACK or local)")
     root.add_argument(
@@ -191,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Nothing is reported home: Dagster's instance config turns its telemetry off too.
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # A progress bar per artifact download (a champion's training rows) would cut into the progress lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -45,6 +45,7 @@ class Engine:
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
         self._running: set[dg.AssetKey] | None = None
+        self.registry_down = False
         dead = _end_dead_runs(self.instance)
         if dead:
             _free_dead_pool_slots(self.instance)
@@ -116,10 +117,32 @@ class Engine:
         models = pins.models_of(self.graph, [k for k in keys if k in self.graph.materializable_asset_keys])
         if not models:
             return []
-        findings = pins.reconcile(self.stores.registry, models)
+        try:
+            findings = pins.reconcile(self.stores.registry, models)
+        except SlipwayError as exc:  # the registry is down: the datasets can still be built
+            self.registry_down = True
+            return [pins.Finding("", "", "", f"alias pins not checked: {exc}", "warning")]
         for event in pins.evaluations(self.instance, findings, [m.asset for m in models]):
             self.instance.report_runless_asset_event(event)
         return findings
+
+    def show_aliases(self, outcomes: Sequence[AssetOutcome]) -> None:
+        """Set each model row's alias column to what the registry holds now (a pin may have moved it)."""
+        names = {
+            o.key: str(_value(self.graph.get(dg.AssetKey.from_user_string(o.key)).metadata["slipway/registered_model"]))
+            for o in outcomes
+            if o.kind == "model" and o.model_version
+        }
+        if not names or self.registry_down:  # asking again would wait as long again
+            return
+        try:
+            states = self.stores.registry.alias_states(sorted(set(names.values())))
+        except SlipwayError:
+            return  # the rows keep what the record says
+        for o in outcomes:
+            if o.key in names:
+                aliases = states.get(names[o.key], ({}, {}))[0]
+                o.alias = ", ".join(sorted(a for a, v in aliases.items() if v == o.model_version)) or None
 
     def close(self) -> None:
         """Release the instance."""

@@ -54,6 +54,7 @@ class Definition:
     parents: tuple[str, ...]
     pins: dict[str, int]
     where: str
+    sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -120,11 +121,12 @@ def plan(spec: str | None, defs_dir: Path, stacks_dir: Path, lock_file: Path) ->
     base_rev = revisions.resolve(root, base_name)
     head_rev = revisions.resolve(root, head_name) if head_name is not None else None
     with tempfile.TemporaryDirectory(prefix="slipway-plan-") as tmp:
-        base = _revision_side(base_rev, defs_dir, stacks, lock, Path(tmp) / "base")
+        both = head_rev is not None
+        base = _revision_side(base_rev, defs_dir, stacks, lock, Path(tmp) / "base", both)
         if head_rev is None:
             head = _working_side(root, defs_dir, stacks, lock)
         else:
-            head = _revision_side(head_rev, defs_dir, stacks, lock, Path(tmp) / "head")
+            head = _revision_side(head_rev, defs_dir, stacks, lock, Path(tmp) / "head", both)
     return compare(base, head)
 
 
@@ -143,14 +145,16 @@ def _working_side(root: Path, defs_dir: Path, stacks_dir: Path | None, lock_file
     side = Side(WORKING_TREE, None)
     if not defs_dir.is_dir():
         raise DefinitionError(f"{defs_dir}: no such definitions folder")
-    _load(side, defs_dir, lambda text: _relative_paths(text, root), digest=None)
+    _load(side, defs_dir, lambda text: text, digest=None, where=lambda text: _relative_paths(text, root))
     side.python = _python_files(defs_dir)
     side.stacks = _stack_files(stacks_dir) if stacks_dir is not None else {}
     side.lock = _file_digest(lock_file) if lock_file is not None else None
     return side
 
 
-def _revision_side(rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None, dest: Path) -> Side:
+def _revision_side(
+    rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None, dest: Path, from_revision: bool
+) -> Side:
     defs_rel = revisions.relative(rev.root, defs_dir)
     if defs_rel is None:
         raise DefinitionError(f"{defs_dir} is not inside the git repository {rev.root}")
@@ -164,7 +168,7 @@ def _revision_side(rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_
         def display(text: str) -> str:
             return text.replace(f"{dest}/", f"{rev.name}:")
 
-        _load(side, folder, display, digest=revision_digest(rev))
+        _load(side, folder, display, digest=revision_digest(rev, from_revision))
         side.python = _python_files(folder)
     if stacks_rel is not None:
         side.stacks = _stack_files(dest / stacks_rel)
@@ -174,13 +178,21 @@ def _revision_side(rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_
     return side
 
 
-def _load(side: Side, folder: Path, display: Callable[[str], str], digest: Callable[[str], str | None] | None) -> None:
+def _load(
+    side: Side,
+    folder: Path,
+    display: Callable[[str], str],
+    digest: Callable[[str], str | None] | None,
+    where: Callable[[str], str] | None = None,
+) -> None:
     try:
         pipelines = load_pipelines(folder)
     except DefinitionError as exc:
-        raise DefinitionError(f"{side.label} does not load:\n{display(str(exc))}") from exc
+        # `slipway validate`'s messages; a revision's files are named ``REV:path``.
+        raise DefinitionError(display(str(exc))) from exc
+    where = where or display
     for p in pipelines:
-        for definition in _definitions(p, display, digest):
+        for definition in _definitions(p, where, digest):
             side.assets[definition.key] = definition
 
 
@@ -190,17 +202,19 @@ def _definitions(
     name = p.spec.name
     for dataset_name, dataset in p.spec.datasets.items():
         parents = [key_of(name, ref) for ref in dataset.inputs or []]
+        sources = []
         if dataset.source is not None and observable(dataset.source):
-            parents.append("/".join(source_key_path(name, dataset_name, dataset.source)))
+            sources.append("/".join(source_key_path(name, dataset_name, dataset.source)))
         yield Definition(
             f"{name}/{dataset_name}",
             "dataset",
             definition_payload("dataset", dataset),
             code_digests(dataset, digest),
             code_version("dataset", dataset, digest),
-            tuple(parents),
+            tuple(parents + sources),
             {},
             display(p.where("datasets", dataset_name)),
+            tuple(sources),
         )
     for model_name, model in p.spec.models.items():
         parents = [key_of(name, model.dataset)]
@@ -218,12 +232,15 @@ def _definitions(
         )
 
 
-def revision_digest(rev: Revision) -> Callable[[str], str | None]:
+def revision_digest(rev: Revision, from_revision: bool = False) -> Callable[[str], str | None]:
     """The hash of the project module an import path names, as the file was at ``rev``.
 
     The module is found as Dagster finds it now (:func:`assets.versions.module_file`); a
     project file inside the repository is read from the revision, anything else (a library,
-    a file outside the repository) is the same on both sides.
+    a file outside the repository) is the same on both sides. A module that cannot be found
+    now counts as no code, as it does for the working tree, unless ``from_revision``: then
+    (two revisions compared, or a model's recorded commit) it is looked for in the revision,
+    as ``a/b.py`` or ``a/b/__init__.py`` from the repository root.
     """
     cache: dict[str, str | None] = {}
 
@@ -231,7 +248,11 @@ def revision_digest(rev: Revision) -> Callable[[str], str | None]:
         module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
         if module not in cache:
             found = module_file(module)
-            if found is None or found.is_library:
+            if found is None and from_revision:
+                base = module.replace(".", "/")
+                data = revisions.read(rev, f"{base}.py") or revisions.read(rev, f"{base}/__init__.py")
+                cache[module] = None if data is None else _bytes_digest(data)
+            elif found is None or found.is_library:
                 cache[module] = None
             else:
                 relative = revisions.relative(rev.root, found.path)
@@ -262,8 +283,11 @@ def _stack_files(folder: Path) -> dict[str, Any]:
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []:
         try:
             found[path.stem] = yaml.safe_load(path.read_text())
+        except (UnicodeDecodeError, OSError) as exc:
+            raise DefinitionError(f"{path.name}: not a YAML text file ({type(exc).__name__})") from exc
         except yaml.YAMLError as exc:
-            raise DefinitionError(f"{path.name}: malformed YAML: {exc}") from exc
+            line = str(exc).splitlines()[0]
+            raise DefinitionError(f"{path.name}: malformed YAML: {line}") from exc
     return found
 
 
@@ -299,6 +323,14 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
     # The data of these (may) change: rebuilt assets, and what rebuilds when their data changes.
     moving: dict[str, str] = {}
     known = {*base.assets, *(p for d in base.assets.values() for p in d.parents)}
+    if base.python != head.python:
+        # A key no YAML declares and no source is a hand-written asset (or one outside the
+        # folder). Its code version is its file's bytes, which plan does not map to keys
+        # without importing them: when any hand-written file changed, each may have.
+        sources = {s for d in head.assets.values() for s in d.sources}
+        moving.update(
+            (p, p) for d in head.assets.values() for p in d.parents if p not in head.assets and p not in sources
+        )
     for key in _upstream_first(head.assets):
         new = head.assets[key]
         old = base.assets.get(key)

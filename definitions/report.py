@@ -49,10 +49,7 @@ def summary(report: RunReport) -> str:
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
-    for passed, message in report.aliases:
-        lines.append(
-            f"{'alias' if passed else 'alias warning' if 'moved outside git' in message else 'alias error'}: {message}"
-        )
+    lines += [f"alias {level}: {message}" for level, message in report.aliases]
     counts = {s: sum(o.status == s for o in report.outcomes) for s in _MARK}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines.append(

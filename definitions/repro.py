@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from resources.errors import DefinitionError, SlipwayError
+from resources.redact import redact
 
 
 class ReproError(SlipwayError):
@@ -70,6 +71,8 @@ def repro(target: str, stack_name: str | None, defs_dir: Path, say: Callable[[st
     loaded = load_stack(stack_name)
     resources = build_resources(loaded.stack)
     registry, store = resources["model_registry"], resources["io_manager"]
+    if wanted[:1] == "v" and wanted[1:].isdigit():  # v3, as Slipway prints versions
+        wanted = wanted[1:]
     version = wanted if wanted.isdigit() else registry.aliases(name).get(wanted)
     if version is None:
         raise ReproError(f"{name} has no alias {wanted!r} (or is not registered)")
@@ -126,7 +129,7 @@ def _definition(name: str, version: str, tags: dict[str, str], defs_dir: Path, r
     if found is None or model_name not in found.spec.models:
         raise ReproError(f"commit {rev.label} declares no model {asset_key}")
     spec = found.spec.models[model_name]
-    digest = revision_digest(rev)
+    digest = revision_digest(rev, from_revision=True)
     recorded = tags.get("slipway.definition_hash")
     if recorded is not None and code_version("model", spec, digest) != recorded:
         result.warnings.append(
@@ -157,7 +160,6 @@ def _recorded_data(
 
     from assets.graph import key_of
     from assets.staleness import DATA_VERSION_TAG, INPUT_VERSION_PREFIX
-    from assets.versions import frame_version
     from stacks.build import prepare_instance
 
     pipeline = asset_key.split("/")[0]
@@ -171,20 +173,13 @@ def _recorded_data(
         for role, key in wanted.items():
             recorded = tags.get(f"slipway.upstream.{key}")
             data_version = inputs.get(f"{INPUT_VERSION_PREFIX}{key}")
-            stored_by = _materialized_with(instance, dg.AssetKey.from_user_string(key), data_version, DATA_VERSION_TAG)
-            if recorded is None or stored_by is None:
+            runs = _materialized_with(instance, dg.AssetKey.from_user_string(key), data_version, DATA_VERSION_TAG)
+            if recorded is None or not runs:
                 raise ReproError(
                     f"{name} v{version}: the data it trained on ({key}, data version {recorded or 'not recorded'}) "
                     "is not in this instance's record (another SLIPWAY_HOME or stack?)"
                 )
-            try:
-                frame = store.read_version(tuple(key.split("/")), stored_by)
-            except SlipwayError as exc:
-                raise ReproError(f"{name} v{version}: the data it trained on is no longer stored: {exc}") from exc
-            if frame_version(frame) != recorded:
-                raise ReproError(
-                    f"{name} v{version}: {key} of run {stored_by[:8]} is not the data it recorded ({recorded})"
-                )
+            frame, stored_by = _read_any(store, key, runs, recorded, f"{name} v{version}")
             say(f"data: {key} version {recorded} (stored by run {stored_by[:8]}, {len(frame)} rows)")
             frames[role] = frame
     return frames
@@ -204,19 +199,36 @@ def _inputs_of(instance: Any, key: Any, run_id: str | None) -> dict[str, str]:
     return {}
 
 
-def _materialized_with(instance: Any, key: Any, data_version: str | None, tag: str) -> str | None:
-    """The run id of the newest materialization of ``key`` with ``data_version``."""
-    cursor = None
+def _materialized_with(instance: Any, key: Any, data_version: str | None, tag: str) -> list[str]:
+    """The run ids of the materializations of ``key`` with ``data_version``, newest first."""
+    cursor, found = None, []
     while data_version:
         page = instance.fetch_materializations(key, limit=100, cursor=cursor)
         for record in page.records:
             materialization = record.asset_materialization
             if materialization is not None and (materialization.tags or {}).get(tag) == data_version:
-                return str(record.run_id)
+                found.append(str(record.run_id))
         if not page.has_more:
             break
         cursor = page.cursor
-    return None
+    return found
+
+
+def _read_any(store: Any, key: str, runs: list[str], recorded: str, what: str) -> tuple[Any, str]:
+    """The first stored copy of the recorded data among ``runs`` that reads back with its content hash."""
+    from assets.versions import frame_version
+
+    problems = []
+    for run_id in runs:
+        try:
+            frame = store.read_version(tuple(key.split("/")), run_id)
+        except Exception as exc:  # gone, or unreadable (a truncated or foreign file): try the next copy
+            problems.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            continue
+        if frame_version(frame) == recorded:
+            return frame, run_id
+        problems.append(f"{key} of run {run_id[:8]} is not the data it recorded ({recorded})")
+    raise ReproError(f"{what}: the data it trained on is no longer stored: {redact(problems[0])}")
 
 
 def _environment(tags: dict[str, str], result: Repro) -> None:
@@ -238,7 +250,12 @@ def _train(spec: Any, frames: dict[str, Any], allowed: Any, where: str, say: Cal
         check_allowed(spec.train, allowed, where, FUNCTION)
     fit_fn = training.learner(spec, allowed, where)
     say("training ...")
-    return training.train(frames["frame"], spec, fit_fn, where, frames.get("evaluation"))
+    try:
+        return training.train(frames["frame"], spec, fit_fn, where, frames.get("evaluation"))
+    except SlipwayError:
+        raise
+    except Exception as exc:
+        raise ReproError(redact(f"{where}: training failed: {type(exc).__name__}: {exc}".splitlines()[0])) from exc
 
 
 def _compare(run: tuple[dict[str, str], dict[str, float]], trained: Any, result: Repro) -> None:

@@ -7,9 +7,7 @@ can run beside uncommitted work. Every failure is a one-line :class:`GitError`.
 
 from __future__ import annotations
 
-import io
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -88,29 +86,53 @@ def read(revision: Revision, path: str) -> bytes | None:
 
 
 def extract(revision: Revision, paths: list[str], dest: Path) -> None:
-    """Write the files under ``paths`` (relative to the root) at ``revision`` below ``dest``.
+    """Write the YAML and Python files of ``revision`` below ``dest``, if it has any of ``paths``.
 
-    Only YAML and Python files are written (data files and links are skipped: nothing here
-    reads them). Paths the revision does not have are skipped. The files keep their relative paths, so a
-    folder ``definitions/defs`` lands at ``dest/definitions/defs``.
+    Every ``*.yaml``, ``*.yml`` and ``*.py`` of the repository is written (not only those under
+    ``paths``: a definition may be a link to a file elsewhere in the repository), at its path
+    relative to the root, so a folder ``definitions/defs`` lands at ``dest/definitions/defs``.
+    Blobs are read with one ``git cat-file --batch``; data files are not read at all; links are
+    kept when they are relative and stay inside the tree.
     """
-    present = [p or "." for p in paths if files(revision, p)]
-    if not present:
+    if not any(files(revision, p) for p in paths):
         return
-    done = _git(revision.root, "archive", "--format=tar", revision.sha, "--", *present, text=False)
+    listed = _git(revision.root, "ls-tree", "-r", "-z", "--full-tree", revision.sha)
+    if listed.returncode != 0:
+        raise GitError(f"cannot read the definitions at {revision.label}: {_first_line(listed.stderr)}")
+    wanted = []
+    for entry in listed.stdout.split("\0"):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob" and path.endswith(_KEPT):
+            wanted.append((parts[0], parts[2], path))
+    if not wanted:
+        return
+    batch = "".join(f"{oid}\n" for _, oid, _ in wanted).encode()
+    try:
+        done = subprocess.run(
+            ["git", "cat-file", "--batch"], cwd=revision.root, input=batch, capture_output=True, timeout=_TIMEOUT
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git cat-file took more than {_TIMEOUT} s in {revision.root}") from exc
     if done.returncode != 0:
-        raise GitError(f"cannot read {', '.join(present)} at {revision.label}: {_first_line(done.stderr)}")
-    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-        archive.extractall(dest, filter=_definitions_only)
-
-
-def _definitions_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """Regular files of definitions and code only (no data, no links), checked by tarfile's ``data`` filter."""
-    if member.isdir():
-        return tarfile.data_filter(member, dest)
-    if not member.isfile() or not member.name.endswith(_KEPT):
-        return None
-    return tarfile.data_filter(member, dest)
+        raise GitError(f"cannot read the definitions at {revision.label}: {_first_line(done.stderr)}")
+    out, at = done.stdout, 0
+    root = dest.resolve()
+    for mode, _, path in wanted:
+        header_end = out.index(b"\n", at)
+        size = int(out[at:header_end].split()[2])
+        data = out[header_end + 1 : header_end + 1 + size]
+        at = header_end + 1 + size + 1
+        target = (root / path).resolve()
+        if root not in target.parents:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "120000":  # a link: kept when relative and inside the tree
+            link = data.decode(errors="replace")
+            if not link.startswith("/") and root in (target.parent / link).resolve().parents:
+                target.symlink_to(link)
+        else:
+            target.write_bytes(data)
 
 
 def relative(root: Path, path: Path) -> str | None:

@@ -222,6 +222,7 @@ def _run_locked(
         for key in keys:
             if key not in outcomes:
                 outcomes[key] = _not_launched(engine, record, key, outcomes)
+        engine.show_aliases(list(outcomes.values()))
         report = RunReport(loaded.name, [outcomes[k] for k in keys], run_ids, time.perf_counter() - started)
         report.aliases = [(f.level, f.message) for f in findings]
         _remember(cache, engine, record, keys, report, mark)

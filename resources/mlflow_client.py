@@ -39,6 +39,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ _lock = threading.Lock()
 _clients: dict[tuple[str, str], Any] = {}
 _threads: dict[tuple[str, str], threading.Thread] = {}
 _errors: dict[tuple[str, str], BaseException] = {}
+# A store that could not be opened, and when: not tried again for FAILURE_MEMORY_SECONDS.
+_failures: dict[tuple[str, str], tuple[float, BaseException]] = {}
+FAILURE_MEMORY_SECONDS = 60.0
 
 
 def _no_telemetry() -> None:
@@ -317,7 +321,17 @@ def client(tracking_uri: str, registry_uri: str = "") -> Any:
         _threads.pop(key, None)
     if error is not None:
         raise error
-    built = _build(key)
+    failed = _failures.get(key)
+    if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMORY_SECONDS:
+        # MLflow has just spent up to ~100 s retrying this store (its engine retries): every
+        # other call of this run (reconcile, training, recovery) would wait as long again.
+        raise failed[1]
+    try:
+        built = _build(key)
+    except Exception as exc:
+        _failures[key] = (time.monotonic(), exc)
+        raise
+    _failures.pop(key, None)
     with _lock:
         _clients[key] = built
     return built

@@ -161,10 +161,20 @@ class MlflowModelRegistry(ModelRegistry):
         from mlflow.exceptions import MlflowException
 
         try:
-            # The record first: a crash between the two leaves an alias that Slipway meant to
-            # move and did not, which the next reconcile reports, never a silent hand move.
+            # The record first, so that an alias is never where Slipway put it without the
+            # record saying so. If the move itself fails, the record is put back to where
+            # the alias is (best effort: a registry that just failed may fail again).
             client.set_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias, version)
-            client.set_registered_model_alias(name, alias, version)
+            try:
+                client.set_registered_model_alias(name, alias, version)
+            except MlflowException:
+                with contextlib.suppress(MlflowException):
+                    current = _registered(client, name).aliases.get(alias)
+                    if current is None:
+                        client.delete_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias)
+                    else:
+                        client.set_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias, str(current))
+                raise
         except MlflowException as exc:
             raise self._fail(f"set alias {alias!r} of {name!r} to v{version}", exc) from safe_cause(exc)
 

@@ -106,7 +106,7 @@ def test_a_hand_moved_alias_is_set_back_where_pinned_and_shown_where_not(home, d
     run(defs_dir=defs_dir)
     run(defs_dir=defs_dir, force=True)
     assert champion(home) == "2"
-    assert alias_checks(home) == [(True, ""), (True, "")]  # each training decided the aliases
+    assert [passed for passed, _ in alias_checks(home)] == [True, True]  # each training decided the aliases
 
     # Not pinned: the move is reported once, on the asset, and left alone.
     client.set_registered_model_alias("shop.ridge", "champion", "1")
@@ -152,3 +152,43 @@ def test_a_pin_to_a_version_that_does_not_exist_fails_the_run_with_one_line(home
     ]
     assert not report.ok
     assert champion(home) == "1"
+
+
+def test_the_summary_labels_alias_errors_and_shows_aliases_as_they_are_now(home, defs_dir, shop, write_pipeline):
+    from definitions.report import summary
+
+    run(defs_dir=defs_dir)
+    run(defs_dir=defs_dir, force=True)
+    pin(defs_dir, write_pipeline, "champion: 1", "pin v1")
+    report = run(defs_dir=defs_dir)
+    ridge = next(o for o in report.outcomes if o.key == "shop/ridge")
+    assert (ridge.status, ridge.model_version, ridge.alias) == ("reused", "2", None)  # v2 no longer holds champion
+    pin(defs_dir, write_pipeline, "champion: 9", "pin v9")
+    text = summary(run(defs_dir=defs_dir))
+    assert "alias error: shop.ridge: promote.pin sets champion to v9, which is not registered" in text
+
+
+def test_a_training_does_not_clear_a_hand_move_it_did_not_undo(home, defs_dir, shop, write_pipeline):
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    text = SHOP.replace("promote: {must_beat: null}", "promote: {must_beat: champion}")
+    write_pipeline("shop", text)
+    run(defs_dir=defs_dir)
+    run(defs_dir=defs_dir, force=True)  # the same scores: v2 does not beat v1, it becomes challenger
+    assert champion(home) == "1"
+    client.set_registered_model_alias("shop.ridge", "champion", "2")
+    run(defs_dir=defs_dir)
+    assert alias_checks(home)[-1][0] is False
+    run(defs_dir=defs_dir, force=True)  # v3 becomes challenger; champion is still where a hand put it
+    assert champion(home) == "2"
+    passed, message = alias_checks(home)[-1]
+    assert passed is False and "champion points at v2, but Slipway last set it to v1" in message
+
+
+def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop, monkeypatch):
+    url = "postgresql+psycopg2://postgres:hunter2@127.0.0.1:5432/slipway_nosuchdb"
+    monkeypatch.setenv("SLIPWAY_MODEL_REGISTRY__REGISTRY_URI", url)
+    report = run(defs_dir=defs_dir)
+    assert [(o.key, o.status) for o in report.outcomes][0] == ("shop/daily", "built")
+    assert report.aliases[0][0] == "warning"
+    assert report.aliases[0][1].startswith("alias pins not checked: model registry (mlflow at postgresql+psycopg2://")
+    assert "hunter2" not in report.aliases[0][1]

@@ -111,3 +111,15 @@ def test_unknown_commit_missing_data_and_bad_targets_are_one_line(home, defs_dir
     assert one_line(capsys, [*defs, "shop.forest@1"]).startswith(
         "shop.forest v1: the data it trained on is no longer stored: artifact store (local): shop/training of run "
     )
+
+
+def test_a_corrupt_table_is_one_line_and_an_older_copy_of_the_same_data_is_used(home, defs_dir, shop, capsys):
+    run(defs_dir=defs_dir)
+    first = sorted((home / "artifacts" / "shop" / "training").glob("*.parquet"))
+    run(defs_dir=defs_dir, force=True)  # the same data, stored again by another run
+    newer = [p for p in (home / "artifacts" / "shop" / "training").glob("*.parquet") if p not in first]
+    newer[0].unlink()
+    assert repro("shop.forest@v1", None, defs_dir).ok  # `v1` is version 1 too
+    first[0].write_bytes(b"not parquet")
+    err = one_line(capsys, ["--defs", str(defs_dir), "repro", "shop.forest@1"])
+    assert err.startswith("shop.forest v1: the data it trained on is no longer stored: ")

@@ -262,3 +262,23 @@ def test_client_raises_the_warm_ups_error_on_the_callers_thread(fresh_warmups, m
 
     with pytest.raises(RuntimeError, match="database is locked"):
         mlflow_client.client("sqlite:///x.db")
+
+
+def test_a_store_that_could_not_be_opened_is_not_tried_again_for_a_minute(monkeypatch):
+    calls = []
+
+    def failing(key):
+        calls.append(key)
+        raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(mlflow_client, "_build", failing)
+    monkeypatch.setattr(mlflow_client, "_failures", {})
+    key = ("postgresql://down/mlflow", "")
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="connection refused"):
+            mlflow_client.client(*key)
+    assert len(calls) == 1
+    mlflow_client._failures[key] = (time.monotonic() - mlflow_client.FAILURE_MEMORY_SECONDS - 1, RuntimeError("old"))
+    with pytest.raises(RuntimeError, match="connection refused"):
+        mlflow_client.client(*key)
+    assert len(calls) == 2  # a minute later it is tried again
