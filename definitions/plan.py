@@ -103,6 +103,7 @@ class Plan:
     stacks: list[dict[str, Any]]
     python: list[dict[str, str]]
     environment: list[str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -121,13 +122,20 @@ def plan(spec: str | None, defs_dir: Path, stacks_dir: Path, lock_file: Path) ->
     base_rev = revisions.resolve(root, base_name)
     head_rev = revisions.resolve(root, head_name) if head_name is not None else None
     with tempfile.TemporaryDirectory(prefix="slipway-plan-") as tmp:
+        notes = [
+            f"{path} is outside the repository {root}: not compared"
+            for path, kept in ((stacks_dir, stacks), (lock_file, lock))
+            if kept is None
+        ]
         both = head_rev is not None
         base = _revision_side(base_rev, defs_dir, stacks, lock, Path(tmp) / "base", both)
         if head_rev is None:
             head = _working_side(root, defs_dir, stacks, lock)
         else:
             head = _revision_side(head_rev, defs_dir, stacks, lock, Path(tmp) / "head", both)
-    return compare(base, head)
+    found = compare(base, head)
+    found.notes = notes
+    return found
 
 
 def _sides(spec: str | None) -> tuple[str, str | None]:
@@ -404,7 +412,10 @@ def _attribute_changes(before: Any, after: Any, path: str = "") -> list[Attribut
     new = None if after is _MISSING else after
     if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
         lines = difflib.unified_diff(old.strip().splitlines(), new.strip().splitlines(), lineterm="", n=1)
-        return [AttributeChange(path, old, new, tuple(line for line in lines if not line.startswith(("---", "+++"))))]
+        shown = [line for line in lines if not line.startswith(("---", "+++"))]
+        if old.split() == new.split():  # the diff lines would look the same
+            shown = ["(only spaces or line breaks differ)", *shown]
+        return [AttributeChange(path, old, new, tuple(shown))]
     return [AttributeChange(path, old, new)]
 
 

@@ -20,7 +20,8 @@ The JSON is a contract for tools (a CI bot, a dashboard). Its shape, version 1::
       "pins": [{"model": "churn/churn_classifier", "alias": "champion", "before": 2, "after": 3}],
       "stacks": [{"stack": "local", "path": "alerter.type", "before": "log", "after": "webhook"}],
       "python": [{"file": "team/assets.py", "change": "changed"}],   # hand-written code under defs/
-      "environment": ["uv.lock changed: ..."]
+      "environment": ["uv.lock changed: ..."],
+      "notes": ["/opt/stacks is outside the repository /src/repo: not compared"]
     }
 
 ``status: stale`` means "rebuilt only if its upstream's data changes" (decided when the
@@ -93,6 +94,7 @@ def as_json(p: Plan) -> str:
         "stacks": p.stacks,
         "python": p.python,
         "environment": p.environment,
+        "notes": p.notes,
     }
     return json.dumps(body, indent=2, sort_keys=False, default=str)
 
@@ -179,6 +181,7 @@ def as_table(p: Plan) -> str:
         lines += ["", "environment:", *(f"  {e}" for e in p.environment)]
     if p.assets:
         lines += ["", "~ rebuilds  + new  - removed  ? rebuilds only if its upstream's data changes (seen as it runs)"]
+    lines += [f"note: {n}" for n in p.notes]
     return "\n".join(lines)
 
 

@@ -348,3 +348,18 @@ def test_reserved_alias_names_are_refused() -> None:
             Promote(pin={alias: 1})
         with pytest.raises(ValidationError, match="reserved"):
             Promote(alias=alias)
+
+
+def test_a_whitespace_only_query_edit_says_so(repo: Path) -> None:
+    edit(repo, "        group by day\n", "        group by day   \n")
+    (change,) = run_plan(repo).assets[0].attributes
+    assert change.lines[0] == "(only spaces or line breaks differ)"
+
+
+def test_stacks_and_lock_outside_the_repository_are_noted_not_compared(repo: Path, tmp_path: Path) -> None:
+    found = plan(None, repo / "defs", tmp_path / "elsewhere" / "stacks", tmp_path / "elsewhere" / "uv.lock")
+    assert found.notes == [
+        f"{tmp_path / 'elsewhere' / 'stacks'} is outside the repository {repo}: not compared",
+        f"{tmp_path / 'elsewhere' / 'uv.lock'} is outside the repository {repo}: not compared",
+    ]
+    assert found.stacks == [] and not found.changed
