@@ -106,17 +106,25 @@ class Engine:
         }
         recovery.keep_unsettled(self.instance, sorted({k.to_user_string() for k in left} | kept))
 
-    def reconcile_aliases(self, keys: Sequence[dg.AssetKey]) -> list[Any]:
+    def reconcile_aliases(self, keys: Sequence[dg.AssetKey], pinned_only: bool = False) -> list[Any]:
         """Set the pinned aliases of the models among ``keys`` back to git's pins; report hand moves.
 
+        ``pinned_only``: only models with pins (before training, so that a promotion compares
+        with the pinned champion; a run of unpinned models asks the registry nothing first).
         Findings are recorded on each model asset as ``aliases_follow_git`` check evaluations
-        (:func:`assets.pins.evaluations`) and returned for the summary.
+        (:func:`assets.pins.evaluations`) and returned for the summary. Nothing is asked when a
+        store already failed in this run: it would wait for its retries again.
         """
         from assets import pins
 
         models = pins.models_of(self.graph, [k for k in keys if k in self.graph.materializable_asset_keys])
+        if pinned_only:
+            models = [m for m in models if m.promote.pin]
         if not models:
             return []
+        if self.registry_down:
+            reason = "a store could not be reached earlier in this run"
+            return [pins.Finding("", "", "", f"alias pins not checked: {reason}", "warning")]
         try:
             findings = pins.reconcile(self.stores.registry, models)
         except SlipwayError as exc:  # the registry is down: the datasets can still be built
@@ -261,6 +269,7 @@ class Engine:
         failed = self.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         failed_steps = {entry.step_key for entry in failed}
         unreachable = _failed_on_a_store(failed)
+        self.registry_down = self.registry_down or bool(unreachable)
         self._settle(
             {k for k in keys if self._step(k) in failed_steps - unreachable},
             keep={k for k in keys if self._step(k) in unreachable},

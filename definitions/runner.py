@@ -188,12 +188,8 @@ def _run_locked(
     try:
         keys = engine.select(names)
         engine.settle_pending(keys)
-        # Before anything trains: a promotion decided in this run compares with the pinned champion.
-        findings = engine.reconcile_aliases(keys)
-        for finding in findings:
-            from assets import progress
-
-            progress.finished(finding.asset, finding.message)
+        # Pins before anything trains: a promotion decided in this run compares with the pinned champion.
+        findings = engine.reconcile_aliases(keys, pinned_only=True)
         engine.observe(observed)
         outcomes: dict[Any, AssetOutcome] = {}
         run_ids: list[str] = []
@@ -222,6 +218,8 @@ def _run_locked(
         for key in keys:
             if key not in outcomes:
                 outcomes[key] = _not_launched(engine, record, key, outcomes)
+        # Then every model's aliases, as this run's trainings left them: moved by hand?
+        findings = _merge(findings, engine.reconcile_aliases(keys))
         engine.show_aliases(list(outcomes.values()))
         report = RunReport(loaded.name, [outcomes[k] for k in keys], run_ids, time.perf_counter() - started)
         report.aliases = [(f.level, f.message) for f in findings]
@@ -229,6 +227,12 @@ def _run_locked(
         return report
     finally:
         engine.close()
+
+
+def _merge(first: list[Any], second: list[Any]) -> list[Any]:
+    """Findings of both reconciles, each message once (a warning before and after the run is one)."""
+    seen = {f.message for f in first}
+    return first + [f for f in second if f.message not in seen]
 
 
 def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], report: RunReport, mark: str | None) -> None:

@@ -184,11 +184,16 @@ def test_a_training_does_not_clear_a_hand_move_it_did_not_undo(home, defs_dir, s
     assert passed is False and "champion points at v2, but Slipway last set it to v1" in message
 
 
-def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop, monkeypatch):
+def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop, monkeypatch, write_pipeline):
     url = "postgresql+psycopg2://postgres:hunter2@127.0.0.1:5432/slipway_nosuchdb"
     monkeypatch.setenv("SLIPWAY_MODEL_REGISTRY__REGISTRY_URI", url)
     report = run(defs_dir=defs_dir)
     assert [(o.key, o.status) for o in report.outcomes][0] == ("shop/daily", "built")
+    # The model failed on the registry (after MLflow's retries): it is not asked again.
+    assert report.aliases == [("warning", "alias pins not checked: a store could not be reached earlier in this run")]
+    # With a pin, it is asked before training: the line says why.
+    write_pipeline("shop", SHOP.replace("must_beat: null}", "must_beat: null, pin: {champion: 1}}"))
+    report = run(defs_dir=defs_dir)
     assert report.aliases[0][0] == "warning"
     assert report.aliases[0][1].startswith("alias pins not checked: model registry (mlflow at postgresql+psycopg2://")
     assert "hunter2" not in report.aliases[0][1]
