@@ -123,3 +123,17 @@ def test_a_corrupt_table_is_one_line_and_an_older_copy_of_the_same_data_is_used(
     first[0].write_bytes(b"not parquet")
     err = one_line(capsys, ["--defs", str(defs_dir), "repro", "shop.forest@1"])
     assert err.startswith("shop.forest v1: the data it trained on is no longer stored: ")
+
+
+def test_repro_of_an_example_model_reproduces_its_metrics_exactly(home):
+    from definitions.paths import DEFS_DIR
+
+    assert run(["houses"]).ok
+    found = repro("houses/price_model@champion", None, DEFS_DIR)
+    assert found.ok, found.mismatches
+    assert [line.split(":")[0] for line in found.lines if line.startswith("metric")] == [
+        "metric mae",
+        "metric r2",
+        "metric rmse",
+    ]
+    assert all(line.endswith("(as recorded)") for line in found.lines if line.startswith("metric"))
