@@ -198,5 +198,7 @@ def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop
     write_pipeline("shop", SHOP.replace("must_beat: null}", "must_beat: null, pin: {champion: 1}}"))
     report = run(defs_dir=defs_dir)
     assert report.aliases[0][0] == "warning"
-    assert report.aliases[0][1].startswith("alias pins not checked: model registry (mlflow at http://user:***@127.0.0.1:")
+    assert report.aliases[0][1].startswith(
+        "alias pins not checked: model registry (mlflow at http://user:***@127.0.0.1:"
+    )
     assert "hunter2" not in report.aliases[0][1]
