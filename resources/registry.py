@@ -195,17 +195,21 @@ class MlflowModelRegistry(ModelRegistry):
 
         wanted, found = set(names), {}
         token = None
+        if len(wanted) <= _FEW:  # a model or a few (a training's own check): read just those
+            try:
+                for name in sorted(wanted):
+                    model = _registered(client, name)
+                    if model is not None:
+                        found[name] = _alias_state(model)
+            except MlflowException as exc:
+                raise self._fail("read the aliases", exc) from safe_cause(exc)
+            return found
         try:
             while wanted:
                 page = client.search_registered_models(max_results=1000, page_token=token)
                 for model in page:
                     if model.name in wanted:
-                        tags = {
-                            k.removeprefix(ALIAS_RECORD_PREFIX): v
-                            for k, v in (model.tags or {}).items()
-                            if k.startswith(ALIAS_RECORD_PREFIX)
-                        }
-                        found[model.name] = ({a: str(v) for a, v in model.aliases.items()}, tags)
+                        found[model.name] = _alias_state(model)
                 token = page.token
                 if not token:
                     break
@@ -306,6 +310,20 @@ class MlflowModelRegistry(ModelRegistry):
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Up to this many models, their aliases are read one by one; more, with one search of them all.
+_FEW = 8
+
+
+def _alias_state(model: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """A registered model's aliases, and the versions Slipway recorded setting them to."""
+    tags = {
+        k.removeprefix(ALIAS_RECORD_PREFIX): v
+        for k, v in (model.tags or {}).items()
+        if k.startswith(ALIAS_RECORD_PREFIX)
+    }
+    return {a: str(v) for a, v in model.aliases.items()}, tags
 
 
 def _registered(client: Any, name: str) -> Any:
