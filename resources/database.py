@@ -197,6 +197,9 @@ def read(variable: str, query: str, where: str) -> Any:
             frame = pd.read_sql_query(sa.text(query), connection)
         except sa.exc.SQLAlchemyError as exc:
             raise _failed(exc, where) from None
+        except pd.errors.DatabaseError as exc:  # pandas 3 wraps the driver's error in its own
+            cause = exc.__cause__ if isinstance(exc.__cause__, sa.exc.SQLAlchemyError) else exc
+            raise _failed(cause, where) from None
     if len(frame) == 0:
         raise DataError(f"{where}: the query returned no rows")
     return frame
