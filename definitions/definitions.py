@@ -207,6 +207,8 @@ def alias_pins_sensor() -> dg.SensorDefinition:
         models = pins.models_of(graph, graph.materializable_asset_keys)
         findings = pins.reconcile(model_registry, models)
         events = pins.evaluations(context.instance, findings, [m.asset for m in models])
+        if not events and findings:
+            return dg.SkipReason(f"{len(models)} models: {len(findings)} alias findings, unchanged since reported")
         if not events:
             return dg.SkipReason(f"{len(models)} models: every alias is where git and Slipway put it")
         for finding in findings:

@@ -121,6 +121,12 @@ def test_a_hand_moved_alias_is_set_back_where_pinned_and_shown_where_not(home, d
     client.set_registered_model_tag("shop.ridge", "note", "touch")  # the MLflow store changes: no cached no-op
     run(defs_dir=defs_dir)
     assert len(alias_checks(home)) == 3  # not reported twice
+    defs = build_definitions(defs_dir)
+    with _instance() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        skipped = defs.get_sensor_def(PINS_SENSOR)(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == "1 models: 1 alias findings, unchanged since reported"
 
     # Pinned: set back, by `slipway run` and by the sensor.
     pin(defs_dir, write_pipeline, "champion: 2", "pin v2")
