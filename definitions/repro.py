@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def _definition(name: str, version: str, tags: dict[str, str], defs_dir: Path, r
     from assets.loader import load_pipelines
     from assets.versions import code_digests, code_version
     from definitions import revisions
-    from definitions.plan import revision_digest
+    from definitions.plan_sides import revision_digest
 
     sha, asset_key = tags.get("slipway.git_sha", "unknown"), tags.get("slipway.asset_key")
     if asset_key is None or "/" not in asset_key:
@@ -185,33 +185,33 @@ def _recorded_data(
     return frames
 
 
+def _materializations(instance: Any, key: Any) -> Iterator[Any]:
+    """Every materialization record of ``key``, newest first, a page at a time."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(key, limit=100, cursor=cursor)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
 def _inputs_of(instance: Any, key: Any, run_id: str | None) -> dict[str, str]:
     """The tags (input data versions among them) of ``key``'s materialization in Dagster run ``run_id``."""
-    cursor = None
-    while run_id:
-        page = instance.fetch_materializations(key, limit=100, cursor=cursor)
-        for record in page.records:
-            if record.run_id == run_id and record.asset_materialization is not None:
-                return dict(record.asset_materialization.tags or {})
-        if not page.has_more:
-            break
-        cursor = page.cursor
+    for record in _materializations(instance, key) if run_id else ():
+        if record.run_id == run_id and record.asset_materialization is not None:
+            return dict(record.asset_materialization.tags or {})
     return {}
 
 
 def _materialized_with(instance: Any, key: Any, data_version: str | None, tag: str) -> list[str]:
     """The run ids of the materializations of ``key`` with ``data_version``, newest first."""
-    cursor, found = None, []
-    while data_version:
-        page = instance.fetch_materializations(key, limit=100, cursor=cursor)
-        for record in page.records:
-            materialization = record.asset_materialization
-            if materialization is not None and (materialization.tags or {}).get(tag) == data_version:
-                found.append(str(record.run_id))
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return found
+    return [
+        str(record.run_id)
+        for record in (_materializations(instance, key) if data_version else ())
+        if record.asset_materialization is not None
+        and (record.asset_materialization.tags or {}).get(tag) == data_version
+    ]
 
 
 def _read_any(store: Any, key: str, runs: list[str], recorded: str, what: str) -> tuple[Any, str]:

@@ -182,6 +182,7 @@ def _run_locked(
     observed: dict[Any, Any],
     cache: NoopCache,
 ) -> RunReport:
+    from definitions import aliases
     from definitions.execute import Engine
 
     engine = Engine(loaded, folder)
@@ -189,7 +190,7 @@ def _run_locked(
         keys = engine.select(names)
         engine.settle_pending(keys)
         # Pins before anything trains: a promotion decided in this run compares with the pinned champion.
-        findings = engine.reconcile_aliases(keys, pinned_only=True)
+        findings = aliases.reconcile(engine, keys, pinned_only=True)
         engine.observe(observed)
         outcomes: dict[Any, AssetOutcome] = {}
         run_ids: list[str] = []
@@ -219,8 +220,8 @@ def _run_locked(
             if key not in outcomes:
                 outcomes[key] = _not_launched(engine, record, key, outcomes)
         # Then every model's aliases, as this run's trainings left them: moved by hand?
-        findings = _merge(findings, engine.reconcile_aliases(keys))
-        engine.show_aliases(list(outcomes.values()))
+        findings = _merge(findings, aliases.reconcile(engine, keys))
+        aliases.show(engine, list(outcomes.values()))
         report = RunReport(loaded.name, [outcomes[k] for k in keys], run_ids, time.perf_counter() - started)
         report.aliases = [(f.level, f.message) for f in findings]
         _remember(cache, engine, record, keys, report, mark)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from gitrepo import commit_all, git, init
 
 from definitions.cli import main
 from definitions.plan import plan
@@ -53,16 +54,6 @@ alerter: {type: log}
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository with one pipeline under defs/ and a stack under stacks/, committed."""
@@ -73,10 +64,7 @@ def repo(tmp_path: Path) -> Path:
     (root / "defs" / "shop" / "data" / "orders.csv").write_text("day,amount\n1,10\n2,12\n")
     (root / "stacks" / "local.yaml").write_text(STACK)
     (root / "uv.lock").write_text("version = 1\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    commit(root, "first")
+    init(root)
     return root
 
 
@@ -170,7 +158,7 @@ def test_a_reformatted_file_is_no_change(repo: Path) -> None:
 
 def test_a_moved_pin_moves_an_alias_and_retrains_nothing(repo: Path) -> None:
     edit(repo, 'gates: {r2: ">= 0.1"}', 'gates: {r2: ">= 0.1"}\n        pin: {champion: 3}')
-    first = commit(repo, "pin v3")
+    first = commit_all(repo, "pin v3")
     edit(repo, "pin: {champion: 3}", "pin: {champion: 2}")
     body = check_golden("pin", run_plan(repo), repo)
     assert body["assets"] == []
@@ -188,7 +176,7 @@ def test_added_and_removed_pipelines_and_stack_changes_are_listed_separately(rep
     (repo / "defs" / "shop2" / "defs.yaml").write_text(other)
     (repo / "defs" / "shop2" / "data").symlink_to(repo / "defs" / "shop" / "data")
     edit(repo, "alerter: {type: log}", "alerter: {type: log}\ninstance: {storage: sqlite}", path="stacks/local.yaml")
-    base = commit(repo, "second pipeline")
+    base = commit_all(repo, "second pipeline")
     body = check_golden("added_stack", run_plan(repo, "HEAD~1..HEAD"), repo)
     assert {(a["key"], a["status"]) for a in body["assets"]} == {
         ("shop2/orders", "added"),
@@ -207,7 +195,7 @@ def test_added_and_removed_pipelines_and_stack_changes_are_listed_separately(rep
 
 def test_plan_reads_revisions_without_touching_the_checkout(repo: Path) -> None:
     edit(repo, "alpha: 1.0", "alpha: 3.0")
-    commit(repo, "alpha 3")
+    commit_all(repo, "alpha 3")
     edit(repo, "alpha: 3.0", "alpha: 4.0")  # uncommitted work
     status = git(repo, "status", "--porcelain")
     head = git(repo, "rev-parse", "HEAD")
@@ -262,7 +250,7 @@ def test_bad_input_is_one_line_each(repo: Path, tmp_path: Path, capsys: pytest.C
 
 def test_a_shallow_clone_missing_the_base_says_how_to_fetch_it(repo: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     edit(repo, "alpha: 1.0", "alpha: 2.0")
-    commit(repo, "second")
+    commit_all(repo, "second")
     clone = tmp_path / "shallow"
     subprocess.run(
         ["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(clone)], check=True, capture_output=True
@@ -281,7 +269,7 @@ def test_a_side_that_does_not_load_says_what_validate_says(repo: Path, capsys) -
     validate_err = one_line_error(capsys, ["--defs", str(repo / "defs"), "validate"])
     assert err == validate_err
     assert f"{repo}/defs/shop/defs.yaml:20: pipeline shop: models.forecast: unknown key 'estimatr'; did you mean" in err
-    commit(repo, "broken")
+    commit_all(repo, "broken")
     edit(repo, "      estimatr: x\n", "")
     err = one_line_error(capsys, ["--defs", str(repo / "defs"), "plan"])
     assert err == validate_err.replace(f"{repo}/", "HEAD:")
@@ -290,7 +278,7 @@ def test_a_side_that_does_not_load_says_what_validate_says(repo: Path, capsys) -
 def test_hand_written_code_and_the_lock_file_are_listed(repo: Path) -> None:
     (repo / "defs" / "team").mkdir()
     (repo / "defs" / "team" / "assets.py").write_text("X = 1\n")
-    commit(repo, "hand-written")
+    commit_all(repo, "hand-written")
     (repo / "defs" / "team" / "assets.py").write_text("X = 2\n")
     (repo / "uv.lock").write_text("version = 2\n")
     found = run_plan(repo)
@@ -309,7 +297,7 @@ def test_a_change_to_hand_written_code_makes_what_reads_it_stale(repo: Path) -> 
     (repo / "defs" / "team").mkdir()
     (repo / "defs" / "team" / "assets.py").write_text("X = 1\n")
     edit(repo, "      inputs: [orders]\n", "      inputs: [orders, team/raw]\n")
-    commit(repo, "reads a hand-written asset")
+    commit_all(repo, "reads a hand-written asset")
     (repo / "defs" / "team" / "assets.py").write_text("X = 2\n")
     found = run_plan(repo)
     assert [(c.key, c.status, c.why) for c in found.assets] == [
@@ -322,11 +310,11 @@ def test_a_symlinked_definition_is_read_the_same_on_both_sides(repo: Path) -> No
     (repo / "shared").mkdir()
     (repo / "defs" / "shop" / "defs.yaml").rename(repo / "shared" / "shop.yaml")
     (repo / "defs" / "shop" / "defs.yaml").symlink_to("../../shared/shop.yaml")
-    commit(repo, "shared definition")
+    commit_all(repo, "shared definition")
     assert not run_plan(repo, "HEAD~1..HEAD").changed
     assert not run_plan(repo).changed
     edit(repo, "alpha: 1.0", "alpha: 2.0", path="shared/shop.yaml")
-    commit(repo, "edit through the link")
+    commit_all(repo, "edit through the link")
     assert [(c.key, c.status) for c in run_plan(repo, "HEAD~1..HEAD").assets] == [("shop/forecast", "changed")]
 
 

@@ -7,11 +7,10 @@ the reloaded code location, and `slipway run` must agree with it and with `slipw
 
 from __future__ import annotations
 
-import subprocess
-
 import dagster as dg
 import pandas as pd
 import pytest
+from gitrepo import init
 from views import automation_requests
 
 from definitions.definitions import AUTOMATION_SENSOR, build_definitions
@@ -54,8 +53,7 @@ def _orders() -> pd.DataFrame:
 @pytest.fixture
 def shop(write_pipeline, defs_dir):
     path = write_pipeline("shop", SHOP, {"data/orders.csv": _orders()})
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "a"]):
-        subprocess.run(["git", *args], cwd=defs_dir, check=True, capture_output=True)
+    init(defs_dir)
     return path
 
 

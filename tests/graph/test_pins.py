@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import dagster as dg
 import pandas as pd
 import pytest
+from gitrepo import git, init
 from mlflow import MlflowClient
 from views import _instance
 
@@ -32,20 +31,11 @@ attributes:
 """
 
 
-def git(cwd, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args], cwd=cwd, check=True, capture_output=True, text=True
-    )
-    return done.stdout
-
-
 @pytest.fixture
 def shop(write_pipeline, defs_dir):
     frame = pd.DataFrame({"day": range(60), "amount": [d * 2.0 + d % 7 for d in range(60)]})
     path = write_pipeline("shop", SHOP, {"data/daily.csv": frame})
-    git(defs_dir, "init", "-q")
-    git(defs_dir, "add", "-A")
-    git(defs_dir, "commit", "-qm", "shop")
+    init(defs_dir)
     return path
 
 

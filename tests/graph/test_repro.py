@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pandas as pd
 import pytest
+from gitrepo import git, init
 from mlflow import MlflowClient
 
 from definitions.cli import main
@@ -33,20 +32,11 @@ attributes:
 """
 
 
-def git(cwd, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args], cwd=cwd, check=True, capture_output=True, text=True
-    )
-    return done.stdout
-
-
 @pytest.fixture
 def shop(write_pipeline, defs_dir):
     frame = pd.DataFrame({"day": range(200), "amount": [d * 1.5 + (d * 7919) % 13 for d in range(200)]})
     path = write_pipeline("shop", SHOP, {"data/daily.csv": frame})
-    git(defs_dir, "init", "-q")
-    git(defs_dir, "add", "-A")
-    git(defs_dir, "commit", "-qm", "shop")
+    init(defs_dir)
     return path
 
 

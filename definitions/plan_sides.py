@@ -1,0 +1,218 @@
+"""The two sides of `slipway plan`: what a revision or the working tree declares.
+
+A revision is read from git (:mod:`definitions.revisions`) into a temporary folder, the working
+tree as it is on disk. Each side's YAML is loaded and checked as ``slipway validate`` loads it
+(a side that does not load raises validate's messages, a revision's files named ``REV:path``),
+and every asset gets the code version Dagster would give it. Python files are never imported:
+hand-written code is kept by the bytes of its files, which is its code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from assets.graph import key_of
+from assets.loader import LoadedPipeline, load_pipelines
+from assets.sources import observable, source_key_path
+from assets.versions import code_digests, code_version, definition_payload, module_file
+from definitions import revisions
+from definitions.revisions import Revision
+from resources.errors import DefinitionError
+
+WORKING_TREE = "working tree"
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One YAML asset as a side declares it."""
+
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    code: dict[str, str]
+    code_version: str
+    parents: tuple[str, ...]
+    pins: dict[str, int]
+    where: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass
+class Side:
+    """What one side of a plan declares: YAML assets, hand-written Python, stacks, the lock file."""
+
+    label: str
+    commit: str | None
+    assets: dict[str, Definition] = field(default_factory=dict)
+    python: dict[str, str] = field(default_factory=dict)
+    stacks: dict[str, Any] = field(default_factory=dict)
+    lock: str | None = None
+
+
+def working_side(root: Path, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None) -> Side:
+    """The working tree as it is on disk (paths shown relative to the repository ``root``)."""
+    side = Side(WORKING_TREE, None)
+    if not defs_dir.is_dir():
+        raise DefinitionError(f"{defs_dir}: no such definitions folder")
+    _load(side, defs_dir, lambda text: text, digest=None, where=lambda text: _relative_paths(text, root))
+    side.python = _python_files(defs_dir)
+    side.stacks = _stack_files(stacks_dir) if stacks_dir is not None else {}
+    side.lock = _file_digest(lock_file) if lock_file is not None else None
+    return side
+
+
+def revision_side(
+    rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None, dest: Path, from_revision: bool
+) -> Side:
+    """Revision ``rev``, its files written below ``dest``; ``from_revision``: see :func:`revision_digest`."""
+    defs_rel = revisions.relative(rev.root, defs_dir)
+    if defs_rel is None:
+        raise DefinitionError(f"{defs_dir} is not inside the git repository {rev.root}")
+    stacks_rel = revisions.relative(rev.root, stacks_dir) if stacks_dir is not None else None
+    lock_rel = revisions.relative(rev.root, lock_file) if lock_file is not None else None
+    revisions.extract(rev, [p for p in (defs_rel, stacks_rel) if p is not None], dest)
+    side = Side(rev.label, rev.sha)
+    folder = dest / defs_rel
+    if folder.is_dir():
+
+        def display(text: str) -> str:
+            return text.replace(f"{dest}/", f"{rev.name}:")
+
+        _load(side, folder, display, digest=revision_digest(rev, from_revision))
+        side.python = _python_files(folder)
+    if stacks_rel is not None:
+        side.stacks = _stack_files(dest / stacks_rel)
+    if lock_rel is not None:
+        data = revisions.read(rev, lock_rel)
+        side.lock = None if data is None else _bytes_digest(data)
+    return side
+
+
+def _load(
+    side: Side,
+    folder: Path,
+    display: Callable[[str], str],
+    digest: Callable[[str], str | None] | None,
+    where: Callable[[str], str] | None = None,
+) -> None:
+    try:
+        pipelines = load_pipelines(folder)
+    except DefinitionError as exc:
+        # `slipway validate`'s messages; a revision's files are named ``REV:path``.
+        raise DefinitionError(display(str(exc))) from exc
+    where = where or display
+    for p in pipelines:
+        for definition in _definitions(p, where, digest):
+            side.assets[definition.key] = definition
+
+
+def _definitions(
+    p: LoadedPipeline, display: Callable[[str], str], digest: Callable[[str], str | None] | None
+) -> Iterable[Definition]:
+    name = p.spec.name
+    for dataset_name, dataset in p.spec.datasets.items():
+        parents = [key_of(name, ref) for ref in dataset.inputs or []]
+        sources = []
+        if dataset.source is not None and observable(dataset.source):
+            sources.append("/".join(source_key_path(name, dataset_name, dataset.source)))
+        yield Definition(
+            f"{name}/{dataset_name}",
+            "dataset",
+            definition_payload("dataset", dataset),
+            code_digests(dataset, digest),
+            code_version("dataset", dataset, digest),
+            tuple(parents + sources),
+            {},
+            display(p.where("datasets", dataset_name)),
+            tuple(sources),
+        )
+    for model_name, model in p.spec.models.items():
+        parents = [key_of(name, model.dataset)]
+        if model.evaluate_on:
+            parents.append(key_of(name, model.evaluate_on))
+        yield Definition(
+            f"{name}/{model_name}",
+            "model",
+            definition_payload("model", model),
+            code_digests(model, digest),
+            code_version("model", model, digest),
+            tuple(parents),
+            dict(model.promote.pin),
+            display(p.where("models", model_name)),
+        )
+
+
+def revision_digest(rev: Revision, from_revision: bool = False) -> Callable[[str], str | None]:
+    """The hash of the project module an import path names, as the file was at ``rev``.
+
+    The module is found as Dagster finds it now (:func:`assets.versions.module_file`); a
+    project file inside the repository is read from the revision, anything else (a library,
+    a file outside the repository) is the same on both sides. A module that cannot be found
+    now counts as no code, as it does for the working tree, unless ``from_revision``: then
+    (two revisions compared, or a model's recorded commit) it is looked for in the revision,
+    as ``a/b.py`` or ``a/b/__init__.py`` from the repository root.
+    """
+    cache: dict[str, str | None] = {}
+
+    def digest(path: str) -> str | None:
+        module = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+        if module not in cache:
+            found = module_file(module)
+            if found is None and from_revision:
+                base = module.replace(".", "/")
+                data = revisions.read(rev, f"{base}.py") or revisions.read(rev, f"{base}/__init__.py")
+                cache[module] = None if data is None else _bytes_digest(data)
+            elif found is None or found.is_library:
+                cache[module] = None
+            else:
+                relative = revisions.relative(rev.root, found.path)
+                if relative is None:
+                    cache[module] = _file_digest(found.path)
+                else:
+                    data = revisions.read(rev, relative)
+                    cache[module] = None if data is None else _bytes_digest(data)
+        return cache[module]
+
+    return digest
+
+
+def _relative_paths(text: str, root: Path) -> str:
+    return text.replace(f"{root}/", "")
+
+
+def _python_files(folder: Path) -> dict[str, str]:
+    return {
+        path.relative_to(folder).as_posix(): _bytes_digest(path.read_bytes())
+        for path in sorted(folder.rglob("*.py"))
+        if "__pycache__" not in path.parts and path.stat().st_size > 0
+    }
+
+
+def _stack_files(folder: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []:
+        try:
+            found[path.stem] = yaml.safe_load(path.read_text())
+        except (UnicodeDecodeError, OSError) as exc:
+            raise DefinitionError(f"{path.name}: not a YAML text file ({type(exc).__name__})") from exc
+        except yaml.YAMLError as exc:
+            line = str(exc).splitlines()[0]
+            raise DefinitionError(f"{path.name}: malformed YAML: {line}") from exc
+    return found
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return _bytes_digest(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _bytes_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
