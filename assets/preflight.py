@@ -193,6 +193,9 @@ def _model_columns(name: str, model: Model) -> Iterator[tuple[tuple[str | int, .
         yield ("models", name, "features", index), column
     if model.split.by is not None:
         yield ("models", name, "split", "by"), model.split.by
+    drift = model.retrain.on_drift if model.retrain else None
+    for index, column in enumerate((drift.features if drift else None) or []):
+        yield ("models", name, "retrain", "on_drift", "features", index), column
 
 
 def _model_problems(

@@ -282,6 +282,107 @@ class Promote(_Closed):
         return gates
 
 
+_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_CRON_NAMES = {
+    3: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration like ``90s``, ``30m``, ``6h`` or ``1d``; ``ValueError`` otherwise."""
+    match = _DURATION.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30m, 6h or 1d (a number and one of s, m, h, d)")
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def cron_problem(text: str) -> str | None:
+    """Why ``text`` is not a five-field cron expression (``0 3 * * 1``), or None.
+
+    Checked here without Dagster (the schema imports none); the schedule is then run by
+    Dagster's own cron iterator, and a test holds the two to agreeing.
+    """
+    fields = str(text).split()
+    if len(fields) != 5:
+        return f"{text!r} has {len(fields)} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)"
+    for index, (field, (what, low, high)) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
+        names = _CRON_NAMES.get(index, {})
+        for part in field.split(","):
+            base, _, step = part.partition("/")
+            if step and not step.isdigit() or step == "0":
+                return f"{text!r}: {what} step {step!r} is not a positive number"
+            if base == "*":
+                continue
+            bounds = base.split("-")
+            if len(bounds) > 2:
+                return f"{text!r}: {what} {part!r} is not a value, a range a-b or *, with an optional /step"
+            for bound in bounds:
+                value = names.get(bound.lower()) if not bound.isdigit() else int(bound)
+                if value is None or not low <= value <= high:
+                    return f"{text!r}: {what} {bound!r} is not in {low}-{high}"
+    return None
+
+
+class DriftTrigger(_Closed):
+    """Retrain when the newest data has drifted from the data the champion was trained on.
+
+    Numeric features are scored by ``psi`` (population stability index over the reference's
+    deciles), ``ks`` (the two-sample Kolmogorov-Smirnov statistic) or ``chi2`` (Cramer's V of
+    the chi-square table over the reference's deciles); categorical ones by ``psi`` or, for
+    ``ks`` and ``chi2``, Cramer's V. The dataset's score is its worst feature's.
+    """
+
+    method: Literal["psi", "ks", "chi2"] = "psi"
+    threshold: float = Field(default=0.2, gt=0, description="Dataset score above which the data counts as drifted.")
+    features: list[str] | None = Field(
+        default=None, min_length=1, description="Columns to compare; the model's features when omitted."
+    )
+
+
+class Retrain(_Closed):
+    """When a model retrains by itself (the ``slipway_retrain`` sensor); without it, it never does.
+
+    A trigger retrains the model once per new version of its input data, whatever the trigger
+    and however many sensor ticks see it. ``cooldown`` and ``max_per_day`` hold a trigger
+    back (it waits, and the sensor says until when); a change to the definition in git is
+    rebuilt by the automation sensor whatever the policy says.
+    """
+
+    on_new_data: bool = Field(default=False, description="Retrain on each new version of the input data.")
+    on_drift: DriftTrigger | None = Field(default=None, description="Retrain when new input data has drifted.")
+    schedule: str | None = Field(
+        default=None, description='Cron: retrain at each tick if the input has data not trained on, e.g. "0 3 * * 1".'
+    )
+    cooldown: str | None = Field(default=None, description="Least time between two trainings: 30m, 6h, 1d.")
+    max_per_day: int | None = Field(default=None, ge=1, description="Most trainings in any 24 hours.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        problem = cron_problem(schedule) if schedule is not None else None
+        if problem:
+            raise ValueError(f"schedule {problem}")
+        return schedule
+
+    @field_validator("cooldown")
+    @classmethod
+    def _duration(cls, cooldown: str | None) -> str | None:
+        if cooldown is not None:
+            try:
+                parse_duration(cooldown)
+            except ValueError as exc:
+                raise ValueError(f"cooldown {exc}") from None
+        return cooldown
+
+    @property
+    def cooldown_seconds(self) -> int:
+        """The cooldown in seconds (0 without one)."""
+        return parse_duration(self.cooldown) if self.cooldown else 0
+
+
 class ComputeResources(_Closed):
     """Pod resources, used by the Kubernetes stack only."""
 
@@ -313,6 +414,7 @@ class Model(_Closed):
     )
     metrics: list[str] = Field(min_length=1)
     promote: Promote = Field(default_factory=Promote)
+    retrain: Retrain | None = Field(default=None, description="When it retrains by itself; never without one.")
     resources: ComputeResources | None = None
     description: str | None = None
 
@@ -363,6 +465,12 @@ class PipelineSpec(_Closed):
                 found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
         for name, model in self.models.items():
             found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")
+            drift = model.retrain.on_drift if model.retrain else None
+            if drift is not None and drift.features and model.features is not None:
+                for index, column in enumerate(drift.features):
+                    if column not in model.features:
+                        message = f"{column!r} is not among the model's features {model.features}"
+                        found.append((("models", name, "retrain", "on_drift", "features", index), message))
             if model.evaluate_on is not None:
                 found += self._unknown(model.evaluate_on, ("models", name, "evaluate_on"), "evaluation dataset")
                 if key_of(self.name, model.evaluate_on) == key_of(self.name, model.dataset):

@@ -32,11 +32,14 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
     """The resolved definition (defaults filled in) that an asset's code version hashes.
 
     A model's alias pins (``promote.pin``) are left out: moving a pin moves an alias in the
-    registry (:mod:`assets.pins`) and must not retrain the model.
+    registry (:mod:`assets.pins`) and must not retrain the model. So is its ``retrain`` policy:
+    it decides when the model retrains by itself, not what it is.
     """
     payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else dict(definition)
     if kind == "model" and isinstance(payload.get("promote"), dict):
         payload["promote"] = {k: v for k, v in payload["promote"].items() if k != "pin"}
+    if kind == "model":
+        payload.pop("retrain", None)
     return payload
 
 

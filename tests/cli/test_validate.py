@@ -73,6 +73,12 @@ attributes:
       split: {test_size: 0.2, seed: 0, by: customer_id}
       metrics: [roc_auc, f1]
       promote: {alias: champion, gates: {roc_auc: ">= 0.75"}, must_beat: null}
+      retrain:
+        on_new_data: false
+        on_drift: {method: psi, threshold: 0.2, features: [tenure]}
+        schedule: "0 3 * * mon-fri"
+        cooldown: 6h
+        max_per_day: 2
       resources: {cpu: "2", memory: 4Gi}
       description: Churn.
     ridge:
@@ -222,6 +228,48 @@ def test_validate_reports_every_problem_at_once(home, write_pipeline, defs_dir):
         f"error: {path}:12: pipeline shop: model clf: target: column 'churn' is not in data/orders.csv "
         "(dataset orders); did you mean 'churned'?",
     ]
+
+
+def test_validate_refuses_a_bad_retrain_policy_with_its_line(home, write_pipeline, defs_dir):
+    policy = {
+        "cron": ("schedule: '0 3 * *'", "schedule '0 3 * *' has 4 fields; a cron schedule has 5"),
+        "cron_range": ("schedule: '0 25 * * *'", "schedule '0 25 * * *': hour '25' is not in 0-23"),
+        "duration": ("cooldown: 6 hours", "cooldown '6 hours' is not a duration like 30m, 6h or 1d"),
+        "max": ("max_per_day: 0", "max_per_day: Input should be greater than or equal to 1"),
+        "method": ("on_drift: {method: kl}", "on_drift.method: Input should be 'psi', 'ks' or 'chi2'"),
+    }
+    paths = {}
+    for name, (line, _message) in policy.items():
+        text = SHOP.replace("name: shop", f"name: {name}").replace(
+            "      metrics: [accuracy]", f"      metrics: [accuracy]\n      retrain: {{{line}}}"
+        )
+        paths[name] = write_pipeline(name, text, {"data/orders.csv": ORDERS})
+    lines = _error_lines(slipway("--defs", str(defs_dir), "validate", home=home))
+    for name, (_line, message) in policy.items():
+        found = [line for line in lines if line.startswith(f"error: {paths[name]}:17: pipeline {name}")]
+        assert len(found) == 1 and message in found[0], (name, lines)
+    assert len(lines) == len(policy), lines
+
+
+def test_a_drift_feature_that_is_not_a_model_feature_is_refused(home, write_pipeline, defs_dir):
+    text = SHOP.replace(
+        "      metrics: [accuracy]",
+        "      features: [tenure]\n      metrics: [accuracy]\n      retrain: {on_drift: {features: [customer_id]}}",
+    )
+    path = write_pipeline("shop", text, {"data/orders.csv": ORDERS})
+    (line,) = _error_lines(slipway("--defs", str(defs_dir), "validate", home=home))
+    assert line == (
+        f"error: {path}:18: pipeline shop: models.clf.retrain.on_drift.features.0: "
+        "'customer_id' is not among the model's features ['tenure']"
+    )
+    # Without declared features, a drift feature must be a column of the dataset.
+    text = SHOP.replace(
+        "      metrics: [accuracy]", "      metrics: [accuracy]\n      retrain: {on_drift: {features: [tenur]}}"
+    )
+    path = write_pipeline("shop", text, {"data/orders.csv": ORDERS})
+    (line,) = _error_lines(slipway("--defs", str(defs_dir), "validate", home=home))
+    assert line.startswith(f"error: {path}:17: pipeline shop: model clf: retrain.on_drift.features: column 'tenur'")
+    assert "did you mean 'tenure'?" in line
 
 
 def test_validate_without_expectations_imports_neither_dagster_mlflow_nor_gx(home, write_pipeline, defs_dir):
