@@ -14,6 +14,7 @@ from stacks.config import StackFields
 
 def build_resources(stack: StackFields) -> dict[str, Any]:
     """The resources every pipeline asset asks for, by key, for this stack."""
+    from resources.alerts import LogAlerter, WebhookAlerter
     from resources.artifacts import LocalArtifactStore
     from resources.drift import StatisticalDriftDetector
     from resources.policy import ImportPolicy
@@ -22,6 +23,7 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
     from resources.validator import GreatExpectationsValidator
 
     tracker = stack.experiment_tracker
+    alerter = stack.alerter
     return {
         "experiment_tracker": MlflowTracker(
             tracking_uri=tracker.tracking_uri,
@@ -37,6 +39,9 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
         "drift_detector": StatisticalDriftDetector(bins=stack.drift_detector.bins),
         "io_manager": LocalArtifactStore(base_dir=stack.artifact_store.base_dir),
         "import_policy": ImportPolicy(allowed=list(stack.allowed_imports)),
+        "alerter": (
+            WebhookAlerter(**alerter.model_dump(exclude={"type"})) if alerter.type == "webhook" else LogAlerter()
+        ),
     }
 
 

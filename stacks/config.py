@@ -81,6 +81,28 @@ class StatisticalDriftConfig(_Component):
     bins: int = Field(default=10, ge=2, le=100, description="Quantile bins for PSI.")
 
 
+class LogAlerterConfig(_Component):
+    """Alerts as warning lines in the run or sensor log."""
+
+    type: Literal["log"] = "log"
+
+
+class WebhookAlerterConfig(_Component):
+    """Alerts as a Slack-compatible JSON POST; the URL only from the environment, never from this file."""
+
+    type: Literal["webhook"] = "webhook"
+    url_env: str = Field(
+        default="SLIPWAY_ALERT_WEBHOOK",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable (or Kubernetes secret) holding the webhook URL.",
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60, description="Per attempt.")
+    retries: int = Field(default=2, ge=0, le=10, description="Attempts after the first (network error, 5xx, 429).")
+    backoff_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="Wait before the first retry, doubled each time."
+    )
+
+
 COMPONENT_TYPES: dict[str, dict[str, type[_Component]]] = {
     "orchestrator": {"in_process": InProcessOrchestrator},
     "experiment_tracker": {"mlflow": MlflowTrackerConfig},
@@ -88,6 +110,7 @@ COMPONENT_TYPES: dict[str, dict[str, type[_Component]]] = {
     "artifact_store": {"local": LocalArtifactStoreConfig},
     "data_validator": {"great_expectations": GreatExpectationsConfig},
     "drift_detector": {"statistical": StatisticalDriftConfig},
+    "alerter": {"log": LogAlerterConfig, "webhook": WebhookAlerterConfig},
 }
 
 DEFAULT_ALLOWED_IMPORTS = ["sklearn", "xgboost", "lightgbm", "definitions"]
@@ -105,6 +128,7 @@ class StackFields(BaseModel):
     artifact_store: Annotated[LocalArtifactStoreConfig, Field(discriminator="type")] = LocalArtifactStoreConfig()
     data_validator: Annotated[GreatExpectationsConfig, Field(discriminator="type")] = GreatExpectationsConfig()
     drift_detector: Annotated[StatisticalDriftConfig, Field(discriminator="type")] = StatisticalDriftConfig()
+    alerter: Annotated[LogAlerterConfig | WebhookAlerterConfig, Field(discriminator="type")] = LogAlerterConfig()
     allowed_imports: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="Module prefixes that import paths in pipeline YAML may name.",

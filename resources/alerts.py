@@ -1,0 +1,162 @@
+"""Alerts: the :class:`Alerter` role, a log alerter (the default) and a webhook alerter.
+
+Slipway alerts when drift is detected, a blocking expectation or a gate fails, an alias moves
+(promotion) and a run fails. An alert never fails what raised it: a webhook that is down is
+retried, logged and given up on.
+
+Stack YAML::
+
+    alerter: {type: log}
+    alerter: {type: webhook, url_env: SLIPWAY_ALERT_WEBHOOK, timeout_seconds: 5, retries: 2}
+
+The webhook's URL comes only from the environment variable named by ``url_env`` (a Slack
+incoming-webhook URL is a secret): it is never shown, logged or stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from resources.redact import redact
+
+KINDS = ("drift", "check_failed", "promotion", "run_failed")
+_EMOJI = {
+    "drift": ":chart_with_upwards_trend:",
+    "check_failed": ":x:",
+    "promotion": ":trophy:",
+    "run_failed": ":rotating_light:",
+}
+_COLOUR = {"drift": "#e8a33d", "check_failed": "#d0342c", "promotion": "#2eb67d", "run_failed": "#d0342c"}
+LOGGER = logging.getLogger("slipway.alerts")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What happened, to whom, and where to look."""
+
+    kind: str  # one of KINDS
+    title: str
+    text: str
+    asset: str | None = None
+    link: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The alert as one log line."""
+        extra = "".join(f"; {k}: {v}" for k, v in self.fields.items())
+        link = f" ({self.link})" if self.link else ""
+        return redact(f"alert {self.kind}: {self.title}: {self.text}{extra}{link}")
+
+    def payload(self) -> dict[str, Any]:
+        """A Slack-compatible JSON body (``text`` plus an attachment), with the alert's data under ``slipway``."""
+        text = f"{_EMOJI.get(self.kind, '')} *{self.title}*\n{self.text}".strip()
+        if self.link:
+            text += f"\n<{self.link}|details>"
+        return {
+            "text": redact(text),
+            "attachments": [
+                {
+                    "color": _COLOUR.get(self.kind, "#888888"),
+                    "fields": [{"title": k, "value": redact(str(v)), "short": True} for k, v in self.fields.items()],
+                }
+            ],
+            "slipway": {
+                "kind": self.kind,
+                "title": redact(self.title),
+                "text": redact(self.text),
+                "asset": self.asset,
+                "link": self.link,
+                "fields": {k: redact(str(v)) for k, v in self.fields.items()},
+            },
+        }
+
+
+class Alerter(dg.ConfigurableResource, ABC):
+    """Sends alerts; :meth:`send` never raises."""
+
+    def send(self, alert: Alert, log: Any = None) -> bool:
+        """Deliver ``alert`` (and log it to ``log``, a logger or Dagster's ``context.log``); True when delivered."""
+        try:
+            return self._send(alert, log or LOGGER)
+        except Exception as exc:  # an alert must never fail what raised it
+            (log or LOGGER).warning(redact(f"alert {alert.kind} not sent: {type(exc).__name__}: {exc}"))
+            return False
+
+    @abstractmethod
+    def _send(self, alert: Alert, log: Any) -> bool: ...
+
+
+class LogAlerter(Alerter):
+    """Alerts as warning lines in the log (the Dagster run or sensor log, or the terminal)."""
+
+    def _send(self, alert: Alert, log: Any) -> bool:
+        log.warning(alert.line())
+        return True
+
+
+class WebhookAlerter(Alerter):
+    """Alerts as a JSON POST (Slack-compatible) to the URL in an environment variable, also logged."""
+
+    url_env: str = Field(default="SLIPWAY_ALERT_WEBHOOK", description="Environment variable holding the URL.")
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
+    retries: int = Field(default=2, ge=0, description="Attempts after the first, on a network error or HTTP 5xx/429.")
+    backoff_seconds: float = Field(default=1.0, ge=0, description="Wait before the first retry; doubled each time.")
+
+    def _send(self, alert: Alert, log: Any) -> bool:
+        log.warning(alert.line())
+        url = os.environ.get(self.url_env, "").strip()
+        if not url:
+            log.warning(f"webhook alerter: ${self.url_env} is not set; the alert was only logged")
+            return False
+        body = json.dumps(alert.payload()).encode()
+        attempts = self.retries + 1
+        for attempt in range(1, attempts + 1):
+            problem, retry = self._post(url, body)
+            if problem is None:
+                return True
+            said = f"webhook alert ({alert.kind}) to ${self.url_env} failed, attempt {attempt}/{attempts}: {problem}"
+            if not retry or attempt == attempts:
+                log.warning(said + "; given up (the pipeline goes on)")
+                return False
+            log.warning(said + "; retrying")
+            time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        return False
+
+    def _post(self, url: str, body: bytes) -> tuple[str | None, bool]:
+        """(None, _) when delivered, else (what went wrong without the URL, whether to retry)."""
+        import base64
+        from urllib.parse import urlsplit, urlunsplit
+
+        headers = {"Content-Type": "application/json"}
+        parts = urlsplit(url)
+        if parts.username is not None:  # user:password@host is basic auth, which urllib does not read from a URL
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            target = urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+            token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        else:
+            target = url
+        request = urllib.request.Request(target, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
+                response.read()
+            return None, False
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            said = redact(f"{type(reason).__name__}: {reason}").replace(url, f"${self.url_env}").replace(target, "")
+            return said, not isinstance(exc, ValueError)

@@ -1,0 +1,166 @@
+"""The alerters against a real HTTP server on 127.0.0.1, started by the test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from resources.alerts import Alert, LogAlerter, WebhookAlerter
+
+ALERT = Alert(
+    "drift",
+    "churn/churn_classifier: drift detected",
+    "psi 0.41 vs threshold 0.2",
+    asset="churn/churn_classifier",
+    link="http://127.0.0.1:5000/#/experiments/1/runs/abc",
+    fields={"worst feature": "tenure"},
+)
+
+
+class Hook:
+    """A webhook receiver: records each POST; answers ``statuses`` in turn (then 200), after ``delay`` seconds."""
+
+    def __init__(self, statuses=(), delay=0.0):
+        self.bodies, self.headers, self.statuses, self.delay = [], [], list(statuses), delay
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.bodies.append(json.loads(body))
+                hook.headers.append(dict(self.headers))
+                time.sleep(hook.delay)
+                status = hook.statuses.pop(0) if hook.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    made = []
+
+    def make(**kwargs):
+        made.append(Hook(**kwargs))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def log():
+    logger = logging.getLogger("test.alerts")
+    handler = Lines()
+    logger.addHandler(handler)
+    yield logger, handler.lines
+    logger.removeHandler(handler)
+
+
+def test_a_webhook_alert_is_a_slack_compatible_json_post(hook, log, monkeypatch):
+    server = hook()
+    monkeypatch.setenv("SLIPWAY_ALERT_WEBHOOK", server.url)
+    logger, lines = log
+    assert WebhookAlerter().send(ALERT, logger) is True
+    (body,) = server.bodies
+    assert server.headers[0]["Content-Type"] == "application/json"
+    assert body["text"].startswith(":chart_with_upwards_trend: *churn/churn_classifier: drift detected*\npsi 0.41")
+    assert body["attachments"][0]["fields"] == [{"title": "worst feature", "value": "tenure", "short": True}]
+    assert body["slipway"]["kind"] == "drift" and body["slipway"]["asset"] == "churn/churn_classifier"
+    assert lines == [ALERT.line()]
+
+
+def test_a_failing_webhook_is_retried_until_it_answers(hook, log, monkeypatch):
+    server = hook(statuses=[500, 503])
+    monkeypatch.setenv("HOOK", server.url)
+    logger, lines = log
+    assert WebhookAlerter(url_env="HOOK", retries=2, backoff_seconds=0.01).send(ALERT, logger) is True
+    assert len(server.bodies) == 3
+    assert [line for line in lines if "attempt" in line] == [
+        "webhook alert (drift) to $HOOK failed, attempt 1/3: HTTP 500; retrying",
+        "webhook alert (drift) to $HOOK failed, attempt 2/3: HTTP 503; retrying",
+    ]
+
+
+def test_a_refused_webhook_is_not_retried(hook, log, monkeypatch):
+    server = hook(statuses=[404])
+    monkeypatch.setenv("HOOK", server.url)
+    logger, lines = log
+    assert WebhookAlerter(url_env="HOOK", backoff_seconds=0.01).send(ALERT, logger) is False
+    assert len(server.bodies) == 1
+    assert lines[-1] == "webhook alert (drift) to $HOOK failed, attempt 1/3: HTTP 404; given up (the pipeline goes on)"
+
+
+def test_an_unreachable_webhook_is_logged_and_never_raises_nor_shows_its_url(log, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HOOK", f"http://bot:s3cret-token@127.0.0.1:{port}/services/T000/B000/XXXX")
+    logger, lines = log
+    started = time.monotonic()
+    assert WebhookAlerter(url_env="HOOK", retries=1, backoff_seconds=0.01).send(ALERT, logger) is False
+    assert time.monotonic() - started < 5
+    failures = [line for line in lines if "attempt" in line]
+    assert len(failures) == 2 and "ConnectionRefusedError" in failures[0]
+    assert not any("s3cret" in line or "T000" in line for line in lines)
+
+
+def test_a_webhook_slower_than_its_timeout_is_given_up_in_bounded_time(hook, log, monkeypatch):
+    server = hook(delay=2.0)
+    monkeypatch.setenv("HOOK", server.url)
+    logger, lines = log
+    started = time.monotonic()
+    assert (
+        WebhookAlerter(url_env="HOOK", timeout_seconds=0.3, retries=1, backoff_seconds=0.01).send(ALERT, logger)
+        is False
+    )
+    assert time.monotonic() - started < 1.5
+    assert "timed out" in lines[-1] and "given up" in lines[-1]
+
+
+def test_without_its_variable_the_webhook_alerter_only_logs(log, monkeypatch):
+    monkeypatch.delenv("SLIPWAY_ALERT_WEBHOOK", raising=False)
+    logger, lines = log
+    assert WebhookAlerter().send(ALERT, logger) is False
+    assert lines == [ALERT.line(), "webhook alerter: $SLIPWAY_ALERT_WEBHOOK is not set; the alert was only logged"]
+
+
+def test_the_log_alerter_writes_one_line_without_passwords(log):
+    logger, lines = log
+    alert = Alert("run_failed", "run 1234abcd failed", "could not reach postgresql://app:hunter2@db/x")
+    assert LogAlerter().send(alert, logger) is True
+    assert lines == ["alert run_failed: run 1234abcd failed: could not reach postgresql://app:***@db/x"]
+
+
+def test_credentials_in_the_webhook_url_are_sent_as_basic_auth(hook, log, monkeypatch):
+    server = hook()
+    monkeypatch.setenv("HOOK", server.url.replace("http://", "http://bot:s3cret@"))
+    assert WebhookAlerter(url_env="HOOK").send(ALERT, log[0]) is True
+    assert server.headers[0]["Authorization"] == "Basic Ym90OnMzY3JldA=="  # bot:s3cret
