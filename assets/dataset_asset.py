@@ -15,6 +15,7 @@ from assets.preflight import expectation_columns
 from assets.rebuild import recording_failures
 from assets.schema import Dataset, input_name
 from assets.versions import code_version, frame_version
+from resources.alerts import Alert, Alerter
 from resources.artifacts import as_table
 from resources.drift import DriftDetector
 from resources.errors import DataError, RefusedData
@@ -169,6 +170,7 @@ def build_dataset_asset(
         data_validator: DataValidator,
         drift_detector: DriftDetector,
         import_policy: ImportPolicy,
+        alerter: Alerter,
         frames: dict[str, Any],
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
@@ -204,6 +206,16 @@ def build_dataset_asset(
                 # downstream assets read, by every launch path. The check results are recorded
                 # (on the rejected data version) before the step fails.
                 yield from checks
+                alerter.send(
+                    Alert(
+                        "check_failed",
+                        f"{pipeline}/{name}: blocking expectations failed",
+                        f"{', '.join(failed)}: data version {version} ({len(frame)} rows) was not stored; "
+                        "nothing downstream is rebuilt or retrained from it",
+                        f"{pipeline}/{name}",
+                    ),
+                    context.log,
+                )
                 raise RefusedData(
                     f"{where}: blocking expectations failed: {', '.join(failed)}; "
                     f"data version {version} ({len(frame)} rows) was not stored"
@@ -263,9 +275,10 @@ def build_dataset_asset(
         data_validator: DataValidator,
         drift_detector: DriftDetector,
         import_policy: ImportPolicy,
+        alerter: Alerter,
         **frames: Any,
     ) -> Any:
-        steps = _build(context, data_validator, drift_detector, import_policy, frames)
+        steps = _build(context, data_validator, drift_detector, import_policy, alerter, frames)
         yield from recording_failures(context, key, steps, can_refuse=blocking)
 
     return _dataset

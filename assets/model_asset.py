@@ -13,8 +13,10 @@ from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
 from assets.pins import ALIAS_CHECK, PROMOTE_METADATA
 from assets.rebuild import recording_failures
+from assets.retrain import REASON_TAG, TRIGGER_TAG, policy_metadata
 from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
+from resources.alerts import Alert, Alerter
 from resources.artifacts import ModelRef
 from resources.errors import SlipwayError
 from resources.policy import ImportPolicy
@@ -89,6 +91,7 @@ def build_model_asset(
         experiment_tracker: ExperimentTracker,
         model_registry: ModelRegistry,
         import_policy: ImportPolicy,
+        alerter: Alerter,
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "training")
         # Import everything the training needs first: the tracker's warm-up imports MLflow on
@@ -123,6 +126,11 @@ def build_model_asset(
         }
         if sha != "unknown":
             tags["mlflow.source.git.commit"] = sha
+        # Why this training happened, when a retrain policy launched it (assets.retrain).
+        trigger = context.run.tags.get(TRIGGER_TAG)
+        if trigger:
+            tags["slipway.retrain_trigger"] = trigger
+            tags["slipway.retrain_reason"] = context.run.tags.get(REASON_TAG, "")[:500]
         registry_name = registered_name(pipeline, name)
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", tags, train_started_ms)
         yielded = False
@@ -156,6 +164,11 @@ def build_model_asset(
                     "upstream_data_version": data_version,
                     "git_sha": sha,
                     "git_dirty": dirty,
+                    **(
+                        {"retrain_trigger": trigger, "retrain_reason": tags["slipway.retrain_reason"]}
+                        if trigger
+                        else {}
+                    ),
                     **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
                 },
             )
@@ -171,6 +184,7 @@ def build_model_asset(
             if not yielded:
                 _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
             raise
+        _alert(alerter, context, key, registry_name, ref, decision, gates, experiment_tracker.run_url(run))
         for gate in gates:
             yield dg.AssetCheckResult(
                 check_name=gate_check_name(gate.metric),
@@ -198,6 +212,7 @@ def build_model_asset(
             "slipway/pipeline": pipeline,
             "slipway/registered_model": registered_name(pipeline, name),
             PROMOTE_METADATA: spec.promote.model_dump_json(),
+            **policy_metadata(pipeline, name, spec),
             **({REFS_METADATA: dict(refs)} if refs else {}),
         },
     )
@@ -206,10 +221,17 @@ def build_model_asset(
         experiment_tracker: ExperimentTracker,
         model_registry: ModelRegistry,
         import_policy: ImportPolicy,
+        alerter: Alerter,
         **frames: Any,
     ) -> Any:
         steps = _train(
-            context, frames["frame"], frames.get("evaluation"), experiment_tracker, model_registry, import_policy
+            context,
+            frames["frame"],
+            frames.get("evaluation"),
+            experiment_tracker,
+            model_registry,
+            import_policy,
+            alerter,
         )
         # A model refuses no data (only a dataset's blocking expectations do): nothing to record.
         yield from recording_failures(context, key, steps, can_refuse=False)
@@ -296,6 +318,29 @@ def _track_and_promote(
             registry.set_alias(registry_name, decision.alias, version)
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
     return ref, decision, gates
+
+
+def _alert(
+    alerter: Alerter,
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    name: str,
+    ref: ModelRef,
+    decision: "promotion.Decision",
+    gates: "list[promotion.GateResult]",
+    link: str,
+) -> None:
+    """Alert on a failed gate and on a promotion (an alias moved); an alert never fails the training."""
+    asset = key.to_user_string()
+    metrics = {k: f"{v:.4g}" for k, v in ref.metrics.items()}
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        text = "; ".join(f"{g.metric} {g.value:.4g} fails {g.condition}" for g in failed)
+        alert = Alert("check_failed", f"{asset}: v{ref.version} failed its gates", text, asset, link, metrics)
+        alerter.send(alert, context.log)
+    if decision.alias:
+        text = f"v{ref.version} is now {decision.alias}: {decision.reason}"
+        alerter.send(Alert("promotion", f"{name}: {decision.alias} moved", text, asset, link, metrics), context.log)
 
 
 def _alias_check(

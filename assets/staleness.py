@@ -14,6 +14,7 @@ from typing import Any
 CODE_VERSION_TAG = "dagster/code_version"
 DATA_VERSION_TAG = "dagster/data_version"
 INPUT_VERSION_PREFIX = "dagster/input_data_version/"
+NEW_DATA = " has new data"  # the end of the reason an input's new data gives
 
 
 @dataclass(frozen=True)
@@ -59,5 +60,5 @@ def out_of_date(built: Built | None, code_version: str | None, inputs: Mapping[s
     for name in sorted(inputs):
         current = inputs[name]
         if current is not None and built.inputs.get(name) != current:
-            found.append(f"{name} has new data" if name in built.inputs else f"{name} is a new input")
+            found.append(f"{name}{NEW_DATA}" if name in built.inputs else f"{name} is a new input")
     return found

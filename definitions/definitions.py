@@ -23,7 +23,9 @@ from typing import Any
 import dagster as dg
 
 from assets.rebuild import Built, rebuild_condition
+from assets.retrain import GitChange, retrain_sensor
 from definitions.paths import DEFS_DIR, defs_folder
+from resources.alerts import Alerter
 from resources.artifacts import STORED
 from resources.errors import DefinitionError
 from resources.registry import ModelRegistry
@@ -32,6 +34,7 @@ from stacks.build import build_resources, executor
 
 AUTOMATION_SENSOR = "slipway_automation"
 PINS_SENSOR = "slipway_alias_pins"
+RUN_FAILURE_SENSOR = "slipway_run_failures"
 SOURCE_VERSION_PREFIX = "source-"
 
 
@@ -130,11 +133,17 @@ def _load_folder(folder: Path) -> dg.Definitions:
 
 
 def build_definitions(
-    folder: Path | None = None, loaded: LoadedStack | None = None, stores: StackStores | None = None
+    folder: Path | None = None,
+    loaded: LoadedStack | None = None,
+    stores: StackStores | None = None,
+    asked: bool = False,
 ) -> dg.Definitions:
     """The code location: the pipelines of ``folder`` on the stack ``loaded`` (defaults: the active ones).
 
     ``stores`` (over the stack's resources) is what the rebuild predicate asks; made here when not given.
+    By itself (``asked`` false: deployed, the UI, sensors) a model is rebuilt for what git changed
+    and retrains on new data only by its retrain policy (:mod:`assets.retrain`); ``asked`` (a person
+    running `slipway run`) rebuilds whatever is out of date.
     """
     loaded = loaded or load_stack()
     with warnings.catch_warnings():
@@ -146,6 +155,7 @@ def build_definitions(
     resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
     stores = stores or StackStores(resources)
     condition = rebuild_condition(stores)
+    model_condition = condition if asked else (condition & GitChange()).with_label("slipway rebuild (models)")
     materializable = {
         key: item
         for item in pipelines.assets or []
@@ -157,7 +167,8 @@ def build_definitions(
         if spec.key not in materializable:
             return spec
         if spec.automation_condition is None:
-            spec = spec.replace_attributes(automation_condition=condition)
+            is_model = "slipway/registered_model" in spec.metadata
+            spec = spec.replace_attributes(automation_condition=model_condition if is_model else condition)
         if spec.code_version is None:
             # A hand-written asset without a code version: the bytes of the file that defines
             # it stand in, so that editing it counts as a changed definition.
@@ -182,7 +193,11 @@ def build_definitions(
         )
     defs = dg.Definitions.merge(
         pipelines,
-        dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=[sensor, alias_pins_sensor()]),
+        dg.Definitions(
+            resources=resources,
+            executor=executor(loaded.stack),
+            sensors=[sensor, alias_pins_sensor(), retrain_sensor(), run_failure_sensor()],
+        ),
     )
     _check_inputs(defs)
     return defs
@@ -216,6 +231,38 @@ def alias_pins_sensor() -> dg.SensorDefinition:
         return dg.SensorResult(asset_events=events)
 
     return _pins
+
+
+def run_failure_sensor() -> dg.SensorDefinition:
+    """Alerts (the stack's alerter) on every failed run of the code location; on by default.
+
+    A run launched by `slipway run` is left to it: the command alerts on its own failed runs,
+    so a failure is alerted once whether the daemon runs or not.
+    """
+    @dg.run_failure_sensor(
+        name=RUN_FAILURE_SENSOR,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+        description="Alerts on failed runs (the stack's alerter).",
+    )
+    def _failed(context: dg.RunFailureSensorContext, alerter: Alerter) -> None:
+        run = context.dagster_run
+        if run.tags.get("slipway/command") == "run" and "dagster/parent_run_id" not in run.tags:
+            return
+        alerter.send(run_failure_alert(context.dagster_run, context.failure_event.message or ""), context.log)
+
+    return _failed
+
+
+def run_failure_alert(run: Any, message: str) -> Any:
+    """The alert for a failed run: which run, which assets, the first line of why."""
+    from resources.alerts import Alert
+
+    assets = ", ".join(sorted(k.to_user_string() for k in run.asset_selection or ())) or run.job_name
+    first = (message or "failed").strip().splitlines()[0][:300]
+    trigger = run.tags.get("slipway/retrain_trigger")
+    fields = {"run": run.run_id[:8], **({"retrain trigger": trigger} if trigger else {})}
+    return Alert("run_failed", f"run {run.run_id[:8]} failed ({assets})", first, fields=fields)
 
 
 def source_version(item: dg.AssetsDefinition) -> str | None:

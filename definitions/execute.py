@@ -40,7 +40,8 @@ class Engine:
 
         self.loaded = loaded
         self.stores = StackStores(build_resources(loaded.stack), remember=True)
-        self.defs = build_definitions(folder, loaded, self.stores)
+        # A person asked: whatever is out of date is rebuilt (a model's retrain policy is for sensors).
+        self.defs = build_definitions(folder, loaded, self.stores, asked=True)
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
@@ -222,6 +223,8 @@ class Engine:
         # put itself on that list.)
         failed = self.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         failed_steps = {entry.step_key for entry in failed}
+        if not result.success:
+            self._alert_failure(result.run_id, failed)
         unreachable = _failed_on_a_store(failed)
         self.registry_down = self.registry_down or bool(unreachable)
         self._settle(
@@ -229,6 +232,19 @@ class Engine:
             keep={k for k in keys if self._step(k) in unreachable},
         )
         return result.run_id, self.outcomes(result.run_id, keys, reasons)
+
+    def _alert_failure(self, run_id: str, failed: Any) -> None:
+        """Alert (the stack's alerter) on this command's failed run: the run failure sensor leaves it to us."""
+        import logging
+
+        from definitions.definitions import run_failure_alert
+
+        run = self.instance.get_run_by_id(run_id)
+        if run is None:
+            return
+        messages = [e.dagster_event.event_specific_data.error.message for e in failed if _has_error(e)]
+        alert = run_failure_alert(run, messages[0] if messages else "")
+        self.stores.resources["alerter"].send(alert, logging.getLogger("slipway.alerts"))
 
     def outcomes(
         self, run_id: str, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]
@@ -398,6 +414,11 @@ def _end_dead_runs(instance: Any) -> list[Any]:
 def _launched_by_slipway_run(run: Any) -> bool:
     """True for a run `slipway run` launched (a UI re-execution inherits its tags, not its process)."""
     return run.tags.get("slipway/command") == "run" and "dagster/parent_run_id" not in run.tags
+
+
+def _has_error(entry: Any) -> bool:
+    data = getattr(entry.dagster_event, "event_specific_data", None)
+    return getattr(getattr(data, "error", None), "message", None) is not None
 
 
 def _free_dead_pool_slots(instance: Any) -> None:

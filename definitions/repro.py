@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets.history import materializations, materialized_with, read_recorded
 from resources.errors import DefinitionError, SlipwayError
 from resources.redact import redact
 
@@ -173,7 +174,7 @@ def _recorded_data(
         for role, key in wanted.items():
             recorded = tags.get(f"slipway.upstream.{key}")
             data_version = inputs.get(f"{INPUT_VERSION_PREFIX}{key}")
-            runs = _materialized_with(instance, dg.AssetKey.from_user_string(key), data_version, DATA_VERSION_TAG)
+            runs = materialized_with(instance, dg.AssetKey.from_user_string(key), data_version, DATA_VERSION_TAG)
             if recorded is None or not runs:
                 raise ReproError(
                     f"{name} v{version}: the data it trained on ({key}, data version {recorded or 'not recorded'}) "
@@ -185,50 +186,20 @@ def _recorded_data(
     return frames
 
 
-def _materializations(instance: Any, key: Any) -> Iterator[Any]:
-    """Every materialization record of ``key``, newest first, a page at a time."""
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(key, limit=100, cursor=cursor)
-        yield from page.records
-        if not page.has_more:
-            return
-        cursor = page.cursor
-
-
 def _inputs_of(instance: Any, key: Any, run_id: str | None) -> dict[str, str]:
     """The tags (input data versions among them) of ``key``'s materialization in Dagster run ``run_id``."""
-    for record in _materializations(instance, key) if run_id else ():
+    for record in materializations(instance, key) if run_id else ():
         if record.run_id == run_id and record.asset_materialization is not None:
             return dict(record.asset_materialization.tags or {})
     return {}
 
 
-def _materialized_with(instance: Any, key: Any, data_version: str | None, tag: str) -> list[str]:
-    """The run ids of the materializations of ``key`` with ``data_version``, newest first."""
-    return [
-        str(record.run_id)
-        for record in (_materializations(instance, key) if data_version else ())
-        if record.asset_materialization is not None
-        and (record.asset_materialization.tags or {}).get(tag) == data_version
-    ]
-
-
 def _read_any(store: Any, key: str, runs: list[str], recorded: str, what: str) -> tuple[Any, str]:
     """The first stored copy of the recorded data among ``runs`` that reads back with its content hash."""
-    from assets.versions import frame_version
-
-    problems = []
-    for run_id in runs:
-        try:
-            frame = store.read_version(tuple(key.split("/")), run_id)
-        except Exception as exc:  # gone, or unreadable (a truncated or foreign file): try the next copy
-            problems.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            continue
-        if frame_version(frame) == recorded:
-            return frame, run_id
-        problems.append(f"{key} of run {run_id[:8]} is not the data it recorded ({recorded})")
-    raise ReproError(f"{what}: the data it trained on is no longer stored: {redact(problems[0])}")
+    try:
+        return read_recorded(store, key, runs, recorded)
+    except LookupError as exc:
+        raise ReproError(f"{what}: the data it trained on is no longer stored: {exc}") from None
 
 
 def _environment(tags: dict[str, str], result: Repro) -> None:

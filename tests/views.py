@@ -43,3 +43,28 @@ def automation_requests(defs_dir: Path) -> set[str]:
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     keys = defs.resolve_asset_graph().materializable_asset_keys
     return {k.to_user_string() for k in keys if result.get_num_requested(k)}
+
+
+def retrain_tick(defs_dir: Path, now: float | None = None):
+    """One tick of the ``slipway_retrain`` sensor as the daemon would run it (``now``: the sensor's clock)."""
+    from assets.retrain import evaluate
+
+    defs = build_definitions(defs_dir)
+    with _instance() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        result = evaluate(context, now)
+        # The daemon records a tick's asset events in the instance.
+        for event in getattr(result, "asset_events", None) or []:
+            instance.report_runless_asset_event(event)
+        return result
+
+
+def launch(defs_dir: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Launch a sensor's run request as the daemon does: its selection, its tags and its run key."""
+    defs = build_definitions(defs_dir)
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {**request.tags, "dagster/run_key": request.run_key}
+    with _instance() as instance:
+        return job.execute_in_process(
+            instance=instance, asset_selection=list(request.asset_selection), tags=tags, raise_on_error=False
+        )

@@ -1,0 +1,364 @@
+"""Retraining by policy: the ``slipway_retrain`` sensor.
+
+A model with a ``retrain`` block (:class:`assets.schema.Retrain`) retrains by itself when its
+input has data it was not trained on and a trigger allows it:
+
+- ``on_new_data``: at once;
+- ``on_drift``: when that data has drifted from the data the champion was trained on (evaluated
+  once per data version: an observation on the model with the score and a link to the HTML
+  report in MLflow, and an alert when it drifted);
+- ``schedule``: at the first cron tick (UTC) after that data arrived.
+
+``cooldown`` and ``max_per_day`` hold a trigger back: it waits, and the sensor says until when.
+A retraining is requested with the run key ``slipway-retrain:<model>:<input data versions>``, so
+a data version retrains a model once, whichever trigger fired and however many ticks saw it;
+its run carries the trigger and the reason as tags, which the training copies to MLflow.
+
+Without a ``retrain`` block a model never retrains by itself on new data: the automation sensor
+rebuilds it only for what git changed (its definition, a new input) or a lost output
+(:class:`GitChange`), and ``slipway run``, asked by a person, rebuilds whatever is out of date.
+
+A tick reads the instance's record once (no data is loaded) unless a model's input has a data
+version not yet evaluated for drift.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from assets.graph import key_of
+from assets.rebuild import Record, record_for
+from assets.schema import Retrain
+from assets.staleness import NEW_DATA
+from assets.versions import combine
+
+RETRAIN_SENSOR = "slipway_retrain"
+RETRAIN_METADATA = "slipway/retrain"
+TRIGGER_TAG = "slipway/retrain_trigger"
+REASON_TAG = "slipway/retrain_reason"
+RUN_KEY_PREFIX = "slipway-retrain"
+STATE_PREFIX = "slipway/retrain-drift/"
+DAY = 86400.0
+_UNFINISHED = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A model's retrain policy, with what its drift evaluation needs (from the asset's metadata)."""
+
+    asset: str
+    registered: str
+    retrain: Retrain
+    dataset: str
+    target: str
+    features: tuple[str, ...] | None
+    alias: str
+
+    def metadata(self) -> str:
+        """The JSON kept in the model asset's metadata."""
+        return json.dumps(
+            {
+                "retrain": self.retrain.model_dump(mode="json"),
+                "dataset": self.dataset,
+                "target": self.target,
+                "features": list(self.features) if self.features is not None else None,
+                "alias": self.alias,
+            },
+            sort_keys=True,
+        )
+
+    @staticmethod
+    def of(asset: str, registered: str, text: str) -> Policy:
+        """From :meth:`metadata`'s JSON."""
+        data = json.loads(text)
+        features = data.get("features")
+        return Policy(
+            asset,
+            registered,
+            Retrain.model_validate(data["retrain"]),
+            data["dataset"],
+            data["target"],
+            tuple(features) if features is not None else None,
+            data["alias"],
+        )
+
+
+def policy_metadata(pipeline: str, model: str, spec: Any) -> dict[str, str]:
+    """The model asset's metadata entry for its retrain policy (none without a ``retrain`` block)."""
+    if spec.retrain is None:
+        return {}
+    policy = Policy(
+        f"{pipeline}/{model}",
+        f"{pipeline}.{model}",
+        spec.retrain,
+        key_of(pipeline, spec.dataset),
+        spec.target,
+        tuple(spec.features) if spec.features is not None else None,
+        spec.promote.alias,
+    )
+    return {RETRAIN_METADATA: policy.metadata()}
+
+
+def policies(graph: Any) -> list[Policy]:
+    """Every model of the asset graph that declares a retrain policy."""
+    found = []
+    for key in sorted(graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
+        metadata = graph.get(key).metadata
+        text, registered = metadata.get(RETRAIN_METADATA), metadata.get("slipway/registered_model")
+        if text is not None and registered is not None:
+            found.append(
+                Policy.of(
+                    key.to_user_string(), str(getattr(registered, "value", registered)), getattr(text, "value", text)
+                )
+            )
+    return found
+
+
+@dataclass
+class Decision:
+    """What the sensor does about one model on one tick."""
+
+    asset: str
+    action: str  # "retrain", "wait" or "idle"
+    message: str
+    trigger: str | None = None
+    run_key: str | None = None
+    events: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """The drift of one data version of a model's input from its champion's training data."""
+
+    data_version: str
+    evaluated: bool
+    drifted: bool
+    summary: str
+    score: float | None = None
+    report: str | None = None
+
+    def to_json(self) -> str:  # noqa: D102
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str | None) -> DriftVerdict | None:  # noqa: D102
+        try:
+            data = json.loads(text) if text else None
+            return DriftVerdict(**data) if isinstance(data, dict) else None
+        except (TypeError, ValueError):
+            return None
+
+
+def only_new_data(reasons: Iterable[str]) -> bool:
+    """True when every reason is an input's new data (what the retrain policy decides about)."""
+    reasons = list(reasons)
+    return bool(reasons) and all(r.endswith(NEW_DATA) for r in reasons)
+
+
+class GitChange(dg.AutomationCondition):
+    """True unless a model's only reasons to rebuild are new input data: those wait for its retrain policy."""
+
+    @property
+    def requires_cursor(self) -> bool:  # noqa: D102
+        return False
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "not only new data"
+
+    @property
+    def description(self) -> str:  # noqa: D102
+        return "rebuilt for a changed definition or a lost output; new data waits for the retrain policy"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
+        reasons = record_for(context).reasons(context.key, None)  # type: ignore[arg-type]
+        if only_new_data(reasons):
+            return dg.AutomationResult(context, context.get_empty_subset(), metadata={"waits": "the retrain policy"})
+        return dg.AutomationResult(context, context.candidate_subset)
+
+
+def last_tick(schedule: str, now: float) -> float | None:
+    """The timestamp of the latest tick of ``schedule`` (UTC) at or before ``now``."""
+    from dagster._utils.schedules import reverse_cron_string_iterator
+
+    for tick in reverse_cron_string_iterator(now, schedule, "UTC"):
+        return tick.timestamp()
+    return None
+
+
+def when(timestamp: float) -> str:
+    """A timestamp as people read it in the sensor log (UTC)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Tick:
+    """One evaluation of every retrain policy against the instance's record."""
+
+    def __init__(self, instance: dg.DagsterInstance, graph: Any, now: float | None = None) -> None:
+        """Over the code location's asset ``graph``; ``now`` defaults to the clock."""
+        self.instance = instance
+        self.graph = graph
+        self.now = time.time() if now is None else now
+        self.record = Record(instance, graph)
+        self._running: set[dg.AssetKey] | None = None
+
+    def running(self, key: dg.AssetKey) -> bool:
+        """True when an unfinished run targets ``key`` or one of its inputs."""
+        if self._running is None:
+            runs = self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
+            self._running = {k for run in runs for k in run.asset_selection or ()}
+        return bool({key, *self.graph.get(key).parent_keys} & self._running)
+
+    def decide(self, policy: Policy, drift: Any = None) -> Decision:
+        """What to do about ``policy``'s model; ``drift(policy, data_version)`` evaluates drift when asked.
+
+        ``drift`` returns a :class:`DriftVerdict` (and the events that record it); None: drift
+        is not evaluated on this tick.
+        """
+        key = dg.AssetKey.from_user_string(policy.asset)
+        built = self.record.built(key)
+        if built is None:
+            return Decision(policy.asset, "idle", "never built: the automation sensor builds it")
+        reasons = self.record.reasons(key, None)
+        if not reasons:
+            return Decision(policy.asset, "idle", "trained on the newest data")
+        if not only_new_data(reasons):
+            return Decision(policy.asset, "idle", f"{'; '.join(reasons)}: the automation sensor rebuilds it")
+        if self.running(key):
+            return Decision(
+                policy.asset, "wait", f"{'; '.join(reasons)}; waits: a run of it or its input is in progress"
+            )
+        inputs = self.record.inputs(key)
+        digest = combine(*(f"{k}={v}" for k, v in sorted(inputs.items())))
+        retrain = policy.retrain
+        triggers: list[tuple[str, str]] = []
+        waiting: list[str] = []
+        events: list[Any] = []
+        if retrain.on_new_data:
+            triggers.append(("new_data", "; ".join(reasons)))
+        if retrain.on_drift is not None:
+            current = inputs.get(policy.dataset)
+            verdict = None
+            if current is not None and drift is not None:
+                verdict, events = drift(policy, current)
+            if verdict is None:
+                waiting.append("drift not evaluated yet")
+            elif verdict.drifted:
+                triggers.append(("drift", verdict.summary))
+            else:
+                waiting.append(f"drift below threshold ({verdict.summary})")
+        if retrain.schedule is not None:
+            tick = last_tick(retrain.schedule, self.now)
+            arrived = max(
+                (b.timestamp for p in self.graph.get(key).parent_keys if (b := self.record.built(p))), default=0
+            )
+            if tick is not None and tick >= arrived:
+                triggers.append(("schedule", f"schedule {retrain.schedule!r} ticked at {when(tick)}"))
+            else:
+                waiting.append(f"the next tick of {retrain.schedule!r}")
+        said = "; ".join(reasons)
+        if not triggers:
+            return Decision(
+                policy.asset, "idle", f"{said}; no trigger: {', '.join(waiting) or 'none declared'}", events=events
+            )
+        trigger, why = triggers[0]
+        held = self._held(key, retrain, built.timestamp)
+        if held:
+            return Decision(policy.asset, "wait", f"{trigger} ({why}) waits for {held}", trigger, events=events)
+        run_key = f"{RUN_KEY_PREFIX}:{policy.asset}:{digest}"
+        return Decision(policy.asset, "retrain", f"{trigger}: {why}", trigger, run_key, events)
+
+    def _held(self, key: dg.AssetKey, retrain: Retrain, trained_at: float) -> str | None:
+        """What holds a triggered retraining back: the cooldown or the daily limit (with until when), else None."""
+        if retrain.cooldown and self.now < trained_at + retrain.cooldown_seconds:
+            until = when(trained_at + retrain.cooldown_seconds)
+            return f"the cooldown ({retrain.cooldown} after the training at {when(trained_at)}) until {until}"
+        if retrain.max_per_day:
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, after_timestamp=self.now - DAY), limit=retrain.max_per_day
+            ).records
+            if len(records) >= retrain.max_per_day:
+                oldest = min(r.timestamp for r in records)
+                return f"max_per_day ({retrain.max_per_day} trainings in the last 24 hours) until {when(oldest + DAY)}"
+        return None
+
+
+def run_request(policy: Policy, decision: Decision) -> dg.RunRequest:
+    """The run of one retraining: the model alone, keyed by its input data versions, tagged with why."""
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        asset_selection=[dg.AssetKey.from_user_string(policy.asset)],
+        tags={TRIGGER_TAG: decision.trigger or "", REASON_TAG: decision.message[:1000]},
+    )
+
+
+def earlier_run(instance: dg.DagsterInstance, run_key: str) -> Any:
+    """The run already launched for ``run_key`` (the daemon launches a run key once), or None."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
+    return runs[0] if runs else None
+
+
+def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> dg.SensorResult | dg.SkipReason:
+    """One tick of the retrain sensor: a run request per model to retrain, observations of drift, a line per model."""
+    from assets.drift_watch import DriftWatch
+
+    graph = context.repository_def.asset_graph  # type: ignore[union-attr]
+    found = policies(graph)
+    if not found:
+        return dg.SkipReason("no model declares a retrain policy")
+    tick = Tick(context.instance, graph, now)
+    watch = DriftWatch(context.instance, context.resources, context.log)
+    runs, events, lines = [], [], []
+    for policy in found:
+        decision = tick.decide(policy, watch)
+        if decision.action == "retrain" and decision.run_key is not None:
+            earlier = earlier_run(context.instance, decision.run_key)
+            if earlier is not None:
+                status = earlier.status.value.lower()
+                decision = Decision(
+                    policy.asset,
+                    "idle",
+                    f"already retrained for this data (run {earlier.run_id[:8]}, {status}); "
+                    "a new data version or `slipway run` trains it again",
+                    events=decision.events,
+                )
+        events += decision.events
+        line = f"{decision.asset}: {decision.action}: {decision.message}"
+        lines.append(line)
+        context.log.info(line)
+        if decision.action == "retrain":
+            runs.append(run_request(policy, decision))
+    if runs:
+        return dg.SensorResult(run_requests=runs, asset_events=events)
+    if events:
+        return dg.SensorResult(asset_events=events, skip_reason=" | ".join(lines))
+    return dg.SkipReason(" | ".join(lines))
+
+
+def retrain_sensor() -> dg.SensorDefinition:
+    """The ``slipway_retrain`` sensor: on by default, every 30 seconds."""
+
+    @dg.sensor(
+        name=RETRAIN_SENSOR,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={"io_manager", "model_registry", "experiment_tracker", "drift_detector", "alerter"},
+        description="Retrains models by their retrain policy (new data, drift, schedule; cooldown, max_per_day).",
+    )
+    def _retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        return evaluate(context)
+
+    return _retrain

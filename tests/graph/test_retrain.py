@@ -1,0 +1,237 @@
+"""Retraining by policy, end to end: each trigger through the retrain sensor's evaluation and real runs.
+
+A pipeline lands customer batches in ``data/batch_*.csv``; ``clf`` declares a retrain policy,
+``plain`` none. New batches are observed and the dataset rebuilt as the automation sensor
+does; the retrain sensor's tick is evaluated as the daemon would (its clock given), its run
+requests launched with their tags and run keys, and the results read from MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+from views import automation_requests, launch, retrain_tick, ui_materialize, ui_observe
+
+from assets.generators import churn
+from assets.retrain import REASON_TAG, RETRAIN_SENSOR, TRIGGER_TAG
+from definitions.definitions import RUN_FAILURE_SENSOR, build_definitions
+from definitions.runner import run
+from resources.registry import MlflowModelRegistry
+from stacks import load_stack
+
+PIPELINE = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    customers:
+      source: {{path: data/batch_*.csv}}
+      expectations:
+        - {{expect: column_values_to_be_between, column: tenure, min_value: 0, max_value: 72}}
+  models:
+    clf:
+      dataset: customers
+      target: churned
+      features: [tenure, monthly_charges, support_calls, contract_months]
+      estimator: sklearn.ensemble.RandomForestClassifier
+      params: {{n_estimators: 10, max_depth: 4, random_state: 0, n_jobs: 1}}
+      split: {{test_size: 0.25, by: customer_id}}
+      metrics: [roc_auc]
+      retrain: {retrain}
+    plain:
+      dataset: customers
+      target: churned
+      features: [tenure, monthly_charges]
+      estimator: sklearn.linear_model.LogisticRegression
+      split: {{test_size: 0.25, by: customer_id}}
+      metrics: [roc_auc]
+"""
+
+
+@pytest.fixture
+def shop(home, defs_dir, write_pipeline):
+    def make(retrain: str) -> None:
+        write_pipeline("shop", PIPELINE.format(retrain=retrain), {"data/batch_000.csv": churn(600, seed=7)})
+        report = run(defs_dir=defs_dir)
+        assert report.ok, report
+
+    return make
+
+
+def land(defs_dir, number: int, rows: int = 600, drift: float = 0.0, **changes) -> None:
+    """A new batch in the landing folder, observed and loaded as the automation sensor would."""
+    frame = churn(rows, seed=20 + number, drift=drift, id_offset=10_000 * number).assign(**changes)
+    frame.to_csv(defs_dir / "shop" / "data" / f"batch_{number:03d}.csv", index=False)
+    ui_observe(defs_dir)
+    assert automation_requests(defs_dir) == {"shop/customers"}
+    ui_materialize(defs_dir, "shop/customers")
+    # Neither model is requested by the automation sensor for new data alone.
+    assert automation_requests(defs_dir) == set()
+
+
+def requests(result) -> list[dg.RunRequest]:
+    return list(getattr(result, "run_requests", None) or [])
+
+
+def said(result) -> str:
+    skip = getattr(result, "skip_reason", None) or result
+    return getattr(skip, "skip_message", None) or str(skip)
+
+
+def versions(name: str = "shop.clf") -> list[dict[str, str]]:
+    stack = load_stack().stack
+    registry = MlflowModelRegistry(tracking_uri=stack.experiment_tracker.tracking_uri)
+    client = registry._client
+    found = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    found = [client.get_model_version(name, v.version) for v in found]  # a search leaves aliases out
+    return [dict(v.tags, version=str(v.version), aliases=",".join(v.aliases)) for v in found]
+
+
+def observations(defs_dir) -> list[dict]:
+    with dg.DagsterInstance.from_config(str(__import__("stacks.build").build.prepare_instance(load_stack().stack))) as i:
+        records = i.fetch_observations(dg.AssetKey(["shop", "clf"]), limit=100).records
+    return [
+        {k: getattr(v, "value", v) for k, v in r.event_log_entry.asset_observation.metadata.items()} for r in records
+    ]
+
+
+def test_the_retrain_and_failure_sensors_are_on_by_default(home, defs_dir, shop):
+    shop("{on_new_data: true}")
+    defs = build_definitions(defs_dir)
+    for name in (RETRAIN_SENSOR, RUN_FAILURE_SENSOR):
+        assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_new_data_retrains_once_per_data_version_and_says_why(home, defs_dir, shop):
+    shop("{on_new_data: true}")
+    assert "shop/clf: idle: trained on the newest data" in said(retrain_tick(defs_dir))
+    land(defs_dir, 1)
+    first, again = retrain_tick(defs_dir), retrain_tick(defs_dir)
+    (request,) = requests(first)
+    assert requests(again)[0].run_key == request.run_key  # the daemon launches a run key once
+    assert request.asset_selection == [dg.AssetKey(["shop", "clf"])]
+    assert request.tags[TRIGGER_TAG] == "new_data"
+    assert request.tags[REASON_TAG] == "new_data: shop/customers has new data"
+    assert launch(defs_dir, request).success
+    # Launched: neither a later tick nor the same run key asks again.
+    assert "shop/clf: idle: trained on the newest data" in said(retrain_tick(defs_dir))
+    latest = versions()[-1]
+    assert latest["version"] == "2" and latest["slipway.retrain_trigger"] == "new_data"
+    assert latest["slipway.retrain_reason"] == "new_data: shop/customers has new data"
+    assert "slipway.promotion" in latest
+    # The model without a retrain block never retrained by itself.
+    assert [v["version"] for v in versions("shop.plain")] == ["1"]
+    assert "shop/plain" not in said(retrain_tick(defs_dir))
+
+
+def test_a_run_key_already_launched_is_not_requested_again(home, defs_dir, shop):
+    shop("{on_new_data: true}")
+    land(defs_dir, 1)
+    (request,) = requests(retrain_tick(defs_dir))
+    # The retraining failed (its run exists with the key): the same data does not retrain again by itself.
+    defs = build_definitions(defs_dir)
+    with dg.DagsterInstance.from_config(str(__import__("stacks.build").build.prepare_instance(load_stack().stack))) as i:
+        run_record = i.create_run_for_job(
+            defs.resolve_implicit_global_asset_job_def(), tags={"dagster/run_key": request.run_key}
+        )
+        i.report_run_failed(run_record)
+    assert "already retrained for this data" in said(retrain_tick(defs_dir))
+
+
+def test_cooldown_holds_a_trigger_back_and_says_until_when(home, defs_dir, shop):
+    shop("{on_new_data: true, cooldown: 6h}")
+    land(defs_dir, 1)
+    now = time.time()
+    waiting = said(retrain_tick(defs_dir, now))
+    assert "shop/clf: wait: new_data (shop/customers has new data) waits for the cooldown (6h after the training at" in waiting
+    assert not requests(retrain_tick(defs_dir, now + 3 * 3600))
+    (request,) = requests(retrain_tick(defs_dir, now + 6 * 3600 + 60))
+    assert request.tags[TRIGGER_TAG] == "new_data"
+
+
+def test_max_per_day_counts_the_trainings_of_the_last_24_hours(home, defs_dir, shop):
+    shop("{on_new_data: true, max_per_day: 2}")
+    land(defs_dir, 1)
+    (request,) = requests(retrain_tick(defs_dir))
+    assert launch(defs_dir, request).success
+    land(defs_dir, 2)
+    now = time.time()
+    assert "waits for max_per_day (2 trainings in the last 24 hours) until" in said(retrain_tick(defs_dir, now))
+    (request,) = requests(retrain_tick(defs_dir, now + 24 * 3600 + 60))
+    assert launch(defs_dir, request).success
+    assert [v["version"] for v in versions()] == ["1", "2", "3"]
+
+
+def test_a_schedule_retrains_at_the_first_tick_after_new_data(home, defs_dir, shop):
+    shop('{schedule: "0 3 * * *"}')
+    land(defs_dir, 1)
+    now = datetime.now(UTC)
+    next_tick = now.replace(hour=3, minute=0, second=0, microsecond=0)
+    if next_tick <= now:
+        next_tick += timedelta(days=1)
+    before = said(retrain_tick(defs_dir, now.timestamp()))
+    assert "shop/clf: idle: shop/customers has new data; no trigger: the next tick of '0 3 * * *'" in before
+    (request,) = requests(retrain_tick(defs_dir, (next_tick + timedelta(minutes=1)).timestamp()))
+    assert request.tags[TRIGGER_TAG] == "schedule"
+    assert f"ticked at {next_tick:%Y-%m-%d} 03:00 UTC" in request.tags[REASON_TAG]
+    assert launch(defs_dir, request).success
+    assert versions()[-1]["slipway.retrain_trigger"] == "schedule"
+
+
+def test_drift_is_evaluated_once_per_data_version_and_retrains_when_above_threshold(home, defs_dir, shop):
+    shop("{on_drift: {method: psi, threshold: 0.2, features: [tenure, monthly_charges, support_calls]}}")
+    # A batch like the first: evaluated, recorded, and nothing retrains.
+    land(defs_dir, 1)
+    calm = retrain_tick(defs_dir)
+    assert not requests(calm) and "drift below threshold (psi 0.0" in said(calm)
+    (evaluation,) = observations(defs_dir)
+    assert evaluation["drifted"] is False and evaluation["drift_score"] < 0.2
+    assert evaluation["drift_report"].startswith("http://127.0.0.1:5000/#/experiments/")
+    assert {r["feature"] for r in _rows(evaluation["features"])} == {"tenure", "monthly_charges", "support_calls"}
+    retrain_tick(defs_dir)
+    assert len(observations(defs_dir)) == 1  # the verdict is kept: no second load of the data
+    # A drifted batch as large as everything before it.
+    land(defs_dir, 2, rows=1200, drift=1.0)
+    (request,) = requests(retrain_tick(defs_dir))
+    assert request.tags[TRIGGER_TAG] == "drift"
+    assert "drifted (" in request.tags[REASON_TAG]
+    drifted = observations(defs_dir)[0]
+    assert drifted["drifted"] is True and drifted["drift_score"] > 0.2
+    assert drifted["compared_with"].startswith("shop.clf v1 (champion), trained on ")
+    assert launch(defs_dir, request).success
+    latest = versions()[-1]
+    assert latest["version"] == "2" and latest["slipway.retrain_trigger"] == "drift"
+    # Promoted only if it beat the champion on rows neither trained on; the reason says which.
+    assert latest["aliases"] in ("champion", "challenger")
+    assert latest["slipway.promotion"]
+    # The report is in MLflow, as an HTML page with a plot per feature.
+    report = _drift_report(drifted["drift_report"])
+    assert report.startswith("<!doctype html>") and report.count("<svg") >= 3 and "Drift detected" in report
+
+
+def test_a_corrupt_batch_fails_expectations_and_never_retrains(home, defs_dir, shop):
+    shop("{on_new_data: true}")
+    frame = churn(100, seed=99, id_offset=50_000).assign(tenure=-5)
+    frame.to_csv(defs_dir / "shop" / "data" / "batch_001.csv", index=False)
+    ui_observe(defs_dir)
+    assert not ui_materialize(defs_dir, "shop/customers").success
+    assert not requests(retrain_tick(defs_dir))
+    assert [v["aliases"] for v in versions()] == ["champion"]
+
+
+def _rows(table) -> list[dict]:
+    return [dict(r.data) for r in table.records]
+
+
+def _drift_report(link: str) -> str:
+    import mlflow
+
+    run_id = link.split("/runs/")[1].split("?")[0]
+    stack = load_stack().stack
+    client = mlflow.MlflowClient(tracking_uri=stack.experiment_tracker.tracking_uri)
+    path = client.download_artifacts(run_id, "drift/drift_report.html")
+    return open(path).read()
