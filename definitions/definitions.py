@@ -239,6 +239,7 @@ def run_failure_sensor() -> dg.SensorDefinition:
     A run launched by `slipway run` is left to it: the command alerts on its own failed runs,
     so a failure is alerted once whether the daemon runs or not.
     """
+
     @dg.run_failure_sensor(
         name=RUN_FAILURE_SENSOR,
         default_status=dg.DefaultSensorStatus.RUNNING,

@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pandas as pd
 import pytest
 from views import automation_requests, launch, retrain_tick, ui_materialize, ui_observe
 
@@ -92,7 +91,9 @@ def versions(name: str = "shop.clf") -> list[dict[str, str]]:
 
 
 def observations(defs_dir) -> list[dict]:
-    with dg.DagsterInstance.from_config(str(__import__("stacks.build").build.prepare_instance(load_stack().stack))) as i:
+    with dg.DagsterInstance.from_config(
+        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
+    ) as i:
         records = i.fetch_observations(dg.AssetKey(["shop", "clf"]), limit=100).records
     return [
         {k: getattr(v, "value", v) for k, v in r.event_log_entry.asset_observation.metadata.items()} for r in records
@@ -134,7 +135,9 @@ def test_a_run_key_already_launched_is_not_requested_again(home, defs_dir, shop)
     (request,) = requests(retrain_tick(defs_dir))
     # The retraining failed (its run exists with the key): the same data does not retrain again by itself.
     defs = build_definitions(defs_dir)
-    with dg.DagsterInstance.from_config(str(__import__("stacks.build").build.prepare_instance(load_stack().stack))) as i:
+    with dg.DagsterInstance.from_config(
+        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
+    ) as i:
         run_record = i.create_run_for_job(
             defs.resolve_implicit_global_asset_job_def(), tags={"dagster/run_key": request.run_key}
         )
@@ -147,7 +150,10 @@ def test_cooldown_holds_a_trigger_back_and_says_until_when(home, defs_dir, shop)
     land(defs_dir, 1)
     now = time.time()
     waiting = said(retrain_tick(defs_dir, now))
-    assert "shop/clf: wait: new_data (shop/customers has new data) waits for the cooldown (6h after the training at" in waiting
+    assert (
+        "shop/clf: wait: new_data (shop/customers has new data) waits for the cooldown (6h after the training at"
+        in waiting
+    )
     assert not requests(retrain_tick(defs_dir, now + 3 * 3600))
     (request,) = requests(retrain_tick(defs_dir, now + 6 * 3600 + 60))
     assert request.tags[TRIGGER_TAG] == "new_data"
