@@ -7,6 +7,7 @@ to produce batches that a drift check should flag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -100,4 +101,4 @@ def regression(rows: int, seed: int = 0, features: int = 20, drift: float = 0.0)
     return frame
 
 
-BUILTIN = {"churn": churn, "houses": houses, "regression": regression}
+BUILTIN: dict[str, Callable[..., Any]] = {"churn": churn, "houses": houses, "regression": regression}

@@ -102,6 +102,30 @@ def _repro(args: argparse.Namespace) -> int:
     return 0 if found.ok else 1
 
 
+def _demo_drift(args: argparse.Namespace) -> int:
+    from definitions.demo import drift
+    from definitions.paths import defs_folder
+
+    landed = drift(
+        args.pipeline,
+        (args.defs or defs_folder()).resolve(),
+        args.stack,
+        rows=args.rows,
+        shift=args.shift,
+        say=lambda line: emit(f"  {line}"),
+    )
+    emit(f"landed a drifted batch of {landed.rows} rows for {landed.dataset}; who notices:")
+    for line in landed.readers:
+        emit(f"  {line}")
+    emit(
+        "with `slipway dev` running, the automation sensor rebuilds the datasets below it, then "
+        "slipway_retrain scores the drift and retrains by the policy: watch the model's asset page "
+        "(Events: drift_score and the report link; a new materialization with retrain_trigger) and "
+        "`slipway_retrain`'s ticks on the Automation page. Without it, `slipway run` rebuilds everything now."
+    )
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from definitions.dev import prepare, serve
     from definitions.paths import DEFS_ENV
@@ -185,6 +209,16 @@ def parser() -> argparse.ArgumentParser:
         "--mlflow-port", type=int, default=None, help="MLflow UI port (default: the port of the stack's ui_url)"
     )
     dev.set_defaults(func=_dev)
+
+    demo = sub.add_parser("demo", help="try things out on the examples")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    demo_drift = demo_sub.add_parser(
+        "drift", help="land a drifted batch in a pipeline's landing data, to watch the sensors retrain a model"
+    )
+    demo_drift.add_argument("pipeline", metavar="PIPELINE", help="e.g. churn")
+    demo_drift.add_argument("--rows", type=int, default=None, help="rows in the batch (default: as many as landed)")
+    demo_drift.add_argument("--shift", type=float, default=1.0, help="how far distributions move (0-3; default 1)")
+    demo_drift.set_defaults(func=_demo_drift)
 
     stack = sub.add_parser("stack", help="inspect stacks")
     stack_sub = stack.add_subparsers(dest="stack_command", required=True)

@@ -65,11 +65,12 @@ class Plan:
     python: list[dict[str, str]]
     environment: list[str]
     notes: list[str] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         """True when anything differs."""
-        return bool(self.assets or self.pins or self.stacks or self.python or self.environment)
+        return bool(self.assets or self.pins or self.stacks or self.python or self.environment or self.policies)
 
 
 def plan(spec: str | None, defs_dir: Path, stacks_dir: Path, lock_file: Path) -> Plan:
@@ -123,6 +124,7 @@ def compare(base: Side, head: Side) -> Plan:
         ["uv.lock changed: library versions differ (nothing rebuilds for that alone)"]
         if base.lock != head.lock and base.lock is not None and head.lock is not None
         else [],
+        policies=_policy_changes(base, head),
     )
 
 
@@ -238,6 +240,23 @@ def _pin_changes(base: Side, head: Side) -> list[dict[str, Any]]:
         for alias in sorted(set(old) | set(new)):
             if old.get(alias) != new.get(alias):
                 found.append({"model": key, "alias": alias, "before": old.get(alias), "after": new.get(alias)})
+    return found
+
+
+def _policy_changes(base: Side, head: Side) -> list[dict[str, Any]]:
+    """Each setting of a model's ``retrain`` policy that differs (it retrains nothing: the sensor follows it)."""
+    found = []
+    for key in sorted(set(base.assets) & set(head.assets)):
+        old, new = base.assets[key].retrain, head.assets[key].retrain
+        if old == new:
+            continue
+        if old is None or new is None:
+            found.append({"model": key, "path": "retrain", "before": old, "after": new})
+            continue
+        found += [
+            {"model": key, "path": f"retrain.{c.path}", "before": c.before, "after": c.after}
+            for c in _attribute_changes(old, new)
+        ]
     return found
 
 

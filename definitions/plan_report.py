@@ -9,7 +9,7 @@ The JSON is a contract for tools (a CI bot, a dashboard). Its shape, version 1::
       "changed": true,
       "summary": {"rebuild": 1, "rebuild_if_data_changes": 2, "added": 0, "removed": 0,
                   "models_retrain": 1, "models_retrain_if_data_changes": 0,
-                  "pins": 1, "stacks": 0, "python": 0, "environment": 0},
+                  "pins": 1, "policies": 1, "stacks": 0, "python": 0, "environment": 0},
       "assets": [{"key": "churn/churn_classifier", "kind": "model",
                   "status": "changed",          # added | removed | changed | stale
                   "why": ["its definition changed"],
@@ -18,6 +18,7 @@ The JSON is a contract for tools (a CI bot, a dashboard). Its shape, version 1::
                   "code": []}],               # import paths whose module changed
       "models": [{"key": "churn/churn_classifier", "retrains": "yes"}],   # yes | if_data_changes | new
       "pins": [{"model": "churn/churn_classifier", "alias": "champion", "before": 2, "after": 3}],
+      "policies": [{"model": "churn/churn_classifier", "path": "retrain.cooldown", "before": "2m", "after": "6h"}],
       "stacks": [{"stack": "local", "path": "alerter.type", "before": "log", "after": "webhook"}],
       "python": [{"file": "team/assets.py", "change": "changed"}],   # hand-written code under defs/
       "environment": ["uv.lock changed: ..."],
@@ -26,7 +27,8 @@ The JSON is a contract for tools (a CI bot, a dashboard). Its shape, version 1::
 
 ``status: stale`` means "rebuilt only if its upstream's data changes" (decided when the
 upstream runs); ``before``/``after`` is ``null`` on the side that does not have the attribute.
-A version 2 will only be made for a change that breaks readers of version 1; fields may be added.
+A version 2 will only be made for a change that breaks readers of version 1; fields may be added
+(``policies``, a model's retrain policy settings, was).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def summary(p: Plan) -> dict[str, int]:
         "models_retrain": sum(c.status in ("changed", "added") for c in models),
         "models_retrain_if_data_changes": sum(c.status == "stale" for c in models),
         "pins": len(p.pins),
+        "policies": len(p.policies),
         "stacks": len(p.stacks),
         "python": len(p.python),
         "environment": len(p.environment),
@@ -91,6 +94,7 @@ def as_json(p: Plan) -> str:
         ],
         "models": [{"key": c.key, "retrains": _retrains(c)} for c in p.assets if c.kind == "model"],
         "pins": p.pins,
+        "policies": p.policies,
         "stacks": p.stacks,
         "python": p.python,
         "environment": p.environment,
@@ -129,6 +133,7 @@ def _headline(p: Plan) -> str:
     for count, one, many in (
         (counts["models_retrain"], "model retrains", "models retrain"),
         (counts["pins"], "alias pin moves", "alias pins move"),
+        (counts["policies"], "retrain policy setting changes", "retrain policy settings change"),
         (counts["stacks"], "stack setting changes", "stack settings change"),
     ):
         if count:
@@ -149,6 +154,13 @@ def _pin(pin: dict[str, Any]) -> str:
         return "unpinned" if v is None else f"v{v}"
 
     return f"{pin['model']}: {pin['alias']} {version(pin['before'])} → {version(pin['after'])}"
+
+
+def _policy(change: dict[str, Any]) -> str:
+    return (
+        f"{change['model']}: {change['path']}: {_value(change['before'])} → {_value(change['after'])} "
+        "(retrains nothing now; the retrain sensor follows it)"
+    )
 
 
 def _stack(s: dict[str, Any]) -> str:
@@ -172,6 +184,7 @@ def as_table(p: Plan) -> str:
             lines += [f"        {text}" for a in c.attributes for text in _attribute(a)]
     for title, items, show in (
         ("alias pins", p.pins, _pin),
+        ("retrain policies", p.policies, _policy),
         ("stacks", p.stacks, _stack),
         ("hand-written code", p.python, _python),
     ):
@@ -201,6 +214,7 @@ def as_markdown(p: Plan) -> str:
             lines += ["```", "", "</details>"]
     for title, items, show in (
         ("Alias pins", p.pins, _pin),
+        ("Retrain policies", p.policies, _policy),
         ("Stacks", p.stacks, _stack),
         ("Hand-written code", p.python, _python),
     ):

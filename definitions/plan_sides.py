@@ -41,6 +41,7 @@ class Definition:
     pins: dict[str, int]
     where: str
     sources: tuple[str, ...] = ()
+    retrain: dict[str, Any] | None = None  # a model's retrain policy (not part of its code version)
 
 
 @dataclass
@@ -145,6 +146,7 @@ def _definitions(
             tuple(parents),
             dict(model.promote.pin),
             display(p.where("models", model_name)),
+            retrain=model.retrain.model_dump(mode="json", exclude_unset=True) if model.retrain else None,
         )
 
 

@@ -170,6 +170,28 @@ def test_a_moved_pin_moves_an_alias_and_retrains_nothing(repo: Path) -> None:
     ]
 
 
+def test_a_changed_retrain_policy_is_listed_and_retrains_nothing(repo: Path) -> None:
+    edit(repo, "      promote:\n", "      retrain: {on_drift: {threshold: 0.2}, cooldown: 2m}\n      promote:\n")
+    first = commit_all(repo, "retrain on drift")
+    edit(
+        repo,
+        "retrain: {on_drift: {threshold: 0.2}, cooldown: 2m}",
+        "retrain: {on_drift: {threshold: 0.3}, cooldown: 6h}",
+    )
+    body = check_golden("policy", run_plan(repo), repo)
+    assert body["assets"] == [] and body["summary"]["policies"] == 2
+    assert body["policies"] == [
+        {"model": "shop/forecast", "path": "retrain.on_drift.threshold", "before": 0.2, "after": 0.3},
+        {"model": "shop/forecast", "path": "retrain.cooldown", "before": "2m", "after": "6h"},
+    ]
+    table = as_table(run_plan(repo))
+    assert "2 retrain policy settings change" in table.splitlines()[0]
+    assert "shop/forecast: retrain.cooldown: 2m → 6h (retrains nothing now; the retrain sensor follows it)" in table
+    # Adding the policy: listed as a whole, and the model still does not rebuild.
+    added = run_plan(repo, f"{first}~1..{first}")
+    assert added.assets == [] and [p["path"] for p in added.policies] == ["retrain"]
+
+
 def test_added_and_removed_pipelines_and_stack_changes_are_listed_separately(repo: Path) -> None:
     other = PIPELINE.replace("name: shop", "name: shop2").replace("data/orders.csv", "data/../data/orders.csv")
     (repo / "defs" / "shop2").mkdir()
