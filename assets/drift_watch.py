@@ -29,7 +29,7 @@ import dagster as dg
 from assets.history import materialized_with, read_recorded
 from assets.retrain import STATE_PREFIX, DriftVerdict, Policy
 from resources.alerts import Alert, Alerter
-from resources.errors import SlipwayError
+from resources.errors import ResourceError, SlipwayError
 from resources.redact import redact
 
 
@@ -56,6 +56,10 @@ class DriftWatch:
         started = time.perf_counter()
         try:
             verdict, metadata = self._evaluate(policy, data_version)
+        except ResourceError as exc:
+            # A store that is down: asked again next tick (not kept, not recorded as an evaluation).
+            self.log.warning(f"{policy.asset}: drift not evaluated now: {redact(str(exc).splitlines()[0])}")
+            return DriftVerdict(data_version, False, False, "not evaluated: a store is down"), []
         except (SlipwayError, LookupError, OSError, ValueError) as exc:
             reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             verdict = DriftVerdict(data_version, False, False, f"not evaluated: {reason}")

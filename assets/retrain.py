@@ -171,6 +171,10 @@ def only_new_data(reasons: Iterable[str]) -> bool:
 class GitChange(dg.AutomationCondition):
     """True unless a model's only reasons to rebuild are new input data: those wait for its retrain policy."""
 
+    def __init__(self, stores: Any = None) -> None:
+        """``stores``: as the rebuild predicate's (:class:`assets.rebuild.OutOfDate`), so a lost output counts."""
+        self.stores = stores
+
     @property
     def requires_cursor(self) -> bool:  # noqa: D102
         return False
@@ -184,7 +188,7 @@ class GitChange(dg.AutomationCondition):
         return "rebuilt for a changed definition or a lost output; new data waits for the retrain policy"
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
-        reasons = record_for(context).reasons(context.key, None)  # type: ignore[arg-type]
+        reasons = record_for(context).reasons(context.key, self.stores)  # type: ignore[arg-type]
         if only_new_data(reasons):
             return dg.AutomationResult(context, context.get_empty_subset(), metadata={"waits": "the retrain policy"})
         return dg.AutomationResult(context, context.candidate_subset)

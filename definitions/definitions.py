@@ -155,7 +155,7 @@ def build_definitions(
     resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
     stores = stores or StackStores(resources)
     condition = rebuild_condition(stores)
-    model_condition = condition if asked else (condition & GitChange()).with_label("slipway rebuild (models)")
+    model_condition = condition if asked else (condition & GitChange(stores)).with_label("slipway rebuild (models)")
     materializable = {
         key: item
         for item in pipelines.assets or []

@@ -73,7 +73,7 @@ def test_unknown_component_and_key(home, tmp_path):
     with pytest.raises(
         StackError,
         match=re.escape(
-            f"{path}:2: stack {path}: unknown component 'experiment_traker'; did you mean 'experiment_tracker'? (valid: allowed_imports, artifact_store"
+            f"{path}:2: stack {path}: unknown component 'experiment_traker'; did you mean 'experiment_tracker'? (valid: alerter, allowed_imports, artifact_store"
         ),
     ):
         load_stack(path)
@@ -134,3 +134,26 @@ def test_an_override_of_an_unknown_component_is_an_error_not_ignored(home, monke
         ),
     ):
         load_stack()
+
+
+def test_the_alerter_is_log_by_default_and_a_webhook_by_environment(home, monkeypatch):
+    from resources.alerts import LogAlerter, WebhookAlerter
+    from stacks.build import build_resources
+
+    assert isinstance(build_resources(load_stack().stack)["alerter"], LogAlerter)
+    monkeypatch.setenv("SLIPWAY_ALERTER__TYPE", "webhook")
+    monkeypatch.setenv("SLIPWAY_ALERTER__URL_ENV", "TEAM_HOOK")
+    monkeypatch.setenv("SLIPWAY_ALERTER__RETRIES", "4")
+    alerter = build_resources(load_stack().stack)["alerter"]
+    assert isinstance(alerter, WebhookAlerter) and (alerter.url_env, alerter.retries) == ("TEAM_HOOK", 4)
+
+
+def test_a_webhook_url_cannot_sit_in_the_stack_file(home, tmp_path):
+    path = tmp_path / "mystack.yaml"
+    path.write_text("alerter: {type: webhook, url_env: 'https://hooks.slack.com/services/T0/B0/x'}\n")
+    with pytest.raises(StackError, match=r"mystack.yaml:1: .*alerter.url_env: String should match pattern") as err:
+        load_stack(str(path))
+    assert "hooks.slack.com" not in str(err.value)
+    path.write_text("alerter: {type: webhook, url: 'https://hooks.slack.com/services/T0/B0/x'}\n")
+    with pytest.raises(StackError, match="url"):
+        load_stack(str(path))
