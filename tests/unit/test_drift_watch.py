@@ -10,7 +10,7 @@ import pytest
 
 from assets import drift_watch
 from assets.generators import churn
-from assets.retrain import STATE_PREFIX, DriftVerdict, Policy
+from assets.retrain import STATE_PREFIX, Policy
 from assets.schema import Retrain
 from assets.versions import frame_version
 from resources.drift import StatisticalDriftDetector
