@@ -46,6 +46,7 @@ REASON_TAG = "slipway/retrain_reason"
 RUN_KEY_PREFIX = "slipway-retrain"
 STATE_PREFIX = "slipway/retrain-drift/"
 DAY = 86400.0
+clock = time.time  # the sensor's clock (tests move it forward)
 _UNFINISHED = (
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -215,7 +216,7 @@ class Tick:
         """Over the code location's asset ``graph``; ``now`` defaults to the clock."""
         self.instance = instance
         self.graph = graph
-        self.now = time.time() if now is None else now
+        self.now = clock() if now is None else now
         self.record = Record(instance, graph)
         self._running: set[dg.AssetKey] | None = None
 
@@ -360,6 +361,8 @@ def retrain_sensor() -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys={"io_manager", "model_registry", "experiment_tracker", "drift_detector", "alerter"},
+        # Its run requests name the model (asset_selection): any asset of the code location may be one.
+        target=dg.AssetSelection.all(),
         description="Retrains models by their retrain policy (new data, drift, schedule; cooldown, max_per_day).",
     )
     def _retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:

@@ -46,17 +46,29 @@ def automation_requests(defs_dir: Path) -> set[str]:
 
 
 def retrain_tick(defs_dir: Path, now: float | None = None):
-    """One tick of the ``slipway_retrain`` sensor as the daemon would run it (``now``: the sensor's clock)."""
-    from assets.retrain import evaluate
+    """One tick of the ``slipway_retrain`` sensor through Dagster, as the daemon runs it (``now``: its clock).
+
+    Returns Dagster's evaluation data (``run_requests``, ``skip_message``); the tick's asset
+    events are recorded in the instance, as the daemon records them.
+    """
+    from assets import retrain
 
     defs = build_definitions(defs_dir)
-    with _instance() as instance:
-        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
-        result = evaluate(context, now)
-        # The daemon records a tick's asset events in the instance.
-        for event in getattr(result, "asset_events", None) or []:
-            instance.report_runless_asset_event(event)
-        return result
+    sensor = defs.get_sensor_def(retrain.RETRAIN_SENSOR)
+    clock = retrain.clock
+    if now is not None:
+        retrain.clock = lambda: now
+    try:
+        with _instance() as instance:
+            context = dg.build_sensor_context(
+                instance=instance, definitions=defs, resources=defs.resources, sensor_name=sensor.name
+            )
+            result = sensor.evaluate_tick(context)
+            for event in result.asset_events or []:
+                instance.report_runless_asset_event(event)
+            return result
+    finally:
+        retrain.clock = clock
 
 
 def launch(defs_dir: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:

@@ -73,12 +73,11 @@ def land(defs_dir, number: int, rows: int = 600, drift: float = 0.0, **changes) 
 
 
 def requests(result) -> list[dg.RunRequest]:
-    return list(getattr(result, "run_requests", None) or [])
+    return list(result.run_requests or [])
 
 
 def said(result) -> str:
-    skip = getattr(result, "skip_reason", None) or result
-    return getattr(skip, "skip_message", None) or str(skip)
+    return result.skip_message or ""
 
 
 def versions(name: str = "shop.clf") -> list[dict[str, str]]:
