@@ -15,6 +15,10 @@ materialization. Each evaluation is:
 - the verdict, kept in the instance (``slipway/retrain-drift/<model>``) so the next ticks do
   not load the data again.
 
+The observation is written to the instance before the verdict is kept (not handed to the
+daemon with the tick's result): a tick that fails or dies after the evaluation then either
+loses nothing or evaluates again, never keeps a verdict whose record was lost.
+
 A problem (no champion, its data no longer stored, a store that is down) is a verdict of its
 own, "not evaluated: why", reported once per data version: drift then triggers nothing.
 """
@@ -46,31 +50,32 @@ class DriftWatch:
         self.alerter: Alerter = resources.alerter
         self.log = log
 
-    def __call__(self, policy: Policy, data_version: str) -> tuple[DriftVerdict, list[Any]]:
-        """The verdict for ``data_version`` of the model's input, and the events to record (none when known)."""
+    def __call__(self, policy: Policy, data_version: str) -> DriftVerdict:
+        """The verdict for ``data_version`` of the model's input (evaluated and recorded once)."""
         name = STATE_PREFIX + policy.asset
         stored = self.instance.run_storage.get_cursor_values({name}).get(name)
         known = DriftVerdict.from_json(stored)
         if known is not None and known.data_version == data_version:
-            return known, []
+            return known
         started = time.perf_counter()
         try:
             verdict, metadata = self._evaluate(policy, data_version)
         except ResourceError as exc:
             # A store that is down: asked again next tick (not kept, not recorded as an evaluation).
             self.log.warning(f"{policy.asset}: drift not evaluated now: {redact(str(exc).splitlines()[0])}")
-            return DriftVerdict(data_version, False, False, "not evaluated: a store is down"), []
+            return DriftVerdict(data_version, False, False, "not evaluated: a store is down")
         except (SlipwayError, LookupError, OSError, ValueError) as exc:
             reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             verdict = DriftVerdict(data_version, False, False, f"not evaluated: {reason}")
             metadata = {"drift": verdict.summary, "data_version": data_version}
             self.log.warning(f"{policy.asset}: drift {verdict.summary}")
-        self.instance.run_storage.set_cursor_values({name: verdict.to_json()})
         metadata["drift_seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 3))
         observation = dg.AssetObservation(
             asset_key=dg.AssetKey.from_user_string(policy.asset), description=verdict.summary, metadata=metadata
         )
-        return verdict, [observation]
+        self.instance.report_runless_asset_event(observation)
+        self.instance.run_storage.set_cursor_values({name: verdict.to_json()})
+        return verdict
 
     def _evaluate(self, policy: Policy, data_version: str) -> tuple[DriftVerdict, dict[str, Any]]:
         drift = policy.retrain.on_drift

@@ -184,7 +184,7 @@ def build_model_asset(
             if not yielded:
                 _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
             raise
-        _alert(alerter, context, key, registry_name, ref, decision, gates, experiment_tracker.run_url(run))
+        _alert(alerter, context, key, registry_name, ref, decision, gates, experiment_tracker.run_url(run), spec)
         for gate in gates:
             yield dg.AssetCheckResult(
                 check_name=gate_check_name(gate.metric),
@@ -329,6 +329,7 @@ def _alert(
     decision: "promotion.Decision",
     gates: "list[promotion.GateResult]",
     link: str,
+    spec: Model,
 ) -> None:
     """Alert on a failed gate and on a promotion (an alias moved); an alert never fails the training."""
     asset = key.to_user_string()
@@ -339,8 +340,12 @@ def _alert(
         alert = Alert("check_failed", f"{asset}: v{ref.version} failed its gates", text, asset, link, metrics)
         alerter.send(alert, context.log)
     if decision.alias:
-        text = f"v{ref.version} is now {decision.alias}: {decision.reason}"
-        alerter.send(Alert("promotion", f"{name}: {decision.alias} moved", text, asset, link, metrics), context.log)
+        title = (
+            f"{name}: v{ref.version} promoted to {decision.alias}"
+            if decision.alias == spec.promote.alias
+            else f"{name}: v{ref.version} is {decision.alias}"
+        )
+        alerter.send(Alert("promotion", title, decision.reason, asset, link, metrics), context.log)
 
 
 def _alias_check(

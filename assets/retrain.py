@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,7 +137,6 @@ class Decision:
     message: str
     trigger: str | None = None
     run_key: str | None = None
-    events: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -230,8 +229,8 @@ class Tick:
     def decide(self, policy: Policy, drift: Any = None) -> Decision:
         """What to do about ``policy``'s model; ``drift(policy, data_version)`` evaluates drift when asked.
 
-        ``drift`` returns a :class:`DriftVerdict` (and the events that record it); None: drift
-        is not evaluated on this tick.
+        ``drift`` returns a :class:`DriftVerdict` (evaluating and recording it once per data
+        version); None: drift is not evaluated on this tick.
         """
         key = dg.AssetKey.from_user_string(policy.asset)
         built = self.record.built(key)
@@ -251,14 +250,13 @@ class Tick:
         retrain = policy.retrain
         triggers: list[tuple[str, str]] = []
         waiting: list[str] = []
-        events: list[Any] = []
         if retrain.on_new_data:
             triggers.append(("new_data", "; ".join(reasons)))
         if retrain.on_drift is not None:
             current = inputs.get(policy.dataset)
             verdict = None
             if current is not None and drift is not None:
-                verdict, events = drift(policy, current)
+                verdict = drift(policy, current)
             if verdict is None:
                 waiting.append("drift not evaluated yet")
             elif verdict.drifted:
@@ -276,15 +274,13 @@ class Tick:
                 waiting.append(f"the next tick of {retrain.schedule!r}")
         said = "; ".join(reasons)
         if not triggers:
-            return Decision(
-                policy.asset, "idle", f"{said}; no trigger: {', '.join(waiting) or 'none declared'}", events=events
-            )
+            return Decision(policy.asset, "idle", f"{said}; no trigger: {', '.join(waiting) or 'none declared'}")
         trigger, why = triggers[0]
         held = self._held(key, retrain, built.timestamp)
         if held:
-            return Decision(policy.asset, "wait", f"{trigger} ({why}) waits for {held}", trigger, events=events)
+            return Decision(policy.asset, "wait", f"{trigger} ({why}) waits for {held}", trigger)
         run_key = f"{RUN_KEY_PREFIX}:{policy.asset}:{digest}"
-        return Decision(policy.asset, "retrain", f"{trigger}: {why}", trigger, run_key, events)
+        return Decision(policy.asset, "retrain", f"{trigger}: {why}", trigger, run_key)
 
     def _held(self, key: dg.AssetKey, retrain: Retrain, trained_at: float) -> str | None:
         """What holds a triggered retraining back: the cooldown or the daily limit (with until when), else None."""
@@ -326,7 +322,7 @@ def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> d
         return dg.SkipReason("no model declares a retrain policy")
     tick = Tick(context.instance, graph, now)
     watch = DriftWatch(context.instance, context.resources, context.log)
-    runs, events, lines = [], [], []
+    runs, lines = [], []
     for policy in found:
         decision = tick.decide(policy, watch)
         if decision.action == "retrain" and decision.run_key is not None:
@@ -338,18 +334,14 @@ def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> d
                     "idle",
                     f"already retrained for this data (run {earlier.run_id[:8]}, {status}); "
                     "a new data version or `slipway run` trains it again",
-                    events=decision.events,
                 )
-        events += decision.events
         line = f"{decision.asset}: {decision.action}: {decision.message}"
         lines.append(line)
         context.log.info(line)
         if decision.action == "retrain":
             runs.append(run_request(policy, decision))
     if runs:
-        return dg.SensorResult(run_requests=runs, asset_events=events)
-    if events:
-        return dg.SensorResult(asset_events=events, skip_reason=" | ".join(lines))
+        return dg.SensorResult(run_requests=runs)
     return dg.SkipReason(" | ".join(lines))
 
 

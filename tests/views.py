@@ -48,8 +48,7 @@ def automation_requests(defs_dir: Path) -> set[str]:
 def retrain_tick(defs_dir: Path, now: float | None = None):
     """One tick of the ``slipway_retrain`` sensor through Dagster, as the daemon runs it (``now``: its clock).
 
-    Returns Dagster's evaluation data (``run_requests``, ``skip_message``); the tick's asset
-    events are recorded in the instance, as the daemon records them.
+    Returns Dagster's evaluation data (``run_requests``, ``skip_message``).
     """
     from assets import retrain
 
@@ -63,10 +62,7 @@ def retrain_tick(defs_dir: Path, now: float | None = None):
             context = dg.build_sensor_context(
                 instance=instance, definitions=defs, resources=defs.resources, sensor_name=sensor.name
             )
-            result = sensor.evaluate_tick(context)
-            for event in result.asset_events or []:
-                instance.report_runless_asset_event(event)
-            return result
+            return sensor.evaluate_tick(context)
     finally:
         retrain.clock = clock
 

@@ -16,6 +16,7 @@ from assets.versions import frame_version
 from resources.drift import StatisticalDriftDetector
 from resources.errors import ResourceError
 
+KEY = dg.AssetKey(["shop", "clf"])
 REFERENCE = churn(2000, seed=1)
 DRIFTED = churn(2000, seed=2, drift=1.0)
 POLICY = Policy(
@@ -93,11 +94,17 @@ def watch(monkeypatch):
     return drift_watch.DriftWatch(instance, resources, logging.getLogger("test.drift")), resources, instance
 
 
+def recorded(instance) -> list:
+    return [r.event_log_entry.asset_observation for r in instance.fetch_observations(KEY, limit=10).records]
+
+
 def test_a_drifted_version_is_recorded_reported_alerted_and_kept(watch):
     found, resources, instance = watch
-    verdict, events = found(POLICY, frame_version(DRIFTED))
+    verdict = found(POLICY, frame_version(DRIFTED))
+    events = recorded(instance)
     assert verdict.evaluated and verdict.drifted and verdict.score > 0.2
     (observation,) = events
+    assert instance.run_storage.get_cursor_values({STATE_PREFIX + POLICY.asset})  # kept after it was recorded
     assert observation.asset_key == dg.AssetKey(["shop", "clf"])
     assert observation.metadata["drifted"].value is True
     assert observation.metadata["drift_report"].value == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
@@ -113,29 +120,30 @@ def test_a_drifted_version_is_recorded_reported_alerted_and_kept(watch):
     assert alert.kind == "drift" and alert.link == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
     # Kept: the next tick reads the verdict, not the data.
     resources.io_manager.frames = {}
-    again, events = found(POLICY, frame_version(DRIFTED))
-    assert again == verdict and events == []
+    assert found(POLICY, frame_version(DRIFTED)) == verdict
+    assert len(recorded(instance)) == 1
 
 
 def test_a_store_that_is_down_is_asked_again_next_tick_not_recorded(watch):
     found, resources, instance = watch
     resources.model_registry.down = True
-    verdict, events = found(POLICY, frame_version(DRIFTED))
-    assert not verdict.evaluated and events == []
+    verdict = found(POLICY, frame_version(DRIFTED))
+    assert not verdict.evaluated and recorded(instance) == []
     assert instance.run_storage.get_cursor_values({STATE_PREFIX + POLICY.asset}) == {}
     resources.model_registry.down = False
-    verdict, events = found(POLICY, frame_version(DRIFTED))
-    assert verdict.evaluated and verdict.drifted and len(events) == 1
+    verdict = found(POLICY, frame_version(DRIFTED))
+    assert verdict.evaluated and verdict.drifted and len(recorded(instance)) == 1
 
 
 def test_reference_data_no_longer_stored_is_a_verdict_of_its_own_reported_once(watch):
     found, resources, instance = watch
     resources.io_manager.frames = {"new-run": DRIFTED}
-    verdict, events = found(POLICY, frame_version(DRIFTED))
+    verdict = found(POLICY, frame_version(DRIFTED))
     assert not verdict.evaluated and not verdict.drifted
     assert verdict.summary.startswith("not evaluated: the data champion v1 trained on is no longer stored")
-    assert len(events) == 1 and resources.alerter.sent == []
-    assert found(POLICY, frame_version(DRIFTED)) == (verdict, [])
+    assert len(recorded(instance)) == 1 and resources.alerter.sent == []
+    assert found(POLICY, frame_version(DRIFTED)) == verdict
+    assert len(recorded(instance)) == 1
 
 
 def test_a_schema_changed_batch_without_a_drift_feature_is_not_evaluated(watch, monkeypatch):
@@ -144,6 +152,6 @@ def test_a_schema_changed_batch_without_a_drift_feature_is_not_evaluated(watch, 
     resources.io_manager.frames = {"ref-run": REFERENCE, "new-run": changed}
     versions = {frame_version(REFERENCE): ["ref-run"], frame_version(changed): ["new-run"]}
     monkeypatch.setattr(drift_watch, "materialized_with", lambda instance, key, version: versions.get(version, []))
-    verdict, events = found(POLICY, frame_version(changed))
+    verdict = found(POLICY, frame_version(changed))
     assert verdict.summary == "not evaluated: drift features ['tenure'] are not columns of the current data"
-    assert len(events) == 1
+    assert len(recorded(instance)) == 1
