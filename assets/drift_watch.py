@@ -36,6 +36,8 @@ from resources.alerts import Alert, Alerter
 from resources.errors import ResourceError, SlipwayError
 from resources.redact import redact
 
+REPORT = "drift/drift_report.html"
+
 
 class DriftWatch:
     """Evaluates drift for the retrain sensor, with the stack's resources."""
@@ -69,7 +71,7 @@ class DriftWatch:
             verdict = DriftVerdict(data_version, False, False, f"not evaluated: {reason}")
             metadata = {"drift": verdict.summary, "data_version": data_version}
             self.log.warning(f"{policy.asset}: drift {verdict.summary}")
-        metadata["drift_seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 3))
+        metadata["evaluated_in"] = f"{time.perf_counter() - started:.2f} s"  # text: not a plot of its own
         observation = dg.AssetObservation(
             asset_key=dg.AssetKey.from_user_string(policy.asset), description=verdict.summary, metadata=metadata
         )
@@ -182,9 +184,9 @@ class DriftWatch:
             run = self.tracker.start_run(pipeline, f"drift-{model}-{data_version[:8]}", tags)
             metrics = {"drift_score": result.score, **{f"drift_{f.feature}": f.score for f in result.features}}
             self.tracker.log(run, {"method": result.method, "threshold": result.threshold}, metrics, {})
-            self.tracker.log_file(run, "drift/drift_report.html", page.encode())
+            self.tracker.log_file(run, REPORT, page.encode())
             self.tracker.end_run(run, ok=True)
         except SlipwayError as exc:
             self.log.warning(f"{policy.asset}: the drift report was not logged: {exc}")
             return None
-        return self.tracker.run_url(run)
+        return self.tracker.artifact_url(run, REPORT)

@@ -75,6 +75,10 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
     def run_url(self, run: TrackedRun) -> str:
         """A link to the run for people (the tracker's UI)."""
 
+    def artifact_url(self, run: TrackedRun, path: str) -> str:
+        """A link that opens one of the run's artifacts (the run's link where the UI cannot)."""
+        return self.run_url(run)
+
 
 class MlflowTracker(ExperimentTracker):
     """MLflow over an explicit ``MlflowClient`` (never MLflow's global fluent state).
@@ -267,6 +271,11 @@ class MlflowTracker(ExperimentTracker):
         path = f"/#/experiments/{run.experiment_id}/runs/{run.run_id}?workflowType=machine_learning"
         # A password in the UI address is for the browser to ask for, not for a stored link.
         return redact(self.ui_url.rstrip("/")) + path
+
+    def artifact_url(self, run: TrackedRun, path: str) -> str:  # noqa: D102
+        # MLflow's UI opens an artifact from its path after /artifacts/ (an HTML one rendered in place).
+        base, _, query = self.run_url(run).partition("?")
+        return f"{base}/artifacts/{path}" + (f"?{query}" if query else "")
 
 
 def _requirements(model: Any) -> list[str]:

@@ -196,6 +196,7 @@ def test_drift_is_evaluated_once_per_data_version_and_retrains_when_above_thresh
     (evaluation,) = observations(defs_dir)
     assert evaluation["drifted"] is False and evaluation["drift_score"] < 0.2
     assert evaluation["drift_report"].startswith("http://127.0.0.1:5000/#/experiments/")
+    assert evaluation["drift_report"].endswith("/artifacts/drift/drift_report.html?workflowType=machine_learning")
     assert {r["feature"] for r in _rows(evaluation["features"])} == {"tenure", "monthly_charges", "support_calls"}
     retrain_tick(defs_dir)
     assert len(observations(defs_dir)) == 1  # the verdict is kept: no second load of the data
@@ -235,7 +236,7 @@ def _rows(table) -> list[dict]:
 def _drift_report(link: str) -> str:
     import mlflow
 
-    run_id = link.split("/runs/")[1].split("?")[0]
+    run_id = link.split("/runs/")[1].split("/")[0]
     stack = load_stack().stack
     client = mlflow.MlflowClient(tracking_uri=stack.experiment_tracker.tracking_uri)
     path = client.download_artifacts(run_id, "drift/drift_report.html")

@@ -17,6 +17,7 @@ from resources.drift import StatisticalDriftDetector
 from resources.errors import ResourceError
 
 KEY = dg.AssetKey(["shop", "clf"])
+REPORT_URL = "http://127.0.0.1:5000/#/experiments/1/runs/abc/artifacts/drift/drift_report.html"
 REFERENCE = churn(2000, seed=1)
 DRIFTED = churn(2000, seed=2, drift=1.0)
 POLICY = Policy(
@@ -66,8 +67,8 @@ class Tracker:
     def end_run(self, run, ok):
         pass
 
-    def run_url(self, run):
-        return "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    def artifact_url(self, run, path):
+        return f"http://127.0.0.1:5000/#/experiments/1/runs/abc/artifacts/{path}"
 
 
 class Alerter:
@@ -107,7 +108,7 @@ def test_a_drifted_version_is_recorded_reported_alerted_and_kept(watch):
     assert instance.run_storage.get_cursor_values({STATE_PREFIX + POLICY.asset})  # kept after it was recorded
     assert observation.asset_key == dg.AssetKey(["shop", "clf"])
     assert observation.metadata["drifted"].value is True
-    assert observation.metadata["drift_report"].value == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    assert observation.metadata["drift_report"].value == REPORT_URL
     page = resources.experiment_tracker.files["drift/drift_report.html"].decode()
     assert "Drift detected" in page and page.count("<svg") >= 3
     assert set(resources.experiment_tracker.metrics) == {
@@ -117,7 +118,7 @@ def test_a_drifted_version_is_recorded_reported_alerted_and_kept(watch):
         "drift_support_calls",
     }
     (alert,) = resources.alerter.sent
-    assert alert.kind == "drift" and alert.link == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    assert alert.kind == "drift" and alert.link == REPORT_URL
     # Kept: the next tick reads the verdict, not the data.
     resources.io_manager.frames = {}
     assert found(POLICY, frame_version(DRIFTED)) == verdict
