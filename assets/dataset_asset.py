@@ -148,6 +148,8 @@ def build_dataset_asset(
     # at once; a source's own columns are data, judged by the expectations themselves.
     wanted = needed_columns(spec) if spec.sql or spec.transform else {}
     blocking = any(e.severity == "error" for e in spec.expectations)
+    # Data is refused by a blocking expectation, or by a landed file whose columns differ.
+    refuses = blocking or (spec.source is not None and spec.source.path is not None)
     made_by = f"the table that transform {spec.transform} returned" if spec.transform else "the query's table"
     check_specs = [
         dg.AssetCheckSpec(
@@ -279,6 +281,6 @@ def build_dataset_asset(
         **frames: Any,
     ) -> Any:
         steps = _build(context, data_validator, drift_detector, import_policy, alerter, frames)
-        yield from recording_failures(context, key, steps, can_refuse=blocking)
+        yield from recording_failures(context, key, steps, can_refuse=refuses)
 
     return _dataset

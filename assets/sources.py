@@ -13,7 +13,7 @@ from assets.imports import resolve
 from assets.metrics import suggest
 from assets.schema import Source
 from assets.versions import combine
-from resources.errors import DataError, DefinitionError
+from resources.errors import DataError, DefinitionError, RefusedData
 from resources.paths import slipway_home
 
 
@@ -116,12 +116,34 @@ def _read_file(path: Path, fmt: str | None) -> Any:
     return frame
 
 
+def _same_columns(files: Sequence[Path], frames: Sequence[Any], folder: Path, where: str) -> None:
+    """Every landed file has the first one's columns (in any order); :class:`RefusedData` naming the odd one.
+
+    Concatenated, a file without a column would give that column nulls for its rows, which most
+    expectations let through: a batch whose schema changed is refused instead, and the last
+    good version stays the one downstream assets read.
+    """
+    first = set(map(str, frames[0].columns))
+    for path, frame in zip(files[1:], frames[1:], strict=True):
+        columns = set(map(str, frame.columns))
+        if columns != first:
+            missing, extra = sorted(first - columns), sorted(columns - first)
+            parts = [f"missing {', '.join(missing)}" if missing else "", f"extra {', '.join(extra)}" if extra else ""]
+            said = "; ".join(part for part in parts if part)
+            raise RefusedData(
+                f"{where}: {os.path.relpath(path, folder)} has columns that differ from "
+                f"{os.path.relpath(files[0], folder)}'s ({said}); the batch is refused and not stored"
+            )
+
+
 def load(source: Source, folder: Path, where: str, allowed: Sequence[str]) -> Any:
     """Load the source as a pandas DataFrame."""
     import pandas as pd
 
     if source.path is not None:
-        frames = [_read_file(path, source.format) for path in source_files(source, folder, where)]
+        files = source_files(source, folder, where)
+        frames = [_read_file(path, source.format) for path in files]
+        _same_columns(files, frames, folder, where)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     if source.sql is not None:
         from resources import database

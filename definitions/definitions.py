@@ -250,9 +250,20 @@ def run_failure_sensor() -> dg.SensorDefinition:
         run = context.dagster_run
         if run.tags.get("slipway/command") == "run" and "dagster/parent_run_id" not in run.tags:
             return
-        alerter.send(run_failure_alert(context.dagster_run, context.failure_event.message or ""), context.log)
+        steps = context.get_step_failure_events()
+        error = getattr(steps[0].event_specific_data, "error", None) if steps else None
+        message = root_message(error) if error is not None else context.failure_event.message or ""
+        alerter.send(run_failure_alert(run, message), context.log)
 
     return _failed
+
+
+def root_message(error: Any) -> str:
+    """The first line of the innermost error of a Dagster error (what the step itself raised)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    text = str(getattr(error, "message", "") or "").strip()
+    return text.splitlines()[0] if text else ""
 
 
 def run_failure_alert(run: Any, message: str) -> Any:

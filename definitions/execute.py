@@ -237,12 +237,12 @@ class Engine:
         """Alert (the stack's alerter) on this command's failed run: the run failure sensor leaves it to us."""
         import logging
 
-        from definitions.definitions import run_failure_alert
+        from definitions.definitions import root_message, run_failure_alert
 
         run = self.instance.get_run_by_id(run_id)
         if run is None:
             return
-        messages = [e.dagster_event.event_specific_data.error.message for e in failed if _has_error(e)]
+        messages = [root_message(e.dagster_event.event_specific_data.error) for e in failed if _has_error(e)]
         alert = run_failure_alert(run, messages[0] if messages else "")
         self.stores.resources["alerter"].send(alert, logging.getLogger("slipway.alerts"))
 

@@ -241,3 +241,53 @@ def _drift_report(link: str) -> str:
     client = mlflow.MlflowClient(tracking_uri=stack.experiment_tracker.tracking_uri)
     path = client.download_artifacts(run_id, "drift/drift_report.html")
     return open(path).read()
+
+
+def test_a_schema_changed_batch_is_refused_held_alerted_and_never_retrains(home, defs_dir, shop):
+    shop("{on_new_data: true}")
+    churn(100, seed=98, id_offset=60_000).drop(columns="tenure").to_csv(
+        defs_dir / "shop" / "data" / "batch_001.csv", index=False
+    )
+    ui_observe(defs_dir)
+    result = ui_materialize(defs_dir, "shop/customers")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    from definitions.definitions import root_message
+
+    message = root_message(failure.event_specific_data.error)
+    assert "data/batch_001.csv has columns that differ from data/batch_000.csv's (missing tenure)" in message
+    # The same files fail the same way: the automation sensor does not launch it again and again.
+    assert automation_requests(defs_dir) == set()
+    assert not requests(retrain_tick(defs_dir))
+    assert [v["aliases"] for v in versions()] == ["champion"]
+    # Deployed, the run failure sensor alerts (once per failed run).
+    sent = _run_failure_alerts(defs_dir, result)
+    assert len(sent) == 1 and sent[0].kind == "run_failed" and "batch_001.csv has columns" in sent[0].text
+
+
+def _run_failure_alerts(defs_dir, result) -> list:
+    from resources.alerts import Alerter
+
+    sent = []
+
+    class Recording(Alerter):
+        def _send(self, alert, log):
+            sent.append(alert)
+            return True
+
+    defs = build_definitions(defs_dir)
+    sensor = defs.get_sensor_def(RUN_FAILURE_SENSOR)
+    with dg.DagsterInstance.from_config(
+        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
+    ) as i:
+        run_record = i.get_run_by_id(result.run_id)
+        (event,) = [e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+        context = dg.build_run_status_sensor_context(
+            sensor_name=RUN_FAILURE_SENSOR,
+            dagster_event=event,
+            dagster_instance=i,
+            dagster_run=run_record,
+            resources={"alerter": Recording()},
+        ).for_run_failure()
+        sensor(context)
+    return sent
