@@ -224,9 +224,16 @@ def test_a_corrupt_batch_fails_expectations_and_never_retrains(home, defs_dir, s
     frame = churn(100, seed=99, id_offset=50_000).assign(tenure=-5)
     frame.to_csv(defs_dir / "shop" / "data" / "batch_001.csv", index=False)
     ui_observe(defs_dir)
-    assert not ui_materialize(defs_dir, "shop/customers").success
+    result = ui_materialize(defs_dir, "shop/customers")
+    assert not result.success
     assert not requests(retrain_tick(defs_dir))
     assert [v["aliases"] for v in versions()] == ["champion"]
+    # Alerted, in the run's log (the stack's alerter is `log`).
+    with dg.DagsterInstance.from_config(
+        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
+    ) as i:
+        lines = [e.user_message for e in i.all_logs(result.run_id) if "alert " in (e.user_message or "")]
+    assert len(lines) == 1 and lines[0].startswith("alert check_failed: shop/customers: blocking expectations failed")
 
 
 def _rows(table) -> list[dict]:
@@ -291,3 +298,30 @@ def _run_failure_alerts(defs_dir, result) -> list:
         ).for_run_failure()
         sensor(context)
     return sent
+
+
+def test_alerts_reach_a_webhook_and_a_dead_webhook_fails_nothing(home, defs_dir, shop, monkeypatch):
+    from webhook import Hook
+
+    server = Hook()
+    try:
+        monkeypatch.setenv("SLIPWAY_ALERTER__TYPE", "webhook")
+        monkeypatch.setenv("SLIPWAY_ALERTER__BACKOFF_SECONDS", "0.01")
+        monkeypatch.setenv("SLIPWAY_ALERT_WEBHOOK", server.url)
+        shop("{on_new_data: true}")  # the first training of each model takes champion
+        kinds = sorted((b["slipway"]["kind"], b["slipway"]["asset"]) for b in server.bodies)
+        assert kinds == [("promotion", "shop/clf"), ("promotion", "shop/plain")]
+        assert server.bodies[0]["text"].startswith(":trophy: *shop.")
+    finally:
+        server.close()
+    # The webhook is gone: the retraining is retried-and-logged, never failed by it.
+    land(defs_dir, 1)
+    (request,) = requests(retrain_tick(defs_dir))
+    result = launch(defs_dir, request)
+    assert result.success
+    with dg.DagsterInstance.from_config(
+        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
+    ) as i:
+        lines = [e.user_message for e in i.all_logs(result.run_id) if "webhook alert" in (e.user_message or "")]
+    assert lines and lines[-1].endswith("given up (the pipeline goes on)")
+    assert not any(server.url in line for line in lines)
