@@ -60,8 +60,9 @@ class DriftWatch:
         if known is not None and known.data_version == data_version:
             return known
         started = time.perf_counter()
+        alert = None
         try:
-            verdict, metadata = self._evaluate(policy, data_version)
+            verdict, metadata, alert = self._evaluate(policy, data_version)
         except ResourceError as exc:
             # A store that is down: asked again next tick (not kept, not recorded as an evaluation).
             self.log.warning(f"{policy.asset}: drift not evaluated now: {redact(str(exc).splitlines()[0])}")
@@ -77,9 +78,12 @@ class DriftWatch:
         )
         self.instance.report_runless_asset_event(observation)
         self.instance.run_storage.set_cursor_values({name: verdict.to_json()})
+        # Last: a tick that dies before this re-evaluates and alerts then; one that dies after has recorded all.
+        if alert is not None:
+            self.alerter.send(alert, self.log)
         return verdict
 
-    def _evaluate(self, policy: Policy, data_version: str) -> tuple[DriftVerdict, dict[str, Any]]:
+    def _evaluate(self, policy: Policy, data_version: str) -> tuple[DriftVerdict, dict[str, Any], Alert | None]:
         drift = policy.retrain.on_drift
         assert drift is not None
         champion = self.registry.aliases(policy.registered).get(policy.alias)
@@ -97,7 +101,7 @@ class DriftWatch:
             raise LookupError(f"the data {policy.alias} v{champion} trained on is no longer stored: {exc}") from None
         current_runs = materialized_with(self.instance, dataset, data_version)
         current, _ = read_recorded(self.store, policy.dataset, current_runs[:1], data_version)
-        features = list(drift.features or policy.features or [c for c in current.columns if c != policy.target])
+        features = policy.drift_features(current.columns)
         result = self.detector.compare(reference, current, drift.method, drift.threshold, features)
         report = self._report(policy, champion, recorded, data_version, result)
         verdict = DriftVerdict(data_version, True, result.drifted, result.summary(), result.score, report)
@@ -137,24 +141,18 @@ class DriftWatch:
         if report:
             metadata["drift_report"] = dg.MetadataValue.url(report)
         self.log.info(f"{policy.asset}: {result.summary()} (data {data_version} vs {policy.alias} v{champion})")
+        alert = None
         if result.drifted:
-            self.alerter.send(
-                Alert(
-                    "drift",
-                    f"{policy.asset}: drift detected",
-                    f"{policy.dataset} data {data_version} vs what {policy.alias} v{champion} trained on: "
-                    + result.summary(),
-                    asset=policy.asset,
-                    link=report,
-                    fields={
-                        "score": f"{result.score:.3f}",
-                        "threshold": str(drift.threshold),
-                        "worst": result.worst or "",
-                    },
-                ),
-                self.log,
+            alert = Alert(
+                "drift",
+                f"{policy.asset}: drift detected",
+                f"{policy.dataset} data {data_version} vs what {policy.alias} v{champion} trained on: "
+                + result.summary(),
+                asset=policy.asset,
+                link=report,
+                fields={"score": f"{result.score:.3f}", "threshold": str(drift.threshold), "worst": result.worst or ""},
             )
-        return verdict, metadata
+        return verdict, metadata, alert
 
     def _report(self, policy: Policy, champion: str, recorded: str, data_version: str, result: Any) -> str | None:
         """Log the HTML report to MLflow; its run's link, or None when the tracker cannot be reached."""
@@ -180,13 +178,24 @@ class DriftWatch:
             "slipway.current_data_version": data_version,
             "slipway.drifted": str(result.drifted).lower(),
         }
+        run = None
         try:
             run = self.tracker.start_run(pipeline, f"drift-{model}-{data_version[:8]}", tags)
-            metrics = {"drift_score": result.score, **{f"drift_{f.feature}": f.score for f in result.features}}
+            metrics = {"drift_score": result.score, **{_metric(f"drift_{f.feature}"): f.score for f in result.features}}
             self.tracker.log(run, {"method": result.method, "threshold": result.threshold}, metrics, {})
             self.tracker.log_file(run, REPORT, page.encode())
             self.tracker.end_run(run, ok=True)
         except SlipwayError as exc:
             self.log.warning(f"{policy.asset}: the drift report was not logged: {exc}")
+            if run is not None:
+                try:
+                    self.tracker.end_run(run, ok=False)
+                except SlipwayError:
+                    pass  # the tracker is down: its run stays open, as any run it could not close
             return None
         return self.tracker.artifact_url(run, REPORT)
+
+
+def _metric(name: str) -> str:
+    """An MLflow metric name: letters, digits and ``_-. /`` only."""
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)

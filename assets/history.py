@@ -35,12 +35,15 @@ def read_recorded(store: Any, key: str, runs: list[str], recorded: str) -> tuple
     ``LookupError`` (naming the first problem, passwords out) when none does.
     """
     from assets.versions import frame_version
+    from resources.errors import ResourceError
     from resources.redact import redact
 
     problems = []
     for run_id in runs:
         try:
             frame = store.read_version(tuple(key.split("/")), run_id)
+        except ResourceError:
+            raise  # the store is down, not the data gone: the caller may ask again later
         except Exception as exc:  # gone, or unreadable (a truncated or foreign file): try the next copy
             problems.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             continue

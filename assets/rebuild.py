@@ -115,12 +115,18 @@ class Record:
         node = self.graph.get(key)
         inputs = {p.to_user_string(): self.data_version(p) for p in node.parent_keys} if built is not None else {}
         found = out_of_date(built, node.code_version, inputs)
-        if built is not None and not found and stores is not None:
-            if key not in self._missing_outputs:
-                self._missing_outputs[key] = stores.missing(key, built)
-            if (problem := self._missing_outputs[key]) is not None:
-                found.append(problem)
+        if not found and (problem := self.lost(key, stores)) is not None:
+            found.append(problem)
         return found
+
+    def lost(self, key: dg.AssetKey, stores: StoredOutputs | None) -> str | None:
+        """Why what ``key`` last built is gone from the stores; None when it is there, never built, or not asked."""
+        built = self._built.get(key)
+        if built is None or stores is None:
+            return None
+        if key not in self._missing_outputs:
+            self._missing_outputs[key] = stores.missing(key, built)
+        return self._missing_outputs[key]
 
 
 _RECORDS: weakref.WeakKeyDictionary[Any, Record] = weakref.WeakKeyDictionary()

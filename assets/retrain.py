@@ -36,7 +36,7 @@ import dagster as dg
 from assets.graph import key_of
 from assets.rebuild import Record, record_for
 from assets.schema import Retrain
-from assets.staleness import NEW_DATA
+from assets.staleness import DATA_VERSION_TAG, NEW_DATA
 from assets.versions import combine
 
 RETRAIN_SENSOR = "slipway_retrain"
@@ -67,6 +67,16 @@ class Policy:
     target: str
     features: tuple[str, ...] | None
     alias: str
+    split_by: str | None = None
+
+    def drift_features(self, columns: Iterable[Any]) -> list[str]:
+        """The columns drift compares: ``on_drift.features``, else the model's, else all but the target and id."""
+        drift = self.retrain.on_drift
+        if drift is not None and drift.features:
+            return list(drift.features)
+        if self.features is not None:
+            return list(self.features)
+        return [str(c) for c in columns if c not in (self.target, self.split_by)]
 
     def metadata(self) -> str:
         """The JSON kept in the model asset's metadata."""
@@ -77,6 +87,7 @@ class Policy:
                 "target": self.target,
                 "features": list(self.features) if self.features is not None else None,
                 "alias": self.alias,
+                "split_by": self.split_by,
             },
             sort_keys=True,
         )
@@ -94,6 +105,7 @@ class Policy:
             data["target"],
             tuple(features) if features is not None else None,
             data["alias"],
+            data.get("split_by"),
         )
 
 
@@ -109,6 +121,7 @@ def policy_metadata(pipeline: str, model: str, spec: Any) -> dict[str, str]:
         spec.target,
         tuple(spec.features) if spec.features is not None else None,
         spec.promote.alias,
+        None if spec.evaluate_on else spec.split.by,
     )
     return {RETRAIN_METADATA: policy.metadata()}
 
@@ -169,7 +182,11 @@ def only_new_data(reasons: Iterable[str]) -> bool:
 
 
 class GitChange(dg.AutomationCondition):
-    """True unless a model's only reasons to rebuild are new input data: those wait for its retrain policy."""
+    """True unless a model's only reasons to rebuild are new input data: those wait for its retrain policy.
+
+    Data that changed because a definition upstream changed in git (:func:`changed_in_git`) is
+    a git change, and an output lost from the stores is rebuilt whatever the data did.
+    """
 
     def __init__(self, stores: Any = None) -> None:
         """``stores``: as the rebuild predicate's (:class:`assets.rebuild.OutOfDate`), so a lost output counts."""
@@ -185,13 +202,60 @@ class GitChange(dg.AutomationCondition):
 
     @property
     def description(self) -> str:  # noqa: D102
-        return "rebuilt for a changed definition or a lost output; new data waits for the retrain policy"
+        return "rebuilt for what git changed (upstream too) or a lost output; new data waits for the retrain policy"
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
-        reasons = record_for(context).reasons(context.key, self.stores)  # type: ignore[arg-type]
-        if only_new_data(reasons):
+        record = record_for(context)
+        key = context.key  # type: ignore[assignment]
+        reasons = record.reasons(key, self.stores)  # type: ignore[arg-type]
+        if only_new_data(reasons) and record.lost(key, self.stores) is None and changed_in_git(record, key) is None:  # type: ignore[arg-type]
             return dg.AutomationResult(context, context.get_empty_subset(), metadata={"waits": "the retrain policy"})
         return dg.AutomationResult(context, context.candidate_subset)
+
+
+def changed_in_git(record: Record, key: dg.AssetKey, limit: int = 50) -> str | None:
+    """Which upstream definition change made ``key``'s input data new (``"shop/feats changed in git"``), or None.
+
+    For each input whose data version differs from the one ``key`` was built with, the
+    materialization that made the new version is compared with the one that made the old:
+    another code version is a change in git; otherwise each of its inputs that changed is
+    followed up the graph, to an observed source (new data, not git). Only the last ``limit``
+    materializations of an asset are searched; older history counts as new data.
+    """
+    built = record.built(key)
+    if built is None:
+        return None
+    seen: set[tuple[dg.AssetKey, str]] = set()
+
+    def made(asset: dg.AssetKey, version: str) -> Any:
+        return _materialization_with(record.instance, asset, version, limit)
+
+    def walk(asset: dg.AssetKey, old: str, new: str, depth: int) -> str | None:
+        if depth > 25 or (asset, new) in seen or not record.graph.has(asset):
+            return None
+        seen.add((asset, new))
+        if not record.graph.get(asset).is_materializable:
+            return None  # an observed source: new data
+        after, before = made(asset, new), made(asset, old)
+        if after is None or before is None:
+            return None
+        if after.code_version != before.code_version:
+            return f"{asset.to_user_string()} changed in git"
+        for name, version in after.inputs.items():
+            earlier = before.inputs.get(name)
+            if earlier is not None and earlier != version:
+                found = walk(dg.AssetKey.from_user_string(name), earlier, version, depth + 1)
+                if found:
+                    return found
+        return None
+
+    for name, current in record.inputs(key).items():
+        trained = built.inputs.get(name)
+        if current is not None and trained is not None and trained != current:
+            found = walk(dg.AssetKey.from_user_string(name), trained, current, 0)
+            if found:
+                return found
+    return None
 
 
 def last_tick(schedule: str, now: float) -> float | None:
@@ -201,6 +265,23 @@ def last_tick(schedule: str, now: float) -> float | None:
     for tick in reverse_cron_string_iterator(now, schedule, "UTC"):
         return tick.timestamp()
     return None
+
+
+def _materialization_with(instance: Any, asset: dg.AssetKey, version: str, limit: int) -> Any:
+    """The latest of ``asset``'s last ``limit`` materializations that made data version ``version``, or None."""
+    from assets.staleness import Built
+
+    for item in instance.fetch_materializations(asset, limit=limit).records:
+        tags = (item.asset_materialization.tags or {}) if item.asset_materialization else {}
+        if tags.get(DATA_VERSION_TAG) == version:
+            return Built.of(item)
+    return None
+
+
+def schedule_due(schedule: str, arrived: float, now: float) -> tuple[bool, float | None]:
+    """Whether a tick of ``schedule`` fell between the first new data's arrival and ``now``, and the latest tick."""
+    tick = last_tick(schedule, now)
+    return tick is not None and tick >= arrived, tick
 
 
 def when(timestamp: float) -> str:
@@ -241,6 +322,9 @@ class Tick:
             return Decision(policy.asset, "idle", "trained on the newest data")
         if not only_new_data(reasons):
             return Decision(policy.asset, "idle", f"{'; '.join(reasons)}: the automation sensor rebuilds it")
+        upstream = changed_in_git(self.record, key)
+        if upstream is not None:
+            return Decision(policy.asset, "idle", f"{upstream}; the automation sensor rebuilds it")
         if self.running(key):
             return Decision(
                 policy.asset, "wait", f"{'; '.join(reasons)}; waits: a run of it or its input is in progress"
@@ -253,22 +337,12 @@ class Tick:
         if retrain.on_new_data:
             triggers.append(("new_data", "; ".join(reasons)))
         if retrain.on_drift is not None:
-            current = inputs.get(policy.dataset)
-            verdict = None
-            if current is not None and drift is not None:
-                verdict = drift(policy, current)
-            if verdict is None:
-                waiting.append("drift not evaluated yet")
-            elif verdict.drifted:
-                triggers.append(("drift", verdict.summary))
-            else:
-                waiting.append(f"drift below threshold ({verdict.summary})")
+            fired, wait = _drift_trigger(policy, inputs.get(policy.dataset), built, drift)
+            triggers += [("drift", fired)] if fired else []
+            waiting += [wait] if wait else []
         if retrain.schedule is not None:
-            tick = last_tick(retrain.schedule, self.now)
-            arrived = max(
-                (b.timestamp for p in self.graph.get(key).parent_keys if (b := self.record.built(p))), default=0
-            )
-            if tick is not None and tick >= arrived:
+            due, tick = schedule_due(retrain.schedule, self._arrived(key, built), self.now)
+            if due and tick is not None:
                 triggers.append(("schedule", f"schedule {retrain.schedule!r} ticked at {when(tick)}"))
             else:
                 waiting.append(f"the next tick of {retrain.schedule!r}")
@@ -281,6 +355,21 @@ class Tick:
             return Decision(policy.asset, "wait", f"{trigger} ({why}) waits for {held}", trigger)
         run_key = f"{RUN_KEY_PREFIX}:{policy.asset}:{digest}"
         return Decision(policy.asset, "retrain", f"{trigger}: {why}", trigger, run_key)
+
+    def _arrived(self, key: dg.AssetKey, built: Any) -> float:
+        """When data the model was not trained on first arrived: the earliest such materialization of an input."""
+        first = self.now
+        for parent in self.graph.get(key).parent_keys:
+            trained = built.inputs.get(parent.to_user_string())
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=parent, after_timestamp=built.timestamp), limit=100, ascending=True
+            ).records
+            for item in records:
+                tags = item.asset_materialization.tags or {} if item.asset_materialization else {}
+                if tags.get(DATA_VERSION_TAG) != trained:
+                    first = min(first, item.timestamp)
+                    break
+        return first
 
     def _held(self, key: dg.AssetKey, retrain: Retrain, trained_at: float) -> str | None:
         """What holds a triggered retraining back: the cooldown or the daily limit (with until when), else None."""
@@ -295,6 +384,21 @@ class Tick:
                 oldest = min(r.timestamp for r in records)
                 return f"max_per_day ({retrain.max_per_day} trainings in the last 24 hours) until {when(oldest + DAY)}"
         return None
+
+
+def _drift_trigger(policy: Policy, current: str | None, built: Any, drift: Any) -> tuple[str | None, str | None]:
+    """(why drift fires, None) or (None, why it does not) for the model's training input at ``current``."""
+    if current is None or current == built.inputs.get(policy.dataset):
+        # Only another input (an evaluation set) is new: the training data was trained on.
+        return None, f"drift (no new data in {policy.dataset})"
+    verdict = drift(policy, current) if drift is not None else None
+    if verdict is None:
+        return None, "drift not evaluated yet"
+    if verdict.drifted:
+        return verdict.summary, None
+    if verdict.evaluated:
+        return None, f"drift below threshold ({verdict.summary})"
+    return None, f"drift {verdict.summary}"
 
 
 def run_request(policy: Policy, decision: Decision) -> dg.RunRequest:
@@ -324,20 +428,30 @@ def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> d
     watch = DriftWatch(context.instance, context.resources, context.log)
     runs, lines = [], []
     for policy in found:
-        decision = tick.decide(policy, watch)
+        try:
+            decision = tick.decide(policy, watch)
+        except Exception as exc:  # one model's problem must not stop every other model's policy
+            from resources.redact import redact
+
+            message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            decision = Decision(policy.asset, "error", f"not evaluated: {type(exc).__name__}: {message}")
         if decision.action == "retrain" and decision.run_key is not None:
             earlier = earlier_run(context.instance, decision.run_key)
             if earlier is not None:
                 status = earlier.status.value.lower()
+                said = (
+                    "a retraining for this data failed"
+                    if earlier.status == dg.DagsterRunStatus.FAILURE
+                    else "already retrained for this data"
+                )
                 decision = Decision(
                     policy.asset,
                     "idle",
-                    f"already retrained for this data (run {earlier.run_id[:8]}, {status}); "
-                    "a new data version or `slipway run` trains it again",
+                    f"{said} (run {earlier.run_id[:8]}, {status}); a new data version or `slipway run` trains it again",
                 )
         line = f"{decision.asset}: {decision.action}: {decision.message}"
         lines.append(line)
-        context.log.info(line)
+        (context.log.warning if decision.action == "error" else context.log.info)(line)
         if decision.action == "retrain":
             runs.append(run_request(policy, decision))
     if runs:

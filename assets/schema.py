@@ -311,8 +311,8 @@ def cron_problem(text: str) -> str | None:
     for index, (field, (what, low, high)) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
         names = _CRON_NAMES.get(index, {})
         for part in field.split(","):
-            base, _, step = part.partition("/")
-            if step and not step.isdigit() or step == "0":
+            base, slash, step = part.partition("/")
+            if slash and not (step.isdigit() and int(step) > 0):
                 return f"{text!r}: {what} step {step!r} is not a positive number"
             if base == "*":
                 continue
@@ -323,6 +323,33 @@ def cron_problem(text: str) -> str | None:
                 value = names.get(bound.lower()) if not bound.isdigit() else int(bound)
                 if value is None or not low <= value <= high:
                     return f"{text!r}: {what} {bound!r} is not in {low}-{high}"
+    return _never(text, fields)
+
+
+def _cron_values(field: str, names: dict[str, int]) -> list[int]:
+    """The values of a checked cron field without steps (``1-3,jun`` is 1, 2, 3, 6)."""
+    values: list[int] = []
+    for part in field.split(","):
+        bounds = [int(b) if b.isdigit() else names[b.lower()] for b in part.split("-")]
+        values += range(bounds[0], bounds[-1] + 1)
+    return values
+
+
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _never(text: str, fields: list[str]) -> str | None:
+    """Why a parsed schedule never ticks (``0 0 31 2 *``: no February has a 31st), or None.
+
+    Only when the day of the week is ``*``: with both restricted, cron runs on either.
+    """
+    day, month, weekday = fields[2], fields[3], fields[4]
+    if day.startswith("*") or weekday != "*" or "/" in day or "/" in month:
+        return None
+    days = _cron_values(day, {})
+    months = range(1, 13) if month == "*" else _cron_values(month, _CRON_NAMES[3])
+    if min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months):
+        return f"{text!r} never runs: no month it names has a day {min(days)}"
     return None
 
 
@@ -376,6 +403,15 @@ class Retrain(_Closed):
             except ValueError as exc:
                 raise ValueError(f"cooldown {exc}") from None
         return cooldown
+
+    @model_validator(mode="after")
+    def _a_trigger(self) -> Retrain:
+        if not (self.on_new_data or self.on_drift or self.schedule):
+            raise ValueError(
+                "no trigger: give on_new_data: true, on_drift or schedule (without one the model never retrains "
+                "by itself, and cooldown and max_per_day hold nothing back)"
+            )
+        return self
 
     @property
     def cooldown_seconds(self) -> int:

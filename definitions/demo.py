@@ -57,17 +57,22 @@ def drift(
             continue
         where = f"pipeline {pipeline}, dataset {name}"
         files = sources.source_files(dataset.source, found.folder, where)
+        if any(path.suffix.lower() not in (".csv", ".txt") for path in files):
+            continue  # the demo writes CSV batches only
         landed = _read(files)
         builtin = list(generators.BUILTIN.values())
         generator = next((g for g in builtin if set(g(rows=2).columns) == set(landed.columns)), None)
         if generator is None:
             continue
+        if rows is None and len(landed) == 0:
+            raise DefinitionError(f"{pipeline}/{name}: no rows are landed yet to size the batch; give --rows N")
         count = len(landed) if rows is None else rows
         if count < 1:
             raise DefinitionError(f"--rows {count}: give at least one row")
         batch = generator(rows=count, seed=1000 + len(landed), drift=shift)[list(landed.columns)]
         for column in (c for c in batch.columns if str(c).endswith("_id")):
-            batch[column] = batch[column] - batch[column].min() + int(landed[column].max()) + 1
+            start = int(landed[column].max()) + 1 if landed[column].notna().any() else 0
+            batch[column] = batch[column] - batch[column].min() + start
         target = _next_file(dataset.source.path, found.folder, files)
         if target is None:
             target = files[0]  # a source without a glob is one file
@@ -88,9 +93,10 @@ def _read(files: list[Path]) -> Any:
 
     frames = []
     for path in files:
-        if path.suffix.lower() not in (".csv", ".txt"):
-            raise DataError(f"{path}: the demo appends to CSV landing files only")
-        frames.append(pd.read_csv(path))
+        try:
+            frames.append(pd.read_csv(path))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
     return pd.concat(frames, ignore_index=True)
 
 

@@ -146,7 +146,7 @@ def _definitions(
             tuple(parents),
             dict(model.promote.pin),
             display(p.where("models", model_name)),
-            retrain=model.retrain.model_dump(mode="json", exclude_unset=True) if model.retrain else None,
+            retrain=model.retrain.model_dump(mode="json") if model.retrain else None,
         )
 
 

@@ -113,6 +113,7 @@ class WebhookAlerter(Alerter):
     timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
     retries: int = Field(default=2, ge=0, description="Attempts after the first, on a network error or HTTP 5xx/429.")
     backoff_seconds: float = Field(default=1.0, ge=0, description="Wait before the first retry; doubled each time.")
+    deadline_seconds: float = Field(default=20.0, gt=0, description="Most time one alert may take, retries included.")
 
     def _send(self, alert: Alert, log: Any) -> bool:
         log.warning(alert.line())
@@ -122,41 +123,59 @@ class WebhookAlerter(Alerter):
             return False
         body = json.dumps(alert.payload()).encode()
         attempts = self.retries + 1
+        deadline = time.monotonic() + self.deadline_seconds
         for attempt in range(1, attempts + 1):
-            problem, retry = self._post(url, body)
+            timeout = min(self.timeout_seconds, max(deadline - time.monotonic(), 0.1))
+            problem, retry = self._post(url, body, timeout)
             if problem is None:
                 return True
             said = f"webhook alert ({alert.kind}) to ${self.url_env} failed, attempt {attempt}/{attempts}: {problem}"
+            wait = self.backoff_seconds * 2 ** (attempt - 1)
             if not retry or attempt == attempts:
                 log.warning(said + "; given up (the pipeline goes on)")
                 return False
+            if time.monotonic() + wait >= deadline:
+                log.warning(said + f"; given up at its {self.deadline_seconds:g} s deadline (the pipeline goes on)")
+                return False
             log.warning(said + "; retrying")
-            time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            time.sleep(wait)
         return False
 
-    def _post(self, url: str, body: bytes) -> tuple[str | None, bool]:
-        """(None, _) when delivered, else (what went wrong without the URL, whether to retry)."""
+    def _post(self, url: str, body: bytes, timeout: float) -> tuple[str | None, bool]:
+        """(None, _) when delivered, else (what went wrong, never the URL; whether to retry).
+
+        A redirect is not followed: it would carry the body, and any credentials, to another address.
+        """
         import base64
         from urllib.parse import urlsplit, urlunsplit
 
-        headers = {"Content-Type": "application/json"}
-        parts = urlsplit(url)
-        if parts.username is not None:  # user:password@host is basic auth, which urllib does not read from a URL
-            host = parts.hostname or ""
-            host = f"[{host}]" if ":" in host else host
-            target = urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
-            token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        else:
-            target = url
-        request = urllib.request.Request(target, data=body, method="POST", headers=headers)
+        target = url
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
+            headers = {"Content-Type": "application/json"}
+            parts = urlsplit(url)
+            if parts.username is not None:  # user:password@host is basic auth, which urllib does not read from a URL
+                host = parts.hostname or ""
+                host = f"[{host}]" if ":" in host else host
+                target = urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+                token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
+            request = urllib.request.Request(target, data=body, method="POST", headers=headers)
+            with _OPENER.open(request, timeout=timeout) as response:
                 response.read()
             return None, False
         except urllib.error.HTTPError as exc:
             return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:  # anything else: said without the URL, which is the secret
             reason = getattr(exc, "reason", exc)
-            said = redact(f"{type(reason).__name__}: {reason}").replace(url, f"${self.url_env}").replace(target, "")
-            return said, not isinstance(exc, ValueError)
+            said = f"{type(reason).__name__}: {reason}"
+            for secret in {url, target, *url.split("/")[2:]} - {""}:
+                said = said.replace(secret, f"${self.url_env}")
+            return redact(said), isinstance(exc, (urllib.error.URLError, OSError))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx is then raised as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)

@@ -149,19 +149,40 @@ class StatisticalDriftDetector(DriftDetector):
 
 
 def is_numeric(series: Any) -> bool:
-    """True for numbers (not booleans): these are binned or compared by CDF; anything else is a category."""
+    """True for numbers (not booleans) and times: binned or compared by CDF; anything else is a category."""
     import pandas as pd
 
-    return bool(pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype))
+    kind = series.dtype
+    return bool(
+        (pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind))
+        or pd.api.types.is_datetime64_any_dtype(kind)
+    )
+
+
+def _floats(series: Any) -> Any:
+    """A numeric or datetime series as float64 (times as nanoseconds), missing values as NaN."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        values = series.to_numpy(dtype="datetime64[ns]")
+        out = values.astype(np.int64).astype(np.float64)
+        out[np.isnat(values)] = np.nan
+        return out
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def feature_drift(name: str, reference: Any, current: Any, method: str, threshold: float, bins: int) -> FeatureDrift:
     """The drift of one feature (two pandas Series) under ``method``."""
     import numpy as np
 
-    if is_numeric(reference) and is_numeric(current):
-        ref = reference.to_numpy(dtype=np.float64, na_value=np.nan)
-        cur = current.to_numpy(dtype=np.float64, na_value=np.nan)
+    if is_numeric(reference) != is_numeric(current):
+        raise DataError(
+            f"drift feature {name!r} changed type: {reference.dtype} in the reference, {current.dtype} now "
+            "(a schema change, not drift)"
+        )
+    if is_numeric(reference):
+        ref, cur = _floats(reference), _floats(current)
         # Sorted once: the bins, their counts and the KS statistic are then searches, not passes.
         ref, cur = np.sort(ref[~np.isnan(ref)]), np.sort(cur[~np.isnan(cur)])
         if len(ref) == 0 or len(cur) == 0:

@@ -101,6 +101,9 @@ class WebhookAlerterConfig(_Component):
     backoff_seconds: float = Field(
         default=1.0, ge=0, le=60, description="Wait before the first retry, doubled each time."
     )
+    deadline_seconds: float = Field(
+        default=20.0, gt=0, le=120, description="Most time one alert may take, retries included."
+    )
 
 
 COMPONENT_TYPES: dict[str, dict[str, type[_Component]]] = {

@@ -13,6 +13,7 @@ class Hook:
 
     def __init__(self, statuses=(), delay=0.0):
         self.bodies, self.headers, self.statuses, self.delay = [], [], list(statuses), delay
+        self.location: str | None = None
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,6 +24,8 @@ class Hook:
                 time.sleep(hook.delay)
                 status = hook.statuses.pop(0) if hook.statuses else 200
                 self.send_response(status)
+                if hook.location:
+                    self.send_header("Location", hook.location)
                 self.end_headers()
                 self.wfile.write(b"ok")
 

@@ -190,6 +190,10 @@ def test_a_changed_retrain_policy_is_listed_and_retrains_nothing(repo: Path) -> 
     # Adding the policy: listed as a whole, and the model still does not rebuild.
     added = run_plan(repo, f"{first}~1..{first}")
     assert added.assets == [] and [p["path"] for p in added.policies] == ["retrain"]
+    # A default written out is no change.
+    commit_all(repo, "policy v2")
+    edit(repo, "on_drift: {threshold: 0.3}", "on_drift: {threshold: 0.3, method: psi}")
+    assert not run_plan(repo).changed
 
 
 def test_added_and_removed_pipelines_and_stack_changes_are_listed_separately(repo: Path) -> None:

@@ -237,6 +237,8 @@ def test_validate_refuses_a_bad_retrain_policy_with_its_line(home, write_pipelin
         "duration": ("cooldown: 6 hours", "cooldown '6 hours' is not a duration like 30m, 6h or 1d"),
         "max": ("max_per_day: 0", "max_per_day: Input should be greater than or equal to 1"),
         "method": ("on_drift: {method: kl}", "on_drift.method: Input should be 'psi', 'ks' or 'chi2'"),
+        "never": ("schedule: '0 0 31 2 *'", "schedule '0 0 31 2 *' never runs: no month it names has a day 31"),
+        "trigger": ("cooldown: 6h, on_new_data: false", "no trigger: give on_new_data: true, on_drift or schedule"),
     }
     paths = {}
     for name, (line, _message) in policy.items():

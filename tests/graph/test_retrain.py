@@ -141,7 +141,7 @@ def test_a_run_key_already_launched_is_not_requested_again(home, defs_dir, shop)
             defs.resolve_implicit_global_asset_job_def(), tags={"dagster/run_key": request.run_key}
         )
         i.report_run_failed(run_record)
-    assert "already retrained for this data" in said(retrain_tick(defs_dir))
+    assert "a retraining for this data failed (run " in said(retrain_tick(defs_dir))
 
 
 def test_cooldown_holds_a_trigger_back_and_says_until_when(home, defs_dir, shop):
@@ -325,3 +325,85 @@ def test_alerts_reach_a_webhook_and_a_dead_webhook_fails_nothing(home, defs_dir,
         lines = [e.user_message for e in i.all_logs(result.run_id) if "webhook alert" in (e.user_message or "")]
     assert lines and lines[-1].endswith("given up (the pipeline goes on)")
     assert not any(server.url in line for line in lines)
+
+
+GRAPH = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    customers:
+      source: {{path: data/batch_*.csv}}
+    holdout:
+      source: {{path: data/holdout.csv}}
+    feats:
+      inputs: [customers]
+      sql: {sql}
+  models:
+    nopolicy:
+      dataset: feats
+      target: churned
+      features: [tenure, monthly_charges]
+      estimator: sklearn.linear_model.LogisticRegression
+      split: {{test_size: 0.25, by: customer_id}}
+      metrics: [roc_auc]
+    driftpol:
+      dataset: feats
+      evaluate_on: holdout
+      target: churned
+      estimator: sklearn.linear_model.LogisticRegression
+      metrics: [roc_auc]
+      retrain: {{on_drift: {{threshold: 0.2}}}}
+"""
+
+
+@pytest.fixture
+def graph(home, defs_dir, write_pipeline):
+    def make(sql: str = "select * from customers") -> None:
+        files = {"data/batch_000.csv": churn(600, seed=7), "data/holdout.csv": churn(300, seed=5, id_offset=900_000)}
+        write_pipeline("shop", GRAPH.format(sql=sql), files)
+
+    make()
+    assert run(defs_dir=defs_dir).ok
+    return make
+
+
+def test_a_git_change_upstream_reaches_every_model_by_automation(home, defs_dir, graph):
+    graph("select * from customers where tenure >= 10")
+    assert automation_requests(defs_dir) == {"shop/feats"}
+    assert ui_materialize(defs_dir, "shop/feats").success
+    # Its data changed because its definition did: both models follow (as `slipway plan` said),
+    # whatever their retrain policy.
+    assert automation_requests(defs_dir) == {"shop/nopolicy", "shop/driftpol"}
+    assert "shop/driftpol: idle: shop/feats changed in git; the automation sensor rebuilds it" in said(
+        retrain_tick(defs_dir)
+    )
+
+
+def test_default_drift_features_leave_out_the_split_id_and_the_target(home, defs_dir, write_pipeline):
+    text = PIPELINE.format(retrain="{on_drift: {threshold: 0.2}}").replace(
+        "      features: [tenure, monthly_charges, support_calls, contract_months]\n", "", 1
+    )
+    write_pipeline("shop", text, {"data/batch_000.csv": churn(600, seed=7)})
+    assert run(defs_dir=defs_dir).ok
+    land(defs_dir, 1)  # the same distribution, new customer ids
+    calm = retrain_tick(defs_dir)
+    assert not requests(calm), said(calm)
+    features = {r["feature"] for r in _rows(observations(defs_dir)[0]["features"])}
+    assert features == {"tenure", "monthly_charges", "support_calls", "contract_months"}
+
+
+def test_drift_does_not_retrain_again_when_only_the_evaluation_set_changes(home, defs_dir, graph):
+    (defs_dir / "shop" / "data" / "batch_001.csv").write_text(
+        churn(1200, seed=30, drift=1.0, id_offset=10_000).to_csv(index=False)
+    )
+    ui_observe(defs_dir)
+    ui_materialize(defs_dir, "shop/customers")
+    ui_materialize(defs_dir, "shop/feats")
+    (request,) = requests(retrain_tick(defs_dir))
+    assert request.tags[TRIGGER_TAG] == "drift" and launch(defs_dir, request).success
+    # Only the evaluation set changes: the drifted training data was trained on already.
+    churn(400, seed=6, id_offset=900_000).to_csv(defs_dir / "shop" / "data" / "holdout.csv", index=False)
+    ui_observe(defs_dir)
+    ui_materialize(defs_dir, "shop/holdout")
+    assert not requests(retrain_tick(defs_dir))

@@ -132,3 +132,29 @@ def test_credentials_in_the_webhook_url_are_sent_as_basic_auth(hook, log, monkey
     monkeypatch.setenv("HOOK", server.url.replace("http://", "http://bot:s3cret@"))
     assert WebhookAlerter(url_env="HOOK").send(ALERT, log[0]) is True
     assert server.headers[0]["Authorization"] == "Basic Ym90OnMzY3JldA=="  # bot:s3cret
+
+
+def test_a_webhook_url_without_a_scheme_is_never_shown(log, monkeypatch):
+    monkeypatch.setenv("HOOK", "hooks.slack.com/services/T000/B000/SECRETTOKEN")
+    logger, lines = log
+    assert WebhookAlerter(url_env="HOOK", backoff_seconds=0.01).send(ALERT, logger) is False
+    assert lines[-1].startswith("webhook alert (drift) to $HOOK failed, attempt 1/3: ")
+    assert not any("SECRETTOKEN" in line or "T000" in line for line in lines)
+
+
+def test_a_webhook_redirect_is_not_followed_with_the_credentials(hook, log, monkeypatch):
+    target = hook()
+    redirecting = hook(statuses=[302])
+    redirecting.location = target.url
+    monkeypatch.setenv("HOOK", redirecting.url.replace("http://", "http://bot:s3cret@"))
+    assert WebhookAlerter(url_env="HOOK", backoff_seconds=0.01).send(ALERT, log[0]) is False
+    assert target.bodies == [] and "HTTP 302" in log[1][-1]
+
+
+def test_one_alert_never_takes_longer_than_its_deadline(hook, log, monkeypatch):
+    server = hook(statuses=[500] * 20)
+    monkeypatch.setenv("HOOK", server.url)
+    started = time.monotonic()
+    alerter = WebhookAlerter(url_env="HOOK", retries=10, backoff_seconds=1.0, deadline_seconds=2.0)
+    assert alerter.send(ALERT, log[0]) is False
+    assert time.monotonic() - started < 3.0 and "deadline" in log[1][-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -158,3 +160,41 @@ def test_cron_checks_agree_with_dagsters(text):
     from dagster._utils.schedules import is_valid_cron_string
 
     assert (cron_problem(text) is None) == is_valid_cron_string(text), cron_problem(text)
+
+
+@pytest.mark.parametrize("text", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *", "*/ * * * *", "*/00 * * * *", "0 0 29 2 *"])
+def test_a_cron_that_never_ticks_or_does_not_parse_is_refused_unless_dagster_can_run_it(text):
+    from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
+
+    try:
+        runs = is_valid_cron_string(text) and next(cron_string_iterator(0, text, "UTC")) is not None
+    except Exception:
+        runs = False
+    assert (cron_problem(text) is None) == runs, cron_problem(text)
+
+
+def test_a_schedule_fires_at_the_first_tick_after_the_first_new_data_however_much_more_lands():
+    from assets.retrain import schedule_due
+
+    monday_1am = datetime(2026, 11, 23, 1, 0, tzinfo=UTC).timestamp()
+    hour = 3600
+    # Trained Monday 01:00; data at 02:00; the 03:00 tick passes; more data at 05:00.
+    due, tick = schedule_due("0 3 * * 1", monday_1am + hour, monday_1am + 6 * hour + 300)
+    assert due and tick == monday_1am + 2 * hour
+    # Before the first tick after the data: not due.
+    assert not schedule_due("0 3 * * 1", monday_1am + hour, monday_1am + 1.5 * hour)[0]
+
+
+def test_a_feature_whose_type_changed_is_a_data_error_not_drift():
+    reference = pd.DataFrame({"x": np.arange(100.0), "flag": [True, False] * 50})
+    with pytest.raises(DataError, match="drift feature 'x' changed type: float64 in the reference, str now"):
+        StatisticalDriftDetector().compare(reference, reference.assign(x=reference.x.astype(str)), "psi", 0.2, ["x"])
+    with pytest.raises(DataError, match="drift feature 'flag' changed type: bool in the reference, int64 now"):
+        StatisticalDriftDetector().compare(reference, reference.assign(flag=[1, 0] * 50), "psi", 0.2, ["flag"])
+
+
+def test_times_are_compared_as_numbers():
+    reference = pd.DataFrame({"t": pd.date_range("2026-01-01", periods=2000, freq="h")})
+    shifted = pd.DataFrame({"t": pd.date_range("2026-01-01 00:30", periods=2000, freq="h")})
+    (t,) = StatisticalDriftDetector().compare(reference, shifted, "ks", 0.2, ["t"]).features
+    assert t.kind == "numeric" and t.score == pytest.approx(1 / 2000, abs=1e-9)

@@ -156,3 +156,19 @@ def test_a_schema_changed_batch_without_a_drift_feature_is_not_evaluated(watch, 
     verdict = found(POLICY, frame_version(changed))
     assert verdict.summary == "not evaluated: drift features ['tenure'] are not columns of the current data"
     assert len(recorded(instance)) == 1
+
+
+def test_an_artifact_store_that_is_down_is_asked_again_next_tick_not_kept(watch):
+    found, resources, instance = watch
+
+    class Down:
+        def read_version(self, key, run_id):
+            raise ResourceError("artifact store (s3 at http://minio:9000): cannot read: connection refused")
+
+    store, resources.io_manager = resources.io_manager, Down()
+    found.store = resources.io_manager
+    verdict = found(POLICY, frame_version(DRIFTED))
+    assert not verdict.evaluated and recorded(instance) == []
+    assert instance.run_storage.get_cursor_values({STATE_PREFIX + POLICY.asset}) == {}
+    found.store = store
+    assert found(POLICY, frame_version(DRIFTED)).drifted
