@@ -172,7 +172,6 @@ def build_dataset_asset(
         data_validator: DataValidator,
         drift_detector: DriftDetector,
         import_policy: ImportPolicy,
-        alerter: Alerter,
         frames: dict[str, Any],
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
@@ -208,16 +207,6 @@ def build_dataset_asset(
                 # downstream assets read, by every launch path. The check results are recorded
                 # (on the rejected data version) before the step fails.
                 yield from checks
-                alerter.send(
-                    Alert(
-                        "check_failed",
-                        f"{pipeline}/{name}: blocking expectations failed",
-                        f"{', '.join(failed)}: data version {version} ({len(frame)} rows) was not stored; "
-                        "nothing downstream is rebuilt or retrained from it",
-                        f"{pipeline}/{name}",
-                    ),
-                    context.log,
-                )
                 raise RefusedData(
                     f"{where}: blocking expectations failed: {', '.join(failed)}; "
                     f"data version {version} ({len(frame)} rows) was not stored"
@@ -280,7 +269,15 @@ def build_dataset_asset(
         alerter: Alerter,
         **frames: Any,
     ) -> Any:
-        steps = _build(context, data_validator, drift_detector, import_policy, alerter, frames)
-        yield from recording_failures(context, key, steps, can_refuse=refuses)
+        steps = _build(context, data_validator, drift_detector, import_policy, frames)
+        try:
+            yield from recording_failures(context, key, steps, can_refuse=refuses)
+        except RefusedData as exc:
+            # Alerted here, once: the run failure alert leaves refused data to this one.
+            text = str(exc).splitlines()[0]
+            alerter.send(
+                Alert("check_failed", f"{key.to_user_string()}: data refused", text, key.to_user_string()), context.log
+            )
+            raise
 
     return _dataset

@@ -17,7 +17,7 @@ def churn(rows: int, seed: int = 0, drift: float = 0.0, id_offset: int = 0) -> A
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    tenure = rng.gamma(2.0, 12.0 * (1 - 0.5 * drift), rows).clip(0, 72).round()
+    tenure = rng.gamma(2.0, 12.0 * max(0.2, 1 - 0.5 * drift), rows).clip(0, 72).round()  # any drift in 0..3
     monthly = rng.normal(65 + 25 * drift, 20, rows).clip(15, 150).round(2)
     support_calls = rng.poisson(1.2 + 2.0 * drift, rows)
     contract_months = rng.choice([1, 12, 24], rows, p=[0.5, 0.3, 0.2])

@@ -286,7 +286,7 @@ def schedule_due(schedule: str, arrived: float, now: float) -> tuple[bool, float
 
 def when(timestamp: float) -> str:
     """A timestamp as people read it in the sensor log (UTC)."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Tick:
@@ -378,11 +378,15 @@ class Tick:
             return f"the cooldown ({retrain.cooldown} after the training at {when(trained_at)}) until {until}"
         if retrain.max_per_day:
             records = self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, after_timestamp=self.now - DAY), limit=retrain.max_per_day
-            ).records
+                dg.AssetRecordsFilter(asset_key=key, after_timestamp=self.now - DAY), limit=retrain.max_per_day + 100
+            ).records  # newest first
             if len(records) >= retrain.max_per_day:
-                oldest = min(r.timestamp for r in records)
-                return f"max_per_day ({retrain.max_per_day} trainings in the last 24 hours) until {when(oldest + DAY)}"
+                # The window holds fewer than the limit once the limit-th newest training is a day old.
+                until = when(records[retrain.max_per_day - 1].timestamp + DAY)
+                many = f"{len(records)}{'+' if len(records) > retrain.max_per_day + 99 else ''}"
+                return (
+                    f"max_per_day ({many} trainings in the last 24 hours, at most {retrain.max_per_day}) until {until}"
+                )
         return None
 
 

@@ -291,12 +291,18 @@ _CRON_NAMES = {
 }
 
 
+_LONGEST = 366 * 86400
+
+
 def parse_duration(text: str) -> int:
-    """Seconds in a duration like ``90s``, ``30m``, ``6h`` or ``1d``; ``ValueError`` otherwise."""
+    """Seconds in a duration like ``90s``, ``30m``, ``6h`` or ``1d`` (at most a year); ``ValueError`` otherwise."""
     match = _DURATION.match(str(text).strip())
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 30m, 6h or 1d (a number and one of s, m, h, d)")
-    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    seconds = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    if seconds > _LONGEST:
+        raise ValueError(f"{text!r} is longer than a year (366d)")
+    return seconds
 
 
 def cron_problem(text: str) -> str | None:
@@ -367,6 +373,12 @@ class DriftTrigger(_Closed):
     features: list[str] | None = Field(
         default=None, min_length=1, description="Columns to compare; the model's features when omitted."
     )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> DriftTrigger:
+        if self.method in ("ks", "chi2") and self.threshold >= 1:
+            raise ValueError(f"threshold {self.threshold}: a {self.method} score is at most 1, so it would never fire")
+        return self
 
 
 class Retrain(_Closed):

@@ -106,13 +106,18 @@ def _read_file(path: Path, fmt: str | None) -> Any:
     kind = file_format(path, fmt)
     try:
         frame = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path, engine="pyarrow")
+    except FileNotFoundError as exc:  # gone between listing and reading: tried again
+        raise DataError(f"{path}: cannot read as {kind}: {exc.strerror}") from None
     except (OSError, ValueError) as exc:
-        message = str(exc)
-        if not message.isprintable():  # the parser quotes what it read: never echo raw bytes
+        # The same bytes fail the same way: refused (held until the files change), not retried.
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not str(exc).isprintable() and not str(exc).replace("\n", "").isprintable():
+            # The parser quotes what it read: never echo raw bytes, nor keep them as the cause.
             message = "not text (binary data?)" if kind == "csv" else "not a readable file of this format"
-        raise DataError(f"{path}: cannot read as {kind}: {message}") from exc
+            raise RefusedData(f"{path}: cannot read as {kind}: {message}") from None
+        raise RefusedData(f"{path}: cannot read as {kind}: {message}") from exc
     if len(frame) == 0:
-        raise DataError(f"{path}: no rows (only a header)" if len(frame.columns) else f"{path}: empty file")
+        raise RefusedData(f"{path}: no rows (only a header)" if len(frame.columns) else f"{path}: empty file")
     return frame
 
 

@@ -117,12 +117,19 @@ def _demo_drift(args: argparse.Namespace) -> int:
     emit(f"landed a drifted batch of {landed.rows} rows for {landed.dataset}; who notices:")
     for line in landed.readers:
         emit(f"  {line}")
-    emit(
-        "with `slipway dev` running, the automation sensor rebuilds the datasets below it, then "
-        "slipway_retrain scores the drift and retrains by the policy: watch the model's asset page "
-        "(Events: drift_score and the report link; a new materialization with retrain_trigger) and "
-        "`slipway_retrain`'s ticks on the Automation page. Without it, `slipway run` rebuilds everything now."
-    )
+    if not any("retrains on" in line for line in landed.readers):
+        emit(
+            "no model reading it has a retrain policy: with `slipway dev` running, the datasets are rebuilt "
+            "and nothing retrains by itself; `slipway run` retrains them now"
+        )
+    else:
+        emit(
+            "with `slipway dev` running, the automation sensor rebuilds the datasets below it, then "
+            "slipway_retrain scores the drift and retrains by the policy: watch the model's asset page "
+            "(Overview > Metadata > Plots: drift_score; Events: the drift_report link and a new materialization "
+            "with retrain_trigger) and `slipway_retrain`'s ticks on the Automation page. "
+            "Without it, `slipway run` rebuilds everything now."
+        )
     return 0
 
 

@@ -250,20 +250,40 @@ def run_failure_sensor() -> dg.SensorDefinition:
         run = context.dagster_run
         if run.tags.get("slipway/command") == "run" and "dagster/parent_run_id" not in run.tags:
             return
-        steps = context.get_step_failure_events()
-        error = getattr(steps[0].event_specific_data, "error", None) if steps else None
-        message = root_message(error) if error is not None else context.failure_event.message or ""
+        errors = [
+            e for step in context.get_step_failure_events() if (e := getattr(step.event_specific_data, "error", None))
+        ]
+        if refused_only(errors):
+            return
+        message = root_message(errors[0]) if errors else context.failure_event.message or ""
         alerter.send(run_failure_alert(run, message), context.log)
 
     return _failed
 
 
+def step_error(error: Any) -> Any:
+    """What a step itself raised, from Dagster's wrapped error: the first Slipway error in the chain, or the last."""
+    from resources import errors
+
+    ours = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)}
+    innermost = error
+    while error is not None:
+        if getattr(error, "cls_name", None) in ours:
+            return error
+        innermost = error
+        error = getattr(error, "cause", None)
+    return innermost
+
+
 def root_message(error: Any) -> str:
-    """The first line of the innermost error of a Dagster error (what the step itself raised)."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    text = str(getattr(error, "message", "") or "").strip()
+    """The first line of what a step raised (:func:`step_error`)."""
+    text = str(getattr(step_error(error), "message", "") or "").strip()
     return text.splitlines()[0] if text else ""
+
+
+def refused_only(errors: list[Any]) -> bool:
+    """True when every failed step refused its data: the dataset alerted each already."""
+    return bool(errors) and all(getattr(step_error(e), "cls_name", None) == "RefusedData" for e in errors)
 
 
 def run_failure_alert(run: Any, message: str) -> Any:

@@ -1,7 +1,8 @@
 """``slipway demo drift PIPELINE``: land a drifted batch in an example's data, to watch retraining happen.
 
-The batch goes where the pipeline's file source looks: a new file beside the others when the
-source is a glob (``data/batch_*.csv`` gets ``data/batch_001.csv``), else appended rows. Its
+The batch is a new file where the pipeline's file source looks for batches: a glob
+(``data/batch_*.csv`` gets ``data/batch_001.csv``); an existing file is never edited, so
+deleting the new files undoes the demo. Its
 rows come from the built-in generator whose columns the landed files have (``churn``,
 ``houses``), with the distributions shifted; id columns (``*_id``) continue after the largest
 id landed. The new files are then observed on the stack's instance, so a running ``slipway
@@ -41,8 +42,6 @@ def drift(
     say: Callable[[str], None] = lambda _: None,
 ) -> Landed:
     """Land one drifted batch in ``pipeline``'s landing data and observe it; :class:`DefinitionError` when it cannot."""
-    import pandas as pd
-
     from assets import generators, sources
 
     pipelines = load_pipelines(defs_dir)
@@ -57,8 +56,10 @@ def drift(
             continue
         where = f"pipeline {pipeline}, dataset {name}"
         files = sources.source_files(dataset.source, found.folder, where)
-        if any(path.suffix.lower() not in (".csv", ".txt") for path in files):
-            continue  # the demo writes CSV batches only
+        target = _next_file(dataset.source.path, found.folder, files)
+        if target is None or any(path.suffix.lower() not in (".csv", ".txt") for path in files):
+            continue  # the demo adds CSV batch files to a landing folder; it never edits a file
+
         landed = _read(files)
         builtin = list(generators.BUILTIN.values())
         generator = next((g for g in builtin if set(g(rows=2).columns) == set(landed.columns)), None)
@@ -73,18 +74,14 @@ def drift(
         for column in (c for c in batch.columns if str(c).endswith("_id")):
             start = int(landed[column].max()) + 1 if landed[column].notna().any() else 0
             batch[column] = batch[column] - batch[column].min() + start
-        target = _next_file(dataset.source.path, found.folder, files)
-        if target is None:
-            target = files[0]  # a source without a glob is one file
-            pd.concat([landed, batch]).to_csv(target, index=False)
-        else:
-            batch.to_csv(target, index=False)
+        batch.to_csv(target, index=False)
         say(f"{target}: {count} rows drifted by {shift} (dataset {pipeline}/{name})")
         _observe(found, stack, say)
         return Landed(f"{pipeline}/{name}", target, count, shift, _readers(found, name))
     raise DefinitionError(
-        f"pipeline {pipeline}: no dataset reads files shaped like a built-in generator's "
-        f"({', '.join(generators.BUILTIN)}); the demo lands batches for those"
+        f"pipeline {pipeline}: no dataset lands CSV batches in a folder (a glob like data/batch_*.csv) with the "
+        f"columns of a built-in generator ({', '.join(generators.BUILTIN)}); the demo adds a batch file there "
+        "and never edits an existing file"
     )
 
 

@@ -237,13 +237,13 @@ class Engine:
         """Alert (the stack's alerter) on this command's failed run: the run failure sensor leaves it to us."""
         import logging
 
-        from definitions.definitions import root_message, run_failure_alert
+        from definitions.definitions import refused_only, root_message, run_failure_alert
 
         run = self.instance.get_run_by_id(run_id)
-        if run is None:
-            return
-        messages = [root_message(e.dagster_event.event_specific_data.error) for e in failed if _has_error(e)]
-        alert = run_failure_alert(run, messages[0] if messages else "")
+        errors = [e.dagster_event.event_specific_data.error for e in failed if _has_error(e)]
+        if run is None or refused_only(errors):
+            return  # refused data was alerted by its dataset
+        alert = run_failure_alert(run, root_message(errors[0]) if errors else "")
         self.stores.resources["alerter"].send(alert, logging.getLogger("slipway.alerts"))
 
     def outcomes(

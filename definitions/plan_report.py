@@ -159,7 +159,8 @@ def _pin(pin: dict[str, Any]) -> str:
 def _policy(change: dict[str, Any]) -> str:
     return (
         f"{change['model']}: {change['path']}: {_value(change['before'])} → {_value(change['after'])} "
-        "(retrains nothing now; the retrain sensor follows it)"
+        "(no rebuild for the change itself; the retrain sensor applies it from its next tick, which retrains "
+        "the model if the new policy fires on data it was not trained on)"
     )
 
 

@@ -142,35 +142,46 @@ class WebhookAlerter(Alerter):
         return False
 
     def _post(self, url: str, body: bytes, timeout: float) -> tuple[str | None, bool]:
-        """(None, _) when delivered, else (what went wrong, never the URL; whether to retry).
+        """(None, _) when delivered, else (what went wrong, never any part of the URL; whether to retry).
 
         A redirect is not followed: it would carry the body, and any credentials, to another address.
         """
         import base64
+        import socket
         from urllib.parse import urlsplit, urlunsplit
 
-        target = url
+        malformed = f"${self.url_env} is not an http(s) URL", False
         try:
-            headers = {"Content-Type": "application/json"}
             parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+                return malformed
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+            headers = {"Content-Type": "application/json"}
+            target = url
             if parts.username is not None:  # user:password@host is basic auth, which urllib does not read from a URL
-                host = parts.hostname or ""
-                host = f"[{host}]" if ":" in host else host
+                host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
                 target = urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
                 token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
                 headers["Authorization"] = f"Basic {token}"
             request = urllib.request.Request(target, data=body, method="POST", headers=headers)
+        except ValueError:
+            return malformed
+        try:
             with _OPENER.open(request, timeout=timeout) as response:
                 response.read()
             return None, False
         except urllib.error.HTTPError as exc:
             return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
-        except Exception as exc:  # anything else: said without the URL, which is the secret
+        except (urllib.error.URLError, OSError) as exc:
+            # Said by the kind of failure only: an OS error's text can quote the address.
             reason = getattr(exc, "reason", exc)
-            said = f"{type(reason).__name__}: {reason}"
-            for secret in {url, target, *url.split("/")[2:]} - {""}:
-                said = said.replace(secret, f"${self.url_env}")
-            return redact(said), isinstance(exc, (urllib.error.URLError, OSError))
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                return "timed out", True
+            if isinstance(reason, OSError):
+                return f"{type(reason).__name__}: {reason.strerror or 'network error'}", True
+            return f"{type(exc).__name__}", True
+        except Exception as exc:  # anything else, by its type alone
+            return f"{type(exc).__name__}", False
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -59,12 +59,27 @@ def test_the_drift_demo_retrains_the_churn_model_through_the_sensors(home, defs_
 
 def test_the_demo_refuses_what_it_cannot_do_in_one_line(home, defs_dir):
     shutil.copytree(REPO / "definitions" / "defs" / "churn", defs_dir / "churn")
+    shutil.copytree(REPO / "definitions" / "defs" / "houses", defs_dir / "houses")
+    before = (defs_dir / "houses" / "data" / "houses.csv").read_bytes()
     for args, message in (
         (("drift", "chrun"), "error: no pipeline 'chrun' in"),
         (("drift", "churn", "--shift", "9"), "error: --shift 9.0: give a shift between 0 and 3"),
         (("drift", "churn", "--rows", "0"), "error: --rows 0: give at least one row"),
+        (("drift", "houses"), "error: pipeline houses: no dataset lands CSV batches in a folder"),
     ):
         result = slipway("--defs", str(defs_dir), "demo", *args, home=home)
         assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
         assert "Traceback" not in result.stderr
     assert not (defs_dir / "churn" / "data" / "batch_001.csv").exists()
+    assert (defs_dir / "houses" / "data" / "houses.csv").read_bytes() == before  # never edits a file
+
+
+def test_every_documented_shift_lands_a_sensible_batch(home, defs_dir):
+    shutil.copytree(REPO / "definitions" / "defs" / "churn", defs_dir / "churn")
+    for number, shift in enumerate(("0.1", "1", "2", "3"), start=1):
+        result = slipway(
+            "--defs", str(defs_dir), "demo", "drift", "churn", "--rows", "300", "--shift", shift, home=home
+        )
+        assert result.returncode == 0, result.stderr
+        batch = pd.read_csv(defs_dir / "churn" / "data" / f"batch_{number:03d}.csv")
+        assert len(batch) == 300 and batch.tenure.nunique() > 5 and batch.notna().all().all(), shift

@@ -186,7 +186,7 @@ def test_a_changed_retrain_policy_is_listed_and_retrains_nothing(repo: Path) -> 
     ]
     table = as_table(run_plan(repo))
     assert "2 retrain policy settings change" in table.splitlines()[0]
-    assert "shop/forecast: retrain.cooldown: 2m → 6h (retrains nothing now; the retrain sensor follows it)" in table
+    assert "shop/forecast: retrain.cooldown: 2m → 6h (no rebuild for the change itself; the retrain sensor" in table
     # Adding the policy: listed as a whole, and the model still does not rebuild.
     added = run_plan(repo, f"{first}~1..{first}")
     assert added.assets == [] and [p["path"] for p in added.policies] == ["retrain"]

@@ -239,6 +239,8 @@ def test_validate_refuses_a_bad_retrain_policy_with_its_line(home, write_pipelin
         "method": ("on_drift: {method: kl}", "on_drift.method: Input should be 'psi', 'ks' or 'chi2'"),
         "never": ("schedule: '0 0 31 2 *'", "schedule '0 0 31 2 *' never runs: no month it names has a day 31"),
         "trigger": ("cooldown: 6h, on_new_data: false", "no trigger: give on_new_data: true, on_drift or schedule"),
+        "forever": ("cooldown: 3000000d, on_new_data: true", "cooldown '3000000d' is longer than a year (366d)"),
+        "unreachable": ("on_drift: {method: ks, threshold: 5}", "threshold 5.0: a ks score is at most 1, so it would"),
     }
     paths = {}
     for name, (line, _message) in policy.items():

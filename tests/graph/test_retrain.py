@@ -165,7 +165,9 @@ def test_max_per_day_counts_the_trainings_of_the_last_24_hours(home, defs_dir, s
     assert launch(defs_dir, request).success
     land(defs_dir, 2)
     now = time.time()
-    assert "waits for max_per_day (2 trainings in the last 24 hours) until" in said(retrain_tick(defs_dir, now))
+    assert "waits for max_per_day (2 trainings in the last 24 hours, at most 2) until" in said(
+        retrain_tick(defs_dir, now)
+    )
     (request,) = requests(retrain_tick(defs_dir, now + 24 * 3600 + 60))
     assert launch(defs_dir, request).success
     assert [v["version"] for v in versions()] == ["1", "2", "3"]
@@ -182,7 +184,7 @@ def test_a_schedule_retrains_at_the_first_tick_after_new_data(home, defs_dir, sh
     assert "shop/clf: idle: shop/customers has new data; no trigger: the next tick of '0 3 * * *'" in before
     (request,) = requests(retrain_tick(defs_dir, (next_tick + timedelta(minutes=1)).timestamp()))
     assert request.tags[TRIGGER_TAG] == "schedule"
-    assert f"ticked at {next_tick:%Y-%m-%d} 03:00 UTC" in request.tags[REASON_TAG]
+    assert f"ticked at {next_tick:%Y-%m-%d} 03:00:00 UTC" in request.tags[REASON_TAG]
     assert launch(defs_dir, request).success
     assert versions()[-1]["slipway.retrain_trigger"] == "schedule"
 
@@ -228,12 +230,10 @@ def test_a_corrupt_batch_fails_expectations_and_never_retrains(home, defs_dir, s
     assert not result.success
     assert not requests(retrain_tick(defs_dir))
     assert [v["aliases"] for v in versions()] == ["champion"]
-    # Alerted, in the run's log (the stack's alerter is `log`).
-    with dg.DagsterInstance.from_config(
-        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
-    ) as i:
-        lines = [e.user_message for e in i.all_logs(result.run_id) if "alert " in (e.user_message or "")]
-    assert len(lines) == 1 and lines[0].startswith("alert check_failed: shop/customers: blocking expectations failed")
+    # Alerted once, in the run's log (the stack's alerter is `log`); not again as a failed run.
+    (line,) = _alert_lines(result)
+    assert line.startswith("alert check_failed: shop/customers: data refused: pipeline shop, dataset customers: ")
+    assert "blocking expectations failed" in line and _run_failure_alerts(defs_dir, result) == []
 
 
 def _rows(table) -> list[dict]:
@@ -267,9 +267,38 @@ def test_a_schema_changed_batch_is_refused_held_alerted_and_never_retrains(home,
     assert automation_requests(defs_dir) == set()
     assert not requests(retrain_tick(defs_dir))
     assert [v["aliases"] for v in versions()] == ["champion"]
-    # Deployed, the run failure sensor alerts (once per failed run).
-    sent = _run_failure_alerts(defs_dir, result)
-    assert len(sent) == 1 and sent[0].kind == "run_failed" and "batch_001.csv has columns" in sent[0].text
+    # Alerted once, by the dataset that refused it (the run failure sensor leaves refused data to it).
+    assert _alert_lines(result) == [
+        "alert check_failed: shop/customers: data refused: pipeline shop, dataset customers: data/batch_001.csv "
+        "has columns that differ from data/batch_000.csv's (missing tenure); the batch is refused and not stored"
+    ]
+    assert _run_failure_alerts(defs_dir, result) == []
+
+
+def test_an_unreadable_batch_is_refused_held_and_alerted_once_without_its_bytes(home, defs_dir, shop):
+    shop("{on_new_data: true}")
+    (defs_dir / "shop" / "data" / "batch_001.csv").write_bytes(bytes(range(256)) * 12)
+    ui_observe(defs_dir)
+    result = ui_materialize(defs_dir, "shop/customers")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error, chain = failure.event_specific_data.error, []
+    while error is not None:
+        chain.append(error.message)
+        error = error.cause or error.context
+    assert all(m.isprintable() or m.replace("\n", "").isprintable() for m in chain), chain
+    assert "batch_001.csv: cannot read as csv: not text (binary data?)" in chain[-1]
+    # Held: the same bytes fail the same way, so the automation sensor does not launch it every tick.
+    assert automation_requests(defs_dir) == set()
+    assert len(_alert_lines(result)) == 1 and _run_failure_alerts(defs_dir, result) == []
+    assert [v["aliases"] for v in versions()] == ["champion"]
+
+
+def _alert_lines(result) -> list[str]:
+    with dg.DagsterInstance.from_config(
+        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
+    ) as i:
+        return [e.user_message for e in i.all_logs(result.run_id) if (e.user_message or "").startswith("alert ")]
 
 
 def _run_failure_alerts(defs_dir, result) -> list:

@@ -158,3 +158,22 @@ def test_one_alert_never_takes_longer_than_its_deadline(hook, log, monkeypatch):
     alerter = WebhookAlerter(url_env="HOOK", retries=10, backoff_seconds=1.0, deadline_seconds=2.0)
     assert alerter.send(ALERT, log[0]) is False
     assert time.monotonic() - started < 3.0 and "deadline" in log[1][-1]
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("http://127.0.0.1:9/services/SECRET PATH", ["SECRET", "services"]),
+        ("SECRETPATH-not-a-url", ["SECRETPATH"]),
+        ("http://user:pw/with/slash@127.0.0.1:9/x", ["pw", "slash"]),
+        ("htp://127.0.0.1:9/services/T0/B0/TOKEN", ["TOKEN", "services"]),
+    ],
+)
+def test_a_malformed_webhook_url_is_refused_without_showing_any_of_it(log, monkeypatch, url, secrets):
+    monkeypatch.setenv("HOOK", url)
+    logger, lines = log
+    assert WebhookAlerter(url_env="HOOK", backoff_seconds=0.01).send(ALERT, logger) is False
+    failures = [line for line in lines if "attempt" in line]
+    assert len(failures) == 1 and failures[0].endswith("given up (the pipeline goes on)"), lines  # not retried
+    assert "$HOOK is not an http(s) URL" in failures[0]
+    assert not any(secret in line for secret in secrets for line in lines[1:]), lines
