@@ -170,6 +170,16 @@ class OutOfDate(dg.AutomationCondition):
         return dg.AutomationResult(context, subset, metadata=metadata or None)
 
 
+def failed_blocking_checks(instance: dg.DagsterInstance, graph: Any, key: dg.AssetKey) -> list[str]:
+    """The blocking checks of ``key`` whose latest evaluation failed."""
+    blocking = [c for c in graph.get_check_keys_for_assets({key}) if graph.get(c).blocking]
+    if not blocking:
+        return []
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(blocking)
+    # FAILED is an evaluation that failed; PLANNED one that never ran (its run died first).
+    return sorted(c.name for c, r in records.items() if r.status.value == "FAILED")
+
+
 def current_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     """The data version of ``key``'s latest materialization, else of its latest observation."""
     event = instance.get_latest_materialization_event(key)

@@ -34,7 +34,7 @@ from typing import Any
 import dagster as dg
 
 from assets.graph import key_of
-from assets.rebuild import Record, record_for
+from assets.rebuild import Record, failed_blocking_checks, record_for
 from assets.schema import Retrain
 from assets.staleness import DATA_VERSION_TAG, NEW_DATA
 from assets.versions import combine
@@ -329,6 +329,11 @@ class Tick:
             return Decision(
                 policy.asset, "wait", f"{'; '.join(reasons)}; waits: a run of it or its input is in progress"
             )
+        for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
+            failed = failed_blocking_checks(self.instance, self.graph, parent)
+            if failed:
+                said = f"{parent.to_user_string()} failed its blocking checks ({', '.join(failed)})"
+                return Decision(policy.asset, "wait", f"{'; '.join(reasons)}; waits: {said}")
         inputs = self.record.inputs(key)
         digest = combine(*(f"{k}={v}" for k, v in sorted(inputs.items())))
         retrain = policy.retrain

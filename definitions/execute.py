@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.rebuild import DATA_VERSION_TAG, Built, Record, requested
+from assets.rebuild import DATA_VERSION_TAG, Built, Record, failed_blocking_checks, requested
 from definitions.definitions import build_definitions
 from definitions.outcomes import AssetOutcome
 from resources.errors import DefinitionError, SlipwayError
@@ -321,12 +321,7 @@ class Engine:
 
     def failed_blocking_checks(self, key: dg.AssetKey) -> list[str]:
         """The blocking checks of ``key`` whose latest evaluation failed."""
-        blocking = [c for c in self.graph.get_check_keys_for_assets({key}) if self.graph.get(c).blocking]
-        if not blocking:
-            return []
-        records = self.instance.event_log_storage.get_latest_asset_check_execution_by_key(blocking)
-        # FAILED is an evaluation that failed; PLANNED one that never ran (its run died first).
-        return sorted(c.name for c, r in records.items() if r.status.value == "FAILED")
+        return failed_blocking_checks(self.instance, self.graph, key)
 
 
 def _step_seconds(entries: Any) -> dict[str, float]:

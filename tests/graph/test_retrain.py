@@ -436,3 +436,44 @@ def test_drift_does_not_retrain_again_when_only_the_evaluation_set_changes(home,
     ui_observe(defs_dir)
     ui_materialize(defs_dir, "shop/holdout")
     assert not requests(retrain_tick(defs_dir))
+
+
+CHECKED = '''
+import os
+
+import dagster as dg
+
+
+@dg.asset(
+    key=["hand", "customers"],
+    group_name="hand",
+    check_specs=[dg.AssetCheckSpec("complete", asset=["hand", "customers"], blocking=True)],
+)
+def customers():
+    """A hand-written input with a blocking check that fails after the data is stored."""
+    from assets.generators import churn
+
+    rows = int(os.environ.get("HAND_ROWS", "300"))
+    yield dg.Output(churn(rows, seed=rows), data_version=dg.DataVersion(str(rows)))
+    yield dg.AssetCheckResult(check_name="complete", passed=rows >= 300)
+'''
+
+
+def test_an_input_failing_its_blocking_check_holds_the_retraining_back(home, defs_dir, write_pipeline, monkeypatch):
+    (defs_dir / "hand").mkdir()
+    (defs_dir / "hand" / "assets.py").write_text(CHECKED)
+    text = PIPELINE.format(retrain="{on_new_data: true}").replace("dataset: customers", "dataset: hand/customers")
+    write_pipeline("shop", text, {"data/batch_000.csv": churn(600, seed=7)})
+    assert run(defs_dir=defs_dir).ok
+    monkeypatch.setenv("HAND_ROWS", "200")  # new data, and its blocking check fails
+    ui_materialize(defs_dir, "hand/customers")
+    held = retrain_tick(defs_dir)
+    assert not requests(held)
+    assert (
+        "shop/clf: wait: hand/customers has new data; waits: hand/customers failed its blocking checks (complete)"
+        in said(held)
+    )
+    monkeypatch.setenv("HAND_ROWS", "400")
+    assert ui_materialize(defs_dir, "hand/customers").success
+    (request,) = requests(retrain_tick(defs_dir))
+    assert request.tags[TRIGGER_TAG] == "new_data"
