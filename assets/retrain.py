@@ -7,15 +7,17 @@ input has data it was not trained on and a trigger allows it:
 - ``on_drift``: when that data has drifted from the data the champion was trained on (evaluated
   once per data version: an observation on the model with the score and a link to the HTML
   report in MLflow, and an alert when it drifted);
-- ``schedule``: at the first cron tick (UTC) after that data arrived.
+- ``schedule``: at the first cron tick (UTC) after such data first arrived.
 
 ``cooldown`` and ``max_per_day`` hold a trigger back: it waits, and the sensor says until when.
+So do a run of the model or its input in progress, and an input failing a blocking check.
 A retraining is requested with the run key ``slipway-retrain:<model>:<input data versions>``, so
 a data version retrains a model once, whichever trigger fired and however many ticks saw it;
 its run carries the trigger and the reason as tags, which the training copies to MLflow.
 
 Without a ``retrain`` block a model never retrains by itself on new data: the automation sensor
-rebuilds it only for what git changed (its definition, a new input) or a lost output
+rebuilds it only for what git changed (its definition, a new input, or a definition upstream
+whose change made its input's data new: :func:`changed_in_git`) or a lost output
 (:class:`GitChange`), and ``slipway run``, asked by a person, rebuilds whatever is out of date.
 
 A tick reads the instance's record once (no data is loaded) unless a model's input has a data
