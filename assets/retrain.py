@@ -372,7 +372,7 @@ class Tick:
                 dg.AssetRecordsFilter(asset_key=parent, after_timestamp=built.timestamp), limit=100, ascending=True
             ).records
             for item in records:
-                tags = item.asset_materialization.tags or {} if item.asset_materialization else {}
+                tags = (item.asset_materialization.tags or {}) if item.asset_materialization else {}
                 if tags.get(DATA_VERSION_TAG) != trained:
                     first = min(first, item.timestamp)
                     break
