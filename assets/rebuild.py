@@ -30,6 +30,13 @@ from resources.errors import RefusedData
 __all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
 
 FAILURE_PREFIX = "slipway/failed/"
+UNFINISHED = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
 
 
 class StoredOutputs(Protocol):
@@ -168,6 +175,12 @@ class OutOfDate(dg.AutomationCondition):
         if held is not None:
             metadata["held"] = held
         return dg.AutomationResult(context, subset, metadata=metadata or None)
+
+
+def running_assets(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
+    """The assets some unfinished run of the instance targets."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNFINISHED)))
+    return {k for run in runs for k in run.asset_selection or ()}
 
 
 def failed_blocking_checks(instance: dg.DagsterInstance, graph: Any, key: dg.AssetKey) -> list[str]:

@@ -36,7 +36,7 @@ from typing import Any
 import dagster as dg
 
 from assets.graph import key_of
-from assets.rebuild import Record, failed_blocking_checks, record_for
+from assets.rebuild import Record, failed_blocking_checks, record_for, running_assets
 from assets.schema import Retrain
 from assets.staleness import DATA_VERSION_TAG, NEW_DATA
 from assets.versions import combine
@@ -49,13 +49,6 @@ RUN_KEY_PREFIX = "slipway-retrain"
 STATE_PREFIX = "slipway/retrain-drift/"
 DAY = 86400.0
 clock = time.time  # the sensor's clock (tests move it forward)
-_UNFINISHED = (
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-)
 
 
 @dataclass(frozen=True)
@@ -305,8 +298,7 @@ class Tick:
     def running(self, key: dg.AssetKey) -> bool:
         """True when an unfinished run targets ``key`` or one of its inputs."""
         if self._running is None:
-            runs = self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
-            self._running = {k for run in runs for k in run.asset_selection or ()}
+            self._running = running_assets(self.instance)
         return bool({key, *self.graph.get(key).parent_keys} & self._running)
 
     def decide(self, policy: Policy, drift: Any = None) -> Decision:

@@ -11,19 +11,19 @@ from typing import Any
 
 import dagster as dg
 
-from assets.rebuild import DATA_VERSION_TAG, Built, Record, failed_blocking_checks, requested
+from assets.rebuild import (
+    DATA_VERSION_TAG,
+    UNFINISHED,
+    Built,
+    Record,
+    failed_blocking_checks,
+    requested,
+    running_assets,
+)
 from definitions.definitions import build_definitions
 from definitions.outcomes import AssetOutcome
 from resources.errors import DefinitionError, SlipwayError
 from stacks import LoadedStack
-
-_UNFINISHED = (
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-)
 
 
 def _value(entry: Any) -> Any:
@@ -79,11 +79,7 @@ class Engine:
         keep = keep or set()
         if not models and not keep:  # the common case after a launch: no model failed
             return
-        live = {
-            k
-            for run in self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
-            for k in run.asset_selection or ()
-        }
+        live = running_assets(self.instance)
         left = [k for k in models if k in live]  # a live run of it (from the UI) settles its own work
         left += [k for k in keep if k in self.graph.materializable_asset_keys and self.kind(k) == "model"]
         tracker, registry = self.stores.resources["experiment_tracker"], self.stores.registry
@@ -189,8 +185,7 @@ class Engine:
     def in_progress(self, key: dg.AssetKey) -> bool:
         """True when a run that targets ``key`` or one of its upstreams has not finished."""
         if self._running is None:  # read once: asked for each held-back asset after the launches
-            runs = self.instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED)))
-            self._running = {k for run in runs for k in run.asset_selection or ()}
+            self._running = running_assets(self.instance)
         return bool({key, *self.graph.get(key).parent_keys} & self._running)
 
     def launch(
@@ -399,7 +394,7 @@ def _end_dead_runs(instance: Any) -> list[Any]:
     run it launched can still be going. Left as STARTED, such a run would count as "in
     progress" for the rebuild rule and hold its assets back forever.
     """
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED), tags={"slipway/command": "run"}))
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNFINISHED), tags={"slipway/command": "run"}))
     dead = [run for run in runs if _launched_by_slipway_run(run)]
     for run in dead:
         instance.report_run_failed(run, "the `slipway run` that launched this run ended before it finished")

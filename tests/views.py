@@ -11,7 +11,8 @@ from stacks import load_stack
 from stacks.build import prepare_instance
 
 
-def _instance():
+def stack_instance() -> dg.DagsterInstance:
+    """The active stack's Dagster instance (close it: use it in a ``with``)."""
     return dg.DagsterInstance.from_config(str(prepare_instance(load_stack().stack)))
 
 
@@ -19,7 +20,7 @@ def ui_materialize(defs_dir: Path, *keys: str) -> dg.ExecuteInProcessResult:
     """Materialize ``keys`` the way the UI does: the code location's job, on the stack's instance."""
     defs = build_definitions(defs_dir)
     job = defs.resolve_implicit_global_asset_job_def()
-    with _instance() as instance:
+    with stack_instance() as instance:
         return job.execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey.from_user_string(k) for k in keys], raise_on_error=False
         )
@@ -32,14 +33,14 @@ def ui_observe(defs_dir: Path) -> None:
     defs = build_definitions(defs_dir)
     graph = defs.resolve_asset_graph()
     sources = [graph.get(k).assets_def for k in graph.observable_asset_keys]
-    with _instance() as instance:
+    with stack_instance() as instance:
         observe(sources, instance=instance)
 
 
 def automation_requests(defs_dir: Path) -> set[str]:
     """What the automation sensor would request now."""
     defs = build_definitions(defs_dir)
-    with _instance() as instance:
+    with stack_instance() as instance:
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     keys = defs.resolve_asset_graph().materializable_asset_keys
     return {k.to_user_string() for k in keys if result.get_num_requested(k)}
@@ -58,7 +59,7 @@ def retrain_tick(defs_dir: Path, now: float | None = None):
     if now is not None:
         retrain.clock = lambda: now
     try:
-        with _instance() as instance:
+        with stack_instance() as instance:
             context = dg.build_sensor_context(
                 instance=instance, definitions=defs, resources=defs.resources, sensor_name=sensor.name
             )
@@ -72,7 +73,7 @@ def launch(defs_dir: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     defs = build_definitions(defs_dir)
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {**request.tags, "dagster/run_key": request.run_key}
-    with _instance() as instance:
+    with stack_instance() as instance:
         return job.execute_in_process(
             instance=instance, asset_selection=list(request.asset_selection), tags=tags, raise_on_error=False
         )

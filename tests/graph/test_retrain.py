@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from views import automation_requests, launch, retrain_tick, ui_materialize, ui_observe
+from views import automation_requests, launch, retrain_tick, stack_instance, ui_materialize, ui_observe
 
 from assets.generators import churn
 from assets.retrain import REASON_TAG, RETRAIN_SENSOR, TRIGGER_TAG
@@ -90,9 +90,7 @@ def versions(name: str = "shop.clf") -> list[dict[str, str]]:
 
 
 def observations(defs_dir) -> list[dict]:
-    with dg.DagsterInstance.from_config(
-        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
-    ) as i:
+    with stack_instance() as i:
         records = i.fetch_observations(dg.AssetKey(["shop", "clf"]), limit=100).records
     return [
         {k: getattr(v, "value", v) for k, v in r.event_log_entry.asset_observation.metadata.items()} for r in records
@@ -134,9 +132,7 @@ def test_a_run_key_already_launched_is_not_requested_again(home, defs_dir, shop)
     (request,) = requests(retrain_tick(defs_dir))
     # The retraining failed (its run exists with the key): the same data does not retrain again by itself.
     defs = build_definitions(defs_dir)
-    with dg.DagsterInstance.from_config(
-        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
-    ) as i:
+    with stack_instance() as i:
         run_record = i.create_run_for_job(
             defs.resolve_implicit_global_asset_job_def(), tags={"dagster/run_key": request.run_key}
         )
@@ -295,9 +291,7 @@ def test_an_unreadable_batch_is_refused_held_and_alerted_once_without_its_bytes(
 
 
 def _alert_lines(result) -> list[str]:
-    with dg.DagsterInstance.from_config(
-        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
-    ) as i:
+    with stack_instance() as i:
         return [e.user_message for e in i.all_logs(result.run_id) if (e.user_message or "").startswith("alert ")]
 
 
@@ -313,9 +307,7 @@ def _run_failure_alerts(defs_dir, result) -> list:
 
     defs = build_definitions(defs_dir)
     sensor = defs.get_sensor_def(RUN_FAILURE_SENSOR)
-    with dg.DagsterInstance.from_config(
-        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
-    ) as i:
+    with stack_instance() as i:
         run_record = i.get_run_by_id(result.run_id)
         (event,) = [e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE"]
         context = dg.build_run_status_sensor_context(
@@ -348,9 +340,7 @@ def test_alerts_reach_a_webhook_and_a_dead_webhook_fails_nothing(home, defs_dir,
     (request,) = requests(retrain_tick(defs_dir))
     result = launch(defs_dir, request)
     assert result.success
-    with dg.DagsterInstance.from_config(
-        str(__import__("stacks.build").build.prepare_instance(load_stack().stack))
-    ) as i:
+    with stack_instance() as i:
         lines = [e.user_message for e in i.all_logs(result.run_id) if "webhook alert" in (e.user_message or "")]
     assert lines and lines[-1].endswith("given up (the pipeline goes on)")
     assert not any(server.url in line for line in lines)
