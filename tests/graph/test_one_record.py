@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from views import _instance, automation_requests, ui_materialize, ui_observe  # noqa: F401
+from views import automation_requests, stack_instance, ui_materialize, ui_observe  # noqa: F401
 
 from assets.generators import churn
 from definitions.definitions import build_definitions
@@ -84,7 +84,7 @@ def test_ui_materialization_then_slipway_run_agree(home, defs_dir, shop, write_p
 def test_new_rows_are_observed_by_every_path(home, defs_dir, shop):
     # Before anything ran, the automation sensor observes the files first.
     defs = build_definitions(defs_dir)
-    with _instance() as instance:
+    with stack_instance() as instance:
         first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "files"])) == 1
     run(defs_dir=defs_dir)
@@ -252,7 +252,7 @@ def test_the_no_op_cache_is_checked_against_the_instance(home, defs_dir, shop):
     cache = home / "state" / "noop-local.json"
     assert cache.exists()
     # Wiped from the UI: no event id grows, yet the cache must not answer "reused".
-    with _instance() as instance:
+    with stack_instance() as instance:
         instance.wipe_assets([dg.AssetKey(["shop", "clf"])])
     report = run(defs_dir=defs_dir)
     assert _rows(report)["shop/clf"][0] == "built" and report.outcomes[1].reason == "never built"
@@ -269,7 +269,7 @@ def test_a_killed_slipway_run_does_not_hold_its_assets_back(home, defs_dir, shop
     write_pipeline("shop", SHOP.replace("max_depth: 3", "max_depth: 4"))
     job = build_definitions(defs_dir).resolve_implicit_global_asset_job_def()
     clf = {dg.AssetKey(["shop", "clf"])}
-    with _instance() as instance:
+    with stack_instance() as instance:
         dead = instance.create_run_for_job(
             job, asset_selection=clf, status=dg.DagsterRunStatus.STARTED, tags={"slipway/command": "run"}
         )
@@ -284,7 +284,7 @@ def test_a_killed_slipway_run_does_not_hold_its_assets_back(home, defs_dir, shop
     report = run(defs_dir=defs_dir)
     row = _rows(report)["shop/clf"]
     assert row[0] == "not run" and "held back: a run of it or of an upstream is in progress" in row[1]
-    with _instance() as instance:
+    with stack_instance() as instance:
         assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
         instance.report_run_failed(instance.get_run_by_id(live.run_id), "test: the UI run ended")

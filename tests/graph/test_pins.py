@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from gitrepo import git, init
 from mlflow import MlflowClient
-from views import _instance
+from views import stack_instance
 
 from assets.pins import ALIAS_CHECK
 from definitions.definitions import PINS_SENSOR, build_definitions
@@ -52,7 +52,7 @@ def champion(home) -> str | None:
 
 
 def alias_checks(home) -> list[tuple[bool, str]]:
-    with _instance() as instance:
+    with stack_instance() as instance:
         records = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey(["shop", "ridge"]), ALIAS_CHECK), limit=50
         )
@@ -112,7 +112,7 @@ def test_a_hand_moved_alias_is_set_back_where_pinned_and_shown_where_not(home, d
     run(defs_dir=defs_dir)
     assert len(alias_checks(home)) == 3  # not reported twice
     defs = build_definitions(defs_dir)
-    with _instance() as instance:
+    with stack_instance() as instance:
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         skipped = defs.get_sensor_def(PINS_SENSOR)(context)
     assert isinstance(skipped, dg.SkipReason)
@@ -128,13 +128,13 @@ def test_a_hand_moved_alias_is_set_back_where_pinned_and_shown_where_not(home, d
     defs = build_definitions(defs_dir)
     sensor = defs.get_sensor_def(PINS_SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    with _instance() as instance:
+    with stack_instance() as instance:
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         result = sensor(context)
     assert champion(home) == "2"
     assert isinstance(result, dg.SensorResult)
     assert [e.passed for e in result.asset_events] == [True]
-    with _instance() as instance:
+    with stack_instance() as instance:
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         assert isinstance(sensor(context), dg.SkipReason)  # nothing to do: a cheap tick
 
