@@ -13,17 +13,16 @@ import fcntl
 import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from definitions.outcomes import AssetOutcome
 from resources.errors import SlipwayError
 from stacks import LoadedStack
+from stacks.build import file_stamp, watermark
 
 CACHE_FORMAT = 1
 _PROJECT = Path(__file__).resolve().parents[1]
@@ -51,24 +50,7 @@ def exclusive(home: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _stat(path: Path) -> str:
-    try:
-        stat = path.stat()
-    except OSError:
-        return f"{path}:-"
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
-
-def _max_id(database: Path, table: str) -> str | None:
-    if not database.exists():
-        return None
-    try:
-        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
-            # The count catches deletions (a wiped asset, a deleted run), which lower no maximum.
-            row = db.execute(f"select max(id), count(*) from {table}").fetchone()  # noqa: S608 (fixed names)
-    except sqlite3.Error:
-        return None
-    return f"{row[0]}:{row[1]}"
 
 
 class NoopCache:
@@ -92,11 +74,11 @@ class NoopCache:
         self.loaded = loaded
         stack = loaded.stack
         code = sorted(
-            _stat(path)
+            file_stamp(path)
             for root in [folder, *(_PROJECT / p for p in _PROJECT_PACKAGES)]
             for path in root.rglob("*")
             if path.suffix in (".py", ".yaml", ".yml") and ".venv" not in path.parts
-        ) + sorted(_stat(path) for path in code_files)
+        ) + sorted(file_stamp(path) for path in code_files)
         self.inputs = hashlib.blake2b(
             json.dumps(
                 {
@@ -114,22 +96,7 @@ class NoopCache:
 
     def watermark(self) -> str | None:
         """The state of the stores the cache rests on; None when they cannot be read cheaply."""
-        stack = self.loaded.stack
-        # Dagster's SQLite storage (stacks.build.instance_config): runs, then asset events (the
-        # index shard) and runless events such as source observations (the "" run's shard).
-        history = Path(stack.instance.base_dir) / "storage" / "history"
-        ids = [
-            _max_id(history / "runs.db", "runs"),
-            _max_id(history / "runs" / "index.db", "event_logs"),
-            _max_id(history / "runs" / ".db", "event_logs") if (history / "runs" / ".db").exists() else "-",
-        ]
-        uri = stack.model_registry.registry_uri or stack.experiment_tracker.tracking_uri
-        if None in ids or not uri.startswith("sqlite:"):
-            return None
-        database = Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0]))
-        if not uri.startswith("sqlite:///") or not database.is_absolute():
-            return None
-        return f"{'/'.join(str(i) for i in ids)}/{_stat(database)}"
+        return watermark(self.loaded.stack)
 
     def replay(self) -> list[AssetOutcome] | None:
         """The reused rows, when nothing changed since the last run that left nothing to do."""
@@ -139,7 +106,7 @@ class NoopCache:
                 return None
             if not all(os.path.exists(f) for f in cached["files"]):
                 return None
-            if any(_stat(Path(path)) != stat for path, stat in cached["watched"].items()):
+            if any(file_stamp(Path(path)) != stat for path, stat in cached["watched"].items()):
                 return None
             return [AssetOutcome(**row) for row in cached["rows"]]
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -161,7 +128,7 @@ class NoopCache:
             "inputs": self.inputs,
             "watermark": mark,
             "files": files,
-            "watched": {path: _stat(Path(path)) for path in watched},
+            "watched": {path: file_stamp(Path(path)) for path in watched},
             "rows": [asdict(r) for r in rows],
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from assets.preflight import check_pipeline
 from definitions.paths import DEFS_DIR
 from definitions.runner import check_imports
 from resources.errors import DefinitionError
+from resources.settings import GreatExpectationsSettings
 from stacks import load_stack
 
 
@@ -29,7 +30,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
     errors = []
     for p in pipelines:
         errors += check_pipeline(p, stack.allowed_imports)
-    errors += _expectation_errors(pipelines, stack.data_validator.result_format)
+    errors += _expectation_errors(pipelines, stack.data_validator)
     if errors:
         raise DefinitionError("\n".join(errors))
     if graph.unresolved(graph.references(pipelines), graph.declared(pipelines)):
@@ -46,13 +47,13 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
     return lines
 
 
-def _expectation_errors(pipelines: list[LoadedPipeline], result_format: str) -> list[str]:
+def _expectation_errors(pipelines: list[LoadedPipeline], settings: GreatExpectationsSettings) -> list[str]:
     """Unknown expectations and arguments GX refuses (GX is imported only when there are expectations)."""
     if not any(d.expectations for p in pipelines for d in p.spec.datasets.values()):
         return []
     from resources.validator import GreatExpectationsValidator
 
-    validator = GreatExpectationsValidator(result_format=result_format)
+    validator = GreatExpectationsValidator(result_format=settings.result_format)
     errors = []
     for p in pipelines:
         for name, dataset in p.spec.datasets.items():

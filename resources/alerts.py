@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
 from resources.redact import redact
+from resources.settings import LogAlerterSettings, WebhookAlerterSettings
 
 KINDS = ("drift", "check_failed", "promotion", "run_failed")
 _EMOJI = {
@@ -98,7 +98,7 @@ class Alerter(dg.ConfigurableResource, ABC):
     def _send(self, alert: Alert, log: Any) -> bool: ...
 
 
-class LogAlerter(Alerter):
+class LogAlerter(Alerter, LogAlerterSettings):
     """Alerts as warning lines in the log (the Dagster run or sensor log, or the terminal)."""
 
     def _send(self, alert: Alert, log: Any) -> bool:
@@ -106,14 +106,8 @@ class LogAlerter(Alerter):
         return True
 
 
-class WebhookAlerter(Alerter):
+class WebhookAlerter(Alerter, WebhookAlerterSettings):
     """Alerts as a JSON POST (Slack-compatible) to the URL in an environment variable, also logged."""
-
-    url_env: str = Field(default="SLIPWAY_ALERT_WEBHOOK", description="Environment variable holding the URL.")
-    timeout_seconds: float = Field(default=5.0, gt=0, description="Per attempt.")
-    retries: int = Field(default=2, ge=0, description="Attempts after the first, on a network error or HTTP 5xx/429.")
-    backoff_seconds: float = Field(default=1.0, ge=0, description="Wait before the first retry; doubled each time.")
-    deadline_seconds: float = Field(default=20.0, gt=0, description="Most time one alert may take, retries included.")
 
     def _send(self, alert: Alert, log: Any) -> bool:
         log.warning(alert.line())

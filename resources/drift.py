@@ -32,6 +32,7 @@ from typing import Any
 import dagster as dg
 
 from resources.errors import DataError
+from resources.settings import StatisticalDriftSettings
 
 _FLOOR = 1e-6
 
@@ -99,7 +100,7 @@ class DriftDetector(dg.ConfigurableResource, ABC):
         """The drift of ``features`` of ``current`` from ``reference``; :class:`DataError` for a missing column."""
 
 
-class StatisticalDriftDetector(DriftDetector):
+class StatisticalDriftDetector(DriftDetector, StatisticalDriftSettings):
     """PSI, Kolmogorov-Smirnov and chi-square (Cramer's V), computed with numpy.
 
     Features are scored in parallel threads (numpy sorts and searches outside the GIL; nothing
@@ -108,7 +109,6 @@ class StatisticalDriftDetector(DriftDetector):
         drift_detector: {type: statistical, bins: 10}
     """
 
-    bins: int = 10
     workers: int = 0  # 0: one per CPU
 
     def scores(self, reference: Any, current: Any, method: str) -> dict[str, float]:  # noqa: D102

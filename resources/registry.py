@@ -16,6 +16,7 @@ from pydantic import Field
 from resources import mlflow_client
 from resources.errors import ResourceError
 from resources.redact import redact, safe_cause
+from resources.settings import MlflowRegistrySettings
 
 # The tag on a version whose training died before Dagster recorded it (assets.recovery).
 ABANDONED_TAG = "slipway.abandoned"
@@ -92,7 +93,7 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """
 
 
-class MlflowModelRegistry(ModelRegistry):
+class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
     """The MLflow model registry, with aliases (stages are deprecated).
 
     Promotions of one model are serialized by a lock the registry's store can hold for every
@@ -106,7 +107,6 @@ class MlflowModelRegistry(ModelRegistry):
     """
 
     tracking_uri: str = Field(description="The tracking URI (set from experiment_tracker by the stack).")
-    registry_uri: str | None = Field(default=None, description="Registry URI when it differs from tracking_uri.")
 
     @property
     def _client(self) -> Any:

@@ -8,16 +8,15 @@ import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import dagster as dg
-from pydantic import Field
 
 from resources import mlflow_client
 from resources.errors import ResourceError
-from resources.formats import SKOPS_TRUSTED_TYPES
 from resources.redact import redact, safe_cause
+from resources.settings import MlflowTrackerSettings
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
         return self.run_url(run)
 
 
-class MlflowTracker(ExperimentTracker):
+class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
     """MLflow over an explicit ``MlflowClient`` (never MLflow's global fluent state).
 
     Stack YAML::
@@ -91,20 +90,6 @@ class MlflowTracker(ExperimentTracker):
           artifact_location: ${SLIPWAY_HOME}/mlartifacts
           ui_url: http://127.0.0.1:5000
     """
-
-    tracking_uri: str = Field(description="MLflow tracking URI (sqlite:///…, http://…, postgresql+psycopg2://…).")
-    artifact_location: str | None = Field(
-        default=None, description="Root for new experiments' artifacts; the server's default when unset."
-    )
-    ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for run links.")
-    serialization: Literal["cloudpickle", "skops"] = Field(
-        default="cloudpickle",
-        description="scikit-learn model format: cloudpickle (fast) or skops (safe to load from untrusted stores).",
-    )
-    skops_trusted_types: list[str] = Field(
-        default_factory=lambda: list(SKOPS_TRUSTED_TYPES),
-        description="Types skops may save and load beyond its defaults (serialization: skops only).",
-    )
 
     def prepare(self) -> None:  # noqa: D102
         mlflow_client.prewarm(self.tracking_uri)

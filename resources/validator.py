@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from resources.errors import DefinitionError, ResourceError, did_you_mean
+from resources.settings import GreatExpectationsSettings
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def _class_name(expect: str) -> str:
     return "Expect" + "".join(part.capitalize() for part in expect.split("_"))
 
 
-class GreatExpectationsValidator(DataValidator):
+class GreatExpectationsValidator(DataValidator, GreatExpectationsSettings):
     """Great Expectations 1.x on an ephemeral context (nothing written to disk).
 
     ``expect: column_values_to_not_be_null`` names ``gx.expectations.ExpectColumnValuesToNotBeNull``;
@@ -52,8 +53,6 @@ class GreatExpectationsValidator(DataValidator):
 
         data_validator: {type: great_expectations}
     """
-
-    result_format: str = "SUMMARY"
 
     def check(self, expect: str, kwargs: dict[str, Any], where: str) -> None:  # noqa: D102
         _expectation(_gx(), expect, kwargs, where)

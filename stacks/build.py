@@ -3,68 +3,59 @@
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 
-from stacks.config import StackFields
+from resources.errors import StackError
+from stacks.config import COMPONENT_TYPES, RESOURCE_KEYS, StackFields
 
 
 def build_resources(stack: StackFields) -> dict[str, Any]:
-    """The resources every pipeline asset asks for, by key, for this stack."""
-    from resources.alerts import LogAlerter, WebhookAlerter
-    from resources.artifacts import LocalArtifactStore
-    from resources.drift import StatisticalDriftDetector
-    from resources.policy import ImportPolicy
-    from resources.registry import MlflowModelRegistry
-    from resources.tracker import MlflowTracker
-    from resources.validator import GreatExpectationsValidator
+    """The resources every pipeline asset asks for, by key, for this stack.
 
-    tracker = stack.experiment_tracker
-    alerter = stack.alerter
-    return {
-        "experiment_tracker": MlflowTracker(
-            tracking_uri=tracker.tracking_uri,
-            artifact_location=tracker.artifact_location,
-            ui_url=tracker.ui_url,
-            serialization=tracker.serialization,
-            skops_trusted_types=list(tracker.skops_trusted_types),
-        ),
-        "model_registry": MlflowModelRegistry(
-            tracking_uri=tracker.tracking_uri, registry_uri=stack.model_registry.registry_uri
-        ),
-        "data_validator": GreatExpectationsValidator(result_format=stack.data_validator.result_format),
-        "drift_detector": StatisticalDriftDetector(bins=stack.drift_detector.bins),
-        "io_manager": LocalArtifactStore(base_dir=stack.artifact_store.base_dir),
-        "import_policy": ImportPolicy(allowed=list(stack.allowed_imports)),
-        "alerter": (
-            WebhookAlerter(**alerter.model_dump(exclude={"type"})) if alerter.type == "webhook" else LogAlerter()
-        ),
-    }
+    Each role's implementation is the one its ``type:`` names in :data:`COMPONENT_TYPES`; its
+    resource class is imported here, and given the component's settings.
+    """
+    from resources.policy import ImportPolicy
+
+    missing = [(key, var) for key, var, required in missing_variables(stack) if required]
+    if missing:
+        raise StackError(
+            "; ".join(
+                f"{key}: the environment variable {var} is not set (a secret the stack needs)" for key, var in missing
+            )
+        )
+    resources: dict[str, Any] = {}
+    for role, key in RESOURCE_KEYS.items():
+        component = getattr(stack, role)
+        module, _, name = component.resource.partition(":")
+        resources[key] = getattr(importlib.import_module(module), name)(**component.resource_settings(stack))
+    resources["import_policy"] = ImportPolicy(allowed=list(stack.allowed_imports))
+    return resources
+
+
+def missing_variables(stack: StackFields) -> list[tuple[str, str, bool]]:
+    """``(key, variable, required)`` for each environment variable the stack reads that is not set here."""
+    return [need for role in COMPONENT_TYPES for need in getattr(stack, role).needs() if not os.environ.get(need[1])]
 
 
 def executor(stack: StackFields) -> Any:
     """The Dagster executor of the stack's orchestrator (every launch path uses it)."""
-    import dagster as dg
-
-    executors = {"in_process": dg.in_process_executor}
-    return executors[stack.orchestrator.type]
+    return stack.orchestrator.executor()
 
 
 def instance_config(stack: StackFields) -> dict[str, Any]:
     """The ``dagster.yaml`` of the stack's Dagster instance."""
     base = Path(stack.instance.base_dir)
-    storage = base / "storage"
     config: dict[str, Any] = {
         "telemetry": {"enabled": False},
         "nux": {"enabled": False},
-        # Dagster's SQLite layout (what `storage: sqlite` makes), with the event log that keeps
-        # one engine per database (stacks.dagster_storage): ~5 ms less per asset.
-        "run_storage": _storage("dagster._core.storage.runs", "SqliteRunStorage", storage / "history"),
-        "event_log_storage": _storage("stacks.dagster_storage", "SlipwayEventLogStorage", storage / "history" / "runs"),
-        "schedule_storage": _storage("dagster._core.storage.schedules", "SqliteScheduleStorage", storage / "schedules"),
+        **stack.instance.dagster_storage(),
         "local_artifact_storage": {
             "module": "dagster._core.storage.root",
             "class": "LocalArtifactStorage",
@@ -84,8 +75,28 @@ def instance_config(stack: StackFields) -> dict[str, Any]:
     return config
 
 
-def _storage(module: str, name: str, base_dir: Path) -> dict[str, Any]:
-    return {"module": module, "class": name, "config": {"base_dir": str(base_dir)}}
+def watermark(stack: StackFields) -> str | None:
+    """The state of the record and the registry, read cheaply; None when it cannot be (a server).
+
+    `slipway run`'s no-op cache rests on it: any run, event or registry change moves it.
+    """
+    record = stack.instance.watermark()
+    uri = stack.model_registry.registry_uri or stack.experiment_tracker.tracking_uri
+    if record is None or not uri.startswith("sqlite:///"):
+        return None
+    database = Path(unquote(uri.removeprefix("sqlite:///").partition("?")[0]))
+    if not database.is_absolute():
+        return None
+    return f"{record}/{file_stamp(database)}"
+
+
+def file_stamp(path: Path) -> str:
+    """``path:size:mtime`` (``path:-`` when it is gone): a cheap sign that a file changed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path}:-"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def prepare_instance(stack: StackFields) -> Path:

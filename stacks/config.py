@@ -1,21 +1,54 @@
-"""Typed, closed stack configuration: one model per component type.
+"""Typed, closed stack configuration, and the registry of each role's implementations.
 
-Each component is a ``type:`` plus the config of that type (``extra="forbid"``). The
-``Field`` descriptions flow into the JSON Schema (and later the Helm chart's
-``values.schema.json``).
+Each component is a ``type:`` plus the settings of that type (``extra="forbid"``). A resource
+implementation's settings are declared once, in :mod:`resources.settings`: the Dagster resource
+inherits them, and so does its entry here, which adds the ``type:`` tag and names the resource
+class to build. :data:`COMPONENT_TYPES` is the registry: adding an implementation is one class
+and one entry, never an ``if`` in the builder. The ``Field`` descriptions flow into the JSON
+Schema (``slipway stack show``, the Helm chart's ``values.schema.json``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from resources.formats import SKOPS_TRUSTED_TYPES
+from resources.settings import (
+    ENV_NAME,
+    GreatExpectationsSettings,
+    LocalStoreSettings,
+    LogAlerterSettings,
+    MlflowRegistrySettings,
+    MlflowTrackerSettings,
+    S3StoreSettings,
+    StatisticalDriftSettings,
+    WebhookAlerterSettings,
+)
 
 
 class _Component(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The Dagster resource this implementation builds, as ``module:Class`` (imported when the
+    #: stack is built, so that loading a stack imports no Dagster, MLflow or boto3).
+    resource: ClassVar[str] = ""
+
+    def resource_settings(self, stack: StackFields) -> dict[str, Any]:
+        """The keyword arguments of :attr:`resource`: this component's settings."""
+        return self.model_dump(exclude={"type", "storage"})
+
+    def needs(self) -> list[tuple[str, str, bool]]:
+        """``(key, environment variable, required)`` for each variable this component reads.
+
+        A required one must be set to run at all (a password); another only changes what
+        happens (an alert with no webhook URL is logged).
+        """
+        return []
+
+
+# --- orchestrator: where the steps of a run execute --------------------------------------------
 
 
 class InProcessOrchestrator(_Component):
@@ -23,97 +56,305 @@ class InProcessOrchestrator(_Component):
 
     type: Literal["in_process"] = "in_process"
 
+    def executor(self) -> Any:
+        """The Dagster executor."""
+        import dagster as dg
 
-class SqliteInstance(_Component):
-    """Dagster instance storage (runs, events, schedules) in SQLite files."""
+        return dg.in_process_executor
 
-    storage: Literal["sqlite"] = "sqlite"
-    base_dir: str = Field(default="${SLIPWAY_HOME}/dagster", description="DAGSTER_HOME for this stack.")
+
+class MultiprocessOrchestrator(_Component):
+    """Each step in a process of its own on this machine (a stand-in for pods, without a cluster)."""
+
+    type: Literal["multiprocess"] = "multiprocess"
+    max_concurrent: int = Field(default=0, ge=0, le=256, description="Steps at once; 0: one per CPU.")
+
+    def executor(self) -> Any:
+        """The Dagster executor."""
+        import dagster as dg
+
+        return dg.multiprocess_executor.configured({"max_concurrent": self.max_concurrent}, name="multiprocess")
+
+
+class K8sJobOrchestrator(_Component):
+    """Each step in a Kubernetes Job of its own (dagster-k8s ``k8s_job_executor``): one pod per asset.
+
+    A step's pod gets the run's image, env and secrets (the code server's container context,
+    set by the Helm chart) plus the asset's own ``resources`` from its definition.
+    """
+
+    type: Literal["k8s_job"] = "k8s_job"
+    max_concurrent: int = Field(default=8, ge=1, le=1000, description="Step pods of one run at once.")
+    job_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the step Jobs; the run's own when unset (the chart's release namespace).",
+    )
+    service_account_name: str | None = Field(
+        default=None, description="Service account of the step pods; the run pod's when unset."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="Pull policy of step pods; Kubernetes' default when unset."
+    )
+    env_secrets: list[str] = Field(
+        default_factory=list, description="Secrets whose keys become environment variables in every step pod."
+    )
+    env_config_maps: list[str] = Field(
+        default_factory=list, description="ConfigMaps whose keys become environment variables in every step pod."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels on every step Job and pod.")
+    retries: Literal["enabled", "disabled"] = Field(
+        default="disabled", description="Dagster's step retries (op retry policies)."
+    )
+
+    def executor(self) -> Any:
+        """The Dagster executor (dagster-k8s, imported only here)."""
+        from dagster_k8s import k8s_job_executor
+
+        config: dict[str, Any] = {"max_concurrent": self.max_concurrent, "retries": {self.retries: {}}}
+        for key in ("job_namespace", "service_account_name", "image_pull_policy"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        for key in ("env_secrets", "env_config_maps", "labels"):
+            if getattr(self, key):
+                config[key] = getattr(self, key)
+        return k8s_job_executor.configured(config, name="k8s_job")
+
+
+# --- instance: Dagster's record (runs, events, schedules) --------------------------------------
+
+
+class _Instance(_Component):
+    base_dir: str = Field(
+        default="${SLIPWAY_HOME}/dagster", description="DAGSTER_HOME for this stack (a local folder)."
+    )
     capture_compute_logs: bool = Field(
         default=False,
         description="Keep each step's stdout/stderr for the UI; costs a log-tailing process per step.",
     )
 
+    def dagster_storage(self) -> dict[str, Any]:
+        """The storage part of the instance's ``dagster.yaml``."""
+        raise NotImplementedError
 
-class MlflowTrackerConfig(_Component):
-    """MLflow experiment tracking through an explicit MlflowClient."""
+    def where(self) -> str:
+        """The record's location for messages, never with a password."""
+        raise NotImplementedError
 
+    def watermark(self) -> str | None:
+        """The record's state, read without opening the instance; None when it cannot be read cheaply."""
+        return None
+
+
+class SqliteInstance(_Instance):
+    """Dagster instance storage in SQLite files under ``base_dir``: one machine."""
+
+    storage: Literal["sqlite"] = "sqlite"
+
+    def dagster_storage(self) -> dict[str, Any]:  # noqa: D102
+        root = Path(self.base_dir) / "storage"
+        return {
+            # Dagster's SQLite layout (what `storage: sqlite` makes), with the event log that keeps
+            # one engine per database (stacks.dagster_storage): ~5 ms less per asset.
+            "run_storage": _storage("dagster._core.storage.runs", "SqliteRunStorage", root / "history"),
+            "event_log_storage": _storage(
+                "stacks.dagster_storage", "SlipwayEventLogStorage", root / "history" / "runs"
+            ),
+            "schedule_storage": _storage(
+                "dagster._core.storage.schedules", "SqliteScheduleStorage", root / "schedules"
+            ),
+        }
+
+    def where(self) -> str:  # noqa: D102
+        return f"{self.base_dir}/storage"
+
+    def watermark(self) -> str | None:  # noqa: D102
+        # Runs, then asset events (the index shard) and runless events such as source
+        # observations (the "" run's shard).
+        history = Path(self.base_dir) / "storage" / "history"
+        ids = [
+            _max_id(history / "runs.db", "runs"),
+            _max_id(history / "runs" / "index.db", "event_logs"),
+            _max_id(history / "runs" / ".db", "event_logs") if (history / "runs" / ".db").exists() else "-",
+        ]
+        return None if None in ids else "/".join(str(i) for i in ids)
+
+
+class PostgresInstance(_Instance):
+    """Dagster instance storage in PostgreSQL (dagster-postgres): shared by every machine and pod.
+
+    The password is read from the environment variable ``password_env`` by Dagster itself; it
+    is never written to the instance's ``dagster.yaml``.
+    """
+
+    storage: Literal["postgres"] = "postgres"
+    hostname: str = Field(default="127.0.0.1", description="PostgreSQL host.")
+    port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL port.")
+    db_name: str = Field(default="dagster", description="Database (created by the operator; tables by Dagster).")
+    username: str = Field(default="dagster", description="Database user.")
+    password_env: str | None = Field(
+        default="DAGSTER_PG_PASSWORD",
+        pattern=ENV_NAME,
+        description="Environment variable (a Kubernetes secret) holding the password; unset for trust or peer auth.",
+    )
+    params: dict[str, str] = Field(
+        default_factory=dict, description="libpq connection parameters, e.g. {sslmode: require}."
+    )
+
+    def dagster_storage(self) -> dict[str, Any]:  # noqa: D102
+        database: dict[str, Any] = {
+            "hostname": self.hostname,
+            "port": self.port,
+            "db_name": self.db_name,
+            "username": self.username,
+            # Dagster reads {env: NAME} when the instance starts: the password never sits in a file.
+            "password": {"env": self.password_env} if self.password_env else "",
+        }
+        if self.params:
+            database["params"] = dict(self.params)
+        return {"storage": {"postgres": {"postgres_db": database}}}
+
+    def where(self) -> str:  # noqa: D102
+        return f"postgresql://{self.username}@{self.hostname}:{self.port}/{self.db_name}"
+
+    def needs(self) -> list[tuple[str, str, bool]]:  # noqa: D102
+        return [("instance.password_env", self.password_env, True)] if self.password_env else []
+
+
+def _max_id(database: Path, table: str) -> str | None:
+    import sqlite3
+    from contextlib import closing
+
+    if not database.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            # The count catches deletions (a wiped asset, a deleted run), which lower no maximum.
+            row = db.execute(f"select max(id), count(*) from {table}").fetchone()  # noqa: S608 (fixed names)
+    except sqlite3.Error:
+        return None
+    return f"{row[0]}:{row[1]}"
+
+
+def _storage(module: str, name: str, base_dir: Path) -> dict[str, Any]:
+    return {"module": module, "class": name, "config": {"base_dir": str(base_dir)}}
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+class MlflowTrackerConfig(MlflowTrackerSettings, _Component):
+    """MLflow on a store this process opens itself (SQLite locally, or a database URL)."""
+
+    resource: ClassVar[str] = "resources.tracker:MlflowTracker"
     type: Literal["mlflow"] = "mlflow"
-    tracking_uri: str = Field(default="sqlite:///${SLIPWAY_HOME}/mlflow.db", description="MLflow tracking URI.")
+
+
+class MlflowServerTrackerConfig(MlflowTrackerSettings, _Component):
+    """MLflow through a tracking server (``mlflow server``): its backend store and artifacts (S3) are the server's.
+
+    Artifacts go through the server (``--serve-artifacts``), so steps need no object-store
+    credentials for them. A server behind basic auth reads MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD from the environment.
+    """
+
+    resource: ClassVar[str] = "resources.tracker:MlflowTracker"
+    type: Literal["mlflow_server"] = "mlflow_server"
+    tracking_uri: str = Field(pattern=r"^https?://", description="The tracking server's URL (http(s)://host:port).")
     artifact_location: str | None = Field(
-        default="${SLIPWAY_HOME}/mlartifacts", description="Root for experiment artifacts (local stacks)."
+        default=None, description="Root for new experiments' artifacts; the server's (its S3 destination) when unset."
     )
-    ui_url: str = Field(default="http://127.0.0.1:5000", description="MLflow UI base URL, for run links.")
-    serialization: Literal["cloudpickle", "skops"] = Field(
-        default="cloudpickle", description="scikit-learn model format in the registry."
-    )
-    skops_trusted_types: list[str] = Field(
-        default_factory=lambda: list(SKOPS_TRUSTED_TYPES),
-        description="Types skops may save and load beyond its defaults (serialization: skops only).",
-    )
+    ui_url: str = Field(default="", description="Base URL of the MLflow UI for run links; the tracking URL when unset.")
+
+    @model_validator(mode="after")
+    def _ui(self) -> MlflowServerTrackerConfig:
+        if not self.ui_url:
+            object.__setattr__(self, "ui_url", self.tracking_uri)
+        if "@" in self.tracking_uri.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "no credentials in tracking_uri: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"
+            )
+        return self
 
 
-class MlflowRegistryConfig(_Component):
+class MlflowRegistryConfig(MlflowRegistrySettings, _Component):
     """The MLflow model registry; aliases mark champion and challenger."""
 
+    resource: ClassVar[str] = "resources.registry:MlflowModelRegistry"
     type: Literal["mlflow"] = "mlflow"
-    registry_uri: str | None = Field(default=None, description="Defaults to the tracker's tracking_uri.")
+
+    def resource_settings(self, stack: StackFields) -> dict[str, Any]:  # noqa: D102
+        return {**super().resource_settings(stack), "tracking_uri": stack.experiment_tracker.tracking_uri}
 
 
-class LocalArtifactStoreConfig(_Component):
+class LocalArtifactStoreConfig(LocalStoreSettings, _Component):
     """Asset outputs on the local file system."""
 
+    resource: ClassVar[str] = "resources.artifacts:LocalArtifactStore"
     type: Literal["local"] = "local"
-    base_dir: str = Field(default="${SLIPWAY_HOME}/artifacts", description="Root folder for artifacts.")
 
 
-class GreatExpectationsConfig(_Component):
+class S3ArtifactStoreConfig(S3StoreSettings, _Component):
+    """Asset outputs in an S3-compatible bucket; credentials from the environment or a Kubernetes secret."""
+
+    resource: ClassVar[str] = "resources.artifacts:S3ArtifactStore"
+    type: Literal["s3"] = "s3"
+
+
+class GreatExpectationsConfig(GreatExpectationsSettings, _Component):
     """Great Expectations 1.x, ephemeral context."""
 
+    resource: ClassVar[str] = "resources.validator:GreatExpectationsValidator"
     type: Literal["great_expectations"] = "great_expectations"
-    result_format: Literal["BASIC", "SUMMARY", "COMPLETE"] = "SUMMARY"
 
 
-class StatisticalDriftConfig(_Component):
-    """KS statistic and PSI per numeric column."""
+class StatisticalDriftConfig(StatisticalDriftSettings, _Component):
+    """PSI, the KS statistic and Cramér's V per feature."""
 
+    resource: ClassVar[str] = "resources.drift:StatisticalDriftDetector"
     type: Literal["statistical"] = "statistical"
-    bins: int = Field(default=10, ge=2, le=100, description="Quantile bins for PSI.")
 
 
-class LogAlerterConfig(_Component):
+class LogAlerterConfig(LogAlerterSettings, _Component):
     """Alerts as warning lines in the run or sensor log."""
 
+    resource: ClassVar[str] = "resources.alerts:LogAlerter"
     type: Literal["log"] = "log"
 
 
-class WebhookAlerterConfig(_Component):
+class WebhookAlerterConfig(WebhookAlerterSettings, _Component):
     """Alerts as a Slack-compatible JSON POST; the URL only from the environment, never from this file."""
 
+    resource: ClassVar[str] = "resources.alerts:WebhookAlerter"
     type: Literal["webhook"] = "webhook"
-    url_env: str = Field(
-        default="SLIPWAY_ALERT_WEBHOOK",
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="Environment variable (or Kubernetes secret) holding the webhook URL.",
-    )
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60, description="Per attempt.")
-    retries: int = Field(default=2, ge=0, le=10, description="Attempts after the first (network error, 5xx, 429).")
-    backoff_seconds: float = Field(
-        default=1.0, ge=0, le=60, description="Wait before the first retry, doubled each time."
-    )
-    deadline_seconds: float = Field(
-        default=20.0, gt=0, le=120, description="Most time one alert may take, retries included."
-    )
+
+    def needs(self) -> list[tuple[str, str, bool]]:  # noqa: D102
+        return [("alerter.url_env", self.url_env, False)]
 
 
+#: The registry: for each role, its implementations by ``type:`` (``storage:`` for the instance).
 COMPONENT_TYPES: dict[str, dict[str, type[_Component]]] = {
-    "orchestrator": {"in_process": InProcessOrchestrator},
-    "experiment_tracker": {"mlflow": MlflowTrackerConfig},
+    "orchestrator": {
+        "in_process": InProcessOrchestrator,
+        "multiprocess": MultiprocessOrchestrator,
+        "k8s_job": K8sJobOrchestrator,
+    },
+    "instance": {"sqlite": SqliteInstance, "postgres": PostgresInstance},
+    "experiment_tracker": {"mlflow": MlflowTrackerConfig, "mlflow_server": MlflowServerTrackerConfig},
     "model_registry": {"mlflow": MlflowRegistryConfig},
-    "artifact_store": {"local": LocalArtifactStoreConfig},
+    "artifact_store": {"local": LocalArtifactStoreConfig, "s3": S3ArtifactStoreConfig},
     "data_validator": {"great_expectations": GreatExpectationsConfig},
     "drift_detector": {"statistical": StatisticalDriftConfig},
     "alerter": {"log": LogAlerterConfig, "webhook": WebhookAlerterConfig},
+}
+
+#: The resource key each resource role is given to assets under (the artifact store is Dagster's IO manager).
+RESOURCE_KEYS = {
+    "experiment_tracker": "experiment_tracker",
+    "model_registry": "model_registry",
+    "data_validator": "data_validator",
+    "drift_detector": "drift_detector",
+    "artifact_store": "io_manager",
+    "alerter": "alerter",
 }
 
 DEFAULT_ALLOWED_IMPORTS = ["sklearn", "xgboost", "lightgbm", "definitions"]
@@ -124,11 +365,18 @@ class StackFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    orchestrator: Annotated[InProcessOrchestrator, Field(discriminator="type")] = InProcessOrchestrator()
-    instance: SqliteInstance = SqliteInstance()
-    experiment_tracker: Annotated[MlflowTrackerConfig, Field(discriminator="type")] = MlflowTrackerConfig()
+    # One union per role, of the classes COMPONENT_TYPES lists (a unit test holds the two equal).
+    orchestrator: Annotated[
+        InProcessOrchestrator | MultiprocessOrchestrator | K8sJobOrchestrator, Field(discriminator="type")
+    ] = InProcessOrchestrator()
+    instance: Annotated[SqliteInstance | PostgresInstance, Field(discriminator="storage")] = SqliteInstance()
+    experiment_tracker: Annotated[MlflowTrackerConfig | MlflowServerTrackerConfig, Field(discriminator="type")] = (
+        MlflowTrackerConfig()
+    )
     model_registry: Annotated[MlflowRegistryConfig, Field(discriminator="type")] = MlflowRegistryConfig()
-    artifact_store: Annotated[LocalArtifactStoreConfig, Field(discriminator="type")] = LocalArtifactStoreConfig()
+    artifact_store: Annotated[LocalArtifactStoreConfig | S3ArtifactStoreConfig, Field(discriminator="type")] = (
+        LocalArtifactStoreConfig()
+    )
     data_validator: Annotated[GreatExpectationsConfig, Field(discriminator="type")] = GreatExpectationsConfig()
     drift_detector: Annotated[StatisticalDriftConfig, Field(discriminator="type")] = StatisticalDriftConfig()
     alerter: Annotated[LogAlerterConfig | WebhookAlerterConfig, Field(discriminator="type")] = LogAlerterConfig()

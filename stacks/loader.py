@@ -117,15 +117,18 @@ def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[Loc, int]]:
 
 def _message(err: Any) -> str:
     loc = tuple(str(p) for p in err["loc"])
+    chosen = None
     if len(loc) > 1 and loc[1] in COMPONENT_TYPES.get(loc[0], {}):
+        chosen = loc[1]
         loc = (loc[0], *loc[2:])  # drop the union tag pydantic adds to the location
     if err["type"] == "union_tag_not_found":
-        return f"{loc[0]}: missing `type` (valid: {', '.join(sorted(COMPONENT_TYPES.get(loc[0], {})))})"
+        tag = "storage" if loc[0] == "instance" else "type"
+        return f"{loc[0]}: missing `{tag}` (valid: {', '.join(sorted(COMPONENT_TYPES.get(loc[0], {})))})"
     if err["type"] == "union_tag_invalid":
         tag = err["ctx"]["tag"]
         return f"{loc[0]}: unknown type {tag!r}{_choices(tag, COMPONENT_TYPES.get(loc[0], {}))}"
     if err["type"] == "extra_forbidden":
-        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}{_choices(loc[-1], _component_keys(loc[0]))}"
+        return f"{'.'.join(loc[:-1])}: unknown key {loc[-1]!r}{_choices(loc[-1], _component_keys(loc[0], chosen))}"
     return f"{'.'.join(loc)}: {err['msg']}"
 
 
@@ -162,13 +165,13 @@ def _choices(given: str, valid: Iterable[str]) -> str:
     return f"{did_you_mean(given, names)} (valid: {', '.join(names)})"
 
 
-def _component_keys(component: str) -> set[str]:
-    """Every key any type of ``component`` accepts."""
+def _component_keys(component: str, chosen: str | None) -> set[str]:
+    """The keys type ``chosen`` of ``component`` accepts (every type's, when none was chosen)."""
     types = COMPONENT_TYPES.get(component)
     if types is None:
         annotation = StackFields.model_fields[component].annotation
         return set(getattr(annotation, "model_fields", {}))
-    return {key for cls in types.values() for key in cls.model_fields}
+    return {key for name, cls in types.items() if chosen in (None, name) for key in cls.model_fields}
 
 
 def _expand(value: Any, env: dict[str, str]) -> Any:

@@ -62,7 +62,7 @@ def test_unknown_component_type_lists_valid_ones(home, tmp_path):
     with pytest.raises(
         StackError,
         match=re.escape(
-            f"{path}:2: stack {path}: experiment_tracker: unknown type 'mlfow'; did you mean 'mlflow'? (valid: mlflow)"
+            f"{path}:2: stack {path}: experiment_tracker: unknown type 'mlfow'; did you mean 'mlflow'? (valid: mlflow, mlflow_server)"
         ),
     ):
         load_stack(path)

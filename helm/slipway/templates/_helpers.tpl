@@ -1,0 +1,253 @@
+{{/*
+Named templates of the slipway chart. Every name carries the chart prefix ("slipway.") so that
+an umbrella chart including this one cannot collide with them.
+*/}}
+
+{{- define "slipway.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The release's full name. Kubernetes names are DNS labels of at most 63 characters; components
+append a suffix of up to 12 ("-code-server"), so the prefix is cut at 50 (63 - 12, minus one for
+a trailing "-" trimSuffix may leave).
+*/}}
+{{- define "slipway.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "slipway.codeServer.fullname" -}}
+{{- printf "%s-code-server" (include "slipway.fullname" .) }}
+{{- end }}
+
+{{- define "slipway.mlflow.fullname" -}}
+{{- printf "%s-mlflow" (include "slipway.fullname" .) }}
+{{- end }}
+
+{{- define "slipway.stack.configMapName" -}}
+{{- printf "%s-stack" (include "slipway.fullname" .) }}
+{{- end }}
+
+{{- define "slipway.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "slipway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "slipway.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "slipway.labels" -}}
+helm.sh/chart: {{ include "slipway.chart" . }}
+{{ include "slipway.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: slipway
+{{- end }}
+
+{{- define "slipway.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "slipway.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name: name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: a digest wins over a tag; the tag defaults to the chart's appVersion. */}}
+{{- define "slipway.image" -}}
+{{- $image := .Values.image }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the stack file, scratch space and SLIPWAY_HOME are mounted, in every Slipway pod. */}}
+{{- define "slipway.stackDir" -}}/etc/slipway{{- end }}
+{{- define "slipway.homeDir" -}}/var/lib/slipway{{- end }}
+
+{{/*
+The pod-level security context of every Slipway pod (and of run and step pods, through the
+container context). runAsNonRoot and RuntimeDefault seccomp are not values: the chart never runs
+anything as root.
+*/}}
+{{- define "slipway.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The container-level security context (repeated there so that it holds if a pod's is replaced). */}}
+{{- define "slipway.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ .Values.securityContext.readOnlyRootFilesystem }}
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Cross-field checks Helm's schema cannot express: each stack component that reads a secret has
+the Secret it reads. They fail the render with the value's path, like the schema does.
+*/}}
+{{- define "slipway.checks" -}}
+{{- $stack := .Values.stack }}
+{{- if and (eq (toString $stack.instance.storage) "postgres") (not .Values.secrets.postgres.name) }}
+{{- fail "secrets.postgres.name: stack.instance.storage is postgres; name the existing Secret holding its password" }}
+{{- end }}
+{{- if and (eq (toString $stack.alerter.type) "webhook") (not .Values.secrets.alertWebhook.name) }}
+{{- fail "secrets.alertWebhook.name: stack.alerter.type is webhook; name the existing Secret holding its URL" }}
+{{- end }}
+{{- with $stack.orchestrator.job_namespace }}
+{{- if ne . $.Release.Namespace }}
+{{- fail (printf "stack.orchestrator.job_namespace: %q is not the release namespace %q, where the chart's Role lets run pods create step Jobs" . $.Release.Namespace) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment of the code server, and of run and step pods (through the container context):
+the stack file, SLIPWAY_HOME, plain values, and secrets by reference only. The variable names
+the stack reads (instance.password_env, alerter.url_env) come from the stack itself, with the
+same defaults as stacks/config.py, so the two cannot disagree.
+*/}}
+{{- define "slipway.env" -}}
+- name: SLIPWAY_STACK
+  value: {{ include "slipway.stackDir" . }}/stack.yaml
+- name: SLIPWAY_HOME
+  value: {{ include "slipway.homeDir" . }}
+# The image's file system is read-only: libraries that cache under $HOME write to the emptyDir.
+- name: HOME
+  value: /tmp
+{{- range $name, $value := .Values.env }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- with .Values.secrets.postgres.name }}
+- name: {{ default "DAGSTER_PG_PASSWORD" $.Values.stack.instance.password_env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.postgres.key }}
+{{- end }}
+{{- include "slipway.s3Env" . }}
+{{- with .Values.secrets.alertWebhook.name }}
+- name: {{ default "SLIPWAY_ALERT_WEBHOOK" $.Values.stack.alerter.url_env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.alertWebhook.key }}
+{{- end }}
+{{- range .Values.secrets.extra }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
+
+{{/* S3 credentials by reference (the code server, run and step pods, and MLflow). */}}
+{{- define "slipway.s3Env" -}}
+{{- with .Values.secrets.s3.name }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.s3.secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+
+{{- define "slipway.volumes" -}}
+- name: slipway-stack
+  configMap:
+    name: {{ include "slipway.stack.configMapName" . }}
+- name: slipway-tmp
+  emptyDir: {}
+- name: slipway-home
+  emptyDir: {}
+{{- end }}
+
+{{- define "slipway.volumeMounts" -}}
+- name: slipway-stack
+  mountPath: {{ include "slipway.stackDir" . }}
+  readOnly: true
+- name: slipway-tmp
+  mountPath: /tmp
+- name: slipway-home
+  mountPath: {{ include "slipway.homeDir" . }}
+{{- end }}
+
+{{/*
+The code server's container context (DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT): Dagster stores it
+with each run of this code location, and dagster-k8s applies it to the run pod (K8sRunLauncher)
+and to every step pod (k8s_job_executor). So they get the same stack file, environment,
+secrets, volumes, service account and security context as the code server. Keys are those of
+dagster_k8s.container_context.K8sContainerContext.
+*/}}
+{{- define "slipway.containerContext" -}}
+{{- $k8s := dict
+  "namespace" .Release.Namespace
+  "service_account_name" (include "slipway.serviceAccountName" .)
+  "image_pull_policy" .Values.image.pullPolicy
+  "env" (include "slipway.env" . | fromYamlArray)
+  "volumes" (include "slipway.volumes" . | fromYamlArray)
+  "volume_mounts" (include "slipway.volumeMounts" . | fromYamlArray)
+  "security_context" (include "slipway.containerSecurityContext" . | fromYaml)
+  "resources" (.Values.runPods.resources | toYaml | fromYaml)
+  "run_k8s_config" (dict "pod_spec_config" (dict "security_context" (include "slipway.podSecurityContext" . | fromYaml)))
+}}
+{{- with .Values.imagePullSecrets }}
+{{- $secrets := list }}
+{{- range . }}
+{{- $secrets = append $secrets (dict "name" .) }}
+{{- end }}
+{{- $_ := set $k8s "image_pull_secrets" $secrets }}
+{{- end }}
+{{- with .Values.runPods.labels }}
+{{- $_ := set $k8s "labels" . }}
+{{- end }}
+{{- dict "k8s" $k8s | toJson }}
+{{- end }}
+
+{{- define "slipway.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "slipway.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
