@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import derived, progress, sources
+from assets import compute, derived, progress, sources
 from assets.graph import REFS_METADATA, key_of
 from assets.imports import resolve
 from assets.outputs import versioned_output
@@ -252,6 +252,7 @@ def build_dataset_asset(
         description=spec.description or f"Dataset {name} of pipeline {pipeline}",
         check_specs=check_specs,
         kinds={"duckdb"} if spec.sql else {"pandas"},
+        op_tags=compute.op_tags(spec.resources),
         ins=inputs,
         deps=[source_key(pipeline, name, spec)] if sources.observable(spec.source) else [],
         metadata={

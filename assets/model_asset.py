@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import champion, pins, progress, promotion, recovery, training
+from assets import champion, compute, pins, progress, promotion, recovery, training
 from assets.graph import REFS_METADATA, key_of
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
@@ -78,11 +78,6 @@ def build_model_asset(
             description="The registry's aliases are where git pins them and Slipway last set them (none moved by hand)",
         )
     )
-    op_tags = {}
-    if spec.resources:
-        op_tags["dagster-k8s/config"] = {
-            "container_config": {"resources": {"requests": spec.resources.model_dump(exclude_none=True)}}
-        }
 
     def _train(
         context: dg.AssetExecutionContext,
@@ -206,7 +201,7 @@ def build_model_asset(
         description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
         check_specs=checks,
         kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
-        op_tags=op_tags,
+        op_tags=compute.op_tags(spec.resources),
         pool=pool_name(pipeline, name),
         metadata={
             "slipway/pipeline": pipeline,

@@ -149,6 +149,37 @@ def input_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
+CPU_QUANTITY = r"^([0-9]+(\.[0-9]{1,3})?|[0-9]+m)$"
+MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+
+
+class Toleration(_Closed):
+    """A Kubernetes toleration: lets the pod run on nodes with a matching taint."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class ComputeResources(_Closed):
+    """What the asset's pod asks for, on a stack that runs one pod per asset (``k8s_job``); ignored elsewhere.
+
+    Requests are what the scheduler reserves; memory is also the limit (a pod over it is
+    killed rather than starving its node), CPU is not limited unless ``cpu_limit`` says so.
+    """
+
+    cpu: str | None = Field(default=None, pattern=CPU_QUANTITY, description='CPU request: "2", "0.5" or "500m".')
+    memory: str | None = Field(default=None, pattern=MEMORY_QUANTITY, description='Memory request and limit: "4Gi".')
+    cpu_limit: str | None = Field(default=None, pattern=CPU_QUANTITY, description="CPU limit; none when unset.")
+    gpu: int = Field(default=0, ge=0, le=16, description="GPUs (the limit of gpu_resource).")
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-]+$", description="The GPU's extended resource."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod must run on.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates.")
+
+
 class Dataset(_Closed):
     """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.
 
@@ -169,6 +200,7 @@ class Dataset(_Closed):
     )
     expectations: list[Expectation] = Field(default_factory=list)
     drift: DriftCheck | None = None
+    resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
     description: str | None = None
 
     @field_validator("inputs")
@@ -431,13 +463,6 @@ class Retrain(_Closed):
         return parse_duration(self.cooldown) if self.cooldown else 0
 
 
-class ComputeResources(_Closed):
-    """Pod resources, used by the Kubernetes stack only."""
-
-    cpu: str | None = None
-    memory: str | None = None
-
-
 class Model(_Closed):
     """A model asset: trained on a dataset, tracked and registered in the experiment tracker."""
 
@@ -463,7 +488,7 @@ class Model(_Closed):
     metrics: list[str] = Field(min_length=1)
     promote: Promote = Field(default_factory=Promote)
     retrain: Retrain | None = Field(default=None, description="When it retrains by itself; never without one.")
-    resources: ComputeResources | None = None
+    resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
     description: str | None = None
 
     @model_validator(mode="after")

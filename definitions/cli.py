@@ -145,6 +145,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _stack_show(args: argparse.Namespace) -> int:
     from stacks import load_stack, provenance
+    from stacks.build import needs_lines
 
     loaded = load_stack(args.name or args.stack)
     sources = provenance(loaded)
@@ -156,6 +157,8 @@ def _stack_show(args: argparse.Namespace) -> int:
                 emit(f"  {key}: {item!r}  # {sources[f'{component}.{key}']}")
         else:
             emit(f"{component}: {value!r}  # {sources[component]}")
+    for line in needs_lines(loaded.stack):
+        emit(line)
     return 0
 
 

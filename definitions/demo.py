@@ -122,10 +122,10 @@ def _observe(found: LoadedPipeline, stack: str | None, say: Callable[[str], None
     from assets.sources import observable, observe, source_key_path
     from assets.staleness import DATA_VERSION_TAG
     from stacks import load_stack
-    from stacks.build import prepare_instance
+    from stacks.build import open_instance
 
     loaded = load_stack(stack)
-    with dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack))) as instance:
+    with open_instance(loaded.stack) as instance:
         for name, dataset in found.spec.datasets.items():
             if not observable(dataset.source) or dataset.source is None or dataset.source.path is None:
                 continue

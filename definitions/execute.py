@@ -6,7 +6,10 @@ with the stack's executor and reads every outcome back from the instance's event
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,6 +25,7 @@ from assets.rebuild import (
 )
 from definitions.definitions import build_definitions
 from definitions.outcomes import AssetOutcome
+from resources.artifacts import ARTIFACT_STORE_ERROR
 from resources.errors import DefinitionError, SlipwayError
 from stacks import LoadedStack
 
@@ -36,15 +40,16 @@ class Engine:
     def __init__(self, loaded: LoadedStack, folder: Any) -> None:
         """Assemble the code location (:func:`build_definitions`) and open the stack's instance."""
         from definitions.definitions import StackStores
-        from stacks.build import build_resources, prepare_instance
+        from stacks.build import build_resources, open_instance
 
         self.loaded = loaded
+        self.folder = folder
         self.stores = StackStores(build_resources(loaded.stack), remember=True)
         # A person asked: whatever is out of date is rebuilt (a model's retrain policy is for sensors).
         self.defs = build_definitions(folder, loaded, self.stores, asked=True)
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
-        self.instance = dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack)))
+        self.instance = open_instance(loaded.stack)
         self._running: set[dg.AssetKey] | None = None
         self.registry_down = False
         dead = _end_dead_runs(self.instance)
@@ -197,20 +202,39 @@ class Engine:
         # Everything imported so far lives until exit: keep it out of every later collection.
         gc.freeze()
         _free_dead_pool_slots(self.instance)
-        # `in_process` is the local stack's executor, and this process is where it runs.
-        if self.loaded.stack.orchestrator.type != "in_process":
+        launch = self.loaded.stack.orchestrator.cli_launch
+        if launch is None:
             raise SlipwayError(
-                f"stack {self.loaded.name}: `slipway run` cannot launch on {self.loaded.stack.orchestrator.type}"
+                f"stack {self.loaded.name}: `slipway run` does not launch on {self.loaded.stack.orchestrator.type}: "
+                "runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
             )
-        result = self.job.execute_in_process(
-            instance=self.instance,
-            asset_selection=list(keys),
-            raise_on_error=False,
-            # The summary table reports failures; Dagster's console log would repeat them with
-            # stack traces. The event log keeps everything for the UI.
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"slipway/stack": self.loaded.name, "slipway/command": "run"},
-        )
+        tags = {"slipway/stack": self.loaded.name, "slipway/command": "run"}
+        # The summary table reports failures; Dagster's console log would repeat them with
+        # stack traces. The event log keeps everything for the UI.
+        run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        result: dg.ExecuteInProcessResult | dg.JobExecutionResult
+        if launch == "in_process":  # the steps run here, in this process
+            result = self.job.execute_in_process(
+                instance=self.instance,
+                asset_selection=list(keys),
+                raise_on_error=False,
+                run_config=run_config,
+                tags=tags,
+            )
+        else:  # each step in a process of its own, which loads the same code location
+            with _code_location_env(self.loaded.name, self.folder):
+                from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+                # Each step process imports the code location (definitions.definitions:defs) anew.
+                repository = ReconstructableRepository.for_module("definitions.definitions", "defs")
+                result = dg.execute_job(
+                    repository.get_reconstructable_job(self.job.name),
+                    instance=self.instance,
+                    asset_selection=list(keys),
+                    raise_on_error=False,
+                    run_config=run_config,
+                    tags=tags,
+                )
         # Settle what the run's failed models left now (one that failed after its version was
         # promoted may still be up to date, and then no next training comes). A model whose
         # step failed on a store is kept for the next run instead: trying now would only wait
@@ -317,6 +341,29 @@ class Engine:
     def failed_blocking_checks(self, key: dg.AssetKey) -> list[str]:
         """The blocking checks of ``key`` whose latest evaluation failed."""
         return failed_blocking_checks(self.instance, self.graph, key)
+
+
+@contextlib.contextmanager
+def _code_location_env(stack: str, folder: Any) -> Iterator[None]:
+    """``SLIPWAY_STACK`` and ``SLIPWAY_DEFS`` set for the step processes started inside, then put back.
+
+    A step process loads the code location from them, as the deployed code server does.
+    """
+    from definitions.paths import DEFS_ENV
+
+    wanted = {"SLIPWAY_STACK": stack, DEFS_ENV: str(Path(folder).resolve()) if folder is not None else None}
+    before = {name: os.environ.get(name) for name in wanted}
+    try:
+        for name, value in wanted.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _step_seconds(entries: Any) -> dict[str, float]:
@@ -433,12 +480,18 @@ def _free_dead_pool_slots(instance: Any) -> None:
 
 
 def _failed_on_a_store(failures: Any) -> set[str]:
-    """The step keys whose failure is a store Slipway could not reach or use (``ResourceError``)."""
+    """The step keys whose failure is a store settling needs, which Slipway could not reach or use.
+
+    That is a ``ResourceError`` of the tracker or registry. The artifact store is not one: when
+    only it failed (S3 down after the version was registered), MLflow answers, and the version
+    is settled at once instead of staying registered until the next run.
+    """
     found = set()
     for entry in failures:
         error = entry.dagster_event.step_failure_data.error
         while error is not None:
-            if error.cls_name == "ResourceError":
+            own = error.message.partition(": ")[2]  # the message after the class name
+            if error.cls_name == "ResourceError" and not own.startswith(ARTIFACT_STORE_ERROR):
                 found.add(entry.step_key)
                 break
             error = error.cause

@@ -161,7 +161,7 @@ def _recorded_data(
 
     from assets.graph import key_of
     from assets.staleness import DATA_VERSION_TAG, INPUT_VERSION_PREFIX
-    from stacks.build import prepare_instance
+    from stacks.build import open_instance
 
     pipeline = asset_key.split("/")[0]
     wanted = {"frame": key_of(pipeline, spec.dataset)}
@@ -169,7 +169,7 @@ def _recorded_data(
         wanted["evaluation"] = key_of(pipeline, spec.evaluate_on)
     run_id = tags.get("slipway.dagster_run_id")
     frames: dict[str, Any] = {}
-    with dg.DagsterInstance.from_config(str(prepare_instance(loaded.stack))) as instance:
+    with open_instance(loaded.stack) as instance:
         inputs = _inputs_of(instance, dg.AssetKey.from_user_string(asset_key), run_id)
         for role, key in wanted.items():
             recorded = tags.get(f"slipway.upstream.{key}")

@@ -50,9 +50,6 @@ def exclusive(home: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-
-
-
 class NoopCache:
     """``$SLIPWAY_HOME/state/noop-<stack>.json``: the rows of the last run that left nothing to do."""
 

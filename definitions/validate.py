@@ -12,6 +12,7 @@ from definitions.runner import check_imports
 from resources.errors import DefinitionError
 from resources.settings import GreatExpectationsSettings
 from stacks import load_stack
+from stacks.build import needs_lines
 
 
 def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> list[str]:
@@ -40,6 +41,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
 
         build_definitions(defs_dir or DEFS_DIR, loaded_stack)
     lines = [f"stack {loaded_stack.name}: ok ({loaded_stack.path})"]
+    lines += [f"stack {loaded_stack.name}: {line}" for line in needs_lines(loaded_stack.stack)]
     for p in pipelines:
         lines.append(
             f"{p.path}: pipeline {p.spec.name}: ok ({len(p.spec.datasets)} datasets, {len(p.spec.models)} models)"

@@ -24,6 +24,8 @@ from resources.redact import redact, safe_cause
 from resources.settings import LocalStoreSettings, S3StoreSettings
 
 STORED = "slipway/stored"
+#: How every error of an artifact store begins: ``artifact store (<kind>): …``.
+ARTIFACT_STORE_ERROR = "artifact store ("
 
 
 @dataclass(frozen=True)

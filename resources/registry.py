@@ -270,7 +270,19 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         import mlflow.sklearn
 
         source = client.get_model_version_download_uri(name, version)
-        return mlflow.sklearn.load_model(source)
+        if not source.startswith(("mlflow-artifacts:", "http:", "https:")):
+            return mlflow.sklearn.load_model(source)
+        # Artifacts served by a tracking server: MLflow would resolve this URI against its
+        # global tracking URI, which is not this registry's. Download through our own.
+        import tempfile
+
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=self.tracking_uri
+            )
+            return mlflow.sklearn.load_model(local)
 
     def check(self, name: str, version: str) -> tuple[str | None, Path | None]:  # noqa: D102
         client = self._client

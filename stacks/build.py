@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import yaml
 
-from resources.errors import StackError
+from resources.errors import ResourceError, SlipwayError, StackError
+from resources.redact import redact, safe_cause
 from stacks.config import COMPONENT_TYPES, RESOURCE_KEYS, StackFields
 
 
@@ -23,13 +26,6 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
     """
     from resources.policy import ImportPolicy
 
-    missing = [(key, var) for key, var, required in missing_variables(stack) if required]
-    if missing:
-        raise StackError(
-            "; ".join(
-                f"{key}: the environment variable {var} is not set (a secret the stack needs)" for key, var in missing
-            )
-        )
     resources: dict[str, Any] = {}
     for role, key in RESOURCE_KEYS.items():
         component = getattr(stack, role)
@@ -42,6 +38,15 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
 def missing_variables(stack: StackFields) -> list[tuple[str, str, bool]]:
     """``(key, variable, required)`` for each environment variable the stack reads that is not set here."""
     return [need for role in COMPONENT_TYPES for need in getattr(stack, role).needs() if not os.environ.get(need[1])]
+
+
+def needs_lines(stack: StackFields) -> list[str]:
+    """One line per environment variable the stack reads that is not set here (names only, never values)."""
+    return [
+        f"needs {var} ({key}): not set here; "
+        + ("required to run on this stack" if required else "optional, alerts are only logged without it")
+        for key, var, required in missing_variables(stack)
+    ]
 
 
 def executor(stack: StackFields) -> Any:
@@ -109,6 +114,13 @@ def prepare_instance(stack: StackFields) -> Path:
     """
     import hashlib
 
+    missing = [(key, var) for key, var, required in missing_variables(stack) if required]
+    if missing:
+        raise StackError(
+            "; ".join(
+                f"{key}: the environment variable {var} is not set (a secret the stack needs)" for key, var in missing
+            )
+        )
     home = Path(stack.instance.base_dir)
     home.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(instance_config(stack), sort_keys=True)
@@ -126,12 +138,43 @@ def prepare_instance(stack: StackFields) -> Path:
         if _read(marker) != created:
             import dagster as dg
 
-            with dg.DagsterInstance.from_config(str(home)) as instance:
+            with instance_errors(stack), dg.DagsterInstance.from_config(str(home)) as instance:
                 # Each storage creates its schema when it is first built.
                 instance.run_storage, instance.event_log_storage, instance.schedule_storage  # noqa: B018
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(created)
     return home
+
+
+def open_instance(stack: StackFields) -> Any:
+    """The stack's Dagster instance, open (:func:`prepare_instance` first); a one-line error when it cannot be."""
+    import dagster as dg
+
+    home = prepare_instance(stack)
+    with instance_errors(stack):
+        instance = dg.DagsterInstance.from_config(str(home))
+        instance.run_storage  # noqa: B018 (connects: a database that is down fails here, not mid-run)
+        return instance
+
+
+@contextlib.contextmanager
+def instance_errors(stack: StackFields) -> Iterator[None]:
+    """Turn a failure to open the instance's storage into a :class:`ResourceError` naming where it is.
+
+    dagster-postgres tries a connection 6 times, 0.2 s apart, before it gives up.
+    """
+    try:
+        yield
+    except (OSError, ImportError, SlipwayError):
+        raise
+    except Exception as exc:
+        root: BaseException = exc
+        while root.__cause__ is not None:
+            root = root.__cause__
+        first = (str(root).strip().splitlines() or [""])[0]
+        raise ResourceError(
+            f"dagster instance ({stack.instance.where()}): cannot open it: {type(root).__name__}: {redact(first)[:300]}"
+        ) from safe_cause(exc)
 
 
 def _read(path: Path) -> str | None:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from stacks.config import StackFields
@@ -221,8 +221,36 @@ class Mlflow(Scheduling):
     service: Service
 
 
+#: The Secrets a stack component cannot run without: (stack key path, its value, key under ``secrets``).
+SECRET_NEEDS: list[tuple[tuple[str, str], str, str]] = [
+    (("instance", "storage"), "postgres", "postgres"),
+    (("alerter", "type"), "webhook", "alertWebhook"),
+]
+
+
+def _nested(path: tuple[str, ...], leaf: dict[str, Any]) -> dict[str, Any]:
+    """``{"properties": {a: {"properties": {b: leaf}, ...}}}``: a schema for the value at ``path``."""
+    node = leaf
+    for key in reversed(path):
+        node = {"properties": {key: node}, "required": [key]}
+    return node
+
+
+def _secret_conditions(schema: dict[str, Any]) -> None:
+    """The schema side of :meth:`ChartValues._needed_secrets`, so that ``helm lint`` checks it too."""
+    schema["allOf"] = [
+        {
+            "if": _nested(("stack", *path), {"const": value}),
+            "then": _nested(("secrets", key, "name"), {"minLength": 1}),
+        }
+        for path, value, key in SECRET_NEEDS
+    ]
+
+
 class ChartValues(_Values):
     """The values of the ``slipway`` Helm chart."""
+
+    model_config = ConfigDict(json_schema_extra=_secret_conditions)
 
     name_override: str = Field(description="Replaces the chart name in object names.")
     fullname_override: str = Field(description="Replaces the release-and-chart full name.")
@@ -243,32 +271,68 @@ class ChartValues(_Values):
         default_factory=dict, alias="global", description="Helm's global values (when used as a subchart)."
     )
 
+    @model_validator(mode="after")
+    def _needed_secrets(self) -> ChartValues:
+        stack = self.stack.model_dump(by_alias=True)
+        for (component, key), value, secret in SECRET_NEEDS:
+            if stack[component][key] == value and not getattr(self.secrets, _snake(secret)).name:
+                raise ValueError(
+                    f"secrets.{secret}.name: stack.{component}.{key} is {value}; name the existing Secret it reads"
+                )
+        return self
 
-def _require_discriminators(node: Any, defs: dict[str, Any]) -> None:
-    """Make each tagged union's tag required in its variants, as pydantic does.
 
-    A variant's tag has a default, so pydantic's schema leaves it optional; a variant with all
-    defaults would then match ``{}`` too, and a union of two such variants would refuse it for
-    matching both. pydantic itself refuses a missing tag, so the schema says so.
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _tagged_unions(node: Any) -> None:
+    """Rewrite each tagged union (``oneOf`` + ``discriminator``) as pydantic reads it: the tag picks the variant.
+
+    JSON Schema ignores ``discriminator``, so a bad ``type`` fails every branch of the
+    ``oneOf`` and the error lists them all; a variant whose fields all have defaults even
+    matches a value without a tag, which pydantic refuses. Instead: the tag is required and one
+    of the known names (a bad one is named in one line), and ``if`` tag ``then`` variant.
     """
     if isinstance(node, dict):
         discriminator = node.get("discriminator")
-        if isinstance(discriminator, dict):
-            tag = discriminator["propertyName"]
-            for ref in discriminator.get("mapping", {}).values():
-                variant = defs[ref.rsplit("/", 1)[-1]]
-                variant["required"] = sorted({*variant.get("required", []), tag})
+        if isinstance(discriminator, dict) and "oneOf" in node:
+            tag, mapping = discriminator["propertyName"], discriminator["mapping"]
+            del node["discriminator"], node["oneOf"]
+            node.update(
+                type="object",
+                required=[tag],
+                properties={tag: {"enum": sorted(mapping)}},
+                allOf=[
+                    {"if": {"properties": {tag: {"const": name}}, "required": [tag]}, "then": {"$ref": ref}}
+                    for name, ref in sorted(mapping.items())
+                ],
+            )
         for value in node.values():
-            _require_discriminators(value, defs)
+            _tagged_unions(value)
     elif isinstance(node, list):
         for value in node:
-            _require_discriminators(value, defs)
+            _tagged_unions(value)
+
+
+def _drop_titles(node: Any) -> None:
+    """Remove pydantic's generated ``title`` of each property ("Pullpolicy"): noise in the file."""
+    if isinstance(node, dict):
+        for value in (node.get("properties") or {}).values():
+            if isinstance(value, dict):
+                value.pop("title", None)
+        for value in node.values():
+            _drop_titles(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_titles(value)
 
 
 def values_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12, which Helm 4 validates) of the chart's values."""
     schema = ChartValues.model_json_schema(by_alias=True, mode="validation")
-    _require_discriminators(schema, schema.get("$defs", {}))
+    _tagged_unions(schema)
+    _drop_titles(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

@@ -55,6 +55,8 @@ class InProcessOrchestrator(_Component):
     """Every step in the calling process: the fastest choice on one machine."""
 
     type: Literal["in_process"] = "in_process"
+    #: How `slipway run` launches on it: in its own process, in step processes it starts, or not at all.
+    cli_launch: ClassVar[Literal["in_process", "subprocesses"] | None] = "in_process"
 
     def executor(self) -> Any:
         """The Dagster executor."""
@@ -67,6 +69,8 @@ class MultiprocessOrchestrator(_Component):
     """Each step in a process of its own on this machine (a stand-in for pods, without a cluster)."""
 
     type: Literal["multiprocess"] = "multiprocess"
+    #: How `slipway run` launches on it: in its own process, in step processes it starts, or not at all.
+    cli_launch: ClassVar[Literal["in_process", "subprocesses"] | None] = "subprocesses"
     max_concurrent: int = Field(default=0, ge=0, le=256, description="Steps at once; 0: one per CPU.")
 
     def executor(self) -> Any:
@@ -84,6 +88,8 @@ class K8sJobOrchestrator(_Component):
     """
 
     type: Literal["k8s_job"] = "k8s_job"
+    #: How `slipway run` launches on it: in its own process, in step processes it starts, or not at all.
+    cli_launch: ClassVar[Literal["in_process", "subprocesses"] | None] = None
     max_concurrent: int = Field(default=8, ge=1, le=1000, description="Step pods of one run at once.")
     job_namespace: str | None = Field(
         default=None,
@@ -208,6 +214,8 @@ class PostgresInstance(_Instance):
             "username": self.username,
             # Dagster reads {env: NAME} when the instance starts: the password never sits in a file.
             "password": {"env": self.password_env} if self.password_env else "",
+            # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the driver installed is psycopg2.
+            "scheme": "postgresql+psycopg2",
         }
         if self.params:
             database["params"] = dict(self.params)

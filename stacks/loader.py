@@ -184,6 +184,17 @@ def _expand(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
+def _unexpanded(value: Any, key: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """``(key, variable)`` for each ``${VAR}`` left in a value after expansion: a variable that is not set."""
+    if isinstance(value, str):
+        return [(key, m.group(1)) for m in _VAR.finditer(value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _unexpanded(v, (*key, str(k)))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _unexpanded(v, (*key, str(i)))]
+    return []
+
+
 def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None) -> LoadedStack:
     """Load and validate the stack ``name`` (default: ``$SLIPWAY_STACK`` or ``local``)."""
     name = stack_name(name)
@@ -200,7 +211,19 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
         _FILE_DATA.reset(token)
     env = {**os.environ, "SLIPWAY_HOME": str(slipway_home())}
     # Expansion comes after merging, so an override may use ${SLIPWAY_HOME} too.
-    stack = StackFields.model_validate(_expand(raw.model_dump(), env))
+    expanded = _expand(raw.model_dump(by_alias=True), env)
+    unset = [
+        f"{path}:{lines.get(key[:2]) or lines.get(key[:1]) or 1}: stack {name}: {'.'.join(key)}: "
+        f"${{{var}}} is not set in the environment"
+        for key, var in _unexpanded(expanded)
+    ]
+    if unset:
+        raise StackError("\n".join(unset))
+    try:
+        stack = StackFields.model_validate(expanded)
+    except ValidationError as exc:  # a value that is valid only before expansion (a bucket from a variable)
+        messages = [f"{_origin(err, path, lines)}: stack {name}: {_message(err)}" for err in exc.errors()]
+        raise StackError("\n".join(messages)) from exc
     return LoadedStack(name=name, path=path, stack=stack, lines=lines)
 
 

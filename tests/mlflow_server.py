@@ -22,19 +22,31 @@ def free_port() -> int:
 class MlflowServer:
     """A real `mlflow server` on 127.0.0.1 (its own process group, so it can be killed whole)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        backend: str | None = None,
+        artifacts: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """A server on a free port; its backend store and artifacts in ``folder`` unless given (a URL, ``s3://…``)."""
         self.folder, self.port = folder, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.backend = backend or f"sqlite:///{folder}/server.db"
+        self.artifacts = artifacts or str(folder / "artifacts")
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         mlflow = Path(sys.executable).parent / "mlflow"
         command = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        command += ["--backend-store-uri", f"sqlite:///{self.folder}/server.db"]
-        command += ["--artifacts-destination", str(self.folder / "artifacts")]
-        self.process = subprocess.Popen(
-            command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        command += ["--backend-store-uri", self.backend, "--artifacts-destination", self.artifacts]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.log = self.folder / "server.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, start_new_session=True, stdout=log, stderr=log, env={**os.environ, **self.env}
+            )
         for _ in range(600):
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
@@ -42,7 +54,7 @@ class MlflowServer:
                         return
             except OSError:
                 pass
-            assert self.process.poll() is None, "mlflow server exited"
+            assert self.process.poll() is None, f"mlflow server exited: {self.log.read_text()[-2000:]}"
             time.sleep(0.1)
         raise AssertionError("mlflow server did not answer in 60 s")
 

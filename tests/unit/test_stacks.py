@@ -99,7 +99,7 @@ def test_unknown_component_and_key(home, tmp_path):
 
 
 def test_missing_stack_suggests(home):
-    with pytest.raises(StackError, match=r"no such stack 'locl'; did you mean 'local'\? \(stacks: local"):
+    with pytest.raises(StackError, match=r"no such stack 'locl'; did you mean 'local'\? \(stacks: k8s, local\)"):
         load_stack("locl")
 
 

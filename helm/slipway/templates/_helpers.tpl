@@ -109,13 +109,13 @@ the Secret it reads. They fail the render with the value's path, like the schema
 */}}
 {{- define "slipway.checks" -}}
 {{- $stack := .Values.stack }}
-{{- if and (eq (toString $stack.instance.storage) "postgres") (not .Values.secrets.postgres.name) }}
+{{- if and (eq (dig "instance" "storage" "" $stack) "postgres") (not .Values.secrets.postgres.name) }}
 {{- fail "secrets.postgres.name: stack.instance.storage is postgres; name the existing Secret holding its password" }}
 {{- end }}
-{{- if and (eq (toString $stack.alerter.type) "webhook") (not .Values.secrets.alertWebhook.name) }}
+{{- if and (eq (dig "alerter" "type" "" $stack) "webhook") (not .Values.secrets.alertWebhook.name) }}
 {{- fail "secrets.alertWebhook.name: stack.alerter.type is webhook; name the existing Secret holding its URL" }}
 {{- end }}
-{{- with $stack.orchestrator.job_namespace }}
+{{- with dig "orchestrator" "job_namespace" "" $stack }}
 {{- if ne . $.Release.Namespace }}
 {{- fail (printf "stack.orchestrator.job_namespace: %q is not the release namespace %q, where the chart's Role lets run pods create step Jobs" . $.Release.Namespace) }}
 {{- end }}
@@ -141,7 +141,7 @@ same defaults as stacks/config.py, so the two cannot disagree.
   value: {{ $value | quote }}
 {{- end }}
 {{- with .Values.secrets.postgres.name }}
-- name: {{ default "DAGSTER_PG_PASSWORD" $.Values.stack.instance.password_env }}
+- name: {{ dig "instance" "password_env" "DAGSTER_PG_PASSWORD" $.Values.stack }}
   valueFrom:
     secretKeyRef:
       name: {{ . }}
@@ -149,7 +149,7 @@ same defaults as stacks/config.py, so the two cannot disagree.
 {{- end }}
 {{- include "slipway.s3Env" . }}
 {{- with .Values.secrets.alertWebhook.name }}
-- name: {{ default "SLIPWAY_ALERT_WEBHOOK" $.Values.stack.alerter.url_env }}
+- name: {{ dig "alerter" "url_env" "SLIPWAY_ALERT_WEBHOOK" $.Values.stack }}
   valueFrom:
     secretKeyRef:
       name: {{ . }}
@@ -232,21 +232,21 @@ dagster_k8s.container_context.K8sContainerContext.
 {{- dict "k8s" $k8s | toJson }}
 {{- end }}
 
-{{- define "slipway.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{/* Pod spec keys that may be empty: image pull secrets, nodeSelector, tolerations. Call with (list $ .Values.<component>). */}}
+{{- define "slipway.podExtras" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
 {{- range . }}
   - name: {{ . }}
 {{- end }}
 {{- end }}
-{{- end }}
-
-{{- define "slipway.scheduling" -}}
-{{- with .nodeSelector }}
+{{- with $component.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .tolerations }}
+{{- with $component.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}

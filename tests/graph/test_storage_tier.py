@@ -1,0 +1,238 @@
+"""The storage path of the Kubernetes stack, for real, without a cluster.
+
+Dagster's instance on the machine's PostgreSQL, MLflow as a real ``mlflow server`` (backend store
+on PostgreSQL, artifacts on S3), asset outputs on an S3 server (moto's server mode, a real S3
+HTTP API), all on 127.0.0.1 and started here; the multiprocess executor stands in for pods (each
+step a process of its own that loads the code location anew, as a step pod does). A second
+machine is a fresh process with an empty ``SLIPWAY_HOME``: it sees the same record and reuses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow_server import MlflowServer, free_port
+from services import S3_ENV, MotoServer, postgres_answers, query, scratch_databases
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+BUCKET = "slipway-tier"
+MODEL = "diabetes.progression_lgbm"
+
+
+@dataclass
+class Tier:
+    """The services of one test, and a stack file that uses them."""
+
+    tmp: Path
+    moto: MotoServer
+    mlflow: MlflowServer
+    databases: dict[str, str]
+    s3_url: str
+
+    def stack(self, **changes: str) -> Path:
+        """A stack file on these services (``changes``: a component's YAML by name)."""
+        components = {
+            "orchestrator": "{type: multiprocess, max_concurrent: 2}",
+            "instance": (
+                f"{{storage: postgres, hostname: 127.0.0.1, port: 5432, db_name: {self.databases['dagster']},"
+                ' username: postgres, password_env: null, base_dir: "${SLIPWAY_HOME}/dagster"}'
+            ),
+            "experiment_tracker": f"{{type: mlflow_server, tracking_uri: '{self.mlflow.url}'}}",
+            "model_registry": "{type: mlflow}",
+            "artifact_store": (
+                f"{{type: s3, bucket: {BUCKET}, prefix: artifacts, endpoint_url: '{self.s3_url}',"
+                " attempts: 2, timeout_seconds: 2}"
+            ),
+            **changes,
+        }
+        path = self.tmp / "tier.yaml"
+        path.write_text("".join(f"{key}: {value}\n" for key, value in components.items()))
+        return path
+
+    def run(self, home: Path, *args: str, env: dict[str, str] | None = None, stack: Path | None = None):
+        full = {**os.environ, **S3_ENV, "SLIPWAY_HOME": str(home), **(env or {})}
+        full.pop("SLIPWAY_STACK", None)
+        command = [SLIPWAY, "--stack", str(stack or self.stack()), "run", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=full, cwd=REPO, timeout=600)
+
+    def mlflow_rows(self, sql: str) -> list[tuple]:
+        return query(self.databases["mlflow"], sql)
+
+    def dagster_rows(self, sql: str) -> list[tuple]:
+        return query(self.databases["dagster"], sql)
+
+
+@pytest.fixture
+def tier(tmp_path: Path):
+    if not postgres_answers():
+        pytest.fail("PostgreSQL does not answer on 127.0.0.1:5432 (`.ci/run` starts it)")
+    moto = MotoServer(tmp_path / "moto")
+    moto.start()
+    try:
+        moto.client().create_bucket(Bucket=BUCKET)
+        with scratch_databases("dagster", "mlflow") as databases:
+            mlflow = MlflowServer(
+                tmp_path / "mlflow",
+                backend=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{databases['mlflow']}",
+                artifacts=f"s3://{BUCKET}/mlflow",
+                env={**S3_ENV, "MLFLOW_S3_ENDPOINT_URL": moto.url},
+            )
+            mlflow.start()
+            try:
+                yield Tier(tmp_path, moto, mlflow, databases, moto.url)
+            finally:
+                mlflow.stop()
+    finally:
+        moto.stop()
+
+
+def test_a_pipeline_lands_in_postgres_the_mlflow_server_and_s3_and_a_second_machine_reuses_it(tier):
+    first = tier.run(tier.tmp / "machine-a", "diabetes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 built" in first.stdout, first.stdout
+
+    # Dagster's record is in PostgreSQL: the run, and a materialization per asset.
+    assert tier.dagster_rows("select status from runs") == [("SUCCESS",)]
+    materialized = tier.dagster_rows(
+        "select asset_key from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION' order by asset_key"
+    )
+    assert materialized == [('["diabetes", "patients"]',), ('["diabetes", "progression_lgbm"]',)]
+    # Each step ran in a process of its own (the pods' stand-in).
+    workers = tier.dagster_rows("select count(*) from event_logs where dagster_event_type = 'STEP_WORKER_STARTED'")
+    assert workers == [(2,)]
+
+    # MLflow's record is the server's, on PostgreSQL: a finished run, a version, the champion alias.
+    assert tier.mlflow_rows("select status from runs") == [("FINISHED",)]
+    assert tier.mlflow_rows("select name, version from model_versions") == [(MODEL, 1)]
+    assert tier.mlflow_rows("select alias, version from registered_model_aliases") == [("champion", 1)]
+
+    # Artifacts are on S3: the dataset's table and the model reference under the stack's prefix,
+    # the model's files under the MLflow server's destination.
+    keys = tier.moto.keys(BUCKET)
+    assert any(k.startswith("artifacts/diabetes/patients/") and k.endswith(".parquet") for k in keys), keys
+    assert "artifacts/diabetes/patients/LATEST" in keys
+    assert any(k.startswith("artifacts/diabetes/progression_lgbm/") and k.endswith(".json") for k in keys), keys
+    assert any(k.startswith("mlflow/") and k.endswith("/MLmodel") for k in keys), keys
+    # ... and nothing of it on this machine's disk.
+    local = [p.name for p in (tier.tmp / "machine-a").rglob("*") if p.is_file()]
+    assert not [n for n in local if n.endswith((".parquet", ".db", ".pkl", "MLmodel"))], local
+
+    # A second machine: a fresh process, an empty SLIPWAY_HOME, the same services.
+    second = tier.run(tier.tmp / "machine-b", "diabetes")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "2 reused" in second.stdout, second.stdout
+    assert tier.dagster_rows("select count(*) from runs") == [(1,)]  # nothing launched
+    assert tier.mlflow_rows("select count(*) from model_versions") == [(1,)]
+
+
+def test_an_unreachable_s3_endpoint_fails_the_run_naming_it_after_bounded_retries(tier):
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = tier.run(
+        tier.tmp / "home",
+        "diabetes",
+        stack=tier.stack(
+            artifact_store=f"{{type: s3, bucket: {BUCKET}, endpoint_url: '{dead}', attempts: 2, timeout_seconds: 1}}"
+        ),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"artifact store (s3): {dead}, bucket {BUCKET}: cannot write (no answer after the retries)" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert time.monotonic() - started < 120
+    # The model never trained: nothing registered.
+    assert tier.mlflow_rows("select count(*) from model_versions") == [(0,)]
+
+
+def test_an_unreachable_mlflow_server_fails_the_run_naming_it_never_its_password(tier):
+    dead = f"http://127.0.0.1:{free_port()}"
+    done = tier.run(
+        tier.tmp / "home",
+        "diabetes",
+        env={"MLFLOW_TRACKING_USERNAME": "ml", "MLFLOW_TRACKING_PASSWORD": "hunter2-secret"},
+        stack=tier.stack(experiment_tracker=f"{{type: mlflow_server, tracking_uri: '{dead}'}}"),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert dead.removeprefix("http://") in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "hunter2-secret" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    # Nothing reached the real server.
+    assert tier.mlflow_rows("select count(*) from model_versions") == [(0,)]
+
+
+def test_an_unreachable_postgres_fails_naming_the_endpoint_never_the_password(tier):
+    port = free_port()
+    done = tier.run(
+        tier.tmp / "home",
+        "diabetes",
+        env={"TIER_PG_PASSWORD": "hunter2-secret"},
+        stack=tier.stack(
+            instance=f"{{storage: postgres, hostname: 127.0.0.1, port: {port}, db_name: dagster, username: slipway,"
+            " password_env: TIER_PG_PASSWORD}"
+        ),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"postgresql://slipway@127.0.0.1:{port}/dagster" in done.stderr, done.stderr
+    assert "hunter2-secret" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_s3_going_down_after_the_model_registered_leaves_no_half_registered_version(tier):
+    # The artifact store is reached through a proxy the training kills right after the model
+    # version is registered: the model's output cannot be stored, the step fails.
+    port = free_port()
+    proxy = [sys.executable, str(REPO / "tests" / "tcp_proxy.py"), str(port), str(tier.moto.port)]
+
+    def start_proxy() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(proxy, start_new_session=True)
+        time.sleep(0.5)
+        return process
+
+    tier.s3_url = f"http://127.0.0.1:{port}"
+    # In process: the kill point is set in the `slipway` process, where the training runs then.
+    stack = tier.stack(orchestrator="{type: in_process}")
+    first_proxy = start_proxy()
+    try:
+        built = tier.run(tier.tmp / "home", "diabetes", stack=stack)
+        assert built.returncode == 0, built.stdout + built.stderr  # v1 is champion
+        killer = [sys.executable, str(REPO / "tests" / "killpoints.py"), "server-down-after-registered"]
+        env = {**os.environ, **S3_ENV, "SLIPWAY_HOME": str(tier.tmp / "home"), "KILL_SERVER_PGID": str(first_proxy.pid)}
+        env.pop("SLIPWAY_STACK", None)
+        failed = subprocess.run(
+            [*killer, "--stack", str(stack), "run", "diabetes", "--force"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=600,
+        )
+    finally:
+        if first_proxy.poll() is None:
+            os.killpg(first_proxy.pid, signal.SIGKILL)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"artifact store (s3): {tier.s3_url}, bucket {BUCKET}" in failed.stdout, failed.stdout
+    # Version 2 was registered, then its output could not be stored: it is abandoned, the
+    # champion stays on version 1, and its MLflow run is closed as failed.
+    assert tier.mlflow_rows("select alias, version from registered_model_aliases") == [("champion", 1)]
+    tags = tier.mlflow_rows("select version, key from model_version_tags where key = 'slipway.abandoned'")
+    assert tags == [(2, "slipway.abandoned")]
+    assert sorted(tier.mlflow_rows("select status from runs")) == [("FAILED",), ("FINISHED",)]
+
+    # The endpoint comes back: version 1 is still what the record says was built, and is reused.
+    second_proxy = start_proxy()
+    try:
+        again = tier.run(tier.tmp / "home", "diabetes", stack=stack)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "2 reused" in again.stdout, again.stdout
+        assert tier.mlflow_rows("select alias, version from registered_model_aliases") == [("champion", 1)]
+    finally:
+        os.killpg(second_proxy.pid, signal.SIGKILL)
