@@ -19,7 +19,10 @@ def op_tags(resources: ComputeResources | None) -> dict[str, Any]:
     if resources is None:
         return {}
     requests = {k: v for k, v in (("cpu", resources.cpu), ("memory", resources.memory)) if v}
-    limits = {k: v for k, v in (("cpu", resources.cpu_limit), ("memory", resources.memory)) if v}
+    # A limit below the request is refused by Kubernetes, and the chart's defaults for step pods
+    # are merged under these: so the CPU limit is the request unless cpu_limit raises it.
+    cpu_limit = resources.cpu_limit or resources.cpu
+    limits = {k: v for k, v in (("cpu", cpu_limit), ("memory", resources.memory)) if v}
     if resources.gpu:
         # Extended resources are set as limits; Kubernetes makes the request equal.
         limits[resources.gpu_resource] = str(resources.gpu)

@@ -165,13 +165,14 @@ class Toleration(_Closed):
 class ComputeResources(_Closed):
     """What the asset's pod asks for, on a stack that runs one pod per asset (``k8s_job``); ignored elsewhere.
 
-    Requests are what the scheduler reserves; memory is also the limit (a pod over it is
-    killed rather than starving its node), CPU is not limited unless ``cpu_limit`` says so.
+    Requests are what the scheduler reserves. Memory is also the limit (a pod over it is killed
+    rather than starving its node); the CPU limit is the request unless ``cpu_limit`` raises it.
+    What an asset leaves out keeps the deployment's defaults for step pods (the Helm chart's).
     """
 
     cpu: str | None = Field(default=None, pattern=CPU_QUANTITY, description='CPU request: "2", "0.5" or "500m".')
     memory: str | None = Field(default=None, pattern=MEMORY_QUANTITY, description='Memory request and limit: "4Gi".')
-    cpu_limit: str | None = Field(default=None, pattern=CPU_QUANTITY, description="CPU limit; none when unset.")
+    cpu_limit: str | None = Field(default=None, pattern=CPU_QUANTITY, description="CPU limit; the request when unset.")
     gpu: int = Field(default=0, ge=0, le=16, description="GPUs (the limit of gpu_resource).")
     gpu_resource: str = Field(
         default="nvidia.com/gpu", pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-]+$", description="The GPU's extended resource."

@@ -112,10 +112,8 @@ class K8sJobOrchestrator(_Component):
         default="disabled", description="Dagster's step retries (op retry policies)."
     )
 
-    def executor(self) -> Any:
-        """The Dagster executor (dagster-k8s, imported only here)."""
-        from dagster_k8s import k8s_job_executor
-
+    def executor_config(self) -> dict[str, Any]:
+        """The config of dagster-k8s's ``k8s_job_executor``."""
         config: dict[str, Any] = {"max_concurrent": self.max_concurrent, "retries": {self.retries: {}}}
         for key in ("job_namespace", "service_account_name", "image_pull_policy"):
             if getattr(self, key) is not None:
@@ -123,7 +121,13 @@ class K8sJobOrchestrator(_Component):
         for key in ("env_secrets", "env_config_maps", "labels"):
             if getattr(self, key):
                 config[key] = getattr(self, key)
-        return k8s_job_executor.configured(config, name="k8s_job")
+        return config
+
+    def executor(self) -> Any:
+        """The Dagster executor (dagster-k8s, imported only here)."""
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(self.executor_config(), name="k8s_job")
 
 
 # --- instance: Dagster's record (runs, events, schedules) --------------------------------------

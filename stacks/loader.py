@@ -184,6 +184,17 @@ def _expand(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
+def _refuse_unset(unset: list[tuple[tuple[str, ...], str]], path: Path, name: str, lines: dict[Loc, int]) -> None:
+    if unset:
+        raise StackError(
+            "\n".join(
+                f"{path}:{lines.get(key[:2]) or lines.get(key[:1]) or 1}: stack {name}: {'.'.join(key)}: "
+                f"${{{var}}} is not set in the environment"
+                for key, var in unset
+            )
+        )
+
+
 def _unexpanded(value: Any, key: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
     """``(key, variable)`` for each ``${VAR}`` left in a value after expansion: a variable that is not set."""
     if isinstance(value, str):
@@ -201,6 +212,11 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
     path = stack_path(name)
     data, lines = _read(path, name)
     _check_env_names(name)
+    env = {**os.environ, "SLIPWAY_HOME": str(slipway_home())}
+    # The file's ${VAR}s are expanded before validation (a bucket name from a variable is
+    # checked as the bucket name it is), and a variable nobody set is named with its line.
+    data = _expand(data, env)
+    _refuse_unset(_unexpanded(data), path, name, lines)
     token = _FILE_DATA.set(data)
     try:
         raw = Stack(**(overrides or {}))
@@ -209,19 +225,12 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
         raise StackError("\n".join(messages)) from exc
     finally:
         _FILE_DATA.reset(token)
-    env = {**os.environ, "SLIPWAY_HOME": str(slipway_home())}
-    # Expansion comes after merging, so an override may use ${SLIPWAY_HOME} too.
+    # Environment overrides are expanded after merging, so they may use ${SLIPWAY_HOME} too.
     expanded = _expand(raw.model_dump(by_alias=True), env)
-    unset = [
-        f"{path}:{lines.get(key[:2]) or lines.get(key[:1]) or 1}: stack {name}: {'.'.join(key)}: "
-        f"${{{var}}} is not set in the environment"
-        for key, var in _unexpanded(expanded)
-    ]
-    if unset:
-        raise StackError("\n".join(unset))
+    _refuse_unset(_unexpanded(expanded), path, name, lines)
     try:
         stack = StackFields.model_validate(expanded)
-    except ValidationError as exc:  # a value that is valid only before expansion (a bucket from a variable)
+    except ValidationError as exc:  # an override valid only before expansion
         messages = [f"{_origin(err, path, lines)}: stack {name}: {_message(err)}" for err in exc.errors()]
         raise StackError("\n".join(messages)) from exc
     return LoadedStack(name=name, path=path, stack=stack, lines=lines)

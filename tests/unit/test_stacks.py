@@ -157,3 +157,107 @@ def test_a_webhook_url_cannot_sit_in_the_stack_file(home, tmp_path):
     path.write_text("alerter: {type: webhook, url: 'https://hooks.slack.com/services/T0/B0/x'}\n")
     with pytest.raises(StackError, match="url"):
         load_stack(str(path))
+
+
+# --- the registry of implementations ----------------------------------------------------------
+
+
+def test_every_role_s_union_is_the_registry_s_implementations():
+    import typing
+
+    from stacks.config import COMPONENT_TYPES, StackFields
+
+    for role, types in COMPONENT_TYPES.items():
+        annotation = StackFields.model_fields[role].annotation
+        members = set(typing.get_args(annotation)) or {annotation}
+        assert members == set(types.values()), role
+
+
+def test_each_implementation_s_settings_are_declared_once_and_shared_with_its_resource():
+    import importlib
+
+    from stacks.config import COMPONENT_TYPES
+
+    for role, types in COMPONENT_TYPES.items():
+        for name, config in types.items():
+            if not config.resource:
+                continue
+            module, _, cls = config.resource.partition(":")
+            resource = getattr(importlib.import_module(module), cls)
+            settings = set(config.model_fields) - {"type"}
+            assert settings <= set(resource.model_fields), f"{role}.{name}"
+            # Inherited from the same settings class, not written twice.
+            shared = [b for b in config.__mro__ if b in resource.__mro__ and b.__module__ == "resources.settings"]
+            assert shared and settings <= set(shared[0].model_fields), f"{role}.{name}"
+
+
+def test_the_k8s_stack_loads_offline_and_builds_its_implementations(home, monkeypatch):
+    from resources.artifacts import S3ArtifactStore
+    from resources.tracker import MlflowTracker
+    from stacks.build import build_resources
+
+    monkeypatch.delenv("DAGSTER_PG_PASSWORD", raising=False)
+    loaded = load_stack("k8s")
+    stack = loaded.stack
+    assert (stack.orchestrator.type, stack.instance.storage, stack.artifact_store.type) == ("k8s_job", "postgres", "s3")
+    resources = build_resources(stack)
+    assert isinstance(resources["io_manager"], S3ArtifactStore) and resources["io_manager"].bucket == "slipway"
+    tracker = resources["experiment_tracker"]
+    assert isinstance(tracker, MlflowTracker) and tracker.tracking_uri == tracker.ui_url == "http://slipway-mlflow:5000"
+    assert tracker.artifact_location is None  # the server's (S3) destination
+    assert stack.orchestrator.executor().name == "k8s_job"
+    # The password is named, never written: Dagster reads it from the environment.
+    database = instance_config(stack)["storage"]["postgres"]["postgres_db"]
+    assert database["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    # Opening the instance needs it, and says so.
+    from stacks.build import prepare_instance
+
+    with pytest.raises(
+        StackError, match=r"instance.password_env: the environment variable DAGSTER_PG_PASSWORD is not set"
+    ):
+        prepare_instance(stack)
+
+
+def test_a_variable_the_stack_file_uses_but_nobody_set_is_named_with_its_line(home, tmp_path, monkeypatch):
+    monkeypatch.delenv("TEAM_BUCKET", raising=False)
+    path = write_stack(
+        tmp_path, "drift_detector: {type: statistical}\nartifact_store: {type: s3, bucket: '${TEAM_BUCKET}'}\n"
+    )
+    with pytest.raises(
+        StackError, match=re.escape(f"{path}:2: stack {path}: artifact_store.bucket: ${{TEAM_BUCKET}} is not set")
+    ):
+        load_stack(path)
+    monkeypatch.setenv("TEAM_BUCKET", "team-models")
+    assert load_stack(path).stack.artifact_store.bucket == "team-models"
+    monkeypatch.setenv("TEAM_BUCKET", "Not A Bucket")  # valid only after expansion: still checked
+    with pytest.raises(StackError, match=r"artifact_store.bucket: String should match pattern"):
+        load_stack(path)
+
+
+def test_a_tracking_server_url_with_a_password_is_refused(home, tmp_path):
+    path = write_stack(
+        tmp_path, "experiment_tracker: {type: mlflow_server, tracking_uri: 'http://ml:hunter2@mlflow:5000'}\n"
+    )
+    with pytest.raises(StackError) as caught:
+        load_stack(path)
+    assert "MLFLOW_TRACKING_PASSWORD" in str(caught.value)
+
+
+def test_an_unreachable_postgres_instance_is_one_line_naming_it(home, tmp_path, monkeypatch):
+    from mlflow_server import free_port
+
+    from stacks.build import open_instance
+
+    port = free_port()
+    monkeypatch.setenv("PG_SECRET", "hunter2-secret")
+    path = write_stack(
+        tmp_path,
+        f"instance: {{storage: postgres, hostname: 127.0.0.1, port: {port}, db_name: d, username: u, password_env: PG_SECRET}}\n",
+    )
+    from resources.errors import ResourceError
+
+    with pytest.raises(ResourceError) as caught:
+        open_instance(load_stack(path).stack)
+    message = str(caught.value)
+    assert message.startswith(f"dagster instance (postgresql://u@127.0.0.1:{port}/d): cannot open it: ")
+    assert "hunter2" not in message and "\n" not in message
