@@ -57,6 +57,18 @@ for i in range(int(sys.argv[1])):
 """
 
 
+def write_reference(root: Path) -> tuple[Path, Path]:
+    """The reference data (20,000 rows x 20 features) and its pipeline under ``root``: (csv, defs/reference)."""
+    from assets.generators import regression
+
+    csv = root / "reference.csv"
+    regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
+    defs = root / "defs" / "reference"
+    defs.mkdir(parents=True)
+    (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv})
+    return csv, defs
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     """Wall time of one command; exit with its output if it fails."""
     started = time.perf_counter()
@@ -146,15 +158,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pipelines", type=int, default=200, help="pipelines for the no-op at scale (0: skip)")
     args = parser.parse_args()
-    from assets.generators import regression
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        csv = root / "reference.csv"
-        regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
-        defs = root / "defs" / "reference"
-        defs.mkdir(parents=True)
-        (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv})
+        csv, defs = write_reference(root)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
         plain, cold, retrain, warm = [], [], [], []
         for i in range(args.repeats):

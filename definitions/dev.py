@@ -131,8 +131,12 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None
         StackError: The stack is not a local one.
         ProcessError: A server exited on its own, or a process could not be stopped.
     """
-    if loaded.stack.orchestrator.type != "in_process":
-        raise StackError(f"stack {loaded.name}: `slipway dev` runs the local stack only")
+    if loaded.stack.orchestrator.type != "in_process" or loaded.stack.experiment_tracker.type != "mlflow":
+        # A deployment's UIs are its own (Dagster's chart, the MLflow server): nothing to serve here.
+        raise StackError(
+            f"stack {loaded.name}: `slipway dev` serves a local stack only (in_process orchestrator, mlflow tracker); "
+            f"open the deployment's UIs instead"
+        )
     port = choose_mlflow_port(loaded, mlflow_port)
     links, notice = link_target(loaded, port)
     # `mlflow server` would create a new database in place, beside any `slipway run` starting on

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow_server import MlflowServer, free_port
 from services import S3_ENV, MotoServer, postgres_answers, query, scratch_databases
 
@@ -27,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
 BUCKET = "slipway-tier"
 MODEL = "diabetes.progression_lgbm"
+_K8S = yaml.safe_load((REPO / "stacks" / "k8s.yaml").read_text())["experiment_tracker"]
+K8S_SERIALIZATION = f"serialization: {_K8S['serialization']}, skops_trusted_types: {_K8S['skops_trusted_types']}"
 
 
 @dataclass
@@ -47,7 +50,8 @@ class Tier:
                 f"{{storage: postgres, hostname: 127.0.0.1, port: 5432, db_name: {self.databases['dagster']},"
                 ' username: postgres, password_env: null, base_dir: "${SLIPWAY_HOME}/dagster"}'
             ),
-            "experiment_tracker": f"{{type: mlflow_server, tracking_uri: '{self.mlflow.url}'}}",
+            # The k8s stack's model format (skops, with the types it trusts).
+            "experiment_tracker": f"{{type: mlflow_server, tracking_uri: '{self.mlflow.url}', {K8S_SERIALIZATION}}}",
             "model_registry": "{type: mlflow}",
             "artifact_store": (
                 f"{{type: s3, bucket: {BUCKET}, prefix: artifacts, endpoint_url: '{self.s3_url}',"
