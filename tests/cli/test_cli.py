@@ -122,7 +122,9 @@ def test_bad_stack_file(home, tmp_path):
     stack = tmp_path / "broken.yaml"
     stack.write_text("experiment_tracker: {type: wandb}\n")
     result = slipway("--stack", str(stack), "validate", home=home)
-    assert_one_line_error(result, f"{stack}:1: stack {stack}: experiment_tracker: unknown type 'wandb' (valid: mlflow, mlflow_server)")
+    assert_one_line_error(
+        result, f"{stack}:1: stack {stack}: experiment_tracker: unknown type 'wandb' (valid: mlflow, mlflow_server)"
+    )
 
 
 def test_stack_show_names_sources(home):
