@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from definitions.definitions import build_definitions
 from definitions.outcomes import AssetOutcome
 from resources.artifacts import ARTIFACT_STORE_ERROR
 from resources.errors import DefinitionError, SlipwayError
-from stacks import LoadedStack
+from stacks import LoadedStack, slipway_home
 
 
 def _value(entry: Any) -> Any:
@@ -42,6 +43,11 @@ class Engine:
         from definitions.definitions import StackStores
         from stacks.build import build_resources, open_instance
 
+        if loaded.stack.orchestrator.cli_launch is None:  # before anything touches the deployment's record
+            raise SlipwayError(
+                f"stack {loaded.name}: `slipway run` does not launch on {loaded.stack.orchestrator.type}: "
+                "runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
+            )
         self.loaded = loaded
         self.folder = folder
         self.stores = StackStores(build_resources(loaded.stack), remember=True)
@@ -203,12 +209,7 @@ class Engine:
         gc.freeze()
         _free_dead_pool_slots(self.instance)
         launch = self.loaded.stack.orchestrator.cli_launch
-        if launch is None:
-            raise SlipwayError(
-                f"stack {self.loaded.name}: `slipway run` does not launch on {self.loaded.stack.orchestrator.type}: "
-                "runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
-            )
-        tags = {"slipway/stack": self.loaded.name, "slipway/command": "run"}
+        tags = {"slipway/stack": self.loaded.name, "slipway/command": "run", OWNER_TAG: run_owner()}
         # The summary table reports failures; Dagster's console log would repeat them with
         # stack traces. The event log keeps everything for the UI.
         run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -434,12 +435,21 @@ def _materialized(outcome: AssetOutcome, materialization: Any, run_id: str) -> N
     _from_metadata(outcome, materialization.metadata)
 
 
+OWNER_TAG = "slipway/owner"
+
+
+def run_owner() -> str:
+    """Who launched a run: this host and ``SLIPWAY_HOME``, the scope of the run lock (``host:home``)."""
+    return f"{socket.gethostname()}:{slipway_home()}"
+
+
 def _end_dead_runs(instance: Any) -> list[Any]:
-    """Mark failed the runs of earlier `slipway run`s that died (killed, power cut) mid-run.
+    """Mark failed the runs of earlier `slipway run`s from this home that died (killed, power cut) mid-run.
 
     The caller holds this home's run lock and `slipway run` executes in its own process, so no
-    run it launched can still be going. Left as STARTED, such a run would count as "in
-    progress" for the rebuild rule and hold its assets back forever.
+    run launched from this home can still be going. Left as STARTED, such a run would count as
+    "in progress" for the rebuild rule and hold its assets back forever. Runs another machine
+    (or home) launched on a shared instance are theirs: they may well be going.
     """
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNFINISHED), tags={"slipway/command": "run"}))
     dead = [run for run in runs if _launched_by_slipway_run(run)]
@@ -449,8 +459,15 @@ def _end_dead_runs(instance: Any) -> list[Any]:
 
 
 def _launched_by_slipway_run(run: Any) -> bool:
-    """True for a run `slipway run` launched (a UI re-execution inherits its tags, not its process)."""
-    return run.tags.get("slipway/command") == "run" and "dagster/parent_run_id" not in run.tags
+    """True for a run a `slipway run` from this home launched (a UI re-execution inherits its tags, not its process).
+
+    A run without an owner tag is from before runs had one: a local instance, this home's.
+    """
+    return (
+        run.tags.get("slipway/command") == "run"
+        and "dagster/parent_run_id" not in run.tags
+        and run.tags.get(OWNER_TAG, run_owner()) == run_owner()
+    )
 
 
 def _has_error(entry: Any) -> bool:
@@ -462,9 +479,9 @@ def _free_dead_pool_slots(instance: Any) -> None:
     """Free model pool slots held by runs that can no longer release them.
 
     A `slipway run` killed mid-training leaves its slot claimed in the instance. The caller holds
-    this home's run lock, so no other `slipway run` is alive: a slot of a run tagged
-    ``slipway/command: run`` (or of a finished or unknown run) is debris. Slots of runs launched
-    another way (the UI, a sensor) that are still going are left alone.
+    this home's run lock, so no other `slipway run` from this home is alive: a slot of such a run
+    (or of a finished or unknown run) is debris. Slots of runs launched another way (the UI, a
+    sensor, another machine on a shared instance) that are still going are left alone.
     """
     storage = instance.event_log_storage
     holders = {

@@ -204,27 +204,26 @@ class S3ArtifactStore(ArtifactStore, S3StoreSettings):
     def _where(self) -> str:
         return f"in s3://{self.bucket}/{self.prefix.strip('/')}"
 
-    def _call(self, what: str, call: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, method: str, **kwargs: Any) -> Any:
+        """``client.<method>(Bucket=…, **kwargs)``; a missing object is None, any other failure a ResourceError."""
         try:
-            return call(Bucket=self.bucket, **kwargs)
+            client = self._client()
+            answer = getattr(client, method)(Bucket=self.bucket, **kwargs)
+            return bytes(answer["Body"].read()) if method == "get_object" else answer
         except Exception as exc:
-            raise s3_error(exc, what, self.bucket, self.endpoint_url) from safe_cause(exc)
+            if type(exc).__name__ == "NoSuchKey":
+                return None
+            raise s3_error(exc, what, self.bucket, self.endpoint_url, self.attempts) from safe_cause(exc)
 
     def _get(self, key: tuple[str, ...], name: str) -> bytes | None:
-        client = self._client()
-        try:
-            answer = client.get_object(Bucket=self.bucket, Key=self._key(key, name))
-            return bytes(answer["Body"].read())
-        except client.exceptions.NoSuchKey:
-            return None
-        except Exception as exc:
-            raise s3_error(exc, "read", self.bucket, self.endpoint_url) from safe_cause(exc)
+        data: bytes | None = self._call("read", "get_object", Key=self._key(key, name))
+        return data
 
     def _put(self, key: tuple[str, ...], name: str, data: bytes) -> None:
-        self._call("write", self._client().put_object, Key=self._key(key, name), Body=data)
+        self._call("write", "put_object", Key=self._key(key, name), Body=data)
 
     def _find(self, key: tuple[str, ...], version: str) -> str | None:
-        answer = self._call("list", self._client().list_objects_v2, Prefix=self._key(key, f"{version}."), MaxKeys=10)
+        answer = self._call("list", "list_objects_v2", Prefix=self._key(key, f"{version}."), MaxKeys=10)
         names = {item["Key"].rsplit("/", 1)[-1] for item in answer.get("Contents", [])}
         found = [name for name in (f"{version}.parquet", f"{version}.json") if name in names]
         return found[0] if found else None
@@ -259,7 +258,19 @@ def s3_client(endpoint_url: str | None, region: str | None, attempts: int, timeo
         return client
 
 
-def s3_error(exc: BaseException, what: str, bucket: str, endpoint_url: str | None) -> ResourceError:
+#: botocore's errors for an endpoint that did not answer (retried, up to ``attempts`` in all).
+_UNANSWERED = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ProxyConnectionError",
+}
+
+
+def s3_error(
+    exc: BaseException, what: str, bucket: str, endpoint_url: str | None, attempts: int | None = None
+) -> ResourceError:
     """A one-line :class:`ResourceError` for a failed S3 request, naming the endpoint and bucket, never a secret."""
     endpoint = redact(endpoint_url or "AWS S3")
     where = f"artifact store (s3): {endpoint}, bucket {bucket}"
@@ -276,7 +287,11 @@ def s3_error(exc: BaseException, what: str, bucket: str, endpoint_url: str | Non
         return ResourceError(f"{where}: access denied ({code}) to {what}: check the credentials and the bucket policy")
     if code is not None:
         return ResourceError(f"{where}: cannot {what}: {code}")
-    return ResourceError(f"{where}: cannot {what} (no answer after the retries): {name}: {redact(str(exc))[:200]}")
+    detail = f"{name}: {redact(str(exc)).splitlines()[0][:200] if str(exc) else ''}"
+    if name in _UNANSWERED:
+        tries = f"{attempts} attempts" if attempts else "the retries"
+        return ResourceError(f"{where}: cannot {what} (no answer after {tries}): {detail}")
+    return ResourceError(f"{where}: cannot {what}: {detail}")
 
 
 def as_table(frame: Any) -> Any:

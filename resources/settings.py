@@ -12,11 +12,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from resources.formats import SKOPS_TRUSTED_TYPES
+from resources.paths import slipway_home
 
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+def _in_home(value: str | None) -> str | None:
+    """``${SLIPWAY_HOME}`` in a default, expanded (a resource built without a stack file gets a real path)."""
+    return value.replace("${SLIPWAY_HOME}", str(slipway_home())) if value else value
 
 
 class MlflowTrackerSettings(BaseModel):
@@ -24,11 +30,13 @@ class MlflowTrackerSettings(BaseModel):
 
     tracking_uri: str = Field(
         default="sqlite:///${SLIPWAY_HOME}/mlflow.db",
+        validate_default=True,
         description="MLflow tracking URI (sqlite:///…, http://…, postgresql://…). No password in it: "
         "an MLflow server's credentials come from MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD.",
     )
     artifact_location: str | None = Field(
         default="${SLIPWAY_HOME}/mlartifacts",
+        validate_default=True,
         description="Root for new experiments' artifacts; the server's own (e.g. S3 behind it) when unset.",
     )
     ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for run links.")
@@ -41,6 +49,8 @@ class MlflowTrackerSettings(BaseModel):
         description="Types skops may save and load beyond its defaults (serialization: skops only).",
     )
 
+    _home = field_validator("tracking_uri", "artifact_location", mode="after")(_in_home)
+
 
 class MlflowRegistrySettings(BaseModel):
     """The MLflow model registry; aliases mark champion and challenger."""
@@ -51,7 +61,11 @@ class MlflowRegistrySettings(BaseModel):
 class LocalStoreSettings(BaseModel):
     """Asset outputs on the local file system."""
 
-    base_dir: str = Field(default="${SLIPWAY_HOME}/artifacts", description="Root folder for artifacts.")
+    base_dir: str = Field(
+        default="${SLIPWAY_HOME}/artifacts", validate_default=True, description="Root folder for artifacts."
+    )
+
+    _home = field_validator("base_dir", mode="after")(_in_home)
 
 
 class S3StoreSettings(BaseModel):
@@ -64,7 +78,9 @@ class S3StoreSettings(BaseModel):
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$", description="Bucket.")
     prefix: str = Field(default="slipway", description="Key prefix inside the bucket.")
     endpoint_url: str | None = Field(
-        default=None, description="S3 API endpoint (MinIO, Ceph, moto); AWS's own when unset."
+        default=None,
+        pattern=r"^https?://[^@/\s]+(/\S*)?$",
+        description="S3 API endpoint, http(s)://host:port (MinIO, Ceph, moto); AWS's own when unset. No credentials.",
     )
     region: str | None = Field(default=None, description="Region; the environment's (AWS_REGION) when unset.")
     attempts: int = Field(default=4, ge=1, le=10, description="Attempts per request (network errors, 5xx, throttling).")

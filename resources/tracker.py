@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -116,7 +117,10 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
             return str(found.experiment_id)
         location = None
         if self.artifact_location:
-            location = Path(self.artifact_location).expanduser().resolve().joinpath(name).as_uri()
+            if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", self.artifact_location):  # s3://, gs://, file://…
+                location = f"{self.artifact_location.rstrip('/')}/{name}"
+            else:  # a local folder
+                location = Path(self.artifact_location).expanduser().resolve().joinpath(name).as_uri()
         try:
             return str(self._client.create_experiment(name, artifact_location=location, tags={tag: kind}))
         except MlflowException:  # created concurrently by another step

@@ -222,9 +222,11 @@ class Mlflow(Scheduling):
 
 
 #: The Secrets a stack component cannot run without: (stack key path, its value, key under ``secrets``).
-SECRET_NEEDS: list[tuple[tuple[str, str], str, str]] = [
-    (("instance", "storage"), "postgres", "postgres"),
-    (("alerter", "type"), "webhook", "alertWebhook"),
+#: ``(component, tag, value, variable key, secret)``: a stack whose ``component.tag`` is ``value``
+#: and that names a variable in ``component.<variable key>`` reads it from ``secrets.<secret>``.
+SECRET_NEEDS: list[tuple[str, str, str, str, str]] = [
+    ("instance", "storage", "postgres", "password_env", "postgres"),
+    ("alerter", "type", "webhook", "url_env", "alertWebhook"),
 ]
 
 
@@ -240,10 +242,13 @@ def _secret_conditions(schema: dict[str, Any]) -> None:
     """The schema side of :meth:`ChartValues._needed_secrets`, so that ``helm lint`` checks it too."""
     schema["allOf"] = [
         {
-            "if": _nested(("stack", *path), {"const": value}),
+            "if": _nested(
+                ("stack", component),
+                {"properties": {tag: {"const": value}, var: {"type": "string"}}, "required": [tag, var]},
+            ),
             "then": _nested(("secrets", key, "name"), {"minLength": 1}),
         }
-        for path, value, key in SECRET_NEEDS
+        for component, tag, value, var, key in SECRET_NEEDS
     ]
 
 
@@ -274,10 +279,11 @@ class ChartValues(_Values):
     @model_validator(mode="after")
     def _needed_secrets(self) -> ChartValues:
         stack = self.stack.model_dump(by_alias=True)
-        for (component, key), value, secret in SECRET_NEEDS:
-            if stack[component][key] == value and not getattr(self.secrets, _snake(secret)).name:
+        for component, tag, value, var, secret in SECRET_NEEDS:
+            named = stack[component][tag] == value and stack[component].get(var) is not None
+            if named and not getattr(self.secrets, _snake(secret)).name:
                 raise ValueError(
-                    f"secrets.{secret}.name: stack.{component}.{key} is {value}; name the existing Secret it reads"
+                    f"secrets.{secret}.name: stack.{component}.{tag} is {value}; name the existing Secret it reads"
                 )
         return self
 

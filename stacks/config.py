@@ -207,8 +207,15 @@ class PostgresInstance(_Instance):
         description="Environment variable (a Kubernetes secret) holding the password; unset for trust or peer auth.",
     )
     params: dict[str, str] = Field(
-        default_factory=dict, description="libpq connection parameters, e.g. {sslmode: require}."
+        default_factory=dict, description="libpq connection parameters, e.g. {sslmode: require}; never a password."
     )
+
+    @model_validator(mode="after")
+    def _no_secret_params(self) -> PostgresInstance:
+        secret = sorted(k for k in self.params if k.lower() in ("password", "sslpassword"))
+        if secret:
+            raise ValueError(f"params.{secret[0]}: a password is never a setting; name its variable in password_env")
+        return self
 
     def dagster_storage(self) -> dict[str, Any]:  # noqa: D102
         database: dict[str, Any] = {
@@ -273,7 +280,10 @@ class MlflowServerTrackerConfig(MlflowTrackerSettings, _Component):
     type: Literal["mlflow_server"] = "mlflow_server"
     tracking_uri: str = Field(pattern=r"^https?://", description="The tracking server's URL (http(s)://host:port).")
     artifact_location: str | None = Field(
-        default=None, description="Root for new experiments' artifacts; the server's (its S3 destination) when unset."
+        default=None,
+        pattern=r"^[a-zA-Z][a-zA-Z0-9+.\-]*://",
+        description="Root for new experiments' artifacts as a URI every pod can reach (s3://…); "
+        "the server's own destination when unset. Never a local folder.",
     )
     ui_url: str = Field(default="", description="Base URL of the MLflow UI for run links; the tracking URL when unset.")
 
@@ -396,3 +406,11 @@ class StackFields(BaseModel):
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="Module prefixes that import paths in pipeline YAML may name.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_by_default(cls, data: Any) -> Any:
+        # An `instance:` that names no storage (or only overrides a key of it) is SQLite's.
+        if isinstance(data, dict) and isinstance(data.get("instance"), dict) and "storage" not in data["instance"]:
+            data = {**data, "instance": {**data["instance"], "storage": "sqlite"}}
+        return data

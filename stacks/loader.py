@@ -184,6 +184,24 @@ def _expand(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
+def _switched_by_env(data: dict[str, Any]) -> dict[str, Any]:
+    """The file's components, less those whose implementation the environment switches.
+
+    ``SLIPWAY_EXPERIMENT_TRACKER__TYPE=mlflow_server`` over a file's ``type: mlflow`` starts
+    that component from the new type's defaults: the old type's keys (a local artifact folder,
+    a UI on localhost) would otherwise be merged into it and silently kept.
+    """
+    env = {k.upper(): v for k, v in os.environ.items()}
+    kept = dict(data)
+    for role in COMPONENT_TYPES:
+        tag = "storage" if role == "instance" else "type"
+        chosen = env.get(f"{ENV_PREFIX}{role}__{tag}".upper())
+        current = data.get(role)
+        if chosen is not None and isinstance(current, dict) and current.get(tag) != chosen:
+            del kept[role]
+    return kept
+
+
 def _refuse_unset(unset: list[tuple[tuple[str, ...], str]], path: Path, name: str, lines: dict[Loc, int]) -> None:
     if unset:
         raise StackError(
@@ -217,6 +235,9 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
     # checked as the bucket name it is), and a variable nobody set is named with its line.
     data = _expand(data, env)
     _refuse_unset(_unexpanded(data), path, name, lines)
+    data = _switched_by_env(data)
+    # A switched component's keys no longer come from the file: forget their lines.
+    lines = {loc: line for loc, line in lines.items() if not loc or loc[0] in data}
     token = _FILE_DATA.set(data)
     try:
         raw = Stack(**(overrides or {}))

@@ -220,3 +220,31 @@ def test_a_python_file_that_does_not_import_is_one_line(home, defs_dir):
         result,
         f"{defs_dir}/team/assets.py:1: the definitions do not load: SyntaxError: invalid syntax (assets.py, line 1)",
     )
+
+
+def test_the_k8s_stack_validates_and_shows_offline_naming_the_secrets_it_needs(home):
+    env = {"DAGSTER_PG_PASSWORD": "", "SLIPWAY_ALERT_WEBHOOK": ""}
+    validated = slipway("--stack", "k8s", "validate", home=home, env=env)
+    assert validated.returncode == 0, validated.stderr
+    assert validated.stdout.splitlines()[:3] == [
+        f"stack k8s: ok ({REPO}/stacks/k8s.yaml)",
+        "stack k8s: needs DAGSTER_PG_PASSWORD (instance.password_env): not set here; required to run on this stack",
+        "stack k8s: needs SLIPWAY_ALERT_WEBHOOK (alerter.url_env): not set here; "
+        "optional, alerts are only logged without it",
+    ]
+    shown = slipway("stack", "show", "k8s", home=home, env={**env, "DAGSTER_PG_PASSWORD": "hunter2-secret"})
+    assert shown.returncode == 0, shown.stderr
+    assert "  type: 'k8s_job'  # k8s.yaml:" in shown.stdout and "  storage: 'postgres'  # k8s.yaml:" in shown.stdout
+    assert "needs DAGSTER_PG_PASSWORD" not in shown.stdout and "hunter2" not in shown.stdout
+    assert "needs SLIPWAY_ALERT_WEBHOOK" in shown.stdout
+
+
+def test_slipway_run_refuses_the_k8s_stack_before_touching_its_record(home):
+    # The record's database does not exist here: refusing first means it is never asked.
+    result = slipway("--stack", "k8s", "run", home=home, env={"DAGSTER_PG_PASSWORD": "x"})
+    assert_one_line_error(
+        result,
+        "stack k8s: `slipway run` does not launch on k8s_job: runs go through the Dagster deployment "
+        "(its UI, sensors, or `dagster job launch`)",
+    )
+    assert not (home / "dagster" / "dagster.yaml").exists()

@@ -448,6 +448,15 @@ def test_dagster_values_wire_the_official_chart_to_this_one():
     ours = yaml.safe_load((CHART / "values.yaml").read_text())
     service = one(render(), "Service", f"{RELEASE}-code-server")
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    # The pool rule of Slipway's own instance (one training per registered model at a time).
+    from stacks.build import instance_config
+    from stacks.config import StackFields
+
+    pools = instance_config(StackFields())["concurrency"]["pools"]
+    assert values["concurrency"]["pools"] == {
+        "defaultLimit": pools["default_limit"],
+        "granularity": pools["granularity"],
+    }
     # The Dagster chart writes workspace.yaml only when dagster-user-deployments is enabled; the
     # subchart (its own code-server Deployments) stays off.
     assert values["dagster-user-deployments"] == {"enabled": True, "enableSubchart": False}

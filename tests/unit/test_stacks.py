@@ -261,3 +261,33 @@ def test_an_unreachable_postgres_instance_is_one_line_naming_it(home, tmp_path, 
     message = str(caught.value)
     assert message.startswith(f"dagster instance (postgresql://u@127.0.0.1:{port}/d): cannot open it: ")
     assert "hunter2" not in message and "\n" not in message
+
+
+def test_switching_a_type_from_the_environment_keeps_none_of_the_file_s_old_keys(home, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__TYPE", "mlflow_server")
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__TRACKING_URI", "http://mlflow:5000")
+    loaded = load_stack()
+    tracker = loaded.stack.experiment_tracker
+    # local.yaml's local artifact folder and localhost UI are not carried over to the server.
+    assert (tracker.type, tracker.artifact_location, tracker.ui_url) == ("mlflow_server", None, "http://mlflow:5000")
+    assert provenance(loaded)["experiment_tracker.artifact_location"] == "default"
+    monkeypatch.setenv("SLIPWAY_EXPERIMENT_TRACKER__ARTIFACT_LOCATION", "/home/me/mlartifacts")
+    with pytest.raises(StackError, match=r"env SLIPWAY_EXPERIMENT_TRACKER__ARTIFACT_LOCATION: .*String should match"):
+        load_stack()
+
+
+def test_an_instance_override_without_storage_is_sqlite(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("SLIPWAY_INSTANCE__BASE_DIR", str(tmp_path / "d"))
+    stack = load_stack(write_stack(tmp_path, "drift_detector: {type: statistical}\n")).stack
+    assert (stack.instance.storage, stack.instance.base_dir) == ("sqlite", str(tmp_path / "d"))
+
+
+def test_no_credentials_in_an_s3_endpoint_or_postgres_params(home, tmp_path):
+    bad_endpoint = write_stack(
+        tmp_path, "artifact_store: {type: s3, bucket: b-1, endpoint_url: 'http://k:s3cret@minio:9000'}\n"
+    )
+    with pytest.raises(StackError, match=r"artifact_store.endpoint_url: String should match pattern"):
+        load_stack(bad_endpoint)
+    bad_params = write_stack(tmp_path, "instance: {storage: postgres, params: {password: s3cret}}\n")
+    with pytest.raises(StackError, match=r"params.password: a password is never a setting"):
+        load_stack(bad_params)

@@ -140,12 +140,13 @@ same defaults as stacks/config.py, so the two cannot disagree.
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
-{{- with .Values.secrets.postgres.name }}
-- name: {{ dig "instance" "password_env" "DAGSTER_PG_PASSWORD" $.Values.stack }}
+{{- $passwordEnv := dig "instance" "password_env" "DAGSTER_PG_PASSWORD" .Values.stack }}
+{{- if and .Values.secrets.postgres.name $passwordEnv }}
+- name: {{ $passwordEnv }}
   valueFrom:
     secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.secrets.postgres.key }}
+      name: {{ .Values.secrets.postgres.name }}
+      key: {{ .Values.secrets.postgres.key }}
 {{- end }}
 {{- include "slipway.s3Env" . }}
 {{- with .Values.secrets.alertWebhook.name }}
