@@ -180,6 +180,19 @@ class ComputeResources(_Closed):
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod must run on.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates.")
 
+    @model_validator(mode="after")
+    def _limit_not_below_request(self) -> ComputeResources:
+        if self.cpu and self.cpu_limit and _cpus(self.cpu_limit) < _cpus(self.cpu):
+            raise ValueError(
+                f"cpu_limit {self.cpu_limit} is below the cpu request {self.cpu}: Kubernetes refuses the pod"
+            )
+        return self
+
+
+def _cpus(quantity: str) -> float:
+    """A CPU quantity (``"2"``, ``"0.5"``, ``"500m"``) in CPUs."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
 
 class Dataset(_Closed):
     """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.

@@ -171,9 +171,9 @@ def instance_errors(stack: StackFields) -> Iterator[None]:
         root: BaseException = exc
         while root.__cause__ is not None:
             root = root.__cause__
-        first = (str(root).strip().splitlines() or [""])[0]
+        said = [f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}" for e in dict.fromkeys([exc, root])]
         raise ResourceError(
-            f"dagster instance ({stack.instance.where()}): cannot open it: {type(root).__name__}: {redact(first)[:300]}"
+            f"dagster instance ({stack.instance.where()}): cannot open it: {redact('; '.join(said))[:400]}"
         ) from safe_cause(exc)
 
 

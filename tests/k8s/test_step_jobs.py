@@ -155,6 +155,7 @@ def test_gpus_node_selectors_and_tolerations_reach_the_pod(defs_dir, home):
         ('{cpu: "two"}', "resources.cpu"),
         ("{memory: 4GB}", "resources.memory"),
         ("{gpu: -1}", "resources.gpu"),
+        ('{cpu: "2", cpu_limit: 500m}', "cpu_limit 500m is below the cpu request 2"),
         ("{tolerations: [{operator: Sometimes}]}", "resources.tolerations"),
     ],
 )
