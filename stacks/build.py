@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,8 +162,11 @@ def open_instance(stack: StackFields) -> Any:
 def instance_errors(stack: StackFields) -> Iterator[None]:
     """Turn a failure to open the instance's storage into a :class:`ResourceError` naming where it is.
 
-    dagster-postgres tries a connection 6 times, 0.2 s apart, before it gives up.
+    dagster-postgres tries a connection 6 times, 0.2 s apart, before it gives up, logging a
+    multi-line warning for each try: those are counted here instead, and the error says how many.
     """
+    retries = _RetryCounter()
+    logging.getLogger().addFilter(retries)
     try:
         yield
     except (OSError, ImportError, SlipwayError):
@@ -172,9 +176,26 @@ def instance_errors(stack: StackFields) -> Iterator[None]:
         while root.__cause__ is not None:
             root = root.__cause__
         said = [f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}" for e in dict.fromkeys([exc, root])]
+        tries = f" after {retries.count + 1} attempts" if retries.count else ""
         raise ResourceError(
-            f"dagster instance ({stack.instance.where()}): cannot open it: {redact('; '.join(said))[:400]}"
+            f"dagster instance ({stack.instance.where()}): cannot open it{tries}: {redact('; '.join(said))[:400]}"
         ) from safe_cause(exc)
+    finally:
+        logging.getLogger().removeFilter(retries)
+
+
+class _RetryCounter(logging.Filter):
+    """Drops (and counts) dagster-postgres's "Retrying failed database connection" warnings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Retrying failed database"):
+            self.count += 1
+            return False
+        return True
 
 
 def _read(path: Path) -> str | None:

@@ -382,10 +382,33 @@ RESOURCE_KEYS = {
 DEFAULT_ALLOWED_IMPORTS = ["sklearn", "xgboost", "lightgbm", "definitions"]
 
 
+#: A pod per step shares nothing on disk: each of these roles must be a store every pod reaches.
+SHARED_BY_PODS = {"instance": ("storage", "postgres"), "artifact_store": ("type", "s3")}
+
+
+def _pods_share_stores(schema: dict[str, Any]) -> None:
+    """The JSON Schema side of :meth:`StackFields._pods_share_stores` (``helm lint`` checks it too)."""
+    schema["allOf"] = [
+        {
+            "if": {
+                "properties": {"orchestrator": {"properties": {"type": {"const": "k8s_job"}}, "required": ["type"]}},
+                "required": ["orchestrator"],
+            },
+            "then": {
+                "properties": {
+                    role: {"properties": {tag: {"const": value}}, "required": [tag]}
+                    for role, (tag, value) in SHARED_BY_PODS.items()
+                },
+                "required": list(SHARED_BY_PODS),
+            },
+        }
+    ]
+
+
 class StackFields(BaseModel):
     """The fields of a stack, shared by the settings class and the JSON Schema."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_pods_share_stores)
 
     # One union per role, of the classes COMPONENT_TYPES lists (a unit test holds the two equal).
     orchestrator: Annotated[
@@ -406,6 +429,17 @@ class StackFields(BaseModel):
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="Module prefixes that import paths in pipeline YAML may name.",
     )
+
+    @model_validator(mode="after")
+    def _pods_share_stores(self) -> StackFields:
+        if self.orchestrator.type == "k8s_job":
+            for role, (tag, value) in SHARED_BY_PODS.items():
+                if getattr(getattr(self, role), tag) != value:
+                    raise ValueError(
+                        f"{role}.{tag}: the k8s_job orchestrator runs each step in a pod of its own, which "
+                        f"shares no disk with the others: {role} must be {tag}: {value}"
+                    )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from resources.errors import StackError, did_you_mean
 from resources.paths import slipway_home
@@ -155,6 +155,10 @@ def _origin(err: Any, path: Path, lines: dict[Loc, int]) -> str:
         var = ENV_PREFIX + "__".join(loc[:end]).upper()
         if var in env:
             return f"env {var}"
+    if loc and loc[0] in COMPONENT_TYPES:  # a component whose type the environment chose (or switched)
+        tag = f"{ENV_PREFIX}{loc[0]}__{'storage' if loc[0] == 'instance' else 'type'}".upper()
+        if tag in env:
+            return f"env {tag}"
     key = tuple(loc[:2])
     return f"{path}:{lines.get(key) or lines.get(key[:1]) or 1}"
 
@@ -244,6 +248,11 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
     except ValidationError as exc:
         messages = [f"{_origin(err, path, lines)}: stack {name}: {_message(err)}" for err in exc.errors()]
         raise StackError("\n".join(messages)) from exc
+    except SettingsError as exc:  # a list or mapping from the environment that is not JSON
+        raise StackError(
+            f"env: stack {name}: {exc}; a list or mapping set from the environment is JSON, "
+            'e.g. SLIPWAY_ALLOWED_IMPORTS=\'["sklearn", "definitions"]\''
+        ) from exc
     finally:
         _FILE_DATA.reset(token)
     # Environment overrides are expanded after merging, so they may use ${SLIPWAY_HOME} too.

@@ -376,7 +376,9 @@ def test_a_step_job_built_by_dagster_k8s_from_the_context_gets_the_stack_env_and
     assert env["DAGSTER_PG_PASSWORD"]["valueFrom"] == {
         "secretKeyRef": {"name": "dagster-postgresql", "key": "postgres-password"}
     }
-    assert env["SLACK_WEBHOOK_URL"]["valueFrom"] == {"secretKeyRef": {"name": "slack-webhook", "key": "url"}}
+    assert env["SLACK_WEBHOOK_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "slack-webhook", "key": "url", "optional": True}
+    }
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "minio-credentials"
     assert {"name": "slipway-stack", "configMap": {"name": f"{RELEASE}-stack"}} in pod["volumes"]
     assert pod["serviceAccountName"] == RELEASE and pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
@@ -401,10 +403,27 @@ def test_the_rendered_stack_is_one_slipway_loads(values: str, home: Path, tmp_pa
 def test_env_names_follow_the_stack():
     docs = render("--set", "stack.alerter.type=webhook", "--set", "secrets.alertWebhook.name=hook")
     env = env_of(code_server(docs)["containers"][0])
-    assert env[WebhookAlerterConfig().url_env]["valueFrom"]["secretKeyRef"] == {"name": "hook", "key": "url"}
+    # Optional, as the stack declares it: without the Secret, alerts are only logged.
+    hook = {"name": "hook", "key": "url", "optional": True}
+    assert env[WebhookAlerterConfig().url_env]["valueFrom"]["secretKeyRef"] == hook
     assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "slipway-postgres"
     docs = render("--set", "stack.instance.password_env=PGPASSWORD")
     assert "PGPASSWORD" in env_of(code_server(docs)["containers"][0])
+
+
+def test_a_secret_is_referenced_only_where_the_stack_reads_it():
+    # Switching a type: the old type's keys are set to null (Helm merges values map by map).
+    docs = render("--set", "stack.alerter.type=log", "--set", "stack.alerter.url_env=null")
+    env = env_of(code_server(docs)["containers"][0])
+    assert "SLIPWAY_ALERT_WEBHOOK" not in env and "DAGSTER_PG_PASSWORD" in env
+
+
+def test_pods_that_share_no_disk_are_refused_a_sqlite_record():
+    keys = ("hostname", "db_name", "username", "password_env")
+    nulls = [arg for key in keys for arg in ("--set", f"stack.instance.{key}=null")]
+    result = helm("template", RELEASE, CHART, "--set", "stack.instance.storage=sqlite", *nulls)
+    assert result.returncode == 1
+    assert "at '/stack/instance/storage': value must be 'postgres'" in result.stderr, result.stderr
 
 
 # --- MLflow ---------------------------------------------------------------------------------------

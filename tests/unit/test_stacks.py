@@ -259,7 +259,7 @@ def test_an_unreachable_postgres_instance_is_one_line_naming_it(home, tmp_path, 
     with pytest.raises(ResourceError) as caught:
         open_instance(load_stack(path).stack)
     message = str(caught.value)
-    assert message.startswith(f"dagster instance (postgresql://u@127.0.0.1:{port}/d): cannot open it: ")
+    assert message.startswith(f"dagster instance (postgresql://u@127.0.0.1:{port}/d): cannot open it after ")
     assert "hunter2" not in message and "\n" not in message
 
 
@@ -291,3 +291,9 @@ def test_no_credentials_in_an_s3_endpoint_or_postgres_params(home, tmp_path):
     bad_params = write_stack(tmp_path, "instance: {storage: postgres, params: {password: s3cret}}\n")
     with pytest.raises(StackError, match=r"params.password: a password is never a setting"):
         load_stack(bad_params)
+
+
+def test_a_pod_per_step_needs_stores_every_pod_shares(home, tmp_path):
+    path = write_stack(tmp_path, "orchestrator: {type: k8s_job}\nartifact_store: {type: s3, bucket: b-1}\n")
+    with pytest.raises(StackError, match=r"instance.storage: the k8s_job orchestrator runs each step in a pod"):
+        load_stack(path)

@@ -140,8 +140,10 @@ same defaults as stacks/config.py, so the two cannot disagree.
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
+{{- /* Each secret only where the stack reads it: a Postgres password for a postgres instance,
+       a webhook URL for a webhook alerter (optional: without it alerts are only logged). */}}
 {{- $passwordEnv := dig "instance" "password_env" "DAGSTER_PG_PASSWORD" .Values.stack }}
-{{- if and .Values.secrets.postgres.name $passwordEnv }}
+{{- if and .Values.secrets.postgres.name $passwordEnv (eq (dig "instance" "storage" "" .Values.stack) "postgres") }}
 - name: {{ $passwordEnv }}
   valueFrom:
     secretKeyRef:
@@ -149,12 +151,13 @@ same defaults as stacks/config.py, so the two cannot disagree.
       key: {{ .Values.secrets.postgres.key }}
 {{- end }}
 {{- include "slipway.s3Env" . }}
-{{- with .Values.secrets.alertWebhook.name }}
-- name: {{ dig "alerter" "url_env" "SLIPWAY_ALERT_WEBHOOK" $.Values.stack }}
+{{- if and .Values.secrets.alertWebhook.name (eq (dig "alerter" "type" "" .Values.stack) "webhook") }}
+- name: {{ dig "alerter" "url_env" "SLIPWAY_ALERT_WEBHOOK" .Values.stack }}
   valueFrom:
     secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.secrets.alertWebhook.key }}
+      name: {{ .Values.secrets.alertWebhook.name }}
+      key: {{ .Values.secrets.alertWebhook.key }}
+      optional: true
 {{- end }}
 {{- range .Values.secrets.extra }}
 - name: {{ .env }}
