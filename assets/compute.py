@@ -18,7 +18,8 @@ def op_tags(resources: ComputeResources | None) -> dict[str, Any]:
     """The op tags for an asset declaring ``resources`` (none without)."""
     if resources is None:
         return {}
-    requests = {k: v for k, v in (("cpu", resources.cpu), ("memory", resources.memory)) if v}
+    # A limit alone is also the request: the chart's default request for step pods could exceed it.
+    requests = {k: v for k, v in (("cpu", resources.cpu or resources.cpu_limit), ("memory", resources.memory)) if v}
     # A limit below the request is refused by Kubernetes, and the chart's defaults for step pods
     # are merged under these: so the CPU limit is the request unless cpu_limit raises it.
     cpu_limit = resources.cpu_limit or resources.cpu

@@ -173,12 +173,18 @@ class ComputeResources(_Closed):
     cpu: str | None = Field(default=None, pattern=CPU_QUANTITY, description='CPU request: "2", "0.5" or "500m".')
     memory: str | None = Field(default=None, pattern=MEMORY_QUANTITY, description='Memory request and limit: "4Gi".')
     cpu_limit: str | None = Field(default=None, pattern=CPU_QUANTITY, description="CPU limit; the request when unset.")
-    gpu: int = Field(default=0, ge=0, le=16, description="GPUs (the limit of gpu_resource).")
+    gpu: int = Field(default=0, ge=0, le=16, strict=True, description="GPUs (the limit of gpu_resource).")
     gpu_resource: str = Field(
         default="nvidia.com/gpu", pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-]+$", description="The GPU's extended resource."
     )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod must run on.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates.")
+
+    @field_validator("cpu", "cpu_limit", "memory", mode="before")
+    @classmethod
+    def _number_as_quantity(cls, value: Any) -> Any:
+        # Kubernetes takes `cpu: 2` and `cpu: 0.5` unquoted; so does this.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _limit_not_below_request(self) -> ComputeResources:

@@ -31,8 +31,9 @@ class MlflowTrackerSettings(BaseModel):
     tracking_uri: str = Field(
         default="sqlite:///${SLIPWAY_HOME}/mlflow.db",
         validate_default=True,
-        description="MLflow tracking URI (sqlite:///…, http://…, postgresql://…). No password in it: "
-        "an MLflow server's credentials come from MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD.",
+        description="MLflow tracking URI (sqlite:///…, http://…, postgresql://…). A database password in it "
+        "is redacted wherever shown; an MLflow server's credentials come from MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD.",
     )
     artifact_location: str | None = Field(
         default="${SLIPWAY_HOME}/mlartifacts",

@@ -197,7 +197,7 @@ class PostgresInstance(_Instance):
     """
 
     storage: Literal["postgres"] = "postgres"
-    hostname: str = Field(default="127.0.0.1", description="PostgreSQL host.")
+    hostname: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9.\-]+$", description="PostgreSQL host name.")
     port: int = Field(default=5432, ge=1, le=65535, description="PostgreSQL port.")
     db_name: str = Field(default="dagster", description="Database (created by the operator; tables by Dagster).")
     username: str = Field(default="dagster", description="Database user.")

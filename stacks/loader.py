@@ -29,7 +29,8 @@ from stacks.config import COMPONENT_TYPES, StackFields
 
 STACKS_DIR = Path(__file__).resolve().parent
 ENV_PREFIX = "SLIPWAY_"
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR}, or ${VAR:-default} (the default when VAR is unset or empty), as in a shell.
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def stack_name(explicit: str | None = None) -> str:
@@ -178,9 +179,16 @@ def _component_keys(component: str, chosen: str | None) -> set[str]:
     return {key for name, cls in types.items() if chosen in (None, name) for key in cls.model_fields}
 
 
+def _value_of(match: re.Match[str], env: dict[str, str]) -> str:
+    name, default = match.group(1), match.group(2)
+    if default is not None:
+        return env.get(name) or default
+    return env.get(name, match.group(0))  # left as written when unset: refused, with its line
+
+
 def _expand(value: Any, env: dict[str, str]) -> Any:
     if isinstance(value, str):
-        return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+        return _VAR.sub(lambda m: _value_of(m, env), value)
     if isinstance(value, list):
         return [_expand(v, env) for v in value]
     if isinstance(value, dict):

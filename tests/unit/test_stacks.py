@@ -297,3 +297,22 @@ def test_a_pod_per_step_needs_stores_every_pod_shares(home, tmp_path):
     path = write_stack(tmp_path, "orchestrator: {type: k8s_job}\nartifact_store: {type: s3, bucket: b-1}\n")
     with pytest.raises(StackError, match=r"instance.storage: the k8s_job orchestrator runs each step in a pod"):
         load_stack(path)
+
+
+def test_a_variable_may_have_a_default_and_a_pod_size_may_be_an_unquoted_number(home, tmp_path, monkeypatch):
+    monkeypatch.delenv("TEAM_PREFIX", raising=False)
+    path = write_stack(tmp_path, "artifact_store: {type: s3, bucket: b-1, prefix: '${TEAM_PREFIX:-shared}/x'}\n")
+    assert load_stack(path).stack.artifact_store.prefix == "shared/x"
+    monkeypatch.setenv("TEAM_PREFIX", "ml")
+    assert load_stack(path).stack.artifact_store.prefix == "ml/x"
+
+    from assets.compute import op_tags
+    from assets.schema import ComputeResources
+
+    sized = ComputeResources.model_validate({"cpu": 2, "memory": "1Gi", "cpu_limit": 2.5})
+    assert (sized.cpu, sized.cpu_limit) == ("2", "2.5")
+    # A limit alone is the request too (the chart's default request could be above it).
+    alone = op_tags(ComputeResources(cpu_limit="250m"))["dagster-k8s/config"]["container_config"]["resources"]
+    assert alone == {"requests": {"cpu": "250m"}, "limits": {"cpu": "250m"}}
+    with pytest.raises(ValueError, match="gpu"):
+        ComputeResources.model_validate({"gpu": True})
