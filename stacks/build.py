@@ -36,18 +36,14 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
     return resources
 
 
-def missing_variables(stack: StackFields) -> list[tuple[str, str, bool]]:
-    """``(key, variable, required)`` for each environment variable the stack reads that is not set here."""
+def missing_variables(stack: StackFields) -> list[tuple[str, str, bool, str]]:
+    """``(key, variable, required, what it means)`` for each variable the stack reads that is not set here."""
     return [need for role in COMPONENT_TYPES for need in getattr(stack, role).needs() if not os.environ.get(need[1])]
 
 
 def needs_lines(stack: StackFields) -> list[str]:
     """One line per environment variable the stack reads that is not set here (names only, never values)."""
-    return [
-        f"needs {var} ({key}): not set here; "
-        + ("required to run on this stack" if required else "optional, alerts are only logged without it")
-        for key, var, required in missing_variables(stack)
-    ]
+    return [f"needs {var} ({key}): not set here; {meaning}" for key, var, _, meaning in missing_variables(stack)]
 
 
 def executor(stack: StackFields) -> Any:
@@ -115,7 +111,7 @@ def prepare_instance(stack: StackFields) -> Path:
     """
     import hashlib
 
-    missing = [(key, var) for key, var, required in missing_variables(stack) if required]
+    missing = [(key, var) for key, var, required, _ in missing_variables(stack) if required]
     if missing:
         raise StackError(
             "; ".join(

@@ -39,8 +39,8 @@ class _Component(BaseModel):
         """The keyword arguments of :attr:`resource`: this component's settings."""
         return self.model_dump(exclude={"type", "storage"})
 
-    def needs(self) -> list[tuple[str, str, bool]]:
-        """``(key, environment variable, required)`` for each variable this component reads.
+    def needs(self) -> list[tuple[str, str, bool, str]]:
+        """``(key, environment variable, required, what it means)`` for each variable this component reads.
 
         A required one must be set to run at all (a password); another only changes what
         happens (an alert with no webhook URL is logged).
@@ -235,8 +235,10 @@ class PostgresInstance(_Instance):
     def where(self) -> str:  # noqa: D102
         return f"postgresql://{self.username}@{self.hostname}:{self.port}/{self.db_name}"
 
-    def needs(self) -> list[tuple[str, str, bool]]:  # noqa: D102
-        return [("instance.password_env", self.password_env, True)] if self.password_env else []
+    def needs(self) -> list[tuple[str, str, bool, str]]:  # noqa: D102
+        if not self.password_env:
+            return []
+        return [("instance.password_env", self.password_env, True, "required to run on this stack")]
 
 
 def _max_id(database: Path, table: str) -> str | None:
@@ -349,8 +351,8 @@ class WebhookAlerterConfig(WebhookAlerterSettings, _Component):
     resource: ClassVar[str] = "resources.alerts:WebhookAlerter"
     type: Literal["webhook"] = "webhook"
 
-    def needs(self) -> list[tuple[str, str, bool]]:  # noqa: D102
-        return [("alerter.url_env", self.url_env, False)]
+    def needs(self) -> list[tuple[str, str, bool, str]]:  # noqa: D102
+        return [("alerter.url_env", self.url_env, False, "optional, alerts are only logged without it")]
 
 
 #: The registry: for each role, its implementations by ``type:`` (``storage:`` for the instance).
