@@ -417,13 +417,16 @@ class StackFields(BaseModel):
         InProcessOrchestrator | MultiprocessOrchestrator | K8sJobOrchestrator, Field(discriminator="type")
     ] = InProcessOrchestrator()
     instance: Annotated[SqliteInstance | PostgresInstance, Field(discriminator="storage")] = SqliteInstance()
-    experiment_tracker: Annotated[MlflowTrackerConfig | MlflowServerTrackerConfig, Field(discriminator="type")] = (
-        MlflowTrackerConfig()
-    )
+    # Built when a stack is (defaults that name ${SLIPWAY_HOME} are expanded then, for this home).
+    experiment_tracker: Annotated[
+        MlflowTrackerConfig | MlflowServerTrackerConfig,
+        Field(discriminator="type", default_factory=MlflowTrackerConfig),
+    ]
     model_registry: Annotated[MlflowRegistryConfig, Field(discriminator="type")] = MlflowRegistryConfig()
-    artifact_store: Annotated[LocalArtifactStoreConfig | S3ArtifactStoreConfig, Field(discriminator="type")] = (
-        LocalArtifactStoreConfig()
-    )
+    artifact_store: Annotated[
+        LocalArtifactStoreConfig | S3ArtifactStoreConfig,
+        Field(discriminator="type", default_factory=LocalArtifactStoreConfig),
+    ]
     data_validator: Annotated[GreatExpectationsConfig, Field(discriminator="type")] = GreatExpectationsConfig()
     drift_detector: Annotated[StatisticalDriftConfig, Field(discriminator="type")] = StatisticalDriftConfig()
     alerter: Annotated[LogAlerterConfig | WebhookAlerterConfig, Field(discriminator="type")] = LogAlerterConfig()

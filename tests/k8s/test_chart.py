@@ -73,6 +73,13 @@ def test_the_committed_schema_is_generated_from_the_models():
     assert SCHEMA_PATH.read_text() == schema_text(), "stale values.schema.json: run `python -m stacks.chart --write`"
 
 
+def test_the_schema_is_the_same_on_every_machine(monkeypatch, tmp_path):
+    # No default expanded for the machine that generated it (a clone elsewhere must agree).
+    monkeypatch.setenv("SLIPWAY_HOME", str(tmp_path / "elsewhere"))
+    assert schema_text() == SCHEMA_PATH.read_text()
+    assert "${SLIPWAY_HOME}" in SCHEMA_PATH.read_text()
+
+
 def test_the_stack_section_is_the_stack_model_with_every_component_type():
     schema = json.loads(SCHEMA_PATH.read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
