@@ -133,15 +133,29 @@ def _message(err: Any) -> str:
     return f"{'.'.join(loc)}: {err['msg']}"
 
 
-def _check_env_names(name: str) -> None:
-    """A nested override (``SLIPWAY_X__Y``) must name a component: pydantic-settings ignores the rest."""
+def _check_env_names(name: str, data: dict[str, Any]) -> None:
+    """A nested override (``SLIPWAY_X__Y``) must name a component: pydantic-settings ignores the rest.
+
+    ``SLIPWAY_DRIFT_DETECTOR_BINS`` (one underscore where two belong) would be ignored just as
+    silently: a variable that spells a component and one of its keys that way is refused too,
+    unless the stack file reads it as ``${…}``.
+    """
     messages = []
+    read = {var for _, var in _unexpanded(data)}
     for var in sorted(os.environ):
         head, sep, _ = var.upper().partition("__")
         component = head.removeprefix(ENV_PREFIX).lower()
         if sep and head.startswith(ENV_PREFIX) and component not in StackFields.model_fields:
             hint = _choices(component, StackFields.model_fields)
             messages.append(f"env {var}: stack {name}: unknown component {component!r}{hint}")
+        elif not sep and head.startswith(ENV_PREFIX) and var not in read:
+            for role in COMPONENT_TYPES:
+                key = component.removeprefix(f"{role}_")
+                if key != component and key in _component_keys(role, None):
+                    right = f"{ENV_PREFIX}{role.upper()}__{key.upper()}"
+                    messages.append(
+                        f"env {var}: stack {name}: a key of a component is set with two underscores: {right}"
+                    )
     if messages:
         raise StackError("\n".join(messages))
 
@@ -241,7 +255,7 @@ def load_stack(name: str | None = None, overrides: dict[str, Any] | None = None)
     name = stack_name(name)
     path = stack_path(name)
     data, lines = _read(path, name)
-    _check_env_names(name)
+    _check_env_names(name, data)
     env = {**os.environ, "SLIPWAY_HOME": str(slipway_home())}
     # The file's ${VAR}s are expanded before validation (a bucket name from a variable is
     # checked as the bucket name it is), and a variable nobody set is named with its line.

@@ -316,3 +316,16 @@ def test_a_variable_may_have_a_default_and_a_pod_size_may_be_an_unquoted_number(
     assert alone == {"requests": {"cpu": "250m"}, "limits": {"cpu": "250m"}}
     with pytest.raises(ValueError, match="gpu"):
         ComputeResources.model_validate({"gpu": True})
+
+
+def test_one_underscore_where_two_belong_is_refused_not_ignored(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("SLIPWAY_DRIFT_DETECTOR_BINS", "20")
+    with pytest.raises(
+        StackError, match=r"env SLIPWAY_DRIFT_DETECTOR_BINS: .* two underscores: SLIPWAY_DRIFT_DETECTOR__BINS"
+    ):
+        load_stack()
+    # A variable the stack file reads by name is the file's business.
+    monkeypatch.delenv("SLIPWAY_DRIFT_DETECTOR_BINS")
+    monkeypatch.setenv("SLIPWAY_ARTIFACT_STORE_BUCKET", "team-b")
+    path = write_stack(tmp_path, "artifact_store: {type: s3, bucket: '${SLIPWAY_ARTIFACT_STORE_BUCKET}'}\n")
+    assert load_stack(path).stack.artifact_store.bucket == "team-b"
