@@ -105,7 +105,7 @@ def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[l
 
 def _environment(loaded: LoadedStack, links: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **links}
-    env["SLIPWAY_STACK"] = str(loaded.path) if loaded.path.parent.name != "stacks" else loaded.name
+    env["SLIPWAY_STACK"] = loaded.reference
     if sys.prefix != sys.base_prefix:
         # dg warns when the project's .venv is not the active one: it is, it runs slipway.
         env.setdefault("VIRTUAL_ENV", sys.prefix)

@@ -223,7 +223,7 @@ class Engine:
                 tags=tags,
             )
         else:  # each step in a process of its own, which loads the same code location
-            with _code_location_env(self.loaded.name, self.folder):
+            with _code_location_env(self.loaded.reference, self.folder):
                 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
                 # Each step process imports the code location (definitions.definitions:defs) anew.

@@ -10,6 +10,7 @@ Schema (``slipway stack show``, the Helm chart's ``values.schema.json``).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -142,13 +143,13 @@ class _Instance(_Component):
         description="Keep each step's stdout/stderr for the UI; costs a log-tailing process per step.",
     )
 
+    @abstractmethod
     def dagster_storage(self) -> dict[str, Any]:
         """The storage part of the instance's ``dagster.yaml``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def where(self) -> str:
         """The record's location for messages, never with a password."""
-        raise NotImplementedError
 
     def watermark(self) -> str | None:
         """The record's state, read without opening the instance; None when it cannot be read cheaply."""

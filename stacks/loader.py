@@ -92,6 +92,11 @@ class LoadedStack:
     stack: StackFields
     lines: dict[Loc, int]
 
+    @property
+    def reference(self) -> str:
+        """What ``SLIPWAY_STACK`` is set to for another process to load this stack (from any folder)."""
+        return self.name if self.path.parent == STACKS_DIR else str(self.path)
+
 
 def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[Loc, int]]:
     if not path.exists():

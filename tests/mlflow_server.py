@@ -47,18 +47,28 @@ class MlflowServer:
             self.process = subprocess.Popen(
                 command, start_new_session=True, stdout=log, stderr=log, env={**os.environ, **self.env}
             )
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            assert self.process.poll() is None, f"mlflow server exited: {self.log.read_text()[-2000:]}"
-            time.sleep(0.1)
-        raise AssertionError("mlflow server did not answer in 60 s")
+        wait_until_it_answers(self.process, f"{self.url}/health", self.log, seconds=60)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
+
+
+def wait_until_it_answers(process: subprocess.Popen[bytes], url: str, log: Path, seconds: float) -> None:
+    """Return once ``url`` answers 200; fail with the server's log if it exits or stays silent."""
+    for _ in range(int(seconds * 10)):
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        assert process.poll() is None, f"{process.args[0]} exited: {log.read_text()[-2000:]}"
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer in {seconds:.0f} s")
+
+
+def stop_group(process: subprocess.Popen[bytes] | None) -> None:
+    """Kill a server started in its own session, with everything it started."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

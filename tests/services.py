@@ -6,18 +6,14 @@ service (``.ci/run`` starts it when it does not answer); each test gets database
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow_server import free_port
+from mlflow_server import free_port, stop_group, wait_until_it_answers
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 S3_ENV = {
@@ -44,21 +40,10 @@ class MotoServer:
                 stdout=log,
                 stderr=log,
             )
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            assert self.process.poll() is None, "moto server exited"
-            time.sleep(0.1)
-        raise AssertionError("moto server did not answer in 30 s")
+        wait_until_it_answers(self.process, f"{self.url}/moto-api/data.json", self.folder / "moto.log", seconds=30)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
     def client(self):  # noqa: ANN201
         import boto3
