@@ -112,10 +112,13 @@ def _dataset_columns(
     if source is not None and source.sql is not None:
         from resources.database import check_query as check_database_query
 
-        try:
-            check_database_query(source.sql, f"{pipeline.where('datasets', name, 'source')}: {prefix}")
-        except DefinitionError as exc:
-            errors.append(str(exc))
+        where = f"{pipeline.where('datasets', name, 'source')}: {prefix}"
+        for query, said in ((source.sql, where), (source.observe, f"{where}: observe query")):
+            try:
+                if query is not None:
+                    check_database_query(query, said, source.connection)
+            except DefinitionError as exc:
+                errors.append(str(exc))
     if dataset.sql is not None:
         from assets.derived import check_query
 

@@ -23,6 +23,9 @@ CONNECT_TIMEOUT = 5  # seconds per attempt
 BACKOFF = 1.0  # seconds before the second attempt, doubling after
 # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the driver shipped is psycopg2.
 _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2"}
+# The backends whose sessions can be made read-only before the query runs (see :func:`connect`).
+READ_ONLY_BACKENDS = ("postgresql", "sqlite")
+_SESSION_OPTIONS = "-c default_transaction_read_only=on -c standard_conforming_strings=on"
 
 T = TypeVar("T")
 
@@ -51,6 +54,17 @@ def endpoint(url: Any) -> str:
     return f"{host}{port}{database}" if url.get_backend_name() != "sqlite" else f"sqlite {url.database}"
 
 
+def backend_of(variable: str) -> str | None:
+    """The backend (``postgresql``, ``sqlite``, ...) of the URL in ``variable``; None when unset or not a URL."""
+    import sqlalchemy as sa
+
+    text = os.environ.get(variable, "").strip()
+    try:
+        return sa.make_url(text).get_backend_name() if text else None
+    except sa.exc.ArgumentError:
+        return None
+
+
 def _engine(variable: str, where: str) -> tuple[Any, str]:
     import sqlalchemy as sa
 
@@ -60,11 +74,23 @@ def _engine(variable: str, where: str) -> tuple[Any, str]:
     except sa.exc.ArgumentError:
         # The message would repeat the value, password and all.
         raise DefinitionError(f"{where}: {variable} does not hold a database URL") from None
+    backend = url.get_backend_name()
+    if backend not in READ_ONLY_BACKENDS:
+        raise DefinitionError(
+            f"{where}: {variable}: database sources read PostgreSQL or SQLite (this URL is {backend}); "
+            "Slipway cannot promise a read-only session elsewhere"
+        )
     if url.drivername in _DEFAULT_DRIVERS:
         url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
     connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "postgresql":
+    if backend == "postgresql":
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        # Read-only from the session's first statement, set in the startup packet (it outranks the
+        # role's and the database's own settings), after any options the URL gives. Standard
+        # strings, as the parser that counted the statements (pglast) reads them.
+        given = url.query.get("options")
+        given = " ".join(given) if isinstance(given, tuple) else (given or "")
+        connect_args["options"] = f"{given} {_SESSION_OPTIONS}".strip()
     try:
         engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
@@ -93,8 +119,10 @@ _TRANSIENT = (
 def connect(variable: str, where: str) -> Iterator[Any]:
     """A read-only connection to the database in ``variable``, retried while it cannot be reached.
 
-    Nothing it runs is committed; on PostgreSQL the transaction is also read-only (a query that
-    writes, a ``WITH ... DELETE`` say, is refused by the server), on SQLite ``query_only`` is on.
+    On PostgreSQL every transaction of the session is read-only from its first statement (a
+    connection option, which a query cannot undo: only one statement ever runs, see
+    :func:`check_query`); on SQLite ``query_only`` is on. Nothing is committed. A role that
+    could write anyway (a superuser, or one with write grants) is said once per process.
     """
     engine, shown = _engine(variable, where)
     try:
@@ -102,7 +130,7 @@ def connect(variable: str, where: str) -> Iterator[Any]:
         try:
             backend = engine.url.get_backend_name()
             if backend == "postgresql":
-                connection = connection.execution_options(postgresql_readonly=True)
+                _say_if_it_could_write(connection, variable, shown)
             elif backend == "sqlite":
                 connection.exec_driver_sql("PRAGMA query_only = ON")
             yield connection
@@ -110,6 +138,48 @@ def connect(variable: str, where: str) -> Iterator[Any]:
             connection.close()  # never committed: rolled back
     finally:
         engine.dispose()
+
+
+_warned: set[tuple[str, str, str]] = set()
+# The role's name, whether it is a superuser, and (otherwise) the tables it may write to.
+_ROLE_QUERY = """
+select r.rolname, r.rolsuper, current_setting('transaction_read_only'),
+       case when r.rolsuper then null else array(
+         select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where c.relkind in ('r', 'p') and n.nspname <> 'information_schema' and n.nspname not like 'pg\\_%'
+           and has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+         order by 1) end
+from pg_roles r where r.rolname = current_user
+"""
+
+
+def _say_if_it_could_write(connection: Any, variable: str, shown: str) -> None:
+    """Check the session is read-only; warn (once) when the URL's role is a superuser or can write."""
+    import sqlalchemy as sa
+
+    try:
+        role, superuser, read_only, writable = connection.execute(sa.text(_ROLE_QUERY)).one()
+    except sa.exc.SQLAlchemyError as exc:
+        raise _failed(exc, f"database {shown} ({variable})") from None
+    finally:
+        connection.rollback()
+    if read_only != "on":  # the startup option was not applied: nothing may run
+        raise ResourceError(f"database {shown} ({variable}): the session could not be made read-only")
+    if (variable, shown, role) in _warned or not (superuser or writable):
+        return
+    _warned.add((variable, shown, role))
+    if superuser:
+        said = f"the role {role!r} is a superuser"
+    else:
+        names = ", ".join(writable[:3]) + (", ..." if len(writable) > 3 else "")
+        said = f"the role {role!r} can write to {len(writable)} table{'s' if len(writable) > 1 else ''} ({names})"
+    logging.getLogger("slipway.progress").warning(
+        "database %s (%s): %s; Slipway runs one statement in a read-only session, but the safe source is a "
+        "role that can only read (GRANT SELECT)",
+        shown,
+        variable,
+        said,
+    )
 
 
 def _retrying(call: Callable[[], T], variable: str, shown: str, where: str) -> T:
@@ -158,8 +228,59 @@ def _first_line(exc: BaseException | None) -> str:
     return redact(lines[0]) if lines else type(exc).__name__
 
 
-def check_query(query: str, where: str) -> None:
-    """A database source reads: its ``sql`` must start with SELECT or WITH (:class:`DefinitionError`)."""
+# What a refused statement is called, by pglast's node type (others: the type without "Stmt").
+_STATEMENT_KINDS = {
+    "VariableSetStmt": "SET",
+    "VariableShowStmt": "SHOW",
+    "TransactionStmt": "a transaction command",
+    "InsertStmt": "INSERT",
+    "UpdateStmt": "UPDATE",
+    "DeleteStmt": "DELETE",
+    "ExplainStmt": "EXPLAIN",
+    "CopyStmt": "COPY",
+    "CreateTableAsStmt": "CREATE TABLE AS",
+}
+_NOT_A_QUERY = "`sql` of a database source must be a query (SELECT or WITH ... SELECT)"
+
+
+def check_query(query: str, where: str, variable: str | None = None) -> None:
+    """A database source reads: exactly one statement, a query (:class:`DefinitionError` otherwise).
+
+    On PostgreSQL (the backend of the URL in ``variable``, or assumed when it is unset) the
+    query is parsed by PostgreSQL's own parser (pglast, libpg_query) and must be a single
+    SELECT: joined statements never reach the server, however they are hidden in strings,
+    identifiers or comments, since the server is told to read strings as that parser does.
+    When the URL is unknown and the parser refuses the query (it may be SQLite's dialect),
+    only its first word is checked here; :func:`read` checks again with the backend known.
+    On SQLite the driver itself runs one statement at most.
+    """
+    backend = backend_of(variable) if variable else None
+    if backend in (None, "postgresql"):
+        from pglast import parser
+
+        try:
+            statements = parser.parse_sql(query)
+        except parser.ParseError as exc:
+            if backend == "postgresql":
+                raise DefinitionError(f"{where}: PostgreSQL cannot parse `sql`: {exc.args[0]}") from None
+        else:
+            _one_select(statements, where)
+            return
+    _first_word(query, where)
+
+
+def _one_select(statements: Any, where: str) -> None:
+    if len(statements) != 1:
+        raise DefinitionError(f"{where}: `sql` of a database source must be one statement; found {len(statements)}")
+    kind = type(statements[0].stmt).__name__
+    if kind != "SelectStmt":
+        shown = _STATEMENT_KINDS.get(kind, kind.removesuffix("Stmt").upper())
+        raise DefinitionError(f"{where}: {_NOT_A_QUERY}; found {shown}")
+    if statements[0].stmt.intoClause is not None:
+        raise DefinitionError(f"{where}: {_NOT_A_QUERY}; found SELECT INTO, which creates a table")
+
+
+def _first_word(query: str, where: str) -> None:
     text = query
     while True:  # skip leading comments
         text = text.lstrip()
@@ -171,7 +292,7 @@ def check_query(query: str, where: str) -> None:
             break
     first = text.split(None, 1)[0].lower() if text.split() else ""
     if first not in ("select", "with", "values", "("):
-        raise DefinitionError(f"{where}: `sql` of a database source must be a query (SELECT or WITH ... SELECT)")
+        raise DefinitionError(f"{where}: {_NOT_A_QUERY}")
 
 
 def _failed(exc: Exception, where: str) -> Exception:
@@ -183,6 +304,8 @@ def _failed(exc: Exception, where: str) -> Exception:
     if isinstance(exc, sa.exc.DBAPIError) and (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)):
         return ResourceError(f"{where}: the database connection failed: {_first_line(exc.orig)}")
     reason = _first_line(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
+    if "one statement at a time" in reason:  # SQLite's driver, on joined statements
+        return DefinitionError(f"{where}: `sql` of a database source must be one statement")
     return DataError(f"{where}: the database rejected the query: {reason}")
 
 
@@ -191,7 +314,7 @@ def read(variable: str, query: str, where: str) -> Any:
     import pandas as pd
     import sqlalchemy as sa
 
-    check_query(query, where)
+    check_query(query, where, variable)
     with connect(variable, where) as connection:
         try:
             frame = pd.read_sql_query(sa.text(query), connection)
@@ -215,7 +338,7 @@ def fingerprint(variable: str, query: str, where: str) -> tuple[str, int]:
     """
     import sqlalchemy as sa
 
-    check_query(query, where)
+    check_query(query, where, variable)
     low = high = 0
     rows = 0
     with connect(variable, where) as connection:
