@@ -32,10 +32,34 @@ Quantity = (
     Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")]
     | Annotated[float, Field(ge=0)]
 )
+# Every string a template puts in a manifest is quoted there, and every one that Kubernetes or a
+# command line gives a meaning is held to its grammar here, so a bad value is refused with its
+# path before it reaches a manifest (a newline in image.tag once added a postStart command).
+# The patterns are RE2 (Helm) and Rust regex (pydantic) alike: `$` is the end of the text, and
+# `.` never matches a newline.
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 #: A Kubernetes object name (DNS-1123 subdomain), or empty for "none".
 ObjectName = Annotated[str, StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$")]
+#: A DNS-1123 label (what a release-derived object name is made of), or empty for "the default".
+NameOverride = Annotated[str, StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$")]
 SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$")]
+_LABEL_KEY = (
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+#: A label or annotation key: a qualified name with an optional DNS-subdomain prefix (example.com/name).
+LabelKey = Annotated[str, StringConstraints(pattern=rf"^{_LABEL_KEY}$")]
+#: A label value: up to 63 letters, digits, `-`, `_` and `.`, starting and ending alphanumeric; may be empty.
+LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")]
+_REPOSITORY_PART = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?"
+#: An image repository as the container runtime parses it (distribution/reference): an optional
+#: registry host and port, then lowercase path components; no tag or digest (those are their own values).
+Repository = Annotated[
+    str,
+    StringConstraints(
+        pattern=rf"^({_DOMAIN_PART}(\.{_DOMAIN_PART})*(:[0-9]+)?/)?{_REPOSITORY_PART}(/{_REPOSITORY_PART})*$"
+    ),
+]
 Port = Annotated[
     int, Field(ge=1024, le=65535, description="Container and Service port (1024+: the pods run as non-root).")
 ]
@@ -48,8 +72,10 @@ class _Values(BaseModel):
 class Image(_Values):
     """The Slipway image (see the repository's Dockerfile): the code server, run and step pods, MLflow."""
 
-    repository: str = Field(min_length=1, description="Image repository.")
-    tag: str = Field(description="Image tag; the chart's appVersion when empty.")
+    repository: Repository = Field(description="Image repository (registry.example.com/team/slipway; no tag).")
+    tag: str = Field(
+        pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", description="Image tag; the chart's appVersion when empty."
+    )
     digest: str = Field(
         pattern=r"^(sha256:[a-f0-9]{64})?$", description="Image digest (sha256:…); used instead of the tag when set."
     )
@@ -61,7 +87,7 @@ class ServiceAccount(_Values):
 
     create: bool = Field(description="Create it; otherwise use an existing one named `name`.")
     name: ObjectName = Field(description="Its name; the release's full name when empty.")
-    annotations: dict[str, str] = Field(description="Annotations, e.g. a cloud IAM role for S3 access.")
+    annotations: dict[LabelKey, str] = Field(description="Annotations, e.g. a cloud IAM role for S3 access.")
 
 
 class Rbac(_Values):
@@ -143,14 +169,28 @@ class Service(_Values):
     """A component's Service."""
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(description="Service type.")
-    annotations: dict[str, str] = Field(description="Service annotations.")
+    annotations: dict[LabelKey, str] = Field(description="Service annotations.")
+
+
+class Toleration(_Values):
+    """A pod toleration (Kubernetes' fields: key, operator, value, effect, tolerationSeconds)."""
+
+    key: str = Field(
+        default="", pattern=rf"^({_LABEL_KEY})?$", description="Taint key; empty with operator Exists: every taint."
+    )
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists, or Equal to `value`.")
+    value: LabelValue = Field(default="", description="Taint value (operator Equal).")
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        default="", description="Taint effect; empty: every effect."
+    )
+    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
 
 
 class Scheduling(_Values):
     """Where a component's pods may run."""
 
-    node_selector: dict[str, str] = Field(description="Pod nodeSelector.")
-    tolerations: list[dict[str, Any]] = Field(description="Pod tolerations.")
+    node_selector: dict[LabelKey, LabelValue] = Field(description="Pod nodeSelector.")
+    tolerations: list[Toleration] = Field(description="Pod tolerations.")
 
 
 class CodeServer(Scheduling):
@@ -178,7 +218,7 @@ class RunPods(_Values):
     """Run and step pods launched by Dagster for this code location (through the container context)."""
 
     resources: Resources = Field(description="Defaults; an asset's own `resources` in its definition win.")
-    labels: dict[str, str] = Field(description="Labels on every run and step pod.")
+    labels: dict[LabelKey, LabelValue] = Field(description="Labels on every run and step pod.")
 
 
 class MlflowBackendStore(_Values):
@@ -195,13 +235,17 @@ class MlflowArtifacts(_Values):
         min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$", description="S3 bucket."
     )
     prefix: str = Field(
-        pattern=r"^([^/].*[^/]|[^/])?$", description="Key prefix in the bucket (no leading or trailing /)."
+        pattern=r"^([A-Za-z0-9!_.*()-]+(/[A-Za-z0-9!_.*()-]+)*)?$",
+        description="Key prefix in the bucket (S3's safe characters; no leading, trailing or double /).",
     )
     endpoint_url: str = Field(
-        pattern=r"^(https?://.+)?$",
+        pattern=r"^(https?://[!-~]+)?$",
         description="S3 API endpoint (MinIO, Ceph); when empty, the stack's s3 artifact_store endpoint_url, else AWS.",
     )
-    region: str = Field(description="S3 region; when empty, the stack's s3 artifact_store region, else the default.")
+    region: str = Field(
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="S3 region; when empty, the stack's s3 artifact_store region, else the default.",
+    )
 
 
 class Mlflow(Scheduling):
@@ -213,7 +257,7 @@ class Mlflow(Scheduling):
     workers: int = Field(ge=1, le=32, description="Server worker processes per pod.")
     backend_store: MlflowBackendStore
     artifacts: MlflowArtifacts
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: list[Annotated[str, StringConstraints(pattern=r"^[-A-Za-z0-9.*:\[\]]+$")]] = Field(
         description="Host headers accepted beyond the Service's own names (e.g. an Ingress host); "
         "MLflow refuses others (DNS-rebinding protection)."
     )
@@ -257,10 +301,12 @@ class ChartValues(_Values):
 
     model_config = ConfigDict(json_schema_extra=_secret_conditions)
 
-    name_override: str = Field(description="Replaces the chart name in object names.")
-    fullname_override: str = Field(description="Replaces the release-and-chart full name.")
+    name_override: NameOverride = Field(description="Replaces the chart name in object names.")
+    fullname_override: NameOverride = Field(description="Replaces the release-and-chart full name.")
     image: Image
-    image_pull_secrets: list[ObjectName] = Field(description="Names of existing image pull Secrets.")
+    image_pull_secrets: list[Annotated[ObjectName, StringConstraints(min_length=1)]] = Field(
+        description="Names of existing image pull Secrets."
+    )
     service_account: ServiceAccount
     rbac: Rbac
     security_context: SecurityContext
@@ -321,6 +367,25 @@ def _tagged_unions(node: Any) -> None:
             _tagged_unions(value)
 
 
+def _closed_maps(node: Any) -> None:
+    """Refuse a map key that does not match its pattern, as pydantic does.
+
+    pydantic writes ``dict[EnvName, str]`` as ``patternProperties``, which only constrains the
+    keys that match and lets any other through (``env: {"bad-name": …}`` passed ``helm lint``,
+    then broke the manifest). With ``additionalProperties: false`` the other keys are refused
+    at the map's path: ``at '/env': additional properties 'bad-name' not allowed``. (Helm's
+    validator reports a ``propertyNames`` failure at ``''``, without the path.)
+    """
+    if isinstance(node, dict):
+        if isinstance(node.get("patternProperties"), dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _closed_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_maps(value)
+
+
 def _drop_titles(node: Any) -> None:
     """Remove pydantic's generated ``title`` of each property ("Pullpolicy"): noise in the file."""
     if isinstance(node, dict):
@@ -338,6 +403,7 @@ def values_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12, which Helm 4 validates) of the chart's values."""
     schema = ChartValues.model_json_schema(by_alias=True, mode="validation")
     _tagged_unions(schema)
+    _closed_maps(schema)
     _drop_titles(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 

@@ -7,7 +7,8 @@ extracts it once per tgz (keyed by the tgz's hash) into a cache directory.
 
 :func:`validate_manifests` checks rendered manifests against the Kubernetes OpenAPI schemas that
 ``kubernetes-validate`` ships (strict mode: an unknown field is an error, as it is for
-``kubectl apply --validate=strict``).
+``kubectl apply --validate=strict``). :func:`manifest_shape` and :func:`manifest_strings` compare two
+renders by structure alone (what a value may not change) and find a value in one.
 """
 
 from __future__ import annotations
@@ -110,6 +111,33 @@ def split_documents(text: str) -> list[dict[str, Any]]:
 def manifest_name(doc: dict[str, Any]) -> str:
     """``Kind/name`` of a manifest, for messages."""
     return f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}"
+
+
+def manifest_shape(node: Any, renamed: dict[str, str] | None = None) -> Any:
+    """The structure of parsed manifests without their scalar values: kinds, keys and list lengths.
+
+    Mappings keep their keys, lists their length, and each scalar becomes the name of its type
+    (``"str"``, ``"int"``), so two renders that differ only in a string's value have the same
+    shape. A key found in ``renamed`` is compared under its new name (a map key the test itself
+    changed). Used to check that a value cannot add, remove or move a key::
+
+        assert manifest_shape(hostile_docs, {hostile: "team"}) == manifest_shape(baseline_docs)
+    """
+    renamed = renamed or {}
+    if isinstance(node, dict):
+        return {renamed.get(k, k): manifest_shape(v, renamed) for k, v in node.items()}
+    if isinstance(node, list):
+        return [manifest_shape(v, renamed) for v in node]
+    return type(node).__name__
+
+
+def manifest_strings(node: Any) -> list[str]:
+    """Every string in parsed manifests, keys included (for "does this value appear, whole?")."""
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in (*manifest_strings(k), *manifest_strings(v))]
+    if isinstance(node, list):
+        return [s for v in node for s in manifest_strings(v)]
+    return [node] if isinstance(node, str) else []
 
 
 def validate_manifests(docs: Iterable[dict[str, Any]], version: str = K8S_VERSION) -> list[str]:

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import re
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from k8s_tools import helm, manifest_name, split_documents, validate_manifests
+from k8s_tools import helm, manifest_name, manifest_shape, manifest_strings, split_documents, validate_manifests
 from pydantic import ValidationError
 
 from stacks.chart import SCHEMA_PATH, ChartValues, schema_text
@@ -143,6 +144,21 @@ BAD_VALUES = {
         "at '/secrets/alertWebhook/name': minLength: got 0, want 1",
     ),
     "postgres secret": (["--set", "secrets.postgres.name="], "at '/secrets/postgres/name': minLength: got 0, want 1"),
+    # Input the schema let through: a newline in the tag added a key to both containers; the others
+    # rendered names Kubernetes refuses (helm lint passed them, or failed naming no value).
+    "newline in tag": (
+        ["--set-json", 'image.tag="1\\n          lifecycle: {postStart: {exec: {command: [sh, -c, id]}}}"'],
+        "at '/image/tag': '1\\n          lifecycle: {postStart: {exec: {command: [sh, -c, id]}}}' does not match pattern",
+    ),
+    "repository": (
+        ["--set", "image.repository=registry.example.com/slipway:1.0"],
+        "at '/image/repository': 'registry.example.com/slipway:1.0' does not match pattern",
+    ),
+    "name": (["--set", "fullnameOverride=ML_Slipway"], "at '/fullnameOverride': 'ML_Slipway' does not match pattern"),
+    "env key": (
+        ["--set-json", 'env={"mlflow-timeout": "60"}'],
+        "at '/env': additional properties 'mlflow-timeout' not allowed",
+    ),
 }
 
 
@@ -195,6 +211,176 @@ def test_a_bad_stack_type_lists_the_valid_ones():
     listed = re.search(r"'/stack/orchestrator/type': value must be one of (.*)", result.stderr)
     assert listed is not None, result.stderr
     assert set(re.findall(r"'(\w+)'", listed.group(1))) == set(COMPONENT_TYPES["orchestrator"])
+
+
+# --- hostile values: every string is quoted in the manifests or refused with its path ----------
+#
+# A newline in image.tag once added a `lifecycle.postStart` command to both containers, and helm
+# lint and template accepted it. Each string in values.yaml and ci/production-values.yaml (nested,
+# in lists, and the keys of maps whose keys reach a manifest) is set in turn to each hostile form
+# below: helm must refuse it naming the value's path, or render manifests of the same structure
+# (kinds, keys at every level, list lengths, scalar types), the string whole where it was before.
+
+#: The attacks, each built around a harmless value (``base``) that renders: a newline and YAML
+#: that would add a key at a container's indentation; a template (values are never templates);
+#: quotes that would end a quoted scalar or start one, ``: `` and `` #`` that split a plain one.
+HOSTILE = {
+    "newline": lambda base: base + "\n          lifecycle: {postStart: {exec: {command: [sh, -c, id]}}}",
+    "template": lambda base: "{{ .Release.Name }}" + base,
+    "quotes": lambda base: "'\"" + base + "\"': x #y",
+}
+#: Harmless stand-ins for the values that are empty by default (empty often means "leave it out",
+#: which renders a different structure than any value would).
+EMPTY_SAMPLES = {
+    "nameOverride": "slipway",
+    "fullnameOverride": "ml-slipway",
+    "image.tag": "1.2.3",
+    "image.digest": "sha256:" + "0" * 64,
+    "serviceAccount.name": "slipway-runner",
+    "mlflow.artifacts.endpointUrl": "http://minio.minio:9000",
+    "mlflow.artifacts.region": "us-east-1",
+}
+ValuePath = tuple[str | int, ...]
+
+
+@functools.cache
+def _values_file(name: str) -> dict[str, Any]:
+    """values.yaml ("default") or ci/production-values.yaml, parsed once (never changed: see _with)."""
+    return yaml.safe_load((PRODUCTION if name == "production" else CHART / "values.yaml").read_text())
+
+
+def _at(node: Any, path: ValuePath) -> Any:
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _dotted(path: ValuePath) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _free_keys(path: ValuePath) -> bool:
+    """A map whose keys are the user's (env, labels, annotations, nodeSelector, params), not the chart's."""
+    default = _at(_values_file("default"), path)
+    return default == {} or (default is None and bool(path) and isinstance(path[-1], str))
+
+
+def _string_targets(node: Any, path: ValuePath = ()) -> list[tuple[ValuePath, bool]]:
+    """``(path, is a map key)`` of every string value, and of every key of a user's map, under ``node``."""
+    if isinstance(node, str):
+        return [(path, False)]
+    found: list[tuple[ValuePath, bool]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if _free_keys(path):
+                found.append(((*path, key), True))
+            found += _string_targets(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _string_targets(value, (*path, index))
+    return found
+
+
+def _hostile_targets() -> list[Any]:
+    """The default values' strings, then the production values' others (each path and kind once)."""
+    seen, params = set(), []
+    for name in VALUE_SETS:
+        for path, key in _string_targets(_values_file(name)):
+            if (path, key) not in seen:
+                seen.add((path, key))
+                params.append(pytest.param(name, path, key, id=f"{name}:{_dotted(path)}{' (key)' if key else ''}"))
+    return params
+
+
+def _with(values: dict[str, Any], path: ValuePath, key: bool, text: str) -> dict[str, Any]:
+    """A copy of ``values`` with the string (or the map key) at ``path`` replaced by ``text``."""
+    values = json.loads(json.dumps(values))
+    parent = _at(values, path[:-1])
+    if key:
+        parent[text] = parent.pop(path[-1])
+    else:
+        parent[path[-1]] = text
+    return values
+
+
+@functools.cache
+def _render_values(text: str) -> tuple[int, str, str]:
+    """``helm template`` with one values file holding ``text``: (exit status, stdout, stderr)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        file.write(text)
+        file.flush()
+        result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", file.name)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _expanded(docs: list[dict[str, Any]]) -> list[Any]:
+    """The manifests with the documents they carry parsed: the stack file and the container context."""
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("name") == CONTEXT_VAR and "value" in node:
+                return {**node, "value": json.loads(node["value"])}
+            return {k: yaml.safe_load(v) if k == "stack.yaml" else expand(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [expand(v) for v in node]
+        return node
+
+    return expand(docs)
+
+
+def test_the_hostile_walk_reaches_every_map_and_list_and_replaces_every_empty_string():
+    defaults, production = _values_file("default"), _values_file("production")
+    empty = [p for p, key in _string_targets(defaults) if not key and _at(defaults, p) == ""]
+    assert sorted(map(_dotted, empty)) == sorted(EMPTY_SAMPLES)
+    # Every map and list that is empty by default has an item in the production values, so the
+    # walk reaches its keys and items too.
+
+    def empties(node: Any, path: ValuePath = ()) -> list[ValuePath]:
+        if node in ({}, []):
+            return [path]
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        return [p for k, v in items for p in empties(v, (*path, k))]
+
+    assert [_dotted(p) for p in empties(defaults) if not _at(production, p)] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("values", "path", "key"), _hostile_targets())
+def test_a_hostile_string_is_refused_with_its_path_or_stays_one_string(values: str, path: ValuePath, key: bool):
+    source = _values_file(values)
+    base = path[-1] if key else _at(source, path) or EMPTY_SAMPLES[_dotted(path)]
+    assert isinstance(base, str)
+    status, out, err = _render_values(yaml.safe_dump(_with(source, path, key, base)))
+    assert status == 0, err
+    baseline = _expanded(split_documents(out))
+    shown = any(base in s for s in manifest_strings(baseline))
+    # The error names the value (a map key: its map), as the schema does (at '/a/b') or a template's
+    # fail does (...yaml:1:4): a.b: ...).
+    where = path[:-1] if key else path
+    pointer = "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in where)
+    named = re.compile(re.escape(f"at '{pointer}") + "['/]|" + re.escape(f"): {_dotted(where)}:"))
+    for attack, make in HOSTILE.items():
+        hostile = make(base)
+        status, out, err = _render_values(yaml.safe_dump(_with(source, path, key, hostile)))
+        if status != 0:
+            assert named.search(err), f"{attack}: refused without naming {_dotted(where)}: {err}"
+            continue
+        docs = _expanded(split_documents(out))
+        assert manifest_shape(docs, {hostile: base}) == manifest_shape(baseline), f"{attack}: {hostile!r}"
+        if shown:
+            assert any(hostile in s for s in manifest_strings(docs)), f"{attack}: {hostile!r} not kept whole"
+
+
+def test_a_newline_in_the_tag_adds_nothing_even_without_the_schema():
+    # The templates quote every string: what the schema would refuse is still one string.
+    tag = "1\n          lifecycle: {postStart: {exec: {command: [sh, -c, id]}}}"
+    docs = render("--skip-schema-validation", "--set-json", f"image.tag={json.dumps(tag)}")
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "lifecycle" not in container and container["image"] == f"registry.example.com/slipway:{tag}"
 
 
 # --- the manifests --------------------------------------------------------------------------------

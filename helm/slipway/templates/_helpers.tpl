@@ -42,15 +42,15 @@ a trailing "-" trimSuffix may leave).
 {{- end }}
 
 {{- define "slipway.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "slipway.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "slipway.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{- define "slipway.labels" -}}
-helm.sh/chart: {{ include "slipway.chart" . }}
+helm.sh/chart: {{ include "slipway.chart" . | quote }}
 {{ include "slipway.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/part-of: slipway
 {{- end }}
 
@@ -137,34 +137,34 @@ same defaults as stacks/config.py, so the two cannot disagree.
 - name: HOME
   value: /tmp
 {{- range $name, $value := .Values.env }}
-- name: {{ $name }}
+- name: {{ $name | quote }}
   value: {{ $value | quote }}
 {{- end }}
 {{- /* Each secret only where the stack reads it: a Postgres password for a postgres instance,
        a webhook URL for a webhook alerter (optional: without it alerts are only logged). */}}
 {{- $passwordEnv := dig "instance" "password_env" "DAGSTER_PG_PASSWORD" .Values.stack }}
 {{- if and .Values.secrets.postgres.name $passwordEnv (eq (dig "instance" "storage" "" .Values.stack) "postgres") }}
-- name: {{ $passwordEnv }}
+- name: {{ $passwordEnv | quote }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.secrets.postgres.name }}
-      key: {{ .Values.secrets.postgres.key }}
+      name: {{ .Values.secrets.postgres.name | quote }}
+      key: {{ .Values.secrets.postgres.key | quote }}
 {{- end }}
 {{- include "slipway.s3Env" . }}
 {{- if and .Values.secrets.alertWebhook.name (eq (dig "alerter" "type" "" .Values.stack) "webhook") }}
-- name: {{ dig "alerter" "url_env" "SLIPWAY_ALERT_WEBHOOK" .Values.stack }}
+- name: {{ dig "alerter" "url_env" "SLIPWAY_ALERT_WEBHOOK" .Values.stack | quote }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.secrets.alertWebhook.name }}
-      key: {{ .Values.secrets.alertWebhook.key }}
+      name: {{ .Values.secrets.alertWebhook.name | quote }}
+      key: {{ .Values.secrets.alertWebhook.key | quote }}
       optional: true
 {{- end }}
 {{- range .Values.secrets.extra }}
-- name: {{ .env }}
+- name: {{ .env | quote }}
   valueFrom:
     secretKeyRef:
-      name: {{ .name }}
-      key: {{ .key }}
+      name: {{ .name | quote }}
+      key: {{ .key | quote }}
 {{- end }}
 {{- end }}
 
@@ -174,20 +174,20 @@ same defaults as stacks/config.py, so the two cannot disagree.
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.secrets.s3.accessKeyIdKey }}
+      name: {{ . | quote }}
+      key: {{ $.Values.secrets.s3.accessKeyIdKey | quote }}
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.secrets.s3.secretAccessKeyKey }}
+      name: {{ . | quote }}
+      key: {{ $.Values.secrets.s3.secretAccessKeyKey | quote }}
 {{- end }}
 {{- end }}
 
 {{- define "slipway.volumes" -}}
 - name: slipway-stack
   configMap:
-    name: {{ include "slipway.stack.configMapName" . }}
+    name: {{ include "slipway.stack.configMapName" . | quote }}
 - name: slipway-tmp
   emptyDir: {}
 - name: slipway-home
@@ -243,7 +243,7 @@ dagster_k8s.container_context.K8sContainerContext.
 {{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
 {{- range . }}
-  - name: {{ . }}
+  - name: {{ . | quote }}
 {{- end }}
 {{- end }}
 {{- with $component.nodeSelector }}
