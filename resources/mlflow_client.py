@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from resources.mlflow_store import opened, reach
+
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], Any] = {}
 _threads: dict[tuple[str, str], threading.Thread] = {}
@@ -135,11 +137,14 @@ def _quiet() -> None:
 def _build(key: tuple[str, str]) -> Any:
     _no_telemetry()
     _bounded_retries()
+    # A bare postgresql:// with the driver shipped; a database store reached (briefly) before MLflow tries.
+    tracking_uri, registry_uri = opened(key[0]), opened(key[1]) if key[1] else ""
+    for uri in dict.fromkeys([tracking_uri, registry_uri or tracking_uri]):
+        reach(uri)
     from mlflow import MlflowClient
 
     _quiet()  # after the import: MLflow sets up its own logger on import
 
-    tracking_uri, registry_uri = key
     # Touch both stores so the engine is created and the schema checked now, not mid-run.
     # Creating a new database's schema is not safe from two processes at once (MLflow's
     # migrations collide: "table ... already exists"), so it happens under a file lock.
@@ -323,8 +328,8 @@ def client(tracking_uri: str, registry_uri: str = "") -> Any:
         raise error
     failed = _failures.get(key)
     if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMORY_SECONDS:
-        # MLflow has just spent up to ~100 s retrying this store (its engine retries): every
-        # other call of this run (reconcile, training, recovery) would wait as long again.
+        # Reaching this store has just taken up to ~half a minute (a database's tries, a server's
+        # retries): every other call of this run (reconcile, training, recovery) would wait as long again.
         raise failed[1]
     try:
         built = _build(key)

@@ -16,6 +16,7 @@ import dagster as dg
 
 from resources import mlflow_client
 from resources.errors import ResourceError
+from resources.mlflow_store import store_uri
 from resources.redact import redact, safe_cause
 from resources.settings import MlflowTrackerSettings
 
@@ -140,7 +141,8 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
         # The first line of the store's message (SQLAlchemy appends the SQL and a link).
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = f"experiment tracker (mlflow at {self.tracking_uri}): cannot {action}: {first}"
+        # The URI MLflow opened (a bare postgresql:// names its driver), its password hidden.
+        message = f"experiment tracker (mlflow at {store_uri(self.tracking_uri)}): cannot {action}: {first}"
         return ResourceError(redact(message))
 
     def log(self, run: TrackedRun, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:  # noqa: D102
