@@ -264,7 +264,8 @@ class Engine:
         if run is None or refused_only(errors):
             return  # refused data was alerted by its dataset
         alert = run_failure_alert(run, root_message(errors[0]) if errors else "")
-        self.stores.resources["alerter"].send(alert, logging.getLogger("slipway.alerts"))
+        # On the terminal with the run's progress (a webhook's retries too, said once).
+        self.stores.resources["alerter"].send(alert, logging.getLogger("slipway.progress"))
 
     def outcomes(
         self, run_id: str, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]

@@ -11,13 +11,21 @@ Stack YAML::
 
 The webhook's URL comes only from the environment variable named by ``url_env`` (a Slack
 incoming-webhook URL is a secret): it is never shown, logged or stored.
+
+A webhook never keeps a run waiting in silence: an attempt still waiting after a second is said
+on the terminal (the ``slipway.progress`` log), and so is each retry and giving up. A POST that
+was sent and got no answer in ``timeout_seconds`` is not retried (it may have arrived: a retry
+could post it twice), and a webhook that did not answer is not tried again by this process for
+a minute: the alerts meanwhile are logged only, and say so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +48,13 @@ _EMOJI = {
 }
 _COLOUR = {"drift": "#e8a33d", "check_failed": "#d0342c", "promotion": "#2eb67d", "run_failed": "#d0342c"}
 LOGGER = logging.getLogger("slipway.alerts")
+PROGRESS = logging.getLogger("slipway.progress")  # the terminal of `slipway run`
+# An attempt still waiting after this long is said on the terminal.
+WAITING_NOTICE_SECONDS = 1.0
+# A webhook that did not answer (no HTTP answer at all) is not tried again by this process for
+# this long: each alert would wait as long again. Alerts meanwhile are logged, and say so.
+DOWN_MEMORY_SECONDS = 60.0
+_down: dict[str, float] = {}  # a hash of the webhook's variable and URL -> when it did not answer
 
 
 @dataclass(frozen=True)
@@ -115,36 +130,72 @@ class WebhookAlerter(Alerter, WebhookAlerterSettings):
         if not url:
             log.warning(f"webhook alerter: ${self.url_env} is not set; the alert was only logged")
             return False
+
+        def say(line: str) -> None:  # in the run's log, and on the terminal
+            log.warning(line)
+            if log is not PROGRESS:
+                PROGRESS.warning(line)
+
+        key = hashlib.sha256(f"{self.url_env}\0{url}".encode()).hexdigest()
+        name = f"webhook alert ({alert.kind}) to ${self.url_env}"
+        since = _down.get(key)
+        if since is not None and time.monotonic() - since < DOWN_MEMORY_SECONDS:
+            say(
+                f"{name}: only logged: the webhook did not answer an alert {time.monotonic() - since:.0f} s ago "
+                f"(tried again {DOWN_MEMORY_SECONDS:.0f} s after that); given up (the pipeline goes on)"
+            )
+            return False
         body = json.dumps(alert.payload()).encode()
         attempts = self.retries + 1
         deadline = time.monotonic() + self.deadline_seconds
         for attempt in range(1, attempts + 1):
             timeout = min(self.timeout_seconds, max(deadline - time.monotonic(), 0.1))
-            problem, retry = self._post(url, body, timeout)
+            waiting = f"{name}: waiting for an answer (attempt {attempt} of {attempts} gives up within {timeout:.3g} s)"
+            problem, retry, unanswered = self._attempt(url, body, timeout, waiting)
             if problem is None:
+                _down.pop(key, None)
                 return True
-            said = f"webhook alert ({alert.kind}) to ${self.url_env} failed, attempt {attempt}/{attempts}: {problem}"
+            said = f"{name} failed, attempt {attempt}/{attempts}: {problem}"
             wait = self.backoff_seconds * 2 ** (attempt - 1)
-            if not retry or attempt == attempts:
-                log.warning(said + "; given up (the pipeline goes on)")
-                return False
-            if time.monotonic() + wait >= deadline:
-                log.warning(said + f"; given up at its {self.deadline_seconds:g} s deadline (the pipeline goes on)")
-                return False
-            log.warning(said + "; retrying")
-            time.sleep(wait)
+            if not retry and unanswered:
+                stop = (
+                    "not retried (it may have arrived: a retry could post it twice); the alert is in the log; given up"
+                )
+            elif not retry or attempt == attempts:
+                stop = "given up"
+            elif time.monotonic() + wait >= deadline:
+                stop = f"given up at its {self.deadline_seconds:g} s deadline"
+            else:
+                say(said + "; retrying")
+                time.sleep(wait)
+                continue
+            if unanswered:
+                _down[key] = time.monotonic()
+            say(f"{said}; {stop} (the pipeline goes on)")
+            return False
         return False
 
-    def _post(self, url: str, body: bytes, timeout: float) -> tuple[str | None, bool]:
-        """(None, _) when delivered, else (what went wrong, never any part of the URL; whether to retry).
+    def _attempt(self, url: str, body: bytes, timeout: float, waiting: str) -> tuple[str | None, bool, bool]:
+        """:meth:`_post`, saying ``waiting`` on the terminal if no answer came within a second."""
+        notice = threading.Timer(WAITING_NOTICE_SECONDS, PROGRESS.warning, args=(waiting,))
+        notice.daemon = True
+        notice.start()
+        try:
+            return self._post(url, body, timeout)
+        finally:
+            notice.cancel()
 
-        A redirect is not followed: it would carry the body, and any credentials, to another address.
+    def _post(self, url: str, body: bytes, timeout: float) -> tuple[str | None, bool, bool]:
+        """(None, ...) when delivered, else (what went wrong; whether to retry; whether no HTTP answer came).
+
+        What went wrong never shows any part of the URL. A redirect is not followed: it would carry
+        the body, and any credentials, to another address.
         """
         import base64
         import socket
         from urllib.parse import urlsplit, urlunsplit
 
-        malformed = f"${self.url_env} is not an http(s) URL", False
+        malformed = f"${self.url_env} is not an http(s) URL", False, False
         try:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
@@ -163,19 +214,23 @@ class WebhookAlerter(Alerter, WebhookAlerterSettings):
         try:
             with _OPENER.open(request, timeout=timeout) as response:
                 response.read()
-            return None, False
+            return None, False, False
         except urllib.error.HTTPError as exc:
-            return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
-        except (urllib.error.URLError, OSError) as exc:
+            return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429, False
+        except urllib.error.URLError as exc:  # connecting or sending: nothing arrived, worth another try
             # Said by the kind of failure only: an OS error's text can quote the address.
-            reason = getattr(exc, "reason", exc)
+            reason = exc.reason
             if isinstance(reason, (TimeoutError, socket.timeout)):
-                return "timed out", True
+                return "timed out", True, True
             if isinstance(reason, OSError):
-                return f"{type(reason).__name__}: {reason.strerror or 'network error'}", True
-            return f"{type(exc).__name__}", True
+                return f"{type(reason).__name__}: {reason.strerror or 'network error'}", True, True
+            return f"{type(exc).__name__}", True, True
+        except TimeoutError:  # sent, and no answer in time (urllib raises it unwrapped)
+            return f"timed out: no answer within {timeout:.3g} s", False, True
+        except OSError as exc:  # the connection dropped before an answer
+            return f"{type(exc).__name__}: {exc.strerror or 'network error'}", True, True
         except Exception as exc:  # anything else, by its type alone
-            return f"{type(exc).__name__}", False
+            return f"{type(exc).__name__}", False, False
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

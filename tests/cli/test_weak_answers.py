@@ -89,23 +89,31 @@ def _slipway(
         text=True,
     )
     lines: list[tuple[float, str]] = []
+    out: list[str] = []
 
-    def read() -> None:
+    def read_stderr() -> None:
         assert process.stderr is not None
         for line in process.stderr:
             lines.append((time.monotonic() - started, line.rstrip("\n")))
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    def read_stdout() -> None:
+        assert process.stdout is not None
+        out.append(process.stdout.read())
+
+    readers = [threading.Thread(target=read, daemon=True) for read in (read_stderr, read_stdout)]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, _ = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.communicate()
-        reader.join(5)
+        process.wait()
         pytest.fail(f"`slipway {' '.join(args)}` still going after {timeout:.0f} s; it said:\n" + _said(lines))
-    reader.join(5)
-    return Ran(process.returncode, stdout, lines, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    for reader in readers:
+        reader.join(10)
+    stdout = "".join(out)
+    return Ran(process.returncode, stdout, lines, seconds)
 
 
 def _said(lines: list[tuple[float, str]]) -> str:
@@ -197,3 +205,77 @@ def test_a_bare_postgresql_uri_is_shown_with_the_driver_it_uses_and_no_password(
     row = ran.row("shop/clf")
     assert f"experiment tracker (mlflow at postgresql+psycopg2://postgres:***@127.0.0.1:{port}/mlflow)" in row, row
     assert "psycopg'" not in ran.output
+
+
+# (c) A webhook that accepts the connection and never answers --------------------------------
+
+TWO_MODELS = PIPELINE.replace(
+    "      metrics: [accuracy]\n",
+    "      metrics: [accuracy]\n"
+    "    broken:\n"
+    "      dataset: orders\n"
+    "      target: returned\n"
+    "      estimator: sklearn.tree.DecisionTreeClassifier\n"
+    "      params: {max_depth: -1}\n"
+    "      metrics: [accuracy]\n",
+)
+
+
+class SilentHook:
+    """An HTTP endpoint on 127.0.0.1 that accepts each connection, reads the request and never answers."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/services/T000/B000/SECRETTOKEN"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.connections:
+            connection.close()
+
+
+@pytest.fixture
+def silent_hook() -> Iterator[SilentHook]:
+    hook = SilentHook()
+    yield hook
+    hook.close()
+
+
+@pytest.mark.slow
+def test_a_webhook_that_never_answers_is_said_on_the_terminal_and_bounded(home, defs_dir, write_pipeline, silent_hook):
+    write_pipeline("shop", TWO_MODELS.replace("DEPTH", "1"), {"data/batch_000.csv": _orders()})
+    env = {"SLIPWAY_ALERTER__TYPE": "webhook", "SLIPWAY_ALERT_WEBHOOK": silent_hook.url}
+    ran = _slipway("--defs", str(defs_dir), "run", home=home, env=env, timeout=240)
+    said = _said(ran.lines)
+    assert ran.returncode == 1, said  # shop/broken fails; shop/clf is promoted
+    assert "Traceback" not in ran.output and "SECRETTOKEN" not in ran.output and "T000" not in ran.output, said
+    # Said on the terminal while it waits: which alert, that the webhook does not answer, how long it waits.
+    waiting = [line for _, line in ran.lines if "webhook alert (promotion)" in line]
+    assert any("waiting for an answer" in line and "gives up within" in line for line in waiting), said
+    assert any("no answer" in line and "the alert is in the log" in line for line in waiting), said
+    # The run failure alert, after the webhook did not answer, is said and logged without waiting again.
+    failed = [line for _, line in ran.lines if "webhook alert (run_failed)" in line]
+    assert failed and "did not answer" in failed[0] and "only logged" in failed[0], said
+    assert any(line.strip().startswith("alert run_failed: ") for _, line in ran.lines), said
+    # Bounded: one POST, never retried (it may have arrived: a retry could post it twice), and no
+    # other alert waited for it. The old code waited 3 x 5 s per alert, ~35 s in all, in silence.
+    assert len(silent_hook.connections) == 1, said
+    # Nothing lost: the promotion alert is in the run's log.
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        (run,) = instance.get_runs(limit=1)
+        logged = [e.user_message for e in instance.all_logs(run.run_id) if e.user_message]
+    assert any(m.startswith("alert promotion: shop.clf: v1 promoted to champion") for m in logged), logged
