@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from assets.metrics import suggest
 from assets.schema import PipelineSpec
 from resources.errors import DefinitionError
-from resources.yamlfile import Loc, line_of, load_with_lines
+from resources.yamlfile import Loc, line_of, problem, read_document
 
 COMPONENT_TYPE = "assets.Pipeline"
 
@@ -45,12 +45,11 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
 def parse_file(path: Path) -> LoadedPipeline:
     """Parse and validate one ``defs.yaml``; raise :class:`DefinitionError` naming file and line."""
     try:
-        document, lines = load_with_lines(path.read_text())
+        document, lines = read_document(path)
     except OSError as exc:
         raise DefinitionError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise DefinitionError(f"{path}:{line}: malformed YAML: {exc.problem}") from exc
+        raise DefinitionError(problem(path, exc)) from exc
     if not isinstance(document, dict) or "attributes" not in document:
         raise DefinitionError(f"{path}:1: expected `type: {COMPONENT_TYPE}` and an `attributes:` mapping")
     if document.get("type") != COMPONENT_TYPE:

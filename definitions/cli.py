@@ -238,6 +238,10 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# Errors shown before the rest are counted: a file that is wrong on every line is not printed whole.
+MAX_ERROR_LINES = 50
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slipway`` console script."""
     # Nothing is reported home: Dagster's instance config turns its telemetry off too.
@@ -252,8 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlipwayError as exc:
         if args.verbose:
             traceback.print_exc()
-        for line in str(exc).splitlines():
+        lines = str(exc).splitlines()
+        shown = lines if args.verbose else lines[:MAX_ERROR_LINES]
+        for line in shown:
             print(f"error: {redact(line)}", file=sys.stderr)
+        if len(lines) > len(shown):
+            print(f"error: ... and {len(lines) - len(shown)} more (`slipway --verbose` shows every one)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.loader import discover
 from assets.rebuild import Built, rebuild_condition
 from assets.retrain import GitChange, retrain_sensor
 from definitions.paths import DEFS_DIR, defs_folder
@@ -92,7 +93,16 @@ def _forget_modules(package: str) -> None:
 
 
 def _load_folder_or_explain(folder: Path) -> dg.Definitions:
-    """:func:`_load_folder`; a Python file that fails to import is a one-line DefinitionError."""
+    """:func:`_load_folder`; a Python file that fails to import is a one-line DefinitionError.
+
+    Every ``defs.yaml`` is first checked against the bounds on a document (size, nesting,
+    aliases): Dagster reads the files before Slipway's loader does, and would expand an alias
+    bomb in its own walks.
+    """
+    from resources.yamlfile import check_bounds
+
+    for path in discover(folder) if folder.is_dir() else ():
+        check_bounds(path)
     try:
         return _load_folder(folder)
     except DefinitionError:

@@ -24,6 +24,7 @@ from assets.versions import code_digests, code_version, definition_payload, modu
 from definitions import revisions
 from definitions.revisions import Revision
 from resources.errors import DefinitionError
+from resources.yamlfile import TooBig, problem, read_document
 
 WORKING_TREE = "working tree"
 
@@ -200,9 +201,11 @@ def _stack_files(folder: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []:
         try:
-            found[path.stem] = yaml.safe_load(path.read_text())
+            found[path.stem] = read_document(path)[0]
         except (UnicodeDecodeError, OSError) as exc:
             raise DefinitionError(f"{path.name}: not a YAML text file ({type(exc).__name__})") from exc
+        except TooBig as exc:
+            raise DefinitionError(problem(Path(path.name), exc)) from exc
         except yaml.YAMLError as exc:
             line = str(exc).splitlines()[0]
             raise DefinitionError(f"{path.name}: malformed YAML: {line}") from exc

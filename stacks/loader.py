@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from resources.errors import StackError, did_you_mean
 from resources.paths import slipway_home
-from resources.yamlfile import Loc, line_of, load_with_lines
+from resources.yamlfile import Loc, line_of, problem, read_document
 from stacks.config import COMPONENT_TYPES, StackFields
 
 STACKS_DIR = Path(__file__).resolve().parent
@@ -104,10 +104,9 @@ def _read(path: Path, name: str) -> tuple[dict[str, Any], dict[Loc, int]]:
         hint = did_you_mean(name, available)
         raise StackError(f"{path}: no such stack {name!r}{hint} (stacks: {', '.join(available)})")
     try:
-        data, lines = load_with_lines(path.read_text())
+        data, lines = read_document(path)
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise StackError(f"{path}:{line}: malformed YAML: {exc.problem}") from exc
+        raise StackError(problem(path, exc)) from exc
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise StackError(f"{path}:1: a stack is a mapping of components (orchestrator:, experiment_tracker:, …)")
