@@ -261,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in shown:
             print(f"error: {redact(line)}", file=sys.stderr)
         if len(lines) > len(shown):
-            print(f"error: ... and {len(lines) - len(shown)} more (`slipway --verbose` shows every one)", file=sys.stderr)
+            more = len(lines) - len(shown)
+            print(f"error: ... and {more} more (`slipway --verbose` shows every one)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
