@@ -89,7 +89,13 @@ def test_validate_into_a_closed_pipe_exits_quietly(home, defs_dir):
 
 def _bomb(levels: int = 9, width: int = 10) -> str:
     """About 700 bytes that expand to width**levels values: each level an alias list of the one before."""
-    lines = ["type: assets.Pipeline", "attributes:", "  name: bomb", "  datasets:", "    d: {source: {generator: churn}}"]
+    lines = [
+        "type: assets.Pipeline",
+        "attributes:",
+        "  name: bomb",
+        "  datasets:",
+        "    d: {source: {generator: churn}}",
+    ]
     lines.append(f"l0: &l0 [{', '.join(['x'] * width)}]")
     for level in range(1, levels):
         lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
@@ -141,11 +147,16 @@ def test_the_code_location_refuses_an_alias_bomb_before_dagster_reads_it(home, d
         f"try:\n    build_definitions(Path({str(defs_dir)!r}))\nexcept DefinitionError as exc:\n    print(exc)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**__import__("os").environ, "SLIPWAY_HOME": str(home)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("its aliases expand it to more than 100000 values; write the repeated parts out, or repeat them less")
+    assert done.stdout.strip().endswith(
+        "its aliases expand it to more than 100000 values; write the repeated parts out, or repeat them less"
+    )
     assert resource  # the cap is set in the child
 
 

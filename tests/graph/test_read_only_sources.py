@@ -92,7 +92,9 @@ def test_semicolons_inside_strings_identifiers_and_comments_are_one_statement(vi
 def test_a_statement_that_is_not_a_query_is_refused_by_its_kind(victim, sql, kind):
     with pytest.raises(DefinitionError) as info:
         database.check_query(sql, "here")
-    assert str(info.value) == f"here: `sql` of a database source must be a query (SELECT or WITH ... SELECT); found {kind}"
+    assert (
+        str(info.value) == f"here: `sql` of a database source must be a query (SELECT or WITH ... SELECT); found {kind}"
+    )
 
 
 def test_the_session_is_read_only_from_its_first_statement(victim):
