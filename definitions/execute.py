@@ -263,7 +263,10 @@ class Engine:
         errors = [e.dagster_event.event_specific_data.error for e in failed if _has_error(e)]
         if run is None or refused_only(errors):
             return  # refused data was alerted by its dataset
-        alert = run_failure_alert(run, root_message(errors[0]) if errors else "")
+        if _interrupted_run(run, failed):
+            alert = _run_interrupted_alert(run)
+        else:
+            alert = run_failure_alert(run, root_message(errors[0]) if errors else "")
         # On the terminal with the run's progress (a webhook's retries too, said once).
         self.stores.resources["alerter"].send(alert, logging.getLogger("slipway.progress"))
 
@@ -296,7 +299,7 @@ class Engine:
                 failed_checks.setdefault(data.asset_key, []).append(self._check_label(data))
             elif kind == "STEP_FAILURE":
                 for key in by_step.get(entry.step_key or "", []):
-                    outcomes[key].status = "failed"
+                    outcomes[key].status = "interrupted" if _interrupted(event.step_failure_data) else "failed"
                     outcomes[key].detail = _failure(event.step_failure_data)
         for key, checks in failed_checks.items():
             if key in outcomes:
@@ -320,7 +323,7 @@ class Engine:
     def _blocked_by_upstream(self, outcomes: dict[dg.AssetKey, AssetOutcome], key: dg.AssetKey) -> None:
         for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
             upstream = outcomes.get(parent)
-            if upstream is not None and upstream.status in ("failed", "blocked"):
+            if upstream is not None and upstream.status in ("failed", "interrupted", "blocked"):
                 outcomes[key].status = "blocked"
                 outcomes[key].detail = f"{upstream.key} {upstream.status}"
                 return
@@ -398,11 +401,41 @@ def _with_checks(outcome: AssetOutcome, checks: list[str], built: str | None) ->
         outcome.detail = f"{names}; {outcome.detail}".rstrip("; ")
 
 
+def _interrupted(data: Any) -> bool:
+    """True when a step failed because the run was interrupted (Ctrl-C), not by an error of its own."""
+    source = getattr(data.error_source, "value", data.error_source)
+    return source == "INTERRUPT" or getattr(data.error, "cls_name", None) == "DagsterExecutionInterruptedError"
+
+
+def _interrupted_run(run: Any, failed: Any) -> bool:
+    """True when this command's run ended because it was interrupted (a step's failure, or Dagster's own reason).
+
+    Dagster records an interruption that no termination request explains as an unexpected termination.
+    """
+    if any(_interrupted(entry.dagster_event.step_failure_data) for entry in failed):
+        return True
+    return run.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"
+
+
+def _run_interrupted_alert(run: Any) -> Any:
+    """The alert for a run stopped by an interrupt: which run, which assets, what stays in use."""
+    from resources.alerts import Alert
+
+    assets = ", ".join(sorted(k.to_user_string() for k in run.asset_selection or ())) or run.job_name
+    text = (
+        "stopped by an interrupt (Ctrl-C) before it finished; the last versions built stay in use, "
+        "and the next run builds what is out of date"
+    )
+    return Alert(
+        "run_interrupted", f"run {run.run_id[:8]} interrupted ({assets})", text, fields={"run": run.run_id[:8]}
+    )
+
+
 def _failure(data: Any) -> str:
     """One line for a step failure: the user's error, or the interruption."""
-    source = getattr(data.error_source, "value", data.error_source)
-    if source == "INTERRUPT":
+    if _interrupted(data):
         return "interrupted; the last version built stays in use, and the next run builds it if it is out of date"
+    source = getattr(data.error_source, "value", data.error_source)
     error = data.error
     # A user-code error is wrapped by Dagster once; its cause is the user's exception.
     if source == "USER_CODE_ERROR" and error.cause is not None:

@@ -11,7 +11,7 @@ class AssetOutcome:
 
     key: str
     kind: str  # dataset | model | asset
-    status: str  # built | reused | failed | blocked | not run
+    status: str  # built | reused | failed | interrupted (Ctrl-C) | blocked | not run
     seconds: float | None = None
     mlflow_run: str | None = None
     model_version: str | None = None

@@ -9,7 +9,7 @@ from typing import TextIO
 from definitions.runner import RunReport
 from resources.redact import redact
 
-_MARK = {"built": "✓", "reused": "=", "failed": "✗", "blocked": "⊘", "not run": "·"}
+_MARK = {"built": "✓", "reused": "=", "failed": "✗", "interrupted": "✗", "blocked": "⊘", "not run": "·"}
 
 
 class _ProgressHandler(logging.Handler):

@@ -1,7 +1,7 @@
 """Alerts: the :class:`Alerter` role, a log alerter (the default) and a webhook alerter.
 
 Slipway alerts when drift is detected, a blocking expectation or a gate fails, an alias moves
-(promotion) and a run fails. An alert never fails what raised it: a webhook that is down is
+(promotion) and a run fails or is interrupted (Ctrl-C). An alert never fails what raised it: a webhook that is down is
 retried, logged and given up on.
 
 Stack YAML::
@@ -39,14 +39,21 @@ import dagster as dg
 from resources.redact import redact
 from resources.settings import LogAlerterSettings, WebhookAlerterSettings
 
-KINDS = ("drift", "check_failed", "promotion", "run_failed")
+KINDS = ("drift", "check_failed", "promotion", "run_failed", "run_interrupted")
 _EMOJI = {
     "drift": ":chart_with_upwards_trend:",
     "check_failed": ":x:",
     "promotion": ":trophy:",
     "run_failed": ":rotating_light:",
+    "run_interrupted": ":octagonal_sign:",
 }
-_COLOUR = {"drift": "#e8a33d", "check_failed": "#d0342c", "promotion": "#2eb67d", "run_failed": "#d0342c"}
+_COLOUR = {
+    "drift": "#e8a33d",
+    "check_failed": "#d0342c",
+    "promotion": "#2eb67d",
+    "run_failed": "#d0342c",
+    "run_interrupted": "#e8a33d",
+}
 LOGGER = logging.getLogger("slipway.alerts")
 PROGRESS = logging.getLogger("slipway.progress")  # the terminal of `slipway run`
 # An attempt still waiting after this long is said on the terminal.

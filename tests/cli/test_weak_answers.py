@@ -8,8 +8,10 @@ as they come, with the time each arrived.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -279,3 +281,30 @@ def test_a_webhook_that_never_answers_is_said_on_the_terminal_and_bounded(home, 
         (run,) = instance.get_runs(limit=1)
         logged = [e.user_message for e in instance.all_logs(run.run_id) if e.user_message]
     assert any(m.startswith("alert promotion: shop.clf: v1 promoted to champion") for m in logged), logged
+
+
+# (d) Ctrl-C during `slipway run` -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_alerted_and_summed_up_as_interrupted(home, shop):
+    first = _slipway("--defs", str(shop), "run", home=home)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (shop / "shop" / "defs.yaml").write_text(
+        (shop / "shop" / "defs.yaml").read_text().replace("max_depth: 1", "max_depth: 4")
+    )
+    ran = _slipway(
+        "--defs",
+        str(shop),
+        "run",
+        home=home,
+        script=[sys.executable, str(KILLPOINTS), "interrupt-after-alias-moved"],
+    )
+    said = ran.stdout + "\n" + _said(ran.lines)
+    assert ran.returncode in (1, 130), said
+    assert "Traceback" not in ran.output and "DagsterExecutionInterruptedError" not in ran.output, said
+    alerts = [line.strip() for _, line in ran.lines if line.strip().startswith("alert ")]
+    assert len(alerts) == 1 and alerts[0].startswith("alert run_interrupted: "), said
+    assert re.search(r"run [0-9a-f]{8} interrupted \(shop/clf\)", alerts[0]), alerts[0]
+    assert "✗ failed" not in ran.row("shop/clf") and "interrupted" in ran.row("shop/clf"), said
+    assert re.search(r"^stack local: 1 reused, 1 interrupted in ", ran.stdout, re.M), said
