@@ -20,6 +20,7 @@ from resources.artifacts import as_table
 from resources.drift import DriftDetector
 from resources.errors import DataError, RefusedData
 from resources.policy import ImportPolicy
+from resources.query import QueryEngine
 from resources.validator import DataValidator, ExpectationResult
 
 
@@ -106,11 +107,24 @@ def needed_columns(spec: Dataset) -> dict[str, list[str]]:
 
 
 def _table(
-    spec: Dataset, frames: dict[str, Any], allowed: list[str], folder: Path, where: str, here: Callable[..., str]
+    spec: Dataset,
+    frames: dict[str, Any],
+    engine: QueryEngine,
+    allowed: list[str],
+    folder: Path,
+    where: str,
+    here: Callable[..., str],
 ) -> Any:
     """The dataset's table: derived from ``frames`` (its inputs), or loaded from its source."""
     if spec.sql is not None:
-        return derived.run_query(spec.sql, frames, f"{here('sql')}: {where}")
+        limits = spec.limits
+        return engine.run(
+            spec.sql,
+            frames,
+            f"{here('sql')}: {where}",
+            memory_limit=limits.memory if limits else None,
+            timeout_seconds=limits.timeout_seconds() if limits else None,
+        )
     if spec.inputs is not None:
         fn = resolve(spec.transform or "", allowed, where)
         return derived.run_transform(fn, spec.transform or "", frames, f"{here('transform')}: {where}")
@@ -171,11 +185,12 @@ def build_dataset_asset(
         context: dg.AssetExecutionContext,
         data_validator: DataValidator,
         drift_detector: DriftDetector,
+        query_engine: QueryEngine,
         import_policy: ImportPolicy,
         frames: dict[str, Any],
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
-        frame = _table(spec, frames, import_policy.allowed, folder, where, here)
+        frame = _table(spec, frames, query_engine, import_policy.allowed, folder, where, here)
         lacking = derived.missing_columns(frame, wanted)
         if lacking:
             raise DataError(
@@ -266,11 +281,12 @@ def build_dataset_asset(
         context: dg.AssetExecutionContext,
         data_validator: DataValidator,
         drift_detector: DriftDetector,
+        query_engine: QueryEngine,
         import_policy: ImportPolicy,
         alerter: Alerter,
         **frames: Any,
     ) -> Any:
-        steps = _build(context, data_validator, drift_detector, import_policy, frames)
+        steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames)
         try:
             yield from recording_failures(context, key, steps, can_refuse=refuses)
         except RefusedData as exc:

@@ -1,105 +1,15 @@
-"""Derived datasets: a DuckDB query or a Python function over other datasets' tables.
+"""Derived datasets: a Python function over other datasets' tables.
 
-A query runs in an in-memory DuckDB database that holds the inputs, each registered under its
-name (:func:`assets.schema.input_name`), and nothing else: reading files or the network from
-SQL is disabled (a file read there would escape the observed sources, so new data in it
-would go unseen), and so is DuckDB's habit of reading Python variables of the caller by name.
+A query (``sql``) is the stack's query engine's to run (:mod:`resources.query`); what is
+here calls a transform with its inputs by name and makes sure it returned a table.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from resources.errors import DataError, DefinitionError
-
-_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "enable_external_access": False,
-    "python_enable_replacements": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-}
-
-
-def _message(exc: Exception, tables: list[str]) -> str:
-    """DuckDB's own message in one line (its hints kept, its caret drawing dropped)."""
-    lines = []
-    for line in str(exc).splitlines():
-        if not line.strip():
-            break
-        lines.append(line.strip())
-    text = " ".join(lines) or type(exc).__name__
-    if text.startswith("Catalog Error: Table with name"):
-        # DuckDB's did-you-mean names its own catalog tables; the query can read only the inputs.
-        text = text.split("!")[0] + f"! (the query reads its inputs by name: {', '.join(tables)})"
-    return text
-
-
-_database: tuple[int, Any] | None = None
-_database_lock = threading.Lock()
-
-
-def _cursor() -> Any:
-    """A new connection to this process's one in-memory DuckDB database (locked down, see above).
-
-    Opening a DuckDB database costs about 10 ms, a connection to an open one well under 1 ms.
-    Each query gets its own connection, closed after it, so the tables it registers are gone
-    with it; the database's catalog is shared, which is safe because only a single SELECT is
-    ever run (:func:`check_query`), and a SELECT creates nothing. A forked process opens its own.
-    """
-    import duckdb
-
-    global _database
-    with _database_lock:
-        if _database is None or _database[0] != os.getpid():
-            _database = (os.getpid(), duckdb.connect(config=_DUCKDB_CONFIG))
-        return _database[1].cursor()
-
-
-def check_query(query: str, where: str, connection: Any = None) -> None:
-    """Parse ``query`` (no table needed): exactly one SELECT statement, else :class:`DefinitionError`."""
-    import duckdb
-
-    cursor = connection or _cursor()
-    try:
-        statements = cursor.extract_statements(query)
-    except duckdb.Error as exc:
-        raise DefinitionError(f"{where}: DuckDB rejected the query: {_message(exc, [])}") from None
-    finally:
-        if connection is None:
-            cursor.close()
-    if len(statements) != 1:
-        raise DefinitionError(f"{where}: `sql` must be one query; found {len(statements)} statements")
-    if statements[0].type != duckdb.StatementType.SELECT:
-        kind = statements[0].type.name
-        raise DefinitionError(f"{where}: `sql` must be a SELECT query (or WITH ... SELECT); found {kind}")
-
-
-def run_query(query: str, inputs: Mapping[str, Any], where: str) -> Any:
-    """Run ``query`` over ``inputs`` (name -> DataFrame) in DuckDB; the result as a pandas DataFrame.
-
-    The query is checked again first (one SELECT): ``slipway validate`` may not have run.
-    """
-    import duckdb
-    import pandas as pd
-
-    for name, frame in inputs.items():
-        if not isinstance(frame, pd.DataFrame):
-            kind = type(frame).__name__
-            raise DataError(f"{where}: input {name} is an object of type {kind}, not a table (a pandas DataFrame)")
-    connection = _cursor()
-    try:
-        check_query(query, where, connection)
-        for name, frame in inputs.items():
-            connection.register(name, frame)
-        try:
-            return connection.execute(query).df()
-        except duckdb.Error as exc:
-            raise DataError(f"{where}: DuckDB rejected the query: {_message(exc, sorted(inputs))}") from None
-    finally:
-        connection.close()
 
 
 def check_signature(fn: Callable[..., Any], path: str, names: list[str], where: str) -> None:

@@ -120,7 +120,7 @@ def _dataset_columns(
             except DefinitionError as exc:
                 errors.append(str(exc))
     if dataset.sql is not None:
-        from assets.derived import check_query
+        from resources.query import check_query
 
         try:
             check_query(dataset.sql, f"{pipeline.where('datasets', name, 'sql')}: {prefix}")

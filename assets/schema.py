@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 
 from assets.graph import key_of
 from assets.metrics import METRICS, suggest
+from resources.settings import MEMORY_LIMIT
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 # A dataset of the same pipeline by name, or any asset of the code location by key (a/b).
@@ -200,6 +201,26 @@ def _cpus(quantity: str) -> float:
     return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
 
+class QueryLimits(_Closed):
+    """Limits of one dataset's ``sql`` query, in place of the stack's ``query_engine`` ones."""
+
+    memory: str | None = Field(
+        default=None, pattern=MEMORY_LIMIT, description="Most memory the query may use: 8GB, 512MiB or 50%."
+    )
+    timeout: str | None = Field(default=None, description="Most time the query may run: 90s, 30m, 2h.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, timeout: str | None) -> str | None:
+        if timeout is not None:
+            parse_duration(timeout)
+        return timeout
+
+    def timeout_seconds(self) -> int | None:
+        """The time limit in seconds, or None for the stack's."""
+        return parse_duration(self.timeout) if self.timeout else None
+
+
 class Dataset(_Closed):
     """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.
 
@@ -221,6 +242,9 @@ class Dataset(_Closed):
     expectations: list[Expectation] = Field(default_factory=list)
     drift: DriftCheck | None = None
     resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
+    limits: QueryLimits | None = Field(
+        default=None, description="Memory and time limits of its `sql` query (the stack's when unset)."
+    )
     description: str | None = None
 
     @field_validator("inputs")
@@ -253,6 +277,8 @@ class Dataset(_Closed):
                 "`sql` goes with `inputs`: it queries other datasets by name "
                 "(a query against a database is `source: {sql: ..., connection: ...}`)"
             )
+        if self.limits is not None and self.sql is None:
+            raise ValueError("limits apply to a `sql` query over inputs; this dataset has none")
         return self
 
     @property

@@ -33,8 +33,8 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
 
     A model's alias pins (``promote.pin``) are left out: moving a pin moves an alias in the
     registry (:mod:`assets.pins`) and must not retrain the model. So is its ``retrain`` policy:
-    it decides when the model retrains by itself, not what it is, and its pod ``resources``:
-    where it runs, not what it computes.
+    it decides when the model retrains by itself, not what it is, and its pod ``resources``
+    and query ``limits``: where and how long it may run, not what it computes.
     """
     payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else dict(definition)
     if kind == "model" and isinstance(payload.get("promote"), dict):
@@ -42,6 +42,7 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
     if kind == "model":
         payload.pop("retrain", None)
     payload.pop("resources", None)
+    payload.pop("limits", None)
     return payload
 
 

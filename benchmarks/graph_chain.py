@@ -18,7 +18,7 @@ Per-asset overhead is the marginal cost of an asset beyond the plain work, betwe
 and the largest size: ((slipway_big - plain_big) - (slipway_small - plain_small)) / (big - small);
 the simple (slipway_N - plain_N) / N is shown too.
 
-Then the SQL step on its own, in this process: ``assets.derived.run_query`` (Slipway's SQL step:
+Then the SQL step on its own, in this process: ``resources.query.DuckdbEngine.run`` (Slipway's SQL step:
 a new connection to its locked-down database, the query checked, registered, run, fetched)
 against the plain register/execute/df/unregister on one open connection, on the 10,000-row
 frame, ``--calls`` calls each in alternating blocks, median per call.
@@ -93,7 +93,9 @@ def sql_step(csv: Path, calls: int) -> tuple[float, float]:
     import duckdb
     import pandas as pd
 
-    from assets.derived import run_query
+    from resources.query import DuckdbEngine
+
+    run_query = DuckdbEngine().run
 
     frame = pd.read_csv(csv)
     query = SQL.format(input="d0")

@@ -96,6 +96,23 @@ class GreatExpectationsSettings(BaseModel):
     )
 
 
+# What DuckDB reads as a memory limit: an amount (4GB, 512MiB) or a share of the machine's memory (50%).
+MEMORY_LIMIT = r"^[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|%)$"
+
+
+class DuckdbEngineSettings(BaseModel):
+    """DuckDB in this process, locked down (no files, no network), with a memory and a time limit per query."""
+
+    memory_limit: str = Field(
+        default="50%",
+        pattern=MEMORY_LIMIT,
+        description="Most memory one query may use: an amount (4GB, 512MiB) or a share of the machine's (50%).",
+    )
+    timeout_seconds: float = Field(
+        default=900, gt=0, le=7 * 86400, description="Most time one query may run before it is stopped."
+    )
+
+
 class StatisticalDriftSettings(BaseModel):
     """PSI, the KS statistic and Cramér's V per feature."""
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from resources.settings import (
     ENV_NAME,
+    DuckdbEngineSettings,
     GreatExpectationsSettings,
     LocalStoreSettings,
     LogAlerterSettings,
@@ -332,6 +333,13 @@ class GreatExpectationsConfig(GreatExpectationsSettings, _Component):
     type: Literal["great_expectations"] = "great_expectations"
 
 
+class DuckdbEngineConfig(DuckdbEngineSettings, _Component):
+    """DuckDB in this process, locked down (no files, no network), with a memory and a time limit per query."""
+
+    resource: ClassVar[str] = "resources.query:DuckdbEngine"
+    type: Literal["duckdb"] = "duckdb"
+
+
 class StatisticalDriftConfig(StatisticalDriftSettings, _Component):
     """PSI, the KS statistic and Cramér's V per feature."""
 
@@ -369,6 +377,7 @@ COMPONENT_TYPES: dict[str, dict[str, type[_Component]]] = {
     "artifact_store": {"local": LocalArtifactStoreConfig, "s3": S3ArtifactStoreConfig},
     "data_validator": {"great_expectations": GreatExpectationsConfig},
     "drift_detector": {"statistical": StatisticalDriftConfig},
+    "query_engine": {"duckdb": DuckdbEngineConfig},
     "alerter": {"log": LogAlerterConfig, "webhook": WebhookAlerterConfig},
 }
 
@@ -378,6 +387,7 @@ RESOURCE_KEYS = {
     "model_registry": "model_registry",
     "data_validator": "data_validator",
     "drift_detector": "drift_detector",
+    "query_engine": "query_engine",
     "artifact_store": "io_manager",
     "alerter": "alerter",
 }
@@ -430,6 +440,7 @@ class StackFields(BaseModel):
     ]
     data_validator: Annotated[GreatExpectationsConfig, Field(discriminator="type")] = GreatExpectationsConfig()
     drift_detector: Annotated[StatisticalDriftConfig, Field(discriminator="type")] = StatisticalDriftConfig()
+    query_engine: Annotated[DuckdbEngineConfig, Field(discriminator="type")] = DuckdbEngineConfig()
     alerter: Annotated[LogAlerterConfig | WebhookAlerterConfig, Field(discriminator="type")] = LogAlerterConfig()
     allowed_imports: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from assets.derived import run_query
 from resources.errors import DataError, DefinitionError
+from resources.query import DuckdbEngine
+
+run_query = DuckdbEngine().run
 
 
 def test_an_input_of_one_query_is_gone_for_the_next_and_statements_that_keep_state_are_refused():

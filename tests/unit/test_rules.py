@@ -184,7 +184,9 @@ def test_a_tables_data_version_is_its_rows_in_any_order():
     assert frame_version(frame) != frame_version(frame.drop_duplicates())  # a repeated row still counts
     assert frame_version(frame) != frame_version(frame.assign(b=["x", "z", "y", "z"]))  # rows, not columns
 
-    from assets.derived import run_query
+    from resources.query import DuckdbEngine
+
+    run_query = DuckdbEngine().run
 
     big = pd.DataFrame({"k": np.arange(200_000) % 20_000, "v": np.arange(200_000)})
     versions = {
