@@ -328,7 +328,7 @@ def client(tracking_uri: str, registry_uri: str = "") -> Any:
         raise error
     failed = _failures.get(key)
     if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMORY_SECONDS:
-        # Reaching this store has just taken up to ~half a minute (a database's tries, a server's
+        # Reaching this store has just taken up to ~27 s (a database's tries) or ~47 s (a server's
         # retries): every other call of this run (reconcile, training, recovery) would wait as long again.
         raise failed[1]
     try:
