@@ -67,8 +67,9 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
     where = f"pipeline {pipeline}, dataset {name}"
     assert spec.source is not None  # only sourced datasets have a source asset
 
-    def _observe() -> dg.ObserveResult:
-        version, metadata = sources.observe(spec.source, folder, where)  # type: ignore[arg-type]
+    def _observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
+        roots = context.resources.import_policy.data_roots
+        version, metadata = sources.observe(spec.source, folder, where, roots)  # type: ignore[arg-type]
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
 
     if spec.source.sql is not None:
@@ -93,6 +94,7 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
             ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}"),
             description=shown[0].upper() + shown[1:],
             metadata=metadata,
+            required_resource_keys={"import_policy"},
         )(_observe)
 
 
@@ -110,7 +112,7 @@ def _table(
     spec: Dataset,
     frames: dict[str, Any],
     engine: QueryEngine,
-    allowed: list[str],
+    policy: ImportPolicy,
     folder: Path,
     where: str,
     here: Callable[..., str],
@@ -126,13 +128,14 @@ def _table(
             timeout_seconds=limits.timeout_seconds() if limits else None,
         )
     if spec.inputs is not None:
-        fn = resolve(spec.transform or "", allowed, where)
+        fn = resolve(spec.transform or "", policy.allowed, where)
         return derived.run_transform(fn, spec.transform or "", frames, f"{here('transform')}: {where}")
     assert spec.source is not None  # a dataset has inputs or a source (schema)
     # A database query's errors name its line (a file source's name the file they are about).
-    frame = sources.load(spec.source, folder, f"{here('source')}: {where}" if spec.source.sql else where, allowed)
+    shown = f"{here('source')}: {where}" if spec.source.sql else where
+    frame = sources.load(spec.source, folder, shown, policy.allowed, policy.data_roots)
     if spec.transform:
-        fn = resolve(spec.transform, allowed, where)
+        fn = resolve(spec.transform, policy.allowed, where)
         return derived.call_transform(fn, spec.transform, f"{here('transform')}: {where}", frame)
     # A generator may return a keyed index: the table stored, and hashed, is the same plain table.
     try:
@@ -190,7 +193,7 @@ def build_dataset_asset(
         frames: dict[str, Any],
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
-        frame = _table(spec, frames, query_engine, import_policy.allowed, folder, where, here)
+        frame = _table(spec, frames, query_engine, import_policy, folder, where, here)
         lacking = derived.missing_columns(frame, wanted)
         if lacking:
             raise DataError(

@@ -69,17 +69,18 @@ def sklearn_columns(name: str) -> list[str]:
     return [*bunch.feature_names, "target"]
 
 
-def check_pipeline(pipeline: LoadedPipeline, allowed: Sequence[str]) -> list[str]:
+def check_pipeline(pipeline: LoadedPipeline, allowed: Sequence[str], roots: Sequence[str] = ()) -> list[str]:
     """Every problem of ``pipeline`` beyond its schema, one ``path:line: pipeline P: ...`` line each.
 
-    It imports the pipeline's import paths: call it once they have passed the stack's allow-list.
+    ``allowed`` and ``roots`` are the stack's allowed imports and data roots. It imports the
+    pipeline's import paths: call it once they have passed the stack's allow-list.
     """
     spec = pipeline.spec
     errors: list[str] = []
     columns: dict[str, Columns | None] = {}
     for name, dataset in spec.datasets.items():
         prefix = f"pipeline {spec.name}: dataset {name}"
-        found, problems = _dataset_columns(pipeline, name, dataset, allowed, prefix)
+        found, problems = _dataset_columns(pipeline, name, dataset, allowed, roots, prefix)
         columns[name] = found
         errors += problems
         if found is not None:
@@ -99,14 +100,14 @@ def check_pipeline(pipeline: LoadedPipeline, allowed: Sequence[str]) -> list[str
 
 
 def _dataset_columns(
-    pipeline: LoadedPipeline, name: str, dataset: Dataset, allowed: Sequence[str], prefix: str
+    pipeline: LoadedPipeline, name: str, dataset: Dataset, allowed: Sequence[str], roots: Sequence[str], prefix: str
 ) -> tuple[Columns | None, list[str]]:
     """The dataset's columns (``None`` when unknown before a run) and the problems found on the way."""
     source = dataset.source
     columns: Columns | None = None
     errors: list[str] = []
     if source is not None and source.path is not None:
-        columns, errors = _file_columns(pipeline, name, dataset, prefix)
+        columns, errors = _file_columns(pipeline, name, dataset, roots, prefix)
     elif source is not None and source.sklearn is not None and not dataset.transform:
         columns = Columns({f"scikit-learn's {source.sklearn}": sklearn_columns(source.sklearn)})
     if source is not None and source.sql is not None:
@@ -143,14 +144,14 @@ def _dataset_columns(
 
 
 def _file_columns(
-    pipeline: LoadedPipeline, name: str, dataset: Dataset, prefix: str
+    pipeline: LoadedPipeline, name: str, dataset: Dataset, roots: Sequence[str], prefix: str
 ) -> tuple[Columns | None, list[str]]:
     """The header of every file a file source matches, or why there is none to read."""
     where = f"{pipeline.where('datasets', name, 'source', 'path')}: {prefix}"
     assert dataset.source is not None  # a file source
     try:
-        files = source_files(dataset.source, pipeline.folder, where)
-    except DataError as exc:
+        files = source_files(dataset.source, pipeline.folder, where, roots)
+    except (DataError, DefinitionError) as exc:
         return None, [str(exc)]
     headers: dict[str, list[str]] = {}
     errors: list[str] = []

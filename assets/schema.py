@@ -67,7 +67,11 @@ class Source(_Closed):
       result is read and hashed.
     """
 
-    path: str | None = Field(default=None, description="File or glob; ${SLIPWAY_HOME} is expanded.")
+    path: str | None = Field(
+        default=None,
+        description="File or glob in the project (relative to the pipeline's folder), in ${SLIPWAY_HOME} (the one "
+        "variable expanded) or in a data root of the stack.",
+    )
     format: Literal["csv", "parquet"] | None = Field(default=None, description="Inferred from the extension.")
     sklearn: Literal["diabetes", "breast_cancer", "iris", "wine"] | None = None
     generator: str | None = None
@@ -98,6 +102,19 @@ class Source(_Closed):
         if self.sql is None and (self.connection is not None or self.observe is not None):
             raise ValueError("`connection` and `observe` go with `sql`")
         return self
+
+    @field_validator("path")
+    @classmethod
+    def _only_slipway_home(cls, path: str | None) -> str | None:
+        # A path never reads the environment: an error, a log line or Dagster's record of the
+        # run could otherwise carry a secret expanded into it.
+        for found in re.finditer(r"\$(\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)", path or ""):
+            if found.group(0) != "${SLIPWAY_HOME}":
+                name = found.group(1).strip("{}")
+                raise ValueError(
+                    f"only ${{SLIPWAY_HOME}} is expanded in a path; ${name} is not (a path never reads the environment)"
+                )
+        return path
 
     @field_validator("connection", mode="before")
     @classmethod

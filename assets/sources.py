@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,21 +19,61 @@ from resources.paths import slipway_home
 
 
 def _expand(pattern: str, folder: Path) -> Path:
-    expanded = os.path.expandvars(pattern.replace("${SLIPWAY_HOME}", str(slipway_home())))
-    path = Path(expanded).expanduser()
+    # ${SLIPWAY_HOME} is the one variable a path may name (the schema refuses any other): nothing
+    # from the environment reaches a path, so no error or record can carry a secret through one.
+    path = Path(pattern.replace("${SLIPWAY_HOME}", str(slipway_home())))
     return path if path.is_absolute() else folder / path
 
 
-def source_files(source: Source, folder: Path, where: str) -> list[Path]:
-    """The files a file source matches, sorted; :class:`DataError` when there are none."""
+def project_root(folder: Path) -> Path:
+    """The project of a pipeline folder: the nearest folder above it with ``.git`` or ``pyproject.toml``.
+
+    A definitions folder in no project (a scratch folder given with ``--defs``) is its own.
+    """
+    folder = folder.resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists() or (candidate / "pyproject.toml").exists():
+            return candidate
+    return folder.parent
+
+
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def source_files(source: Source, folder: Path, where: str, roots: Sequence[str] = ()) -> list[Path]:
+    """The files a file source matches, sorted; :class:`DataError` when there are none.
+
+    A source reads the files of its project (:func:`project_root`), of ``SLIPWAY_HOME`` and of
+    the stack's ``data_roots`` only: a path that leads elsewhere (``/etc/passwd``, ``../..``),
+    or a matched file that is a link leading elsewhere, is a :class:`DefinitionError`, said
+    before anything outside is listed or read.
+    """
     pattern = _expand(source.path or "", folder)
+    project = project_root(folder)
+    allowed = [project, slipway_home(), *(Path(root).resolve() for root in roots)]
+    outside = (
+        f"leads outside the project ({project}); a file source reads the files of its project, of "
+        "SLIPWAY_HOME, or of a folder the stack lists in data_roots"
+    )
+    fixed = Path(*pattern.parts[: _first_magic(pattern)])  # the part before any wildcard
+    if not _within(fixed.resolve(), allowed):
+        raise DefinitionError(f"{where}: source path {source.path!r} {outside}")
     files = sorted(Path(p) for p in glob.glob(str(pattern)) if Path(p).is_file())
+    for path in files:
+        if not _within(path.resolve(), allowed):
+            raise DefinitionError(f"{where}: {os.path.relpath(path, folder)} is a link that {outside}")
     if not files:
         raise DataError(
             f"{where}: no file matches {source.path!r} (looked for {pattern}); "
             "check the path, which is relative to the pipeline's folder"
         )
     return files
+
+
+def _first_magic(pattern: Path) -> int:
+    """How many parts of ``pattern`` come before its first glob part."""
+    return next((i for i, part in enumerate(pattern.parts) if glob.has_magic(part)), len(pattern.parts))
 
 
 def source_key_path(pipeline: str, dataset: str, source: Source | None = None) -> list[str]:
@@ -45,11 +86,11 @@ def observable(source: Source | None) -> bool:
     return source is not None and (source.path is not None or source.sql is not None)
 
 
-def observe(source: Source, folder: Path, where: str) -> tuple[str, dict[str, Any]]:
+def observe(source: Source, folder: Path, where: str, roots: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
     """The data version of an observable source and what to show with it."""
     if source.sql is not None:
         return observe_database(source, where)
-    return observe_files(source, folder, where)
+    return observe_files(source, folder, where, roots)
 
 
 def observe_database(source: Source, where: str) -> tuple[str, dict[str, Any]]:
@@ -83,9 +124,9 @@ def files_fingerprint(files: Sequence[Path], folder: Path) -> str:
     return combine(*parts)
 
 
-def observe_files(source: Source, folder: Path, where: str) -> tuple[str, dict[str, Any]]:
+def observe_files(source: Source, folder: Path, where: str, roots: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
     """The fingerprint of a file source and what to show with it (files, bytes)."""
-    files = source_files(source, folder, where)
+    files = source_files(source, folder, where, roots)
     size = sum(path.stat().st_size for path in files)
     return files_fingerprint(files, folder), {"files": len(files), "bytes": size}
 
@@ -100,6 +141,22 @@ def file_format(path: Path, fmt: str | None) -> str:
     raise DataError(f"{path}: unknown file format {kind!r}; set `format: csv` or `format: parquet`")
 
 
+# What a parser's message quotes of the data: a row after "got N" (pyarrow's CSV reader), a
+# value in quotes, a row after "line N:" / "row N:".
+_QUOTED_DATA = [
+    (re.compile(r"(Expected \d+ columns?, got \d+)\s*:.*"), r"\1 (the row is not shown)"),
+    (re.compile(r"(invalid value|value|string)\s+'.*?'(?=\s|$|,)"), r"\1 (not shown)"),
+    (re.compile(r"((?:line|row) \d+)\s*:.*"), r"\1 (not shown)"),
+]
+
+
+def _without_data(message: str) -> str:
+    """``message`` without the data it quotes (see :data:`_QUOTED_DATA`)."""
+    for pattern, replacement in _QUOTED_DATA:
+        message = pattern.sub(replacement, message)
+    return message
+
+
 def _read_file(path: Path, fmt: str | None) -> Any:
     import pandas as pd
 
@@ -110,12 +167,12 @@ def _read_file(path: Path, fmt: str | None) -> Any:
         raise DataError(f"{path}: cannot read as {kind}: {exc.strerror}") from None
     except (OSError, ValueError) as exc:
         # The same bytes fail the same way: refused (held until the files change), not retried.
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # The parser quotes what it read (the row, a value): never echo the data, nor keep the
+        # parser's error as the cause, which Dagster would store with the failure.
+        message = _without_data(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         if not str(exc).isprintable() and not str(exc).replace("\n", "").isprintable():
-            # The parser quotes what it read: never echo raw bytes, nor keep them as the cause.
             message = "not text (binary data?)" if kind == "csv" else "not a readable file of this format"
-            raise RefusedData(f"{path}: cannot read as {kind}: {message}") from None
-        raise RefusedData(f"{path}: cannot read as {kind}: {message}") from exc
+        raise RefusedData(f"{path}: cannot read as {kind}: {message}") from None
     if len(frame) == 0:
         raise RefusedData(f"{path}: no rows (only a header)" if len(frame.columns) else f"{path}: empty file")
     return frame
@@ -141,12 +198,12 @@ def _same_columns(files: Sequence[Path], frames: Sequence[Any], folder: Path, wh
             )
 
 
-def load(source: Source, folder: Path, where: str, allowed: Sequence[str]) -> Any:
+def load(source: Source, folder: Path, where: str, allowed: Sequence[str], roots: Sequence[str] = ()) -> Any:
     """Load the source as a pandas DataFrame."""
     import pandas as pd
 
     if source.path is not None:
-        files = source_files(source, folder, where)
+        files = source_files(source, folder, where, roots)
         frames = [_read_file(path, source.format) for path in files]
         _same_columns(files, frames, folder, where)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

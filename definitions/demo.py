@@ -20,6 +20,7 @@ from typing import Any
 from assets.loader import LoadedPipeline, load_pipelines
 from assets.metrics import suggest
 from resources.errors import DataError, DefinitionError
+from stacks import load_stack
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,12 @@ def drift(
         raise DefinitionError(f"no pipeline {pipeline!r} in {defs_dir}{suggest(pipeline, names)}")
     if not 0 < shift <= 3:
         raise DefinitionError(f"--shift {shift}: give a shift between 0 and 3 (1 moves a feature by about its spread)")
+    roots = load_stack(stack).stack.data_roots
     for name, dataset in found.spec.datasets.items():
         if dataset.source is None or dataset.source.path is None:
             continue
         where = f"pipeline {pipeline}, dataset {name}"
-        files = sources.source_files(dataset.source, found.folder, where)
+        files = sources.source_files(dataset.source, found.folder, where, roots)
         target = _next_file(dataset.source.path, found.folder, files)
         if target is None or any(path.suffix.lower() not in (".csv", ".txt") for path in files):
             continue  # the demo adds CSV batch files to a landing folder; it never edits a file
@@ -129,7 +131,8 @@ def _observe(found: LoadedPipeline, stack: str | None, say: Callable[[str], None
         for name, dataset in found.spec.datasets.items():
             if not observable(dataset.source) or dataset.source is None or dataset.source.path is None:
                 continue
-            version, metadata = observe(dataset.source, found.folder, f"pipeline {found.spec.name}, dataset {name}")
+            where = f"pipeline {found.spec.name}, dataset {name}"
+            version, metadata = observe(dataset.source, found.folder, where, loaded.stack.data_roots)
             key = dg.AssetKey(source_key_path(found.spec.name, name, dataset.source))
             instance.report_runless_asset_event(
                 dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)

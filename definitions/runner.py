@@ -86,12 +86,14 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
                 resolve(dataset.transform, allowed, f"{p.where('datasets', name, 'transform')}: pipeline {p.spec.name}")
 
 
-def observe(pipelines: list[LoadedPipeline], only: set[str] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+def observe(
+    pipelines: list[LoadedPipeline], only: set[str] | None = None, roots: Sequence[str] = ()
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """The data version of every observable source, by source asset key (``a/b/files``, ``a/b/query``).
 
     A ``stat`` per file of a file source; one query per database source (its ``observe``
     query, else its whole result hashed). ``only``: the datasets (``a/b``) whose sources to
-    observe (None: all).
+    observe (None: all); ``roots``: the stack's data roots.
     """
     from assets import sources
 
@@ -103,7 +105,7 @@ def observe(pipelines: list[LoadedPipeline], only: set[str] | None = None) -> di
             if dataset.source is not None and sources.observable(dataset.source):
                 where = f"{p.where('datasets', name, 'source')}: pipeline {p.spec.name}, dataset {name}"
                 key = "/".join(sources.source_key_path(p.spec.name, name, dataset.source))
-                found[key] = sources.observe(dataset.source, p.folder, where)
+                found[key] = sources.observe(dataset.source, p.folder, where, roots)
     return found
 
 
@@ -124,7 +126,7 @@ def run(
         # assets; they are checked once the code location is loaded.)
         wanted = read_by(pipelines, names)
         chosen = [p for p in pipelines if wanted is None or any(k.startswith(f"{p.spec.name}/") for k in wanted)]
-        observed = observe(chosen, wanted)
+        observed = observe(chosen, wanted, loaded.stack.data_roots)
         cache = NoopCache(home, loaded, folder, names, observed, _code_files(chosen))
         if not force:
             rows = cache.replay()

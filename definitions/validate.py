@@ -30,7 +30,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
     check_imports(pipelines, stack.allowed_imports)
     errors = []
     for p in pipelines:
-        errors += check_pipeline(p, stack.allowed_imports)
+        errors += check_pipeline(p, stack.allowed_imports, stack.data_roots)
     errors += _expectation_errors(pipelines, stack.data_validator)
     if errors:
         raise DefinitionError("\n".join(errors))

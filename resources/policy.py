@@ -1,4 +1,4 @@
-"""The import policy: which module prefixes pipeline YAML may name."""
+"""What pipeline YAML may reach: which modules its import paths may name, which folders its sources may read."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from pydantic import Field
 
 
 class ImportPolicy(dg.ConfigurableResource):
-    """The stack's allow-list for import paths written in YAML (they are code execution).
+    """The stack's allow-lists for what YAML names: import paths (code execution) and data folders.
 
     Stack YAML::
 
         allowed_imports: [sklearn, xgboost, lightgbm, definitions]
+        data_roots: [/mnt/landing]
     """
 
     allowed: list[str] = Field(description="Module prefixes that import paths may start with.")
+    data_roots: list[str] = Field(
+        default_factory=list, description="Folders outside the project that file sources may read."
+    )

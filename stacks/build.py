@@ -32,7 +32,7 @@ def build_resources(stack: StackFields) -> dict[str, Any]:
         component = getattr(stack, role)
         module, _, name = component.resource.partition(":")
         resources[key] = getattr(importlib.import_module(module), name)(**component.resource_settings(stack))
-    resources["import_policy"] = ImportPolicy(allowed=list(stack.allowed_imports))
+    resources["import_policy"] = ImportPolicy(allowed=list(stack.allowed_imports), data_roots=list(stack.data_roots))
     return resources
 
 

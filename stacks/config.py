@@ -446,6 +446,11 @@ class StackFields(BaseModel):
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="Module prefixes that import paths in pipeline YAML may name.",
     )
+    data_roots: list[str] = Field(
+        default_factory=list,
+        description="Folders outside the project that file sources may read (absolute paths); the project's "
+        "own files and SLIPWAY_HOME are always readable.",
+    )
 
     @model_validator(mode="after")
     def _pods_share_stores(self) -> StackFields:

@@ -329,7 +329,7 @@ def test_a_database_that_does_not_exist_is_not_retried(home, defs_dir, crm, writ
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("delete from accounts", "`sql` of a database source must be a query (SELECT or WITH ... SELECT)"),
+        ("delete from accounts", "`sql` of a database source must be a query (SELECT or WITH ... SELECT); found DELETE"),
         (
             "with gone as (delete from accounts returning *) select * from gone",
             "the database rejected the query: cannot execute SELECT in a read-only transaction",  # PostgreSQL's words
@@ -381,7 +381,7 @@ def test_an_evaluation_set_that_is_the_training_dataset_by_another_name(home, de
 def test_validate_refuses_a_database_source_that_is_not_a_query(home, defs_dir, crm, write_pipeline):
     path = shop(write_pipeline, 'accounts:\n  source: {sql: "drop table accounts", connection: SHOP_DB_URL}\n')
     assert _validate_error(defs_dir) == (
-        f"{path}:6: pipeline shop: dataset accounts: `sql` of a database source must be a query (SELECT or WITH ... SELECT)"
+        f"{path}:6: pipeline shop: dataset accounts: `sql` of a database source must be a query (SELECT or WITH ... SELECT); found DROP"
     )
 
 
