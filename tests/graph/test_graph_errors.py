@@ -329,7 +329,10 @@ def test_a_database_that_does_not_exist_is_not_retried(home, defs_dir, crm, writ
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("delete from accounts", "`sql` of a database source must be a query (SELECT or WITH ... SELECT); found DELETE"),
+        (
+            "delete from accounts",
+            "`sql` of a database source must be a query (SELECT or WITH ... SELECT); found DELETE",
+        ),
         (
             "with gone as (delete from accounts returning *) select * from gone",
             "the database rejected the query: cannot execute SELECT in a read-only transaction",  # PostgreSQL's words
