@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from resources.errors import DataError, DefinitionError, ResourceError
+from resources.redact import with_encoded_at
 
 CONNECT_TRIES = 4
 CONNECT_TIMEOUT = 5  # seconds per attempt
@@ -68,7 +69,7 @@ def backend_of(variable: str) -> str | None:
 def _engine(variable: str, where: str) -> tuple[Any, str]:
     import sqlalchemy as sa
 
-    text = url_from(variable, where)
+    text = with_encoded_at(url_from(variable, where))
     try:
         url = sa.make_url(text)
     except sa.exc.ArgumentError:

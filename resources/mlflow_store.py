@@ -32,9 +32,11 @@ def store_uri(uri: str) -> str:
 
     What a message shows (redacted) is this form, so that it names the driver actually used.
     """
+    from resources.redact import with_encoded_at
+
     scheme, sep, rest = uri.partition("://")
     driver = _DRIVERS.get(scheme.lower()) if sep else None
-    return f"{driver}://{rest}" if driver else uri
+    return with_encoded_at(f"{driver}://{rest}" if driver else uri)
 
 
 def opened(uri: str) -> str:
