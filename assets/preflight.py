@@ -216,12 +216,30 @@ def _model_problems(
     if accepted is None:
         return []
     owner = getattr(target, "__name__", model.estimator)
-    return [
+    problems = [
         f"{pipeline.where('models', name, 'params', key)}: {prefix}: params: "
         f"{owner} has no parameter {key!r}{suggest(key, accepted)}"
         for key in model.params
         if key not in accepted
     ]
+    at = pipeline.where("models", name, "params" if model.params else "estimator")
+    problems += [
+        f"{at}: {prefix}: params: {model.estimator} needs {key!r}, which params does not give (an estimator "
+        "that needs other estimators is built by a training function, `train:`)"
+        for key in _required(target)
+        if key not in model.params
+    ]
+    return problems
+
+
+def _required(estimator: Any) -> list[str]:
+    """The arguments ``estimator(...)`` cannot be called without (``steps`` of a scikit-learn Pipeline)."""
+    try:
+        signature = inspect.signature(estimator)
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in signature.parameters.values() if p.kind in kinds and p.default is p.empty]
 
 
 def _parameters(estimator: Any) -> list[str] | None:
