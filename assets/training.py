@@ -257,7 +257,7 @@ def learner(spec: Model, allowed: Sequence[str], where: str) -> Callable[[Any, A
 
 
 def missing_values(x: Any, y: Any, target: str) -> str:
-    """``takes no missing values (NaN): feature 'a' is missing in all 80 training rows; ...`` for the NaN in ``x`` and ``y``."""
+    """``takes no missing values (NaN): feature 'a' is missing in all 80 training rows; ...`` for ``x`` and ``y``."""
     rows = len(x)
     counts = [(f"feature {column!r}", int(n)) for column, n in x.isna().sum().items() if n]
     if int(y.isna().sum()):
