@@ -14,6 +14,8 @@ from typing import Any
 
 from assets import training
 from resources.errors import SlipwayError
+from resources.redact import redact
+from resources.registry import ABANDONED_TAG, ModelRegistry
 
 SPLIT_TAG = "slipway.split"
 
@@ -29,6 +31,9 @@ class Comparison:
     rows: int = 0
     problem: str | None = None
     on: str = "rows neither trained on"
+    # Why the champion's model could not be loaded; ``lost`` when its files are gone (it never can be again).
+    unloadable: str | None = None
+    lost: bool = False
 
 
 def compare(
@@ -105,6 +110,48 @@ def compare(
     except SlipwayError as exc:
         return Comparison(version, metric, problem=f"the new version cannot be scored on the comparison rows ({exc})")
     return Comparison(version, metric, champion_score, challenger_score, int(rows.sum()), on=on)
+
+
+def with_champion(
+    registry: ModelRegistry,
+    name: str,
+    version: str | None,
+    metric: str,
+    trained: training.Trained,
+    frame: Any,
+    target: str,
+) -> Comparison | None:
+    """Champion ``version`` of registered model ``name`` and the new version on rows neither trained on.
+
+    None when there is no champion, or it is an abandoned version (registered by a training that
+    died, and left holding the alias because it recorded no predecessor). A champion that cannot
+    be loaded is a comparison with ``problem`` set; ``lost`` when its files are gone.
+    """
+    if version is None:
+        return None
+    tags = registry.version_tags(name, version) or {}
+    if ABANDONED_TAG in tags:  # a leftover of a crash: nothing to beat
+        return None
+    try:
+        model = registry.load(name, version)
+    except Exception as exc:  # its artifacts are gone or unreadable: it cannot be scored
+        # Gone for good (its files deleted) is a champion that can never serve again; any other
+        # failure to load (a store that did not answer, say) is not taken for that.
+        gone = registry.unloadable(name, version)
+        if gone is not None:
+            return Comparison(version, metric, problem=f"cannot be loaded ({gone})", unloadable=gone, lost=True)
+        error = redact(f"{type(exc).__name__}: {exc}")
+        return Comparison(version, metric, problem=f"it cannot be loaded ({error})", unloadable=error)
+    return compare(
+        version,
+        model,
+        tags,
+        trained,
+        frame,
+        target,
+        metric,
+        champion_rows=lambda: registry.run_file(name, version, training.TRAINING_ROWS_FILE),
+    )
 
 
 def is_nan(value: float | None) -> bool:

@@ -11,7 +11,7 @@ from assets import champion, compute, pins, progress, promotion, recovery, train
 from assets.graph import REFS_METADATA, key_of
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
-from assets.pins import ALIAS_CHECK, PROMOTE_METADATA
+from assets.pins import ALIAS_CHECK, CHAMPION_CHECK, PROMOTE_METADATA
 from assets.rebuild import recording_failures
 from assets.retrain import REASON_TAG, TRIGGER_TAG, policy_metadata
 from assets.schema import Model
@@ -78,6 +78,13 @@ def build_model_asset(
             description="The registry's aliases are where git pins them and Slipway last set them (none moved by hand)",
         )
     )
+    checks.append(
+        dg.AssetCheckSpec(
+            CHAMPION_CHECK,
+            asset=key,
+            description=f"The version that holds {spec.promote.alias} (the one served) can be loaded",
+        )
+    )
 
     def _train(
         context: dg.AssetExecutionContext,
@@ -130,7 +137,7 @@ def build_model_asset(
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", tags, train_started_ms)
         yielded = False
         try:
-            ref, decision, gates = _track_and_promote(
+            ref, decision, gates, comparison = _track_and_promote(
                 context,
                 spec,
                 trained,
@@ -187,6 +194,9 @@ def build_model_asset(
                 metadata={"value": gate.value, "condition": gate.condition},
             )
         yield _alias_check(context, model_registry, key, registry_name, spec, ref.version)
+        model = pins.Pinned(key.to_user_string(), registry_name, spec.promote)
+        promoted = (ref.version, decision.alias, comparison)
+        yield _champion_check(context, model_registry, alerter, model, promoted, experiment_tracker.run_url(run))
         try:
             experiment_tracker.end_run(run, ok=True)
         except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
@@ -246,7 +256,7 @@ def _track_and_promote(
     keys: tuple[dg.AssetKey, dg.AssetKey],
     tracker: ExperimentTracker,
     registry: ModelRegistry,
-) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult]]":
+) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult], champion.Comparison | None]":
     """Log the run and the model, decide its promotion, then register the version with the decision.
 
     The version is registered with its decision in one call, then the alias moves: a crash
@@ -291,28 +301,31 @@ def _track_and_promote(
             context.log.warning(line)
             progress.finished(key.to_user_string(), line)
         aliases = registry.aliases(registry_name)
-        champion_version = aliases.get(spec.promote.must_beat) if spec.promote.must_beat else None
-        comparison = _compare_with_champion(registry, spec, registry_name, champion_version, metric, trained, frame)
-        decision = promotion.decide(spec.promote, gates, metric, trained.metrics[metric], comparison)
-        if comparison is not None and comparison.problem:
-            context.log.warning(f"{registry_name}: {decision.reason}")
+
+        def judge(holder: str | None) -> "tuple[promotion.Decision, champion.Comparison | None]":
+            comparison = champion.with_champion(registry, registry_name, holder, metric, trained, frame, spec.target)
+            return promotion.decide(spec.promote, gates, metric, trained.metrics[metric], comparison), comparison
+
+        decision, comparison = judge(aliases.get(spec.promote.must_beat) if spec.promote.must_beat else None)
         decided = {
             **tags,
-            "slipway.promotion": decision.reason,
+            **promotion.decision_tags(decision, comparison, aliases),
             "slipway.gates_passed": str(passed).lower(),
-            "slipway.compared_with": comparison.version if comparison else "none",
         }
-        if decision.alias:
-            decided[recovery.replaces_tag(decision.alias)] = aliases.get(decision.alias, "none")
-        version = registry.register(registry_name, uri, run.run_id, decided)
+        version = registry.register(registry_name, uri, run.run_id, decided, takes_turn=decision.alias is not None)
         for twin in registry.versions_of_run(registry_name, run.run_id):
             # A registration retried after a timeout may have been made twice; only one is this run's.
             if twin != version:
                 recovery.abandon(registry, registry_name, twin, f"a second registration of v{version}'s run")
         if decision.alias:
-            registry.set_alias(registry_name, decision.alias, version)
+            decided_then = (decision, comparison)
+            decision, comparison = promotion.move_alias(
+                registry, registry_name, version, spec.promote, decided_then, aliases, judge, context.log.warning
+            )
+        if comparison is not None and comparison.problem:
+            context.log.warning(f"{registry_name}: {decision.reason}")
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
-    return ref, decision, gates
+    return ref, decision, gates, comparison
 
 
 def _alert(
@@ -366,6 +379,51 @@ def _alias_check(
     )
 
 
+def _champion_check(
+    context: dg.AssetExecutionContext,
+    registry: ModelRegistry,
+    alerter: Alerter,
+    model: pins.Pinned,
+    promoted: "tuple[str, str | None, champion.Comparison | None]",
+    link: str,
+) -> dg.AssetCheckResult:
+    """``champion_loadable`` after a training: can the version that holds the promotion alias be loaded?
+
+    ``promoted``: the new version, the alias it took and its comparison with the champion. A
+    newly failing check alerts (once: the report is shared with `slipway run`).
+    """
+    version, took, comparison = promoted
+    alias = model.promote.alias
+    try:
+        holder = version if took == alias else registry.aliases(model.registered).get(alias)
+        if holder is None:
+            nobody = f"no version holds {alias}"
+            finding = pins.Finding(model.asset, model.registered, alias, nobody, "ok", CHAMPION_CHECK)
+        elif holder == version or (comparison and comparison.version == holder and not comparison.unloadable):
+            finding = pins.champion_finding(registry, model, holder, loaded=True)  # just saved, or just scored
+        elif comparison and comparison.version == holder and not comparison.lost:
+            finding = pins.champion_finding(registry, model, holder, load_error=comparison.unloadable)
+        else:
+            finding = pins.champion_finding(registry, model, holder)
+    except SlipwayError as exc:
+        return dg.AssetCheckResult(
+            check_name=CHAMPION_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"not checked: {exc}",
+        )
+    reported = pins.evaluations(context.instance, [finding], [model.asset], checks=[CHAMPION_CHECK])
+    if reported and not finding.passed:
+        alerter.send(pins.champion_alert(finding, link), context.log)
+    return dg.AssetCheckResult(
+        check_name=CHAMPION_CHECK,
+        passed=finding.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=finding.message,
+        metadata={"finding": finding.message},
+    )
+
+
 def _give_up(
     context: dg.AssetExecutionContext,
     tracker: ExperimentTracker,
@@ -395,40 +453,3 @@ def _give_up(
                 "the next training of this model settles it"
             )
         )
-
-
-def _compare_with_champion(
-    registry: ModelRegistry,
-    spec: Model,
-    name: str,
-    version: str | None,
-    metric: str,
-    trained: training.Trained,
-    frame: Any,
-) -> champion.Comparison | None:
-    """Champion ``version`` and the new version on rows neither trained on.
-
-    None when there is no champion, or it is an abandoned version (registered by a training that
-    died, and left holding the alias because it recorded no predecessor).
-    """
-    if version is None:
-        return None
-    tags = registry.version_tags(name, version) or {}
-    if recovery.ABANDONED_TAG in tags:  # a leftover of a crash: nothing to beat
-        return None
-    try:
-        model = registry.load(name, version)
-    except Exception as exc:  # its artifacts are gone or unreadable: it cannot be scored, so it stays
-        return champion.Comparison(
-            version, metric, problem=redact(f"it cannot be loaded ({type(exc).__name__}: {exc})")
-        )
-    return champion.compare(
-        version,
-        model,
-        tags,
-        trained,
-        frame,
-        spec.target,
-        metric,
-        champion_rows=lambda: registry.run_file(name, version, training.TRAINING_ROWS_FILE),
-    )

@@ -10,19 +10,25 @@ Every alias Slipway sets is recorded on the registered model
 (:data:`resources.registry.ALIAS_RECORD_PREFIX`); an unpinned alias that points elsewhere was
 moved outside Slipway. That is reported (a warning line and a failed ``aliases_follow_git``
 check on the model asset) and left alone: the next promotion decides from where it is.
+
+The version that holds the promotion alias is the one served: when its model files are gone,
+``champion_loadable`` fails on the model asset (:func:`champion_finding`), until a new version
+that passes its gates takes the alias from it (:func:`assets.promotion.decide`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from assets.schema import Promote
+from resources.alerts import Alert
 from resources.registry import ABANDONED_TAG, ModelRegistry
 
 ALIAS_CHECK = "aliases_follow_git"
+CHAMPION_CHECK = "champion_loadable"
 # The model asset's metadata that holds its promote block (pins included), for the sensor.
 PROMOTE_METADATA = "slipway/promote"
 
@@ -36,13 +42,20 @@ class Finding:
     alias: str
     message: str
     # set: made to match git; warning: moved outside git and left alone (or not checked);
-    # error: a pin that cannot be met.
+    # error: a pin that cannot be met, or a served version that cannot be loaded; ok: as it should be.
     level: str
+    check: str = ALIAS_CHECK
+    version: str | None = None  # of a CHAMPION_CHECK finding: the version that holds the alias
 
     @property
     def passed(self) -> bool:
-        """True when the registry now matches git."""
-        return self.level == "set"
+        """True when the registry now matches git (and the served version can be loaded)."""
+        return self.level in ("set", "ok")
+
+    @property
+    def key(self) -> str:
+        """What the finding is about, as the instance keeps the last report (:func:`evaluations`)."""
+        return f"{self.asset}|{self.alias}" + ("" if self.check == ALIAS_CHECK else f"|{self.check}")
 
 
 @dataclass(frozen=True)
@@ -54,8 +67,12 @@ class Pinned:
     promote: Promote
 
 
-def reconcile(registry: ModelRegistry, models: list[Pinned]) -> list[Finding]:
-    """Set pinned aliases back to their pins; report aliases moved outside Slipway."""
+def reconcile(registry: ModelRegistry, models: list[Pinned], champions: bool = False) -> list[Finding]:
+    """Set pinned aliases back to their pins; report aliases moved outside Slipway.
+
+    ``champions``: also whether each model's served version (its promotion alias) can still be
+    loaded, one :data:`CHAMPION_CHECK` finding per model whose alias is held.
+    """
     if not models:
         return []
     states = registry.alias_states([m.registered for m in models])
@@ -69,8 +86,36 @@ def reconcile(registry: ModelRegistry, models: list[Pinned]) -> list[Finding]:
             with registry.promotion_lock(model.registered):
                 aliases, recorded = registry.alias_states([model.registered]).get(model.registered, ({}, {}))
                 found = _findings(registry, model, aliases, recorded, fix=True)
+                if champions:  # where the pins left it
+                    aliases = registry.aliases(model.registered)
         findings += found
+        holder = aliases.get(model.promote.alias)
+        if champions and holder is not None:
+            findings.append(champion_finding(registry, model, holder))
     return findings
+
+
+def champion_finding(
+    registry: ModelRegistry, model: Pinned, holder: str, loaded: bool = False, load_error: str | None = None
+) -> Finding:
+    """Whether ``holder``, the version of ``model`` that holds its promotion alias, can be loaded.
+
+    ``loaded``: it was just loaded (or saved); ``load_error``: loading it just failed with that.
+    Otherwise its files are looked for (:meth:`~resources.registry.ModelRegistry.unloadable`).
+    """
+    alias = model.promote.alias
+    problem = None if loaded else load_error or registry.unloadable(model.registered, holder)
+    if problem is None:
+        message = f"{alias} v{holder} can be loaded"
+        return Finding(model.asset, model.registered, alias, message, "ok", CHAMPION_CHECK, holder)
+    message = f"{model.registered}: {alias} v{holder} cannot be loaded: {problem}"
+    return Finding(model.asset, model.registered, alias, message, "error", CHAMPION_CHECK, holder)
+
+
+def champion_alert(finding: Finding, link: str | None = None) -> Alert:
+    """The alert for a failed :data:`CHAMPION_CHECK` finding."""
+    title = f"{finding.asset}: {finding.alias} v{finding.version} cannot be loaded"
+    return Alert("check_failed", title, finding.message, finding.asset, link)
 
 
 def detect(registry: ModelRegistry, model: Pinned) -> list[Finding]:
@@ -177,12 +222,15 @@ def _promote(text: str) -> Promote:
     return Promote.model_validate_json(text)
 
 
-def evaluations(instance: Any, findings: list[Finding], checked: Iterable[str]) -> list[Any]:
-    """The ``aliases_follow_git`` check evaluations to record: what changed since the last report.
+def evaluations(
+    instance: Any, findings: list[Finding], checked: Iterable[str], checks: Collection[str] = (ALIAS_CHECK,)
+) -> list[Any]:
+    """The check evaluations to record: what changed since the last report.
 
-    A finding already reported with the same message is not reported again (a sensor ticks every
-    minute); an alias that was reported and is now back where it belongs gets a passing one.
-    The last report is kept in the instance, shared by `slipway run` and the sensor.
+    ``findings`` are every finding of the checks ``checks`` on the assets ``checked``. A failure
+    already reported with the same message is not reported again (a sensor ticks every minute);
+    one that was reported and is now gone gets a passing evaluation. The last report is kept in
+    the instance, shared by `slipway run`, the trainings and the sensor.
     """
     import dagster as dg
 
@@ -192,29 +240,48 @@ def evaluations(instance: Any, findings: list[Finding], checked: Iterable[str]) 
     except ValueError:
         previous = {}
     checked = set(checked)
-    current = {k: v for k, v in previous.items() if k.split("|")[0] not in checked}
+
+    def covered(key: str) -> bool:
+        asset, _, rest = key.partition("|")
+        return asset in checked and (rest.partition("|")[2] or ALIAS_CHECK) in checks
+
+    current = {k: v for k, v in previous.items() if not covered(k)}
     events = []
 
-    def evaluation(asset: str, passed: bool, message: str) -> Any:
+    def evaluation(asset: str, check: str, passed: bool, message: str) -> Any:
         return dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey.from_user_string(asset),
-            check_name=ALIAS_CHECK,
+            check_name=check,
             passed=passed,
-            severity=dg.AssetCheckSeverity.WARN,
+            # A served version that cannot be loaded is an error; an alias off git a warning.
+            severity=dg.AssetCheckSeverity.ERROR if check == CHAMPION_CHECK else dg.AssetCheckSeverity.WARN,
             description=message,
             metadata={"finding": message},
         )
 
+    answered = set()
     for f in findings:
-        key = f"{f.asset}|{f.alias}"
         if not f.passed:
-            current[key] = f.message
-        if f.passed or previous.get(key) != f.message:
-            events.append(evaluation(f.asset, f.passed, f.message))
+            current[f.key] = f.message
+        if _news(f, previous):
+            events.append(evaluation(f.asset, f.check, f.passed, f.message))
+            answered.add(f.key)
     for key in previous:
-        asset, _, alias = key.partition("|")
-        if asset in checked and key not in current:
-            events.append(evaluation(asset, True, f"{alias} is where git and Slipway put it again"))
+        if covered(key) and key not in current and key not in answered:
+            asset, _, rest = key.partition("|")
+            alias, _, check = rest.partition("|")
+            again = {CHAMPION_CHECK: f"{alias} is no longer on a version that cannot be loaded"}
+            message = again.get(check, f"{alias} is where git and Slipway put it again")
+            events.append(evaluation(asset, check or ALIAS_CHECK, True, message))
     if current != previous:
         instance.run_storage.set_cursor_values({REPORTED_KEY: json.dumps(current, sort_keys=True)})
     return events
+
+
+def _news(finding: Finding, previous: Mapping[str, str]) -> bool:
+    """Whether ``finding`` is worth an evaluation, given what was reported last."""
+    if finding.level == "set":  # an alias moved to its pin: always said
+        return True
+    if finding.passed:  # as it should be: said only when a failure was reported before
+        return finding.key in previous
+    return previous.get(finding.key) != finding.message

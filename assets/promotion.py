@@ -3,20 +3,30 @@
 A version takes the promotion alias (``champion``) only when every gate passes and, if a
 champion exists, it beats the champion on rows neither trained on (:mod:`assets.champion`).
 A version that passes its gates but does not beat the champion, or meets a champion that
-cannot be scored, becomes ``challenger`` and the champion keeps its alias. A version that
-fails a gate, or whose metric is NaN, gets no alias at all.
+cannot be scored, becomes ``challenger`` and the champion keeps its alias; except a champion
+whose files are gone (it can never be loaded, so it cannot be served): a version that passes
+its gates takes its alias, and says so. A version that fails a gate, or whose metric is NaN,
+gets no alias at all.
+
+The order of a promotion (:func:`move_alias`): decide against the champion as read, register
+the version with its decision, wait for the earlier versions' promotions to finish (version
+numbers order trainings that share a registry no lock reaches), read the aliases again, decide
+again if the champion moved meanwhile, then move the alias.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from assets.champion import Comparison
 from assets.metrics import beats
 from assets.pins import pinned_to
+from assets.recovery import replaces_tag
 from assets.schema import Promote, parse_gate
+from resources.registry import TURN_SECONDS, ModelRegistry
 
 CHALLENGER = "challenger"
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -98,6 +108,9 @@ def _decide(
         return Decision(promote.alias, "gates passed")
     if comparison is None:
         return Decision(promote.alias, f"gates passed; no {promote.must_beat} to beat")
+    if comparison.lost:
+        lost = f"{promote.must_beat} v{comparison.version} {comparison.problem}"
+        return Decision(promote.alias, f"gates passed; {lost}: it gives up its alias")
     held = f"{promote.must_beat} v{comparison.version} keeps its alias"
     if comparison.problem is not None:
         return Decision(CHALLENGER, f"{held}: {comparison.problem}")
@@ -108,3 +121,53 @@ def _decide(
     if beats(metric, new, old):
         return Decision(promote.alias, f"beats {promote.must_beat} v{comparison.version}: {versus}")
     return Decision(CHALLENGER, f"does not beat {promote.must_beat} v{comparison.version}: {versus}")
+
+
+# Decide the promotion of the new version against a holder of ``must_beat`` (None: no holder).
+Judge = Callable[[str | None], tuple[Decision, Comparison | None]]
+
+
+def decision_tags(decision: Decision, comparison: Comparison | None, aliases: Mapping[str, str]) -> dict[str, str]:
+    """The version tags that record ``decision``, made when the registry held ``aliases``."""
+    tags = {
+        "slipway.promotion": decision.reason,
+        "slipway.compared_with": comparison.version if comparison else "none",
+    }
+    if decision.alias:
+        # What it replaces, for recovery to give the alias back if this training dies.
+        tags[replaces_tag(decision.alias)] = aliases.get(decision.alias, "none")
+    return tags
+
+
+def move_alias(
+    registry: ModelRegistry,
+    name: str,
+    version: str,
+    promote: Promote,
+    decided: tuple[Decision, Comparison | None],
+    aliases: Mapping[str, str],
+    judge: Judge,
+    warn: Callable[[str], None],
+) -> tuple[Decision, Comparison | None]:
+    """In its turn, move the alias that ``decided`` gives registered ``version``; return the final decision.
+
+    ``aliases`` are what the decision was made against. They are read again just before the
+    alias moves, once every earlier version of the model has moved its own
+    (:meth:`~resources.registry.ModelRegistry.wait_turn`): when ``must_beat`` moved meanwhile
+    (another home sharing the registry promoted a version), the version is decided again
+    against its new holder, and its tags are rewritten with that decision.
+    """
+    decision, comparison = decided
+    for stale in registry.wait_turn(name, version):
+        warn(f"{name}: v{stale} was still promoting after {TURN_SECONDS:.0f} s; v{version} did not wait longer")
+    now = registry.aliases(name)
+    held, holder = (aliases.get(promote.must_beat), now.get(promote.must_beat)) if promote.must_beat else (None, None)
+    if holder != held:
+        decision, comparison = judge(holder)
+        registry.tag_version(name, version, decision_tags(decision, comparison, now))
+    elif decision.alias and now.get(decision.alias) != aliases.get(decision.alias):
+        registry.tag_version(name, version, {replaces_tag(decision.alias): now.get(decision.alias, "none")})
+    if decision.alias:
+        registry.set_alias(name, decision.alias, version)
+    registry.end_turn(name, version)
+    return decision, comparison

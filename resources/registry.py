@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +24,45 @@ ABANDONED_TAG = "slipway.abandoned"
 # A registered model's tag ``slipway.alias.<alias>``: the version Slipway last pointed the alias
 # at. An alias that points elsewhere was moved outside Slipway (by hand, in the MLflow UI).
 ALIAS_RECORD_PREFIX = "slipway.alias."
+# On a version that will move an alias, from its registration until its alias has moved: on a
+# registry no promotion lock reaches (an MLflow server shared by several homes), a later version
+# waits for every earlier one that still has it (:meth:`ModelRegistry.wait_turn`).
+PROMOTING_TAG = "slipway.promoting"
+# How long a version waits for the earlier promotions; one registered this long before it has died.
+TURN_SECONDS = 120.0
 
 
 class ModelRegistry(dg.ConfigurableResource, ABC):
     """Registered model versions and the aliases (``champion``, ``challenger``) that point at them."""
 
+    @property
     @abstractmethod
-    def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
-        """Create a new version of ``name`` from ``model_uri``; return the version."""
+    def location(self) -> str:
+        """Where the registry is, as its errors (and the tracker's, on the same store) name it; redacted."""
+
+    @abstractmethod
+    def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str], takes_turn: bool = False) -> str:
+        """Create a new version of ``name`` from ``model_uri`` (and ``name`` itself if new); return the version.
+
+        ``takes_turn``: the version will move an alias, after :meth:`wait_turn` and before
+        :meth:`end_turn`. A registered model created at the same moment by another training is
+        not an error.
+        """
+
+    @abstractmethod
+    def wait_turn(self, name: str, version: str) -> list[str]:
+        """Wait until every earlier version of ``name`` that is moving an alias has finished.
+
+        Registration hands out version numbers one at a time, so they order the promotions of
+        trainings that share a registry: ``version`` moves its alias only after the earlier ones
+        moved theirs, and decides against what they left. A store the promotion lock covers
+        needs no wait. Returns the earlier versions given up on: still promoting after
+        :data:`TURN_SECONDS` (their training died; :mod:`assets.recovery` abandons them).
+        """
+
+    @abstractmethod
+    def end_turn(self, name: str, version: str) -> None:
+        """``version`` has moved its alias (or decided not to): the next version may move one."""
 
     @abstractmethod
     def aliases(self, name: str) -> dict[str, str]:
@@ -81,6 +113,14 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """Load a registered version as a native (scikit-learn API) model."""
 
     @abstractmethod
+    def unloadable(self, name: str, version: str) -> str | None:
+        """Why the model of ``version`` can no longer be loaded (deleted, abandoned, its files gone), or None.
+
+        It looks for the model's files (its ``MLmodel``), it does not load the model. Registry
+        and store errors other than "not found" raise :class:`ResourceError`.
+        """
+
+    @abstractmethod
     def promotion_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lock under which ``name``'s aliases are read, compared and moved."""
 
@@ -115,24 +155,79 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         except Exception as exc:  # the store cannot be opened (a database that is down, a bad URI)
             raise self._fail("connect", exc) from safe_cause(exc)
 
+    @property
+    def location(self) -> str:  # noqa: D102
+        return redact(f"mlflow at {self.registry_uri or self.tracking_uri}")
+
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
-        uri = self.registry_uri or self.tracking_uri
         # The first line of the store's message (SQLAlchemy appends the SQL and a link).
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        moved = "" if action.startswith(("read", "list", "connect")) else "; no alias was moved"
-        return ResourceError(redact(f"model registry (mlflow at {uri}): cannot {action}: {first}{moved}"))
+        moved = "" if action.startswith(("read", "list", "connect", "wait", "end")) else "; no alias was moved"
+        return ResourceError(redact(f"model registry ({self.location}): cannot {action}: {first}{moved}"))
 
-    def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:  # noqa: D102
+    @property
+    def _locked(self) -> bool:
+        """True when :meth:`promotion_lock` serializes this store's promotions (a SQLite file)."""
+        return _lock_file(self.registry_uri or self.tracking_uri, "_") is not None
+
+    def register(  # noqa: D102
+        self, name: str, model_uri: str, run_id: str, tags: dict[str, str], takes_turn: bool = False
+    ) -> str:
         client = self._client
         from mlflow.exceptions import MlflowException
 
+        if takes_turn and not self._locked:
+            tags = {**tags, PROMOTING_TAG: "true"}
         try:
             if _registered(client, name) is None:
-                client.create_registered_model(name)
+                try:
+                    client.create_registered_model(name)
+                except MlflowException as exc:
+                    if not _already_exists(exc):  # else another training created it a moment ago
+                        raise
             version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
         except MlflowException as exc:
             raise self._fail(f"register {name!r}", exc) from safe_cause(exc)
         return str(version.version)
+
+    def wait_turn(self, name: str, version: str) -> list[str]:  # noqa: D102
+        if self._locked:
+            return []
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        deadline = time.monotonic() + TURN_SECONDS
+        try:
+            # Ages on the registry's own clock: a version registered TURN_SECONDS before this one died.
+            born = client.get_model_version(name, version).creation_timestamp
+            while True:
+                found = client.search_model_versions(f"name = '{name}' and tags.`{PROMOTING_TAG}` = 'true'")
+                earlier = sorted(
+                    (
+                        int(v.version)
+                        for v in found
+                        if int(v.version) < int(version)
+                        and ABANDONED_TAG not in v.tags
+                        and born - v.creation_timestamp < TURN_SECONDS * 1000
+                    ),
+                )
+                if not earlier or time.monotonic() >= deadline:
+                    return [str(v) for v in earlier]
+                time.sleep(0.2)
+        except MlflowException as exc:
+            raise self._fail(f"wait for the earlier promotions of {name!r}", exc) from safe_cause(exc)
+
+    def end_turn(self, name: str, version: str) -> None:  # noqa: D102
+        if self._locked:
+            return
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.delete_model_version_tag(name, version, PROMOTING_TAG)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise self._fail(f"end the promotion of {name} v{version}", exc) from safe_cause(exc)
 
     def aliases(self, name: str) -> dict[str, str]:  # noqa: D102
         client = self._client
@@ -164,9 +259,9 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             # The record first, so that an alias is never where Slipway put it without the
             # record saying so. If the move itself fails, the record is put back to where
             # the alias is (best effort: a registry that just failed may fail again).
-            client.set_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias, version)
+            _retried(client.set_registered_model_tag, name, ALIAS_RECORD_PREFIX + alias, version)
             try:
-                client.set_registered_model_alias(name, alias, version)
+                _retried(client.set_registered_model_alias, name, alias, version)
             except MlflowException:
                 with contextlib.suppress(MlflowException):
                     current = _registered(client, name).aliases.get(alias)
@@ -245,7 +340,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 
         try:
             for key, value in tags.items():
-                client.set_model_version_tag(name, version, key, value)
+                _retried(client.set_model_version_tag, name, version, key, value)
         except MlflowException as exc:
             raise self._fail(f"tag {name} v{version}", exc) from safe_cause(exc)
 
@@ -307,6 +402,25 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             return f"the files of {name} v{version} are gone ({local})", local
         return None, local
 
+    def unloadable(self, name: str, version: str) -> str | None:  # noqa: D102
+        problem, local = self.check(name, version)
+        if problem is not None:
+            return problem
+        if local is not None:
+            found = (local / "MLmodel").is_file()
+            return None if found else f"the files of {name} v{version} are gone ({local / 'MLmodel'})"
+        client = self._client
+        try:
+            import mlflow.artifacts
+
+            source = client.get_model_version_download_uri(name, version)
+            listed = mlflow.artifacts.list_artifacts(artifact_uri=source, tracking_uri=self.tracking_uri)
+        except Exception as exc:  # MLflow's, or the object store's own (an S3 bucket that does not answer)
+            raise self._fail(f"list the files of {name} v{version}", exc) from safe_cause(exc)
+        if any(Path(entry.path).name == "MLmodel" for entry in listed):
+            return None
+        return f"the files of {name} v{version} are gone ({redact(source)})"
+
     @contextlib.contextmanager
     def promotion_lock(self, name: str) -> Iterator[None]:  # noqa: D102
         path = _lock_file(self.registry_uri or self.tracking_uri, name)
@@ -348,6 +462,35 @@ def _registered(client: Any, name: str) -> Any:
         if _not_found(exc):
             return None
         raise
+
+
+def _retried(write: Any, *args: Any) -> Any:
+    """Call ``write`` (a set-or-create of one row), again if it lost a race to create the row.
+
+    MLflow's SQL store sets a tag or an alias by reading the row and inserting it when absent:
+    two writers at once both insert, and the second fails on the table's unique key. Tried
+    again, the row exists and is updated.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(3):
+        try:
+            return write(*args)
+        except MlflowException as exc:
+            if attempt == 2 or not _already_exists(exc):
+                raise
+    return None
+
+
+def _already_exists(exc: Any) -> bool:
+    """True when the store refused a create because the row was created meanwhile."""
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    if exc.error_code == ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+        return True
+    # A unique key violated inside a store that reports it as a bad request (SQLite, PostgreSQL).
+    text = str(exc)
+    return "UNIQUE constraint failed" in text or "duplicate key value violates unique constraint" in text
 
 
 def _not_found(exc: Any) -> bool:

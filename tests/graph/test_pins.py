@@ -188,8 +188,12 @@ def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop
     monkeypatch.setenv("SLIPWAY_MODEL_REGISTRY__REGISTRY_URI", url)
     report = run(defs_dir=defs_dir)
     assert [(o.key, o.status) for o in report.outcomes][0] == ("shop/daily", "built")
-    # The model failed on the registry (after MLflow's retries): it is not asked again.
-    assert report.aliases == [("warning", "alias pins not checked: a store could not be reached earlier in this run")]
+    # The model failed on the registry (after MLflow's retries): it is not asked again, and the
+    # line says which store could not be reached, and why.
+    ((level, line),) = report.aliases
+    assert level == "warning" and line.endswith("Connection refused\")) (earlier in this run)"), line
+    assert line.startswith("alias pins not checked: model registry (mlflow at http://user:***@127.0.0.1:"), line
+    assert "hunter2" not in line
     # With a pin, it is asked before training: the line says why.
     write_pipeline("shop", SHOP.replace("must_beat: null}", "must_beat: null, pin: {champion: 1}}"))
     report = run(defs_dir=defs_dir)

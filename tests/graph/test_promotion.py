@@ -125,18 +125,35 @@ def test_registry_error_while_reading_the_champion_moves_no_alias(
     assert failed.info.status == "FAILED"
 
 
-def test_champion_that_cannot_be_loaded_keeps_its_alias(home, defs_dir, write_pipeline, recorded):
+def test_a_champion_that_fails_to_load_keeps_its_alias_until_its_files_are_gone(
+    home, defs_dir, write_pipeline, recorded
+):
     write_pipeline("shop", PIPELINE.replace("DEPTH", "1"), {"data/batch_000.csv": _batch(1000, 0, 1)})
     assert _outcome(run(defs_dir=defs_dir)).alias == "champion"
     client = _client(home)
     champion_run = client.get_model_version("shop.clf", "1").run_id
-    shutil.rmtree(Path(client.get_run(champion_run).info.artifact_uri.removeprefix("file://")) / "model")
+    model_dir = Path(client.get_run(champion_run).info.artifact_uri.removeprefix("file://")) / "model"
+    # Its files are there but do not load (a store that answered badly, say): it is not taken for gone.
+    (model_dir / "model.pkl").write_bytes(b"not a model")
     write_pipeline("shop", PIPELINE.replace("DEPTH", "4"))
-
     outcome = _outcome(run(defs_dir=defs_dir))
     assert (outcome.status, outcome.model_version, outcome.alias) == ("built", "2", "challenger")
-    assert outcome.detail.startswith("champion v1 keeps its alias: it cannot be loaded (")
+    # ... and the served version failing to load is a failed check on the model.
+    assert outcome.detail.startswith(
+        "check failed: champion_loadable (warning); champion v1 keeps its alias: it cannot be loaded (UnpicklingError"
+    ), outcome.detail
     assert client.get_registered_model("shop.clf").aliases == {"champion": 1, "challenger": 2}
+
+    # Its files gone, it can never be served again: a version that passes its gates takes its alias.
+    shutil.rmtree(model_dir)
+    write_pipeline("shop", PIPELINE.replace("DEPTH", "3"))
+    outcome = _outcome(run(defs_dir=defs_dir))
+    assert (outcome.status, outcome.model_version, outcome.alias) == ("built", "3", "champion")
+    assert outcome.detail == (
+        f"gates passed; champion v1 cannot be loaded (the files of shop.clf v1 are gone ({model_dir})): "
+        "it gives up its alias"
+    )
+    assert client.get_registered_model("shop.clf").aliases == {"champion": 3, "challenger": 2}
 
 
 @pytest.mark.slow
