@@ -29,8 +29,30 @@ def prepare(stack_name: str | None = None) -> LoadedStack:
     from stacks.build import prepare_instance
 
     loaded = load_stack(stack_name)
-    os.environ["DAGSTER_HOME"] = str(prepare_instance(loaded.stack))
+    home = prepare_instance(loaded.stack)
+    _can_write(home)
+    os.environ["DAGSTER_HOME"] = str(home)
     return loaded
+
+
+# What the UI's daemon and MLflow's server write before anyone clicks (heartbeats, a journal).
+_PROBE_BYTES = 256 * 1024
+
+
+def _can_write(folder: Path) -> None:
+    """Write (and remove) a scratch file in ``folder``: a full disk or a read-only home fails here, once.
+
+    Started on such a home, the daemon would print a traceback per heartbeat instead; the
+    ``OSError`` raised here is said in one line by the CLI (:func:`resources.errors.storage_problem`).
+    """
+    probe = folder / f".slipway-write-check.{os.getpid()}"
+    try:
+        with probe.open("wb") as stream:
+            stream.write(b"\0" * _PROBE_BYTES)
+            stream.flush()
+            os.fsync(stream.fileno())
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def _ui_url(loaded: LoadedStack) -> tuple[str, str | None, int | None]:

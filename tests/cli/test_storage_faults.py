@@ -82,6 +82,31 @@ def test_a_disk_that_fills_mid_training_is_reported_and_the_next_run_settles_it(
     assert str(client.get_registered_model("houses.price_model").aliases["champion"]) in ("1", "3")
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["incremental", "force"])
+def test_a_built_home_on_a_disk_that_is_full_says_the_disk_is_full(tmpfs, force):
+    """Every byte of the file system taken after a first run: the next run says so, in one line."""
+    home = tmpfs / "home"
+    assert slipway("run", "houses", home=home).returncode == 0
+    filler = tmpfs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    for size in (65536, 1):  # fill it to the last byte
+        try:
+            while True:
+                os.write(fd, b"\0" * size)
+        except OSError:
+            pass
+    os.close(fd)
+    done = slipway("run", "houses", *(["--force"] if force else []), home=home)
+    error = _one_error(done)
+    assert FULL in error, error
+    # The UI's daemon would print a traceback per heartbeat: `slipway dev` says it once, and does not start.
+    dev = slipway("dev", home=home)
+    assert FULL in _one_error(dev)
+    filler.unlink()
+    again = slipway("run", "houses", "--force", home=home)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 def test_a_read_only_home_is_one_line(tmpfs):
     home = tmpfs / "home"
     assert slipway("run", "houses", home=home).returncode == 0
