@@ -178,10 +178,17 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
             schema=json.dumps({"mlflow_colspec": [{"name": k, "type": v} for k, v in schema.items()]}),
         )
         client = self._client
-        try:
-            client.log_inputs(run.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
-        except Exception as exc:
-            raise self._fail(f"log the {context} input", exc) from safe_cause(exc)
+        inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
+        for attempt in range(3):
+            try:
+                client.log_inputs(run.run_id, inputs)
+                return
+            except Exception as exc:
+                # Two runs logging the same new dataset at once (two homes on one server): MLflow's
+                # read-then-insert loses the race on the dataset's unique key; tried again, it finds it.
+                if attempt < 2 and _already_exists(exc):
+                    continue
+                raise self._fail(f"log the {context} input", exc) from safe_cause(exc)
 
     def log_model(self, run: TrackedRun, model: Any, example: Any, prediction: Any) -> str:  # noqa: D102
         mlflow_client.ready()  # no MLflow import beside a warm-up in flight
@@ -267,6 +274,12 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
         # MLflow's UI opens an artifact from its path after /artifacts/ (an HTML one rendered in place).
         base, _, query = self.run_url(run).partition("?")
         return f"{base}/artifacts/{path}" + (f"?{query}" if query else "")
+
+
+def _already_exists(exc: BaseException) -> bool:
+    """True when the store refused a create because the row was created meanwhile (a unique key)."""
+    text = str(exc)
+    return "UNIQUE constraint failed" in text or "duplicate key value violates unique constraint" in text
 
 
 def _requirements(model: Any) -> list[str]:
