@@ -68,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     show_progress()
     report = run(args.pipelines, stack_name=args.stack, force=args.force, defs_dir=args.defs)
     emit(summary(report))
+    if any(o.status == "interrupted" for o in report.outcomes):
+        return 130  # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
     return 0 if report.ok else 1
 
 

@@ -108,11 +108,13 @@ def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[l
         "--host",
         "127.0.0.1",
     ]
+    from resources.mlflow_store import store_uri
+
     mlflow = [
         str(bin_dir / "mlflow"),
         "server",
         "--backend-store-uri",
-        tracker.tracking_uri,
+        store_uri(tracker.tracking_uri),  # a bare postgresql:// with the driver shipped
         "--host",
         "127.0.0.1",
         "--port",

@@ -259,7 +259,7 @@ def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetO
     built = record.built(key)
     reasons = record.reasons(key, engine.stores)
     parents = sorted(engine.graph.get(key).parent_keys, key=lambda k: k.to_user_string())
-    troubled = [p for p in parents if p in outcomes and outcomes[p].status in ("failed", "blocked")]
+    troubled = [p for p in parents if p in outcomes and outcomes[p].status in ("failed", "blocked", "interrupted")]
     if troubled and (built is None or reasons):
         upstream = outcomes[troubled[0]]
         return AssetOutcome(

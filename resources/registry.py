@@ -16,6 +16,7 @@ from pydantic import Field
 
 from resources import mlflow_client
 from resources.errors import ResourceError
+from resources.mlflow_store import store_uri
 from resources.redact import redact, safe_cause
 from resources.settings import MlflowRegistrySettings
 
@@ -157,7 +158,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 
     @property
     def location(self) -> str:  # noqa: D102
-        return redact(f"mlflow at {self.registry_uri or self.tracking_uri}")
+        return redact(f"mlflow at {store_uri(self.registry_uri or self.tracking_uri)}")
 
     def _fail(self, action: str, exc: BaseException) -> ResourceError:
         # The first line of the store's message (SQLAlchemy appends the SQL and a link).
@@ -375,7 +376,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=tmp, tracking_uri=self.tracking_uri
+                artifact_uri=source, dst_path=tmp, tracking_uri=store_uri(self.tracking_uri)
             )
             return mlflow.sklearn.load_model(local)
 
@@ -414,7 +415,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             import mlflow.artifacts
 
             source = client.get_model_version_download_uri(name, version)
-            listed = mlflow.artifacts.list_artifacts(artifact_uri=source, tracking_uri=self.tracking_uri)
+            listed = mlflow.artifacts.list_artifacts(artifact_uri=source, tracking_uri=store_uri(self.tracking_uri))
         except Exception as exc:  # MLflow's, or the object store's own (an S3 bucket that does not answer)
             raise self._fail(f"list the files of {name} v{version}", exc) from safe_cause(exc)
         if any(Path(entry.path).name == "MLmodel" for entry in listed):

@@ -301,7 +301,7 @@ def test_ctrl_c_is_alerted_and_summed_up_as_interrupted(home, shop):
         script=[sys.executable, str(KILLPOINTS), "interrupt-after-alias-moved"],
     )
     said = ran.stdout + "\n" + _said(ran.lines)
-    assert ran.returncode in (1, 130), said
+    assert ran.returncode == 130, said  # as a shell reports a command stopped by Ctrl-C
     assert "Traceback" not in ran.output and "DagsterExecutionInterruptedError" not in ran.output, said
     alerts = [line.strip() for _, line in ran.lines if line.strip().startswith("alert ")]
     assert len(alerts) == 1 and alerts[0].startswith("alert run_interrupted: "), said
