@@ -69,24 +69,27 @@ def sklearn_columns(name: str) -> list[str]:
     return [*bunch.feature_names, "target"]
 
 
-def check_pipeline(pipeline: LoadedPipeline, allowed: Sequence[str], roots: Sequence[str] = ()) -> list[str]:
+def check_pipeline(
+    pipeline: LoadedPipeline, allowed: Sequence[str], roots: Sequence[str] = (), code: bool = True
+) -> list[str]:
     """Every problem of ``pipeline`` beyond its schema, one ``path:line: pipeline P: ...`` line each.
 
     ``allowed`` and ``roots`` are the stack's allowed imports and data roots. It imports the
-    pipeline's import paths: call it once they have passed the stack's allow-list.
+    pipeline's import paths: call it once they have passed the stack's allow-list. Without
+    ``code``, only what needs no import and no data file is checked (the queries).
     """
     spec = pipeline.spec
     errors: list[str] = []
     columns: dict[str, Columns | None] = {}
     for name, dataset in spec.datasets.items():
         prefix = f"pipeline {spec.name}: dataset {name}"
-        found, problems = _dataset_columns(pipeline, name, dataset, allowed, roots, prefix)
+        found, problems = _dataset_columns(pipeline, name, dataset, allowed, roots, prefix, code)
         columns[name] = found
         errors += problems
         if found is not None:
             lacking = _dataset_column_problems(pipeline, name, dataset, found)
             errors += [f"{where}: {prefix}: {message}" for where, message in lacking]
-    for name, model in spec.models.items():
+    for name, model in spec.models.items() if code else ():
         prefix = f"pipeline {spec.name}: model {name}"
         errors += _model_problems(pipeline, name, model, allowed, prefix)
         found = columns.get(model.dataset)
@@ -100,13 +103,21 @@ def check_pipeline(pipeline: LoadedPipeline, allowed: Sequence[str], roots: Sequ
 
 
 def _dataset_columns(
-    pipeline: LoadedPipeline, name: str, dataset: Dataset, allowed: Sequence[str], roots: Sequence[str], prefix: str
+    pipeline: LoadedPipeline,
+    name: str,
+    dataset: Dataset,
+    allowed: Sequence[str],
+    roots: Sequence[str],
+    prefix: str,
+    code: bool = True,
 ) -> tuple[Columns | None, list[str]]:
     """The dataset's columns (``None`` when unknown before a run) and the problems found on the way."""
     source = dataset.source
     columns: Columns | None = None
     errors: list[str] = []
-    if source is not None and source.path is not None:
+    if not code:
+        pass  # no data file is read, no scikit-learn dataset loaded
+    elif source is not None and source.path is not None:
         columns, errors = _file_columns(pipeline, name, dataset, roots, prefix)
     elif source is not None and source.sklearn is not None and not dataset.transform:
         columns = Columns({f"scikit-learn's {source.sklearn}": sklearn_columns(source.sklearn)})
@@ -127,7 +138,7 @@ def _dataset_columns(
             check_query(dataset.sql, f"{pipeline.where('datasets', name, 'sql')}: {prefix}")
         except DefinitionError as exc:
             errors.append(str(exc))
-    if dataset.transform:
+    if dataset.transform and code:
         where = pipeline.where("datasets", name, "transform")
         try:  # the message of an import path names the pipeline only, as `slipway run` does
             fn = resolve(dataset.transform, allowed, f"{where}: pipeline {pipeline.spec.name}")

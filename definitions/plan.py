@@ -20,14 +20,18 @@ from __future__ import annotations
 import difflib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets.loader import LoadedPipeline
 from assets.staleness import Built, out_of_date
 from definitions import revisions
+from definitions.checks import check
 from definitions.plan_sides import Definition, Side, revision_side, working_side
 from resources.errors import DefinitionError
+from stacks import LoadedStack, load_stack
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ def plan(spec: str | None, defs_dir: Path, stacks_dir: Path, lock_file: Path) ->
     base_name, head_name = _sides(spec)
     base_rev = revisions.resolve(root, base_name)
     head_rev = revisions.resolve(root, head_name) if head_name is not None else None
+    checks = _Checks(load_stack())
     with tempfile.TemporaryDirectory(prefix="slipway-plan-") as tmp:
         notes = [
             f"{path} is outside the repository {root}: not compared"
@@ -90,14 +95,32 @@ def plan(spec: str | None, defs_dir: Path, stacks_dir: Path, lock_file: Path) ->
             if kept is None
         ]
         both = head_rev is not None
-        base = revision_side(base_rev, defs_dir, stacks, lock, Path(tmp) / "base", both)
+        # The side under review is checked as `slipway validate` checks it when its files are the
+        # work tree's (the default, and CI's BASE..HEAD on a checkout of HEAD); any other revision
+        # without importing its code or reading data it does not hold.
+        if head_rev is None or revisions.checked_out(head_rev, [revisions.relative(root, defs_dir) or "."]):
+            checks.full(defs_dir)
+        base = revision_side(base_rev, defs_dir, stacks, lock, Path(tmp) / "base", both, checks.static)
         if head_rev is None:
             head = working_side(root, defs_dir, stacks, lock)
         else:
-            head = revision_side(head_rev, defs_dir, stacks, lock, Path(tmp) / "head", both)
+            head = revision_side(head_rev, defs_dir, stacks, lock, Path(tmp) / "head", both, checks.static)
     found = compare(base, head)
     found.notes = notes
     return found
+
+
+class _Checks:
+    """:func:`definitions.checks.check` of a side, on the active stack (its allow-list and data roots)."""
+
+    def __init__(self, loaded: LoadedStack) -> None:
+        self.loaded = loaded
+
+    def full(self, folder: Path) -> None:
+        check(folder, self.loaded)
+
+    def static(self, folder: Path, display: Callable[[str], str]) -> list[LoadedPipeline]:
+        return check(folder, self.loaded, code=False, display=display)
 
 
 def _sides(spec: str | None) -> tuple[str, str | None]:

@@ -57,12 +57,26 @@ class Side:
     lock: str | None = None
 
 
-def working_side(root: Path, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None) -> Side:
+# Loads (and checks) the pipelines of a folder, naming files with the given display function.
+Loader = Callable[[Path, Callable[[str], str]], list[LoadedPipeline]]
+
+
+def _plain_loader(folder: Path, display: Callable[[str], str]) -> list[LoadedPipeline]:
+    try:
+        return load_pipelines(folder)
+    except DefinitionError as exc:
+        # `slipway validate`'s messages; a revision's files are named ``REV:path``.
+        raise DefinitionError(display(str(exc))) from exc
+
+
+def working_side(
+    root: Path, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None, load: Loader = _plain_loader
+) -> Side:
     """The working tree as it is on disk (paths shown relative to the repository ``root``)."""
     side = Side(WORKING_TREE, None)
     if not defs_dir.is_dir():
         raise DefinitionError(f"{defs_dir}: no such definitions folder")
-    _load(side, defs_dir, lambda text: text, digest=None, where=lambda text: _relative_paths(text, root))
+    _load(side, defs_dir, lambda text: text, None, load, where=lambda text: _relative_paths(text, root))
     side.python = _python_files(defs_dir)
     side.stacks = _stack_files(stacks_dir) if stacks_dir is not None else {}
     side.lock = _file_digest(lock_file) if lock_file is not None else None
@@ -70,7 +84,13 @@ def working_side(root: Path, defs_dir: Path, stacks_dir: Path | None, lock_file:
 
 
 def revision_side(
-    rev: Revision, defs_dir: Path, stacks_dir: Path | None, lock_file: Path | None, dest: Path, from_revision: bool
+    rev: Revision,
+    defs_dir: Path,
+    stacks_dir: Path | None,
+    lock_file: Path | None,
+    dest: Path,
+    from_revision: bool,
+    load: Loader = _plain_loader,
 ) -> Side:
     """Revision ``rev``, its files written below ``dest``; ``from_revision``: see :func:`revision_digest`."""
     defs_rel = revisions.relative(rev.root, defs_dir)
@@ -86,7 +106,7 @@ def revision_side(
         def display(text: str) -> str:
             return text.replace(f"{dest}/", f"{rev.name}:")
 
-        _load(side, folder, display, digest=revision_digest(rev, from_revision))
+        _load(side, folder, display, revision_digest(rev, from_revision), load)
         side.python = _python_files(folder)
     if stacks_rel is not None:
         side.stacks = _stack_files(dest / stacks_rel)
@@ -101,13 +121,10 @@ def _load(
     folder: Path,
     display: Callable[[str], str],
     digest: Callable[[str], str | None] | None,
+    load: Loader,
     where: Callable[[str], str] | None = None,
 ) -> None:
-    try:
-        pipelines = load_pipelines(folder)
-    except DefinitionError as exc:
-        # `slipway validate`'s messages; a revision's files are named ``REV:path``.
-        raise DefinitionError(display(str(exc))) from exc
+    pipelines = load(folder, display)
     where = where or display
     for p in pipelines:
         for definition in _definitions(p, where, digest):

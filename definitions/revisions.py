@@ -143,6 +143,18 @@ def relative(root: Path, path: Path) -> str | None:
         return None
 
 
+def checked_out(rev: Revision, paths: list[str]) -> bool:
+    """True when the work tree holds ``rev`` as committed under ``paths`` (HEAD is ``rev``, nothing there changed).
+
+    Untracked files count: a file added to the definitions but not committed is a difference.
+    """
+    head = _git(rev.root, "rev-parse", "--verify", "HEAD")
+    if head.returncode != 0 or head.stdout.strip() != rev.sha:
+        return False
+    status = _git(rev.root, "status", "--porcelain", "--", *(paths or ["."]))
+    return status.returncode == 0 and not status.stdout.strip()
+
+
 def is_dirty(root: Path) -> bool:
     """True when the work tree has changes to tracked files."""
     return bool(_git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assets.imports import ESTIMATOR, FUNCTION, check_allowed
+from assets.imports import ESTIMATOR, FUNCTION
 from assets.loader import LoadedPipeline, load_pipelines
 from definitions.outcomes import AssetOutcome
 from definitions.paths import defs_folder
@@ -46,23 +46,9 @@ class RunReport:
 
 def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> None:
     """Every import path in the definitions is on the stack's allow-list (nothing is imported)."""
-    errors = []
-    for p in pipelines:
-        paths: list[tuple[tuple[str, ...], str | None]] = []
-        paths += [(("datasets", n, "transform"), d.transform) for n, d in p.spec.datasets.items()]
-        paths += [
-            (("datasets", n, "source", "generator"), d.source.generator if d.source else None)
-            for n, d in p.spec.datasets.items()
-        ]
-        paths += [(("models", n, "estimator"), m.estimator) for n, m in p.spec.models.items()]
-        paths += [(("models", n, "train"), m.train) for n, m in p.spec.models.items()]
-        for loc, path in paths:
-            if path and (":" in path or "." in path):
-                kind = ESTIMATOR if loc[-1] == "estimator" else FUNCTION
-                try:
-                    check_allowed(path, allowed, f"{p.where(*loc)}: pipeline {p.spec.name}", kind)
-                except DefinitionError as exc:
-                    errors.append(str(exc))
+    from definitions.checks import allow_list_problems
+
+    errors, _ = allow_list_problems(pipelines, allowed)
     if errors:
         raise DefinitionError("\n".join(errors))
 
@@ -132,6 +118,11 @@ def run(
             rows = cache.replay()
             if rows is not None:
                 return RunReport(loaded.name, rows, [], time.perf_counter() - started)
+        # Before anything is built: every check `slipway validate` makes, with its lines (a
+        # misspelled param fails here, not after its upstream datasets were rebuilt).
+        from definitions.checks import check
+
+        check(folder, loaded, location=False)
         return _run_locked(pipelines, loaded, folder, names, force, started, observed, cache)
 
 

@@ -321,10 +321,14 @@ def test_a_usage_error_exits_1_not_the_2_that_means_changes(repo: Path, capsys) 
 
 def test_a_change_to_hand_written_code_makes_what_reads_it_stale(repo: Path) -> None:
     (repo / "defs" / "team").mkdir()
-    (repo / "defs" / "team" / "assets.py").write_text("X = 1\n")
+    hand_written = (
+        "import dagster as dg\nimport pandas as pd\n\n\n@dg.asset(key=['team', 'raw'])\n"
+        "def raw():\n    return pd.DataFrame({'day': [1], 'amount': [X]})\n\n\nX = 1\n"
+    )
+    (repo / "defs" / "team" / "assets.py").write_text(hand_written)
     edit(repo, "      inputs: [orders]\n", "      inputs: [orders, team/raw]\n")
     commit_all(repo, "reads a hand-written asset")
-    (repo / "defs" / "team" / "assets.py").write_text("X = 2\n")
+    (repo / "defs" / "team" / "assets.py").write_text(hand_written.replace("X = 1", "X = 2"))
     found = run_plan(repo)
     assert [(c.key, c.status, c.why) for c in found.assets] == [
         ("shop/daily", "stale", ["if team/raw data changes"]),

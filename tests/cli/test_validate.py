@@ -224,9 +224,9 @@ def test_validate_reports_every_problem_at_once(home, write_pipeline, defs_dir):
     assert _error_lines(slipway("--defs", str(defs_dir), "validate", home=home)) == [
         f"error: {path}:8: pipeline shop: dataset orders: expectation column_values_to_not_be_null: "
         "column 'customer' is not in data/orders.csv; did you mean 'customer_id'?",
-        params,
         f"error: {path}:12: pipeline shop: model clf: target: column 'churn' is not in data/orders.csv "
         "(dataset orders); did you mean 'churned'?",
+        params,  # in the file's order
     ]
 
 

@@ -240,10 +240,10 @@ def test_all_problems_are_reported_together(home, write_pipeline, defs_dir):
     _fails(
         f"{path}:8: pipeline shop: dataset late: no file matches 'data/late.csv' (looked for "
         f"{path.parent}/data/late.csv); check the path, which is relative to the pipeline's folder\n"
-        f"{path}:14: pipeline shop: model clf: params: RandomForestClassifier has no parameter 'n_estimator'; "
-        "did you mean 'n_estimators'?\n"
         f"{path}:12: pipeline shop: model clf: target: column 'churn' is not in data/orders.csv (dataset orders); "
-        "did you mean 'churned'?",
+        "did you mean 'churned'?\n"
+        f"{path}:14: pipeline shop: model clf: params: RandomForestClassifier has no parameter 'n_estimator'; "
+        "did you mean 'n_estimators'?",
         defs_dir,
     )
 
