@@ -171,6 +171,12 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
         built = None if old is None else Built("", 0, old.code_version, None, {p: f"base:{p}" for p in old.parents}, {})
         inputs = {p: (f"head:{p}" if p in moving or p not in known else f"base:{p}") for p in new.parents}
         reasons = out_of_date(built, new.code_version, inputs)
+        files = [] if old is None else _file_changes(base.data, head.data, new.sources)
+        if files and not any(r == "definition changed" for r in reasons):
+            why = [f"its source files changed: {', '.join(files)}"]
+            changes[key] = AssetChange(key, new.kind, "changed", why, new.where)
+            moving[key] = key
+            continue
         if not reasons:
             continue
         if old is None:
@@ -186,6 +192,7 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
             if code:
                 why.append(f"code it names changed ({', '.join(code)})")
             why += [f"{r.removesuffix(' is a new input')} is a new input" for r in reasons if r.endswith("new input")]
+            why += [f"its source files changed: {', '.join(files)}"] if files else []
             changes[key] = AssetChange(key, new.kind, "changed", why or ["its definition changed"], new.where)
             changes[key].attributes, changes[key].code = attributes, code
             moving[key] = key
@@ -200,6 +207,23 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
         changes[key] = AssetChange(key, old.kind, "removed", ["removed"], old.where)
     order = {"changed": 0, "added": 1, "removed": 2, "stale": 3}
     return sorted(changes.values(), key=lambda c: (order[c.status], c.key))
+
+
+def _file_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]], sources: Any) -> list[str]:
+    """``path (modified|added|removed)`` for each tracked data file of ``sources`` that differs between the sides."""
+    found = []
+    for source in sources:
+        if source not in before or source not in after:
+            continue
+        old, new = before[source], after[source]
+        for path in sorted({*old, *new}):
+            if path not in old:
+                found.append(f"{path} (added)")
+            elif path not in new:
+                found.append(f"{path} (removed)")
+            elif old[path] != new[path]:
+                found.append(f"{path} (modified)")
+    return found
 
 
 def _upstream_first(assets: dict[str, Definition]) -> list[str]:

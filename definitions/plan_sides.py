@@ -9,7 +9,9 @@ hand-written code is kept by the bytes of its files, which is its code version.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,8 @@ class Side:
     python: dict[str, str] = field(default_factory=dict)
     stacks: dict[str, Any] = field(default_factory=dict)
     lock: str | None = None
+    # The files tracked in git that each file source reads: source key -> {path in its pipeline folder: blob}.
+    data: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 # Loads (and checks) the pipelines of a folder, naming files with the given display function.
@@ -76,7 +80,12 @@ def working_side(
     side = Side(WORKING_TREE, None)
     if not defs_dir.is_dir():
         raise DefinitionError(f"{defs_dir}: no such definitions folder")
-    _load(side, defs_dir, lambda text: text, None, load, where=lambda text: _relative_paths(text, root))
+    pipelines = _load(side, defs_dir, lambda text: text, None, load, where=lambda text: _relative_paths(text, root))
+    under = revisions.relative(root, defs_dir)
+    if under is not None:
+        side.data = tracked_data(
+            pipelines, revisions.worktree_blobs(root, under), lambda f: revisions.relative(root, f)
+        )
     side.python = _python_files(defs_dir)
     side.stacks = _stack_files(stacks_dir) if stacks_dir is not None else {}
     side.lock = _file_digest(lock_file) if lock_file is not None else None
@@ -106,7 +115,8 @@ def revision_side(
         def display(text: str) -> str:
             return text.replace(f"{dest}/", f"{rev.name}:")
 
-        _load(side, folder, display, revision_digest(rev, from_revision), load)
+        pipelines = _load(side, folder, display, revision_digest(rev, from_revision), load)
+        side.data = tracked_data(pipelines, revisions.blobs(rev, defs_rel), lambda f: revisions.relative(dest, f))
         side.python = _python_files(folder)
     if stacks_rel is not None:
         side.stacks = _stack_files(dest / stacks_rel)
@@ -123,12 +133,39 @@ def _load(
     digest: Callable[[str], str | None] | None,
     load: Loader,
     where: Callable[[str], str] | None = None,
-) -> None:
+) -> list[LoadedPipeline]:
     pipelines = load(folder, display)
     where = where or display
     for p in pipelines:
         for definition in _definitions(p, where, digest):
             side.assets[definition.key] = definition
+    return pipelines
+
+
+def tracked_data(
+    pipelines: list[LoadedPipeline], files: dict[str, str], relative: Callable[[Path], str | None]
+) -> dict[str, dict[str, str]]:
+    """For each file source, the tracked ``files`` (path from the repository root -> blob) its path matches.
+
+    ``relative`` gives a pipeline folder's path from the repository root. A path outside the
+    repository (``${SLIPWAY_HOME}``, an absolute one, a data root) is no file of git's: left out.
+    """
+    found: dict[str, dict[str, str]] = {}
+    for p in pipelines:
+        folder = relative(p.folder)
+        for name, dataset in p.spec.datasets.items():
+            path = dataset.source.path if dataset.source is not None else None
+            if path is None or folder is None or "${" in path or posixpath.isabs(path):
+                continue
+            pattern = posixpath.normpath(posixpath.join(folder, path)).split("/")
+            key = "/".join(source_key_path(p.spec.name, name, dataset.source))
+            found[key] = {
+                posixpath.relpath(file, folder or "."): blob
+                for file, blob in files.items()
+                if len(file.split("/")) == len(pattern)
+                and all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(file.split("/"), pattern, strict=True))
+            }
+    return found
 
 
 def _definitions(

@@ -143,6 +143,52 @@ def relative(root: Path, path: Path) -> str | None:
         return None
 
 
+def blobs(rev: Revision, under: str) -> dict[str, str]:
+    """Every file of ``rev`` below ``under`` (paths from the repository root) and its blob id; no content is read."""
+    done = _git(rev.root, "ls-tree", "-r", "-z", rev.sha, "--", under or ".")
+    if done.returncode != 0:
+        raise GitError(f"git ls-tree {rev.label}: {_first_line(done.stderr)}")
+    found = {}
+    for entry in done.stdout.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path and meta.split()[1:2] == ["blob"]:
+            found[path] = meta.split()[2]
+    return found
+
+
+def worktree_blobs(root: Path, under: str) -> dict[str, str]:
+    """The files git sees below ``under`` in the work tree, each with its blob id or a stand-in.
+
+    An unchanged tracked file has its blob id; a changed, added or untracked one the stand-in
+    ``worktree:<path>:<size>:<mtime>``. Read from git's index and status, without hashing
+    content; ignored files are left out.
+    """
+    staged = _git(root, "ls-files", "-s", "-z", "--", under or ".")
+    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", under or ".")
+    for done in (staged, status):
+        if done.returncode != 0:
+            raise GitError(f"git: {_first_line(done.stderr)}")
+    found = {}
+    for entry in staged.stdout.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path:
+            found[path] = meta.split()[1]
+    entries = iter(status.stdout.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:
+            next(entries, None)  # the name it was renamed or copied from
+        file = root / path
+        if file.is_file():
+            stat = file.stat()
+            found[path] = f"worktree:{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        else:
+            found.pop(path, None)  # deleted
+    return found
+
+
 def checked_out(rev: Revision, paths: list[str]) -> bool:
     """True when the work tree holds ``rev`` as committed under ``paths`` (HEAD is ``rev``, nothing there changed).
 

@@ -381,3 +381,42 @@ def test_stacks_and_lock_outside_the_repository_are_noted_not_compared(repo: Pat
         f"{tmp_path / 'elsewhere' / 'uv.lock'} is outside the repository {repo}: not compared",
     ]
     assert found.stacks == [] and not found.changed
+
+
+def test_rows_appended_to_a_tracked_data_file_rebuild_its_dataset_and_what_reads_it(repo: Path) -> None:
+    with (repo / "defs" / "shop" / "data" / "orders.csv").open("a") as stream:
+        stream.write("3,14\n")
+    found = run_plan(repo)
+    assert [(c.key, c.status, c.why) for c in found.assets] == [
+        ("shop/orders", "changed", ["its source files changed: data/orders.csv (modified)"]),
+        ("shop/daily", "stale", ["if shop/orders data changes"]),
+        ("shop/forecast", "stale", ["if shop/orders data changes"]),
+    ]
+    assert found.changed
+    assert "shop/orders" in as_table(found) and "data/orders.csv (modified)" in as_markdown(found)
+    assert main(["--defs", str(repo / "defs"), "plan", "--exit-code"]) == 2
+
+    # Committed, as a pull request shows it; then a file added to a glob, and one removed.
+    commit_all(repo, "more orders")
+    assert [(c.key, c.why) for c in run_plan(repo, "HEAD~1..HEAD").assets][0] == (
+        "shop/orders",
+        ["its source files changed: data/orders.csv (modified)"],
+    )
+    edit(repo, "source: {path: data/orders.csv}", "source: {path: data/*.csv}")
+    commit_all(repo, "a landing folder")
+    (repo / "defs" / "shop" / "data" / "more.csv").write_text("day,amount\n4,1\n")
+    commit_all(repo, "a new batch")
+    assert [(c.key, c.why) for c in run_plan(repo, "HEAD~1..HEAD").assets][0] == (
+        "shop/orders",
+        ["its source files changed: data/more.csv (added)"],
+    )
+    (repo / "defs" / "shop" / "data" / "orders.csv").unlink()
+    assert [(c.key, c.why) for c in run_plan(repo).assets][0] == (
+        "shop/orders",
+        ["its source files changed: data/orders.csv (removed)"],
+    )
+
+
+def test_an_untouched_data_file_changes_nothing(repo: Path) -> None:
+    (repo / "defs" / "shop" / "data" / "orders.csv").touch()  # same bytes, a new modification time
+    assert not run_plan(repo).changed
