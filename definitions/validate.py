@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from definitions.checks import check
-from definitions.paths import DEFS_DIR
+from definitions.paths import defs_folder
 from stacks import load_stack
 from stacks.build import needs_lines
 
@@ -20,7 +20,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
     :class:`DefinitionError` listing every problem, one ``path:line: pipeline P: ...`` line each.
     """
     loaded_stack = load_stack(stack_name)
-    pipelines = check(defs_dir or DEFS_DIR, loaded_stack)
+    pipelines = check(defs_dir or defs_folder(), loaded_stack)
     lines = [f"stack {loaded_stack.name}: ok ({loaded_stack.path})"]
     lines += [f"stack {loaded_stack.name}: {line}" for line in needs_lines(loaded_stack.stack)]
     for p in pipelines:
