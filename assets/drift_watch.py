@@ -9,9 +9,10 @@ materialization. Each evaluation is:
 - an observation on the model asset (``drift_score`` and friends, which the Dagster UI plots
   over time, a per-feature table and a link to the report);
 - an MLflow run ``drift-<model>-<data version>`` in the pipeline's experiment, with the score
-  and each feature's as metrics and the HTML report (:mod:`resources.drift_report`) as its
-  artifact ``drift/drift_report.html``;
-- an alert when the data drifted;
+  and each feature's as metrics, the HTML report (:mod:`resources.drift_report`) as its
+  artifact ``drift/drift_report.html`` and a description linking the model's Dagster asset
+  (whose observations plot the score);
+- an alert when the data drifted, linking the report and the model's Dagster asset;
 - the verdict, kept in the instance (``slipway/retrain-drift/<model>``) so the next ticks do
   not load the data again.
 
@@ -34,6 +35,7 @@ from assets.history import materialized_with, read_recorded
 from assets.retrain import STATE_PREFIX, DriftVerdict, Policy
 from resources.alerts import Alert, Alerter
 from resources.errors import ResourceError, SlipwayError
+from resources.links import dagster_asset, markdown_link
 from resources.redact import redact
 
 REPORT = "drift/drift_report.html"
@@ -150,6 +152,7 @@ class DriftWatch:
                 + result.summary(),
                 asset=policy.asset,
                 link=report,
+                link_label="MLflow drift report",
                 fields={"score": f"{result.score:.3f}", "threshold": str(drift.threshold), "worst": result.worst or ""},
             )
         return verdict, metadata, alert
@@ -177,6 +180,12 @@ class DriftWatch:
             "slipway.reference_data_version": recorded,
             "slipway.current_data_version": data_version,
             "slipway.drifted": str(result.drifted).lower(),
+            # MLflow's UI shows it as the run's description, rendered as markdown.
+            "mlflow.note.content": (
+                f"Drift of `{policy.dataset}` for {markdown_link(policy.asset, dagster_asset(policy.asset))}, "
+                f"evaluated by the `slipway_retrain` sensor: data {data_version} against {recorded}, which "
+                f"{policy.alias} v{champion} trained on. {result.summary()}"
+            ),
         }
         run = None
         try:

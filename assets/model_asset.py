@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets import champion, compute, pins, progress, promotion, recovery, training
+from assets import champion, compute, model_report, pins, progress, promotion, recovery, training
 from assets.graph import REFS_METADATA, key_of
 from assets.lineage import git_state, lock_hash, slipway_version
 from assets.outputs import versioned_output
@@ -16,7 +16,7 @@ from assets.rebuild import recording_failures
 from assets.retrain import REASON_TAG, TRIGGER_TAG, policy_metadata
 from assets.schema import Model
 from assets.versions import code_files, code_version, frame_version
-from resources.alerts import Alert, Alerter
+from resources.alerts import Alerter
 from resources.artifacts import ModelRef
 from resources.errors import SlipwayError
 from resources.policy import ImportPolicy
@@ -134,7 +134,11 @@ def build_model_asset(
             tags["slipway.retrain_trigger"] = trigger
             tags["slipway.retrain_reason"] = context.run.tags.get(REASON_TAG, "")[:500]
         registry_name = registered_name(pipeline, name)
-        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", tags, train_started_ms)
+        # Shown by MLflow's UI on the run's and the version's pages, with links back to Dagster.
+        reason = tags.get("slipway.retrain_reason", "")
+        notes = model_report.notes(context.run.run_id, key.to_user_string(), trigger, reason)
+        run_tags = {**tags, model_report.NOTE_TAG: notes}
+        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", run_tags, train_started_ms)
         yielded = False
         try:
             ref, decision, gates, comparison = _track_and_promote(
@@ -143,7 +147,7 @@ def build_model_asset(
                 trained,
                 frame if evaluation is None else evaluation,
                 run,
-                tags,
+                (tags, notes),
                 registry_name,
                 data_version,
                 (key, dataset_key),
@@ -186,7 +190,18 @@ def build_model_asset(
             if not yielded:
                 _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
             raise
-        _alert(alerter, context, key, registry_name, ref, decision, gates, experiment_tracker.run_url(run), spec)
+        model_report.alert(
+            alerter,
+            context.log,
+            context.run.run_id,
+            key.to_user_string(),
+            registry_name,
+            ref,
+            decision,
+            gates,
+            experiment_tracker.run_url(run),
+            spec.promote.alias,
+        )
         for gate in gates:
             yield dg.AssetCheckResult(
                 check_name=gate_check_name(gate.metric),
@@ -250,7 +265,7 @@ def _track_and_promote(
     trained: training.Trained,
     frame: Any,
     run: TrackedRun,
-    tags: dict[str, str],
+    described: tuple[dict[str, str], str],
     registry_name: str,
     data_version: str,
     keys: tuple[dg.AssetKey, dg.AssetKey],
@@ -264,6 +279,7 @@ def _track_and_promote(
     :mod:`assets.recovery`, if Dagster never recorded it).
     """
     key, dataset_key = keys
+    tags, notes = described
     tracker.log(run, trained.params, trained.metrics, {})
     x_train = trained.holdout.x_train
     tracker.log_dataset(
@@ -312,7 +328,9 @@ def _track_and_promote(
             **promotion.decision_tags(decision, comparison, aliases),
             "slipway.gates_passed": str(passed).lower(),
         }
-        version = registry.register(registry_name, uri, run.run_id, decided, takes_turn=decision.alias is not None)
+        version = registry.register(
+            registry_name, uri, run.run_id, decided, takes_turn=decision.alias is not None, description=notes
+        )
         for twin in registry.versions_of_run(registry_name, run.run_id):
             # A registration retried after a timeout may have been made twice; only one is this run's.
             if twin != version:
@@ -326,34 +344,6 @@ def _track_and_promote(
             context.log.warning(f"{registry_name}: {decision.reason}")
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
     return ref, decision, gates, comparison
-
-
-def _alert(
-    alerter: Alerter,
-    context: dg.AssetExecutionContext,
-    key: dg.AssetKey,
-    name: str,
-    ref: ModelRef,
-    decision: "promotion.Decision",
-    gates: "list[promotion.GateResult]",
-    link: str,
-    spec: Model,
-) -> None:
-    """Alert on a failed gate and on a promotion (an alias moved); an alert never fails the training."""
-    asset = key.to_user_string()
-    metrics = {k: f"{v:.4g}" for k, v in ref.metrics.items()}
-    failed = [g for g in gates if not g.passed]
-    if failed:
-        text = "; ".join(f"{g.metric} {g.value:.4g} fails {g.condition}" for g in failed)
-        alert = Alert("check_failed", f"{asset}: v{ref.version} failed its gates", text, asset, link, metrics)
-        alerter.send(alert, context.log)
-    if decision.alias:
-        title = (
-            f"{name}: v{ref.version} promoted to {decision.alias}"
-            if decision.alias == spec.promote.alias
-            else f"{name}: v{ref.version} is {decision.alias}"
-        )
-        alerter.send(Alert("promotion", title, decision.reason, asset, link, metrics), context.log)
 
 
 def _alias_check(

@@ -1,8 +1,10 @@
 """Alerts: the :class:`Alerter` role, a log alerter (the default) and a webhook alerter.
 
-Slipway alerts when drift is detected, a blocking expectation or a gate fails, an alias moves
-(promotion) and a run fails or is interrupted (Ctrl-C). An alert never fails what raised it: a webhook that is down is
-retried, logged and given up on.
+Slipway alerts when drift is detected, a blocking expectation or a gate fails, a new version
+takes the promotion alias (promotion) or becomes challenger (challenger), and a run fails or is
+interrupted (Ctrl-C). Each alert links to where to look: MLflow (the run, the report) and Dagster
+(the run that raised it, or the asset when no run did: a sensor's drift evaluation). An alert
+never fails what raised it: a webhook that is down is retried, logged and given up on.
 
 Stack YAML::
 
@@ -36,14 +38,16 @@ from typing import Any
 
 import dagster as dg
 
+from resources.links import dagster_asset, dagster_run
 from resources.redact import redact
 from resources.settings import LogAlerterSettings, WebhookAlerterSettings
 
-KINDS = ("drift", "check_failed", "promotion", "run_failed", "run_interrupted")
+KINDS = ("drift", "check_failed", "promotion", "challenger", "run_failed", "run_interrupted")
 _EMOJI = {
     "drift": ":chart_with_upwards_trend:",
     "check_failed": ":x:",
     "promotion": ":trophy:",
+    "challenger": ":hourglass_flowing_sand:",
     "run_failed": ":rotating_light:",
     "run_interrupted": ":octagonal_sign:",
 }
@@ -51,6 +55,7 @@ _COLOUR = {
     "drift": "#e8a33d",
     "check_failed": "#d0342c",
     "promotion": "#2eb67d",
+    "challenger": "#888888",
     "run_failed": "#d0342c",
     "run_interrupted": "#e8a33d",
 }
@@ -66,7 +71,12 @@ _down: dict[str, float] = {}  # a hash of the webhook's variable and URL -> when
 
 @dataclass(frozen=True)
 class Alert:
-    """What happened, to whom, and where to look."""
+    """What happened, to whom, and where to look.
+
+    ``link`` is the MLflow page (``link_label`` names it); ``run_id`` the Dagster run that raised
+    the alert, linked with the Dagster UI's address (:mod:`resources.links`); an alert raised
+    outside a run (a sensor's) links the Dagster page of its ``asset`` instead.
+    """
 
     kind: str  # one of KINDS
     title: str
@@ -74,18 +84,30 @@ class Alert:
     asset: str | None = None
     link: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    link_label: str = "MLflow run"
+
+    def links(self) -> dict[str, str]:
+        """Where to look, by label: the MLflow page, then the Dagster run (or asset)."""
+        found = {self.link_label: self.link} if self.link else {}
+        if self.run_id:
+            found["Dagster run"] = dagster_run(self.run_id)
+        elif self.asset:
+            found["Dagster asset"] = dagster_asset(self.asset)
+        return found
 
     def line(self) -> str:
         """The alert as one log line."""
         extra = "".join(f"; {k}: {v}" for k, v in self.fields.items())
-        link = f" ({self.link})" if self.link else ""
-        return redact(f"alert {self.kind}: {self.title}: {self.text}{extra}{link}")
+        links = "; ".join(f"{label}: {url}" for label, url in self.links().items())
+        return redact(f"alert {self.kind}: {self.title}: {self.text}{extra}" + (f" ({links})" if links else ""))
 
     def payload(self) -> dict[str, Any]:
         """A Slack-compatible JSON body (``text`` plus an attachment), with the alert's data under ``slipway``."""
         text = f"{_EMOJI.get(self.kind, '')} *{self.title}*\n{self.text}".strip()
-        if self.link:
-            text += f"\n<{self.link}|details>"
+        links = self.links()
+        if links:
+            text += "\n" + " · ".join(f"<{url}|{label}>" for label, url in links.items())
         return {
             "text": redact(text),
             "attachments": [
@@ -100,6 +122,8 @@ class Alert:
                 "text": redact(self.text),
                 "asset": self.asset,
                 "link": self.link,
+                "links": links,
+                "run_id": self.run_id,
                 "fields": {k: redact(str(v)) for k, v in self.fields.items()},
             },
         }

@@ -42,12 +42,20 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """Where the registry is, as its errors (and the tracker's, on the same store) name it; redacted."""
 
     @abstractmethod
-    def register(self, name: str, model_uri: str, run_id: str, tags: dict[str, str], takes_turn: bool = False) -> str:
+    def register(
+        self,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        tags: dict[str, str],
+        takes_turn: bool = False,
+        description: str = "",
+    ) -> str:
         """Create a new version of ``name`` from ``model_uri`` (and ``name`` itself if new); return the version.
 
         ``takes_turn``: the version will move an alias, after :meth:`wait_turn` and before
-        :meth:`end_turn`. A registered model created at the same moment by another training is
-        not an error.
+        :meth:`end_turn`. ``description``: markdown shown on the version's page. A registered
+        model created at the same moment by another training is not an error.
         """
 
     @abstractmethod
@@ -172,7 +180,13 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         return _lock_file(self.registry_uri or self.tracking_uri, "_") is not None
 
     def register(  # noqa: D102
-        self, name: str, model_uri: str, run_id: str, tags: dict[str, str], takes_turn: bool = False
+        self,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        tags: dict[str, str],
+        takes_turn: bool = False,
+        description: str = "",
     ) -> str:
         client = self._client
         from mlflow.exceptions import MlflowException
@@ -186,7 +200,9 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
                 except MlflowException as exc:
                     if not _already_exists(exc):  # else another training created it a moment ago
                         raise
-            version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+            version = client.create_model_version(
+                name, source=model_uri, run_id=run_id, tags=tags, description=description or None
+            )
         except MlflowException as exc:
             raise self._fail(f"register {name!r}", exc) from safe_cause(exc)
         return str(version.version)

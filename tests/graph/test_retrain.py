@@ -267,6 +267,7 @@ def test_a_schema_changed_batch_is_refused_held_alerted_and_never_retrains(home,
     assert _alert_lines(result) == [
         "alert check_failed: shop/customers: data refused: pipeline shop, dataset customers: data/batch_001.csv "
         "has columns that differ from data/batch_000.csv's (missing tenure); the batch is refused and not stored"
+        " (Dagster asset: http://127.0.0.1:3000/assets/shop/customers)"
     ]
     assert _run_failure_alerts(defs_dir, result) == []
 

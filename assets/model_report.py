@@ -1,0 +1,62 @@
+"""What a model's training tells people elsewhere: MLflow's descriptions and the alerts.
+
+MLflow's UI renders a run's description (the ``mlflow.note.content`` tag) and a registered
+version's description as markdown: both link back to the Dagster run that trained the model
+and to its asset. Alerts link to the MLflow run and to the Dagster run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from resources.alerts import Alert, Alerter
+from resources.links import dagster_asset, dagster_run, markdown_link
+
+if TYPE_CHECKING:
+    from assets.promotion import Decision, GateResult
+    from resources.artifacts import ModelRef
+
+# The tag MLflow's UI shows (and edits) as a run's description.
+NOTE_TAG = "mlflow.note.content"
+
+
+def notes(run_id: str, asset: str, trigger: str | None = None, reason: str = "") -> str:
+    """The markdown description of a training's MLflow run and registered version."""
+    text = (
+        f"Trained by Dagster run {markdown_link(run_id[:8], dagster_run(run_id))} "
+        f"for asset {markdown_link(asset, dagster_asset(asset))}."
+    )
+    if trigger:
+        text += f"\n\nRetrained by the `slipway_retrain` sensor ({trigger}): {reason}"
+    return text
+
+
+def alert(
+    alerter: Alerter,
+    log: Any,
+    run_id: str,
+    asset: str,
+    name: str,
+    ref: ModelRef,
+    decision: Decision,
+    gates: list[GateResult],
+    link: str,
+    alias: str,
+) -> None:
+    """Alert on a failed gate and on a promotion (an alias moved); an alert never fails the training.
+
+    ``alias`` is the model's promotion alias (``champion``); ``link`` its MLflow run.
+    """
+    metrics = {k: f"{v:.4g}" for k, v in ref.metrics.items()}
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        text = "; ".join(f"{g.metric} {g.value:.4g} fails {g.condition}" for g in failed)
+        title = f"{asset}: v{ref.version} failed its gates"
+        alerter.send(Alert("check_failed", title, text, asset, link, metrics, run_id=run_id), log)
+    if decision.alias:
+        title = (
+            f"{name}: v{ref.version} promoted to {decision.alias}"
+            if decision.alias == alias
+            else f"{name}: v{ref.version} is {decision.alias}"
+        )
+        alerter.send(Alert("promotion", title, decision.reason, asset, link, metrics, run_id=run_id), log)
