@@ -25,7 +25,7 @@ from typing import Any
 
 from assets.schema import Promote
 from resources.alerts import Alert
-from resources.registry import ABANDONED_TAG, ModelRegistry
+from resources.registry import ABANDONED_TAG, NO_ALIASES, AliasState, ModelRegistry
 
 ALIAS_CHECK = "aliases_follow_git"
 CHAMPION_CHECK = "champion_loadable"
@@ -78,16 +78,17 @@ def reconcile(registry: ModelRegistry, models: list[Pinned], champions: bool = F
     states = registry.alias_states([m.registered for m in models])
     findings: list[Finding] = []
     for model in models:
-        aliases, recorded = states.get(model.registered, ({}, {}))
-        found = _findings(registry, model, aliases, recorded)
+        state = states.get(model.registered, NO_ALIASES)
+        aliases = state.aliases
+        found = _findings(registry, model, state)
         if found:
             # Read again under the model's promotion lock: a promotion that was between
             # recording an alias and moving it has finished by then (it holds the lock).
             with registry.promotion_lock(model.registered):
-                aliases, recorded = registry.alias_states([model.registered]).get(model.registered, ({}, {}))
-                found = _findings(registry, model, aliases, recorded, fix=True)
-                if champions:  # where the pins left it
-                    aliases = registry.aliases(model.registered)
+                state = registry.alias_states([model.registered]).get(model.registered, NO_ALIASES)
+                found = _findings(registry, model, state, fix=True)
+                aliases = registry.aliases(model.registered) if champions else state.aliases  # where the pins left it
+        _record_pins(registry, model, state, found)
         findings += found
         holder = aliases.get(model.promote.alias)
         if champions and holder is not None:
@@ -120,21 +121,20 @@ def champion_alert(finding: Finding, link: str | None = None) -> Alert:
 
 def detect(registry: ModelRegistry, model: Pinned) -> list[Finding]:
     """What does not match git for one model, moving nothing (a training's own check)."""
-    aliases, recorded = registry.alias_states([model.registered]).get(model.registered, ({}, {}))
-    return _findings(registry, model, aliases, recorded)
+    return _findings(registry, model, registry.alias_states([model.registered]).get(model.registered, NO_ALIASES))
 
 
-def _findings(
-    registry: ModelRegistry,
-    model: Pinned,
-    aliases: Mapping[str, str],
-    recorded: Mapping[str, str],
-    fix: bool = False,
-) -> list[Finding]:
+def _findings(registry: ModelRegistry, model: Pinned, state: AliasState, fix: bool = False) -> list[Finding]:
+    aliases, recorded = state.aliases, state.recorded
     found = []
     for alias, version in sorted(model.promote.pin.items()):
         if aliases.get(alias) != str(version):
             found.append(_pin(registry, model, alias, str(version), aliases, recorded, fix))
+    for alias in sorted(set(state.pinned) - set(model.promote.pin)):
+        # Git pinned it and no longer does: nothing moves it now, which is worth saying once.
+        where = f"v{aliases[alias]}" if alias in aliases else "no version"
+        message = f"{model.registered}: {alias} no longer pinned: stays on {where}; promotions move it from now on"
+        found.append(Finding(model.asset, model.registered, alias, message, "set"))
     for alias in sorted({model.promote.alias, "challenger"} - set(model.promote.pin)):
         actual, meant = aliases.get(alias), recorded.get(alias)
         if meant is not None and actual != meant:
@@ -150,6 +150,18 @@ def _findings(
                 )
             )
     return found
+
+
+def _record_pins(registry: ModelRegistry, model: Pinned, state: AliasState, found: list[Finding]) -> None:
+    """Keep the registry's record of the pins git holds (a pin met or just set), and forget removed ones."""
+    met = {f.alias for f in found if f.level == "set"} | {
+        alias for alias, version in model.promote.pin.items() if state.aliases.get(alias) == str(version)
+    }
+    for alias, version in model.promote.pin.items():
+        if alias in met and state.pinned.get(alias) != str(version):
+            registry.record_pin(model.registered, alias, str(version))
+    for alias in set(state.pinned) - set(model.promote.pin):
+        registry.record_pin(model.registered, alias, None)
 
 
 def _pin(

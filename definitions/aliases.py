@@ -13,6 +13,7 @@ from assets import pins
 from definitions.execute import OWNER_TAG, Engine, run_owner
 from definitions.outcomes import AssetOutcome
 from resources.errors import SlipwayError
+from resources.registry import NO_ALIASES
 
 # Why the registry of an engine could not be reached when asked here (its error).
 _unreached: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
@@ -66,7 +67,7 @@ def show(engine: Engine, outcomes: Sequence[AssetOutcome]) -> None:
         return  # the rows keep what the record says
     for o in outcomes:
         if o.key in names:
-            aliases = states.get(names[o.key], ({}, {}))[0]
+            aliases = states.get(names[o.key], NO_ALIASES).aliases
             o.alias = ", ".join(sorted(a for a, v in aliases.items() if v == o.model_version)) or None
 
 

@@ -153,6 +153,11 @@ def _pin(pin: dict[str, Any]) -> str:
     def version(v: Any) -> str:
         return "unpinned" if v is None else f"v{v}"
 
+    if pin["after"] is None and pin["before"] is not None:  # nothing moves it now: say where it stays
+        return (
+            f"{pin['model']}: {pin['alias']} no longer pinned: stays on v{pin['before']} (unless moved since) "
+            "until a promotion moves it"
+        )
     return f"{pin['model']}: {pin['alias']} {version(pin['before'])} → {version(pin['after'])}"
 
 

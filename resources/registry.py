@@ -8,7 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import dagster as dg
@@ -25,6 +25,20 @@ ABANDONED_TAG = "slipway.abandoned"
 # A registered model's tag ``slipway.alias.<alias>``: the version Slipway last pointed the alias
 # at. An alias that points elsewhere was moved outside Slipway (by hand, in the MLflow UI).
 ALIAS_RECORD_PREFIX = "slipway.alias."
+# A registered model's tag ``slipway.pinned.<alias>``: the version git pinned the alias to, kept
+# while the pin is in git, so that removing the pin can be said (the alias stays where it is).
+PIN_RECORD_PREFIX = "slipway.pinned."
+
+
+class AliasState(NamedTuple):
+    """A registered model's aliases, the versions Slipway last set them to, and the pins it last honoured."""
+
+    aliases: dict[str, str]
+    recorded: dict[str, str]
+    pinned: dict[str, str]
+
+
+NO_ALIASES = AliasState({}, {}, {})
 # On a version that will move an alias, from its registration until its alias has moved: on a
 # registry no promotion lock reaches (an MLflow server shared by several homes), a later version
 # waits for every earlier one that still has it (:meth:`ModelRegistry.wait_turn`).
@@ -94,7 +108,11 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """Remove ``alias`` from ``name`` (and Slipway's record of it)."""
 
     @abstractmethod
-    def alias_states(self, names: list[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    def record_pin(self, name: str, alias: str, version: str | None) -> None:
+        """Record that git pins ``alias`` of ``name`` to ``version`` (None: no longer pinned)."""
+
+    @abstractmethod
+    def alias_states(self, names: list[str]) -> dict[str, AliasState]:
         """For each registered model of ``names``: its aliases, and the versions Slipway last set them to.
 
         Read in as few calls as the registry allows (MLflow: one search); a model not
@@ -301,7 +319,20 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             if not _not_found(exc):
                 raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from safe_cause(exc)
 
-    def alias_states(self, names: list[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:  # noqa: D102
+    def record_pin(self, name: str, alias: str, version: str | None) -> None:  # noqa: D102
+        client = self._client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if version is None:
+                client.delete_registered_model_tag(name, PIN_RECORD_PREFIX + alias)
+            else:
+                _retried(client.set_registered_model_tag, name, PIN_RECORD_PREFIX + alias, version)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise self._fail(f"record the pin of {alias!r} of {name!r}", exc) from safe_cause(exc)
+
+    def alias_states(self, names: list[str]) -> dict[str, AliasState]:  # noqa: D102
         client = self._client
         from mlflow.exceptions import MlflowException
 
@@ -459,14 +490,15 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 _FEW = 8
 
 
-def _alias_state(model: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """A registered model's aliases, and the versions Slipway recorded setting them to."""
-    tags = {
-        k.removeprefix(ALIAS_RECORD_PREFIX): v
-        for k, v in (model.tags or {}).items()
-        if k.startswith(ALIAS_RECORD_PREFIX)
-    }
-    return {a: str(v) for a, v in model.aliases.items()}, tags
+def _alias_state(model: Any) -> AliasState:
+    """A registered model's aliases, the versions Slipway recorded setting them to, and the pins it honoured."""
+    tags = model.tags or {}
+
+    def prefixed(prefix: str) -> dict[str, str]:
+        return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+
+    aliases = {a: str(v) for a, v in model.aliases.items()}
+    return AliasState(aliases, prefixed(ALIAS_RECORD_PREFIX), prefixed(PIN_RECORD_PREFIX))
 
 
 def _registered(client: Any, name: str) -> Any:

@@ -420,3 +420,13 @@ def test_rows_appended_to_a_tracked_data_file_rebuild_its_dataset_and_what_reads
 def test_an_untouched_data_file_changes_nothing(repo: Path) -> None:
     (repo / "defs" / "shop" / "data" / "orders.csv").touch()  # same bytes, a new modification time
     assert not run_plan(repo).changed
+
+
+def test_removing_a_pin_says_the_alias_stays_where_it_is(repo: Path) -> None:
+    edit(repo, 'gates: {r2: ">= 0.1"}', 'gates: {r2: ">= 0.1"}\n        pin: {champion: 2}')
+    commit_all(repo, "pin")
+    edit(repo, 'gates: {r2: ">= 0.1"}\n        pin: {champion: 2}', 'gates: {r2: ">= 0.1"}')
+    found = run_plan(repo)
+    assert found.pins == [{"model": "shop/forecast", "alias": "champion", "before": 2, "after": None}]
+    line = "shop/forecast: champion no longer pinned: stays on v2 (unless moved since) until a promotion moves it"
+    assert line in as_table(found) and line in as_markdown(found)

@@ -191,7 +191,7 @@ def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop
     # The model failed on the registry (after MLflow's retries): it is not asked again, and the
     # line says which store could not be reached, and why.
     ((level, line),) = report.aliases
-    assert level == "warning" and line.endswith("Connection refused\")) (earlier in this run)"), line
+    assert level == "warning" and line.endswith('Connection refused")) (earlier in this run)'), line
     assert line.startswith("alias pins not checked: model registry (mlflow at http://user:***@127.0.0.1:"), line
     assert "hunter2" not in line
     # With a pin, it is asked before training: the line says why.
@@ -202,3 +202,19 @@ def test_a_registry_that_is_down_does_not_stop_the_datasets(home, defs_dir, shop
         "alias pins not checked: model registry (mlflow at http://user:***@127.0.0.1:"
     )
     assert "hunter2" not in report.aliases[0][1]
+
+
+def test_removing_the_last_pin_says_the_alias_stays_where_it_is_once(home, defs_dir, shop, write_pipeline):
+    for _ in range(2):
+        assert run(defs_dir=defs_dir, force=True).ok
+    pin(defs_dir, write_pipeline, "champion: 1", "pin champion to v1")
+    assert run(defs_dir=defs_dir).aliases == [("set", "shop.ridge: champion set to v1 as pinned in git (it was on v2)")]
+    assert run(defs_dir=defs_dir).aliases == []
+
+    pin(defs_dir, write_pipeline, None, "unpin champion")
+    report = run(defs_dir=defs_dir)
+    assert report.aliases == [
+        ("set", "shop.ridge: champion no longer pinned: stays on v1; promotions move it from now on")
+    ]
+    assert report.ok and champion(home) == "1"
+    assert run(defs_dir=defs_dir).aliases == []  # said once
