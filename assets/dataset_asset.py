@@ -48,6 +48,8 @@ def _check_result(
 
 
 OBSERVE_SCHEDULE = "*/5 * * * *"
+# A file source asset's metadata: its source block, as JSON (what the new-files sensor observes).
+SOURCE_METADATA = "slipway/source"
 
 
 def source_key(pipeline: str, name: str, spec: Dataset | None = None) -> dg.AssetKey:
@@ -72,12 +74,24 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
         version, metadata = sources.observe(spec.source, folder, where, roots)  # type: ignore[arg-type]
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
 
+    condition: dg.AutomationCondition | None = None
     if spec.source.sql is not None:
         shown = f"the query on ${spec.source.connection}"
         metadata = {"slipway/connection": spec.source.connection, "slipway/query": spec.source.sql}
+        # A query may cost the database: observed once at first, then every few minutes, by the
+        # automation sensor (a run each time). `slipway run` observes it itself.
+        condition = (
+            dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(OBSERVE_SCHEDULE)
+        ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}")
     else:
+        # Files are observed by a stat each, at every tick of the new-files sensor, with no run
+        # (assets.new_files); `slipway run` observes them itself.
         shown = f"the files of dataset {name} ({spec.source.path})"
-        metadata = {"slipway/files": spec.source.path, "slipway/folder": str(folder)}
+        metadata = {
+            "slipway/files": spec.source.path,
+            "slipway/folder": str(folder),
+            SOURCE_METADATA: spec.source.model_dump_json(exclude_none=True),
+        }
 
     # Observable source assets are marked beta; they are what makes new files visible
     # without loading them, so they are used on purpose.
@@ -86,12 +100,7 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
         return dg.observable_source_asset(
             key=source_key(pipeline, name, spec),
             group_name=pipeline,
-            # With the automation sensor on, the source is observed once at first and then every
-            # few minutes: a stat per file or one query, no table built (`slipway run` observes
-            # them itself).
-            automation_condition=(
-                dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(OBSERVE_SCHEDULE)
-            ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}"),
+            automation_condition=condition,
             description=shown[0].upper() + shown[1:],
             metadata=metadata,
             required_resource_keys={"import_policy"},

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from assets.loader import discover
+from assets.new_files import NEW_FILES_SENSOR, new_files_sensor
 from assets.rebuild import Built, rebuild_condition
 from assets.retrain import GitChange, retrain_sensor
 from definitions.paths import DEFS_DIR, defs_folder
@@ -36,6 +37,7 @@ from stacks.build import build_resources, executor
 AUTOMATION_SENSOR = "slipway_automation"
 PINS_SENSOR = "slipway_alias_pins"
 RUN_FAILURE_SENSOR = "slipway_run_failures"
+SOURCES_SENSOR = NEW_FILES_SENSOR
 SOURCE_VERSION_PREFIX = "source-"
 
 
@@ -206,7 +208,7 @@ def build_definitions(
         dg.Definitions(
             resources=resources,
             executor=executor(loaded.stack),
-            sensors=[sensor, alias_pins_sensor(), retrain_sensor(), run_failure_sensor()],
+            sensors=[sensor, alias_pins_sensor(), retrain_sensor(), run_failure_sensor(), new_files_sensor()],
         ),
     )
     _check_inputs(defs)

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from views import automation_requests, stack_instance, ui_materialize, ui_observe  # noqa: F401
 
 from assets.generators import churn
-from definitions.definitions import build_definitions
+from definitions.definitions import SOURCES_SENSOR, build_definitions
 from definitions.runner import run
 from resources.artifacts import LocalArtifactStore
 from resources.errors import DefinitionError
@@ -82,11 +82,15 @@ def test_ui_materialization_then_slipway_run_agree(home, defs_dir, shop, write_p
 
 
 def test_new_rows_are_observed_by_every_path(home, defs_dir, shop):
-    # Before anything ran, the automation sensor observes the files first.
+    # Before anything ran, the new-files sensor observes the files (a stat each, no run), and the
+    # automation sensor launches no observation run for them.
     defs = build_definitions(defs_dir)
     with stack_instance() as instance:
         first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "files"])) == 1
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        seen = defs.get_sensor_def(SOURCES_SENSOR).evaluate_tick(context)
+    assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "files"])) == 0
+    assert seen.run_requests == [] and "new or changed files in shop/orders/files" in seen.skip_message
     run(defs_dir=defs_dir)
     data = shop.parent / "data" / "batch_000.csv"
     frame = pd.read_csv(data)
