@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from definitions.processes import quiet_warnings
 from resources.errors import SlipwayError, storage_problem
 from resources.redact import redact
 
@@ -251,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # A progress bar per artifact download (a champion's training rows) would cut into the progress lines.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Before any thread starts: see THIRD_PARTY_WARNINGS.
+    quiet_warnings()
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -295,7 +298,10 @@ def entry() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    sys.stderr.flush()
+    try:
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader has gone too (Ctrl-C on `slipway dev 2>&1 | cat`)
+        pass
     os._exit(code)
 
 

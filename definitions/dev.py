@@ -10,11 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
-from definitions.processes import ProcessError, become_subreaper, stop_all
+from definitions.processes import ProcessError, become_subreaper, relay_without_colours, stop_all, wants_plain_text
 from resources.errors import StackError
 from resources.paths import PROJECT_ROOT
 from stacks import LoadedStack, load_stack, provenance
@@ -136,14 +138,52 @@ def _environment(loaded: LoadedStack, links: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _start(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+def _outputs(env: dict[str, str]) -> tuple[dict[str, int], list[threading.Thread]]:
+    """Where the servers write: this process's stdout and stderr, each through a relay where it needs plain text.
+
+    Dagster and MLflow colour their log lines whatever they write to; a relay drops the codes
+    where the stream is no terminal or ``NO_COLOR`` is set.
+    """
+    outputs: dict[str, int] = {}
+    relays: list[threading.Thread] = []
+    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        if wants_plain_text(stream):
+            stream.flush()
+            outputs[name], relay = relay_without_colours(stream.buffer)
+            relays.append(relay)
+    if relays:
+        env["PYTHONUNBUFFERED"] = "1"  # a line reaches the relay when it is written, not when a buffer fills
+    return outputs, relays
+
+
+def _start(commands: list[list[str]], env: dict[str, str], outputs: dict[str, int]) -> list[subprocess.Popen[bytes]]:
     procs = []
-    for cmd in commands:
-        try:
-            procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
-        except OSError as exc:
-            raise ProcessError(f"cannot start {Path(cmd[0]).name}: {exc}") from exc
+    try:
+        for cmd in commands:
+            try:
+                out, err = outputs.get("stdout"), outputs.get("stderr")  # None: this process's own
+                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=err, start_new_session=True))
+            except OSError as exc:
+                raise ProcessError(f"cannot start {Path(cmd[0]).name}: {exc}") from exc
+    finally:
+        for fd in outputs.values():  # the servers hold the pipes now: each relay ends when they have all exited
+            os.close(fd)
     return procs
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Print a line of dev's own, flushed (the servers' lines reach the same stream beside it).
+
+    Ctrl-C on ``slipway dev | cat`` ends the reader too: what is left to say then goes to
+    /dev/null, and the stopping goes on.
+    """
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None = None) -> int:
@@ -177,20 +217,26 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda signum, frame: requested.append(signum)) for sig in stop_signals}
     cmds, procs = commands(loaded, dagster_port, port), []
+    relays: list[threading.Thread] = []
     try:
-        procs = _start(cmds, _environment(loaded, links))
-        print(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{port}   (Ctrl-C stops both)")
+        env = _environment(loaded, links)
+        outputs, relays = _outputs(env)
+        procs = _start(cmds, env, outputs)
+        _say(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{port}   (Ctrl-C stops both)")
         if notice:
-            print(notice)
+            _say(notice)
         while not requested and all(p.poll() is None for p in procs):
             time.sleep(0.25)
     finally:
         for sig in stop_signals:  # a second Ctrl-C must not cut the stop short
             signal.signal(sig, signal.SIG_IGN)
-        print("stopping…", file=sys.stderr)
+        _say("stopping…", sys.stderr)
         started = time.monotonic()
         count = stop_all()
-        print(f"stopped {count} processes in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        relayed = time.monotonic() + 3
+        for relay in relays:  # the servers' last lines before ours
+            relay.join(timeout=max(0.0, relayed - time.monotonic()))
+        _say(f"stopped {count} processes in {time.monotonic() - started:.1f}s", sys.stderr)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not requested:

@@ -1,4 +1,11 @@
-"""Stop every process a command started, including the ones that escaped or were orphaned.
+"""The processes a command starts: what they print, and stopping every one of them.
+
+Printing: third-party warnings a user cannot act on are ignored in this process and, through
+``PYTHONWARNINGS``, in every process it starts (:func:`quiet_warnings`); the servers' output is
+copied without colour codes where it does not reach a terminal, or ``NO_COLOR`` is set
+(:func:`relay_without_colours`).
+
+Stopping: every process a command started, including the ones that escaped or were orphaned.
 
 ``dagster dev`` and ``mlflow server`` start workers of their own: Dagster a code server, a
 gRPC server, the webserver and the daemon; MLflow uvicorn and a job runner that starts
@@ -12,14 +19,19 @@ parent pid (``/proc``; ``ps`` where there is none, without the adoption of orpha
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from resources.errors import SlipwayError
 
@@ -29,6 +41,97 @@ PROC = Path("/proc")
 
 class ProcessError(SlipwayError):
     """A process Slipway started could not be supervised or stopped."""
+
+
+# Warnings of the libraries Slipway runs that a user cannot act on: (how the text begins, a
+# built-in class it is an instance of, the module it is attributed to). PYTHONWARNINGS, which
+# carries them to the processes Slipway starts, takes a literal prefix without ':' or ',' and
+# only a built-in class; the module is matched exactly, so the same warning raised from the
+# user's own code (their call of a beta API, say) is still shown.
+#
+# Most are silenced at their source already (urllib3's by requests, the BetaWarnings by Dagster
+# and Slipway), but by filters set inside `warnings.catch_warnings()`, which is not thread-safe:
+# a thread leaving that block puts back the list it found, dropping what another thread added
+# meanwhile, and threads do run side by side here (MLflow's warm-up beside Dagster's loading,
+# scikit-learn's workers, which reset the filters). Filters set before any thread starts are in
+# every list put back.
+THIRD_PARTY_WARNINGS: tuple[tuple[str, str, str], ...] = (
+    # On every model with an integer column: Slipway infers the signature from the training
+    # rows, and nothing in a definition changes it.
+    ("Hint", "UserWarning", "mlflow.types.utils"),
+    # MLflow's server imports Starlette's deprecated WSGI middleware.
+    ("starlette.middleware.wsgi is deprecated", "Warning", "mlflow.server.fastapi_app"),
+    # urllib3 without PySocks, when requests is imported (a SOCKS proxy would still fail, saying so).
+    ("SOCKS support in urllib3 requires", "Warning", "urllib3.contrib.socks"),
+    # Dagster's BetaWarnings for the beta APIs that Dagster's component loading and Slipway
+    # use on purpose (data versions, the automation sensor), each silenced where it is used.
+    ("Class `LocalFileCodeReference`", "Warning", "dagster.components.component.component"),
+    ("Class `CodeReferencesMetadataValue`", "Warning", "dagster.components.core.defs_module"),
+    (
+        "Parameter `execution_type` of function `AssetsDefinition.__init__`",
+        "Warning",
+        "dagster._core.definitions.assets.definition.assets_definition",
+    ),
+    ("Parameter `data_version` of initializer `Output.__init__`", "Warning", "assets.outputs"),
+    (
+        "Parameter `use_user_code_server` of initializer `AutomationConditionSensorDefinition.__init__`",
+        "Warning",
+        "definitions.definitions",
+    ),
+    ("Parameter `include_sources` of function `AssetSelection.all`", "Warning", "definitions.definitions"),
+)
+
+
+def quiet_warnings() -> None:
+    """Ignore :data:`THIRD_PARTY_WARNINGS` here and in every process started from here on.
+
+    Call it before any thread starts. The user's own ``-W`` or ``PYTHONWARNINGS`` keeps the
+    last word: here its filters stay in front of these, and in a child its entries come after
+    ours (later entries win).
+    """
+    ours = ",".join(f"ignore:{text}:{category}:{module}" for text, category, module in THIRD_PARTY_WARNINGS)
+    theirs = os.environ.get("PYTHONWARNINGS", "")
+    if not theirs.startswith(ours):  # a slipway started by slipway has them already
+        os.environ["PYTHONWARNINGS"] = f"{ours},{theirs}" if theirs else ours
+    for text, category, module in THIRD_PARTY_WARNINGS:
+        # As PYTHONWARNINGS reads them: the text a literal prefix (any case), the module exact.
+        pattern, kind = re.escape(module) + r"\Z", getattr(builtins, category)
+        warnings.filterwarnings("ignore", re.escape(text), kind, pattern, append=bool(sys.warnoptions))
+
+
+def wants_plain_text(stream: TextIO) -> bool:
+    """Whether what is written to ``stream`` must carry no colour codes: it is no terminal, or ``NO_COLOR`` is set."""
+    return bool(os.environ.get("NO_COLOR")) or not stream.isatty()
+
+
+# Control sequences: CSI (colours, cursor movement) and OSC (titles, hyperlinks).
+_CONTROL = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def relay_without_colours(target: BinaryIO) -> tuple[int, threading.Thread]:
+    """A pipe whose lines are copied to ``target`` without control sequences.
+
+    Dagster's and MLflow's log lines carry colour codes whatever they are written to. Give
+    the returned write end to the processes started (and close it here); the thread ends
+    when every process holding the pipe has closed it.
+    """
+    read, write = os.pipe()
+
+    def copy() -> None:
+        reader_gone = False
+        with open(read, "rb") as source:
+            for line in source:
+                if reader_gone:  # keep reading, so that no server blocks on a full pipe
+                    continue
+                try:
+                    target.write(_CONTROL.sub(b"", line))
+                    target.flush()
+                except (BrokenPipeError, ValueError):  # `slipway dev | head`, or the stream closed
+                    reader_gone = True
+
+    thread = threading.Thread(target=copy, name="slipway-relay", daemon=True)
+    thread.start()
+    return write, thread
 
 
 def become_subreaper() -> bool:
