@@ -173,28 +173,54 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
+# Options of `slipway` itself, accepted after a command as well (`slipway validate --stack k8s`).
+_GLOBAL_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "verbose": (("--verbose", "-v"), {"action": "store_true", "help": "show tracebacks"}),
+    "stack": (("--stack",), {"help": "stack name or file (default: $SLIPWAY_STACK or local)"}),
+    "defs": (
+        ("--defs",),
+        {"type": Path, "help": "folder of pipeline definitions (default: definitions/defs of the project you are in)"},
+    ),
+}
+
+
+def _global_options(*names: str) -> argparse.ArgumentParser:
+    """``names`` of :data:`_GLOBAL_OPTIONS` for a command; one not given after it keeps its value from before it."""
+    options = argparse.ArgumentParser(add_help=False)
+    for name in names:
+        flags, spec = _GLOBAL_OPTIONS[name]
+        options.add_argument(*flags, **spec, default=argparse.SUPPRESS)
+    return options
+
+
+def _command(commands: Any, name: str, text: str, *options: str) -> argparse.ArgumentParser:
+    """A command: ``text`` is its line in the list of commands and, as a sentence, the top of its own ``--help``."""
+    description = text[:1].upper() + text[1:] + "."
+    return commands.add_parser(name, help=text, description=description, parents=[_global_options(*options)])
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``slipway``."""
     root = _Parser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
-    root.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
-    root.add_argument("--stack", help="stack name or file (default: $SLIPWAY_STACK or local)")
-    root.add_argument(
-        "--defs", type=Path, default=None, help="folder of pipeline definitions (default: definitions/defs)"
-    )
+    for flags, spec in _GLOBAL_OPTIONS.values():
+        root.add_argument(*flags, **spec)
     sub = root.add_subparsers(dest="command", required=True)
+    everything = ("verbose", "stack", "defs")
 
-    validate = sub.add_parser("validate", help="load every definition and the stack; report errors as path:line")
+    validate = _command(sub, "validate", "load every definition and the stack; report errors as path:line", *everything)
     validate.set_defaults(func=_validate)
 
-    run = sub.add_parser("run", help="materialize pipelines; unchanged assets are reused")
+    run = _command(sub, "run", "materialize pipelines; unchanged assets are reused", *everything)
     run.add_argument("pipelines", nargs="*", metavar="PIPELINE", help="pipelines to run (default: all)")
     run.add_argument("--force", action="store_true", help="rebuild everything selected")
-    run.add_argument("--stack", dest="stack", default=argparse.SUPPRESS, help="stack name or file")
     run.set_defaults(func=_run)
 
-    plan = sub.add_parser(
+    plan = _command(
+        sub,
         "plan",
-        help="what a git change does: assets added/removed/changed and why, what goes stale, which models retrain",
+        "what a git change does: assets added/removed/changed and why, what goes stale, which models retrain",
+        "verbose",
+        "defs",
     )
     plan.add_argument(
         "range",
@@ -208,34 +234,43 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--exit-code", action="store_true", help="exit 0 when nothing changes, 2 when something does")
     plan.set_defaults(func=_plan)
 
-    repro = sub.add_parser(
-        "repro", help="rebuild a registered model from its recorded commit and data; compare params and metrics"
+    repro = _command(
+        sub,
+        "repro",
+        "rebuild a registered model from its recorded commit and data; compare params and metrics",
+        *everything,
     )
     repro.add_argument(
         "target", metavar="MODEL@VERSION", help="e.g. churn.churn_classifier@3 or churn/churn_classifier@champion"
     )
     repro.set_defaults(func=_repro)
 
-    dev = sub.add_parser("dev", help="Dagster UI and MLflow UI on the local stack")
-    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    dev = _command(sub, "dev", "Dagster UI and MLflow UI on the local stack", *everything)
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default: %(default)s)")
     dev.add_argument(
-        "--mlflow-port", type=int, default=None, help="MLflow UI port (default: the port of the stack's ui_url)"
+        "--mlflow-port",
+        type=int,
+        default=None,
+        help="MLflow UI port (default: the port of the stack's experiment_tracker.ui_url, 5000 on the local stack)",
     )
     dev.set_defaults(func=_dev)
 
-    demo = sub.add_parser("demo", help="try things out on the examples")
+    demo = _command(sub, "demo", "try things out on the examples")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
-    demo_drift = demo_sub.add_parser(
-        "drift", help="land a drifted batch in a pipeline's landing data, to watch the sensors retrain a model"
+    demo_drift = _command(
+        demo_sub,
+        "drift",
+        "land a drifted batch in a pipeline's landing data, to watch the sensors retrain a model",
+        *everything,
     )
     demo_drift.add_argument("pipeline", metavar="PIPELINE", help="e.g. churn")
     demo_drift.add_argument("--rows", type=int, default=None, help="rows in the batch (default: as many as landed)")
     demo_drift.add_argument("--shift", type=float, default=1.0, help="how far distributions move (0-3; default 1)")
     demo_drift.set_defaults(func=_demo_drift)
 
-    stack = sub.add_parser("stack", help="inspect stacks")
+    stack = _command(sub, "stack", "inspect stacks")
     stack_sub = stack.add_subparsers(dest="stack_command", required=True)
-    show = stack_sub.add_parser("show", help="the resolved stack and where each value came from")
+    show = _command(stack_sub, "show", "the resolved stack and where each value came from", "verbose", "stack")
     show.add_argument("name", nargs="?", help="stack name (default: the active stack)")
     show.set_defaults(func=_stack_show)
     return root
