@@ -158,10 +158,10 @@ def _outputs(env: dict[str, str]) -> tuple[dict[str, int], list[threading.Thread
 
 def _start(commands: list[list[str]], env: dict[str, str], outputs: dict[str, int]) -> list[subprocess.Popen[bytes]]:
     procs = []
+    out, err = outputs.get("stdout"), outputs.get("stderr")  # None: this process's own
     try:
         for cmd in commands:
             try:
-                out, err = outputs.get("stdout"), outputs.get("stderr")  # None: this process's own
                 procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=err, start_new_session=True))
             except OSError as exc:
                 raise ProcessError(f"cannot start {Path(cmd[0]).name}: {exc}") from exc

@@ -126,7 +126,7 @@ def relay_without_colours(target: BinaryIO) -> tuple[int, threading.Thread]:
                 try:
                     target.write(_CONTROL.sub(b"", line))
                     target.flush()
-                except (BrokenPipeError, ValueError):  # `slipway dev | head`, or the stream closed
+                except (OSError, ValueError):  # `slipway dev | head`, a terminal gone, or the stream closed
                     reader_gone = True
 
     thread = threading.Thread(target=copy, name="slipway-relay", daemon=True)
