@@ -29,7 +29,7 @@ from assets.retrain import GitChange, retrain_sensor
 from definitions.paths import DEFS_DIR, defs_folder
 from resources.alerts import Alerter
 from resources.artifacts import STORED
-from resources.errors import DefinitionError
+from resources.errors import DefinitionError, count
 from resources.registry import ModelRegistry
 from stacks import LoadedStack, load_stack
 from stacks.build import build_resources, executor
@@ -235,9 +235,10 @@ def alias_pins_sensor() -> dg.SensorDefinition:
         findings = pins.reconcile(model_registry, models)
         events = pins.evaluations(context.instance, findings, [m.asset for m in models])
         if not events and findings:
-            return dg.SkipReason(f"{len(models)} models: {len(findings)} alias findings, unchanged since reported")
+            said = f"{count(len(models), 'model')}: {count(len(findings), 'alias finding')}"
+            return dg.SkipReason(f"{said}, unchanged since reported")
         if not events:
-            return dg.SkipReason(f"{len(models)} models: every alias is where git and Slipway put it")
+            return dg.SkipReason(f"{count(len(models), 'model')}: every alias is where git and Slipway put it")
         for finding in findings:
             context.log.info(finding.message)
         return dg.SensorResult(asset_events=events)

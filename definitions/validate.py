@@ -6,6 +6,7 @@ from pathlib import Path
 
 from definitions.checks import check
 from definitions.paths import defs_folder
+from resources.errors import count
 from stacks import load_stack
 from stacks.build import needs_lines
 
@@ -25,6 +26,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
     lines += [f"stack {loaded_stack.name}: {line}" for line in needs_lines(loaded_stack.stack)]
     for p in pipelines:
         lines.append(
-            f"{p.path}: pipeline {p.spec.name}: ok ({len(p.spec.datasets)} datasets, {len(p.spec.models)} models)"
+            f"{p.path}: pipeline {p.spec.name}: ok "
+            f"({count(len(p.spec.datasets), 'dataset')}, {count(len(p.spec.models), 'model')})"
         )
     return lines

@@ -13,6 +13,11 @@ import errno
 from collections.abc import Iterable
 
 
+def count(number: int, noun: str) -> str:
+    """``1 model``, ``2 models``: a number with its noun, singular for one."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the choice nearest ``name``, or ``""`` when none is near."""
     close = difflib.get_close_matches(name, sorted(choices), n=1)

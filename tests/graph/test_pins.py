@@ -116,7 +116,7 @@ def test_a_hand_moved_alias_is_set_back_where_pinned_and_shown_where_not(home, d
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         skipped = defs.get_sensor_def(PINS_SENSOR)(context)
     assert isinstance(skipped, dg.SkipReason)
-    assert skipped.skip_message == "1 models: 1 alias findings, unchanged since reported"
+    assert skipped.skip_message == "1 model: 1 alias finding, unchanged since reported"
 
     # Pinned: set back, by `slipway run` and by the sensor.
     pin(defs_dir, write_pipeline, "champion: 2", "pin v2")

@@ -71,8 +71,8 @@ def test_params_of_an_estimator_taking_kwargs_or_of_a_train_function_are_not_che
     )
     write_pipeline("other", ridge.replace("n_estimators: 10", "alpha: 0.5"), {"data/orders.csv": ORDERS})
     assert validate(defs_dir=defs_dir)[1:] == [
-        f"{defs_dir}/other/defs.yaml: pipeline other: ok (1 datasets, 1 models)",
-        f"{defs_dir}/shop/defs.yaml: pipeline shop: ok (1 datasets, 1 models)",
+        f"{defs_dir}/other/defs.yaml: pipeline other: ok (1 dataset, 1 model)",
+        f"{defs_dir}/shop/defs.yaml: pipeline shop: ok (1 dataset, 1 model)",
     ]
 
 
@@ -148,7 +148,7 @@ def test_only_the_header_is_read(home, write_pipeline, defs_dir):
     # rows that are not CSV, nor even UTF-8: loading the file would fail, its header is fine
     (path.parent / "data").mkdir()
     (path.parent / "data/orders.csv").write_bytes(b"customer_id,churned\r\n" + bytes(range(256)) * 4096)
-    assert validate(defs_dir=defs_dir)[1:] == [f"{path}: pipeline shop: ok (1 datasets, 1 models)"]
+    assert validate(defs_dir=defs_dir)[1:] == [f"{path}: pipeline shop: ok (1 dataset, 1 model)"]
 
 
 def test_unreadable_headers(home, write_pipeline, defs_dir):
