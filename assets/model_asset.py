@@ -141,7 +141,7 @@ def build_model_asset(
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", run_tags, train_started_ms)
         yielded = False
         try:
-            ref, decision, gates, comparison = _track_and_promote(
+            ref, decision, gates, comparison, serving = _track_and_promote(
                 context,
                 spec,
                 trained,
@@ -166,6 +166,9 @@ def build_model_asset(
                     "registered_model": registry_name,
                     "model_version": dg.MetadataValue.int(int(ref.version)),
                     "alias": ref.alias or "none",
+                    # The version that serves (the promotion alias), linked: a challenger's page
+                    # says which version it did not replace.
+                    **model_report.champion_metadata(registry_name, serving, experiment_tracker),
                     "promotion": decision.reason,
                     "upstream_data_version": data_version,
                     "git_sha": sha,
@@ -210,7 +213,7 @@ def build_model_asset(
             )
         yield _alias_check(context, model_registry, key, registry_name, spec, ref.version)
         model = pins.Pinned(key.to_user_string(), registry_name, spec.promote)
-        promoted = (ref.version, decision.alias, comparison)
+        promoted = (ref.version, serving, comparison)
         yield _champion_check(context, model_registry, alerter, model, promoted, experiment_tracker.run_url(run))
         try:
             experiment_tracker.end_run(run, ok=True)
@@ -271,8 +274,11 @@ def _track_and_promote(
     keys: tuple[dg.AssetKey, dg.AssetKey],
     tracker: ExperimentTracker,
     registry: ModelRegistry,
-) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult], champion.Comparison | None]":
+) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult], champion.Comparison | None, str | None]":
     """Log the run and the model, decide its promotion, then register the version with the decision.
+
+    Returns the version's reference, its decision, gates and comparison, and the version that
+    holds the promotion alias once it is decided (None: no version does).
 
     The version is registered with its decision in one call, then the alias moves: a crash
     leaves no version, or a decided one (which the next training of the model settles,
@@ -335,15 +341,16 @@ def _track_and_promote(
             # A registration retried after a timeout may have been made twice; only one is this run's.
             if twin != version:
                 recovery.abandon(registry, registry_name, twin, f"a second registration of v{version}'s run")
+        held = dict(aliases)  # the aliases as they are once this version is decided
         if decision.alias:
             decided_then = (decision, comparison)
-            decision, comparison = promotion.move_alias(
+            decision, comparison, held = promotion.move_alias(
                 registry, registry_name, version, spec.promote, decided_then, aliases, judge, context.log.warning
             )
         if comparison is not None and comparison.problem:
             context.log.warning(f"{registry_name}: {decision.reason}")
     ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
-    return ref, decision, gates, comparison
+    return ref, decision, gates, comparison, held.get(spec.promote.alias)
 
 
 def _alias_check(
@@ -379,13 +386,13 @@ def _champion_check(
 ) -> dg.AssetCheckResult:
     """``champion_loadable`` after a training: can the version that holds the promotion alias be loaded?
 
-    ``promoted``: the new version, the alias it took and its comparison with the champion. A
-    newly failing check alerts (once: the report is shared with `slipway run`).
+    ``promoted``: the new version, the version that holds the alias once it was decided and its
+    comparison with the champion. A newly failing check alerts (once: the report is shared with
+    `slipway run`).
     """
-    version, took, comparison = promoted
+    version, holder, comparison = promoted
     alias = model.promote.alias
     try:
-        holder = version if took == alias else registry.aliases(model.registered).get(alias)
         if holder is None:
             nobody = f"no version holds {alias}"
             finding = pins.Finding(model.asset, model.registered, alias, nobody, "ok", CHAMPION_CHECK)

@@ -15,6 +15,7 @@ from resources.links import dagster_asset, dagster_run, markdown_link
 if TYPE_CHECKING:
     from assets.promotion import Decision, GateResult
     from resources.artifacts import ModelRef
+    from resources.tracker import ExperimentTracker
 
 # The tag MLflow's UI shows (and edits) as a run's description.
 NOTE_TAG = "mlflow.note.content"
@@ -29,6 +30,23 @@ def notes(run_id: str, asset: str, trigger: str | None = None, reason: str = "")
     if trigger:
         text += f"\n\nRetrained by the `slipway_retrain` sensor ({trigger}): {reason}"
     return text
+
+
+def champion_metadata(name: str, version: str | None, tracker: ExperimentTracker) -> dict[str, Any]:
+    """The materialization's ``champion`` (a markdown link to its version's page) and ``champion_version``.
+
+    ``version`` holds the model's promotion alias (None: no version does).
+    """
+    import dagster as dg
+
+    if version is None:
+        return {"champion": "none"}
+    page = tracker.version_url(name, version)
+    shown = f"{name} v{version}"
+    return {
+        "champion": dg.MetadataValue.md(markdown_link(shown, page) if page else shown),
+        "champion_version": dg.MetadataValue.int(int(version)),
+    }
 
 
 def alert(

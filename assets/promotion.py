@@ -148,9 +148,10 @@ def move_alias(
     aliases: Mapping[str, str],
     judge: Judge,
     warn: Callable[[str], None],
-) -> tuple[Decision, Comparison | None]:
-    """In its turn, move the alias that ``decided`` gives registered ``version``; return the final decision.
+) -> tuple[Decision, Comparison | None, dict[str, str]]:
+    """In its turn, move the alias that ``decided`` gives registered ``version``.
 
+    Returns the final decision, its comparison, and the model's aliases once it moved.
     ``aliases`` are what the decision was made against. They are read again just before the
     alias moves, once every earlier version of the model has moved its own
     (:meth:`~resources.registry.ModelRegistry.wait_turn`): when ``must_beat`` moved meanwhile
@@ -169,5 +170,6 @@ def move_alias(
         registry.tag_version(name, version, {replaces_tag(decision.alias): now.get(decision.alias, "none")})
     if decision.alias:
         registry.set_alias(name, decision.alias, version)
+        now = {**now, decision.alias: version}
     registry.end_turn(name, version)
-    return decision, comparison
+    return decision, comparison, now

@@ -56,9 +56,11 @@ def reconcile(engine: Engine, keys: Sequence[dg.AssetKey], pinned_only: bool = F
 
 
 def show(engine: Engine, outcomes: Sequence[AssetOutcome]) -> None:
-    """Set each model row's alias column to what the registry holds now (a pin may have moved it)."""
+    """Set each model row's aliases, and its champion, to what the registry holds now (a pin may have moved them)."""
     shown = [dg.AssetKey.from_user_string(o.key) for o in outcomes if o.kind == "model" and o.model_version]
-    names = {m.asset: m.registered for m in pins.models_of(engine.graph, shown)}
+    models = pins.models_of(engine.graph, shown)
+    names = {m.asset: m.registered for m in models}
+    served = {m.asset: m.promote.alias for m in models}
     if not names or unreachable(engine) is not None:  # asking again would wait as long again
         return
     try:
@@ -69,6 +71,7 @@ def show(engine: Engine, outcomes: Sequence[AssetOutcome]) -> None:
         if o.key in names:
             aliases = states.get(names[o.key], NO_ALIASES).aliases
             o.alias = ", ".join(sorted(a for a, v in aliases.items() if v == o.model_version)) or None
+            o.champion = aliases.get(served[o.key])
 
 
 def unreachable(engine: Engine) -> str | None:

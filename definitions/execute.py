@@ -457,6 +457,8 @@ def _from_metadata(outcome: AssetOutcome, metadata: Any) -> None:
         outcome.model_version = str(_value(metadata["model_version"]))
         alias = _value(metadata.get("alias"))
         outcome.alias = None if alias == "none" else alias
+        champion = _value(metadata.get("champion_version"))  # the version serving then (a challenger's)
+        outcome.champion = None if champion is None else str(champion)
         outcome.detail = _value(metadata.get("promotion")) or ""
         outcome.metrics = {k.removeprefix("metric_"): _value(v) for k, v in metadata.items() if k.startswith("metric_")}
     elif "rows" in metadata:

@@ -21,3 +21,4 @@ class AssetOutcome:
     dagster_run_id: str | None = None
     data_version: str | None = None
     reason: str = ""  # why it was launched (never built, definition changed, ...)
+    champion: str | None = None  # a model's version that holds its promotion alias (champion) at the end

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import dagster as dg
 
@@ -79,6 +79,10 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
     def artifact_url(self, run: TrackedRun, path: str) -> str:
         """A link that opens one of the run's artifacts (the run's link where the UI cannot)."""
         return self.run_url(run)
+
+    def version_url(self, name: str, version: str) -> str | None:
+        """A link to version ``version`` of registered model ``name`` for people, or None without a UI for it."""
+        return None
 
 
 class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
@@ -274,6 +278,10 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
         # MLflow's UI opens an artifact from its path after /artifacts/ (an HTML one rendered in place).
         base, _, query = self.run_url(run).partition("?")
         return f"{base}/artifacts/{path}" + (f"?{query}" if query else "")
+
+    def version_url(self, name: str, version: str) -> str | None:  # noqa: D102
+        # The registry's pages sit outside the experiments: no workflow type to choose.
+        return f"{redact(self.ui_url.rstrip('/'))}/#/models/{quote(name, safe='')}/versions/{quote(str(version))}"
 
 
 def _already_exists(exc: BaseException) -> bool:

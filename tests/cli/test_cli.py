@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def test_run_examples_then_nothing_to_do(home):
     first = slipway("run", home=home)
     assert first.returncode == 0, first.stdout + first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0].split() == ["asset", "status", "time", "mlflow", "run", "version", "alias", "detail"]
+    assert lines[0].split() == ["asset", "status", "time", "detail"]
+    assert max(len(line) for line in lines) <= 100, first.stdout
     assert any(line.startswith("churn/churn_classifier") and "✓ built" in line and "champion" in line for line in lines)
     assert "churn/churn_classifier: training…" in first.stderr  # progress while it runs
     assert "churn/customers: 3000 rows, 4/4 expectations passed, psi drift" in first.stderr
@@ -146,7 +148,7 @@ def test_run_examples_then_nothing_to_do(home):
     assert second.returncode == 0, second.stdout + second.stderr
     rows = [line for line in second.stdout.splitlines()[1:-1]]
     assert rows and all("= reused" in row for row in rows), second.stdout
-    assert any(row.startswith("churn/churn_classifier") and " 1 " in row for row in rows)
+    assert any(row.startswith("churn/churn_classifier") and "= reused v1 (champion)" in row for row in rows)
     assert "11 reused" in second.stdout.splitlines()[-1]
     forced = slipway("run", "houses", "--force", home=home)
     assert forced.returncode == 0, forced.stdout + forced.stderr
@@ -207,8 +209,8 @@ def test_dagster_asset_materialize_then_slipway_run_reuses_it(home, write_pipeli
     assert launched.returncode == 0, launched.stderr
     done = slipway("--defs", str(defs_dir), "run", home=home)
     assert done.returncode == 0, done.stderr
-    row = next(line.split() for line in done.stdout.splitlines() if line.startswith("shop/clf"))
-    assert row[1:4] == ["=", "reused", "-"] and row[5] == "2", done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith("shop/clf"))
+    assert re.match(r"shop/clf += reused v2 \([^)]*\) +- ", row), done.stdout
     assert "dagster run" not in done.stdout.splitlines()[-1]  # nothing was launched
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from summary_rows import rows
 from test_cli import REPO, slipway
 
 FULL = "the disk is full. Free some space, then run again"
@@ -127,7 +128,7 @@ def test_a_corrupt_mlflow_database_is_one_line_naming_it(home):
     (home / "mlflow.db").write_bytes(os.urandom(64 * 1024))
     done = slipway("run", "houses", "--force", home=home)
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
-    lines = [line for line in (done.stdout + done.stderr).splitlines() if "file is not a database" in line]
+    lines = [line for line in [*rows(done.stdout), *done.stderr.splitlines()] if "file is not a database" in line]
     assert lines, done.stdout + done.stderr
     assert all(
         "[SQL:" not in line and "sqlalche.me" not in line

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from mlflow_server import free_port
 from services import postgres_answers, query, scratch_databases
+from summary_rows import row
 from test_cli import REPO, SLIPWAY
 
 KILLPOINTS = REPO / "tests" / "killpoints.py"
@@ -72,7 +73,7 @@ class Ran:
         return max(b - a for a, b in zip(times, times[1:], strict=False))
 
     def row(self, key: str) -> str:
-        return next(line for line in self.stdout.splitlines() if line.startswith(key + " "))
+        return row(self.stdout, key)
 
 
 def _slipway(
