@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from assets import compute, derived, progress, sources
+from assets.dataset_drift import DRIFT_CHECK, drift_check
 from assets.graph import REFS_METADATA, key_of
 from assets.imports import resolve
 from assets.outputs import versioned_output
@@ -27,9 +28,6 @@ from resources.validator import DataValidator, ExpectationResult
 def check_name(index: int, expect: str) -> str:
     """The asset check's name for expectation ``index`` (unique even when one repeats)."""
     return f"expect_{index}_{expect}"[:100]
-
-
-DRIFT_CHECK = "drift"
 
 
 def _check_result(
@@ -200,6 +198,7 @@ def build_dataset_asset(
         query_engine: QueryEngine,
         import_policy: ImportPolicy,
         frames: dict[str, Any],
+        alerter: Alerter,
     ) -> Any:
         progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
         frame = _table(spec, frames, query_engine, import_policy, folder, where, here)
@@ -252,24 +251,13 @@ def build_dataset_asset(
         )
         yield from checks
         if spec.drift:
-            half = len(frame) // 2
-            missing = [c for c in spec.drift.columns or [] if c not in frame.columns]
-            if missing:
-                raise DataError(f"{where}: drift columns {missing} are not in the dataset")
-            scored = frame[spec.drift.columns] if spec.drift.columns else frame
-            scores = drift_detector.scores(scored.iloc[:half], scored.iloc[half:], spec.drift.method)
-            worst = max(scores.values(), default=0.0)
-            summary.append(f"{spec.drift.method} drift {worst:.3f} (threshold {spec.drift.threshold})")
-            yield dg.AssetCheckResult(
-                check_name=DRIFT_CHECK,
-                passed=worst <= spec.drift.threshold,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "max_score": worst,
-                    "threshold": spec.drift.threshold,
-                    **{f"score_{c}": s for c, s in scores.items()},
-                },
+            drifted, alert, said = drift_check(
+                spec.drift, frame, drift_detector, where, key.to_user_string(), context.run.run_id
             )
+            summary.append(said)
+            yield drifted
+            if alert is not None:
+                alerter.send(alert, context.log)
         progress.finished(f"{pipeline}/{name}", ", ".join(summary))
 
     @dg.asset(
@@ -298,7 +286,7 @@ def build_dataset_asset(
         alerter: Alerter,
         **frames: Any,
     ) -> Any:
-        steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames)
+        steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames, alerter)
         try:
             yield from recording_failures(context, key, steps, can_refuse=refuses)
         except RefusedData as exc:

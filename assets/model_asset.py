@@ -200,7 +200,7 @@ def build_model_asset(
             key.to_user_string(),
             registry_name,
             ref,
-            decision,
+            (decision, serving),
             gates,
             experiment_tracker.run_url(run),
             spec.promote.alias,

@@ -56,25 +56,29 @@ def alert(
     asset: str,
     name: str,
     ref: ModelRef,
-    decision: Decision,
+    decided: tuple[Decision, str | None],
     gates: list[GateResult],
     link: str,
     alias: str,
 ) -> None:
-    """Alert on a failed gate and on a promotion (an alias moved); an alert never fails the training.
+    """Alert on a failed gate, on a promotion (the promotion alias moved) and on a new challenger.
 
-    ``alias`` is the model's promotion alias (``champion``); ``link`` its MLflow run.
+    ``decided``: the version's decision and the version that holds ``alias`` (the model's
+    promotion alias, ``champion``) once it was made; ``link`` is the MLflow run. A version that
+    only became challenger moved no champion: it is said as such, never as a promotion. An alert
+    never fails the training.
     """
+    decision, serving = decided
     metrics = {k: f"{v:.4g}" for k, v in ref.metrics.items()}
     failed = [g for g in gates if not g.passed]
     if failed:
         text = "; ".join(f"{g.metric} {g.value:.4g} fails {g.condition}" for g in failed)
         title = f"{asset}: v{ref.version} failed its gates"
         alerter.send(Alert("check_failed", title, text, asset, link, metrics, run_id=run_id), log)
-    if decision.alias:
-        title = (
-            f"{name}: v{ref.version} promoted to {decision.alias}"
-            if decision.alias == alias
-            else f"{name}: v{ref.version} is {decision.alias}"
-        )
+    if decision.alias == alias:
+        title = f"{name}: v{ref.version} promoted to {alias}"
         alerter.send(Alert("promotion", title, decision.reason, asset, link, metrics, run_id=run_id), log)
+    elif decision.alias:
+        kept = f"; {alias} v{serving} keeps serving" if serving else ""
+        title = f"{name}: v{ref.version} is {decision.alias}{kept}"
+        alerter.send(Alert("challenger", title, decision.reason, asset, link, metrics, run_id=run_id), log)

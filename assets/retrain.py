@@ -22,6 +22,12 @@ whose change made its input's data new: :func:`changed_in_git`) or a lost output
 
 A tick reads the instance's record once (no data is loaded) unless a model's input has a data
 version not yet evaluated for drift.
+
+Each tick says what it decided, a line per model (``shop/clf: retrain: drift: psi 0.45 ...``),
+in three places of the Dagster UI: the tick's log ("View logs"), its skip reason when it
+requested nothing, and its cursor. The cursor is the one text a tick's row shows without a
+click, and the daemon keeps no skip reason for a tick that requested runs; this sensor keeps
+no state in it (drift verdicts are kept in the instance, :mod:`assets.drift_watch`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ REASON_TAG = "slipway/retrain_reason"
 RUN_KEY_PREFIX = "slipway-retrain"
 STATE_PREFIX = "slipway/retrain-drift/"
 DAY = 86400.0
+# The tick's text (its cursor) is kept with every tick: a long one ends with how many lines it left out.
+TICK_TEXT_LIMIT = 1000
 clock = time.time  # the sensor's clock (tests move it forward)
 
 
@@ -419,14 +427,20 @@ def earlier_run(instance: dg.DagsterInstance, run_key: str) -> Any:
     return runs[0] if runs else None
 
 
-def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> dg.SensorResult | dg.SkipReason:
-    """One tick of the retrain sensor: a run request per model to retrain, observations of drift, a line per model."""
+def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> dg.SensorResult:
+    """One tick of the retrain sensor: a run request per model to retrain, observations of drift, a line per model.
+
+    The lines are the tick's text (:func:`tick_text`): its cursor, and its skip reason when it
+    requests nothing.
+    """
     from assets.drift_watch import DriftWatch
 
     graph = context.repository_def.asset_graph  # type: ignore[union-attr]
     found = policies(graph)
     if not found:
-        return dg.SkipReason("no model declares a retrain policy")
+        said = "no model declares a retrain policy"
+        context.log.info(said)
+        return dg.SensorResult(skip_reason=said, cursor=said)
     tick = Tick(context.instance, graph, now)
     watch = DriftWatch(context.instance, context.resources, context.log)
     runs, lines = [], []
@@ -458,8 +472,25 @@ def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> d
         if decision.action == "retrain":
             runs.append(run_request(policy, decision))
     if runs:
-        return dg.SensorResult(run_requests=runs)
-    return dg.SkipReason(" | ".join(lines))
+        # What was requested first: a row shows the start of the text.
+        requested = [line for line in lines if ": retrain: " in line]
+        text = tick_text([*requested, *(line for line in lines if line not in requested)])
+        return dg.SensorResult(run_requests=runs, cursor=text)
+    return dg.SensorResult(skip_reason=" | ".join(lines), cursor=tick_text(lines))
+
+
+def tick_text(lines: list[str]) -> str:
+    """The tick's lines as one text of at most about :data:`TICK_TEXT_LIMIT` characters (whole lines)."""
+    text = " | ".join(lines)
+    if len(text) <= TICK_TEXT_LIMIT:
+        return text
+    room = TICK_TEXT_LIMIT - 40  # for "| and N more (View logs)"
+    kept = [lines[0] if len(lines[0]) <= room else lines[0][:room] + "…"]
+    for line in lines[1:]:
+        if len(" | ".join([*kept, line])) > room:
+            break
+        kept.append(line)
+    return " | ".join(kept) + f" | and {len(lines) - len(kept)} more (View logs)"
 
 
 def retrain_sensor() -> dg.SensorDefinition:
@@ -474,7 +505,7 @@ def retrain_sensor() -> dg.SensorDefinition:
         target=dg.AssetSelection.all(),
         description="Retrains models by their retrain policy (new data, drift, schedule; cooldown, max_per_day).",
     )
-    def _retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def _retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return evaluate(context)
 
     return _retrain
