@@ -455,6 +455,7 @@ def _from_metadata(outcome: AssetOutcome, metadata: Any) -> None:
     if "mlflow_run" in metadata:
         outcome.mlflow_run = _value(metadata["mlflow_run"])
         outcome.model_version = str(_value(metadata["model_version"]))
+        outcome.registered_model = _value(metadata.get("registered_model"))
         alias = _value(metadata.get("alias"))
         outcome.alias = None if alias == "none" else alias
         champion = _value(metadata.get("champion_version"))  # the version serving then (a challenger's)

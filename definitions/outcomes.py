@@ -22,3 +22,4 @@ class AssetOutcome:
     data_version: str | None = None
     reason: str = ""  # why it was launched (never built, definition changed, ...)
     champion: str | None = None  # a model's version that holds its promotion alias (champion) at the end
+    registered_model: str | None = None  # a model's name in the registry

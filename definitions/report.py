@@ -3,8 +3,8 @@
 The summary is a table (asset, status, time, detail) whose details wrap under their column; a
 model's status names the version built or reused and the aliases it holds (``✓ built v5
 (challenger)``), and its detail starts with the version that serves when that is another one
-(``champion v1``). Below it, a link into MLflow for each version this run built, where the
-MLflow UI answers, or with how to open one (``slipway dev``) when nothing answers there.
+(``champion v1``). Below it, a link to the MLflow page of each version this run built, where
+the MLflow UI answers, or with how to open one (``slipway dev``) when nothing answers there.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import textwrap
 import urllib.error
 import urllib.request
 from typing import TextIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from definitions.outcomes import AssetOutcome
 from definitions.runner import RunReport
@@ -122,16 +122,20 @@ def _wrap(text: str, indent: str, first: str = "") -> list[str]:
 def _mlflow_links(outcomes: list[AssetOutcome]) -> list[str]:
     """A link to each model version this run built, under a line saying whether the MLflow UI answers there.
 
-    The link is MLflow's short run address (``/#/runs/<id>``), which its UI opens as the run's
-    page: the address a materialization records also names the experiment and the view, and
-    does not fit the terminal.
+    The link is the version's page in MLflow's registry: its aliases, its description (linking
+    back to the Dagster run) and its source run. The run's own address, which the materialization
+    records, names its experiment and view and does not fit the terminal; MLflow's short run
+    address (``/#/runs/<id>``) opens it in the GenAI view.
     """
     built = [o for o in outcomes if o.mlflow_run and o.status != "reused" and "/#/" in o.mlflow_run]
     by_base: dict[str, list[tuple[str, str]]] = {}
     for o in built:
         base, _, route = o.mlflow_run.partition("/#/")  # type: ignore[union-attr]
-        run_id = route.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-        by_base.setdefault(base, []).append((f"{o.key} v{o.model_version}", f"{base}/#/runs/{run_id}"))
+        if o.registered_model and o.model_version:
+            page = f"{base}/#/models/{quote(o.registered_model, safe='')}/versions/{o.model_version}"
+        else:
+            page = f"{base}/#/runs/{route.split('?')[0].rstrip('/').rsplit('/', 1)[-1]}"
+        by_base.setdefault(base, []).append((f"{o.key} v{o.model_version}", page))
     lines = []
     for base, links in by_base.items():
         if _answers(base):

@@ -50,7 +50,7 @@ def test_a_password_in_every_stack_url_is_never_shown_or_stored(home, tmp_path):
         }
         done = slipway("run", "houses", home=home, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "https://viewer:***@mlflow.example.com/#/runs/" in done.stdout  # the summary's MLflow link
+        assert "https://viewer:***@mlflow.example.com/#/models/" in done.stdout  # the summary's MLflow link
         shown = slipway("stack", "show", home=home, env=env)
         assert shown.returncode == 0 and "slipway:***@127.0.0.1" in shown.stdout
         for output in (done.stdout, done.stderr, shown.stdout, shown.stderr):

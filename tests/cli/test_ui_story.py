@@ -161,6 +161,17 @@ def test_the_dagster_and_mlflow_uis_tell_one_story(home, defs_dir, write_pipelin
         assert run_link.rsplit("/", 1)[1][:8] in _text(dom(run_link)), run_link
         screenshot(run_link, tmp_path / "dagster-run-from-mlflow.png", size=(1600, 1000))
 
+        # Item 11: with the MLflow UI up, the summary's link points at it, and opens the run there.
+        forced = _slipway(env, "run", "--force").stdout
+        assert max(len(line) for line in forced.splitlines()) <= 100, forced
+        assert f"mlflow: the MLflow UI at {mlflow_ui}" in forced and "slipway dev" not in forced, forced
+        link = re.search(rf"shop/clf v(\d+) +({re.escape(mlflow_ui)}/#/models/shop.clf/versions/(\d+))", forced)
+        assert link and link[1] == link[3], forced
+        page = _text(dom(link[2]))
+        assert f"Version {link[1]}" in page, link[2]
+        assert re.search(r"Trained by Dagster run [0-9a-f]{8} for asset shop/clf", page), link[2]
+        screenshot(link[2], tmp_path / "mlflow-version-from-summary.png")
+
         assert _stop(proc, signal.SIGINT) < 10
     finally:
         left = _kill_marked(marker)

@@ -19,6 +19,7 @@ RUN_ID = "2dfae4f751a44947a7df3da00631733f"
 
 
 def _mlflow_run(base: str) -> str:
+    """A run's address as a materialization records it."""
     return f"{base}/#/experiments/3/runs/{RUN_ID}?workflowType=machine_learning"
 
 
@@ -34,6 +35,7 @@ def _report(base: str) -> RunReport:
             0.62,
             mlflow_run=_mlflow_run(base),
             model_version="5",
+            registered_model="churn.churn_classifier",
             alias="challenger",
             champion="1",
             detail=promotion,
@@ -111,14 +113,14 @@ def test_a_model_row_says_what_was_built_and_which_version_is_champion(ui):
 
 def test_mlflow_links_point_at_a_ui_that_answers(ui):
     text = summary(_report(ui))
-    assert f"churn/churn_classifier v5  {ui}/#/runs/{RUN_ID}" in text, text
+    assert f"churn/churn_classifier v5  {ui}/#/models/churn.churn_classifier/versions/5" in text, text
     assert "slipway dev" not in text
     # What this run built is linked; what it reused is not repeated.
-    assert text.count("/#/runs/") == 1
+    assert text.count(f"{ui}/#/") == 1
 
 
 def test_mlflow_links_to_a_ui_that_does_not_answer_say_how_to_open_one():
     base = _closed_port()
     text = summary(_report(base))
     assert f"nothing answers at {base}: `slipway dev` starts the MLflow UI there" in text, text
-    assert f"{base}/#/runs/{RUN_ID}" in text
+    assert f"{base}/#/models/churn.churn_classifier/versions/5" in text
