@@ -7,7 +7,9 @@ when it is not installed. Screenshots land in the test's folder, and are also co
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,3 +58,15 @@ def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 1000), wait_
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(keep) / path.name)
     return path
+
+
+def anchors(page: str) -> dict[str, str]:
+    """Each ``<a href>`` of a rendered page, with its text, by href."""
+    found = re.findall(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', page, re.S)
+    return {html.unescape(href): re.sub(r"<[^>]+>", "", text).strip() for href, text in found}
+
+
+def text(page: str) -> str:
+    """What a rendered page says: its text, then its titles (a truncated cell keeps its whole text as its title)."""
+    titles = " ".join(html.unescape(t) for t in re.findall(r'title="([^"]*)"', page))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))) + " " + titles

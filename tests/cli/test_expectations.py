@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from summary_rows import rows as summary_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,7 @@ def test_one_failing_expectation_fails_the_dataset_blocks_models_and_exits_1(
     assert done.returncode == 1, f"{failing}: {done.stdout}{done.stderr}"
     assert "Traceback" not in done.stderr
     assert "2/3 expectations passed" in done.stderr
-    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("shop/")}
+    rows = {line.split()[0]: line for line in summary_rows(done.stdout) if line.startswith("shop/")}
     assert "failed" in rows["shop/orders"] and "expect_1_column_values_to_be_between" in rows["shop/orders"]
     assert "expect_0" not in rows["shop/orders"] and "expect_2" not in rows["shop/orders"]
     assert "blocked" in rows["shop/clf"]

@@ -6,11 +6,8 @@ UI rendered (the run's and the version's descriptions, markdown), and each page 
 
 from __future__ import annotations
 
-import html
-import re
-
 import pytest
-from chromium import dom, needs_chromium, screenshot
+from chromium import anchors, dom, needs_chromium, screenshot
 from mlflow_server import MlflowServer
 
 from assets.generators import churn
@@ -36,12 +33,6 @@ attributes:
 """
 
 
-def _anchors(page: str) -> dict[str, str]:
-    """Each ``<a href>`` of a rendered page, with its text, by href."""
-    found = re.findall(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', page, re.S)
-    return {html.unescape(href): re.sub(r"<[^>]+>", "", text).strip() for href, text in found}
-
-
 def test_the_mlflow_run_and_version_pages_link_to_the_dagster_run_and_asset(
     home, defs_dir, write_pipeline, tmp_path, monkeypatch
 ):
@@ -60,7 +51,7 @@ def test_the_mlflow_run_and_version_pages_link_to_the_dagster_run_and_asset(
             ("mlflow-run.png", f"{server.url}/#/{experiment_and_run}"),
             ("mlflow-version.png", f"{server.url}/#/models/shop.clf/versions/1"),
         ):
-            links = _anchors(dom(url))
+            links = anchors(dom(url))
             assert links.get(run_page) == model.dagster_run_id[:8], (url, links)
             assert links.get(asset_page) == "shop/clf", (url, links)
             screenshot(url, tmp_path / name)

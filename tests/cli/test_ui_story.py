@@ -16,7 +16,6 @@ Each page is screenshot (``$SLIPWAY_SCREENSHOTS`` keeps copies to look at).
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import signal
@@ -25,7 +24,7 @@ import time
 import uuid
 
 import pytest
-from chromium import dom, needs_chromium, screenshot
+from chromium import anchors, dom, needs_chromium, screenshot, text
 from summary_rows import row
 from test_cli import REPO, SLIPWAY
 from test_dev import MARKER, _free_port, _graphql, _kill_marked, _start_dev, _stop, _wait_http
@@ -61,17 +60,6 @@ query($selector: InstigationSelector!) {
 }
 """
 RUN = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
-
-
-def _anchors(page: str) -> dict[str, str]:
-    found = re.findall(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', page, re.S)
-    return {html.unescape(href): re.sub(r"<[^>]+>", "", text).strip() for href, text in found}
-
-
-def _text(page: str) -> str:
-    """What the page says: its text and its titles (a truncated cell keeps its whole text as its title)."""
-    titles = " ".join(html.unescape(t) for t in re.findall(r'title="([^"]*)"', page))
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))) + " " + titles
 
 
 def _slipway(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -129,8 +117,8 @@ def test_the_dagster_and_mlflow_uis_tell_one_story(home, defs_dir, write_pipelin
 
         # Item 7: the challenger's page names the champion and links its MLflow version page.
         asset_page = f"{dagster_ui}/assets/shop/clf"
-        anchors = _anchors(dom(asset_page))
-        assert anchors.get(f"{mlflow_ui}/#/models/shop.clf/versions/1") == "shop.clf v1", anchors
+        linked = anchors(dom(asset_page))
+        assert linked.get(f"{mlflow_ui}/#/models/shop.clf/versions/1") == "shop.clf v1", linked
         screenshot(asset_page, tmp_path / "dagster-model-asset.png", size=(1600, 1400))
 
         # A drifted batch lands and its dataset is rebuilt (its own drift check fails: a warning);
@@ -144,21 +132,21 @@ def test_the_dagster_and_mlflow_uis_tell_one_story(home, defs_dir, write_pipelin
 
         # Item 8: each tick's row says why, without a click: the skipped ones and the one that retrained.
         sensor_page = f"{dagster_ui}/locations/{location}/sensors/slipway_retrain"
-        said = _text(dom(sensor_page))
+        said = text(dom(sensor_page))
         assert tick["cursor"] in said and skipped[0]["skipReason"] in said, sensor_page
         assert skipped[0]["skipReason"] == skipped[0]["cursor"] == "shop/clf: idle: trained on the newest data"
         screenshot(sensor_page, tmp_path / "dagster-retrain-sensor.png", size=(1600, 1100))
 
         # Item 8: the dataset's failing drift check says what drifted.
         checks_page = f"{dagster_ui}/assets/shop/customers?view=checks"
-        assert "is above its threshold 0.2" in _text(dom(checks_page)), checks_page
+        assert "is above its threshold 0.2" in text(dom(checks_page)), checks_page
         screenshot(checks_page, tmp_path / "dagster-dataset-checks.png", size=(1600, 1000))
 
         # Item 6: MLflow (served by dev) links to the Dagster run, whose page answers there.
         version_page = f"{mlflow_ui}/#/models/shop.clf/versions/1"
-        run_link = next(href for href in _anchors(dom(version_page)) if href.startswith(f"{dagster_ui}/runs/"))
+        run_link = next(href for href in anchors(dom(version_page)) if href.startswith(f"{dagster_ui}/runs/"))
         screenshot(version_page, tmp_path / "mlflow-version-1.png")
-        assert run_link.rsplit("/", 1)[1][:8] in _text(dom(run_link)), run_link
+        assert run_link.rsplit("/", 1)[1][:8] in text(dom(run_link)), run_link
         screenshot(run_link, tmp_path / "dagster-run-from-mlflow.png", size=(1600, 1000))
 
         # Item 11: with the MLflow UI up, the summary's link points at it, and opens the run there.
@@ -167,7 +155,7 @@ def test_the_dagster_and_mlflow_uis_tell_one_story(home, defs_dir, write_pipelin
         assert f"mlflow: the MLflow UI at {mlflow_ui}" in forced and "slipway dev" not in forced, forced
         link = re.search(rf"shop/clf v(\d+) +({re.escape(mlflow_ui)}/#/models/shop.clf/versions/(\d+))", forced)
         assert link and link[1] == link[3], forced
-        page = _text(dom(link[2]))
+        page = text(dom(link[2]))
         assert f"Version {link[1]}" in page, link[2]
         assert re.search(r"Trained by Dagster run [0-9a-f]{8} for asset shop/clf", page), link[2]
         screenshot(link[2], tmp_path / "mlflow-version-from-summary.png")

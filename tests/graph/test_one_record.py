@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from summary_rows import row as summary_row
 from views import automation_requests, stack_instance, ui_materialize, ui_observe  # noqa: F401
 
 from assets.generators import churn
@@ -177,7 +178,7 @@ def test_a_model_gone_from_the_stores_is_rebuilt_not_reused(home, defs_dir, shop
             [sys.executable, "-m", "definitions.cli", "--defs", str(defs_dir), "run"], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
-        row = next(line for line in done.stdout.splitlines() if line.startswith("shop/clf"))
+        row = summary_row(done.stdout, "shop/clf")
         assert "built" in row and "never built" not in row
         assert "shop.clf v1 is not in the registry" in row
         return

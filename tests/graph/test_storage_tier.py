@@ -21,6 +21,7 @@ import pytest
 import yaml
 from mlflow_server import MlflowServer, free_port
 from services import S3_ENV, MotoServer, postgres_answers, query, scratch_databases
+from summary_rows import rows
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +151,8 @@ def test_an_unreachable_s3_endpoint_fails_the_run_naming_it_after_bounded_retrie
         ),
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"artifact store (s3): {dead}, bucket {BUCKET}: cannot write (no answer after 2 attempts)" in done.stdout
+    said = " ".join(rows(done.stdout))  # the summary's details wrap
+    assert f"artifact store (s3): {dead}, bucket {BUCKET}: cannot write (no answer after 2 attempts)" in said
     assert "Traceback" not in done.stdout + done.stderr
     assert time.monotonic() - started < 120
     # The model never trained: nothing registered.
@@ -284,7 +286,7 @@ def test_two_machines_at_once_on_the_shared_record_leave_each_other_s_run_alone(
             first.kill()
     assert first.returncode == 0, out_a
     # Machine B holds its assets back while A's run is going (and says so).
-    assert "held back: a run of it or of an upstream is in progress" in second.stdout, second.stdout
+    assert "held back: a run of it or of an upstream is in progress" in " ".join(rows(second.stdout)), second.stdout
     # Machine B did not take machine A's run for a dead one of its own.
     statuses = tier.dagster_rows("select status from runs")
     assert ("FAILURE",) not in statuses, (statuses, second.stdout)
