@@ -26,7 +26,7 @@ WIDTH = 100
 _ASSET_WIDTH = 32  # a longer asset name gets a line of its own
 _MARK = {"built": "✓", "reused": "=", "failed": "✗", "interrupted": "✗", "blocked": "⊘", "not run": "·"}
 # A UI that does not answer this fast is said not to answer (a local one answers in milliseconds).
-_PROBE_SECONDS = 0.5
+_PROBE_SECONDS = 1.0
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -129,19 +129,31 @@ def _mlflow_links(outcomes: list[AssetOutcome]) -> list[str]:
     """
     built = [o for o in outcomes if o.mlflow_run and o.status != "reused" and "/#/" in o.mlflow_run]
     by_base: dict[str, list[tuple[str, str]]] = {}
+    runs: dict[str, str] = {}
     for o in built:
         base, _, route = o.mlflow_run.partition("/#/")  # type: ignore[union-attr]
+        run_id = route.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        runs.setdefault(base, run_id)
         if o.registered_model and o.model_version:
             page = f"{base}/#/models/{quote(o.registered_model, safe='')}/versions/{o.model_version}"
         else:
-            page = f"{base}/#/runs/{route.split('?')[0].rstrip('/').rsplit('/', 1)[-1]}"
+            page = f"{base}/#/runs/{run_id}"
         by_base.setdefault(base, []).append((f"{o.key} v{o.model_version}", page))
     lines = []
     for base, links in by_base.items():
-        if _answers(base):
-            lines += _wrap(f"mlflow: the MLflow UI at {base}", "  ")
+        answer = _answer(base, runs[base])
+        if answer == "none":
+            said = f"mlflow: nothing answers at {base}: `slipway dev` starts the MLflow UI there"
+        elif answer == "slow":
+            said = f"mlflow: the MLflow UI at {base} did not answer within {_PROBE_SECONDS:g} s"
+        elif answer == "other":
+            said = (
+                f"mlflow: the MLflow UI at {base} does not have these runs (it serves another store); "
+                "`slipway dev --mlflow-port PORT` serves this home's on another port"
+            )
         else:
-            lines += _wrap(f"mlflow: nothing answers at {base}: `slipway dev` starts the MLflow UI there", "  ")
+            said = f"mlflow: the MLflow UI at {base}"
+        lines += _wrap(said, "  ")
         width = max(len(label) for label, _ in links)
         for label, url in links:
             line = f"  {label.ljust(width)}  {url}"
@@ -149,26 +161,33 @@ def _mlflow_links(outcomes: list[AssetOutcome]) -> list[str]:
     return lines
 
 
-def _answers(base: str) -> bool:
-    """False when nothing answers HTTP at ``base`` on this machine; True for any answer, or another host.
+def _answer(base: str, run_id: str) -> str:
+    """Whether the MLflow UI at ``base`` on this machine has run ``run_id``: ``has``, ``other``, ``none`` or ``slow``.
 
-    Only a local UI is asked (``slipway dev`` serves one there): a remote one is a deployment's,
-    and asking it could wait on DNS or a proxy.
+    ``none``: nothing answers; ``other``: a server answers without the run (another home's UI
+    on that port); ``slow``: no answer in time. Only a local UI is asked (``slipway dev`` serves
+    one there): a remote one is a deployment's (``has``), and asking it could wait on DNS or a
+    proxy.
     """
     parts = urlsplit(base)
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        return True
+        return "has"
     if host not in _LOCAL_HOSTS:
-        return True
-    netloc = f"[{host}]" if ":" in host else host
-    probe = f"{parts.scheme}://{netloc}{f':{port}' if port else ''}{parts.path or ''}/"  # no credentials: redacted
+        return "has"
+    netloc = f"[{host}]" if ":" in host else host  # without credentials: the link's are redacted
+    probe = f"{parts.scheme}://{netloc}{f':{port}' if port else ''}{parts.path}/api/2.0/mlflow/runs/get?run_id={run_id}"
     try:
         # Straight to this machine, never through a proxy the environment names.
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(probe, timeout=_PROBE_SECONDS):
-            return True
-    except urllib.error.HTTPError:
-        return True
+            return "has"
+    except urllib.error.HTTPError as exc:
+        # MLflow says a run it does not have with 404 (400 from older servers); a login page is not that.
+        return "other" if exc.code in (400, 404) else "has"
+    except urllib.error.URLError as exc:
+        return "slow" if isinstance(exc.reason, TimeoutError) else "none"
+    except TimeoutError:  # connected, and no answer in time
+        return "slow"
     except (OSError, ValueError, http.client.HTTPException):
-        return False
+        return "none"

@@ -66,21 +66,38 @@ def _report(base: str) -> RunReport:
     return report
 
 
-@pytest.fixture
-def ui():
-    """An HTTP server that answers, standing in for a running MLflow UI."""
+def _serve(knows: set[str]):
+    """An HTTP server standing in for an MLflow UI whose store holds the runs ``knows``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            self.send_response(200)
+            path, _, query = self.path.partition("?")
+            known = not path.startswith("/api/") or query.removeprefix("run_id=") in knows
+            self.send_response(200 if known else 404)
             self.end_headers()
-            self.wfile.write(b"<html>mlflow</html>")
+            self.wfile.write(b"<html>mlflow</html>" if known else b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}')
 
         def log_message(self, *args):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def ui():
+    """The MLflow UI of this home's store, up."""
+    server = _serve({RUN_ID})
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def other_ui():
+    """An MLflow UI on the port, serving another store (another home's `slipway dev`)."""
+    server = _serve(set())
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -124,3 +141,9 @@ def test_mlflow_links_to_a_ui_that_does_not_answer_say_how_to_open_one():
     text = summary(_report(base))
     assert f"nothing answers at {base}: `slipway dev` starts the MLflow UI there" in text, text
     assert f"{base}/#/models/churn.churn_classifier/versions/5" in text
+
+
+def test_an_mlflow_ui_of_another_store_is_not_taken_for_this_one(other_ui):
+    text = summary(_report(other_ui))
+    assert f"mlflow: the MLflow UI at {other_ui} does not have these runs (it serves another store)" in text, text
+    assert "`slipway dev --mlflow-port PORT` serves this home's on another port" in " ".join(text.split()), text
