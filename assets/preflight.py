@@ -70,20 +70,21 @@ def sklearn_columns(name: str) -> list[str]:
 
 
 def check_pipeline(
-    pipeline: LoadedPipeline, allowed: Sequence[str], roots: Sequence[str] = (), code: bool = True
+    pipeline: LoadedPipeline, allowed: Sequence[str], roots: Sequence[str] = (), code: bool = True, data: bool = True
 ) -> list[str]:
     """Every problem of ``pipeline`` beyond its schema, one ``path:line: pipeline P: ...`` line each.
 
     ``allowed`` and ``roots`` are the stack's allowed imports and data roots. It imports the
     pipeline's import paths: call it once they have passed the stack's allow-list. Without
-    ``code``, only what needs no import and no data file is checked (the queries).
+    ``code``, only what needs no import and no data file is checked (the queries); without
+    ``data``, no data file is read (its columns are the data's business, checked as it lands).
     """
     spec = pipeline.spec
     errors: list[str] = []
     columns: dict[str, Columns | None] = {}
     for name, dataset in spec.datasets.items():
         prefix = f"pipeline {spec.name}: dataset {name}"
-        found, problems = _dataset_columns(pipeline, name, dataset, allowed, roots, prefix, code)
+        found, problems = _dataset_columns(pipeline, name, dataset, allowed, roots, prefix, code, data)
         columns[name] = found
         errors += problems
         if found is not None:
@@ -110,12 +111,13 @@ def _dataset_columns(
     roots: Sequence[str],
     prefix: str,
     code: bool = True,
+    data: bool = True,
 ) -> tuple[Columns | None, list[str]]:
     """The dataset's columns (``None`` when unknown before a run) and the problems found on the way."""
     source = dataset.source
     columns: Columns | None = None
     errors: list[str] = []
-    if not code:
+    if not (code and data):
         pass  # no data file is read, no scikit-learn dataset loaded
     elif source is not None and source.path is not None:
         columns, errors = _file_columns(pipeline, name, dataset, roots, prefix)

@@ -30,12 +30,15 @@ def check(
     code: bool = True,
     display: Callable[[str], str] = lambda text: text,
     location: bool = True,
+    data: bool = True,
 ) -> list[LoadedPipeline]:
     """The pipelines of ``folder``, every check passed; else a :class:`DefinitionError` listing each problem.
 
     ``display`` rewrites each message (a revision's files are named ``REV:path``). Without
     ``location``, a key no YAML declares is left to the caller, which loads the code location
-    anyway (`slipway run`).
+    anyway (`slipway run`). Without ``data``, no data file is read: a column a landed file lacks
+    is then the data's problem, refused by that dataset as it builds (`slipway run`), not a
+    reason to build nothing.
     """
     stack = loaded.stack
     try:
@@ -45,7 +48,7 @@ def check(
     errors, refused = allow_list_problems(pipelines, stack.allowed_imports)
     for p in pipelines:
         if p.spec.name not in refused:  # nothing is imported unless every import path is allowed
-            errors += check_pipeline(p, stack.allowed_imports, stack.data_roots, code=code)
+            errors += check_pipeline(p, stack.allowed_imports, stack.data_roots, code=code, data=data)
     if code:
         errors += _expectation_problems(pipelines, stack.data_validator)
     elif not any(folder.rglob("*.py")):

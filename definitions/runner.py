@@ -122,7 +122,7 @@ def run(
         # misspelled param fails here, not after its upstream datasets were rebuilt).
         from definitions.checks import check
 
-        check(folder, loaded, location=False)
+        check(folder, loaded, location=False, data=False)
         return _run_locked(pipelines, loaded, folder, names, force, started, observed, cache)
 
 
