@@ -89,6 +89,15 @@ def decide(
     return Decision(fallback, f"{decision.reason}; {decision.alias} is pinned to v{pinned} in git (promote.pin)")
 
 
+def apart(first: float, second: float) -> tuple[str, str]:
+    """Both numbers with 4 significant digits, or as many more as it takes to show they differ."""
+    for digits in range(4, 18):
+        shown = f"{first:.{digits}g}", f"{second:.{digits}g}"
+        if shown[0] != shown[1] or first == second:
+            return shown
+    return shown
+
+
 def _decide(
     promote: Promote,
     gates: list[GateResult],
@@ -117,7 +126,8 @@ def _decide(
     new, old = comparison.challenger_score, comparison.champion_score
     if new is None or old is None or math.isnan(new) or math.isnan(old):
         return Decision(CHALLENGER, f"{held}: {metric} is NaN on the {comparison.rows} comparison rows")
-    versus = f"{metric} {new:.4g} vs {old:.4g} on {comparison.rows} {comparison.on}"
+    shown_new, shown_old = apart(new, old)
+    versus = f"{metric} {shown_new} vs {shown_old} on {comparison.rows} {comparison.on}"
     if beats(metric, new, old):
         return Decision(promote.alias, f"beats {promote.must_beat} v{comparison.version}: {versus}")
     return Decision(CHALLENGER, f"does not beat {promote.must_beat} v{comparison.version}: {versus}")

@@ -82,7 +82,12 @@ def _plan(args: argparse.Namespace) -> int:
     from stacks.loader import STACKS_DIR
 
     folder = (args.defs or defs_folder()).resolve()
-    found = plan(args.range, folder, STACKS_DIR, PROJECT_ROOT / "uv.lock")
+    # The stacks and lock file of the project the definitions belong to (<root>/definitions/defs),
+    # else the installed Slipway's.
+    root = folder.parents[1] if folder.parent.name == "definitions" else None
+    stacks = root / "stacks" if root is not None and (root / "stacks").is_dir() else STACKS_DIR
+    lock = root / "uv.lock" if root is not None and (root / "uv.lock").is_file() else PROJECT_ROOT / "uv.lock"
+    found = plan(args.range, folder, stacks, lock)
     emit(as_json(found) if args.json else as_markdown(found) if args.markdown else as_table(found))
     if args.exit_code:
         return 2 if found.changed else 0

@@ -307,7 +307,7 @@ def run_failure_alert(run: Any, message: str) -> Any:
     first = (message or "failed").strip().splitlines()[0][:300]
     trigger = run.tags.get("slipway/retrain_trigger")
     fields = {"run": run.run_id[:8], **({"retrain trigger": trigger} if trigger else {})}
-    return Alert("run_failed", f"run {run.run_id[:8]} failed ({assets})", first, fields=fields)
+    return Alert("run_failed", f"run {run.run_id[:8]} failed ({assets})", first, fields=fields, run_id=run.run_id)
 
 
 def source_version(item: dg.AssetsDefinition) -> str | None:

@@ -129,9 +129,16 @@ def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[l
     return [dagster, mlflow]
 
 
-def _environment(loaded: LoadedStack, links: dict[str, str]) -> dict[str, str]:
+def _environment(loaded: LoadedStack, links: dict[str, str], dagster_port: int) -> dict[str, str]:
+    from definitions.paths import DEFS_ENV, defs_folder
+    from resources.links import DAGSTER_UI_VAR
+
     env = {**os.environ, **links}
     env["SLIPWAY_STACK"] = loaded.reference
+    # The code location reads the definitions of the project `slipway dev` was started in.
+    env[DEFS_ENV] = str(defs_folder())
+    # Links to the Dagster UI (MLflow descriptions, alerts) from runs the UI launches point here.
+    env.setdefault(DAGSTER_UI_VAR, f"http://127.0.0.1:{dagster_port}")
     if sys.prefix != sys.base_prefix:
         # dg warns when the project's .venv is not the active one: it is, it runs slipway.
         env.setdefault("VIRTUAL_ENV", sys.prefix)
@@ -219,7 +226,7 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None
     cmds, procs = commands(loaded, dagster_port, port), []
     relays: list[threading.Thread] = []
     try:
-        env = _environment(loaded, links)
+        env = _environment(loaded, links, dagster_port)
         outputs, relays = _outputs(env)
         procs = _start(cmds, env, outputs)
         _say(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{port}   (Ctrl-C stops both)")

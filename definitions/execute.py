@@ -427,7 +427,11 @@ def _run_interrupted_alert(run: Any) -> Any:
         "and the next run builds what is out of date"
     )
     return Alert(
-        "run_interrupted", f"run {run.run_id[:8]} interrupted ({assets})", text, fields={"run": run.run_id[:8]}
+        "run_interrupted",
+        f"run {run.run_id[:8]} interrupted ({assets})",
+        text,
+        fields={"run": run.run_id[:8]},
+        run_id=run.run_id,
     )
 
 

@@ -46,3 +46,21 @@ def test_a_folder_that_is_no_project_is_refused_in_one_line(tmp_path, home):
             f"error: {nowhere}: not in a Slipway project (no definitions/defs folder here or above); "
             "run slipway inside the project, or give --defs FOLDER"
         ]
+
+
+def test_plan_compares_the_stacks_of_the_project_it_runs_in(tmp_path, home):
+    from gitrepo import init
+
+    project = tmp_path / "other-clone"
+    (project / "definitions" / "defs" / "elsewhere").mkdir(parents=True)
+    (project / "definitions" / "defs" / "elsewhere" / "defs.yaml").write_text(SHOP)
+    (project / "stacks").mkdir()
+    (project / "stacks" / "local.yaml").write_text("alerter: {type: log}\n")
+    (project / "uv.lock").write_text("version = 1\n")
+    init(project)
+    (project / "stacks" / "local.yaml").write_text(
+        "alerter: {type: log}\ndrift_detector: {type: statistical, bins: 7}\n"
+    )
+    done = _slipway(project, home, "plan")
+    assert done.returncode == 0, done.stderr
+    assert "local: drift_detector: (none)" in done.stdout and "outside the repository" not in done.stdout, done.stdout

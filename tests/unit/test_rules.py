@@ -193,3 +193,12 @@ def test_a_tables_data_version_is_its_rows_in_any_order():
         frame_version(run_query("select k, sum(v) as s from t group by k", {"t": big}, "here")) for _ in range(6)
     }
     assert len(versions) == 1
+
+
+def test_two_scores_that_differ_are_shown_with_the_digits_that_tell_them_apart():
+    from assets.promotion import apart
+
+    assert apart(0.8251, 0.8249) == ("0.8251", "0.8249")
+    assert apart(0.82501, 0.82499) == ("0.82501", "0.82499")
+    assert apart(0.825, 0.825) == ("0.825", "0.825")
+    assert apart(1 / 3, 1 / 3 + 1e-12) == ("0.333333333333", "0.333333333334")
