@@ -69,10 +69,11 @@ def instance_config(stack: StackFields) -> dict[str, Any]:
     config["concurrency"] = {"pools": {"default_limit": 1, "granularity": "op"}}
     if not stack.instance.capture_compute_logs:
         # The default manager starts a `tail -F` per step to capture stdout; the event log
-        # (context.log, metadata) is kept either way.
+        # (context.log, metadata) is kept either way. Sensor ticks' logs ("View logs") are kept.
         config["compute_logs"] = {
-            "module": "dagster._core.storage.noop_compute_log_manager",
-            "class": "NoOpComputeLogManager",
+            "module": "stacks.dagster_logs",
+            "class": "TickLogsOnly",
+            "config": {"base_dir": str(base / "storage" / "logs")},
         }
     return config
 

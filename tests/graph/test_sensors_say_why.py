@@ -74,11 +74,6 @@ def test_a_skipped_tick_says_why_in_its_own_text_too(home, defs_dir, shop):
     assert tick.cursor == tick.skip_message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the stack's instance keeps no captured logs (stacks/build.py configures NoOpComputeLogManager "
-    "unless instance.capture_compute_logs), so View logs is empty; see the issue 21 report",
-)
 def test_view_logs_shows_what_the_tick_decided(home, defs_dir, shop):
     from dagster._core.definitions.instigation_logger import get_instigation_log_records
 

@@ -110,3 +110,21 @@ def test_a_forked_child_opens_its_own_connections(home):
         assert os.waitstatus_to_exitcode(status) == 0
         # The parent's kept connections still work after the child exited.
         assert instance.get_latest_materialization_event(one.key).run_id == run_id
+
+
+def test_tick_logs_are_kept_and_step_output_is_not_captured(tmp_path):
+    """The private API stacks.dagster_logs relies on: Dagster's local log manager, its log key paths."""
+    import sys
+
+    from dagster._core.storage.compute_log_manager import ComputeIOType
+
+    from stacks.dagster_logs import TickLogsOnly
+
+    manager = TickLogsOnly.from_config_value(None, {"base_dir": str(tmp_path)})
+    before = sys.stdout
+    with manager.capture_logs(["run", "step"]):
+        assert sys.stdout is before  # no mirror, no `tail -F` behind it
+    assert not any(tmp_path.rglob("*")), list(tmp_path.rglob("*"))
+    with manager.open_log_stream(["repo", "sensor", "tick"], ComputeIOType.STDERR) as stream:
+        stream.write("tick decided\n")
+    assert "tick decided" in manager.get_log_data(["repo", "sensor", "tick"]).stderr.decode()
