@@ -53,7 +53,7 @@ def out_of_date(built: Built | None, code_version: str | None, inputs: Mapping[s
     that is gone is :class:`assets.rebuild.Record`'s business).
     """
     if built is None:
-        return ["never built"]
+        return ["first build"]
     found = []
     if code_version is not None and built.code_version != code_version:
         found.append("definition changed")

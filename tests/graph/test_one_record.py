@@ -260,7 +260,7 @@ def test_the_no_op_cache_is_checked_against_the_instance(home, defs_dir, shop):
     with stack_instance() as instance:
         instance.wipe_assets([dg.AssetKey(["shop", "clf"])])
     report = run(defs_dir=defs_dir)
-    assert _rows(report)["shop/clf"][0] == "built" and report.outcomes[1].reason == "never built"
+    assert _rows(report)["shop/clf"][0] == "built" and report.outcomes[1].reason == "first build"
     assert cache.exists()
     cache.write_text(cache.read_text().replace('"reused"', '"reused", "x": 1'))  # not this version's shape
     assert [o.status for o in run(defs_dir=defs_dir).outcomes] == ["reused", "reused"]

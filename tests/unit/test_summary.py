@@ -27,7 +27,7 @@ def _report(base: str) -> RunReport:
     reason = "definition changed"
     promotion = "does not beat champion v1: roc_auc 0.8123 vs 0.8234 on 1,204 rows neither trained on"
     outcomes = [
-        AssetOutcome("churn/customers", "dataset", "built", 1.38, detail="3000 rows", reason="never built"),
+        AssetOutcome("churn/customers", "dataset", "built", 1.38, detail="3000 rows", reason="first build"),
         AssetOutcome(
             "churn/churn_classifier",
             "model",
