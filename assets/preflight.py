@@ -18,15 +18,14 @@ generator, whose columns are known only once it has run, nor for a dataset with 
 from __future__ import annotations
 
 import csv
-import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-from assets.imports import ESTIMATOR, FUNCTION, resolve
+from assets.imports import FUNCTION, resolve
 from assets.loader import LoadedPipeline
 from assets.metrics import suggest
 from assets.schema import Dataset, Model
+from assets.signatures import estimator_signature
 from assets.sources import file_format, source_files
 from resources.errors import DataError, DefinitionError, did_you_mean
 
@@ -222,13 +221,15 @@ def _model_problems(
     field = "estimator" if model.estimator else "train"
     where = f"{pipeline.where('models', name, field)}: pipeline {pipeline.spec.name}"
     try:
-        target = resolve(getattr(model, field), allowed, where, ESTIMATOR if model.estimator else FUNCTION)
+        if not model.estimator:
+            resolve(model.train or "", allowed, where, FUNCTION)
+            return []
+        signature = estimator_signature(model.estimator, allowed, where)
     except DefinitionError as exc:
         return [str(exc)]
-    accepted = _parameters(target) if model.estimator else None
+    accepted, owner = signature.accepted, signature.owner
     if accepted is None:
         return []
-    owner = getattr(target, "__name__", model.estimator)
     problems = [
         f"{pipeline.where('models', name, 'params', key)}: {prefix}: params: "
         f"{owner} has no parameter {key!r}{suggest(key, accepted)}"
@@ -239,35 +240,10 @@ def _model_problems(
     problems += [
         f"{at}: {prefix}: params: {model.estimator} needs {key!r}, which params does not give (an estimator "
         "that needs other estimators is built by a training function, `train:`)"
-        for key in _required(target)
+        for key in signature.required
         if key not in model.params
     ]
     return problems
-
-
-def _required(estimator: Any) -> list[str]:
-    """The arguments ``estimator(...)`` cannot be called without (``steps`` of a scikit-learn Pipeline)."""
-    try:
-        signature = inspect.signature(estimator)
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in signature.parameters.values() if p.kind in kinds and p.default is p.empty]
-
-
-def _parameters(estimator: Any) -> list[str] | None:
-    """The keyword arguments ``estimator(...)`` takes; ``None`` when it takes any (``**kwargs``).
-
-    scikit-learn's ``get_params`` reads the same signature (``_get_param_names``).
-    """
-    try:
-        signature = inspect.signature(estimator)
-    except (TypeError, ValueError):  # no signature to read (a builtin): nothing can be checked
-        return None
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
-        return None
-    return [p.name for p in signature.parameters.values() if p.kind in kinds]
 
 
 def _label(path: Path, folder: Path) -> str:

@@ -66,11 +66,11 @@ def reference_defs(root: Path) -> Path:
     from assets.generators import regression
     from benchmarks.reference import REFERENCE
 
-    csv = root / "reference.csv"
-    regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
     defs = root / "defs" / "reference"
     defs.mkdir(parents=True)
-    (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv})
+    csv = defs / "reference.csv"  # inside the pipeline's folder: a source reads its project's files
+    regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
+    (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv.name})
     return defs.parent
 
 

@@ -61,11 +61,11 @@ def write_reference(root: Path) -> tuple[Path, Path]:
     """The reference data (20,000 rows x 20 features) and its pipeline under ``root``: (csv, defs/reference)."""
     from assets.generators import regression
 
-    csv = root / "reference.csv"
-    regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
     defs = root / "defs" / "reference"
     defs.mkdir(parents=True)
-    (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv})
+    csv = defs / "reference.csv"  # inside the pipeline's folder: a source reads its project's files
+    regression(rows=20_000, seed=0, features=20).to_csv(csv, index=False)
+    (defs / "defs.yaml").write_text(REFERENCE % {"csv": csv.name})
     return csv, defs
 
 

@@ -151,21 +151,32 @@ def tracked_data(
     repository (``${SLIPWAY_HOME}``, an absolute one, a data root) is no file of git's: left out.
     """
     found: dict[str, dict[str, str]] = {}
+    by_folder: dict[str, list[str]] = {}  # a file source's pattern names a folder, most often without wildcards
+    for file in files:
+        by_folder.setdefault(posixpath.dirname(file), []).append(file)
     for p in pipelines:
         folder = relative(p.folder)
         for name, dataset in p.spec.datasets.items():
             path = dataset.source.path if dataset.source is not None else None
             if path is None or folder is None or "${" in path or posixpath.isabs(path):
                 continue
-            pattern = posixpath.normpath(posixpath.join(folder, path)).split("/")
+            pattern = posixpath.normpath(posixpath.join(folder, path))
+            where, glob = posixpath.split(pattern)
+            candidates = by_folder.get(where, []) if not fnmatch_magic(where) else list(files)
+            parts = pattern.split("/")
             key = "/".join(source_key_path(p.spec.name, name, dataset.source))
             found[key] = {
-                posixpath.relpath(file, folder or "."): blob
-                for file, blob in files.items()
-                if len(file.split("/")) == len(pattern)
-                and all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(file.split("/"), pattern, strict=True))
+                posixpath.relpath(file, folder or "."): files[file]
+                for file in candidates
+                if len(file.split("/")) == len(parts)
+                and all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(file.split("/"), parts, strict=True))
             }
     return found
+
+
+def fnmatch_magic(text: str) -> bool:
+    """True when ``text`` holds a wildcard (``*``, ``?``, ``[``)."""
+    return any(mark in text for mark in "*?[")
 
 
 def _definitions(

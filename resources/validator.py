@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -11,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from resources.cache import JsonCache, cache
 from resources.errors import DefinitionError, ResourceError, did_you_mean
 from resources.settings import GreatExpectationsSettings
 
@@ -54,8 +56,25 @@ class GreatExpectationsValidator(DataValidator, GreatExpectationsSettings):
         data_validator: {type: great_expectations}
     """
 
-    def check(self, expect: str, kwargs: dict[str, Any], where: str) -> None:  # noqa: D102
-        _expectation(_gx(), expect, kwargs, where)
+    def check(self, expect: str, kwargs: dict[str, Any], where: str) -> None:
+        """Whether GX takes ``expect`` with ``kwargs``; :class:`DefinitionError` saying why not.
+
+        GX takes 3 s to import. Its verdict on an expectation depends on nothing but the
+        expectation, its arguments and GX's version, so verdicts are kept in a file under
+        ``$SLIPWAY_HOME/cache`` named after that version (:func:`_verdicts`): `slipway validate`
+        and `slipway plan` on definitions checked before import no GX. Deleting it costs time.
+        """
+        key = json.dumps([expect, kwargs], sort_keys=True, default=str)
+        verdicts = _verdicts()
+        if key not in verdicts.known:
+            try:
+                _expectation(_gx(), expect, kwargs, "")
+                verdicts.keep(key, "")
+            except DefinitionError as exc:
+                verdicts.keep(key, str(exc).removeprefix(": "))
+        problem = verdicts.known[key]
+        if problem:
+            raise DefinitionError(f"{where}: {problem}")
 
     def run_expectations(  # noqa: D102
         self, frame: Any, expectations: list[tuple[str, dict[str, Any]]], name: str
@@ -104,6 +123,17 @@ def _exception_message(info: dict[str, Any]) -> str | None:
         if isinstance(value, dict) and value.get("raised_exception"):
             return str(value.get("exception_message"))
     return None
+
+
+def _verdicts() -> JsonCache:
+    return cache(f"gx-{_gx_version()}-verdicts")
+
+
+@functools.cache
+def _gx_version() -> str:
+    from importlib.metadata import version
+
+    return version("great_expectations")
 
 
 def _gx() -> Any:

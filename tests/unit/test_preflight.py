@@ -258,3 +258,50 @@ def test_the_component_validates_its_attributes_with_the_pipeline_schema():
     attributes = {"name": "shop", "datasets": {"orders": {"source": {"path": "x.csv"}, "colour": "red"}}}
     with pytest.raises(ValidationError, match=re.escape("datasets.orders.colour\n  Extra inputs are not permitted")):
         Pipeline.from_attributes_dict(attributes=attributes)
+
+
+def test_gx_verdicts_are_kept_so_a_second_check_imports_no_gx(home):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom resources.validator import GreatExpectationsValidator as V\n"
+        "from resources.errors import DefinitionError\nv = V()\nv.check('column_values_to_not_be_null', {'column': 'a'}, 'here')\n"
+        "try:\n    v.check('column_values_to_be_between', {'colum': 'a'}, 'there')\nexcept DefinitionError as e:\n    print(e)\n"
+        "print('great_expectations' in sys.modules)\n"
+    )
+    env = {**__import__("os").environ, "SLIPWAY_HOME": str(home)}
+    first, second = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+        for _ in range(2)
+    )
+    refused = (
+        "there: expectation column_values_to_be_between: column: field required; colum: extra fields not permitted; "
+        "min_value and max_value cannot both be None"
+    )
+    assert first.splitlines() == [refused, "True"]
+    assert second.splitlines() == [refused, "False"]  # the same verdicts, from the cache
+
+
+def test_an_installed_estimators_signature_is_kept_and_a_project_ones_never(home, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom assets.signatures import estimator_signature as s\n"
+        "print(s('sklearn.linear_model.Ridge', ['sklearn'], 'here').accepted[:2])\n"
+        "print('sklearn.linear_model' in sys.modules)\n"
+    )
+    env = {**__import__("os").environ, "SLIPWAY_HOME": str(home)}
+    first, second = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+        for _ in range(2)
+    )
+    assert first.splitlines() == ["['alpha', 'fit_intercept']", "True"]
+    assert second.splitlines() == ["['alpha', 'fit_intercept']", "False"]  # from the cache: nothing imported
+
+    from assets.signatures import _installed
+
+    (tmp_path / "mymodels.py").write_text("class M:\n    def fit(self, x, y): ...\n    def predict(self, x): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _installed("mymodels.M") is None  # the project's code: always imported
