@@ -76,9 +76,27 @@ def _first_magic(pattern: Path) -> int:
     return next((i for i, part in enumerate(pattern.parts) if glob.has_magic(part)), len(pattern.parts))
 
 
+_NAME_LENGTH = 64
+
+
 def source_key_path(pipeline: str, dataset: str, source: Source | None = None) -> list[str]:
-    """The asset key path of the observable source of a dataset's files (or database query)."""
-    return [pipeline, dataset, "query" if source is not None and source.sql is not None else "files"]
+    """The asset key path of the observable source of a dataset's files (or database query).
+
+    Its last part names what it observes, as the lineage graph shows it: the path
+    (``data/orders.csv`` -> ``data_orders_csv``, ``${SLIPWAY_HOME}`` read as ``home``) or the
+    table a query reads from (``query_crm_customers``), cut to its last 64 characters.
+    """
+    if source is not None and source.sql is not None:
+        table = re.search(r"\bfrom\s+([A-Za-z_][\w.]*)", source.sql, re.IGNORECASE)
+        return [pipeline, dataset, _name(f"query {table.group(1)}" if table else "query")]
+    path = source.path if source is not None and source.path is not None else "files"
+    return [pipeline, dataset, _name(path.replace("${SLIPWAY_HOME}", "home"))]
+
+
+def _name(text: str) -> str:
+    # Dagster's names are [A-Za-z0-9_]+: every other run of characters becomes one underscore.
+    name = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "files"
+    return name[-_NAME_LENGTH:].lstrip("_")
 
 
 def observable(source: Source | None) -> bool:

@@ -75,7 +75,7 @@ def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], key
 def observe(
     pipelines: list[LoadedPipeline], only: set[str] | None = None, roots: Sequence[str] = ()
 ) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The data version of every observable source, by source asset key (``a/b/files``, ``a/b/query``).
+    """The data version of every observable source, by source asset key (``a/b/data_orders_csv``, ``a/b/query_orders``).
 
     A ``stat`` per file of a file source; one query per database source (its ``observe``
     query, else its whole result hashed). ``only``: the datasets (``a/b``) whose sources to

@@ -172,7 +172,7 @@ def test_a_changed_database_table_rebuilds_exactly_the_chain_below_it(home, defs
         "crm/events": "reused",
     }
     assert {statuses[k] for k in SHOP_KEYS} == {"built"}
-    assert _why(report)["shop/accounts"] == ("built", "shop/accounts/query has new data")
+    assert _why(report)["shop/accounts"] == ("built", "shop/accounts/query_accounts has new data")
     assert _why(report)["shop/features"] == ("built", "shop/accounts has new data")
 
 
@@ -264,7 +264,7 @@ def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_di
     # ... one it sees rebuilds the source's dataset, which then reads the whole table.
     database.execute("insert into accounts values (600, 'premium')")
     report = run(defs_dir=defs_dir)
-    assert _why(report)["shop/accounts"] == ("built", "shop/accounts/query has new data")
+    assert _why(report)["shop/accounts"] == ("built", "shop/accounts/query_accounts has new data")
     store = LocalArtifactStore(base_dir=str(home / "artifacts"))
     accounts = store.read(("shop", "accounts"))
     assert len(accounts) == 601 and accounts.loc[accounts["customer_id"] == 3, "plan"].item() == "basic"

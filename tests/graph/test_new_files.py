@@ -20,7 +20,7 @@ attributes:
     orders:
       source: {path: data/batch_*.csv}
 """
-FILES = dg.AssetKey(["shop", "orders", "files"])
+FILES = dg.AssetKey(["shop", "orders", "data_batch_csv"])
 
 
 def _batch(rows: int) -> pd.DataFrame:
@@ -59,7 +59,7 @@ def test_a_new_batch_is_observed_at_the_next_tick_without_a_run(home, defs_dir, 
     result, seen = _tick(defs_dir)
     assert result.run_requests == []
     assert len(seen) == 2 and seen[-1] != seen[0]
-    assert result.skip_message == "1 file source: new or changed files in shop/orders/files (2 files)"
+    assert result.skip_message == "1 file source: new or changed files in shop/orders/data_batch_csv (2 files)"
     with stack_instance() as instance:
         assert len(instance.get_runs()) == runs  # observed without a run
 

@@ -90,8 +90,8 @@ def test_new_rows_are_observed_by_every_path(home, defs_dir, shop):
         first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         seen = defs.get_sensor_def(SOURCES_SENSOR).evaluate_tick(context)
-    assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "files"])) == 0
-    assert seen.run_requests == [] and "new or changed files in shop/orders/files" in seen.skip_message
+    assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "data_csv"])) == 0
+    assert seen.run_requests == [] and "new or changed files in shop/orders/data_csv" in seen.skip_message
     run(defs_dir=defs_dir)
     data = shop.parent / "data" / "batch_000.csv"
     frame = pd.read_csv(data)
