@@ -1,7 +1,7 @@
 """Component types that turn pipeline YAML into Dagster assets and checks (a dg registry module).
 
 ``Pipeline`` is imported on first use, so that the schema and the version hashes
-(``assets.schema``, ``assets.versions``) can be used without importing Dagster.
+(``assets.spec.schema``, ``assets.spec.versions``) can be used without importing Dagster.
 """
 
 from __future__ import annotations

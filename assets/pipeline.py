@@ -9,13 +9,13 @@ from typing import Self
 import dagster as dg
 from pydantic import BaseModel
 
-from assets import graph
-from assets.dataset_asset import build_dataset_asset, build_source_asset
-from assets.loader import LoadedPipeline, parse_file
-from assets.model_asset import build_model_asset
-from assets.schema import PipelineSpec
-from assets.sources import observable
-from assets.versions import code_files
+from assets.data.dataset_asset import build_dataset_asset, build_source_asset
+from assets.data.sources import observable
+from assets.model.model_asset import build_model_asset
+from assets.spec import graph
+from assets.spec.loader import LoadedPipeline, parse_file
+from assets.spec.schema import PipelineSpec
+from assets.spec.versions import code_files
 
 
 class Pipeline(dg.Component):
@@ -40,7 +40,7 @@ class Pipeline(dg.Component):
               metrics: [rmse, r2]
               promote: {gates: {r2: ">= 0.6"}}
 
-    The attributes are a :class:`assets.schema.PipelineSpec`, the closed models ``slipway
+    The attributes are a :class:`assets.spec.schema.PipelineSpec`, the closed models ``slipway
     validate`` uses: ``dg check yaml`` validates against their JSON Schema and Dagster loads
     the attributes with them, so an unknown or mistyped key is refused by both tools.
     (Dagster's ``{{ ... }}`` templates are not rendered in these attributes; ``${SLIPWAY_HOME}``

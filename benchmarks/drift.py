@@ -109,7 +109,7 @@ attributes:
 
 def tick(models: int, repeats: int) -> None:
     """Part 2: the retrain sensor's tick on a home where nothing changed."""
-    from assets.generators import churn
+    from assets.data.generators import churn
 
     with tempfile.TemporaryDirectory(prefix="slipway-bench-tick-") as tmp:
         root = Path(tmp)
@@ -132,7 +132,7 @@ def tick(models: int, repeats: int) -> None:
         os.environ["SLIPWAY_HOME"] = env["SLIPWAY_HOME"]
         import dagster as dg
 
-        from assets.retrain import evaluate
+        from assets.automation.retrain import evaluate
         from definitions.definitions import build_definitions
         from stacks import load_stack
         from stacks.build import prepare_instance

@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-RUN_CLI = "from definitions.cli import entry\nentry()\n"
+RUN_CLI = "from definitions.cli.main import entry\nentry()\n"
 
 # Each patch runs before the CLI is imported; every variant pays for the same `python -c` start.
 VARIANTS: dict[str, str] = {
@@ -63,7 +63,7 @@ mlflow_client._warm_model_saving = without_map
 
 def reference_defs(root: Path) -> Path:
     """The reference workload of ``benchmarks/reference.py``: its CSV and defs folder under ``root``."""
-    from assets.generators import regression
+    from assets.data.generators import regression
     from benchmarks.reference import REFERENCE
 
     defs = root / "defs" / "reference"

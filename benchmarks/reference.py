@@ -51,7 +51,7 @@ attributes:
 
 TRIVIAL_PLAIN = """
 import sys
-from assets.generators import regression
+from assets.data.generators import regression
 for i in range(int(sys.argv[1])):
     regression(rows=10, seed=i, features=3)
 """
@@ -59,7 +59,7 @@ for i in range(int(sys.argv[1])):
 
 def write_reference(root: Path) -> tuple[Path, Path]:
     """The reference data (20,000 rows x 20 features) and its pipeline under ``root``: (csv, defs/reference)."""
-    from assets.generators import regression
+    from assets.data.generators import regression
 
     defs = root / "defs" / "reference"
     defs.mkdir(parents=True)
@@ -112,7 +112,7 @@ attributes:
 
 def many_defs(root: Path, count: int) -> Path:
     """A defs folder of ``count`` pipelines, each a small CSV dataset (with an expectation) and a model."""
-    from assets.generators import regression
+    from assets.data.generators import regression
 
     folder = root / f"many{count}"
     table = regression(rows=50, seed=0, features=3)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from assets import graph
-from assets.imports import ESTIMATOR, FUNCTION, check_allowed
-from assets.loader import LoadedPipeline, load_pipelines
-from assets.preflight import check_pipeline
+from assets.spec import graph
+from assets.spec.imports import ESTIMATOR, FUNCTION, check_allowed
+from assets.spec.loader import LoadedPipeline, load_pipelines
+from assets.spec.preflight import check_pipeline
 from resources.errors import DefinitionError
 from resources.settings import GreatExpectationsSettings
 from stacks import LoadedStack

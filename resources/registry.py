@@ -20,7 +20,7 @@ from resources.mlflow_store import store_uri
 from resources.redact import redact, safe_cause
 from resources.settings import MlflowRegistrySettings
 
-# The tag on a version whose training died before Dagster recorded it (assets.recovery).
+# The tag on a version whose training died before Dagster recorded it (assets.model.recovery).
 ABANDONED_TAG = "slipway.abandoned"
 # A registered model's tag ``slipway.alias.<alias>``: the version Slipway last pointed the alias
 # at. An alias that points elsewhere was moved outside Slipway (by hand, in the MLflow UI).
@@ -80,7 +80,7 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         trainings that share a registry: ``version`` moves its alias only after the earlier ones
         moved theirs, and decides against what they left. A store the promotion lock covers
         needs no wait. Returns the earlier versions given up on: still promoting after
-        :data:`TURN_SECONDS` (their training died; :mod:`assets.recovery` abandons them).
+        :data:`TURN_SECONDS` (their training died; :mod:`assets.model.recovery` abandons them).
         """
 
     @abstractmethod

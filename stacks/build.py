@@ -64,7 +64,7 @@ def instance_config(stack: StackFields) -> dict[str, Any]:
             "config": {"base_dir": str(base)},
         },
     }
-    # Model assets sit in a pool of their own (assets.model_asset.pool_name): one training per
+    # Model assets sit in a pool of their own (assets.model.model_asset.pool_name): one training per
     # registered model at a time, whichever way its runs are launched on this instance.
     config["concurrency"] = {"pools": {"default_limit": 1, "granularity": "op"}}
     if not stack.instance.capture_compute_logs:

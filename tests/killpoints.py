@@ -72,6 +72,6 @@ def install(point: str) -> None:
 
 if __name__ == "__main__":
     install(sys.argv[1])
-    from definitions.cli import main
+    from definitions.cli.main import main
 
     sys.exit(main(sys.argv[2:]))

@@ -51,10 +51,11 @@ def retrain_tick(defs_dir: Path, now: float | None = None):
 
     Returns Dagster's evaluation data (``run_requests``, ``skip_message``).
     """
-    from assets import retrain
+    from assets.automation import retrain
+    from assets.automation.sensors import RETRAIN_SENSOR
 
     defs = build_definitions(defs_dir)
-    sensor = defs.get_sensor_def(retrain.RETRAIN_SENSOR)
+    sensor = defs.get_sensor_def(RETRAIN_SENSOR)
     clock = retrain.clock
     if now is not None:
         retrain.clock = lambda: now

@@ -186,7 +186,7 @@ attributes:
 
 def test_dagster_asset_materialize_then_slipway_run_reuses_it(home, write_pipeline, defs_dir):
     """`dagster asset materialize` loads the same code location (SLIPWAY_DEFS is what --defs sets)."""
-    from assets.generators import churn
+    from assets.data.generators import churn
 
     write_pipeline("shop", SHOP, {"data/orders.csv": churn(200, seed=1)})
     assert slipway("--defs", str(defs_dir), "run", home=home).returncode == 0

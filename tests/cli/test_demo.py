@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 from views import automation_requests, launch, retrain_tick, ui_materialize
 
-from assets.retrain import TRIGGER_TAG
-from definitions.runner import run
+from assets.spec.tags import TRIGGER_TAG
+from definitions.cli.runner import run
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

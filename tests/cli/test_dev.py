@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from definitions.dev import UI_URL_VAR, choose_mlflow_port, link_target
-from definitions.processes import parents
+from definitions.cli.dev import UI_URL_VAR, choose_mlflow_port, link_target
+from definitions.cli.processes import parents
 from resources.errors import StackError
 from stacks import load_stack
 
@@ -268,7 +268,7 @@ def test_dev_stops_everything_it_started_on_sigterm(home, tmp_path):
 
 ORPHANS = r"""
 import json, os, subprocess, sys, time
-from definitions.processes import become_subreaper, parents, stop_all
+from definitions.cli.processes import become_subreaper, parents, stop_all
 
 assert become_subreaper()
 ready = sys.argv[1]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from gitrepo import commit_all, git, init
 
-from definitions.cli import main
-from definitions.plan import plan
-from definitions.plan_report import as_json, as_markdown, as_table
+from definitions.cli.main import main
+from definitions.plan.compare import plan
+from definitions.plan.report import as_json, as_markdown, as_table
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan"
 REGENERATE = os.environ.get("SLIPWAY_REGENERATE_GOLDEN") == "1"
@@ -359,7 +359,7 @@ def test_a_stack_file_that_is_not_text_is_one_line(repo: Path, capsys) -> None: 
 def test_reserved_alias_names_are_refused() -> None:
     from pydantic import ValidationError
 
-    from assets.schema import Promote
+    from assets.spec.schema import Promote
 
     for alias in ("latest", "v2"):
         with pytest.raises(ValidationError, match="reserved"):

@@ -53,7 +53,7 @@ THIRD_PARTY = [
     (UserWarning, "mlflow.types.utils", "Hint: Inferred schema contains integer column(s). Integer columns in Python cannot represent missing values."),
     (StarletteDeprecationWarning, "mlflow.server.fastapi_app", "starlette.middleware.wsgi is deprecated and will be removed in a future release."),
     (DependencyWarning, "urllib3.contrib.socks", "SOCKS support in urllib3 requires the installation of optional dependencies: specifically, PySocks."),
-    (BetaWarning, "assets.outputs", "Parameter `data_version` of initializer `Output.__init__` is currently in beta, and may have breaking changes."),
+    (BetaWarning, "assets.data.outputs", "Parameter `data_version` of initializer `Output.__init__` is currently in beta, and may have breaking changes."),
     (BetaWarning, "definitions.definitions", "Parameter `use_user_code_server` of initializer `AutomationConditionSensorDefinition.__init__` is currently in beta."),
     (BetaWarning, "definitions.definitions", "Parameter `include_sources` of function `AssetSelection.all` is currently in beta."),
     (BetaWarning, "dagster.components.component.component", "Class `LocalFileCodeReference` is currently in beta."),

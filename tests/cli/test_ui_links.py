@@ -10,8 +10,8 @@ import pytest
 from chromium import anchors, dom, needs_chromium, screenshot
 from mlflow_server import MlflowServer
 
-from assets.generators import churn
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.runner import run
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 

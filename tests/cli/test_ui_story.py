@@ -30,7 +30,7 @@ from test_cli import REPO, SLIPWAY
 from test_dev import MARKER, _free_port, _graphql, _kill_marked, _start_dev, _stop, _wait_http
 from views import ui_materialize, ui_observe
 
-from assets.generators import churn
+from assets.data.generators import churn
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 

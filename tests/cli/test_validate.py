@@ -285,7 +285,7 @@ def test_validate_without_expectations_imports_neither_dagster_mlflow_nor_gx(hom
         {"data/orders.csv": ORDERS},
     )
     code = (
-        "import sys; from pathlib import Path; from definitions.validate import validate; "
+        "import sys; from pathlib import Path; from definitions.cli.validate import validate; "
         f"validate(defs_dir=Path({str(defs_dir)!r})); "
         "print(sorted(m for m in ('dagster', 'mlflow', 'great_expectations') if m in sys.modules))"
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from assets.generators import churn
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.runner import run
 
 SHOP = """
 type: assets.Pipeline

@@ -11,9 +11,9 @@ import dagster as dg
 import pytest
 from views import stack_instance
 
-from assets.generators import churn
-from definitions.report import summary
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.report import summary
+from definitions.cli.runner import run
 
 SHOP = """
 type: assets.Pipeline

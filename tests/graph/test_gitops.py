@@ -13,9 +13,10 @@ import pytest
 from gitrepo import init
 from views import automation_requests
 
-from definitions.definitions import AUTOMATION_SENSOR, build_definitions
-from definitions.plan import plan
-from definitions.runner import run
+from assets.automation.sensors import AUTOMATION_SENSOR
+from definitions.cli.runner import run
+from definitions.definitions import build_definitions
+from definitions.plan.compare import plan
 
 SHOP = """
 type: assets.Pipeline

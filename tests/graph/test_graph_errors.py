@@ -12,9 +12,9 @@ import textwrap
 
 import pytest
 
-from assets.generators import churn
-from definitions.runner import run
-from definitions.validate import validate
+from assets.data.generators import churn
+from definitions.cli.runner import run
+from definitions.cli.validate import validate
 from resources import database
 from resources.errors import DataError, DefinitionError, ResourceError
 

@@ -15,8 +15,8 @@ import pytest
 from mlflow import MlflowClient
 from views import automation_requests
 
-from assets.generators import churn
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.runner import run
 from resources.artifacts import LocalArtifactStore
 
 CRM = """
@@ -271,8 +271,8 @@ def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_di
 
 
 def test_a_database_table_read_in_another_order_or_with_bytes_is_the_same_data(home, defs_dir, graph, database):
-    from assets.schema import Source
-    from assets.sources import observe_database
+    from assets.data.sources import observe_database
+    from assets.spec.schema import Source
 
     database.execute("alter table accounts add column photo bytea")
     database.execute("update accounts set photo = decode('cafe', 'hex') where customer_id < 5")

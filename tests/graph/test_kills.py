@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from mlflow_server import MlflowServer, free_port
 from stored import stored_anywhere
 
-from definitions.runner import run
+from definitions.cli.runner import run
 
 REPO = Path(__file__).resolve().parents[2]
 KILLPOINTS = REPO / "tests" / "killpoints.py"

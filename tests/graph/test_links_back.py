@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 from webhook import Hook
 
-from assets.generators import churn
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.runner import run
 
 DAGSTER_UI = "SLIPWAY_DAGSTER_UI_URL"
 

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from views import stack_instance
 from webhook import Hook
 
-from definitions.runner import run
+from definitions.cli.runner import run
 
 PIPELINE = """
 type: assets.Pipeline

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from test_graph_errors import CRM, _failed, _validate_error, shop
 
-from assets.generators import churn
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.runner import run
 
 
 @pytest.fixture

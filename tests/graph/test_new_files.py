@@ -9,8 +9,9 @@ import dagster as dg
 import pandas as pd
 from views import stack_instance
 
-from definitions.definitions import SOURCES_SENSOR, build_definitions
-from definitions.runner import run
+from assets.automation.sensors import NEW_FILES_SENSOR
+from definitions.cli.runner import run
+from definitions.definitions import build_definitions
 
 SHOP = """
 type: assets.Pipeline
@@ -34,7 +35,7 @@ def _observations(instance: dg.DagsterInstance) -> list[str]:
 
 def _tick(defs_dir):  # noqa: ANN001, ANN202
     defs = build_definitions(defs_dir)
-    sensor = defs.get_sensor_def(SOURCES_SENSOR)
+    sensor = defs.get_sensor_def(NEW_FILES_SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.minimum_interval_seconds <= 30
     with stack_instance() as instance:
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)

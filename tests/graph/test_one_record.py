@@ -21,9 +21,10 @@ from mlflow import MlflowClient
 from summary_rows import row as summary_row
 from views import automation_requests, stack_instance, ui_materialize, ui_observe  # noqa: F401
 
-from assets.generators import churn
-from definitions.definitions import SOURCES_SENSOR, build_definitions
-from definitions.runner import run
+from assets.automation.sensors import NEW_FILES_SENSOR
+from assets.data.generators import churn
+from definitions.cli.runner import run
+from definitions.definitions import build_definitions
 from resources.artifacts import LocalArtifactStore
 from resources.errors import DefinitionError
 
@@ -89,7 +90,7 @@ def test_new_rows_are_observed_by_every_path(home, defs_dir, shop):
     with stack_instance() as instance:
         first_tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
-        seen = defs.get_sensor_def(SOURCES_SENSOR).evaluate_tick(context)
+        seen = defs.get_sensor_def(NEW_FILES_SENSOR).evaluate_tick(context)
     assert first_tick.get_num_requested(dg.AssetKey(["shop", "orders", "data_csv"])) == 0
     assert seen.run_requests == [] and "new or changed files in shop/orders/data_csv" in seen.skip_message
     run(defs_dir=defs_dir)
@@ -136,7 +137,7 @@ def test_failing_data_is_never_read_downstream_by_any_path(home, defs_dir, shop)
     )
     # The stored (served) data is still the last good version.
     artifacts = LocalArtifactStore(base_dir=str(home / "artifacts"))
-    from assets.versions import frame_version
+    from assets.spec.versions import frame_version
 
     assert frame_version(artifacts.read(("shop", "orders"))) == good_version
     # Automation does not request the model while the blocking check fails.
@@ -175,7 +176,7 @@ def test_a_model_gone_from_the_stores_is_rebuilt_not_reused(home, defs_dir, shop
         # A process keeps answering from a deleted SQLite file it has open (MLflow caches its
         # engines per URI), so this case is asked of fresh processes, as a user's next command is.
         done = subprocess.run(
-            [sys.executable, "-m", "definitions.cli", "--defs", str(defs_dir), "run"], capture_output=True, text=True
+            [sys.executable, "-m", "definitions.cli.main", "--defs", str(defs_dir), "run"], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
         row = summary_row(done.stdout, "shop/clf")
@@ -207,7 +208,7 @@ import dagster as dg
 @dg.asset(key=["hand", "customers"], group_name="hand")
 def customers():
     """A hand-written asset: a DataFrame any YAML model can train on."""
-    from assets.generators import churn
+    from assets.data.generators import churn
 
     return churn(200, seed=3)
 
@@ -243,7 +244,7 @@ def test_hand_written_assets_and_sensors_are_part_of_the_graph(home, defs_dir, w
 def test_the_no_op_path_imports_nothing_heavy(home, defs_dir, shop):
     run(defs_dir=defs_dir)
     code = (
-        "import sys; from pathlib import Path; from definitions.runner import run; "
+        "import sys; from pathlib import Path; from definitions.cli.runner import run; "
         f"report = run(defs_dir=Path({str(defs_dir)!r})); "
         "print([o.status for o in report.outcomes], "
         "sorted(m for m in ('dagster', 'mlflow', 'sklearn', 'great_expectations') if m in sys.modules))"
@@ -355,7 +356,7 @@ import dagster as dg
 
 @dg.asset(key=["hand", "customers"], group_name="hand")
 def customers():
-    from assets.generators import churn
+    from assets.data.generators import churn
 
     return churn(ROWS, seed=3)
 """

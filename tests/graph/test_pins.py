@@ -9,9 +9,10 @@ from gitrepo import git, init
 from mlflow import MlflowClient
 from views import stack_instance
 
-from assets.pins import ALIAS_CHECK
-from definitions.definitions import PINS_SENSOR, build_definitions
-from definitions.runner import run
+from assets.automation.sensors import PINS_SENSOR
+from assets.model.pins import ALIAS_CHECK
+from definitions.cli.runner import run
+from definitions.definitions import build_definitions
 
 SHOP = """
 type: assets.Pipeline
@@ -151,7 +152,7 @@ def test_a_pin_to_a_version_that_does_not_exist_fails_the_run_with_one_line(home
 
 
 def test_the_summary_labels_alias_errors_and_shows_aliases_as_they_are_now(home, defs_dir, shop, write_pipeline):
-    from definitions.report import summary
+    from definitions.cli.report import summary
 
     run(defs_dir=defs_dir)
     run(defs_dir=defs_dir, force=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from mlflow import MlflowClient
 
-from definitions.runner import run
+from definitions.cli.runner import run
 
 SHOP = """
 type: assets.Pipeline

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from assets.generators import churn
-from definitions.runner import run
+from assets.data.generators import churn
+from definitions.cli.runner import run
 
 CHURN = """
 type: assets.Pipeline

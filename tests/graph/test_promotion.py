@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-from definitions.runner import run
+from definitions.cli.runner import run
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = Path(recording_model.__file__).parent

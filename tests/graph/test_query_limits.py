@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from test_graph_errors import CRM, _failed, shop
 
-from assets.generators import churn
-from assets.schema import Dataset
-from assets.versions import code_version
-from definitions.runner import run
+from assets.data.generators import churn
+from assets.spec.schema import Dataset
+from assets.spec.versions import code_version
+from definitions.cli.runner import run
 from resources.errors import DataError, DefinitionError
 from resources.query import DuckdbEngine
 from stacks import load_stack

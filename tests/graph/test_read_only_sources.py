@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 from services import PG, query, scratch_databases
 
-from definitions.runner import run
+from definitions.cli.runner import run
 from resources import database
 from resources.errors import DataError, DefinitionError
 

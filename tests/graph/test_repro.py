@@ -7,9 +7,9 @@ import pytest
 from gitrepo import git, init
 from mlflow import MlflowClient
 
-from definitions.cli import main
-from definitions.repro import repro
-from definitions.runner import run
+from definitions.cli.main import main
+from definitions.cli.repro import repro
+from definitions.cli.runner import run
 
 SHOP = """
 type: assets.Pipeline

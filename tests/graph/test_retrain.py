@@ -15,10 +15,11 @@ import dagster as dg
 import pytest
 from views import automation_requests, launch, retrain_tick, stack_instance, ui_materialize, ui_observe
 
-from assets.generators import churn
-from assets.retrain import REASON_TAG, RETRAIN_SENSOR, TRIGGER_TAG
-from definitions.definitions import RUN_FAILURE_SENSOR, build_definitions
-from definitions.runner import run
+from assets.automation.sensors import RETRAIN_SENSOR, RUN_FAILURE_SENSOR
+from assets.data.generators import churn
+from assets.spec.tags import REASON_TAG, TRIGGER_TAG
+from definitions.cli.runner import run
+from definitions.definitions import build_definitions
 from resources.registry import MlflowModelRegistry
 from stacks import load_stack
 
@@ -255,7 +256,7 @@ def test_a_schema_changed_batch_is_refused_held_alerted_and_never_retrains(home,
     result = ui_materialize(defs_dir, "shop/customers")
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    from definitions.definitions import root_message
+    from assets.automation.run_failures import root_message
 
     message = root_message(failure.event_specific_data.error)
     assert "data/batch_001.csv has columns that differ from data/batch_000.csv's (missing tenure)" in message
@@ -442,7 +443,7 @@ import dagster as dg
 )
 def customers():
     """A hand-written input with a blocking check that fails after the data is stored."""
-    from assets.generators import churn
+    from assets.data.generators import churn
 
     rows = int(os.environ.get("HAND_ROWS", "300"))
     yield dg.Output(churn(rows, seed=rows), data_version=dg.DataVersion(str(rows)))

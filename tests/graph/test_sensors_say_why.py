@@ -13,9 +13,9 @@ import pytest
 from views import retrain_tick, stack_instance, ui_materialize, ui_observe
 from webhook import Hook
 
-from assets.generators import churn
+from assets.data.generators import churn
+from definitions.cli.runner import run
 from definitions.definitions import build_definitions
-from definitions.runner import run
 
 SHOP = """
 type: assets.Pipeline
@@ -77,7 +77,7 @@ def test_a_skipped_tick_says_why_in_its_own_text_too(home, defs_dir, shop):
 def test_view_logs_shows_what_the_tick_decided(home, defs_dir, shop):
     from dagster._core.definitions.instigation_logger import get_instigation_log_records
 
-    from assets.retrain import RETRAIN_SENSOR
+    from assets.automation.sensors import RETRAIN_SENSOR
 
     defs = build_definitions(defs_dir)
     sensor = defs.get_sensor_def(RETRAIN_SENSOR)

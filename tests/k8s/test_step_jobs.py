@@ -160,7 +160,7 @@ def test_gpus_node_selectors_and_tolerations_reach_the_pod(defs_dir, home):
     ],
 )
 def test_a_bad_pod_size_is_refused_by_validate_with_its_path(defs_dir, home, resources, message):
-    from definitions.validate import validate
+    from definitions.cli.validate import validate
     from resources.errors import DefinitionError
 
     (defs_dir / "p").mkdir()

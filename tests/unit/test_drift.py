@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from assets.schema import cron_problem, parse_duration
+from assets.spec.schema import cron_problem, parse_duration
 from resources.drift import StatisticalDriftDetector, ks_statistic, quantile_edges
 from resources.errors import DataError
 
@@ -174,7 +174,7 @@ def test_a_cron_that_never_ticks_or_does_not_parse_is_refused_unless_dagster_can
 
 
 def test_a_schedule_fires_at_the_first_tick_after_the_first_new_data_however_much_more_lands():
-    from assets.retrain import schedule_due
+    from assets.automation.retrain import schedule_due
 
     monday_1am = datetime(2026, 11, 23, 1, 0, tzinfo=UTC).timestamp()
     hour = 3600

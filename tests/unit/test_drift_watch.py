@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from assets import drift_watch
-from assets.generators import churn
-from assets.retrain import STATE_PREFIX, Policy
-from assets.schema import Retrain
-from assets.versions import frame_version
+from assets.automation import drift_watch
+from assets.automation.retrain import STATE_PREFIX
+from assets.data.generators import churn
+from assets.spec.policy import Policy
+from assets.spec.schema import Retrain
+from assets.spec.versions import frame_version
 from resources.drift import StatisticalDriftDetector
 from resources.errors import ResourceError
 

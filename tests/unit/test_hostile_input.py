@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from assets.loader import parse_file
+from assets.spec.loader import parse_file
 from resources.errors import DefinitionError
 
 TWICE = """
@@ -36,8 +36,8 @@ def test_a_duplicate_key_is_an_error_with_both_lines(tmp_path):
 
 
 def test_an_infinite_metric_fails_its_gate_and_never_promotes():
-    from assets.promotion import decide, evaluate_gates
-    from assets.schema import Promote
+    from assets.model.promotion import decide, evaluate_gates
+    from assets.spec.schema import Promote
 
     promote = Promote(gates={"rmse": ">= 0"})
     (gate,) = evaluate_gates(promote, {"rmse": float("inf")})

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from assets.imports import ESTIMATOR, FUNCTION, check_allowed, resolve
-from assets.versions import code_version, source_file
+from assets.spec.imports import ESTIMATOR, FUNCTION, check_allowed, resolve
+from assets.spec.versions import code_version, source_file
 from resources.errors import DefinitionError
 
 ALLOWED = ["sklearn", "lightgbm", "definitions"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assets import lineage
+from assets.spec import lineage
 
 
 def _git(repo: Path, *args: str) -> None:

@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from assets.schema import Split
-from definitions.validate import validate
+from assets.spec.schema import Split
+from definitions.cli.validate import validate
 from resources.errors import DefinitionError
 
 SHOP = """
@@ -207,7 +207,7 @@ def test_sklearn_dataset_columns_are_checked_and_generated_or_transformed_ones_a
 def test_sklearn_columns_match_the_loaded_frame(name):
     from sklearn import datasets
 
-    from assets.preflight import sklearn_columns
+    from assets.spec.preflight import sklearn_columns
 
     assert sklearn_columns(name) == list(getattr(datasets, f"load_{name}")(as_frame=True).frame.columns)
 
@@ -215,7 +215,7 @@ def test_sklearn_columns_match_the_loaded_frame(name):
 def test_column_kwargs_cover_every_gx_expectation_field_naming_columns():
     import great_expectations as gx
 
-    from assets.preflight import COLUMN_KWARGS, NOT_COLUMN_REFERENCES
+    from assets.spec.preflight import COLUMN_KWARGS, NOT_COLUMN_REFERENCES
 
     fields = {
         name
@@ -252,7 +252,7 @@ def test_the_component_validates_its_attributes_with_the_pipeline_schema():
     from pydantic import ValidationError
 
     from assets.pipeline import Pipeline
-    from assets.schema import PipelineSpec
+    from assets.spec.schema import PipelineSpec
 
     assert Pipeline.get_model_cls() is PipelineSpec
     attributes = {"name": "shop", "datasets": {"orders": {"source": {"path": "x.csv"}, "colour": "red"}}}
@@ -288,7 +288,7 @@ def test_an_installed_estimators_signature_is_kept_and_a_project_ones_never(home
     import sys
 
     code = (
-        "import sys\nfrom assets.signatures import estimator_signature as s\n"
+        "import sys\nfrom assets.spec.signatures import estimator_signature as s\n"
         "print(s('sklearn.linear_model.Ridge', ['sklearn'], 'here').accepted[:2])\n"
         "print('sklearn.linear_model' in sys.modules)\n"
     )
@@ -300,7 +300,7 @@ def test_an_installed_estimators_signature_is_kept_and_a_project_ones_never(home
     assert first.splitlines() == ["['alpha', 'fit_intercept']", "True"]
     assert second.splitlines() == ["['alpha', 'fit_intercept']", "False"]  # from the cache: nothing imported
 
-    from assets.signatures import _installed
+    from assets.spec.signatures import _installed
 
     (tmp_path / "mymodels.py").write_text("class M:\n    def fit(self, x, y): ...\n    def predict(self, x): ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))

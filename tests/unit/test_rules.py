@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.champion import Comparison
-from assets.imports import ESTIMATOR, is_allowed, resolve
-from assets.promotion import CHALLENGER, Decision, decide, evaluate_gates, primary_metric
-from assets.schema import Promote
+from assets.model.champion import Comparison
+from assets.model.promotion import CHALLENGER, Decision, decide, evaluate_gates, primary_metric
+from assets.spec.imports import ESTIMATOR, is_allowed, resolve
+from assets.spec.schema import Promote
 from resources.drift import StatisticalDriftDetector
 from resources.errors import DefinitionError
 
@@ -123,7 +123,7 @@ def test_drift_scores_flag_shifted_columns():
 
 
 def test_data_version_is_a_content_hash():
-    from assets.versions import frame_version
+    from assets.spec.versions import frame_version
 
     frame = pd.DataFrame({"a": [1, 2, 3], "b": [0.5, 0.25, 0.125]})
     assert frame_version(frame) == frame_version(frame.copy())
@@ -133,7 +133,7 @@ def test_data_version_is_a_content_hash():
 
 
 def test_averaged_metric_names_and_the_default_averaging():
-    from assets.metrics import METRICS, compute
+    from assets.spec.metrics import METRICS, compute
 
     assert {"f1_macro", "f1_weighted", "precision_micro", "recall_macro", "roc_auc_ovo", "roc_auc_ovr_weighted"} <= set(
         METRICS
@@ -157,7 +157,7 @@ def test_binary_metrics_follow_the_models_classes_including_string_labels():
     from sklearn.metrics import f1_score
     from sklearn.tree import DecisionTreeClassifier
 
-    from assets.training import evaluate
+    from assets.model.training import evaluate
 
     x = pd.DataFrame({"a": np.arange(60)})
     labels = np.where(np.arange(60) % 3 == 0, "yes", "no")
@@ -177,7 +177,7 @@ def test_a_tables_data_version_is_its_rows_in_any_order():
     """A SQL result without ORDER BY comes back in any order: the same rows must be the same version."""
     import numpy as np
 
-    from assets.versions import frame_version
+    from assets.spec.versions import frame_version
 
     frame = pd.DataFrame({"a": [1, 2, 3, 3], "b": ["x", "y", "z", "z"]})
     assert frame_version(frame) == frame_version(frame.iloc[::-1].reset_index(drop=True))
@@ -196,7 +196,7 @@ def test_a_tables_data_version_is_its_rows_in_any_order():
 
 
 def test_two_scores_that_differ_are_shown_with_the_digits_that_tell_them_apart():
-    from assets.promotion import apart
+    from assets.model.promotion import apart
 
     assert apart(0.8251, 0.8249) == ("0.8251", "0.8249")
     assert apart(0.82501, 0.82499) == ("0.82501", "0.82499")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from assets.loader import load_pipelines, parse_file
-from assets.versions import code_version
+from assets.spec.loader import load_pipelines, parse_file
+from assets.spec.versions import code_version
 from resources.errors import DefinitionError
 
 GOOD = """
@@ -141,7 +141,7 @@ def test_duplicate_pipeline_names(write_pipeline, defs_dir):
 
 
 def test_editing_project_code_changes_the_code_version(tmp_path, monkeypatch):
-    from assets.schema import Dataset
+    from assets.spec.schema import Dataset
 
     package = tmp_path / "shopcode"
     package.mkdir()
@@ -154,7 +154,7 @@ def test_editing_project_code_changes_the_code_version(tmp_path, monkeypatch):
     (package / "clean.py").write_text("def fix(df):\n    return df.dropna()\n")
     assert code_version("dataset", dataset) != before
     # Installed libraries are pinned by the lock file, not hashed; the project's own code is.
-    from assets.versions import source_digest
+    from assets.spec.versions import source_digest
 
     assert source_digest("sklearn.utils:shuffle") is None
     assert source_digest("os:system") is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assets.schema import Source
-from assets.sources import source_key_path
+from assets.spec.paths import source_key_path
+from assets.spec.schema import Source
 
 
 @pytest.mark.parametrize(

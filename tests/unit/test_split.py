@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from assets.training import SplitRecord
+from assets.model.training import SplitRecord
 
 
 def _old() -> pd.DataFrame:

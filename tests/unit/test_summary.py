@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from definitions.outcomes import AssetOutcome
-from definitions.report import summary
-from definitions.runner import RunReport
+from definitions.cli.outcomes import AssetOutcome
+from definitions.cli.report import summary
+from definitions.cli.runner import RunReport
 
 RUN_ID = "2dfae4f751a44947a7df3da00631733f"
 

@@ -1,0 +1,210 @@
+"""The rebuild predicate, written once: `slipway run` and the automation sensor both use it.
+
+An asset is rebuilt when it was never built, when its code version differs from the one its
+last materialization recorded, when an upstream's current data version differs from the one
+that materialization recorded as its input, or when what it built is gone from the stores
+(its artifact, its registered model version). It is never requested while it or an upstream is
+in progress, while an upstream is missing and not requested with it, or while an upstream's
+blocking check is failing.
+
+Everything is read from the Dagster instance (the latest materialization of each asset, the
+latest observation of each observable source), never from a file of Slipway's own; the
+stores are asked only about what the instance says was built. The comparison is with the
+last build, not with the previous evaluation, so the answer needs no cursor and is the same
+from `slipway run`, the UI's automation sensor and ``dg.evaluate_automation_conditions``.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import dagster as dg
+
+from assets.automation.staleness import DATA_VERSION_TAG, Built, out_of_date
+from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
+
+__all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
+
+UNFINISHED = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+
+
+class StoredOutputs(Protocol):
+    """Asks the stores whether what an asset built is still there."""
+
+    def missing(self, key: dg.AssetKey, built: Built) -> str | None:
+        """Why the output recorded in ``built`` cannot be reused, or None when it is there."""
+
+
+class Record:
+    """The instance's record of a set of assets, read once per evaluation."""
+
+    def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
+        """Read the latest materialization of every materializable asset and observation of every source."""
+        self.graph = graph
+        self.instance = instance
+        self._other: dict[dg.AssetKey, str | None] = {}
+        self._built: dict[dg.AssetKey, Built] = {}
+        self._observed: dict[dg.AssetKey, str] = {}
+        keys = list(graph.materializable_asset_keys)
+        for asset_record in instance.get_asset_records(keys) if keys else []:
+            entry = asset_record.asset_entry
+            if entry.last_materialization_record is not None:
+                self._built[entry.asset_key] = Built.of(entry.last_materialization_record)
+        for key in graph.observable_asset_keys:
+            records = instance.fetch_observations(key, limit=1).records
+            observation = records[0].event_log_entry.asset_observation if records else None
+            if observation is not None:
+                tags = observation.tags or {}
+                if DATA_VERSION_TAG in tags:
+                    self._observed[key] = tags[DATA_VERSION_TAG]
+        self._missing_outputs: dict[dg.AssetKey, str | None] = {}
+        names = {FAILURE_PREFIX + key.to_user_string() for key in keys}
+        stored = instance.run_storage.get_cursor_values(names) if names else {}
+        self._failures: dict[dg.AssetKey, dict[str, Any]] = {}
+        for name, value in stored.items():
+            try:
+                self._failures[dg.AssetKey.from_user_string(name.removeprefix(FAILURE_PREFIX))] = json.loads(value)
+            except ValueError:
+                continue  # not one this version wrote: it holds nothing
+
+    def inputs(self, key: dg.AssetKey) -> dict[str, str | None]:
+        """The current data version of each input of ``key``."""
+        return {p.to_user_string(): self.data_version(p) for p in self.graph.get(key).parent_keys}
+
+    def held(self, key: dg.AssetKey) -> str | None:
+        """Why ``key`` is not tried again: it failed on bad data or a bad definition, and neither changed.
+
+        Only data refused by a blocking expectation holds it (:func:`recording_failures`):
+        the same data fails the same checks. Any other failure (a store, an import, a killed
+        run, a library error) is tried again.
+        """
+        failure = self._failures.get(key)
+        built = self._built.get(key)
+        if not isinstance(failure, dict) or not {"at", "run", "code_version", "inputs", "error"} <= failure.keys():
+            return None
+        if built is not None and built.timestamp >= failure["at"]:
+            return None
+        if failure["code_version"] != self.graph.get(key).code_version or failure["inputs"] != self.inputs(key):
+            return None
+        if failure.get("environment") != environment():
+            return None
+        return f"failed in run {failure['run'][:8]} with the same definition and inputs: {failure['error']}"
+
+    def built(self, key: dg.AssetKey) -> Built | None:
+        """The latest materialization of ``key``, or None when it was never built."""
+        return self._built.get(key)
+
+    def data_version(self, key: dg.AssetKey) -> str | None:
+        """The current data version of ``key`` (:func:`current_data_version`, read in bulk)."""
+        built = self._built.get(key)
+        if built is not None:
+            return built.data_version
+        if key in self._observed:
+            return self._observed[key]
+        if key not in self._other:  # an external asset, or one observed but never materialized
+            self._other[key] = current_data_version(self.instance, key)
+        return self._other[key]
+
+    def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[str]:
+        """Why ``key`` must be rebuilt; empty when what was built is still current."""
+        built = self._built.get(key)
+        node = self.graph.get(key)
+        inputs = {p.to_user_string(): self.data_version(p) for p in node.parent_keys} if built is not None else {}
+        found = out_of_date(built, node.code_version, inputs)
+        if not found and (problem := self.lost(key, stores)) is not None:
+            found.append(problem)
+        return found
+
+    def lost(self, key: dg.AssetKey, stores: StoredOutputs | None) -> str | None:
+        """Why what ``key`` last built is gone from the stores; None when it is there, never built, or not asked."""
+        built = self._built.get(key)
+        if built is None or stores is None:
+            return None
+        if key not in self._missing_outputs:
+            self._missing_outputs[key] = stores.missing(key, built)
+        return self._missing_outputs[key]
+
+
+_RECORDS: weakref.WeakKeyDictionary[Any, Record] = weakref.WeakKeyDictionary()
+
+
+def record_for(context: dg.AutomationContext) -> Record:
+    """The record of this evaluation (read once, shared by every asset's condition)."""
+    view = context.asset_graph_view
+    if view not in _RECORDS:
+        _RECORDS[view] = Record(view.instance, context.asset_graph)
+    return _RECORDS[view]
+
+
+class OutOfDate(dg.AutomationCondition):
+    """True when the asset is missing, or its code, an input's data or a stored output changed since it was built."""
+
+    def __init__(self, stores: StoredOutputs | None = None) -> None:
+        """``stores`` answers whether a recorded output still exists (None: not asked)."""
+        self.stores = stores
+
+    @property
+    def requires_cursor(self) -> bool:  # noqa: D102
+        return False
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "out_of_date"
+
+    @property
+    def description(self) -> str:  # noqa: D102
+        return "never built, definition changed, an input has new data, or its stored output is gone"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
+        record = record_for(context)
+        reasons = record.reasons(context.key, self.stores)  # type: ignore[arg-type]
+        held = record.held(context.key) if reasons else None  # type: ignore[arg-type]
+        subset = context.candidate_subset if reasons and held is None else context.get_empty_subset()
+        metadata = {"reasons": "; ".join(reasons)} if reasons else {}
+        if held is not None:
+            metadata["held"] = held
+        return dg.AutomationResult(context, subset, metadata=metadata or None)
+
+
+def running_assets(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
+    """The assets some unfinished run of the instance targets."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNFINISHED)))
+    return {k for run in runs for k in run.asset_selection or ()}
+
+
+def failed_blocking_checks(instance: dg.DagsterInstance, graph: Any, key: dg.AssetKey) -> list[str]:
+    """The blocking checks of ``key`` whose latest evaluation failed."""
+    blocking = [c for c in graph.get_check_keys_for_assets({key}) if graph.get(c).blocking]
+    if not blocking:
+        return []
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(blocking)
+    # FAILED is an evaluation that failed; PLANNED one that never ran (its run died first).
+    return sorted(c.name for c, r in records.items() if r.status.value == "FAILED")
+
+
+def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondition:
+    """The shared predicate: out of date, and nothing upstream is missing, running or failing a blocking check."""
+    upstream_missing = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested()
+    ).with_label("an upstream is missing")
+    return (
+        OutOfDate(stores)
+        & ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~upstream_missing
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label("slipway rebuild")
+
+
+def requested(result: Any, keys: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The keys of ``keys`` an evaluation result requests, in the given order."""
+    return [key for key in keys if result.get_num_requested(key)]

@@ -1,0 +1,63 @@
+"""What makes a built asset out of date, without Dagster: the core of the rebuild predicate.
+
+:mod:`assets.automation.rebuild` applies it to the instance's record (for `slipway run` and the
+automation sensor); :mod:`definitions.plan.compare` applies it to two revisions of the definitions,
+so a plan says "rebuilds" for exactly the reasons a run would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from assets.spec.tags import CODE_VERSION_TAG, DATA_VERSION_TAG, INPUT_VERSION_PREFIX
+
+NEW_DATA = " has new data"  # the end of the reason an input's new data gives
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the instance records about an asset's latest materialization."""
+
+    run_id: str
+    timestamp: float
+    code_version: str | None
+    data_version: str | None
+    inputs: Mapping[str, str]
+    metadata: Mapping[str, Any]
+
+    @staticmethod
+    def of(record: Any) -> Built:
+        """From an event log record of a materialization."""
+        materialization = record.event_log_entry.asset_materialization
+        tags = materialization.tags or {}
+        return Built(
+            run_id=record.run_id,
+            timestamp=record.timestamp,
+            code_version=tags.get(CODE_VERSION_TAG),
+            data_version=tags.get(DATA_VERSION_TAG),
+            inputs={
+                k.removeprefix(INPUT_VERSION_PREFIX): v for k, v in tags.items() if k.startswith(INPUT_VERSION_PREFIX)
+            },
+            metadata={k: getattr(v, "value", v) for k, v in materialization.metadata.items()},
+        )
+
+
+def out_of_date(built: Built | None, code_version: str | None, inputs: Mapping[str, str | None]) -> list[str]:
+    """Why an asset built as ``built`` is out of date, given its current code version and input data versions.
+
+    Empty when it is current. ``inputs`` maps each input's key to its current data version
+    (None: unknown, which never makes it stale). The stores are not asked here (a stored output
+    that is gone is :class:`assets.automation.rebuild.Record`'s business).
+    """
+    if built is None:
+        return ["first build"]
+    found = []
+    if code_version is not None and built.code_version != code_version:
+        found.append("definition changed")
+    for name in sorted(inputs):
+        current = inputs[name]
+        if current is not None and built.inputs.get(name) != current:
+            found.append(f"{name}{NEW_DATA}" if name in built.inputs else f"{name} is a new input")
+    return found

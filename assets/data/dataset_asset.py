@@ -1,0 +1,301 @@
+"""The Dagster asset for one declared dataset, with its expectations as blocking checks."""
+
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from assets.data import derived, progress, sources
+from assets.data.dataset_drift import DRIFT_CHECK, drift_check
+from assets.data.failures import recording_failures
+from assets.data.outputs import versioned_output
+from assets.spec import compute, paths
+from assets.spec.graph import REFS_METADATA, key_of
+from assets.spec.imports import resolve
+from assets.spec.preflight import expectation_columns
+from assets.spec.schema import Dataset, input_name
+from assets.spec.versions import code_version, frame_version
+from resources.alerts import Alert, Alerter
+from resources.artifacts import as_table
+from resources.drift import DriftDetector
+from resources.errors import DataError, RefusedData
+from resources.policy import ImportPolicy
+from resources.query import QueryEngine
+from resources.validator import DataValidator, ExpectationResult
+
+
+def check_name(index: int, expect: str) -> str:
+    """The asset check's name for expectation ``index`` (unique even when one repeats)."""
+    return f"expect_{index}_{expect}"[:100]
+
+
+def _check_result(
+    index: int, result: ExpectationResult, severity: str, rejected: str | None = None
+) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {f"kwarg_{k}": str(v) for k, v in result.kwargs.items()}
+    metadata.update(result.details)
+    if rejected is not None:
+        metadata["rejected_data_version"] = rejected
+    return dg.AssetCheckResult(
+        check_name=check_name(index, result.expect),
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
+
+
+OBSERVE_SCHEDULE = "*/5 * * * *"
+# A file source asset's metadata: its source block, as JSON (what the new-files sensor observes).
+SOURCE_METADATA = "slipway/source"
+
+
+def source_key(pipeline: str, name: str, spec: Dataset | None = None) -> dg.AssetKey:
+    """The key of the observable source asset of dataset ``name``'s files (or database query)."""
+    return dg.AssetKey(paths.source_key_path(pipeline, name, spec.source if spec else None))
+
+
+def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.SourceAsset:
+    """The files (or database query) of a dataset's source, observed without loading the data.
+
+    A file source's data version is :func:`assets.data.sources.files_fingerprint`: names, sizes and
+    modification times. A database source's is a hash of its ``observe`` query's result, else
+    of its whole result (:func:`assets.data.sources.observe_database`). Observing it (``slipway
+    run`` does before deciding; the UI's "Observe sources" too) marks the dataset unsynced
+    when the data changed.
+    """
+    where = f"pipeline {pipeline}, dataset {name}"
+    assert spec.source is not None  # only sourced datasets have a source asset
+
+    def _observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
+        roots = context.resources.import_policy.data_roots
+        version, metadata = sources.observe(spec.source, folder, where, roots)  # type: ignore[arg-type]
+        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
+
+    condition: dg.AutomationCondition | None = None
+    if spec.source.sql is not None:
+        shown = f"the query on ${spec.source.connection}"
+        metadata = {"slipway/connection": spec.source.connection, "slipway/query": spec.source.sql}
+        # A query may cost the database: observed once at first, then every few minutes, by the
+        # automation sensor (a run each time). `slipway run` observes it itself.
+        condition = (
+            dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(OBSERVE_SCHEDULE)
+        ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}")
+    else:
+        # Files are observed by a stat each, at every tick of the new-files sensor, with no run
+        # (assets.automation.new_files); `slipway run` observes them itself.
+        shown = f"the files of dataset {name} ({spec.source.path})"
+        metadata = {
+            "slipway/files": spec.source.path,
+            "slipway/folder": str(folder),
+            SOURCE_METADATA: spec.source.model_dump_json(exclude_none=True),
+        }
+
+    # Observable source assets are marked beta; they are what makes new files visible
+    # without loading them, so they are used on purpose.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return dg.observable_source_asset(
+            key=source_key(pipeline, name, spec),
+            group_name=pipeline,
+            automation_condition=condition,
+            description=shown[0].upper() + shown[1:],
+            metadata=metadata,
+            required_resource_keys={"import_policy"},
+        )(_observe)
+
+
+def needed_columns(spec: Dataset) -> dict[str, list[str]]:
+    """Each column the dataset's expectations and drift check name, with what names it."""
+    wanted: dict[str, list[str]] = {}
+    for index, _, column in expectation_columns(spec):
+        wanted.setdefault(column, []).append(f"expectation {spec.expectations[index].expect}")
+    for column in (spec.drift.columns if spec.drift else None) or []:
+        wanted.setdefault(column, []).append("the drift check")
+    return wanted
+
+
+def _table(
+    spec: Dataset,
+    frames: dict[str, Any],
+    engine: QueryEngine,
+    policy: ImportPolicy,
+    folder: Path,
+    where: str,
+    here: Callable[..., str],
+) -> Any:
+    """The dataset's table: derived from ``frames`` (its inputs), or loaded from its source."""
+    if spec.sql is not None:
+        limits = spec.limits
+        return engine.run(
+            spec.sql,
+            frames,
+            f"{here('sql')}: {where}",
+            memory_limit=limits.memory if limits else None,
+            timeout_seconds=limits.timeout_seconds() if limits else None,
+        )
+    if spec.inputs is not None:
+        fn = resolve(spec.transform or "", policy.allowed, where)
+        return derived.run_transform(fn, spec.transform or "", frames, f"{here('transform')}: {where}")
+    assert spec.source is not None  # a dataset has inputs or a source (schema)
+    # A database query's errors name its line (a file source's name the file they are about).
+    shown = f"{here('source')}: {where}" if spec.source.sql else where
+    frame = sources.load(spec.source, folder, shown, policy.allowed, policy.data_roots)
+    if spec.transform:
+        fn = resolve(spec.transform, policy.allowed, where)
+        return derived.call_transform(fn, spec.transform, f"{here('transform')}: {where}", frame)
+    # A generator may return a keyed index: the table stored, and hashed, is the same plain table.
+    try:
+        return as_table(frame)
+    except DataError as exc:
+        raise DataError(f"{here('source')}: {where}: the source's table: {exc}") from exc
+
+
+def build_dataset_asset(
+    pipeline: str,
+    name: str,
+    spec: Dataset,
+    folder: Path,
+    at: Callable[..., str] | None = None,
+    refs: Mapping[str, Any] | None = None,
+) -> dg.AssetsDefinition:
+    """One asset ``pipeline/name`` that loads (or derives), transforms, versions and checks the dataset.
+
+    ``at(*loc)`` is the ``path:line`` of a key under the dataset in its YAML, for messages;
+    ``refs`` are its references to other pipelines' assets (:func:`assets.spec.graph.refs_metadata`).
+    """
+    key = dg.AssetKey([pipeline, name])
+    where = f"pipeline {pipeline}, dataset {name}"
+    here = at or (lambda *loc: str(folder / "defs.yaml"))
+    inputs = {input_name(r): dg.AssetIn(key=dg.AssetKey(key_of(pipeline, r).split("/"))) for r in spec.inputs or []}
+    # A query or transform that drops a column a check needs is a mistake in the definition, said
+    # at once; a source's own columns are data, judged by the expectations themselves.
+    wanted = needed_columns(spec) if spec.sql or spec.transform else {}
+    blocking = any(e.severity == "error" for e in spec.expectations)
+    # Data is refused by a blocking expectation, or by a landed file whose columns differ.
+    refuses = blocking or (spec.source is not None and spec.source.path is not None)
+    made_by = f"the table that transform {spec.transform} returned" if spec.transform else "the query's table"
+    check_specs = [
+        dg.AssetCheckSpec(
+            check_name(i, e.expect),
+            asset=key,
+            blocking=e.severity == "error",
+            description=f"expect {e.expect} {e.kwargs}",
+        )
+        for i, e in enumerate(spec.expectations)
+    ]
+    if spec.drift:
+        check_specs.append(
+            dg.AssetCheckSpec(
+                DRIFT_CHECK, asset=key, description=f"{spec.drift.method} drift, older vs newer half of rows"
+            )
+        )
+
+    def _build(
+        context: dg.AssetExecutionContext,
+        data_validator: DataValidator,
+        drift_detector: DriftDetector,
+        query_engine: QueryEngine,
+        import_policy: ImportPolicy,
+        frames: dict[str, Any],
+        alerter: Alerter,
+    ) -> Any:
+        progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
+        frame = _table(spec, frames, query_engine, import_policy, folder, where, here)
+        lacking = derived.missing_columns(frame, wanted)
+        if lacking:
+            raise DataError(
+                f"{here()}: {where}: {made_by} has no column {', '.join(lacking)}; "
+                f"it has {', '.join(map(str, frame.columns))}"
+            )
+        version = frame_version(frame)
+        checks: list[dg.AssetCheckResult] = []
+        summary = [f"{len(frame)} rows"]
+        if spec.expectations:
+            results = data_validator.run_expectations(
+                frame, [(e.expect, e.kwargs) for e in spec.expectations], f"{pipeline}_{name}"
+            )
+            failed = [
+                check_name(i, r.expect)
+                for i, (e, r) in enumerate(zip(spec.expectations, results, strict=True))
+                if not r.success and e.severity == "error"
+            ]
+            summary.append(f"{sum(r.success for r in results)}/{len(results)} expectations passed")
+            for index, (expectation, result) in enumerate(zip(spec.expectations, results, strict=True)):
+                if not result.success:
+                    context.log.warning(
+                        f"{where}: expectation {result.expect} {result.kwargs} failed: {result.details}"
+                    )
+                checks.append(_check_result(index, result, expectation.severity, version if failed else None))
+            if failed:
+                progress.finished(f"{pipeline}/{name}", ", ".join([*summary, "not stored"]))
+                # Blocking means the data is never stored: the last good version stays the one
+                # downstream assets read, by every launch path. The check results are recorded
+                # (on the rejected data version) before the step fails.
+                yield from checks
+                raise RefusedData(
+                    f"{where}: blocking expectations failed: {', '.join(failed)}; "
+                    f"data version {version} ({len(frame)} rows) was not stored"
+                )
+        yield versioned_output(
+            frame,
+            version,
+            {
+                "rows": dg.MetadataValue.int(len(frame)),
+                "columns": dg.MetadataValue.int(len(frame.columns)),
+                "data_version": version,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
+                ),
+            },
+        )
+        yield from checks
+        if spec.drift:
+            drifted, alert, said = drift_check(
+                spec.drift, frame, drift_detector, where, key.to_user_string(), context.run.run_id
+            )
+            summary.append(said)
+            yield drifted
+            if alert is not None:
+                alerter.send(alert, context.log)
+        progress.finished(f"{pipeline}/{name}", ", ".join(summary))
+
+    @dg.asset(
+        key=key,
+        group_name=pipeline,
+        code_version=code_version("dataset", spec),
+        description=spec.description or f"Dataset {name} of pipeline {pipeline}",
+        check_specs=check_specs,
+        kinds={"duckdb"} if spec.sql else {"pandas"},
+        op_tags=compute.op_tags(spec.resources),
+        ins=inputs,
+        deps=[source_key(pipeline, name, spec)] if sources.observable(spec.source) else [],
+        metadata={
+            "slipway/pipeline": pipeline,
+            **({"slipway/source": spec.source.model_dump_json()} if spec.source else {}),
+            **({"slipway/sql": spec.sql} if spec.sql else {}),
+            **({REFS_METADATA: dict(refs)} if refs else {}),
+        },
+    )
+    def _dataset(
+        context: dg.AssetExecutionContext,
+        data_validator: DataValidator,
+        drift_detector: DriftDetector,
+        query_engine: QueryEngine,
+        import_policy: ImportPolicy,
+        alerter: Alerter,
+        **frames: Any,
+    ) -> Any:
+        steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames, alerter)
+        try:
+            yield from recording_failures(context, key, steps, can_refuse=refuses)
+        except RefusedData as exc:
+            # Alerted here, once: the run failure alert leaves refused data to this one.
+            text = str(exc).splitlines()[0]
+            alerter.send(
+                Alert("check_failed", f"{key.to_user_string()}: data refused", text, key.to_user_string()), context.log
+            )
+            raise
+
+    return _dataset

@@ -1,0 +1,631 @@
+"""The pipeline schema: what a ``defs.yaml`` may say, as closed pydantic models.
+
+This module imports neither Dagster nor any ML library, so ``slipway validate`` and the
+no-op path of ``slipway run`` stay fast. The Dagster component in
+:mod:`assets.pipeline` uses the same models for its attributes, so ``dg check yaml`` and
+``slipway validate`` accept exactly the same files.
+
+Example (``definitions/defs/churn/defs.yaml``)::
+
+    type: assets.Pipeline
+    attributes:
+      name: churn
+      datasets:
+        customers:
+          source: {generator: churn, rows: 4000, seed: 0}
+          expectations:
+            - {expect: column_values_to_not_be_null, column: customer_id}
+      models:
+        churn_classifier:
+          dataset: customers
+          target: churned
+          estimator: sklearn.ensemble.RandomForestClassifier
+          params: {n_estimators: 100, max_depth: 8}
+          metrics: [roc_auc, f1]
+          promote: {gates: {roc_auc: ">= 0.75"}}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from assets.spec.graph import key_of
+from assets.spec.metrics import METRICS, suggest
+from resources.settings import MEMORY_LIMIT
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+# A dataset of the same pipeline by name, or any asset of the code location by key (a/b).
+INPUT_PATTERN = r"^([a-z][a-z0-9_]*|[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)+)$"
+IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*([:.][A-Za-z_]\w*)$"
+_GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+# Environment variables that configure the orchestrator's own stores: never a pipeline's data.
+_OWN_SETTINGS = ("SLIPWAY_", "DAGSTER_", "MLFLOW_")
+SOURCE_KINDS = ("path", "sklearn", "generator", "sql")
+
+
+class Source(_Closed):
+    """Where a dataset's rows come from: exactly one of ``path``, ``sklearn``, ``generator`` or ``sql``.
+
+    - ``{path: data/*.csv}``: a CSV or Parquet file or glob, relative to the pipeline folder;
+    - ``{sklearn: diabetes}``: a dataset bundled with scikit-learn (no download);
+    - ``{generator: churn, rows: 5000, seed: 0}``: a seeded synthetic generator, a built-in
+      name (``churn``, ``houses``, ``regression``) or ``module:function``;
+    - ``{sql: "select ...", connection: CRM_DATABASE_URL}``: a query against a database, read
+      through SQLAlchemy; the URL is taken only from the named environment variable, never
+      from YAML. ``observe`` is an optional cheap query (``select max(updated_at) from t``)
+      whose result stands for the data when looking for new rows; without it the whole
+      result is read and hashed.
+    """
+
+    path: str | None = Field(
+        default=None,
+        description="File or glob in the project (relative to the pipeline's folder), in ${SLIPWAY_HOME} (the one "
+        "variable expanded) or in a data root of the stack.",
+    )
+    format: Literal["csv", "parquet"] | None = Field(default=None, description="Inferred from the extension.")
+    sklearn: Literal["diabetes", "breast_cancer", "iris", "wine"] | None = None
+    generator: str | None = None
+    rows: int | None = Field(default=None, gt=0, le=10_000_000, description="Generator rows (default 1000).")
+    seed: int | None = Field(default=None, description="Generator seed (default 0).")
+    params: dict[str, Any] | None = Field(default=None, description="Extra generator keyword arguments.")
+    sql: str | None = Field(default=None, min_length=1, description="A query against the `connection` database.")
+    connection: str | None = Field(
+        default=None,
+        pattern=ENV_VAR_PATTERN,
+        description="Name of the environment variable holding the database URL (never the URL itself).",
+    )
+    observe: str | None = Field(
+        default=None, min_length=1, description="A cheap query whose result changes when the data does."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        kinds = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a source needs exactly one of `path`, `sklearn`, `generator` or `sql`")
+        if self.format is not None and self.path is None:
+            raise ValueError("`format` goes with `path`")
+        if self.generator is None and any(v is not None for v in (self.rows, self.seed, self.params)):
+            raise ValueError("`rows`, `seed` and `params` go with `generator`")
+        if self.sql is not None and self.connection is None:
+            raise ValueError("a `sql` source needs `connection`: the name of the environment variable with its URL")
+        if self.sql is None and (self.connection is not None or self.observe is not None):
+            raise ValueError("`connection` and `observe` go with `sql`")
+        return self
+
+    @field_validator("path")
+    @classmethod
+    def _only_slipway_home(cls, path: str | None) -> str | None:
+        # A path never reads the environment: an error, a log line or Dagster's record of the
+        # run could otherwise carry a secret expanded into it.
+        for found in re.finditer(r"\$(\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)", path or ""):
+            if found.group(0) != "${SLIPWAY_HOME}":
+                name = found.group(1).strip("{}")
+                raise ValueError(
+                    f"only ${{SLIPWAY_HOME}} is expanded in a path; ${name} is not (a path never reads the environment)"
+                )
+        return path
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _not_a_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                "`connection` names an environment variable (e.g. CRM_DATABASE_URL) that holds the URL; "
+                "a URL in YAML would put its password in git"
+            )
+        if isinstance(value, str) and value.startswith(_OWN_SETTINGS):
+            raise ValueError(
+                f"`connection` {value} is a setting of Slipway, Dagster or MLflow (their own stores), "
+                "not a data source; name a variable of your own"
+            )
+        return value
+
+    @property
+    def kind(self) -> str:
+        """``path``, ``sklearn``, ``generator`` or ``sql``."""
+        return next(k for k in SOURCE_KINDS if getattr(self, k) is not None)
+
+
+class Expectation(BaseModel):
+    """One Great Expectations 1.x expectation: ``expect`` names it, the other keys are its arguments."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    expect: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="e.g. column_values_to_not_be_null")
+    severity: Literal["error", "warn"] = Field(default="error", description="`error` blocks downstream assets.")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The expectation's own arguments (everything but ``expect`` and ``severity``)."""
+        return dict(self.model_extra or {})
+
+
+class DriftCheck(_Closed):
+    """A drift check between the older and the newer half of a dataset's rows (file order)."""
+
+    method: Literal["ks", "psi"] = "ks"
+    threshold: float = Field(default=0.2, gt=0, description="Score above which a column counts as drifted.")
+    columns: list[str] | None = Field(default=None, description="Columns to score; all numeric ones when omitted.")
+
+
+def input_name(ref: str) -> str:
+    """What a derived dataset's SQL and transform call an input: the last part of its key.
+
+    ``customers`` and ``churn/customers`` are both ``customers``.
+    """
+    return ref.rsplit("/", 1)[-1]
+
+
+CPU_QUANTITY = r"^([0-9]+(\.[0-9]{1,3})?|[0-9]+m)$"
+MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+
+
+class Toleration(_Closed):
+    """A Kubernetes toleration: lets the pod run on nodes with a matching taint."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class ComputeResources(_Closed):
+    """What the asset's pod asks for, on a stack that runs one pod per asset (``k8s_job``); ignored elsewhere.
+
+    Requests are what the scheduler reserves. Memory is also the limit (a pod over it is killed
+    rather than starving its node); the CPU limit is the request unless ``cpu_limit`` raises it.
+    What an asset leaves out keeps the deployment's defaults for step pods (the Helm chart's).
+    """
+
+    cpu: str | None = Field(default=None, pattern=CPU_QUANTITY, description='CPU request: "2", "0.5" or "500m".')
+    memory: str | None = Field(default=None, pattern=MEMORY_QUANTITY, description='Memory request and limit: "4Gi".')
+    cpu_limit: str | None = Field(default=None, pattern=CPU_QUANTITY, description="CPU limit; the request when unset.")
+    gpu: int = Field(default=0, ge=0, le=16, strict=True, description="GPUs (the limit of gpu_resource).")
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-]+$", description="The GPU's extended resource."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod must run on.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates.")
+
+    @field_validator("cpu", "cpu_limit", "memory", mode="before")
+    @classmethod
+    def _number_as_quantity(cls, value: Any) -> Any:
+        # Kubernetes takes `cpu: 2` and `cpu: 0.5` unquoted; so does this.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _limit_not_below_request(self) -> ComputeResources:
+        if self.cpu and self.cpu_limit and _cpus(self.cpu_limit) < _cpus(self.cpu):
+            raise ValueError(
+                f"cpu_limit {self.cpu_limit} is below the cpu request {self.cpu}: Kubernetes refuses the pod"
+            )
+        return self
+
+
+def _cpus(quantity: str) -> float:
+    """A CPU quantity (``"2"``, ``"0.5"``, ``"500m"``) in CPUs."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+class QueryLimits(_Closed):
+    """Limits of one dataset's ``sql`` query, in place of the stack's ``query_engine`` ones."""
+
+    memory: str | None = Field(
+        default=None, pattern=MEMORY_LIMIT, description="Most memory the query may use: 8GB, 512MiB or 50%."
+    )
+    timeout: str | None = Field(default=None, description="Most time the query may run: 90s, 30m, 2h.")
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, timeout: str | None) -> str | None:
+        if timeout is not None:
+            parse_duration(timeout)
+        return timeout
+
+    def timeout_seconds(self) -> int | None:
+        """The time limit in seconds, or None for the stack's."""
+        return parse_duration(self.timeout) if self.timeout else None
+
+
+class Dataset(_Closed):
+    """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.
+
+    Sourced: ``source`` and an optional ``transform: module:function(df) -> df``. Derived:
+    ``inputs`` (datasets of this pipeline by name, or any asset of the code location by key,
+    ``churn/customers``) and exactly one of ``sql`` (a query over the inputs by name, run by
+    DuckDB in-process) or ``transform`` (``module:function(**inputs) -> df``, each input a
+    keyword argument named as in the SQL). Either kind has expectations and drift checks.
+    """
+
+    source: Source | None = None
+    inputs: list[str] | None = Field(
+        default=None, min_length=1, description="Datasets (or `pipeline/name` asset keys) this one is built from."
+    )
+    sql: str | None = Field(default=None, min_length=1, description="A DuckDB query over the inputs, by name.")
+    transform: str | None = Field(
+        default=None, pattern=IMPORT_PATH_PATTERN, description="module:function(df) -> df, or (**inputs) -> df"
+    )
+    expectations: list[Expectation] = Field(default_factory=list)
+    drift: DriftCheck | None = None
+    resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
+    limits: QueryLimits | None = Field(
+        default=None, description="Memory and time limits of its `sql` query (the stack's when unset)."
+    )
+    description: str | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, inputs: list[str] | None) -> list[str] | None:
+        for ref in inputs or []:
+            if not re.match(INPUT_PATTERN, ref):
+                raise ValueError(
+                    f"input {ref!r} is neither a dataset name (lower_snake_case) nor an asset key (`pipeline/name`)"
+                )
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", input_name(ref)):
+                raise ValueError(f"input {ref!r}: {input_name(ref)!r} cannot name a table in SQL or an argument")
+        names = [input_name(ref) for ref in inputs or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"two inputs are both called {twice[0]!r} in the SQL and the transform (an input is called by "
+                "the last part of its key); derive one of them under another name first"
+            )
+        return inputs
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Dataset:
+        if (self.source is None) == (self.inputs is None):
+            raise ValueError("a dataset needs exactly one of `source` or `inputs`")
+        if self.inputs is not None and (self.sql is None) == (self.transform is None):
+            raise ValueError("a dataset with `inputs` needs exactly one of `sql` or `transform`")
+        if self.sql is not None and self.inputs is None:
+            raise ValueError(
+                "`sql` goes with `inputs`: it queries other datasets by name "
+                "(a query against a database is `source: {sql: ..., connection: ...}`)"
+            )
+        if self.limits is not None and self.sql is None:
+            raise ValueError("limits apply to a `sql` query over inputs; this dataset has none")
+        return self
+
+    @property
+    def derived(self) -> bool:
+        """True when built from other datasets (``inputs``) rather than a source."""
+        return self.inputs is not None
+
+
+class Split(_Closed):
+    """A deterministic train/test split: each row's side is decided by a seeded hash.
+
+    The hash is of the ``by`` column when given (an id: every row of one customer stays on
+    one side), else of the row's feature and target values. A row therefore keeps its side
+    when rows are appended, so a champion and a challenger are compared only on rows neither
+    trained on. The test share is ``test_size`` on average, not exactly.
+    """
+
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows (by hash) held out for testing.")
+    seed: int = Field(default=0, description="Salt of the hash: another seed gives another split.")
+    by: str | None = Field(default=None, description="Id column to split by; the whole row when omitted.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_stratify(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "stratify" in data:
+            raise ValueError(
+                "`stratify` is gone: rows are split by a hash of `by` (or of the row) so that appended rows "
+                "never move between train and test; class shares stay close to the data's. Remove the key"
+            )
+        return data
+
+
+def _not_reserved(alias: str, what: str) -> str:
+    """MLflow reserves ``latest`` and ``v<digits>`` (they name versions); an alias cannot be one."""
+    if alias == "latest" or re.fullmatch(r"v\d+", alias):
+        raise ValueError(f"{what} {alias!r}: `latest` and `v<number>` are reserved by MLflow for versions")
+    return alias
+
+
+class Promote(_Closed):
+    """When a newly trained version may take the alias."""
+
+    alias: str = Field(default="champion", pattern=NAME_PATTERN)
+    gates: dict[str, str] = Field(default_factory=dict, description='metric -> condition, e.g. roc_auc: ">= 0.75"')
+    must_beat: str | None = Field(
+        default="champion", description="Alias the new version must beat on rows neither trained on; null to skip."
+    )
+
+    pin: dict[str, StrictInt] = Field(
+        default_factory=dict,
+        description=(
+            "alias -> version the registry must hold, e.g. {champion: 3}: git decides that alias, "
+            "and automatic promotion leaves it alone. Moving a pin retrains nothing."
+        ),
+    )
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_not_reserved(cls, alias: str) -> str:
+        return _not_reserved(alias, "alias")
+
+    @field_validator("pin")
+    @classmethod
+    def _pins_valid(cls, pin: dict[str, int]) -> dict[str, int]:
+        for alias, version in pin.items():
+            if not re.match(NAME_PATTERN, alias):
+                raise ValueError(f"pin {alias!r}: an alias is lowercase letters, digits and _")
+            _not_reserved(alias, "pin")
+            if isinstance(version, bool) or version < 1:
+                raise ValueError(f"pin {alias}: {version!r} is not a registered version number (1, 2, ...)")
+        return pin
+
+    @field_validator("gates")
+    @classmethod
+    def _gates_parse(cls, gates: dict[str, str]) -> dict[str, str]:
+        for metric, condition in gates.items():
+            if not _GATE.match(str(condition)):
+                raise ValueError(f'gate {metric}: "{condition}" is not a condition like ">= 0.75"')
+        return gates
+
+
+_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_CRON_NAMES = {
+    3: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+}
+
+
+_LONGEST = 366 * 86400
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration like ``90s``, ``30m``, ``6h`` or ``1d`` (at most a year); ``ValueError`` otherwise."""
+    match = _DURATION.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30m, 6h or 1d (a number and one of s, m, h, d)")
+    seconds = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    if seconds > _LONGEST:
+        raise ValueError(f"{text!r} is longer than a year (366d)")
+    return seconds
+
+
+def cron_problem(text: str) -> str | None:
+    """Why ``text`` is not a five-field cron expression (``0 3 * * 1``), or None.
+
+    Checked here without Dagster (the schema imports none); the schedule is then run by
+    Dagster's own cron iterator, and a test holds the two to agreeing.
+    """
+    fields = str(text).split()
+    if len(fields) != 5:
+        return f"{text!r} has {len(fields)} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)"
+    for index, (field, (what, low, high)) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
+        names = _CRON_NAMES.get(index, {})
+        for part in field.split(","):
+            base, slash, step = part.partition("/")
+            if slash and not (step.isdigit() and int(step) > 0):
+                return f"{text!r}: {what} step {step!r} is not a positive number"
+            if base == "*":
+                continue
+            bounds = base.split("-")
+            if len(bounds) > 2:
+                return f"{text!r}: {what} {part!r} is not a value, a range a-b or *, with an optional /step"
+            for bound in bounds:
+                value = names.get(bound.lower()) if not bound.isdigit() else int(bound)
+                if value is None or not low <= value <= high:
+                    return f"{text!r}: {what} {bound!r} is not in {low}-{high}"
+    return _never(text, fields)
+
+
+def _cron_values(field: str, names: dict[str, int]) -> list[int]:
+    """The values of a checked cron field without steps (``1-3,jun`` is 1, 2, 3, 6)."""
+    values: list[int] = []
+    for part in field.split(","):
+        bounds = [int(b) if b.isdigit() else names[b.lower()] for b in part.split("-")]
+        values += range(bounds[0], bounds[-1] + 1)
+    return values
+
+
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _never(text: str, fields: list[str]) -> str | None:
+    """Why a parsed schedule never ticks (``0 0 31 2 *``: no February has a 31st), or None.
+
+    Only when the day of the week is ``*``: with both restricted, cron runs on either.
+    """
+    day, month, weekday = fields[2], fields[3], fields[4]
+    if day.startswith("*") or weekday != "*" or "/" in day or "/" in month:
+        return None
+    days = _cron_values(day, {})
+    months = range(1, 13) if month == "*" else _cron_values(month, _CRON_NAMES[3])
+    if min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months):
+        return f"{text!r} never runs: no month it names has a day {min(days)}"
+    return None
+
+
+class DriftTrigger(_Closed):
+    """Retrain when the newest data has drifted from the data the champion was trained on.
+
+    Numeric features are scored by ``psi`` (population stability index over the reference's
+    deciles), ``ks`` (the two-sample Kolmogorov-Smirnov statistic) or ``chi2`` (Cramer's V of
+    the chi-square table over the reference's deciles); categorical ones by ``psi`` or, for
+    ``ks`` and ``chi2``, Cramer's V. The dataset's score is its worst feature's.
+    """
+
+    method: Literal["psi", "ks", "chi2"] = "psi"
+    threshold: float = Field(default=0.2, gt=0, description="Dataset score above which the data counts as drifted.")
+    features: list[str] | None = Field(
+        default=None, min_length=1, description="Columns to compare; the model's features when omitted."
+    )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> DriftTrigger:
+        if self.method in ("ks", "chi2") and self.threshold >= 1:
+            raise ValueError(f"threshold {self.threshold}: a {self.method} score is at most 1, so it would never fire")
+        return self
+
+
+class Retrain(_Closed):
+    """When a model retrains by itself (the ``slipway_retrain`` sensor); without it, it never does.
+
+    A trigger retrains the model once per new version of its input data, whatever the trigger
+    and however many sensor ticks see it. ``cooldown`` and ``max_per_day`` hold a trigger
+    back (it waits, and the sensor says until when); a change to the definition in git is
+    rebuilt by the automation sensor whatever the policy says.
+    """
+
+    on_new_data: bool = Field(default=False, description="Retrain on each new version of the input data.")
+    on_drift: DriftTrigger | None = Field(default=None, description="Retrain when new input data has drifted.")
+    schedule: str | None = Field(
+        default=None, description='Cron: retrain at each tick if the input has data not trained on, e.g. "0 3 * * 1".'
+    )
+    cooldown: str | None = Field(default=None, description="Least time between two trainings: 30m, 6h, 1d.")
+    max_per_day: int | None = Field(default=None, ge=1, description="Most trainings in any 24 hours.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        problem = cron_problem(schedule) if schedule is not None else None
+        if problem:
+            raise ValueError(f"schedule {problem}")
+        return schedule
+
+    @field_validator("cooldown")
+    @classmethod
+    def _duration(cls, cooldown: str | None) -> str | None:
+        if cooldown is not None:
+            try:
+                parse_duration(cooldown)
+            except ValueError as exc:
+                raise ValueError(f"cooldown {exc}") from None
+        return cooldown
+
+    @model_validator(mode="after")
+    def _a_trigger(self) -> Retrain:
+        if not (self.on_new_data or self.on_drift or self.schedule):
+            raise ValueError(
+                "no trigger: give on_new_data: true, on_drift or schedule (without one the model never retrains "
+                "by itself, and cooldown and max_per_day hold nothing back)"
+            )
+        return self
+
+    @property
+    def cooldown_seconds(self) -> int:
+        """The cooldown in seconds (0 without one)."""
+        return parse_duration(self.cooldown) if self.cooldown else 0
+
+
+class Model(_Closed):
+    """A model asset: trained on a dataset, tracked and registered in the experiment tracker."""
+
+    dataset: str = Field(
+        pattern=INPUT_PATTERN,
+        description="A dataset of this pipeline, or any asset of the code location by key (`team/table`).",
+    )
+    target: str
+    features: list[str] | None = Field(default=None, description="Feature columns; all but the target when omitted.")
+    estimator: str | None = Field(default=None, pattern=IMPORT_PATH_PATTERN, description="sklearn-API class")
+    train: str | None = Field(default=None, pattern=IMPORT_PATH_PATTERN, description="module:function(X, y, params)")
+    params: dict[str, Any] = Field(default_factory=dict)
+    task: Literal["classification", "regression"] | None = Field(
+        default=None, description="Inferred from the first metric when omitted."
+    )
+    split: Split = Field(default_factory=Split)
+    evaluate_on: str | None = Field(
+        default=None,
+        pattern=INPUT_PATTERN,
+        description="A held-out evaluation dataset (name or `pipeline/name`): train on every row, "
+        "score and compare with the champion on this one instead of a split.",
+    )
+    metrics: list[str] = Field(min_length=1)
+    promote: Promote = Field(default_factory=Promote)
+    retrain: Retrain | None = Field(default=None, description="When it retrains by itself; never without one.")
+    resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Model:
+        if (self.estimator is None) == (self.train is None):
+            raise ValueError("a model needs exactly one of `estimator` or `train`")
+        for name in self.metrics:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}{suggest(name, METRICS)}")
+        tasks = {METRICS[m].task for m in self.metrics}
+        if len(tasks) > 1:
+            raise ValueError(f"metrics mix classification and regression: {self.metrics}")
+        if self.task is not None and tasks != {self.task}:
+            raise ValueError(f"metrics {self.metrics} do not fit task {self.task!r}")
+        for gate in self.promote.gates:
+            if gate not in self.metrics:
+                raise ValueError(f"gate on {gate!r}, which is not in metrics {self.metrics}")
+        if self.evaluate_on is not None and "split" in self.model_fields_set:
+            raise ValueError("`split` and `evaluate_on` exclude each other: a model is scored on one or the other")
+        return self
+
+    @property
+    def resolved_task(self) -> str:
+        """``classification`` or ``regression``."""
+        return self.task or METRICS[self.metrics[0]].task
+
+
+class PipelineSpec(_Closed):
+    """A whole pipeline: the ``attributes`` of one ``defs.yaml``."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Pipeline name: the asset group and MLflow experiment.")
+    description: str | None = None
+    datasets: dict[str, Dataset] = Field(default_factory=dict)
+    models: dict[str, Model] = Field(default_factory=dict)
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Rules across fields, as ``(location, message)`` so the loader can name the line."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for kind, names in (("datasets", self.datasets), ("models", self.models)):
+            for key in names:
+                if not re.match(NAME_PATTERN, key):
+                    found.append(((kind, key), f"asset name {key!r} must be lower_snake_case"))
+        for key in set(self.datasets) & set(self.models):
+            found.append((("models", key), f"{key!r} names both a dataset and a model"))
+        for name, dataset in self.datasets.items():
+            for index, ref in enumerate(dataset.inputs or []):
+                found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
+        for name, model in self.models.items():
+            found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")
+            drift = model.retrain.on_drift if model.retrain else None
+            if drift is not None and drift.features and model.features is not None:
+                for index, column in enumerate(drift.features):
+                    if column not in model.features:
+                        message = f"{column!r} is not among the model's features {model.features}"
+                        found.append((("models", name, "retrain", "on_drift", "features", index), message))
+            if model.evaluate_on is not None:
+                found += self._unknown(model.evaluate_on, ("models", name, "evaluate_on"), "evaluation dataset")
+                if key_of(self.name, model.evaluate_on) == key_of(self.name, model.dataset):
+                    message = f"`evaluate_on` names the training dataset {model.dataset!r}; name a held-out one"
+                    found.append((("models", name, "evaluate_on"), message))
+        return found
+
+    def _unknown(self, ref: str, loc: tuple[str | int, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:
+        """A reference by name to this pipeline's datasets that names none (keys ``a/b`` are checked later)."""
+        if "/" in ref or ref in self.datasets:
+            return []
+        if ref in self.models:
+            return [(loc, f"{what} {ref!r} is a model; only datasets (tables) can be read")]
+        return [(loc, f"unknown {what} {ref!r}{suggest(ref, self.datasets)}")]
+
+
+def parse_gate(condition: str) -> tuple[str, float]:
+    """Split ``">= 0.75"`` into ``(">=", 0.75)``."""
+    match = _GATE.match(condition)
+    if match is None:  # schema validation has already rejected it
+        raise ValueError(condition)
+    return match.group(1), float(match.group(2))

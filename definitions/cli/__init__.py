@@ -1,0 +1,1 @@
+"""The ``slipway`` commands: run (runner, execute, outcomes, report), repro, dev, demo, validate."""

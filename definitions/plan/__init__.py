@@ -1,0 +1,1 @@
+"""``slipway plan``: each side of a change (revisions, sides), their comparison and its report."""
