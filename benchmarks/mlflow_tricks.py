@@ -15,7 +15,7 @@ switched off by a patch applied before the CLI starts:
 
 The alembic lock is a fix for a crash, not a speed trick, and is on in every variant; the eager
 store touch is not measured either (MLflow 3.17's ``MlflowClient()`` already opens the tracking
-store; see ``tests/unit/test_mlflow_tricks.py``). One discarded run warms the OS file cache
+store; see ``tests/resources/test_mlflow_tricks.py``). One discarded run warms the OS file cache
 first; then each repeat runs every variant once, starting one variant later each time. Prints
 the medians and each variant's difference from ``shipped`` (positive: the trick saves that
 much). Writes nothing outside a temporary folder.

@@ -2,7 +2,7 @@
 
 Usage: ``uv run python benchmarks/storage_tier.py [--repeats 5]``
 
-The tier is the Kubernetes stack's storage path, run here (as ``tests/graph/test_storage_tier.py``
+The tier is the Kubernetes stack's storage path, run here (as ``tests/stacks/test_storage_tier.py``
 runs it): Dagster's instance on the local PostgreSQL, a real ``mlflow server --workers 1``
 (backend store on PostgreSQL, artifacts on S3), asset outputs on an S3 server (moto's server
 mode), all on 127.0.0.1. Each repeat gets new databases, a new MLflow server and a new bucket

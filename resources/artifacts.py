@@ -24,6 +24,10 @@ from resources.redact import redact, safe_cause
 from resources.settings import LocalStoreSettings, S3StoreSettings
 
 STORED = "slipway/stored"
+# On a model's materialization whose version failed a gate: kept for audit, not the one read downstream.
+NOT_CURRENT = "slipway/not_current"
+# How many of an asset's latest materializations are searched for the current stored version.
+RECORD_DEPTH = 100
 #: How every error of an artifact store begins: ``artifact store (<kind>): …``.
 ARTIFACT_STORE_ERROR = "artifact store ("
 
@@ -44,10 +48,12 @@ class ModelRef:
 class ArtifactStore(dg.ConfigurableIOManager, ABC):
     """Stores asset outputs between steps and runs.
 
-    Layout, whatever the medium: ``<root>/<pipeline>/<asset>/<dagster run id>.parquet|.json``
-    and a ``LATEST`` entry naming the version downstream assets read. Each implementation
-    provides four blob operations (:meth:`_get`, :meth:`_put`, :meth:`_find`, :meth:`_where`);
-    what is stored, and when ``LATEST`` moves, is decided here once.
+    Layout, whatever the medium: ``<root>/<pipeline>/<asset>/<dagster run id>.parquet|.json``.
+    Which version is current is Dagster's record alone: the latest materialization of the asset
+    that this store holds and that is not marked :data:`NOT_CURRENT` (a model that failed a gate).
+    A table written by a run killed before Dagster recorded it is read by nobody. Each
+    implementation provides four blob operations (:meth:`_get`, :meth:`_put`, :meth:`_find`,
+    :meth:`_where`); what is stored is decided here once.
     """
 
     #: The implementation's name in messages: ``artifact store (<kind>): …``.
@@ -77,16 +83,26 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         """The local file of a stored version, when the store is local and has it (else None)."""
         return None
 
-    def read(self, key: tuple[str, ...]) -> Any:
-        """The latest stored output of ``key``."""
-        latest = self._get(key, "LATEST")
-        if latest is None:
+    def read_recorded(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Any:
+        """The current version of ``asset_key``: the one Dagster's record names (:meth:`recorded_version`)."""
+        key = tuple(asset_key.path)
+        version = self.recorded_version(instance, asset_key)
+        if version is None:
             raise DataError(
                 f"artifact store ({self.kind}): {'/'.join(key)} has never been materialized {self._where()}; "
                 "run `slipway run` for its pipeline first"
             )
-        name = latest.decode().strip()
-        return self._decode(key, name, self._get(key, name))
+        return self.read_version(key, version)
+
+    @staticmethod
+    def recorded_version(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str | None:
+        """The run id of the latest materialization of ``asset_key`` this store holds and that is current."""
+        records = instance.fetch_materializations(asset_key, limit=RECORD_DEPTH).records
+        for record in records:
+            metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+            if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
+                return record.run_id
+        return None
 
     def read_version(self, key: tuple[str, ...], version: str) -> Any:
         """Stored version ``version`` (a Dagster run id) of ``key``; :class:`DataError` when it is not stored.
@@ -103,17 +119,18 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:  # noqa: D102
         self.write(tuple(context.asset_key.path), obj, context.run_id)
-        # Marks the materialization as one this store holds: only those are checked for reuse.
-        context.add_output_metadata({STORED: True})
+        # Marks the materialization as one this store holds: only those are checked for reuse
+        # and read downstream; a model that failed a gate is kept for audit, not read.
+        failed_gate = isinstance(obj, ModelRef) and not obj.gates_passed
+        context.add_output_metadata({STORED: True, **({NOT_CURRENT: True} if failed_gate else {})})
 
     def load_input(self, context: dg.InputContext) -> Any:  # noqa: D102
-        return self.read(tuple(context.asset_key.path))
+        return self.read_recorded(context.instance, context.asset_key)
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:
-        """Store ``obj`` as version ``version`` of ``key``.
+        """Store ``obj`` as version ``version`` (a Dagster run id) of ``key``.
 
-        It becomes the version downstream assets read, unless it is a model that failed a
-        gate: that one is kept for audit, and the last good version stays the one served.
+        It becomes current only when Dagster records its materialization (:meth:`recorded_version`).
         (A dataset that fails a blocking expectation never reaches the store.)
         """
         if isinstance(obj, ModelRef):
@@ -133,8 +150,6 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
                 "assets must return a DataFrame, a model reference or None"
             )
         self._put(key, name, data)
-        if not isinstance(obj, ModelRef) or obj.gates_passed:
-            self._put(key, "LATEST", name.encode())
 
     def _decode(self, key: tuple[str, ...], name: str, data: bytes | None) -> Any:
         if data is None:
@@ -362,3 +377,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _value(entry: Any) -> Any:
+    """A metadata entry's value (Dagster wraps them: ``BoolMetadataValue(value=True)``)."""
+    return getattr(entry, "value", entry)

@@ -14,7 +14,7 @@ failed every run of a model that trained in milliseconds), so code that imports 
 
 What each trick here buys, and what fails when an upgrade breaks it (figures: cold
 ``slipway run`` of the reference workload, ``benchmarks/mlflow_tricks.py --repeats 5`` on an
-idle machine, median 13.92 s shipped; guards: ``tests/unit/test_mlflow_tricks.py``):
+idle machine, median 13.92 s shipped; guards: ``tests/resources/test_mlflow_tricks.py``):
 
 - the warm-up thread (:func:`prewarm`): 1.59 s (11%). Guarded: :func:`client` waits for it,
   returns what it built, builds once, and re-raises its error.

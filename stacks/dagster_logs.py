@@ -5,7 +5,7 @@ through a ``tail -F`` process per step, which a local run pays for on every asse
 keeps steps' own lines in the event log (``context.log``, metadata) instead. Sensor and schedule
 ticks write their ``context.log`` lines through :meth:`open_log_stream`, which costs nothing
 until a tick logs: this class keeps that, so the UI's "View logs" of a tick shows what it decided,
-and turns the per-step capture into a no-op. Private Dagster API: ``tests/unit/test_dagster_storage.py``
+and turns the per-step capture into a no-op. Private Dagster API: ``tests/stacks/test_dagster_storage.py``
 holds it to the behaviour relied on.
 """
 

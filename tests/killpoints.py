@@ -6,7 +6,8 @@
 - ``run-started``: right after the MLflow run was created;
 - ``registered``: right after the model version was registered;
 - ``alias-moved``: right after an alias was moved to the new version;
-- ``delivered``: right before the MLflow run is closed (after Dagster recorded the output).
+- ``delivered``: right before the MLflow run is closed (after Dagster recorded the output);
+- ``table-written``: right after the artifact store wrote an output, before Dagster recorded it.
 
 ``server-down-after-registered`` kills the MLflow server instead (the process group
 ``$KILL_SERVER_PGID``) right after the version was registered, and carries on;
@@ -28,6 +29,7 @@ POINTS = {
     "registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
     "alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),
     "delivered": ("resources.tracker", "MlflowTracker", "end_run", "before"),
+    "table-written": ("resources.artifacts", "ArtifactStore", "write", "after"),
     "server-down-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
     "disk-full-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
     "interrupt-after-alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),

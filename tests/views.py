@@ -78,3 +78,13 @@ def launch(defs_dir: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return job.execute_in_process(
             instance=instance, asset_selection=list(request.asset_selection), tags=tags, raise_on_error=False
         )
+
+
+def current_table(key: str):
+    """The table of ``key`` that downstream assets read now: the version Dagster recorded (local stack)."""
+    from resources.artifacts import LocalArtifactStore
+    from stacks import slipway_home
+
+    store = LocalArtifactStore(base_dir=str(slipway_home() / "artifacts"))
+    with stack_instance() as instance:
+        return store.read_recorded(instance, dg.AssetKey.from_user_string(key))

@@ -174,12 +174,16 @@ def changed_in_git(record: Record, key: dg.AssetKey, limit: int = 50) -> str | N
 
 
 def last_tick(schedule: str, now: float) -> float | None:
-    """The timestamp of the latest tick of ``schedule`` (UTC) at or before ``now``."""
-    from dagster._utils.schedules import reverse_cron_string_iterator
+    """The timestamp of the latest tick of ``schedule`` (UTC) at or before ``now`` (croniter), None if it has none."""
+    from croniter import CroniterBadDateError, croniter
 
-    for tick in reverse_cron_string_iterator(now, schedule, "UTC"):
-        return tick.timestamp()
-    return None
+    # croniter's previous tick is strictly before its start: start a second later, step back once more if past.
+    ticks = croniter(schedule, datetime.fromtimestamp(now + 1, UTC))
+    try:
+        tick = ticks.get_prev(float)
+        return tick if tick <= now else ticks.get_prev(float)
+    except CroniterBadDateError:
+        return None
 
 
 def _materialization_with(instance: Any, asset: dg.AssetKey, version: str, limit: int) -> Any:

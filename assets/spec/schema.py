@@ -403,8 +403,8 @@ def parse_duration(text: str) -> int:
 def cron_problem(text: str) -> str | None:
     """Why ``text`` is not a five-field cron expression (``0 3 * * 1``), or None.
 
-    Checked here without Dagster (the schema imports none); the schedule is then run by
-    Dagster's own cron iterator, and a test holds the two to agreeing.
+    Checked here without a library (the schema imports none); the schedule is then run by
+    croniter (:func:`assets.automation.retrain.last_tick`), and a test holds the two to agreeing.
     """
     fields = str(text).split()
     if len(fields) != 5:

@@ -14,6 +14,9 @@ import pytest
 from gitrepo import commit_all, init
 from test_cli import slipway
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 CRM = """\
 type: assets.Pipeline
 attributes:

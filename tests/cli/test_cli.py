@@ -11,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 SLIPWAY = str(Path(sys.executable).parent / "slipway")

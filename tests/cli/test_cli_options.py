@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from test_cli import ORDERS, slipway
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 SHOP = """
 type: assets.Pipeline
 attributes:

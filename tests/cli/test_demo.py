@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from views import automation_requests, launch, retrain_tick, ui_materialize
 
 from assets.spec.tags import TRIGGER_TAG
 from definitions.cli.runner import run
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

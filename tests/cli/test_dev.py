@@ -24,6 +24,9 @@ from definitions.cli.processes import parents
 from resources.errors import StackError
 from stacks import load_stack
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SLIPWAY = str(Path(sys.executable).parent / "slipway")
 MARKER = "DEV_TEST_MARKER"  # inherited by every process `slipway dev` starts

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from test_cli import assert_one_line_error, slipway
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("name", ["run#1", "q?x=1", "%41"])
 def test_a_home_with_url_syntax_is_refused_and_nothing_is_left_beside_it(tmp_path, name):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from test_cli import assert_one_line_error, slipway
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 ATTACK = """
 type: assets.Pipeline

@@ -10,6 +10,9 @@ import uuid
 import pytest
 from test_dev import MARKER, REPO, _free_port, _graphql, _kill_marked, _start_dev, _stop, _wait_http
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 LOCATIONS = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
 
 

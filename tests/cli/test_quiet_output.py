@@ -24,6 +24,9 @@ import pytest
 from test_cli import REPO, SLIPWAY
 from test_dev import MARKER, _free_port, _graphql, _kill_marked, _launch_from_ui, _marked, _wait_http
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 PIPELINE = """
 type: assets.Pipeline
 attributes:

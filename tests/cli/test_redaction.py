@@ -19,6 +19,9 @@ from test_cli import slipway
 
 from resources.redact import redact
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 PASSWORDS = ["pa'ss", 'pa"ss', "p@ss", "p:ss", "p%41ss", "pa ss", "pässwörd✓", "p/ss?#x"]
 
 

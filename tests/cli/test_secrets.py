@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from mlflow_server import MlflowServer
 from stored import stored_anywhere
 from test_cli import slipway
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 SECRET = "s3cret-Pa55"
 # A Postgres URL the local stack cannot use (no psycopg2 driver here): the run fails fast,

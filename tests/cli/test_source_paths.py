@@ -10,8 +10,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from summary_rows import rows
 from test_cli import assert_one_line_error, slipway
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 PIPELINE = """
 type: assets.Pipeline

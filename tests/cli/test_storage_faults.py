@@ -16,6 +16,9 @@ from mlflow import MlflowClient
 from summary_rows import rows
 from test_cli import REPO, slipway
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 FULL = "the disk is full. Free some space, then run again"
 
 

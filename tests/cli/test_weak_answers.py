@@ -25,6 +25,9 @@ from services import postgres_answers, query, scratch_databases
 from summary_rows import row
 from test_cli import REPO, SLIPWAY
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 KILLPOINTS = REPO / "tests" / "killpoints.py"
 SECRET = "s3cret-Pa55"
 

@@ -19,14 +19,16 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from summary_rows import row as summary_row
-from views import automation_requests, stack_instance, ui_materialize, ui_observe  # noqa: F401
+from views import automation_requests, current_table, stack_instance, ui_materialize, ui_observe  # noqa: F401
 
 from assets.automation.sensors import NEW_FILES_SENSOR
 from assets.data.generators import churn
 from definitions.cli.runner import run
 from definitions.definitions import build_definitions
-from resources.artifacts import LocalArtifactStore
 from resources.errors import DefinitionError
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 SHOP = """
 type: assets.Pipeline
@@ -136,10 +138,9 @@ def test_failing_data_is_never_read_downstream_by_any_path(home, defs_dir, shop)
         f"unchanged: shop/orders failed, so it stays on the last good data (run {good.dagster_run_ids[0][:8]})",
     )
     # The stored (served) data is still the last good version.
-    artifacts = LocalArtifactStore(base_dir=str(home / "artifacts"))
     from assets.spec.versions import frame_version
 
-    assert frame_version(artifacts.read(("shop", "orders"))) == good_version
+    assert frame_version(current_table("shop/orders")) == good_version
     # Automation does not request the model while the blocking check fails.
     assert "shop/clf" not in automation_requests(defs_dir)
 
@@ -157,7 +158,7 @@ def test_a_model_failing_its_gate_is_registered_but_never_served(home, defs_dir,
     clf = next(o for o in report.outcomes if o.key == "shop/clf")
     assert (clf.status, clf.model_version, clf.alias) == ("failed", "2", None)
     assert clf.detail.startswith("check failed: gate_roc_auc; ") and "not stored" not in clf.detail
-    served = LocalArtifactStore(base_dir=str(home / "artifacts")).read(("shop", "clf"))
+    served = current_table("shop/clf")
     assert (served.version, served.gates_passed) == ("1", True)
     # Not retrained on the next run (nothing changed), and still reported as failing.
     again = next(o for o in run(defs_dir=defs_dir).outcomes if o.key == "shop/clf")
@@ -309,7 +310,7 @@ def test_an_edited_hand_written_asset_is_rebuilt_with_what_reads_it(home, defs_d
     assert automation_requests(defs_dir) == {"hand/customers"}
     report = run(defs_dir=defs_dir)
     assert _rows(report)["hand/customers"][0] == "built" and report.outcomes[0].reason == "definition changed"
-    assert len(LocalArtifactStore(base_dir=str(home / "artifacts")).read(("hand", "customers"))) == 250
+    assert len(current_table("hand/customers")) == 250
     assert _rows(report)["shop/clf"][0] == "built"  # its input has new data
 
 

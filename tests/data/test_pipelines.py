@@ -15,6 +15,9 @@ from mlflow import MlflowClient
 from assets.data.generators import churn
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 CHURN = """
 type: assets.Pipeline
 attributes:

@@ -7,11 +7,15 @@ import time
 
 import dagster as dg
 import pandas as pd
+import pytest
 from views import stack_instance
 
 from assets.automation.sensors import NEW_FILES_SENSOR
 from definitions.cli.runner import run
 from definitions.definitions import build_definitions
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 SHOP = """
 type: assets.Pipeline

@@ -14,6 +14,9 @@ from assets.model.pins import ALIAS_CHECK
 from definitions.cli.runner import run
 from definitions.definitions import build_definitions
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 SHOP = """
 type: assets.Pipeline
 attributes:

@@ -8,6 +8,9 @@ from test_graph_errors import CRM, _failed, _validate_error, shop
 from assets.data.generators import churn
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def crm(write_pipeline, monkeypatch):

@@ -21,6 +21,9 @@ from webhook import Hook
 
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 PIPELINE = """
 type: assets.Pipeline
 attributes:

@@ -16,6 +16,9 @@ from webhook import Hook
 from assets.data.generators import churn
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 DAGSTER_UI = "SLIPWAY_DAGSTER_UI_URL"
 
 SHOP = """

@@ -19,6 +19,9 @@ from definitions.cli.runner import run
 from resources import database
 from resources.errors import DataError, DefinitionError
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def victim(monkeypatch) -> str:

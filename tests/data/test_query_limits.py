@@ -13,6 +13,9 @@ from resources.errors import DataError, DefinitionError
 from resources.query import DuckdbEngine
 from stacks import load_stack
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 ENDLESS = "with recursive r(n) as (select 1 union all select n + 1 from r) select count(*) as n from r"
 GREEDY = "select list(range) as l from range(100000000)"  # 800 MB in one value
 

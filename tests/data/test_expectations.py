@@ -13,6 +13,9 @@ import pytest
 from mlflow import MlflowClient
 from summary_rows import rows as summary_rows
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 PIPELINE = """

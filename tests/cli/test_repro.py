@@ -11,6 +11,9 @@ from definitions.cli.main import main
 from definitions.cli.repro import repro
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 SHOP = """
 type: assets.Pipeline
 attributes:

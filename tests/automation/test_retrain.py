@@ -23,6 +23,9 @@ from definitions.definitions import build_definitions
 from resources.registry import MlflowModelRegistry
 from stacks import load_stack
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 PIPELINE = """
 type: assets.Pipeline
 attributes:

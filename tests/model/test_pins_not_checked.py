@@ -8,9 +8,13 @@ hand moves of the other models are still checked after the run.
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from definitions.cli.runner import run
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 SHOP = """
 type: assets.Pipeline

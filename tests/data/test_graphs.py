@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from views import automation_requests
+from views import automation_requests, current_table
 
 from assets.data.generators import churn
 from definitions.cli.runner import run
-from resources.artifacts import LocalArtifactStore
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 CRM = """
 type: assets.Pipeline
@@ -148,10 +150,9 @@ def test_a_graph_pipeline_runs_end_to_end(home, defs_dir, graph):
 
     # The evaluation set is the SQL's rows (every fifth customer); the transform added its column
     # to the SQL's join with the Postgres table.
-    store = LocalArtifactStore(base_dir=str(home / "artifacts"))
-    holdout = store.read(("shop", "holdout"))
-    training = store.read(("shop", "training"))
-    enriched = store.read(("shop", "enriched"))
+    holdout = current_table("shop/holdout")
+    training = current_table("shop/training")
+    enriched = current_table("shop/enriched")
     assert len(holdout) == 120 and (holdout["customer_id"] % 5 == 0).all()
     assert len(training) == 480 and not (training["customer_id"] % 5 == 0).any()
     assert {"failed_payments", "plan", "premium"} <= set(enriched.columns)
@@ -265,8 +266,7 @@ def test_an_observe_query_stands_for_the_data_of_a_database_source(home, defs_di
     database.execute("insert into accounts values (600, 'premium')")
     report = run(defs_dir=defs_dir)
     assert _why(report)["shop/accounts"] == ("built", "shop/accounts/query_accounts has new data")
-    store = LocalArtifactStore(base_dir=str(home / "artifacts"))
-    accounts = store.read(("shop", "accounts"))
+    accounts = current_table("shop/accounts")
     assert len(accounts) == 601 and accounts.loc[accounts["customer_id"] == 3, "plan"].item() == "basic"
 
 

@@ -18,6 +18,9 @@ from definitions.cli.runner import run
 from definitions.definitions import build_definitions
 from definitions.plan.compare import plan
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 SHOP = """
 type: assets.Pipeline
 attributes:

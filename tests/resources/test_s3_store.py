@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import dagster as dg
 import pandas as pd
 import pytest
 from mlflow_server import free_port
@@ -34,11 +35,11 @@ def store(moto: MotoServer, **changes) -> S3ArtifactStore:
     return S3ArtifactStore(**{"bucket": BUCKET, "prefix": "team/a", "endpoint_url": moto.url, **changes})
 
 
-def test_tables_models_and_nothing_round_trip_and_latest_follows_the_last_good_write(moto, creds):
+def test_tables_models_and_nothing_round_trip_and_each_version_is_kept(moto, creds):
     s3 = store(moto)
     frame = pd.DataFrame({"x": [1, 2, 3], "s": ["a", "b", None]})
     s3.write(("p", "t"), frame, "run1")
-    pd.testing.assert_frame_equal(s3.read(("p", "t")), frame)
+    pd.testing.assert_frame_equal(s3.read_version(("p", "t"), "run1"), frame)
     assert s3.has(("p", "t"), "run1") and not s3.has(("p", "t"), "run2")
     assert "team/a/p/t/run1.parquet" in moto.keys(BUCKET, "team/a/p/t/")
 
@@ -46,18 +47,20 @@ def test_tables_models_and_nothing_round_trip_and_latest_follows_the_last_good_w
     failed = ModelRef("m", "2", "models:/m/2", "r2", None, {"auc": 0.1}, gates_passed=False)
     s3.write(("p", "m"), good, "run1")
     s3.write(("p", "m"), failed, "run2")
-    assert s3.read(("p", "m")) == good  # the version that failed its gate is kept, not served
+    assert s3.read_version(("p", "m"), "run1") == good  # the version that failed its gate is kept too
     assert s3.read_version(("p", "m"), "run2") == failed
     s3.write(("p", "side"), None, "run1")
-    assert s3.read(("p", "side")) is None
+    assert s3.read_version(("p", "side"), "run1") is None
+    # No pointer of its own: which version is current is Dagster's record.
+    assert not [k for k in moto.keys(BUCKET, "team/a/") if k.endswith("/LATEST")]
 
 
 def test_what_was_never_stored_is_a_data_error_naming_the_bucket(moto, creds):
     s3 = store(moto, prefix="other")
-    with pytest.raises(
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(
         DataError, match=r"artifact store \(s3\): p/t has never been materialized in s3://unit-artifacts/other"
     ):
-        s3.read(("p", "t"))
+        s3.read_recorded(instance, dg.AssetKey(["p", "t"]))
     with pytest.raises(DataError, match=r"p/t of run run9 is not stored in s3://unit-artifacts/other"):
         s3.read_version(("p", "t"), "run9")
 
@@ -76,16 +79,16 @@ def test_no_credentials_names_the_variables_to_set(moto, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ResourceError, match=r"no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
-        store(moto, timeout_seconds=1).read(("p", "t"))
+        store(moto, timeout_seconds=1).read_version(("p", "t"), "run1")
 
 
 def test_an_endpoint_that_is_down_fails_after_bounded_retries_naming_it(creds):
     dead = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(ResourceError) as caught:
-        S3ArtifactStore(bucket=BUCKET, endpoint_url=dead, attempts=3, timeout_seconds=1).read(("p", "t"))
+        S3ArtifactStore(bucket=BUCKET, endpoint_url=dead, attempts=3, timeout_seconds=1).read_version(("p", "t"), "run1")
     assert str(caught.value).startswith(
-        f"artifact store (s3): {dead}, bucket {BUCKET}: cannot read (no answer after 3 attempts)"
+        f"artifact store (s3): {dead}, bucket {BUCKET}: cannot list (no answer after 3 attempts)"
     )
     assert time.monotonic() - started < 30
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in str(caught.value)

@@ -15,6 +15,9 @@ from assets.data.generators import churn
 from definitions.cli.report import summary
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 SHOP = """
 type: assets.Pipeline
 attributes:

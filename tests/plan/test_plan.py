@@ -18,6 +18,9 @@ from definitions.cli.main import main
 from definitions.plan.compare import plan
 from definitions.plan.report import as_json, as_markdown, as_table
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan"
 REGENERATE = os.environ.get("SLIPWAY_REGENERATE_GOLDEN") == "1"
 

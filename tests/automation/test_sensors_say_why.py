@@ -17,6 +17,9 @@ from assets.data.generators import churn
 from definitions.cli.runner import run
 from definitions.definitions import build_definitions
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 SHOP = """
 type: assets.Pipeline
 attributes:

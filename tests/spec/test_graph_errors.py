@@ -11,12 +11,16 @@ import logging
 import textwrap
 
 import pytest
+from views import current_table
 
 from assets.data.generators import churn
 from definitions.cli.runner import run
 from definitions.cli.validate import validate
 from resources import database
 from resources.errors import DataError, DefinitionError, ResourceError
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 CRM = """
 type: assets.Pipeline
@@ -425,11 +429,9 @@ def test_a_cycle_through_a_hand_written_asset_is_printed(home, defs_dir, crm, wr
 
 
 def test_a_transforms_index_is_kept_as_columns_not_dropped(home, defs_dir, crm, write_pipeline):
-    from resources.artifacts import LocalArtifactStore
-
     shop(write_pipeline, "totals:\n  inputs: [crm/customers]\n  transform: transforms:totals_by_customer\n")
     assert run(defs_dir=defs_dir).ok
-    stored = LocalArtifactStore(base_dir=str(home / "artifacts")).read(("shop", "totals"))
+    stored = current_table("shop/totals")
     assert list(stored.columns) == ["customer_id", "tenure"] and len(stored) == 60
 
 
@@ -464,7 +466,6 @@ def test_running_one_pipeline_is_not_stopped_by_a_database_source_it_does_not_re
 
 
 def test_index_levels_become_columns_only_when_named_and_never_twice(home, defs_dir, crm, write_pipeline):
-    from resources.artifacts import LocalArtifactStore
 
     shop(
         write_pipeline,
@@ -478,9 +479,8 @@ def test_index_levels_become_columns_only_when_named_and_never_twice(home, defs_
         """,
     )
     assert run(defs_dir=defs_dir).ok
-    store = LocalArtifactStore(base_dir=str(home / "artifacts"))
-    assert list(store.read(("shop", "ranked")).columns) == ["contract_months", "tenure"]
-    assert list(store.read(("shop", "twice")).columns) == list(churn(60, seed=1).columns)
+    assert list(current_table("shop/ranked").columns) == ["contract_months", "tenure"]
+    assert list(current_table("shop/twice").columns) == list(churn(60, seed=1).columns)
 
 
 def test_a_transform_failing_with_a_password_in_its_message_hides_it(home, defs_dir, crm, write_pipeline):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from assets.data.generators import churn
 from definitions.cli.runner import run
+
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
 
 SHOP = """
 type: assets.Pipeline

@@ -23,6 +23,9 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 TESTS = Path(recording_model.__file__).parent
 

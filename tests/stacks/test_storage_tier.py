@@ -125,7 +125,7 @@ def test_a_pipeline_lands_in_postgres_the_mlflow_server_and_s3_and_a_second_mach
     # the model's files under the MLflow server's destination.
     keys = tier.moto.keys(BUCKET)
     assert any(k.startswith("artifacts/diabetes/patients/") and k.endswith(".parquet") for k in keys), keys
-    assert "artifacts/diabetes/patients/LATEST" in keys
+    assert not [k for k in keys if k.endswith("/LATEST")], keys  # which version is current is the record's
     assert any(k.startswith("artifacts/diabetes/progression_lgbm/") and k.endswith(".json") for k in keys), keys
     assert any(k.startswith("mlflow/") and k.endswith("/MLmodel") for k in keys), keys
     # ... and nothing of it on this machine's disk.

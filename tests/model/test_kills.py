@@ -24,6 +24,9 @@ from stored import stored_anywhere
 
 from definitions.cli.runner import run
 
+# Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 KILLPOINTS = REPO / "tests" / "killpoints.py"
 NAME = "shop.clf"
