@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from assets.automation.staleness import DATA_VERSION_TAG, Built, out_of_date
+from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why, out_of_date, said
 from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
 
 __all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
@@ -114,14 +114,14 @@ class Record:
             self._other[key] = current_data_version(self.instance, key)
         return self._other[key]
 
-    def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[str]:
+    def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[Reason]:
         """Why ``key`` must be rebuilt; empty when what was built is still current."""
         built = self._built.get(key)
         node = self.graph.get(key)
         inputs = {p.to_user_string(): self.data_version(p) for p in node.parent_keys} if built is not None else {}
         found = out_of_date(built, node.code_version, inputs)
         if not found and (problem := self.lost(key, stores)) is not None:
-            found.append(problem)
+            found.append(Reason(Why.OUTPUT_LOST, problem))
         return found
 
     def lost(self, key: dg.AssetKey, stores: StoredOutputs | None) -> str | None:
@@ -169,7 +169,7 @@ class OutOfDate(dg.AutomationCondition):
         reasons = record.reasons(context.key, self.stores)  # type: ignore[arg-type]
         held = record.held(context.key) if reasons else None  # type: ignore[arg-type]
         subset = context.candidate_subset if reasons and held is None else context.get_empty_subset()
-        metadata = {"reasons": "; ".join(reasons)} if reasons else {}
+        metadata = {"reasons": said(reasons), "reason_kinds": ", ".join(r.why for r in reasons)} if reasons else {}
         if held is not None:
             metadata["held"] = held
         return dg.AutomationResult(context, subset, metadata=metadata or None)

@@ -42,7 +42,7 @@ from typing import Any
 import dagster as dg
 
 from assets.automation.rebuild import Record, failed_blocking_checks, record_for, running_assets
-from assets.automation.staleness import DATA_VERSION_TAG, NEW_DATA
+from assets.automation.staleness import DATA_VERSION_TAG, Reason, Why, said
 from assets.spec.policy import Policy, policies
 from assets.spec.schema import Retrain
 from assets.spec.tags import REASON_TAG, TRIGGER_TAG
@@ -90,10 +90,10 @@ class DriftVerdict:
             return None
 
 
-def only_new_data(reasons: Iterable[str]) -> bool:
+def only_new_data(reasons: Iterable[Reason]) -> bool:
     """True when every reason is an input's new data (what the retrain policy decides about)."""
     reasons = list(reasons)
-    return bool(reasons) and all(r.endswith(NEW_DATA) for r in reasons)
+    return bool(reasons) and all(r.why is Why.NEW_DATA for r in reasons)
 
 
 class GitChange(dg.AutomationCondition):
@@ -239,26 +239,26 @@ class Tick:
         if not reasons:
             return Decision(policy.asset, "idle", "trained on the newest data")
         if not only_new_data(reasons):
-            return Decision(policy.asset, "idle", f"{'; '.join(reasons)}: the automation sensor rebuilds it")
+            return Decision(policy.asset, "idle", f"{said(reasons)}: the automation sensor rebuilds it")
         upstream = changed_in_git(self.record, key)
         if upstream is not None:
             return Decision(policy.asset, "idle", f"{upstream}; the automation sensor rebuilds it")
         if self.running(key):
             return Decision(
-                policy.asset, "wait", f"{'; '.join(reasons)}; waits: a run of it or its input is in progress"
+                policy.asset, "wait", f"{said(reasons)}; waits: a run of it or its input is in progress"
             )
         for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
             failed = failed_blocking_checks(self.instance, self.graph, parent)
             if failed:
-                said = f"{parent.to_user_string()} failed its blocking checks ({', '.join(failed)})"
-                return Decision(policy.asset, "wait", f"{'; '.join(reasons)}; waits: {said}")
+                blocking = f"{parent.to_user_string()} failed its blocking checks ({', '.join(failed)})"
+                return Decision(policy.asset, "wait", f"{said(reasons)}; waits: {blocking}")
         inputs = self.record.inputs(key)
         digest = combine(*(f"{k}={v}" for k, v in sorted(inputs.items())))
         retrain = policy.retrain
         triggers: list[tuple[str, str]] = []
         waiting: list[str] = []
         if retrain.on_new_data:
-            triggers.append(("new_data", "; ".join(reasons)))
+            triggers.append(("new_data", said(reasons)))
         if retrain.on_drift is not None:
             fired, wait = _drift_trigger(policy, inputs.get(policy.dataset), built, drift)
             triggers += [("drift", fired)] if fired else []
@@ -269,9 +269,9 @@ class Tick:
                 triggers.append(("schedule", f"schedule {retrain.schedule!r} ticked at {when(tick)}"))
             else:
                 waiting.append(f"the next tick of {retrain.schedule!r}")
-        said = "; ".join(reasons)
         if not triggers:
-            return Decision(policy.asset, "idle", f"{said}; no trigger: {', '.join(waiting) or 'none declared'}")
+            nothing = ", ".join(waiting) or "none declared"
+            return Decision(policy.asset, "idle", f"{said(reasons)}; no trigger: {nothing}")
         trigger, why = triggers[0]
         held = self._held(key, retrain, built.timestamp)
         if held:
@@ -354,9 +354,9 @@ def evaluate(context: dg.SensorEvaluationContext, now: float | None = None) -> d
     graph = context.repository_def.asset_graph  # type: ignore[union-attr]
     found = policies(graph)
     if not found:
-        said = "no model declares a retrain policy"
-        context.log.info(said)
-        return dg.SensorResult(skip_reason=said, cursor=said)
+        none = "no model declares a retrain policy"
+        context.log.info(none)
+        return dg.SensorResult(skip_reason=none, cursor=none)
     tick = Tick(context.instance, graph, now)
     watch = DriftWatch(context.instance, context.resources, context.log)
     runs, lines = [], []

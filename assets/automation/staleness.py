@@ -7,13 +7,49 @@ so a plan says "rebuilds" for exactly the reasons a run would.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from assets.spec.tags import CODE_VERSION_TAG, DATA_VERSION_TAG, INPUT_VERSION_PREFIX
 
-NEW_DATA = " has new data"  # the end of the reason an input's new data gives
+
+class Why(StrEnum):
+    """The kinds of reason an asset is out of date."""
+
+    FIRST_BUILD = "first_build"
+    DEFINITION_CHANGED = "definition_changed"
+    NEW_DATA = "new_data"  # an input's data version differs from the one it was built on
+    NEW_INPUT = "new_input"  # an input it was not built on
+    OUTPUT_LOST = "output_lost"  # what it built is gone from the stores
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason an asset is out of date: its kind, and the input (or the lost output's detail) it is about.
+
+    Decided on as data (:attr:`why`, :attr:`subject`); rendered as words only where a person
+    reads it (``str(reason)``: the run summary, plan, the sensors' ticks, the UI's metadata).
+    """
+
+    why: Why
+    subject: str = ""
+
+    def __str__(self) -> str:
+        """The words shown for it."""
+        return {
+            Why.FIRST_BUILD: "first build",
+            Why.DEFINITION_CHANGED: "definition changed",
+            Why.NEW_DATA: f"{self.subject} has new data",
+            Why.NEW_INPUT: f"{self.subject} is a new input",
+            Why.OUTPUT_LOST: self.subject,
+        }[self.why]
+
+
+def said(reasons: Iterable[Reason]) -> str:
+    """Reasons as one line: ``definition changed; shop/orders has new data``."""
+    return "; ".join(str(r) for r in reasons)
 
 
 @dataclass(frozen=True)
@@ -44,7 +80,7 @@ class Built:
         )
 
 
-def out_of_date(built: Built | None, code_version: str | None, inputs: Mapping[str, str | None]) -> list[str]:
+def out_of_date(built: Built | None, code_version: str | None, inputs: Mapping[str, str | None]) -> list[Reason]:
     """Why an asset built as ``built`` is out of date, given its current code version and input data versions.
 
     Empty when it is current. ``inputs`` maps each input's key to its current data version
@@ -52,12 +88,12 @@ def out_of_date(built: Built | None, code_version: str | None, inputs: Mapping[s
     that is gone is :class:`assets.automation.rebuild.Record`'s business).
     """
     if built is None:
-        return ["first build"]
+        return [Reason(Why.FIRST_BUILD)]
     found = []
     if code_version is not None and built.code_version != code_version:
-        found.append("definition changed")
+        found.append(Reason(Why.DEFINITION_CHANGED))
     for name in sorted(inputs):
         current = inputs[name]
         if current is not None and built.inputs.get(name) != current:
-            found.append(f"{name}{NEW_DATA}" if name in built.inputs else f"{name} is a new input")
+            found.append(Reason(Why.NEW_DATA if name in built.inputs else Why.NEW_INPUT, name))
     return found

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assets.automation.staleness import said
 from assets.spec.imports import ESTIMATOR, FUNCTION
 from assets.spec.loader import LoadedPipeline, load_pipelines
 from definitions.cli.outcomes import AssetOutcome
@@ -194,7 +195,7 @@ def _run_locked(
             if record is None:
                 reasons = dict.fromkeys(todo, "--force")
             else:
-                reasons = {k: "; ".join(record.reasons(k, engine.stores)) for k in todo}
+                reasons = {k: said(record.reasons(k, engine.stores)) for k in todo}
             if not run_ids:
                 resolve_imports(pipelines, loaded.stack.allowed_imports, {k.to_user_string() for k in todo})
             run_id, built = engine.launch(todo, reasons)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assets.automation.staleness import Built, out_of_date
+from assets.automation.staleness import Built, Why, out_of_date
 from assets.spec.loader import LoadedPipeline
 from definitions.checks import check
 from definitions.plan import revisions
@@ -172,7 +172,8 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
         inputs = {p: (f"head:{p}" if p in moving or p not in known else f"base:{p}") for p in new.parents}
         reasons = out_of_date(built, new.code_version, inputs)
         files = [] if old is None else _file_changes(base.data, head.data, new.sources)
-        if files and not any(r == "definition changed" for r in reasons):
+        kinds = {r.why for r in reasons}
+        if files and Why.DEFINITION_CHANGED not in kinds:
             why = [f"its source files changed: {', '.join(files)}"]
             changes[key] = AssetChange(key, new.kind, "changed", why, new.where)
             moving[key] = key
@@ -185,19 +186,19 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
             continue
         attributes = _attribute_changes(old.payload, new.payload)
         code = sorted(p for p in {*old.code, *new.code} if old.code.get(p) != new.code.get(p))
-        if "definition changed" in reasons:
+        if Why.DEFINITION_CHANGED in kinds:
             why = []
             if attributes:
                 why.append("its definition changed")
             if code:
                 why.append(f"code it names changed ({', '.join(code)})")
-            why += [f"{r.removesuffix(' is a new input')} is a new input" for r in reasons if r.endswith("new input")]
+            why += [str(r) for r in reasons if r.why is Why.NEW_INPUT]
             why += [f"its source files changed: {', '.join(files)}"] if files else []
             changes[key] = AssetChange(key, new.kind, "changed", why or ["its definition changed"], new.where)
             changes[key].attributes, changes[key].code = attributes, code
             moving[key] = key
         else:
-            parents = [r.removesuffix(" has new data") for r in reasons if r.endswith(" has new data")]
+            parents = [r.subject for r in reasons if r.why is Why.NEW_DATA]
             upstream = sorted({moving.get(p, p) for p in parents})
             why = [f"if {' or '.join(upstream)} data changes"]
             changes[key] = AssetChange(key, new.kind, "stale", why, new.where)
