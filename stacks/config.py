@@ -57,8 +57,14 @@ class InProcessOrchestrator(_Component):
     """Every step in the calling process: the fastest choice on one machine."""
 
     type: Literal["in_process"] = "in_process"
-    #: How `slipway run` launches on it: in its own process, in step processes it starts, or not at all.
-    cli_launch: ClassVar[Literal["in_process", "subprocesses"] | None] = "in_process"
+    #: `slipway run` launches on it (in its own process).
+    cli_launch: ClassVar[bool] = True
+
+    def launch(self, run: Any) -> Any:
+        """Launch ``run`` (:class:`stacks.launch.Launch`): every step in this process."""
+        from stacks.launch import in_process
+
+        return in_process(run)
 
     def executor(self) -> Any:
         """The Dagster executor."""
@@ -71,8 +77,8 @@ class MultiprocessOrchestrator(_Component):
     """Each step in a process of its own on this machine (a stand-in for pods, without a cluster)."""
 
     type: Literal["multiprocess"] = "multiprocess"
-    #: How `slipway run` launches on it: in its own process, in step processes it starts, or not at all.
-    cli_launch: ClassVar[Literal["in_process", "subprocesses"] | None] = "subprocesses"
+    #: `slipway run` launches on it (in step processes it starts).
+    cli_launch: ClassVar[bool] = True
     max_concurrent: int = Field(default=0, ge=0, le=256, description="Steps at once; 0: one per CPU.")
 
     def executor(self) -> Any:
@@ -80,6 +86,12 @@ class MultiprocessOrchestrator(_Component):
         import dagster as dg
 
         return dg.multiprocess_executor.configured({"max_concurrent": self.max_concurrent}, name="multiprocess")
+
+    def launch(self, run: Any) -> Any:
+        """Launch ``run`` (:class:`stacks.launch.Launch`): each step in a process of its own."""
+        from stacks.launch import in_step_processes
+
+        return in_step_processes(run)
 
 
 class K8sJobOrchestrator(_Component):
@@ -90,8 +102,8 @@ class K8sJobOrchestrator(_Component):
     """
 
     type: Literal["k8s_job"] = "k8s_job"
-    #: How `slipway run` launches on it: in its own process, in step processes it starts, or not at all.
-    cli_launch: ClassVar[Literal["in_process", "subprocesses"] | None] = None
+    #: `slipway run` does not launch on it: runs go through the Dagster deployment.
+    cli_launch: ClassVar[bool] = False
     max_concurrent: int = Field(default=8, ge=1, le=1000, description="Step pods of one run at once.")
     job_namespace: str | None = Field(
         default=None,
@@ -130,6 +142,12 @@ class K8sJobOrchestrator(_Component):
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor.configured(self.executor_config(), name="k8s_job")
+
+    def launch(self, run: Any) -> Any:
+        """Not from `slipway run`: the Dagster deployment launches (its UI, sensors, `dagster job launch`)."""
+        from resources.errors import SlipwayError
+
+        raise SlipwayError(f"`slipway run` does not launch on {self.type}: runs go through the Dagster deployment")
 
 
 # --- instance: Dagster's record (runs, events, schedules) --------------------------------------

@@ -35,6 +35,7 @@ from assets.automation.history import materialized_with, read_recorded
 from assets.automation.retrain import STATE_PREFIX, DriftVerdict
 from assets.spec.policy import Policy
 from resources.alerts import Alert, Alerter
+from resources.dagster_private import cursor_values, set_cursor_values
 from resources.errors import ResourceError, SlipwayError
 from resources.links import dagster_asset, markdown_link
 from resources.redact import redact
@@ -58,7 +59,7 @@ class DriftWatch:
     def __call__(self, policy: Policy, data_version: str) -> DriftVerdict:
         """The verdict for ``data_version`` of the model's input (evaluated and recorded once)."""
         name = STATE_PREFIX + policy.asset
-        stored = self.instance.run_storage.get_cursor_values({name}).get(name)
+        stored = cursor_values(self.instance, {name}).get(name)
         known = DriftVerdict.from_json(stored)
         if known is not None and known.data_version == data_version:
             return known
@@ -80,7 +81,7 @@ class DriftWatch:
             asset_key=dg.AssetKey.from_user_string(policy.asset), description=verdict.summary, metadata=metadata
         )
         self.instance.report_runless_asset_event(observation)
-        self.instance.run_storage.set_cursor_values({name: verdict.to_json()})
+        set_cursor_values(self.instance, {name: verdict.to_json()})
         # Last: a tick that dies before this re-evaluates and alerts then; one that dies after has recorded all.
         if alert is not None:
             self.alerter.send(alert, self.log)

@@ -25,6 +25,7 @@ import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why, out_of_date, said
 from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
+from resources.dagster_private import asset_graph_view, cursor_values
 
 __all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
 
@@ -68,7 +69,7 @@ class Record:
                     self._observed[key] = tags[DATA_VERSION_TAG]
         self._missing_outputs: dict[dg.AssetKey, str | None] = {}
         names = {FAILURE_PREFIX + key.to_user_string() for key in keys}
-        stored = instance.run_storage.get_cursor_values(names) if names else {}
+        stored = cursor_values(instance, names)
         self._failures: dict[dg.AssetKey, dict[str, Any]] = {}
         for name, value in stored.items():
             try:
@@ -139,7 +140,7 @@ _RECORDS: weakref.WeakKeyDictionary[Any, Record] = weakref.WeakKeyDictionary()
 
 def record_for(context: dg.AutomationContext) -> Record:
     """The record of this evaluation (read once, shared by every asset's condition)."""
-    view = context.asset_graph_view
+    view = asset_graph_view(context)
     if view not in _RECORDS:
         _RECORDS[view] = Record(view.instance, context.asset_graph)
     return _RECORDS[view]

@@ -46,3 +46,21 @@ def run_failure_alert(run: Any, message: str) -> Any:
     trigger = run.tags.get("slipway/retrain_trigger")
     fields = {"run": run.run_id[:8], **({"retrain trigger": trigger} if trigger else {})}
     return Alert("run_failed", f"run {run.run_id[:8]} failed ({assets})", first, fields=fields, run_id=run.run_id)
+
+
+def run_interrupted_alert(run: Any) -> Any:
+    """The alert for a run stopped by an interrupt: which run, which assets, what stays in use."""
+    from resources.alerts import Alert
+
+    assets = ", ".join(sorted(k.to_user_string() for k in run.asset_selection or ())) or run.job_name
+    text = (
+        "stopped by an interrupt (Ctrl-C) before it finished; the last versions built stay in use, "
+        "and the next run builds what is out of date"
+    )
+    return Alert(
+        "run_interrupted",
+        f"run {run.run_id[:8]} interrupted ({assets})",
+        text,
+        fields={"run": run.run_id[:8]},
+        run_id=run.run_id,
+    )

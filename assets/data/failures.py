@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from assets.spec.tags import DATA_VERSION_TAG
+from resources.dagster_private import set_cursor_values
 from resources.errors import RefusedData
 
 FAILURE_PREFIX = "slipway/failed/"
@@ -64,7 +65,7 @@ def record_failure(
         "environment": environment(),
         "error": str(error).splitlines()[0][:300],
     }
-    context.instance.run_storage.set_cursor_values({FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
+    set_cursor_values(context.instance, {FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
 
 
 

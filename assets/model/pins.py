@@ -25,6 +25,7 @@ from typing import Any
 
 from assets.spec.schema import Promote
 from resources.alerts import Alert
+from resources.dagster_private import cursor_values, set_cursor_values
 from resources.registry import ABANDONED_TAG, NO_ALIASES, AliasState, ModelRegistry
 
 ALIAS_CHECK = "aliases_follow_git"
@@ -246,7 +247,7 @@ def evaluations(
     """
     import dagster as dg
 
-    stored = instance.run_storage.get_cursor_values({REPORTED_KEY}).get(REPORTED_KEY)
+    stored = cursor_values(instance, {REPORTED_KEY}).get(REPORTED_KEY)
     try:
         previous: dict[str, str] = json.loads(stored) if stored else {}
     except ValueError:
@@ -286,7 +287,7 @@ def evaluations(
             message = again.get(check, f"{alias} is where git and Slipway put it again")
             events.append(evaluation(asset, check or ALIAS_CHECK, True, message))
     if current != previous:
-        instance.run_storage.set_cursor_values({REPORTED_KEY: json.dumps(current, sort_keys=True)})
+        set_cursor_values(instance, {REPORTED_KEY: json.dumps(current, sort_keys=True)})
     return events
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from resources.dagster_private import cursor_values, set_cursor_values
 from resources.registry import ABANDONED_TAG, ModelRegistry
 from resources.tracker import ExperimentTracker, TrackedRun
 
@@ -32,13 +33,13 @@ UNSETTLED = "slipway/unsettled"
 
 def unsettled(instance: Any) -> list[str]:
     """The models (asset keys, as strings) left to settle by an earlier run."""
-    return list(json.loads(instance.run_storage.get_cursor_values({UNSETTLED}).get(UNSETTLED) or "[]"))
+    return list(json.loads(cursor_values(instance, {UNSETTLED}).get(UNSETTLED) or "[]"))
 
 
 def keep_unsettled(instance: Any, names: list[str]) -> None:
     """Record ``names`` as the models left to settle (replacing the list)."""
     if sorted(names) != unsettled(instance):
-        instance.run_storage.set_cursor_values({UNSETTLED: json.dumps(sorted(names))})
+        set_cursor_values(instance, {UNSETTLED: json.dumps(sorted(names))})
 
 
 DAGSTER_RUN_TAG = "slipway.dagster_run_id"

@@ -10,7 +10,8 @@ from typing import Any
 import dagster as dg
 
 from assets.model import pins
-from definitions.cli.execute import OWNER_TAG, Engine, run_owner
+from definitions.cli.dead_runs import OWNER_TAG, run_owner
+from definitions.cli.execute import Engine
 from definitions.cli.outcomes import AssetOutcome
 from resources.errors import SlipwayError
 from resources.registry import NO_ALIASES

@@ -273,7 +273,7 @@ def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetO
             detail = f"{failed}; not tried again until its definition or an input changes (--force tries it)"
             return AssetOutcome(key.to_user_string(), engine.kind(key), "failed", detail=detail)
         held = "; held back: a run of it or of an upstream is in progress" if engine.in_progress(key) else ""
-        detail = ("; ".join(reasons) or "never built") + held
+        detail = (said(reasons) or "never built") + held
         return AssetOutcome(key.to_user_string(), engine.kind(key), "not run", detail=detail)
     outcome = engine.reused(key, built)
     rebuilt = [p.to_user_string() for p in parents if p in outcomes and outcomes[p].status == "built"]

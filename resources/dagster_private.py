@@ -1,0 +1,42 @@
+"""Every private Dagster API Slipway relies on, fenced in one module.
+
+Dagster keeps these out of its public API, so a minor release may move or change them.
+``tests/resources/test_dagster_private.py`` is the canary: it exercises each one against the
+installed Dagster and fails loudly, naming it, when an upgrade breaks it. Code elsewhere calls
+these functions, never ``dagster._…`` itself (``stacks/dagster_storage.py`` and
+``stacks/dagster_logs.py`` subclass private storage classes; their own tests hold them).
+
+- :func:`reconstructable_job`: a job step processes can import (``ReconstructableRepository``);
+- :func:`cursor_values` / :func:`set_cursor_values`: the instance's key-value store
+  (``run_storage.get_cursor_values``), where Slipway keeps what the event log cannot hold;
+- :func:`asset_graph_view`: the view an automation condition's evaluation shares
+  (``AutomationContext.asset_graph_view``), to read the record once per evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def reconstructable_job(module: str, attribute: str, job_name: str) -> Any:
+    """Job ``job_name`` of the code location ``module:attribute``, as step processes reload it."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    return ReconstructableRepository.for_module(module, attribute).get_reconstructable_job(job_name)
+
+
+def cursor_values(instance: Any, names: Iterable[str]) -> dict[str, str]:
+    """The stored values of ``names`` in the instance's key-value store (absent names are left out)."""
+    names = set(names)
+    return dict(instance.run_storage.get_cursor_values(names)) if names else {}
+
+
+def set_cursor_values(instance: Any, values: Mapping[str, str]) -> None:
+    """Store ``values`` in the instance's key-value store."""
+    instance.run_storage.set_cursor_values(dict(values))
+
+
+def asset_graph_view(context: Any) -> Any:
+    """The asset graph view an automation evaluation shares across every asset's condition."""
+    return context.asset_graph_view

@@ -1,0 +1,76 @@
+"""How `slipway run` launches a run on each orchestrator of a stack (the orchestrator role's own way).
+
+``in_process``: every step in the calling process. ``multiprocess``: each step in a process of
+its own, which loads the code location from the module Dagster's code server loads
+(``definitions.definitions:defs``), with the stack and definitions folder in its environment.
+A ``k8s_job`` stack is launched by its Dagster deployment, not from the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The code location a step process loads: the module and attribute the code server loads too.
+CODE_LOCATION = ("definitions.definitions", "defs")
+
+
+@dataclass
+class Launch:
+    """One run to launch: the job, the instance, which assets, and what the run carries."""
+
+    job: Any  # the code location's implicit asset job
+    instance: Any
+    keys: Sequence[Any]
+    run_config: Mapping[str, Any]
+    tags: Mapping[str, str]
+    #: Environment a step process needs to load the same code location (stack, definitions folder).
+    env: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def in_process(launch: Launch) -> Any:
+    """Every step in this process; the result is Dagster's."""
+    return launch.job.execute_in_process(
+        instance=launch.instance,
+        asset_selection=list(launch.keys),
+        raise_on_error=False,
+        run_config=dict(launch.run_config),
+        tags=dict(launch.tags),
+    )
+
+
+def in_step_processes(launch: Launch) -> Any:
+    """Each step in a process of its own, which imports the code location anew."""
+    import dagster as dg
+
+    from resources.dagster_private import reconstructable_job
+
+    with _environment(launch.env):
+        return dg.execute_job(
+            reconstructable_job(*CODE_LOCATION, launch.job.name),
+            instance=launch.instance,
+            asset_selection=list(launch.keys),
+            raise_on_error=False,
+            run_config=dict(launch.run_config),
+            tags=dict(launch.tags),
+        )
+
+
+@contextlib.contextmanager
+def _environment(wanted: Mapping[str, str | None]) -> Iterator[None]:
+    """``wanted`` set for the step processes started inside (None: left as it is), then put back."""
+    before = {name: os.environ.get(name) for name in wanted}
+    try:
+        for name, value in wanted.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

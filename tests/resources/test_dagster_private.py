@@ -1,0 +1,65 @@
+"""The canary of the private Dagster APIs Slipway relies on (resources/dagster_private.py).
+
+Each test exercises one of them against the installed Dagster; an upgrade that moves or
+changes one fails here, by name, rather than somewhere in a run.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from resources import dagster_private
+
+
+@pytest.fixture
+def instance():
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def test_the_key_value_store_round_trips(instance):
+    assert dagster_private.cursor_values(instance, {"slipway/x"}) == {}
+    assert dagster_private.cursor_values(instance, set()) == {}
+    dagster_private.set_cursor_values(instance, {"slipway/x": "1", "slipway/y": "2"})
+    assert dagster_private.cursor_values(instance, {"slipway/x", "slipway/none"}) == {"slipway/x": "1"}
+
+
+def test_a_job_step_processes_can_reload_is_found_by_module_and_attribute():
+    job = dagster_private.reconstructable_job("definitions.definitions", "defs", "__ASSET_JOB")
+    assert job.job_name == "__ASSET_JOB"
+    assert job.repository.pointer.module == "definitions.definitions"
+
+
+def test_an_automation_evaluation_shares_one_asset_graph_view(instance):
+    seen = []
+
+    class Probe(dg.AutomationCondition):
+        @property
+        def name(self) -> str:
+            return "probe"
+
+        def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+            seen.append(dagster_private.asset_graph_view(context))
+            return dg.AutomationResult(context, context.get_empty_subset())
+
+    @dg.asset(automation_condition=Probe())
+    def a() -> None: ...
+
+    @dg.asset(automation_condition=Probe())
+    def b() -> None: ...
+
+    dg.evaluate_automation_conditions(defs=dg.Definitions(assets=[a, b]), instance=instance)
+    assert len(seen) == 2 and seen[0] is seen[1] and seen[0].instance is instance
+
+
+def test_the_instance_storage_classes_the_local_stack_names_still_import(tmp_path):
+    import importlib
+
+    from stacks.config import SqliteInstance
+
+    storage = SqliteInstance(base_dir=str(tmp_path)).dagster_storage()
+    assert set(storage) == {"run_storage", "event_log_storage", "schedule_storage"}
+    for section, entry in storage.items():
+        module = importlib.import_module(entry["module"])
+        assert hasattr(module, entry["class"]), f"{section}: {entry['module']}.{entry['class']} is gone"
