@@ -101,10 +101,14 @@ def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> float:
 
 
 def _repeated_warnings(output: str) -> dict[str, int]:
-    """Warning lines printed more than once, timestamps and colours left out."""
+    """Warning lines printed more than once, timestamps and colours left out.
+
+    A traceback's frame lines are not warnings, even in a function named ``warned`` (SQLAlchemy's):
+    a run interrupted by the Ctrl-C mid-training prints one.
+    """
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in output.splitlines()]
     lines = [re.sub(r"^\d{4}[-/]\d\d[-/]\d\d \d\d:\d\d:\d\d( \+\d{4})?", "", line).strip() for line in lines]
-    counts = collections.Counter(line for line in lines if "warn" in line.lower())
+    counts = collections.Counter(line for line in lines if "warn" in line.lower() and not line.startswith('File "'))
     return {line: n for line, n in counts.items() if n > 1}
 
 
