@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_graph_errors import CRM, _failed, shop
+from graph_cases import CRM, failed_details, shop
 
 from assets.data.generators import churn
 from assets.spec.schema import Dataset
@@ -28,7 +28,7 @@ def crm(write_pipeline, monkeypatch):
 def test_a_query_without_end_is_stopped_at_the_stacks_time_limit(home, defs_dir, crm, write_pipeline, monkeypatch):
     monkeypatch.setenv("SLIPWAY_QUERY_ENGINE__TIMEOUT_SECONDS", "1.5")
     path = shop(write_pipeline, f"a:\n  inputs: [crm/customers]\n  sql: {ENDLESS}\n")
-    assert _failed(run(defs_dir=defs_dir)) == {
+    assert failed_details(run(defs_dir=defs_dir)) == {
         "shop/a": f"{path}:7: pipeline shop, dataset a: the query ran past its time limit (1.5 s) and was stopped; "
         "raise `limits.timeout` on the dataset, or `query_engine.timeout_seconds` in the stack"
     }
@@ -48,7 +48,7 @@ def test_a_dataset_sets_its_own_limits(home, defs_dir, crm, write_pipeline):
           limits: {{memory: 100MB}}
         """,
     )
-    assert _failed(run(defs_dir=defs_dir)) == {
+    assert failed_details(run(defs_dir=defs_dir)) == {
         "shop/a": f"{path}:7: pipeline shop, dataset a: the query ran past its time limit (1 s) and was stopped; "
         "raise `limits.timeout` on the dataset, or `query_engine.timeout_seconds` in the stack",
         "shop/b": f"{path}:11: pipeline shop, dataset b: the query needed more than its memory limit (100MB) and "

@@ -224,7 +224,7 @@ def test_an_unreachable_tracking_server_fails_the_model_after_bounded_retries(
     }
     slipway = Path(sys.executable).parent / "slipway"
     done = subprocess.run(
-        [str(slipway), "--defs", str(defs_dir), "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [str(slipway), "--defs", str(defs_dir), "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 1
     output = done.stdout + done.stderr

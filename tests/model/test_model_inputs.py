@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_graph_errors import CRM, _failed, _validate_error, shop
+from graph_cases import CRM, failed_details, shop, validate_error
 
 from assets.data.generators import churn
 from definitions.cli.runner import run
@@ -29,7 +29,7 @@ def test_validate_names_a_required_constructor_argument_the_params_do_not_give(h
           metrics: [accuracy]
         """,
     )
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:12: pipeline shop: model clf: params: sklearn.pipeline.Pipeline needs 'steps', which params "
         "does not give (an estimator that needs other estimators is built by a training function, `train:`)"
     )
@@ -55,7 +55,7 @@ def test_a_feature_with_missing_values_is_named_when_the_estimator_takes_none(ho
           metrics: [accuracy]
         """,
     )
-    failed = _failed(run(defs_dir=defs_dir))
+    failed = failed_details(run(defs_dir=defs_dir))
     assert list(failed) == ["shop/clf"]
     message = failed["shop/clf"]
     assert message.startswith(f"{path}:12: pipeline shop, model clf: ") or message.startswith(

@@ -161,7 +161,7 @@ def test_a_version_moves_its_alias_after_the_earlier_versions_and_never_waits_fo
     time.sleep(1.5)
     assert waiting.is_alive(), "v2 did not wait for v1's promotion"
     registry.end_turn("turns.clf", first)
-    waiting.join(timeout=10)
+    waiting.join(timeout=120)
     assert waited == [[]]
     assert PROMOTING_TAG not in client.get_model_version("turns.clf", first).tags
     registry.end_turn("turns.clf", second)

@@ -11,6 +11,7 @@ import logging
 import textwrap
 
 import pytest
+from graph_cases import CRM, failed_details, shop, validate_error
 from views import current_table
 
 from assets.data.generators import churn
@@ -22,15 +23,6 @@ from resources.errors import DataError, DefinitionError, ResourceError
 # Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.
 pytestmark = pytest.mark.slow
 
-CRM = """
-type: assets.Pipeline
-attributes:
-  name: crm
-  datasets:
-    customers:
-      source: {path: data/customers.csv}
-"""
-
 
 @pytest.fixture
 def crm(write_pipeline, monkeypatch):
@@ -38,25 +30,10 @@ def crm(write_pipeline, monkeypatch):
     return write_pipeline("crm", CRM, {"data/customers.csv": churn(60, seed=1)})
 
 
-def shop(write_pipeline, datasets: str, models: str = "") -> str:
-    """Write pipeline shop with these dataset (and model) entries; return its defs.yaml path."""
-    text = "type: assets.Pipeline\nattributes:\n  name: shop\n  datasets:\n"
-    text += textwrap.indent(textwrap.dedent(datasets).strip("\n"), "    ") + "\n"
-    if models:
-        text += "  models:\n" + textwrap.indent(textwrap.dedent(models).strip("\n"), "    ") + "\n"
-    return str(write_pipeline("shop", text))
-
-
-def _validate_error(defs_dir) -> str:
-    with pytest.raises(DefinitionError) as info:
-        validate(defs_dir=defs_dir)
-    return str(info.value)
-
-
 def test_an_unknown_reference_to_another_pipeline_says_which_with_did_you_mean(home, defs_dir, crm, write_pipeline):
     path = shop(write_pipeline, "features:\n  inputs: [crm/custmers]\n  sql: select * from custmers\n")
     expected = f"{path}:6: pipeline shop: dataset features: unknown input 'crm/custmers'; did you mean 'crm/customers'?"
-    assert _validate_error(defs_dir) == expected
+    assert validate_error(defs_dir) == expected
     # `slipway run` loads the code location, which says the same.
     with pytest.raises(DefinitionError) as info:
         run(defs_dir=defs_dir)
@@ -86,7 +63,7 @@ def test_an_unknown_name_in_the_same_pipeline_and_a_model_as_input(home, defs_di
           metrics: [accuracy]
         """,
     )
-    assert _validate_error(defs_dir).splitlines() == [
+    assert validate_error(defs_dir).splitlines() == [
         f"{path}:9: pipeline shop: datasets.features.inputs.0: unknown input 'order'; did you mean 'orders'?",
         f"{path}:12: pipeline shop: datasets.scored.inputs.0: input 'clf' is a model; only datasets (tables) can be read",
         f"{path}:17: pipeline shop: models.clf.evaluate_on: unknown evaluation dataset 'ordrs'; did you mean 'orders'?",
@@ -108,7 +85,7 @@ def test_a_cycle_is_printed(home, defs_dir, crm, write_pipeline):
           sql: select * from b
         """,
     )
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:6: pipeline shop: dataset a: a cycle: shop/a -> shop/c -> shop/b -> shop/a; an asset cannot read itself"
     )
 
@@ -129,7 +106,7 @@ def test_a_hand_written_asset_can_be_read_and_a_wrong_key_is_caught_by_validate(
     (defs_dir / "team").mkdir()
     (defs_dir / "team" / "assets.py").write_text(textwrap.dedent(HAND))
     path = shop(write_pipeline, "counts:\n  inputs: [team/raw_event]\n  sql: select count(*) as n from raw_event\n")
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:6: pipeline shop: dataset counts: unknown input 'team/raw_event'; did you mean 'team/raw_events'?"
     )
     shop(
@@ -156,7 +133,7 @@ def test_a_query_that_does_not_parse_or_is_not_a_select_is_caught_by_validate(ho
           sql: select 1; select 2
         """,
     )
-    assert _validate_error(defs_dir).splitlines() == [
+    assert validate_error(defs_dir).splitlines() == [
         f'{path}:7: pipeline shop: dataset a: DuckDB rejected the query: Parser Error: syntax error at or near "selec"',
         f"{path}:10: pipeline shop: dataset b: `sql` must be a SELECT query (or WITH ... SELECT); found DELETE",
         f"{path}:13: pipeline shop: dataset c: `sql` must be one query; found 2 statements",
@@ -165,7 +142,7 @@ def test_a_query_that_does_not_parse_or_is_not_a_select_is_caught_by_validate(ho
 
 def test_a_transform_that_cannot_take_its_inputs_is_caught_by_validate(home, defs_dir, crm, write_pipeline):
     path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: transforms:wrong_arguments\n")
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:7: pipeline shop: dataset a: transform transforms:wrong_arguments is called with its inputs by name, "
         "wrong_arguments(customers=...), but it takes (features): missing a required argument: 'features'"
     )
@@ -206,13 +183,9 @@ def test_a_transform_that_cannot_take_its_inputs_is_caught_by_validate(home, def
 )
 def test_schema_mistakes_of_graph_datasets(home, defs_dir, crm, write_pipeline, yaml, message):
     path = shop(write_pipeline, yaml)
-    error = _validate_error(defs_dir)
+    error = validate_error(defs_dir)
     assert error.startswith(f"{path}:") and error.endswith(f": pipeline shop: {message}")
     assert "pw@" not in error
-
-
-def _failed(report) -> dict[str, str]:
-    return {o.key: o.detail for o in report.outcomes if o.status == "failed"}
 
 
 def test_run_time_mistakes_of_derived_datasets_say_which(home, defs_dir, crm, write_pipeline):
@@ -235,7 +208,7 @@ def test_run_time_mistakes_of_derived_datasets_say_which(home, defs_dir, crm, wr
             - {expect: column_values_to_be_between, column: tenure, min_value: 0}
         """,
     )
-    failed = _failed(run(defs_dir=defs_dir))
+    failed = failed_details(run(defs_dir=defs_dir))
     assert failed == {
         "shop/a": f"{path}:7: pipeline shop, dataset a: DuckDB rejected the query: Binder Error: "
         'Referenced column "nope" not found in FROM clause! Candidate bindings: "customer_id"',
@@ -263,7 +236,7 @@ def test_sql_cannot_read_files_or_the_callers_variables(home, defs_dir, crm, wri
           sql: select * from frames
         """,
     )
-    failed = _failed(run(defs_dir=defs_dir))
+    failed = failed_details(run(defs_dir=defs_dir))
     assert "file system operations are disabled by configuration" in failed["shop/a"]
     assert "Table with name frames does not exist!" in failed["shop/b"]
 
@@ -379,7 +352,7 @@ def test_an_evaluation_set_that_is_the_training_dataset_by_another_name(home, de
           metrics: [accuracy]
         """,
     )
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:11: pipeline shop: models.clf.evaluate_on: `evaluate_on` names the training dataset 'orders'; "
         "name a held-out one"
     )
@@ -387,7 +360,7 @@ def test_an_evaluation_set_that_is_the_training_dataset_by_another_name(home, de
 
 def test_validate_refuses_a_database_source_that_is_not_a_query(home, defs_dir, crm, write_pipeline):
     path = shop(write_pipeline, 'accounts:\n  source: {sql: "drop table accounts", connection: SHOP_DB_URL}\n')
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:6: pipeline shop: dataset accounts: `sql` of a database source must be a query (SELECT or WITH ... SELECT); found DROP"
     )
 
@@ -422,7 +395,7 @@ def test_a_cycle_through_a_hand_written_asset_is_printed(home, defs_dir, crm, wr
     (defs_dir / "team" / "assets.py").write_text(textwrap.dedent(CYCLE_HAND))
     path = shop(write_pipeline, "a:\n  inputs: [team/raw]\n  sql: select * from raw\n")
     expected = f"{path}:6: pipeline shop: dataset a: a cycle: shop/a -> team/raw -> shop/a; an asset cannot read itself"
-    assert _validate_error(defs_dir) == expected
+    assert validate_error(defs_dir) == expected
     with pytest.raises(DefinitionError) as info:
         run(defs_dir=defs_dir)
     assert str(info.value) == expected
@@ -437,7 +410,7 @@ def test_a_transforms_index_is_kept_as_columns_not_dropped(home, defs_dir, crm, 
 
 def test_a_transform_that_raises_names_itself(home, defs_dir, crm, write_pipeline):
     path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: transforms:missing_column\n")
-    assert _failed(run(defs_dir=defs_dir)) == {
+    assert failed_details(run(defs_dir=defs_dir)) == {
         "shop/a": f"{path}:7: pipeline shop, dataset a: transform transforms:missing_column raised KeyError: 'no_such_col'"
     }
 
@@ -445,7 +418,7 @@ def test_a_transform_that_raises_names_itself(home, defs_dir, crm, write_pipelin
 def test_a_transform_module_that_fails_to_import_is_one_line(home, defs_dir, crm, write_pipeline, monkeypatch):
     monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms", "broken_transforms"]')
     path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: broken_transforms:anything\n")
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:7: pipeline shop: cannot import 'broken_transforms:anything': "
         "RuntimeError: boom at import (broken_transforms.py, line 3)"
     )
@@ -485,7 +458,7 @@ def test_index_levels_become_columns_only_when_named_and_never_twice(home, defs_
 
 def test_a_transform_failing_with_a_password_in_its_message_hides_it(home, defs_dir, crm, write_pipeline):
     path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: transforms:secret_failure\n")
-    assert _failed(run(defs_dir=defs_dir)) == {
+    assert failed_details(run(defs_dir=defs_dir)) == {
         "shop/a": f"{path}:7: pipeline shop, dataset a: transform transforms:secret_failure raised RuntimeError: "
         "cannot reach postgresql://bob:***@db.example:5432/crm"
     }
@@ -501,7 +474,7 @@ def test_an_input_called_like_the_wrappers_own_parameters(home, defs_dir, write_
 def test_a_module_that_exits_when_imported_is_one_line(home, defs_dir, crm, write_pipeline, monkeypatch):
     monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms", "exiting_transforms"]')
     path = shop(write_pipeline, "a:\n  inputs: [crm/customers]\n  transform: exiting_transforms:anything\n")
-    assert _validate_error(defs_dir) == (
+    assert validate_error(defs_dir) == (
         f"{path}:7: pipeline shop: cannot import 'exiting_transforms:anything': SystemExit: 3 (exiting_transforms.py, line 5)"
     )
 
