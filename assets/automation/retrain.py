@@ -1,6 +1,6 @@
 """Retraining by policy: the ``slipway_retrain`` sensor.
 
-A model with a ``retrain`` block (:class:`assets.spec.schema.Retrain`) retrains by itself when its
+A model with a ``retrain`` block (:class:`assets.spec.schedules.Retrain`) retrains by itself when its
 input has data it was not trained on and a trigger allows it:
 
 - ``on_new_data``: at once;
@@ -44,7 +44,7 @@ import dagster as dg
 from assets.automation.rebuild import Record, failed_blocking_checks, record_for, running_assets
 from assets.automation.staleness import DATA_VERSION_TAG, Reason, Why, said
 from assets.spec.policy import Policy, policies
-from assets.spec.schema import Retrain
+from assets.spec.schedules import Retrain
 from assets.spec.tags import REASON_TAG, TRIGGER_TAG
 from assets.spec.versions import combine
 

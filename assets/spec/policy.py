@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets.spec.graph import key_of
-from assets.spec.schema import Retrain
+from assets.spec.schedules import Retrain
 from assets.spec.tags import RETRAIN_METADATA
 
 

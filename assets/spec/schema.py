@@ -32,28 +32,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from assets.spec.compute import ComputeResources, QueryLimits
+from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTERN, NAME_PATTERN, Closed
 from assets.spec.graph import key_of
 from assets.spec.metrics import METRICS, suggest
-from resources.settings import MEMORY_LIMIT
+from assets.spec.schedules import Retrain
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-# A dataset of the same pipeline by name, or any asset of the code location by key (a/b).
-INPUT_PATTERN = r"^([a-z][a-z0-9_]*|[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)+)$"
-IMPORT_PATH_PATTERN = r"^[A-Za-z_][\w.]*([:.][A-Za-z_]\w*)$"
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
 
 
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 # Environment variables that configure the orchestrator's own stores: never a pipeline's data.
 _OWN_SETTINGS = ("SLIPWAY_", "DAGSTER_", "MLFLOW_")
 SOURCE_KINDS = ("path", "sklearn", "generator", "sql")
 
 
-class Source(_Closed):
+class Source(Closed):
     """Where a dataset's rows come from: exactly one of ``path``, ``sklearn``, ``generator`` or ``sql``.
 
     - ``{path: data/*.csv}``: a CSV or Parquet file or glob, relative to the pipeline folder;
@@ -151,7 +144,7 @@ class Expectation(BaseModel):
         return dict(self.model_extra or {})
 
 
-class DriftCheck(_Closed):
+class DriftCheck(Closed):
     """A drift check between the older and the newer half of a dataset's rows (file order)."""
 
     method: Literal["ks", "psi"] = "ks"
@@ -167,78 +160,7 @@ def input_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-CPU_QUANTITY = r"^([0-9]+(\.[0-9]{1,3})?|[0-9]+m)$"
-MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
-
-
-class Toleration(_Closed):
-    """A Kubernetes toleration: lets the pod run on nodes with a matching taint."""
-
-    key: str | None = None
-    operator: Literal["Equal", "Exists"] = "Equal"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-
-
-class ComputeResources(_Closed):
-    """What the asset's pod asks for, on a stack that runs one pod per asset (``k8s_job``); ignored elsewhere.
-
-    Requests are what the scheduler reserves. Memory is also the limit (a pod over it is killed
-    rather than starving its node); the CPU limit is the request unless ``cpu_limit`` raises it.
-    What an asset leaves out keeps the deployment's defaults for step pods (the Helm chart's).
-    """
-
-    cpu: str | None = Field(default=None, pattern=CPU_QUANTITY, description='CPU request: "2", "0.5" or "500m".')
-    memory: str | None = Field(default=None, pattern=MEMORY_QUANTITY, description='Memory request and limit: "4Gi".')
-    cpu_limit: str | None = Field(default=None, pattern=CPU_QUANTITY, description="CPU limit; the request when unset.")
-    gpu: int = Field(default=0, ge=0, le=16, strict=True, description="GPUs (the limit of gpu_resource).")
-    gpu_resource: str = Field(
-        default="nvidia.com/gpu", pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-]+$", description="The GPU's extended resource."
-    )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod must run on.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates.")
-
-    @field_validator("cpu", "cpu_limit", "memory", mode="before")
-    @classmethod
-    def _number_as_quantity(cls, value: Any) -> Any:
-        # Kubernetes takes `cpu: 2` and `cpu: 0.5` unquoted; so does this.
-        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-    @model_validator(mode="after")
-    def _limit_not_below_request(self) -> ComputeResources:
-        if self.cpu and self.cpu_limit and _cpus(self.cpu_limit) < _cpus(self.cpu):
-            raise ValueError(
-                f"cpu_limit {self.cpu_limit} is below the cpu request {self.cpu}: Kubernetes refuses the pod"
-            )
-        return self
-
-
-def _cpus(quantity: str) -> float:
-    """A CPU quantity (``"2"``, ``"0.5"``, ``"500m"``) in CPUs."""
-    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
-
-
-class QueryLimits(_Closed):
-    """Limits of one dataset's ``sql`` query, in place of the stack's ``query_engine`` ones."""
-
-    memory: str | None = Field(
-        default=None, pattern=MEMORY_LIMIT, description="Most memory the query may use: 8GB, 512MiB or 50%."
-    )
-    timeout: str | None = Field(default=None, description="Most time the query may run: 90s, 30m, 2h.")
-
-    @field_validator("timeout")
-    @classmethod
-    def _duration(cls, timeout: str | None) -> str | None:
-        if timeout is not None:
-            parse_duration(timeout)
-        return timeout
-
-    def timeout_seconds(self) -> int | None:
-        """The time limit in seconds, or None for the stack's."""
-        return parse_duration(self.timeout) if self.timeout else None
-
-
-class Dataset(_Closed):
+class Dataset(Closed):
     """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.
 
     Sourced: ``source`` and an optional ``transform: module:function(df) -> df``. Derived:
@@ -304,7 +226,7 @@ class Dataset(_Closed):
         return self.inputs is not None
 
 
-class Split(_Closed):
+class Split(Closed):
     """A deterministic train/test split: each row's side is decided by a seeded hash.
 
     The hash is of the ``by`` column when given (an id: every row of one customer stays on
@@ -335,7 +257,7 @@ def _not_reserved(alias: str, what: str) -> str:
     return alias
 
 
-class Promote(_Closed):
+class Promote(Closed):
     """When a newly trained version may take the alias."""
 
     alias: str = Field(default="champion", pattern=NAME_PATTERN)
@@ -377,156 +299,7 @@ class Promote(_Closed):
         return gates
 
 
-_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
-_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-_CRON_NAMES = {
-    3: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
-    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
-}
-
-
-_LONGEST = 366 * 86400
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration like ``90s``, ``30m``, ``6h`` or ``1d`` (at most a year); ``ValueError`` otherwise."""
-    match = _DURATION.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 30m, 6h or 1d (a number and one of s, m, h, d)")
-    seconds = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
-    if seconds > _LONGEST:
-        raise ValueError(f"{text!r} is longer than a year (366d)")
-    return seconds
-
-
-def cron_problem(text: str) -> str | None:
-    """Why ``text`` is not a five-field cron expression (``0 3 * * 1``), or None.
-
-    Checked here without a library (the schema imports none); the schedule is then run by
-    croniter (:func:`assets.automation.retrain.last_tick`), and a test holds the two to agreeing.
-    """
-    fields = str(text).split()
-    if len(fields) != 5:
-        return f"{text!r} has {len(fields)} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)"
-    for index, (field, (what, low, high)) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
-        names = _CRON_NAMES.get(index, {})
-        for part in field.split(","):
-            base, slash, step = part.partition("/")
-            if slash and not (step.isdigit() and int(step) > 0):
-                return f"{text!r}: {what} step {step!r} is not a positive number"
-            if base == "*":
-                continue
-            bounds = base.split("-")
-            if len(bounds) > 2:
-                return f"{text!r}: {what} {part!r} is not a value, a range a-b or *, with an optional /step"
-            for bound in bounds:
-                value = names.get(bound.lower()) if not bound.isdigit() else int(bound)
-                if value is None or not low <= value <= high:
-                    return f"{text!r}: {what} {bound!r} is not in {low}-{high}"
-    return _never(text, fields)
-
-
-def _cron_values(field: str, names: dict[str, int]) -> list[int]:
-    """The values of a checked cron field without steps (``1-3,jun`` is 1, 2, 3, 6)."""
-    values: list[int] = []
-    for part in field.split(","):
-        bounds = [int(b) if b.isdigit() else names[b.lower()] for b in part.split("-")]
-        values += range(bounds[0], bounds[-1] + 1)
-    return values
-
-
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _never(text: str, fields: list[str]) -> str | None:
-    """Why a parsed schedule never ticks (``0 0 31 2 *``: no February has a 31st), or None.
-
-    Only when the day of the week is ``*``: with both restricted, cron runs on either.
-    """
-    day, month, weekday = fields[2], fields[3], fields[4]
-    if day.startswith("*") or weekday != "*" or "/" in day or "/" in month:
-        return None
-    days = _cron_values(day, {})
-    months = range(1, 13) if month == "*" else _cron_values(month, _CRON_NAMES[3])
-    if min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months):
-        return f"{text!r} never runs: no month it names has a day {min(days)}"
-    return None
-
-
-class DriftTrigger(_Closed):
-    """Retrain when the newest data has drifted from the data the champion was trained on.
-
-    Numeric features are scored by ``psi`` (population stability index over the reference's
-    deciles), ``ks`` (the two-sample Kolmogorov-Smirnov statistic) or ``chi2`` (Cramer's V of
-    the chi-square table over the reference's deciles); categorical ones by ``psi`` or, for
-    ``ks`` and ``chi2``, Cramer's V. The dataset's score is its worst feature's.
-    """
-
-    method: Literal["psi", "ks", "chi2"] = "psi"
-    threshold: float = Field(default=0.2, gt=0, description="Dataset score above which the data counts as drifted.")
-    features: list[str] | None = Field(
-        default=None, min_length=1, description="Columns to compare; the model's features when omitted."
-    )
-
-    @model_validator(mode="after")
-    def _reachable(self) -> DriftTrigger:
-        if self.method in ("ks", "chi2") and self.threshold >= 1:
-            raise ValueError(f"threshold {self.threshold}: a {self.method} score is at most 1, so it would never fire")
-        return self
-
-
-class Retrain(_Closed):
-    """When a model retrains by itself (the ``slipway_retrain`` sensor); without it, it never does.
-
-    A trigger retrains the model once per new version of its input data, whatever the trigger
-    and however many sensor ticks see it. ``cooldown`` and ``max_per_day`` hold a trigger
-    back (it waits, and the sensor says until when); a change to the definition in git is
-    rebuilt by the automation sensor whatever the policy says.
-    """
-
-    on_new_data: bool = Field(default=False, description="Retrain on each new version of the input data.")
-    on_drift: DriftTrigger | None = Field(default=None, description="Retrain when new input data has drifted.")
-    schedule: str | None = Field(
-        default=None, description='Cron: retrain at each tick if the input has data not trained on, e.g. "0 3 * * 1".'
-    )
-    cooldown: str | None = Field(default=None, description="Least time between two trainings: 30m, 6h, 1d.")
-    max_per_day: int | None = Field(default=None, ge=1, description="Most trainings in any 24 hours.")
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, schedule: str | None) -> str | None:
-        problem = cron_problem(schedule) if schedule is not None else None
-        if problem:
-            raise ValueError(f"schedule {problem}")
-        return schedule
-
-    @field_validator("cooldown")
-    @classmethod
-    def _duration(cls, cooldown: str | None) -> str | None:
-        if cooldown is not None:
-            try:
-                parse_duration(cooldown)
-            except ValueError as exc:
-                raise ValueError(f"cooldown {exc}") from None
-        return cooldown
-
-    @model_validator(mode="after")
-    def _a_trigger(self) -> Retrain:
-        if not (self.on_new_data or self.on_drift or self.schedule):
-            raise ValueError(
-                "no trigger: give on_new_data: true, on_drift or schedule (without one the model never retrains "
-                "by itself, and cooldown and max_per_day hold nothing back)"
-            )
-        return self
-
-    @property
-    def cooldown_seconds(self) -> int:
-        """The cooldown in seconds (0 without one)."""
-        return parse_duration(self.cooldown) if self.cooldown else 0
-
-
-class Model(_Closed):
+class Model(Closed):
     """A model asset: trained on a dataset, tracked and registered in the experiment tracker."""
 
     dataset: str = Field(
@@ -579,7 +352,7 @@ class Model(_Closed):
         return self.task or METRICS[self.metrics[0]].task
 
 
-class PipelineSpec(_Closed):
+class PipelineSpec(Closed):
     """A whole pipeline: the ``attributes`` of one ``defs.yaml``."""
 
     name: str = Field(pattern=NAME_PATTERN, description="Pipeline name: the asset group and MLflow experiment.")

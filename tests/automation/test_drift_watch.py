@@ -12,7 +12,7 @@ from assets.automation import drift_watch
 from assets.automation.retrain import STATE_PREFIX
 from assets.data.generators import churn
 from assets.spec.policy import Policy
-from assets.spec.schema import Retrain
+from assets.spec.schedules import Retrain
 from assets.spec.versions import frame_version
 from resources.drift import StatisticalDriftDetector
 from resources.errors import ResourceError

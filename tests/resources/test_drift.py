@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from assets.spec.schema import cron_problem, parse_duration
+from assets.spec.schedules import cron_problem, parse_duration
 from resources.drift import StatisticalDriftDetector, ks_statistic, quantile_edges
 from resources.errors import DataError
 

@@ -306,8 +306,7 @@ def test_a_variable_may_have_a_default_and_a_pod_size_may_be_an_unquoted_number(
     monkeypatch.setenv("TEAM_PREFIX", "ml")
     assert load_stack(path).stack.artifact_store.prefix == "ml/x"
 
-    from assets.spec.compute import op_tags
-    from assets.spec.schema import ComputeResources
+    from assets.spec.compute import ComputeResources, op_tags
 
     sized = ComputeResources.model_validate({"cpu": 2, "memory": "1Gi", "cpu_limit": 2.5})
     assert (sized.cpu, sized.cpu_limit) == ("2", "2.5")
