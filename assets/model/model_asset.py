@@ -10,7 +10,8 @@ import dagster as dg
 from assets.data import progress
 from assets.data.failures import recording_failures
 from assets.data.outputs import versioned_output
-from assets.model import champion, model_report, pins, promotion, recovery, training
+from assets.model import champion, model_report, pins, publish, recovery, training
+from assets.model import checks as model_checks
 from assets.model.pins import ALIAS_CHECK, CHAMPION_CHECK, PROMOTE_METADATA
 from assets.spec import compute
 from assets.spec.graph import REFS_METADATA, key_of
@@ -20,7 +21,6 @@ from assets.spec.schema import Model
 from assets.spec.tags import REASON_TAG, TRIGGER_TAG
 from assets.spec.versions import code_files, code_version, frame_version
 from resources.alerts import Alerter
-from resources.artifacts import ModelRef
 from resources.errors import SlipwayError
 from resources.policy import ImportPolicy
 from resources.redact import redact
@@ -144,7 +144,7 @@ def build_model_asset(
         run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", run_tags, train_started_ms)
         yielded = False
         try:
-            ref, decision, gates, comparison, serving = _track_and_promote(
+            ref, decision, gates, comparison, serving = publish.track_and_promote(
                 context,
                 spec,
                 trained,
@@ -214,10 +214,11 @@ def build_model_asset(
                 passed=gate.passed,
                 metadata={"value": gate.value, "condition": gate.condition},
             )
-        yield _alias_check(context, model_registry, key, registry_name, spec, ref.version)
+        yield model_checks.alias_check(context, model_registry, key, registry_name, spec, ref.version)
         model = pins.Pinned(key.to_user_string(), registry_name, spec.promote)
         promoted = (ref.version, serving, comparison)
-        yield _champion_check(context, model_registry, alerter, model, promoted, experiment_tracker.run_url(run))
+        link = experiment_tracker.run_url(run)
+        yield model_checks.champion_check(context, model_registry, alerter, model, promoted, link)
         try:
             experiment_tracker.end_run(run, ok=True)
         except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
@@ -263,165 +264,6 @@ def build_model_asset(
         yield from recording_failures(context, key, steps, can_refuse=False)
 
     return _model
-
-
-def _track_and_promote(
-    context: dg.AssetExecutionContext,
-    spec: Model,
-    trained: training.Trained,
-    frame: Any,
-    run: TrackedRun,
-    described: tuple[dict[str, str], str],
-    registry_name: str,
-    data_version: str,
-    keys: tuple[dg.AssetKey, dg.AssetKey],
-    tracker: ExperimentTracker,
-    registry: ModelRegistry,
-) -> "tuple[ModelRef, promotion.Decision, list[promotion.GateResult], champion.Comparison | None, str | None]":
-    """Log the run and the model, decide its promotion, then register the version with the decision.
-
-    Returns the version's reference, its decision, gates and comparison, and the version that
-    holds the promotion alias once it is decided (None: no version does).
-
-    The version is registered with its decision in one call, then the alias moves: a crash
-    leaves no version, or a decided one (which the next training of the model settles,
-    :mod:`assets.model.recovery`, if Dagster never recorded it).
-    """
-    key, dataset_key = keys
-    tags, notes = described
-    tracker.log(run, trained.params, trained.metrics, {})
-    x_train = trained.holdout.x_train
-    tracker.log_dataset(
-        run,
-        name=dataset_key.to_user_string(),
-        digest=data_version,
-        source=dataset_key.to_user_string(),
-        schema={str(c): str(t) for c, t in x_train.dtypes.items()},
-    )
-    if spec.evaluate_on:
-        name = key_of(key.path[0], spec.evaluate_on)  # as the model asset's evaluation input
-        tracker.log_dataset(
-            run,
-            name=name,
-            digest=tags[f"slipway.upstream.{name}"],
-            source=name,
-            schema={str(c): str(t) for c, t in trained.holdout.x_test.dtypes.items()},
-            context="evaluation",
-        )
-    example = x_train.head(5)
-    uri = tracker.log_model(run, trained.model, example, trained.model.predict(example))
-    if isinstance(trained.holdout.record, training.EvaluationRecord):
-        # What it trained on, for the comparison of a later version with it (champion.compare).
-        rows = training.row_hashes(
-            trained.holdout.x_train.assign(**{spec.target: trained.holdout.y_train}), trained.holdout.record.columns
-        )
-        tracker.log_file(run, training.TRAINING_ROWS_FILE, rows.tobytes())
-    gates = promotion.evaluate_gates(spec.promote, trained.metrics)
-    metric = promotion.primary_metric(spec.promote, spec.metrics)
-    passed = all(g.passed for g in gates)
-    # Settle, read, compare, register and move under the model's lock: a promotion decided at
-    # the same time elsewhere is either finished before this reads the aliases, or waits.
-    with registry.promotion_lock(registry_name):
-        for line in recovery.settle(context.instance, tracker, registry, key, key.path[0], registry_name):
-            context.log.warning(line)
-            progress.finished(key.to_user_string(), line)
-        aliases = registry.aliases(registry_name)
-
-        def judge(holder: str | None) -> "tuple[promotion.Decision, champion.Comparison | None]":
-            comparison = champion.with_champion(registry, registry_name, holder, metric, trained, frame, spec.target)
-            return promotion.decide(spec.promote, gates, metric, trained.metrics[metric], comparison), comparison
-
-        decision, comparison = judge(aliases.get(spec.promote.must_beat) if spec.promote.must_beat else None)
-        decided = {
-            **tags,
-            **promotion.decision_tags(decision, comparison, aliases),
-            "slipway.gates_passed": str(passed).lower(),
-        }
-        version = registry.register(
-            registry_name, uri, run.run_id, decided, takes_turn=decision.alias is not None, description=notes
-        )
-        for twin in registry.versions_of_run(registry_name, run.run_id):
-            # A registration retried after a timeout may have been made twice; only one is this run's.
-            if twin != version:
-                recovery.abandon(registry, registry_name, twin, f"a second registration of v{version}'s run")
-        held = dict(aliases)  # the aliases as they are once this version is decided
-        if decision.alias:
-            decided_then = (decision, comparison)
-            decision, comparison, held = promotion.move_alias(
-                registry, registry_name, version, spec.promote, decided_then, aliases, judge, context.log.warning
-            )
-        if comparison is not None and comparison.problem:
-            context.log.warning(f"{registry_name}: {decision.reason}")
-    ref = ModelRef(registry_name, version, uri, run.run_id, decision.alias, trained.metrics, gates_passed=passed)
-    return ref, decision, gates, comparison, held.get(spec.promote.alias)
-
-
-def _alias_check(
-    context: dg.AssetExecutionContext, registry: ModelRegistry, key: dg.AssetKey, name: str, spec: Model, version: str
-) -> dg.AssetCheckResult:
-    """``aliases_follow_git`` after a training: what still does not match git (a hand move it did not undo)."""
-    model = pins.Pinned(key.to_user_string(), name, spec.promote)
-    try:
-        findings = pins.detect(registry, model)
-    except SlipwayError as exc:
-        findings = [pins.Finding(model.asset, name, "", f"not checked: {exc}", "warning")]
-    # Shared with `slipway run` and the sensor, so that they do not report the same finding again.
-    pins.evaluations(context.instance, [f for f in findings if f.alias], [model.asset])
-    text = (
-        "; ".join(f.message for f in findings) or f"the aliases are where git and the training of v{version} put them"
-    )
-    return dg.AssetCheckResult(
-        check_name=ALIAS_CHECK,
-        passed=not findings,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=text,
-        metadata={"finding": text},
-    )
-
-
-def _champion_check(
-    context: dg.AssetExecutionContext,
-    registry: ModelRegistry,
-    alerter: Alerter,
-    model: pins.Pinned,
-    promoted: "tuple[str, str | None, champion.Comparison | None]",
-    link: str,
-) -> dg.AssetCheckResult:
-    """``champion_loadable`` after a training: can the version that holds the promotion alias be loaded?
-
-    ``promoted``: the new version, the version that holds the alias once it was decided and its
-    comparison with the champion. A newly failing check alerts (once: the report is shared with
-    `slipway run`).
-    """
-    version, holder, comparison = promoted
-    alias = model.promote.alias
-    try:
-        if holder is None:
-            nobody = f"no version holds {alias}"
-            finding = pins.Finding(model.asset, model.registered, alias, nobody, "ok", CHAMPION_CHECK)
-        elif holder == version or (comparison and comparison.version == holder and not comparison.unloadable):
-            finding = pins.champion_finding(registry, model, holder, loaded=True)  # just saved, or just scored
-        elif comparison and comparison.version == holder and not comparison.lost:
-            finding = pins.champion_finding(registry, model, holder, load_error=comparison.unloadable)
-        else:
-            finding = pins.champion_finding(registry, model, holder)
-    except SlipwayError as exc:
-        return dg.AssetCheckResult(
-            check_name=CHAMPION_CHECK,
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"not checked: {exc}",
-        )
-    reported = pins.evaluations(context.instance, [finding], [model.asset], checks=[CHAMPION_CHECK])
-    if reported and not finding.passed:
-        alerter.send(pins.champion_alert(finding, link), context.log)
-    return dg.AssetCheckResult(
-        check_name=CHAMPION_CHECK,
-        passed=finding.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=finding.message,
-        metadata={"finding": finding.message},
-    )
 
 
 def _give_up(
