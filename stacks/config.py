@@ -323,7 +323,7 @@ class MlflowServerTrackerConfig(MlflowTrackerSettings, _Component):
 class MlflowRegistryConfig(MlflowRegistrySettings, _Component):
     """The MLflow model registry; aliases mark champion and challenger."""
 
-    resource: ClassVar[str] = "resources.registry:MlflowModelRegistry"
+    resource: ClassVar[str] = "resources.mlflow_registry:MlflowModelRegistry"
     type: Literal["mlflow"] = "mlflow"
 
     def resource_settings(self, stack: StackFields) -> dict[str, Any]:  # noqa: D102

@@ -26,13 +26,13 @@ from typing import Any
 
 POINTS = {
     "run-started": ("resources.tracker", "MlflowTracker", "start_run", "after"),
-    "registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
-    "alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),
+    "registered": ("resources.mlflow_registry", "MlflowModelRegistry", "register", "after"),
+    "alias-moved": ("resources.mlflow_registry", "MlflowModelRegistry", "set_alias", "after"),
     "delivered": ("resources.tracker", "MlflowTracker", "end_run", "before"),
     "table-written": ("resources.artifacts", "ArtifactStore", "write", "after"),
-    "server-down-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
-    "disk-full-after-registered": ("resources.registry", "MlflowModelRegistry", "register", "after"),
-    "interrupt-after-alias-moved": ("resources.registry", "MlflowModelRegistry", "set_alias", "after"),
+    "server-down-after-registered": ("resources.mlflow_registry", "MlflowModelRegistry", "register", "after"),
+    "disk-full-after-registered": ("resources.mlflow_registry", "MlflowModelRegistry", "register", "after"),
+    "interrupt-after-alias-moved": ("resources.mlflow_registry", "MlflowModelRegistry", "set_alias", "after"),
 }
 
 

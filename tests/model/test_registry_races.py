@@ -143,7 +143,7 @@ def test_a_version_moves_its_alias_after_the_earlier_versions_and_never_waits_fo
     server, monkeypatch
 ):
     from resources import registry as registry_module
-    from resources.registry import MlflowModelRegistry
+    from resources.mlflow_registry import MlflowModelRegistry
 
     registry = MlflowModelRegistry(tracking_uri=server.url)
     client = MlflowClient(tracking_uri=server.url)
