@@ -73,9 +73,6 @@ def install(point: str) -> None:
 
 
 if __name__ == "__main__":
-    # Run as a script, this folder comes first on the path, where tests/stacks and tests/resources
-    # (folders of tests, no packages) would stand in for the project's packages of those names.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     install(sys.argv[1])
     from definitions.cli.main import main
 
