@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from assets.spec import graph
-from assets.spec.imports import ESTIMATOR, FUNCTION, check_allowed
+from assets.spec.imports import check_allowed, import_paths
 from assets.spec.loader import LoadedPipeline, load_pipelines
 from assets.spec.preflight import check_pipeline
 from resources.errors import DefinitionError
@@ -70,19 +70,11 @@ def allow_list_problems(pipelines: list[LoadedPipeline], allowed: Sequence[str])
     errors: list[str] = []
     refused: set[str] = set()
     for p in pipelines:
-        paths: list[tuple[tuple[str, ...], str | None]] = []
-        paths += [(("datasets", n, "transform"), d.transform) for n, d in p.spec.datasets.items()]
-        paths += [
-            (("datasets", n, "source", "generator"), d.source.generator if d.source else None)
-            for n, d in p.spec.datasets.items()
-        ]
-        paths += [(("models", n, "estimator"), m.estimator) for n, m in p.spec.models.items()]
-        paths += [(("models", n, "train"), m.train) for n, m in p.spec.models.items()]
-        for loc, path in paths:
-            if path and (":" in path or "." in path):
-                kind = ESTIMATOR if loc[-1] == "estimator" else FUNCTION
+        for found in import_paths(p.spec):
+            if ":" in found.path or "." in found.path:
+                where = f"{p.where(*found.location)}: pipeline {p.spec.name}"
                 try:
-                    check_allowed(path, allowed, f"{p.where(*loc)}: pipeline {p.spec.name}", kind)
+                    check_allowed(found.path, allowed, where, found.kind)
                 except DefinitionError as exc:
                     errors.append(str(exc))
                     refused.add(p.spec.name)

@@ -12,7 +12,7 @@ from assets.data.dataset_drift import DRIFT_CHECK, drift_check
 from assets.data.failures import recording_failures
 from assets.data.outputs import versioned_output
 from assets.spec import compute, paths
-from assets.spec.graph import REFS_METADATA, key_of
+from assets.spec.graph import REFS_METADATA, dataset_edges
 from assets.spec.imports import resolve
 from assets.spec.preflight import expectation_columns
 from assets.spec.schema import Dataset, input_name
@@ -168,7 +168,8 @@ def build_dataset_asset(
     key = dg.AssetKey([pipeline, name])
     where = f"pipeline {pipeline}, dataset {name}"
     here = at or (lambda *loc: str(folder / "defs.yaml"))
-    inputs = {input_name(r): dg.AssetIn(key=dg.AssetKey(key_of(pipeline, r).split("/"))) for r in spec.inputs or []}
+    edges = dataset_edges(pipeline, spec)
+    inputs = {input_name(edge.ref): dg.AssetIn(key=dg.AssetKey(edge.target.split("/"))) for edge in edges}
     # A query or transform that drops a column a check needs is a mistake in the definition, said
     # at once; a source's own columns are data, judged by the expectations themselves.
     wanted = needed_columns(spec) if spec.sql or spec.transform else {}

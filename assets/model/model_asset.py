@@ -14,7 +14,7 @@ from assets.model import champion, model_report, pins, publish, recovery, traini
 from assets.model import checks as model_checks
 from assets.model.pins import ALIAS_CHECK, CHAMPION_CHECK, PROMOTE_METADATA
 from assets.spec import compute
-from assets.spec.graph import REFS_METADATA, key_of
+from assets.spec.graph import REFS_METADATA, model_edges
 from assets.spec.lineage import git_state, lock_hash, slipway_version
 from assets.spec.policy import policy_metadata
 from assets.spec.schema import Model
@@ -43,11 +43,6 @@ def pool_name(pipeline: str, model: str) -> str:
     return f"slipway-model-{registered_name(pipeline, model)}"
 
 
-def input_key(pipeline: str, dataset: str) -> dg.AssetKey:
-    """The asset a model reads: a dataset of its pipeline by name, or any asset by key ``a/b``."""
-    return dg.AssetKey(key_of(pipeline, dataset).split("/"))
-
-
 def build_model_asset(
     pipeline: str,
     name: str,
@@ -63,8 +58,9 @@ def build_model_asset(
     pipelines' assets (:func:`assets.spec.graph.refs_metadata`), checked by the code location.
     """
     key = dg.AssetKey([pipeline, name])
-    dataset_key = input_key(pipeline, spec.dataset)
-    evaluation_key = input_key(pipeline, spec.evaluate_on) if spec.evaluate_on else None
+    # Its inputs as the graph declares them: the dataset it trains on, then an evaluation set.
+    edges = {edge.field[0]: dg.AssetKey(edge.target.split("/")) for edge in model_edges(pipeline, spec)}
+    dataset_key, evaluation_key = edges["dataset"], edges.get("evaluate_on")
     ins = {"frame": dg.AssetIn(key=dataset_key)}
     if evaluation_key is not None:
         ins["evaluation"] = dg.AssetIn(key=evaluation_key)

@@ -39,21 +39,43 @@ def key_of(pipeline: str, ref: str) -> str:
     return ref if "/" in ref else f"{pipeline}/{ref}"
 
 
+@dataclass(frozen=True)
+class Edge:
+    """One input a definition declares: where in it (``("inputs", 0)``), as written, and the key it names."""
+
+    field: tuple[str | int, ...]
+    ref: str
+    target: str
+    what: str  # input | dataset | evaluation dataset
+
+
+def dataset_edges(pipeline: str, dataset: Any) -> list[Edge]:
+    """The inputs of a dataset of ``pipeline``: each of ``inputs``, in order (the one place they are read)."""
+    return [Edge(("inputs", i), ref, key_of(pipeline, ref), "input") for i, ref in enumerate(dataset.inputs or [])]
+
+
+def model_edges(pipeline: str, model: Any) -> list[Edge]:
+    """The inputs of a model of ``pipeline``: its ``dataset``, then its ``evaluate_on`` when it has one."""
+    found = [Edge(("dataset",), model.dataset, key_of(pipeline, model.dataset), "dataset")]
+    if model.evaluate_on is not None:
+        target = key_of(pipeline, model.evaluate_on)
+        found.append(Edge(("evaluate_on",), model.evaluate_on, target, "evaluation dataset"))
+    return found
+
+
 def references(pipelines: Iterable[LoadedPipeline]) -> list[Reference]:
     """Every edge the YAML declares, with the file and line that declares it."""
     found = []
     for p in pipelines:
         name = p.spec.name
         for dataset_name, dataset in p.spec.datasets.items():
-            for index, ref in enumerate(dataset.inputs or []):
-                where = f"{p.where('datasets', dataset_name, 'inputs', index)}: pipeline {name}: dataset {dataset_name}"
-                found.append(Reference(f"{name}/{dataset_name}", key_of(name, ref), where, "input"))
+            for edge in dataset_edges(name, dataset):
+                where = f"{p.where('datasets', dataset_name, *edge.field)}: pipeline {name}: dataset {dataset_name}"
+                found.append(Reference(f"{name}/{dataset_name}", edge.target, where, edge.what))
         for model_name, model in p.spec.models.items():
-            for field, what in (("dataset", "dataset"), ("evaluate_on", "evaluation dataset")):
-                ref = getattr(model, field)
-                if ref is not None:
-                    where = f"{p.where('models', model_name, field)}: pipeline {name}: model {model_name}"
-                    found.append(Reference(f"{name}/{model_name}", key_of(name, ref), where, what))
+            for edge in model_edges(name, model):
+                where = f"{p.where('models', model_name, *edge.field)}: pipeline {name}: model {model_name}"
+                found.append(Reference(f"{name}/{model_name}", edge.target, where, edge.what))
     return found
 
 

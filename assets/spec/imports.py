@@ -19,8 +19,10 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from assets.spec.fields import ESTIMATOR, FUNCTION, IMPORT_FIELDS
 from assets.spec.metrics import suggest
 from resources.errors import DefinitionError
 
@@ -40,8 +42,31 @@ def is_allowed(path: str, allowed: Sequence[str]) -> bool:
     return any(module == prefix or module.startswith(prefix + ".") for prefix in allowed)
 
 
-ESTIMATOR = "estimator"
-FUNCTION = "function"
+@dataclass(frozen=True)
+class ImportPath:
+    """One import path a pipeline's YAML names: where (``("models", "clf", "estimator")``), what and which kind."""
+
+    location: tuple[str, ...]
+    path: str
+    kind: str  # ESTIMATOR | FUNCTION
+
+    @property
+    def asset(self) -> str:
+        """The name of the dataset or model it belongs to."""
+        return self.location[1]
+
+
+def import_paths(spec: Any) -> list[ImportPath]:
+    """Every import path of a pipeline spec (:data:`assets.spec.fields.IMPORT_FIELDS`), in its order."""
+    found = []
+    for (section, *fields), kind in IMPORT_FIELDS.items():
+        for name, definition in getattr(spec, section).items():
+            value: Any = definition
+            for field in fields:
+                value = getattr(value, field, None) if value is not None else None
+            if isinstance(value, str) and value:
+                found.append(ImportPath((section, name, *fields), value, kind))
+    return found
 
 
 def check_allowed(path: str, allowed: Sequence[str], where: str, kind: str = FUNCTION) -> None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from assets.spec.fields import IMPORT_FIELD_NAMES
+
 if TYPE_CHECKING:
     import dagster as dg
 
@@ -26,7 +28,6 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-_CODE_FIELDS = ("transform", "generator", "train", "estimator")
 _LIBRARY_DIRS = tuple(
     str(Path(p).resolve()) for key in ("stdlib", "platstdlib", "purelib", "platlib") if (p := sysconfig.get_path(key))
 )
@@ -77,7 +78,9 @@ def code_digests(
 
 def _import_paths(payload: Any) -> list[str]:
     if isinstance(payload, dict):
-        found = [v for k, v in payload.items() if k in _CODE_FIELDS and isinstance(v, str) and ("." in v or ":" in v)]
+        found = [
+            v for k, v in payload.items() if k in IMPORT_FIELD_NAMES and isinstance(v, str) and ("." in v or ":" in v)
+        ]
         return found + [p for v in payload.values() for p in _import_paths(v)]
     return []
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from assets.automation.staleness import said
-from assets.spec.imports import ESTIMATOR, FUNCTION
 from assets.spec.loader import LoadedPipeline, load_pipelines
 from definitions.cli.outcomes import AssetOutcome
 from definitions.cli.state import NoopCache, exclusive
@@ -56,21 +55,13 @@ def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> No
 
 def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], keys: set[str]) -> None:
     """Import what the assets in ``keys`` name, so that a typo fails before anything runs."""
-    from assets.spec.imports import resolve
+    from assets.spec.imports import import_paths, resolve
 
     for p in pipelines:
-        for name, model in p.spec.models.items():
-            if f"{p.spec.name}/{name}" in keys:
-                field_name = "estimator" if model.estimator else "train"
-                resolve(
-                    getattr(model, field_name),
-                    allowed,
-                    f"{p.where('models', name, field_name)}: pipeline {p.spec.name}",
-                    ESTIMATOR if model.estimator else FUNCTION,
-                )
-        for name, dataset in p.spec.datasets.items():
-            if f"{p.spec.name}/{name}" in keys and dataset.transform:
-                resolve(dataset.transform, allowed, f"{p.where('datasets', name, 'transform')}: pipeline {p.spec.name}")
+        for found in import_paths(p.spec):
+            # A generator names a built-in or a project function, imported when its dataset is read.
+            if f"{p.spec.name}/{found.asset}" in keys and found.location[2:] != ("source", "generator"):
+                resolve(found.path, allowed, f"{p.where(*found.location)}: pipeline {p.spec.name}", found.kind)
 
 
 def observe(

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from assets.data.sources import observable
-from assets.spec.graph import key_of
+from assets.spec.graph import dataset_edges, model_edges
 from assets.spec.loader import LoadedPipeline, load_pipelines
 from assets.spec.paths import source_key_path
 from assets.spec.versions import code_digests, code_version, definition_payload, module_file
@@ -185,7 +185,7 @@ def _definitions(
 ) -> Iterable[Definition]:
     name = p.spec.name
     for dataset_name, dataset in p.spec.datasets.items():
-        parents = [key_of(name, ref) for ref in dataset.inputs or []]
+        parents = [edge.target for edge in dataset_edges(name, dataset)]
         sources = []
         if dataset.source is not None and observable(dataset.source):
             sources.append("/".join(source_key_path(name, dataset_name, dataset.source)))
@@ -201,9 +201,7 @@ def _definitions(
             tuple(sources),
         )
     for model_name, model in p.spec.models.items():
-        parents = [key_of(name, model.dataset)]
-        if model.evaluate_on:
-            parents.append(key_of(name, model.evaluate_on))
+        parents = [edge.target for edge in model_edges(name, model)]
         yield Definition(
             f"{name}/{model_name}",
             "model",

@@ -20,7 +20,7 @@ from assets.data.generators import churn
 from assets.spec.tags import REASON_TAG, TRIGGER_TAG
 from definitions.cli.runner import run
 from definitions.definitions import build_definitions
-from resources.registry import MlflowModelRegistry
+from resources.mlflow_registry import MlflowModelRegistry
 from stacks import load_stack
 
 # Runs whole pipelines or the CLI in processes of its own: the full tier (CI), not the fast one.

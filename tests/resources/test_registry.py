@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from resources.redact import redact
 from resources.mlflow_registry import _lock_file
+from resources.redact import redact
 
 
 def test_one_database_one_lock_however_its_uri_is_spelled(tmp_path, monkeypatch):
