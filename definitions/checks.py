@@ -65,6 +65,13 @@ def check(
     return pipelines
 
 
+def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> None:
+    """Every import path in the definitions is on the stack's allow-list (nothing is imported)."""
+    errors, _ = allow_list_problems(pipelines, allowed)
+    if errors:
+        raise DefinitionError("\n".join(errors))
+
+
 def allow_list_problems(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> tuple[list[str], set[str]]:
     """Each import path off the stack's allow-list (nothing is imported), and the pipelines that have one."""
     errors: list[str] = []

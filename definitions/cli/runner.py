@@ -17,10 +17,10 @@ from typing import Any
 
 from assets.automation.staleness import said
 from assets.spec.loader import LoadedPipeline, load_pipelines
+from definitions.checks import check_imports
 from definitions.cli.outcomes import AssetOutcome
 from definitions.cli.state import NoopCache, exclusive
 from definitions.paths import defs_folder
-from resources.errors import DefinitionError
 from stacks import LoadedStack, load_stack, slipway_home
 
 __all__ = ["AssetOutcome", "RunReport", "run"]
@@ -42,15 +42,6 @@ class RunReport:
         """True when nothing failed or was blocked, and every alias pin could be honoured."""
         pins_ok = all(level != "error" for level, _ in self.aliases)
         return pins_ok and all(o.status in ("built", "reused") for o in self.outcomes)
-
-
-def check_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str]) -> None:
-    """Every import path in the definitions is on the stack's allow-list (nothing is imported)."""
-    from definitions.checks import allow_list_problems
-
-    errors, _ = allow_list_problems(pipelines, allowed)
-    if errors:
-        raise DefinitionError("\n".join(errors))
 
 
 def resolve_imports(pipelines: list[LoadedPipeline], allowed: Sequence[str], keys: set[str]) -> None:
@@ -96,7 +87,7 @@ def run(
     loaded = load_stack(stack_name)
     folder = (defs_dir or defs_folder()).resolve()
     pipelines = load_pipelines(folder)
-    check_imports(pipelines, loaded.stack.allowed_imports)
+    check_imports(pipelines, loaded.stack.allowed_imports)  # nothing imported before the allow-list says so
     home = slipway_home()
     with exclusive(home):
         # Only the sources of the selected pipelines and of the datasets they read from other
