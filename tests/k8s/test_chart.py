@@ -22,7 +22,8 @@ from k8s_tools import helm, manifest_name, manifest_shape, manifest_strings, spl
 from pydantic import ValidationError
 
 from stacks.chart import SCHEMA_PATH, ChartValues, schema_text
-from stacks.config import COMPONENT_TYPES, PostgresInstance, StackFields, WebhookAlerterConfig
+from stacks.config import COMPONENT_TYPES, StackFields, WebhookAlerterConfig
+from stacks.instances import PostgresInstance
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "slipway"

@@ -56,7 +56,7 @@ def test_an_automation_evaluation_shares_one_asset_graph_view(instance):
 def test_the_instance_storage_classes_the_local_stack_names_still_import(tmp_path):
     import importlib
 
-    from stacks.config import SqliteInstance
+    from stacks.instances import SqliteInstance
 
     storage = SqliteInstance(base_dir=str(tmp_path)).dagster_storage()
     assert set(storage) == {"run_storage", "event_log_storage", "schedule_storage"}
