@@ -1,6 +1,10 @@
 """Benchmark: `slipway run` on the reference workload vs the same work in plain Python.
 
-Usage: ``uv run python benchmarks/reference.py [--repeats 5]``
+Usage: ``uv run python benchmarks/reference.py [--repeats 5] [--against OTHER_CHECKOUT]``
+
+``--against`` times another checkout of Slipway (with its own ``.venv``, e.g. a ``git worktree``
+of an earlier commit) side by side on the same data: each repeat runs both, in alternating
+order, so a same-day A/B sees the same machine load.
 
 Each repeat runs, in fresh processes and alternating:
   - plain:  ``benchmarks/plain_reference.py`` (no tracking);
@@ -152,12 +156,49 @@ def no_op_examples(root: Path, env: dict[str, str], repeats: int) -> None:
     print(f"  no-op, cache valid                     {statistics.median(warm):6.2f} s   (target < 0.5 s)")
 
 
+def _three(slipway: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Cold, --force and no-op `slipway run` on a new home."""
+    return timed(slipway, env), timed([*slipway, "--force"], env), timed(slipway, env)
+
+
+def against(other: Path, repeats: int) -> None:
+    """The reference workload on this checkout and ``other``, alternating, with the plain baseline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        csv, defs = write_reference(root)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+        trees = {"this": BIN / "slipway", "other": other / ".venv" / "bin" / "slipway"}
+        times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in trees}
+        plain = []
+        for i in range(repeats):
+            plain.append(timed([sys.executable, str(HERE / "plain_reference.py"), str(csv)], env))
+            for name in sorted(trees, reverse=i % 2 == 1):  # alternate which goes first
+                run_env = {**env, "SLIPWAY_HOME": str(root / f"{name}-{i}")}
+                times[name].append(_three([str(trees[name]), "--defs", str(defs.parent), "run"], run_env))
+            print(
+                f"repeat {i + 1}: plain {plain[-1]:.2f}s  "
+                + "  ".join(f"{name} {' / '.join(f'{t:.2f}' for t in times[name][-1])}s" for name in trees),
+                flush=True,
+            )
+        p = statistics.median(plain)
+        print(f"\nreference workload, median of {repeats} (cold / --force / no-op), plain python {p:.2f} s:")
+        medians = {name: [statistics.median(t[k] for t in runs) for k in range(3)] for name, runs in times.items()}
+        for name, (c, r, w) in medians.items():
+            print(f"  {name:5} {trees[name].parent.parent.parent}: {c:6.2f} s ({c / p:.2f}x)  {r:6.2f} s  {w:6.2f} s")
+        this, that = medians["this"], medians["other"]
+        print("  this vs other: " + "  ".join(f"{(a / b - 1) * 100:+.1f} %" for a, b in zip(this, that, strict=True)))
+
+
 def main() -> None:
     """Run every measurement and print the medians."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pipelines", type=int, default=200, help="pipelines for the no-op at scale (0: skip)")
+    parser.add_argument("--against", type=Path, help="another checkout (with its .venv) to time side by side")
     args = parser.parse_args()
+    if args.against is not None:
+        against(args.against.resolve(), args.repeats)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -20,7 +20,7 @@ from assets.automation.rebuild import (
     requested,
     running_assets,
 )
-from definitions.cli import dead_runs, events
+from definitions.cli import dead_runs, events, settling
 from definitions.cli.outcomes import AssetOutcome
 from definitions.definitions import build_definitions
 from resources.errors import DefinitionError, SlipwayError
@@ -67,45 +67,8 @@ class Engine:
             self._settle(chosen)
 
     def _settle(self, keys: set[dg.AssetKey], keep: set[dg.AssetKey] | None = None) -> None:
-        """Settle what trainings of the models among ``keys`` left in MLflow (:func:`assets.model.recovery.settle`).
-
-        Called for the runs found dead and after each launch (a failure Dagster recorded leaves
-        its model up to date, so no next training would come to settle it). Models that cannot
-        be settled now (the stores are down) are kept in the instance for the next `slipway run`.
-        """
-        from assets.data import progress
-        from assets.model import recovery
-
-        models = sorted(
-            (k for k in keys if k in self.graph.materializable_asset_keys and self.kind(k) == "model"),
-            key=lambda k: k.to_user_string(),
-        )
-        keep = keep or set()
-        if not models and not keep:  # the common case after a launch: no model failed
-            return
-        live = running_assets(self.instance)
-        left = [k for k in models if k in live]  # a live run of it (from the UI) settles its own work
-        left += [k for k in keep if k in self.graph.materializable_asset_keys and self.kind(k) == "model"]
-        tracker, registry = self.stores.resources["experiment_tracker"], self.stores.registry
-        for i, key in enumerate(k for k in models if k not in live):
-            node = self.graph.get(key)
-            registered = node.metadata["slipway/registered_model"]
-            try:
-                with registry.promotion_lock(registered):
-                    for line in recovery.settle(self.instance, tracker, registry, key, node.group_name, registered):
-                        progress.finished(key.to_user_string(), line)
-            except SlipwayError as exc:  # the stores are down: the next `slipway run` tries again
-                progress.finished(key.to_user_string(), f"left unsettled for the next run: {exc}")
-                left += [k for k in models if k not in live][i:]
-                break
-        previous = recovery.unsettled(self.instance)
-        handled = {k.to_user_string() for k in [*models, *keep]}
-        kept = {
-            name
-            for name in previous
-            if name not in handled and dg.AssetKey.from_user_string(name) in self.graph.materializable_asset_keys
-        }
-        recovery.keep_unsettled(self.instance, sorted({k.to_user_string() for k in left} | kept))
+        """Settle what trainings of the models among ``keys`` left (:func:`definitions.cli.settling.settle`)."""
+        settling.settle(self, keys, keep)
 
     def close(self) -> None:
         """Release the instance."""
