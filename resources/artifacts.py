@@ -97,11 +97,11 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
     @staticmethod
     def recorded_version(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str | None:
         """The run id of the latest materialization of ``asset_key`` this store holds and that is current."""
-        records = instance.fetch_materializations(asset_key, limit=RECORD_DEPTH).records
-        for record in records:
-            metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-            if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
-                return record.run_id
+        for limit in (1, RECORD_DEPTH):  # nearly always the latest; deeper only after a gate-failed model
+            for record in instance.fetch_materializations(asset_key, limit=limit).records:
+                metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+                if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
+                    return record.run_id
         return None
 
     def read_version(self, key: tuple[str, ...], version: str) -> Any:
