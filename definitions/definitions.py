@@ -28,19 +28,18 @@ def build_definitions(
     folder: Path | None = None,
     loaded: LoadedStack | None = None,
     stores: StackStores | None = None,
-    asked: bool = False,
 ) -> dg.Definitions:
     """The code location: the pipelines of ``folder`` on the stack ``loaded`` (defaults: the active ones).
 
     ``stores`` (over the stack's resources) is what the rebuild predicate asks; made here when
-    not given. ``asked``: a person running `slipway run` (:func:`assets.automation.rules.with_rules`).
+    not given. `slipway run` loads exactly this too.
     """
     loaded = loaded or load_stack()
     pipelines = load_folder((folder or defs_folder()).resolve())
     resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
     stores = stores or StackStores(resources)
     defs = dg.Definitions.merge(
-        with_rules(pipelines, stores, asked),
+        with_rules(pipelines, stores),
         dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=sensors()),
     )
     check_definitions(defs)

@@ -10,7 +10,9 @@ these functions, never ``dagster._…`` itself (``stacks/dagster_storage.py`` an
 - :func:`cursor_values` / :func:`set_cursor_values`: the instance's key-value store
   (``run_storage.get_cursor_values``), where Slipway keeps what the event log cannot hold;
 - :func:`asset_graph_view`: the view an automation condition's evaluation shares
-  (``AutomationContext.asset_graph_view``), to read the record once per evaluation.
+  (``AutomationContext.asset_graph_view``), to read the record once per evaluation;
+- :func:`evaluation_of`: an asset's condition tree as one evaluation decided it (the result's
+  ``results``, each an ``AutomationResult`` with ``condition``, ``true_subset``, ``child_results``).
 """
 
 from __future__ import annotations
@@ -40,3 +42,18 @@ def set_cursor_values(instance: Any, values: Mapping[str, str]) -> None:
 def asset_graph_view(context: Any) -> Any:
     """The asset graph view an automation evaluation shares across every asset's condition."""
     return context.asset_graph_view
+
+
+def evaluation_of(result: Any, key: Any) -> Any:
+    """The evaluation of ``key``'s condition in ``result`` (of ``dg.evaluate_automation_conditions``), or None."""
+    return next((r for r in result.results if r.key == key), None)
+
+
+def held(evaluation: Any) -> bool:
+    """True when an evaluated condition was true for nothing (its ``true_subset`` is empty)."""
+    return evaluation.true_subset.is_empty
+
+
+def label(evaluation: Any) -> str | None:
+    """The label of an evaluated condition (``with_label``), or None."""
+    return evaluation.condition.get_label()

@@ -1,26 +1,34 @@
 """Which automation condition each asset of the code location carries.
 
 A dataset (and any hand-written asset) carries the rebuild predicate
-(:func:`assets.automation.rebuild.rebuild_condition`). By itself (deployed, the UI, sensors) a
-model carries it together with :class:`assets.automation.retrain.GitChange`: it is rebuilt for
-what git changed and retrains on new data only by its retrain policy; ``asked`` (a person running
-`slipway run`) rebuilds whatever is out of date. A hand-written asset without a code version gets
-the bytes of the file that defines it as one, so editing it counts as a changed definition.
+(:func:`assets.automation.rebuild.rebuild_condition`). A model carries it together with
+:class:`assets.automation.retrain.GitChange` (:data:`MODEL_RULE`): by itself (deployed, the UI,
+sensors) it is rebuilt for what git changed and retrains on new data only by its retrain policy.
+`slipway run` loads the same code location; a person who asked also gets the models only
+``GitChange`` held back, read from Dagster's evaluation (:func:`held_by_git_change`).
+
+A hand-written asset without a code version gets the bytes of the file that defines it as one,
+so editing it counts as a changed definition.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import dagster as dg
 
 from assets.automation.rebuild import StoredOutputs, rebuild_condition
 from assets.automation.retrain import GitChange
 from assets.spec.versions import source_version
+from resources.dagster_private import evaluation_of, held, label
+
+MODEL_RULE = "slipway rebuild (models)"
 
 
-def with_rules(pipelines: dg.Definitions, stores: StoredOutputs, asked: bool = False) -> dg.Definitions:
+def with_rules(pipelines: dg.Definitions, stores: StoredOutputs) -> dg.Definitions:
     """``pipelines`` with the rule on every materializable asset that declares no condition of its own."""
     condition = rebuild_condition(stores)
-    model_condition = condition if asked else (condition & GitChange(stores)).with_label("slipway rebuild (models)")
+    model_condition = (condition & GitChange(stores)).with_label(MODEL_RULE)
     materializable = {
         key: item
         for item in pipelines.assets or []
@@ -42,3 +50,16 @@ def with_rules(pipelines: dg.Definitions, stores: StoredOutputs, asked: bool = F
 
     # Observable sources are SourceAssets, which map_asset_specs refuses; they keep no condition.
     return pipelines.permissive_map_resolved_asset_specs(selection=None, func=carry_the_rule)
+
+
+def held_by_git_change(result: Any, key: dg.AssetKey) -> bool:
+    """True when, in Dagster's evaluation ``result``, ``key``'s model rule held it back only by :class:`GitChange`.
+
+    That is: the rebuild predicate (its first part) was true, and ``GitChange`` (its second) was
+    not: a model out of date only by new data, which its retrain policy decides about.
+    """
+    evaluation = evaluation_of(result, key)
+    if evaluation is None or label(evaluation) != MODEL_RULE or len(evaluation.child_results) != 2:
+        return False
+    rule, git = evaluation.child_results
+    return not held(rule) and held(git)

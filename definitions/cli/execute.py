@@ -43,8 +43,8 @@ class Engine:
         self.loaded = loaded
         self.folder = folder
         self.stores = StackStores(build_resources(loaded.stack), remember=True)
-        # A person asked: whatever is out of date is rebuilt (a model's retrain policy is for sensors).
-        self.defs = build_definitions(folder, loaded, self.stores, asked=True)
+        # The deployed code location, as the UI and sensors load it.
+        self.defs = build_definitions(folder, loaded, self.stores)
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = open_instance(loaded.stack)
@@ -134,7 +134,14 @@ class Engine:
         return Record(self.instance, self.graph)
 
     def decide(self, keys: Sequence[dg.AssetKey]) -> tuple[list[dg.AssetKey], Record]:
-        """The keys the shared predicate requests now, and the record it was decided on."""
+        """The keys to build now, and the record it was decided on.
+
+        What Dagster's evaluation of the deployed rules requests, and, since a person asked, the
+        models it held back only for their retrain policy (out of date by new data alone:
+        :func:`assets.automation.rules.held_by_git_change`).
+        """
+        from assets.automation.rules import held_by_git_change
+
         try:
             result = dg.evaluate_automation_conditions(
                 defs=self.defs, instance=self.instance, asset_selection=dg.AssetSelection.assets(*keys)
@@ -147,7 +154,8 @@ class Engine:
             if cause is not None:
                 raise cause from exc
             raise
-        return requested(result, keys), Record(self.instance, self.graph)
+        wanted = set(requested(result, keys)) | {k for k in keys if held_by_git_change(result, k)}
+        return [k for k in keys if k in wanted], Record(self.instance, self.graph)
 
     def in_progress(self, key: dg.AssetKey) -> bool:
         """True when a run that targets ``key`` or one of its upstreams has not finished."""

@@ -63,3 +63,17 @@ def test_the_instance_storage_classes_the_local_stack_names_still_import(tmp_pat
     for section, entry in storage.items():
         module = importlib.import_module(entry["module"])
         assert hasattr(module, entry["class"]), f"{section}: {entry['module']}.{entry['class']} is gone"
+
+
+def test_an_evaluation_shows_which_part_of_a_condition_held_an_asset_back(instance):
+    rule = (dg.AutomationCondition.missing() & dg.AutomationCondition.in_progress()).with_label("both")
+
+    @dg.asset(automation_condition=rule)
+    def a() -> None: ...
+
+    result = dg.evaluate_automation_conditions(defs=dg.Definitions(assets=[a]), instance=instance)
+    evaluation = dagster_private.evaluation_of(result, a.key)
+    assert dagster_private.label(evaluation) == "both" and dagster_private.held(evaluation)
+    missing, in_progress = evaluation.child_results
+    assert not dagster_private.held(missing) and dagster_private.held(in_progress)
+    assert dagster_private.evaluation_of(result, dg.AssetKey("nothing")) is None
