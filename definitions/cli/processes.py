@@ -76,9 +76,9 @@ THIRD_PARTY_WARNINGS: tuple[tuple[str, str, str], ...] = (
     (
         "Parameter `use_user_code_server` of initializer `AutomationConditionSensorDefinition.__init__`",
         "Warning",
-        "definitions.definitions",
+        "assets.automation.sensors",
     ),
-    ("Parameter `include_sources` of function `AssetSelection.all`", "Warning", "definitions.definitions"),
+    ("Parameter `include_sources` of function `AssetSelection.all`", "Warning", "assets.automation.sensors"),
 )
 
 

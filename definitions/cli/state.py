@@ -21,11 +21,11 @@ from typing import Any
 
 from definitions.cli.outcomes import AssetOutcome
 from resources.errors import SlipwayError
+from resources.paths import PROJECT_ROOT
 from stacks import LoadedStack
 from stacks.build import file_stamp, watermark
 
 CACHE_FORMAT = 1
-_PROJECT = Path(__file__).resolve().parents[1]
 _PROJECT_PACKAGES = ("assets", "definitions", "resources", "stacks")
 
 
@@ -72,7 +72,7 @@ class NoopCache:
         stack = loaded.stack
         code = sorted(
             file_stamp(path)
-            for root in [folder, *(_PROJECT / p for p in _PROJECT_PACKAGES)]
+            for root in [folder, *(PROJECT_ROOT / p for p in _PROJECT_PACKAGES)]
             for path in root.rglob("*")
             if path.suffix in (".py", ".yaml", ".yml") and ".venv" not in path.parts
         ) + sorted(file_stamp(path) for path in code_files)
