@@ -12,7 +12,9 @@ these functions, never ``dagster._…`` itself (``stacks/dagster_storage.py`` an
 - :func:`asset_graph_view`: the view an automation condition's evaluation shares
   (``AutomationContext.asset_graph_view``), to read the record once per evaluation;
 - :func:`evaluation_of`: an asset's condition tree as one evaluation decided it (the result's
-  ``results``, each an ``AutomationResult`` with ``condition``, ``true_subset``, ``child_results``).
+  ``results``, each an ``AutomationResult`` with ``condition``, ``true_subset``, ``child_results``);
+- :func:`failed_checks`: the latest execution of asset checks (``event_log_storage``);
+- :func:`pool_holders` / :func:`free_pool_slots`: concurrency pool slots (``event_log_storage``).
 """
 
 from __future__ import annotations
@@ -57,3 +59,25 @@ def held(evaluation: Any) -> bool:
 def label(evaluation: Any) -> str | None:
     """The label of an evaluated condition (``with_label``), or None."""
     return evaluation.condition.get_label()
+
+
+def failed_checks(instance: Any, check_keys: Iterable[Any]) -> list[Any]:
+    """Those of ``check_keys`` whose latest execution failed (FAILED; PLANNED never ran: its run died first)."""
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    return [key for key, record in records.items() if record.status.value == "FAILED"]
+
+
+def pool_holders(instance: Any, prefix: str) -> set[str]:
+    """The run ids holding a slot of a concurrency pool whose name starts with ``prefix``."""
+    storage = instance.event_log_storage
+    return {
+        slot.run_id
+        for key in storage.get_concurrency_keys()
+        if key.startswith(prefix)
+        for slot in storage.get_concurrency_info(key).claimed_slots
+    }
+
+
+def free_pool_slots(instance: Any, run_id: str) -> None:
+    """Free every concurrency pool slot run ``run_id`` holds."""
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)

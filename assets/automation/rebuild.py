@@ -25,7 +25,7 @@ import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why, out_of_date, said
 from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
-from resources.dagster_private import asset_graph_view, cursor_values
+from resources.dagster_private import asset_graph_view, cursor_values, failed_checks
 
 __all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
 
@@ -187,9 +187,7 @@ def failed_blocking_checks(instance: dg.DagsterInstance, graph: Any, key: dg.Ass
     blocking = [c for c in graph.get_check_keys_for_assets({key}) if graph.get(c).blocking]
     if not blocking:
         return []
-    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(blocking)
-    # FAILED is an evaluation that failed; PLANNED one that never ran (its run died first).
-    return sorted(c.name for c, r in records.items() if r.status.value == "FAILED")
+    return sorted(c.name for c in failed_checks(instance, blocking))
 
 
 def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondition:

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from assets.automation.rebuild import UNFINISHED
+from resources.dagster_private import free_pool_slots, pool_holders
 from stacks import slipway_home
 
 OWNER_TAG = "slipway/owner"
@@ -67,14 +68,7 @@ def free_dead_pool_slots(instance: Any) -> None:
     (or of a finished or unknown run) is debris. Slots of runs launched another way (the UI, a
     sensor, another machine on a shared instance) that are still going are left alone.
     """
-    storage = instance.event_log_storage
-    holders = {
-        slot.run_id
-        for key in storage.get_concurrency_keys()
-        if key.startswith("slipway-model-")
-        for slot in storage.get_concurrency_info(key).claimed_slots
-    }
-    for run_id in holders:
+    for run_id in pool_holders(instance, "slipway-model-"):
         record = instance.get_run_by_id(run_id)
         if record is None or record.is_finished or launched_by_slipway_run(record):
-            storage.free_concurrency_slots_for_run(run_id)
+            free_pool_slots(instance, run_id)

@@ -77,3 +77,25 @@ def test_an_evaluation_shows_which_part_of_a_condition_held_an_asset_back(instan
     missing, in_progress = evaluation.child_results
     assert not dagster_private.held(missing) and dagster_private.held(in_progress)
     assert dagster_private.evaluation_of(result, dg.AssetKey("nothing")) is None
+
+
+def test_pool_slots_are_listed_by_holder_and_freed(instance):
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("slipway-model-a", 1)
+    assert storage.claim_concurrency_slot("slipway-model-a", "run-1", "step").is_claimed
+    assert dagster_private.pool_holders(instance, "slipway-model-") == {"run-1"}
+    assert dagster_private.pool_holders(instance, "other-") == set()
+    dagster_private.free_pool_slots(instance, "run-1")
+    assert dagster_private.pool_holders(instance, "slipway-model-") == set()
+
+
+def test_the_latest_failed_execution_of_a_check_is_found(instance):
+    @dg.asset(check_specs=[dg.AssetCheckSpec("good", asset="a"), dg.AssetCheckSpec("bad", asset="a")])
+    def a():
+        yield dg.Output(1)
+        yield dg.AssetCheckResult(check_name="good", passed=True)
+        yield dg.AssetCheckResult(check_name="bad", passed=False)
+
+    dg.materialize([a], instance=instance, raise_on_error=False)
+    keys = [dg.AssetCheckKey(a.key, "good"), dg.AssetCheckKey(a.key, "bad")]
+    assert dagster_private.failed_checks(instance, keys) == [dg.AssetCheckKey(a.key, "bad")]
