@@ -187,6 +187,18 @@ def against(other: Path, repeats: int) -> None:
             print(f"  {name:5} {trees[name].parent.parent.parent}: {c:6.2f} s ({c / p:.2f}x)  {r:6.2f} s  {w:6.2f} s")
         this, that = medians["this"], medians["other"]
         print("  this vs other: " + "  ".join(f"{(a / b - 1) * 100:+.1f} %" for a, b in zip(this, that, strict=True)))
+        # The framework's own cost, without the training: 10 and 50 trivial assets, alternating.
+        folders = {n: trivial_defs(root, n) for n in (10, 50)}
+        trivial: dict[tuple[str, int], list[float]] = {(name, n): [] for name in trees for n in folders}
+        for i in range(repeats):
+            for name in sorted(trees, reverse=i % 2 == 1):
+                for n, folder in folders.items():
+                    run_env = {**env, "SLIPWAY_HOME": str(root / f"{name}-trivial{n}-{i}")}
+                    trivial[(name, n)].append(timed([str(trees[name]), "--defs", str(folder), "run"], run_env))
+        print(f"\ntrivial assets, median of {repeats} (a new home each):")
+        for name in trees:
+            m10, m50 = (statistics.median(trivial[(name, n)]) for n in (10, 50))
+            print(f"  {name:5} 10 assets {m10:.2f} s, 50 assets {m50:.2f} s, per asset {(m50 - m10) / 40 * 1000:.1f} ms")
 
 
 def main() -> None:
