@@ -12,7 +12,9 @@ these functions, never ``dagster._…`` itself (``stacks/dagster_storage.py`` an
 - :func:`asset_graph_view`: the view an automation condition's evaluation shares
   (``AutomationContext.asset_graph_view``), to read the record once per evaluation;
 - :func:`evaluation_of`: an asset's condition tree as one evaluation decided it (the result's
-  ``results``, each an ``AutomationResult`` with ``condition``, ``true_subset``, ``child_results``);
+  ``results``, each an ``AutomationResult`` with ``condition``, ``true_subset``, ``child_results``),
+  and, to read it, :func:`held`, :func:`label`, :func:`parts`, :func:`entity` and
+  :func:`evaluation_metadata`;
 - :func:`failed_checks`: the latest execution of asset checks (``event_log_storage``);
 - :func:`pool_holders` / :func:`free_pool_slots`: concurrency pool slots (``event_log_storage``).
 """
@@ -59,6 +61,23 @@ def held(evaluation: Any) -> bool:
 def label(evaluation: Any) -> str | None:
     """The label of an evaluated condition (``with_label``), or None."""
     return evaluation.condition.get_label()
+
+
+def parts(evaluation: Any) -> list[Any]:
+    """The evaluations of an evaluated condition's operands (an AND's parts, a dependency match's entities)."""
+    return list(evaluation.child_results)
+
+
+def entity(evaluation: Any) -> Any:
+    """The asset or check key an ``any_deps_match`` / ``all_deps_match`` / checks-match entry is about, or None."""
+    from dagster._core.definitions.declarative_automation.operators.dep_operators import EntityMatchesCondition
+
+    return evaluation.condition.key if isinstance(evaluation.condition, EntityMatchesCondition) else None
+
+
+def evaluation_metadata(evaluation: Any) -> dict[str, Any]:
+    """The metadata an evaluated condition returned (what the UI shows beside it)."""
+    return dict(evaluation.serializable_evaluation.metadata or {})
 
 
 def failed_checks(instance: Any, check_keys: Iterable[Any]) -> list[Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Any, Protocol
 
 import dagster as dg
@@ -27,7 +28,16 @@ from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why, ou
 from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
 from resources.dagster_private import asset_graph_view, cursor_values, failed_checks
 
-__all__ = ["DATA_VERSION_TAG", "Built", "OutOfDate", "Record", "rebuild_condition", "requested"]
+__all__ = [
+    "DATA_VERSION_TAG",
+    "REBUILD_RULE",
+    "Built",
+    "Guard",
+    "OutOfDate",
+    "Record",
+    "rebuild_condition",
+    "requested",
+]
 
 UNFINISHED = (
     dg.DagsterRunStatus.QUEUED,
@@ -190,18 +200,34 @@ def failed_blocking_checks(instance: dg.DagsterInstance, graph: Any, key: dg.Ass
     return sorted(c.name for c in failed_checks(instance, blocking))
 
 
+REBUILD_RULE = "slipway rebuild"
+
+
+class Guard(StrEnum):
+    """The parts of the rule after :class:`OutOfDate`, by the label the UI shows for each.
+
+    An out-of-date asset waits while one of them is false; :mod:`assets.automation.holds` reads
+    which one from Dagster's evaluation.
+    """
+
+    NOT_RUNNING = "no run of it in progress"
+    NO_UPSTREAM_RUNNING = "no run of an upstream in progress"
+    NO_UPSTREAM_MISSING = "no upstream missing"
+    UPSTREAM_CHECKS_PASSED = "upstream blocking checks passed"
+
+
 def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondition:
     """The shared predicate: out of date, and nothing upstream is missing, running or failing a blocking check."""
     upstream_missing = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested()
-    ).with_label("an upstream is missing")
+    )
     return (
         OutOfDate(stores)
-        & ~dg.AutomationCondition.in_progress()
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~upstream_missing
-        & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ).with_label("slipway rebuild")
+        & (~dg.AutomationCondition.in_progress()).with_label(Guard.NOT_RUNNING)
+        & (~dg.AutomationCondition.any_deps_in_progress()).with_label(Guard.NO_UPSTREAM_RUNNING)
+        & (~upstream_missing).with_label(Guard.NO_UPSTREAM_MISSING)
+        & dg.AutomationCondition.all_deps_blocking_checks_passed().with_label(Guard.UPSTREAM_CHECKS_PASSED)
+    ).with_label(REBUILD_RULE)
 
 
 def requested(result: Any, keys: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:

@@ -5,7 +5,7 @@ A dataset (and any hand-written asset) carries the rebuild predicate
 :class:`assets.automation.retrain.GitChange` (:data:`MODEL_RULE`): by itself (deployed, the UI,
 sensors) it is rebuilt for what git changed and retrains on new data only by its retrain policy.
 `slipway run` loads the same code location; a person who asked also gets the models only
-``GitChange`` held back, read from Dagster's evaluation (:func:`held_by_git_change`).
+``GitChange`` held back, read from Dagster's evaluation (:mod:`assets.automation.holds`).
 
 A hand-written asset without a code version gets the bytes of the file that defines it as one,
 so editing it counts as a changed definition.
@@ -13,14 +13,11 @@ so editing it counts as a changed definition.
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 
 from assets.automation.rebuild import StoredOutputs, rebuild_condition
 from assets.automation.retrain import GitChange
 from assets.spec.versions import source_version
-from resources.dagster_private import evaluation_of, held, label
 
 MODEL_RULE = "slipway rebuild (models)"
 
@@ -50,16 +47,3 @@ def with_rules(pipelines: dg.Definitions, stores: StoredOutputs) -> dg.Definitio
 
     # Observable sources are SourceAssets, which map_asset_specs refuses; they keep no condition.
     return pipelines.permissive_map_resolved_asset_specs(selection=None, func=carry_the_rule)
-
-
-def held_by_git_change(result: Any, key: dg.AssetKey) -> bool:
-    """True when, in Dagster's evaluation ``result``, ``key``'s model rule held it back only by :class:`GitChange`.
-
-    That is: the rebuild predicate (its first part) was true, and ``GitChange`` (its second) was
-    not: a model out of date only by new data, which its retrain policy decides about.
-    """
-    evaluation = evaluation_of(result, key)
-    if evaluation is None or label(evaluation) != MODEL_RULE or len(evaluation.child_results) != 2:
-        return False
-    rule, git = evaluation.child_results
-    return not held(rule) and held(git)

@@ -7,8 +7,9 @@ with the stack's executor and reads every outcome back from the instance's event
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -18,13 +19,24 @@ from assets.automation.rebuild import (
     Record,
     failed_blocking_checks,
     requested,
-    running_assets,
 )
 from definitions.cli import dead_runs, events, settling
 from definitions.cli.outcomes import AssetOutcome
 from definitions.definitions import build_definitions
 from resources.errors import DefinitionError, SlipwayError
 from stacks import LoadedStack
+
+if TYPE_CHECKING:
+    from assets.automation.holds import Held
+
+
+@dataclass
+class Decision:
+    """One evaluation's answer for the selected assets: what to build now, on which record, and what held the rest."""
+
+    todo: list[dg.AssetKey]
+    record: Record
+    holds: dict[dg.AssetKey, Held | None] = field(default_factory=dict)
 
 
 class Engine:
@@ -48,7 +60,6 @@ class Engine:
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = open_instance(loaded.stack)
-        self._running: set[dg.AssetKey] | None = None
         self.registry_down = False
         dead = dead_runs.end_dead_runs(self.instance)
         if dead:
@@ -133,14 +144,14 @@ class Engine:
         """The instance's record of this code location's assets, as it is now."""
         return Record(self.instance, self.graph)
 
-    def decide(self, keys: Sequence[dg.AssetKey]) -> tuple[list[dg.AssetKey], Record]:
-        """The keys to build now, and the record it was decided on.
+    def decide(self, keys: Sequence[dg.AssetKey]) -> Decision:
+        """What to build now, the record it was decided on, and what held the rest back.
 
         What Dagster's evaluation of the deployed rules requests, and, since a person asked, the
-        models it held back only for their retrain policy (out of date by new data alone:
-        :func:`assets.automation.rules.held_by_git_change`).
+        models it held back only for their retrain policy (out of date by new data alone). What
+        held each asset back is read from the same evaluation (:func:`assets.automation.holds.held_back`).
         """
-        from assets.automation.rules import held_by_git_change
+        from assets.automation.holds import Hold, held_back
 
         try:
             result = dg.evaluate_automation_conditions(
@@ -154,14 +165,10 @@ class Engine:
             if cause is not None:
                 raise cause from exc
             raise
-        wanted = set(requested(result, keys)) | {k for k in keys if held_by_git_change(result, k)}
-        return [k for k in keys if k in wanted], Record(self.instance, self.graph)
-
-    def in_progress(self, key: dg.AssetKey) -> bool:
-        """True when a run that targets ``key`` or one of its upstreams has not finished."""
-        if self._running is None:  # read once: asked for each held-back asset after the launches
-            self._running = running_assets(self.instance)
-        return bool({key, *self.graph.get(key).parent_keys} & self._running)
+        holds = {k: held_back(result, k) for k in keys}
+        wanted = set(requested(result, keys))
+        wanted |= {k for k, held in holds.items() if held is not None and held.hold is Hold.RETRAIN_POLICY}
+        return Decision([k for k in keys if k in wanted], Record(self.instance, self.graph), holds)
 
     def launch(
         self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]

@@ -172,12 +172,13 @@ def _run_locked(
         outcomes: dict[Any, AssetOutcome] = {}
         run_ids: list[str] = []
         mark = cache.watermark()
-        todo, record = (keys, None) if force else engine.decide(keys)
+        decision = None if force else engine.decide(keys)
+        todo = keys if decision is None else decision.todo
         while todo:
-            if record is None:
+            if decision is None:
                 reasons = dict.fromkeys(todo, "--force")
             else:
-                reasons = {k: said(record.reasons(k, engine.stores)) for k in todo}
+                reasons = {k: said(decision.record.reasons(k, engine.stores)) for k in todo}
             if not run_ids:
                 resolve_imports(pipelines, loaded.stack.allowed_imports, {k.to_user_string() for k in todo})
             run_id, built = engine.launch(todo, reasons)
@@ -187,15 +188,17 @@ def _run_locked(
             # (unless every selected asset ran already: a cold run builds all in one round).
             mark = cache.watermark()
             if all(k in outcomes for k in keys):
-                todo, record = [], engine.record()
                 break
-            todo, record = engine.decide(keys)
-            todo = [k for k in todo if k not in outcomes]
-        if record is None:
-            record = engine.decide(keys)[1]
-        for key in keys:
-            if key not in outcomes:
-                outcomes[key] = _not_launched(engine, record, key, outcomes)
+            decision = engine.decide(keys)
+            todo = [k for k in decision.todo if k not in outcomes]
+        if all(k in outcomes for k in keys):
+            record = engine.record()
+        else:  # decided after the last launch (or never launched): the rows of what waits come from it
+            decision = decision or engine.decide(keys)
+            record = decision.record
+            for key in keys:
+                if key not in outcomes:
+                    outcomes[key] = _not_launched(engine, decision, key, outcomes)
         # Then every model's aliases, as this run's trainings left them: moved by hand?
         findings = _merge(findings, aliases.reconcile(engine, keys))
         aliases.show(engine, list(outcomes.values()))
@@ -229,34 +232,40 @@ def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], repor
     cache.store(rows if all(r.status == "reused" for r in rows) else None, files, mark, engine.source_files())
 
 
-def _not_launched(engine: Any, record: Any, key: Any, outcomes: dict[Any, AssetOutcome]) -> AssetOutcome:
-    """The row of an asset this run did not launch: reused, or held back by an upstream."""
+def _not_launched(engine: Any, decision: Any, key: Any, outcomes: dict[Any, AssetOutcome]) -> AssetOutcome:
+    """The row of an asset this run did not launch: reused, or what held it back.
+
+    What held it is Dagster's evaluation of its rule (``decision.holds``), except an upstream
+    that failed in this very run, which the run's own outcomes show.
+    """
+    from assets.automation.holds import Hold
+
+    record = decision.record
     built = record.built(key)
     reasons = record.reasons(key, engine.stores)
+    name, kind = key.to_user_string(), engine.kind(key)
     parents = sorted(engine.graph.get(key).parent_keys, key=lambda k: k.to_user_string())
     troubled = [p for p in parents if p in outcomes and outcomes[p].status in ("failed", "blocked", "interrupted")]
     if troubled and (built is None or reasons):
         upstream = outcomes[troubled[0]]
-        return AssetOutcome(
-            key.to_user_string(), engine.kind(key), "blocked", detail=f"{upstream.key} {upstream.status}"
-        )
+        return AssetOutcome(name, kind, "blocked", detail=f"{upstream.key} {upstream.status}")
+    held = decision.holds.get(key)
+    if held is not None and held.hold is Hold.UPSTREAM_CHECK_FAILED:
+        detail = f"{held.upstream} has not passed blocking check {held.detail}"
+        return AssetOutcome(name, kind, "blocked", detail=detail)
+    if held is not None and held.hold is Hold.UPSTREAM_MISSING:
+        return AssetOutcome(name, kind, "blocked", detail=f"{held.upstream} is missing")
+    if held is not None and held.hold is Hold.FAILED_BEFORE:
+        detail = f"{held.detail}; not tried again until its definition or an input changes (--force tries it)"
+        return AssetOutcome(name, kind, "failed", detail=detail)
     if built is None or reasons:
-        for parent in parents:
-            failing = engine.failed_blocking_checks(parent) if parent in engine.graph.materializable_asset_keys else []
-            if failing:
-                detail = f"{parent.to_user_string()} failed blocking check {', '.join(failing)}"
-                return AssetOutcome(key.to_user_string(), engine.kind(key), "blocked", detail=detail)
-            if record.built(parent) is None and parent in engine.graph.materializable_asset_keys:
-                return AssetOutcome(
-                    key.to_user_string(), engine.kind(key), "blocked", detail=f"{parent.to_user_string()} is missing"
-                )
-        failed = record.held(key)
-        if failed is not None:
-            detail = f"{failed}; not tried again until its definition or an input changes (--force tries it)"
-            return AssetOutcome(key.to_user_string(), engine.kind(key), "failed", detail=detail)
-        held = "; held back: a run of it or of an upstream is in progress" if engine.in_progress(key) else ""
-        detail = (said(reasons) or "never built") + held
-        return AssetOutcome(key.to_user_string(), engine.kind(key), "not run", detail=detail)
+        waits = {
+            Hold.RUNNING: "; held back: a run of it is in progress",
+            Hold.UPSTREAM_RUNNING: f"; held back: a run of {held.upstream} is in progress" if held else "",
+            Hold.OWN_CONDITION: f"; held back by its automation condition ({held.detail})" if held else "",
+        }
+        detail = (said(reasons) or "never built") + (waits.get(held.hold, "") if held else "")
+        return AssetOutcome(name, kind, "not run", detail=detail)
     outcome = engine.reused(key, built)
     rebuilt = [p.to_user_string() for p in parents if p in outcomes and outcomes[p].status == "built"]
     if rebuilt and outcome.status == "reused":

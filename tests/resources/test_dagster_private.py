@@ -99,3 +99,41 @@ def test_the_latest_failed_execution_of_a_check_is_found(instance):
     dg.materialize([a], instance=instance, raise_on_error=False)
     keys = [dg.AssetCheckKey(a.key, "good"), dg.AssetCheckKey(a.key, "bad")]
     assert dagster_private.failed_checks(instance, keys) == [dg.AssetCheckKey(a.key, "bad")]
+
+
+def test_an_evaluation_names_the_upstreams_and_checks_of_a_dependency_rule_and_keeps_metadata(instance):
+    class Noted(dg.AutomationCondition):
+        @property
+        def name(self) -> str:
+            return "noted"
+
+        def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+            return dg.AutomationResult(context, context.get_empty_subset(), metadata={"held": "because"})
+
+    @dg.asset
+    def up() -> None: ...
+
+    @dg.asset_check(asset=up, blocking=True)
+    def up_ok() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    rule = Noted() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+    @dg.asset(deps=[up], automation_condition=rule)
+    def down() -> None: ...
+
+    defs = dg.Definitions(assets=[up, down], asset_checks=[up_ok])
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    noted, checks = dagster_private.parts(dagster_private.evaluation_of(result, down.key))
+    assert dagster_private.evaluation_metadata(noted) == {"held": "because"}
+    assert dagster_private.entity(noted) is None
+    (upstream,) = dagster_private.parts(checks)
+    assert dagster_private.entity(upstream) == up.key
+    leaves = [dagster_private.entity(e) for e in _all(upstream)]
+    assert dg.AssetCheckKey(up.key, "up_ok") in leaves
+
+
+def _all(evaluation):
+    for part in dagster_private.parts(evaluation):
+        yield part
+        yield from _all(part)
