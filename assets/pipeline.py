@@ -12,9 +12,11 @@ from pydantic import BaseModel
 from assets.data.dataset_asset import build_dataset_asset, build_source_asset
 from assets.data.sources import observable
 from assets.model.model_asset import build_model_asset
+from assets.serve.predictions import build_alias_source, build_predictions_asset
 from assets.spec import graph
 from assets.spec.loader import LoadedPipeline, parse_file
 from assets.spec.schema import PipelineSpec
+from assets.spec.scoring import alias_of
 from assets.spec.versions import code_files
 
 
@@ -107,4 +109,10 @@ def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
         for name, dataset in spec.datasets.items()
         if observable(dataset.source)
     ]
-    return dg.Definitions(assets=[*assets, *sources])
+    aliases = {}
+    for name, scored in spec.predictions.items():
+        model = spec.models[scored.model]
+        assets.append(build_predictions_asset(spec.name, name, scored, model, folder))
+        alias = alias_of(scored, model.promote.alias)
+        aliases[(scored.model, alias)] = build_alias_source(spec.name, scored.model, alias)
+    return dg.Definitions(assets=[*assets, *sources, *aliases.values()])

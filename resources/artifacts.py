@@ -11,8 +11,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -30,6 +34,13 @@ NOT_CURRENT = "slipway/not_current"
 RECORD_DEPTH = 100
 #: How every error of an artifact store begins: ``artifact store (<kind>): …``.
 ARTIFACT_STORE_ERROR = "artifact store ("
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """A table an asset wrote to a Parquet file itself (streamed, larger than memory): stored as that file."""
+
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,30 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
     @abstractmethod
     def _where(self) -> str:
         """Where the store keeps things, for messages (``under /path``, ``in s3://bucket/prefix``)."""
+
+    def _put_file(self, key: tuple[str, ...], name: str, path: Path) -> None:
+        """Store the file ``path`` as the blob ``name`` of ``key`` (whole, as :meth:`_put`); the file is consumed."""
+        self._put(key, name, path.read_bytes())
+        path.unlink(missing_ok=True)
+
+    @contextmanager
+    def recorded_file(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Iterator[Path]:
+        """The current version of table ``asset_key`` as a local Parquet file, to stream (:meth:`read_recorded`)."""
+        key = tuple(asset_key.path)
+        version = self.recorded_version(instance, asset_key)
+        path = None if version is None else self.local_path(key, version)
+        if path is not None and path.suffix == ".parquet":
+            yield path
+            return
+        name = None if version is None else self._find(key, version)
+        data = None if name is None else self._get(key, name)
+        if version is None or name is None or not name.endswith(".parquet") or data is None:
+            self.read_recorded(instance, asset_key)  # says why (never materialized, not stored)
+            raise DataError(f"artifact store ({self.kind}): {'/'.join(key)} is not a table")
+        with tempfile.TemporaryDirectory(prefix="slipway-") as tmp:
+            copy = Path(tmp) / name
+            copy.write_bytes(data)
+            yield copy
 
     def has(self, key: tuple[str, ...], version: str) -> bool:
         """True when version ``version`` (a Dagster run id) of ``key`` is stored."""
@@ -135,6 +170,9 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         """
         if isinstance(obj, ModelRef):
             name, data = f"{version}.json", json.dumps(asdict(obj), indent=2).encode()
+        elif isinstance(obj, TableFile):
+            self._put_file(key, f"{version}.parquet", obj.path)
+            return
         elif obj is None:  # an asset that only has side effects (a hand-written one, say)
             name, data = f"{version}.json", b"null"
         elif hasattr(obj, "to_parquet"):
@@ -184,6 +222,13 @@ class LocalArtifactStore(ArtifactStore, LocalStoreSettings):
         folder = self._folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / name, data)
+
+    def _put_file(self, key: tuple[str, ...], name: str, path: Path) -> None:
+        folder = self._folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.tmp"
+        shutil.move(path, tmp)  # a rename when on the same file system, else a streamed copy
+        os.replace(tmp, folder / name)
 
     def _find(self, key: tuple[str, ...], version: str) -> str | None:
         path = self.local_path(key, version)
@@ -236,6 +281,11 @@ class S3ArtifactStore(ArtifactStore, S3StoreSettings):
 
     def _put(self, key: tuple[str, ...], name: str, data: bytes) -> None:
         self._call("write", "put_object", Key=self._key(key, name), Body=data)
+
+    def _put_file(self, key: tuple[str, ...], name: str, path: Path) -> None:
+        # Streamed from the file (in parts when large); the object appears when the upload completes.
+        self._call("write", "upload_file", Key=self._key(key, name), Filename=str(path))
+        path.unlink(missing_ok=True)
 
     def _find(self, key: tuple[str, ...], version: str) -> str | None:
         answer = self._call("list", "list_objects_v2", Prefix=self._key(key, f"{version}."), MaxKeys=10)

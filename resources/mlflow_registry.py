@@ -19,6 +19,7 @@ from pydantic import Field
 from resources import mlflow_client
 from resources import registry as role
 from resources.errors import ResourceError
+from resources.mlflow_errors import already_exists, not_found, registered, retried
 from resources.mlflow_store import store_uri
 from resources.redact import redact, safe_cause
 from resources.registry import (
@@ -67,7 +68,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
     @property
     def _locked(self) -> bool:
         """True when :meth:`promotion_lock` serializes this store's promotions (a SQLite file)."""
-        return _lock_file(self.registry_uri or self.tracking_uri, "_") is not None
+        return mlflow_client.sqlite_lock_file(self.registry_uri or self.tracking_uri, "_") is not None
 
     def register(  # noqa: D102
         self,
@@ -84,11 +85,11 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         if takes_turn and not self._locked:
             tags = {**tags, PROMOTING_TAG: "true"}
         try:
-            if _registered(client, name) is None:
+            if registered(client, name) is None:
                 try:
                     client.create_registered_model(name)
                 except MlflowException as exc:
-                    if not _already_exists(exc):  # else another training created it a moment ago
+                    if not already_exists(exc):  # else another training created it a moment ago
                         raise
             version = client.create_model_version(
                 name, source=model_uri, run_id=run_id, tags=tags, description=description or None
@@ -133,7 +134,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         try:
             client.delete_model_version_tag(name, version, PROMOTING_TAG)
         except MlflowException as exc:
-            if not _not_found(exc):
+            if not not_found(exc):
                 raise self._fail(f"end the promotion of {name} v{version}", exc) from safe_cause(exc)
 
     def aliases(self, name: str) -> dict[str, str]:  # noqa: D102
@@ -142,7 +143,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 
         try:
             # The registered model lists its aliases; only a missing model means "none".
-            model = _registered(client, name)
+            model = registered(client, name)
         except MlflowException as exc:
             raise self._fail(f"read the aliases of {name!r}", exc) from safe_cause(exc)
         return {} if model is None else {alias: str(version) for alias, version in model.aliases.items()}
@@ -154,7 +155,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         try:
             return dict(client.get_model_version(name, version).tags)
         except MlflowException as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise self._fail(f"read {name} v{version}", exc) from safe_cause(exc)
 
@@ -166,12 +167,12 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             # The record first, so that an alias is never where Slipway put it without the
             # record saying so. If the move itself fails, the record is put back to where
             # the alias is (best effort: a registry that just failed may fail again).
-            _retried(client.set_registered_model_tag, name, ALIAS_RECORD_PREFIX + alias, version)
+            retried(client.set_registered_model_tag, name, ALIAS_RECORD_PREFIX + alias, version)
             try:
-                _retried(client.set_registered_model_alias, name, alias, version)
+                retried(client.set_registered_model_alias, name, alias, version)
             except MlflowException:
                 with contextlib.suppress(MlflowException):
-                    current = _registered(client, name).aliases.get(alias)
+                    current = registered(client, name).aliases.get(alias)
                     if current is None:
                         client.delete_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias)
                     else:
@@ -188,7 +189,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             client.delete_registered_model_alias(name, alias)
             client.delete_registered_model_tag(name, ALIAS_RECORD_PREFIX + alias)
         except MlflowException as exc:
-            if not _not_found(exc):
+            if not not_found(exc):
                 raise self._fail(f"remove alias {alias!r} of {name!r}", exc) from safe_cause(exc)
 
     def record_pin(self, name: str, alias: str, version: str | None) -> None:  # noqa: D102
@@ -199,9 +200,9 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             if version is None:
                 client.delete_registered_model_tag(name, PIN_RECORD_PREFIX + alias)
             else:
-                _retried(client.set_registered_model_tag, name, PIN_RECORD_PREFIX + alias, version)
+                retried(client.set_registered_model_tag, name, PIN_RECORD_PREFIX + alias, version)
         except MlflowException as exc:
-            if not _not_found(exc):
+            if not not_found(exc):
                 raise self._fail(f"record the pin of {alias!r} of {name!r}", exc) from safe_cause(exc)
 
     def alias_states(self, names: list[str]) -> dict[str, AliasState]:  # noqa: D102
@@ -213,7 +214,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         if len(wanted) <= _FEW:  # a model or a few (a training's own check): read just those
             try:
                 for name in sorted(wanted):
-                    model = _registered(client, name)
+                    model = registered(client, name)
                     if model is not None:
                         found[name] = _alias_state(model)
             except MlflowException as exc:
@@ -239,7 +240,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
         try:
             run = client.get_run(client.get_model_version(name, version).run_id)
         except MlflowException as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise self._fail(f"read the training run of {name} v{version}", exc) from safe_cause(exc)
         return dict(run.data.params), dict(run.data.metrics)
@@ -260,7 +261,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 
         try:
             for key, value in tags.items():
-                _retried(client.set_model_version_tag, name, version, key, value)
+                retried(client.set_model_version_tag, name, version, key, value)
         except MlflowException as exc:
             raise self._fail(f"tag {name} v{version}", exc) from safe_cause(exc)
 
@@ -276,7 +277,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
                 local = client.download_artifacts(run_id, path, tmp)
                 return Path(local).read_bytes()
         except (MlflowException, OSError) as exc:
-            if isinstance(exc, OSError) or _not_found(exc) or "No such file" in str(exc):
+            if isinstance(exc, OSError) or not_found(exc) or "No such file" in str(exc):
                 return None
             raise self._fail(f"read {path} of {name} v{version}", exc) from safe_cause(exc)
 
@@ -312,7 +313,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             if source.startswith(("runs:", "models:")):
                 source = client.get_model_version_download_uri(name, version)
         except MlflowException as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return f"{name} v{version} is not in the registry at {where}", None
             raise self._fail(f"read {name} v{version}", exc) from safe_cause(exc)
         if abandoned is not None:
@@ -343,7 +344,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
 
     @contextlib.contextmanager
     def promotion_lock(self, name: str) -> Iterator[None]:  # noqa: D102
-        path = _lock_file(self.registry_uri or self.tracking_uri, name)
+        path = mlflow_client.sqlite_lock_file(self.registry_uri or self.tracking_uri, name)
         if path is None:
             yield
             return
@@ -358,10 +359,8 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-
 # Up to this many models, their aliases are read one by one; more, with one search of them all.
 _FEW = 8
-
 
 
 def _alias_state(model: Any) -> AliasState:
@@ -373,64 +372,6 @@ def _alias_state(model: Any) -> AliasState:
 
     aliases = {a: str(v) for a, v in model.aliases.items()}
     return AliasState(aliases, prefixed(ALIAS_RECORD_PREFIX), prefixed(PIN_RECORD_PREFIX))
-
-
-
-def _registered(client: Any, name: str) -> Any:
-    """The registered model ``name``, or None when it does not exist (any other error raises)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_registered_model(name)
-    except MlflowException as exc:
-        if _not_found(exc):
-            return None
-        raise
-
-
-
-def _retried(write: Any, *args: Any) -> Any:
-    """Call ``write`` (a set-or-create of one row), again if it lost a race to create the row.
-
-    MLflow's SQL store sets a tag or an alias by reading the row and inserting it when absent:
-    two writers at once both insert, and the second fails on the table's unique key. Tried
-    again, the row exists and is updated.
-    """
-    from mlflow.exceptions import MlflowException
-
-    for attempt in range(3):
-        try:
-            return write(*args)
-        except MlflowException as exc:
-            if attempt == 2 or not _already_exists(exc):
-                raise
-    return None
-
-
-
-def _already_exists(exc: Any) -> bool:
-    """True when the store refused a create because the row was created meanwhile."""
-    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-
-    if exc.error_code == ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-        return True
-    # A unique key violated inside a store that reports it as a bad request (SQLite, PostgreSQL).
-    text = str(exc)
-    return "UNIQUE constraint failed" in text or "duplicate key value violates unique constraint" in text
-
-
-
-def _not_found(exc: Any) -> bool:
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-
-    return bool(exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST))
-
-
-
-def _lock_file(uri: str, name: str) -> Path | None:
-    """The lock file of model ``name`` beside a SQLite registry, or None for other stores."""
-    return mlflow_client.sqlite_lock_file(uri, name)
-
 
 
 def _local_path(uri: str) -> Path | None:

@@ -147,5 +147,3 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         The files are the local folder holding the version (None when the store is not local).
         Registry errors other than "not found" raise :class:`ResourceError`.
         """
-
-

@@ -16,6 +16,7 @@ import dagster as dg
 
 from resources import mlflow_client
 from resources.errors import ResourceError
+from resources.mlflow_errors import already_exists
 from resources.mlflow_store import store_uri
 from resources.redact import redact, safe_cause
 from resources.settings import MlflowTrackerSettings
@@ -190,7 +191,7 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
             except Exception as exc:
                 # Two runs logging the same new dataset at once (two homes on one server): MLflow's
                 # read-then-insert loses the race on the dataset's unique key; tried again, it finds it.
-                if attempt < 2 and _already_exists(exc):
+                if attempt < 2 and already_exists(exc):
                     continue
                 raise self._fail(f"log the {context} input", exc) from safe_cause(exc)
 
@@ -282,12 +283,6 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
     def version_url(self, name: str, version: str) -> str | None:  # noqa: D102
         # The registry's pages sit outside the experiments: no workflow type to choose.
         return f"{redact(self.ui_url.rstrip('/'))}/#/models/{quote(name, safe='')}/versions/{quote(str(version))}"
-
-
-def _already_exists(exc: BaseException) -> bool:
-    """True when the store refused a create because the row was created meanwhile (a unique key)."""
-    text = str(exc)
-    return "UNIQUE constraint failed" in text or "duplicate key value violates unique constraint" in text
 
 
 def _requirements(model: Any) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from stacks import json_schema
 from stacks.config import StackFields
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "helm" / "slipway" / "values.schema.json"
@@ -274,23 +275,15 @@ SECRET_NEEDS: list[tuple[str, str, str, str, str]] = [
 ]
 
 
-def _nested(path: tuple[str, ...], leaf: dict[str, Any]) -> dict[str, Any]:
-    """``{"properties": {a: {"properties": {b: leaf}, ...}}}``: a schema for the value at ``path``."""
-    node = leaf
-    for key in reversed(path):
-        node = {"properties": {key: node}, "required": [key]}
-    return node
-
-
 def _secret_conditions(schema: dict[str, Any]) -> None:
     """The schema side of :meth:`ChartValues._needed_secrets`, so that ``helm lint`` checks it too."""
     schema["allOf"] = [
         {
-            "if": _nested(
+            "if": json_schema.nested(
                 ("stack", component),
                 {"properties": {tag: {"const": value}, var: {"type": "string"}}, "required": [tag, var]},
             ),
-            "then": _nested(("secrets", key, "name"), {"minLength": 1}),
+            "then": json_schema.nested(("secrets", key, "name"), {"minLength": 1}),
         }
         for component, tag, value, var, key in SECRET_NEEDS
     ]
@@ -338,73 +331,12 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
-def _tagged_unions(node: Any) -> None:
-    """Rewrite each tagged union (``oneOf`` + ``discriminator``) as pydantic reads it: the tag picks the variant.
-
-    JSON Schema ignores ``discriminator``, so a bad ``type`` fails every branch of the
-    ``oneOf`` and the error lists them all; a variant whose fields all have defaults even
-    matches a value without a tag, which pydantic refuses. Instead: the tag is required and one
-    of the known names (a bad one is named in one line), and ``if`` tag ``then`` variant.
-    """
-    if isinstance(node, dict):
-        discriminator = node.get("discriminator")
-        if isinstance(discriminator, dict) and "oneOf" in node:
-            tag, mapping = discriminator["propertyName"], discriminator["mapping"]
-            del node["discriminator"], node["oneOf"]
-            node.update(
-                type="object",
-                required=[tag],
-                properties={tag: {"enum": sorted(mapping)}},
-                allOf=[
-                    {"if": {"properties": {tag: {"const": name}}, "required": [tag]}, "then": {"$ref": ref}}
-                    for name, ref in sorted(mapping.items())
-                ],
-            )
-        for value in node.values():
-            _tagged_unions(value)
-    elif isinstance(node, list):
-        for value in node:
-            _tagged_unions(value)
-
-
-def _closed_maps(node: Any) -> None:
-    """Refuse a map key that does not match its pattern, as pydantic does.
-
-    pydantic writes ``dict[EnvName, str]`` as ``patternProperties``, which only constrains the
-    keys that match and lets any other through (``env: {"bad-name": …}`` passed ``helm lint``,
-    then broke the manifest). With ``additionalProperties: false`` the other keys are refused
-    at the map's path: ``at '/env': additional properties 'bad-name' not allowed``. (Helm's
-    validator reports a ``propertyNames`` failure at ``''``, without the path.)
-    """
-    if isinstance(node, dict):
-        if isinstance(node.get("patternProperties"), dict) and "additionalProperties" not in node:
-            node["additionalProperties"] = False
-        for value in node.values():
-            _closed_maps(value)
-    elif isinstance(node, list):
-        for value in node:
-            _closed_maps(value)
-
-
-def _drop_titles(node: Any) -> None:
-    """Remove pydantic's generated ``title`` of each property ("Pullpolicy"): noise in the file."""
-    if isinstance(node, dict):
-        for value in (node.get("properties") or {}).values():
-            if isinstance(value, dict):
-                value.pop("title", None)
-        for value in node.values():
-            _drop_titles(value)
-    elif isinstance(node, list):
-        for value in node:
-            _drop_titles(value)
-
-
 def values_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12, which Helm 4 validates) of the chart's values."""
     schema = ChartValues.model_json_schema(by_alias=True, mode="validation")
-    _tagged_unions(schema)
-    _closed_maps(schema)
-    _drop_titles(schema)
+    json_schema.tagged_unions(schema)
+    json_schema.closed_maps(schema)
+    json_schema.drop_titles(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

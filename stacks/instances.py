@@ -34,7 +34,6 @@ class _Instance(Component):
         return None
 
 
-
 class SqliteInstance(_Instance):
     """Dagster instance storage in SQLite files under ``base_dir``: one machine."""
 
@@ -67,7 +66,6 @@ class SqliteInstance(_Instance):
             _max_id(history / "runs" / ".db", "event_logs") if (history / "runs" / ".db").exists() else "-",
         ]
         return None if None in ids else "/".join(str(i) for i in ids)
-
 
 
 class PostgresInstance(_Instance):
@@ -122,7 +120,6 @@ class PostgresInstance(_Instance):
         return [("instance.password_env", self.password_env, True, "required to run on this stack")]
 
 
-
 def _max_id(database: Path, table: str) -> str | None:
     import sqlite3
     from contextlib import closing
@@ -136,7 +133,6 @@ def _max_id(database: Path, table: str) -> str | None:
     except sqlite3.Error:
         return None
     return f"{row[0]}:{row[1]}"
-
 
 
 def _storage(module: str, name: str, base_dir: Path) -> dict[str, Any]:

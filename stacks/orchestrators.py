@@ -29,7 +29,6 @@ class InProcessOrchestrator(Component):
         return dg.in_process_executor
 
 
-
 class MultiprocessOrchestrator(Component):
     """Each step in a process of its own on this machine (a stand-in for pods, without a cluster)."""
 
@@ -49,7 +48,6 @@ class MultiprocessOrchestrator(Component):
         from stacks.launch import in_step_processes
 
         return in_step_processes(run)
-
 
 
 class K8sJobOrchestrator(Component):

@@ -26,6 +26,7 @@ import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why, out_of_date, said
 from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
+from assets.spec.tags import ALIAS_METADATA, PREDICTIONS_METADATA
 from resources.dagster_private import asset_graph_view, cursor_values, failed_checks
 
 __all__ = [
@@ -88,8 +89,16 @@ class Record:
                 continue  # not one this version wrote: it holds nothing
 
     def inputs(self, key: dg.AssetKey) -> dict[str, str | None]:
-        """The current data version of each input of ``key``."""
-        return {p.to_user_string(): self.data_version(p) for p in self.graph.get(key).parent_keys}
+        """The current data version of each input of ``key`` that can make it stale.
+
+        A predictions table reads its model through the alias (its alias source), so the model
+        asset's latest training is not one of them.
+        """
+        node = self.graph.get(key)
+        parents = node.parent_keys
+        if PREDICTIONS_METADATA in (node.metadata or {}):
+            parents = {p for p in parents if "slipway/registered_model" not in (self.graph.get(p).metadata or {})}
+        return {p.to_user_string(): self.data_version(p) for p in parents}
 
     def held(self, key: dg.AssetKey) -> str | None:
         """Why ``key`` is not tried again: it failed on bad data or a bad definition, and neither changed.
@@ -129,11 +138,23 @@ class Record:
         """Why ``key`` must be rebuilt; empty when what was built is still current."""
         built = self._built.get(key)
         node = self.graph.get(key)
-        inputs = {p.to_user_string(): self.data_version(p) for p in node.parent_keys} if built is not None else {}
-        found = out_of_date(built, node.code_version, inputs)
+        inputs = self.inputs(key) if built is not None else {}
+        found = [self._alias_moved(r, built) for r in out_of_date(built, node.code_version, inputs)]
         if not found and (problem := self.lost(key, stores)) is not None:
             found.append(Reason(Why.OUTPUT_LOST, problem))
         return found
+
+    def _alias_moved(self, reason: Reason, built: Built | None) -> Reason:
+        """``reason`` as an alias move when its input is an alias source: ``shop.clf@champion moved v1 → v2``."""
+        if reason.why not in (Why.NEW_DATA, Why.NEW_INPUT) or built is None:
+            return reason
+        source = dg.AssetKey.from_user_string(reason.subject)
+        alias = (self.graph.get(source).metadata or {}).get(ALIAS_METADATA) if self.graph.has(source) else None
+        if alias is None:
+            return reason
+        before = built.inputs.get(reason.subject)
+        moved = f"moved v{before} → v{self.data_version(source)}" if before else f"is v{self.data_version(source)}"
+        return Reason(Why.ALIAS_MOVED, f"{alias} {moved}")
 
     def lost(self, key: dg.AssetKey, stores: StoredOutputs | None) -> str | None:
         """Why what ``key`` last built is gone from the stores; None when it is there, never built, or not asked."""

@@ -23,6 +23,7 @@ class Why(StrEnum):
     NEW_DATA = "new_data"  # an input's data version differs from the one it was built on
     NEW_INPUT = "new_input"  # an input it was not built on
     OUTPUT_LOST = "output_lost"  # what it built is gone from the stores
+    ALIAS_MOVED = "alias_moved"  # the alias it is scored by holds another version
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Reason:
             Why.NEW_DATA: f"{self.subject} has new data",
             Why.NEW_INPUT: f"{self.subject} is a new input",
             Why.OUTPUT_LOST: self.subject,
+            Why.ALIAS_MOVED: self.subject,
         }[self.why]
 
 

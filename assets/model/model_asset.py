@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,183 +58,24 @@ def build_model_asset(
     untracked, they make the recorded commit dirty too. ``refs`` are its references to other
     pipelines' assets (:func:`assets.spec.graph.refs_metadata`), checked by the code location.
     """
-    key = dg.AssetKey([pipeline, name])
-    # Its inputs as the graph declares them: the dataset it trains on, then an evaluation set.
-    edges = {edge.field[0]: dg.AssetKey(edge.target.split("/")) for edge in model_edges(pipeline, spec)}
-    dataset_key, evaluation_key = edges["dataset"], edges.get("evaluate_on")
-    ins = {"frame": dg.AssetIn(key=dataset_key)}
-    if evaluation_key is not None:
-        ins["evaluation"] = dg.AssetIn(key=evaluation_key)
-    where = f"pipeline {pipeline}, model {name}"
-    version_hash = code_version("model", spec)
-    checks = [
-        dg.AssetCheckSpec(gate_check_name(m), asset=key, blocking=True, description=f"{m} {cond}")
-        for m, cond in spec.promote.gates.items()
-    ]
-    checks.append(
-        dg.AssetCheckSpec(
-            ALIAS_CHECK,
-            asset=key,
-            description="The registry's aliases are where git pins them and Slipway last set them (none moved by hand)",
-        )
-    )
-    checks.append(
-        dg.AssetCheckSpec(
-            CHAMPION_CHECK,
-            asset=key,
-            description=f"The version that holds {spec.promote.alias} (the one served) can be loaded",
-        )
-    )
-
-    def _train(
-        context: dg.AssetExecutionContext,
-        frame: Any,
-        evaluation: Any,
-        experiment_tracker: ExperimentTracker,
-        model_registry: ModelRegistry,
-        import_policy: ImportPolicy,
-        alerter: Alerter,
-    ) -> Any:
-        progress.started(f"{pipeline}/{name}", "training")
-        # Import everything the training needs first: the tracker's warm-up imports MLflow on
-        # another thread, and no import may run beside it.
-        fit_fn = training.learner(spec, import_policy.allowed, where)
-        experiment_tracker.prepare()
-        # The run is recorded after training (so that MLflow's start-up overlaps it), dated
-        # from when training began.
-        train_started_ms = int(time.time() * 1000)
-        trained = training.train(frame, spec, fit_fn, where, evaluation)
-        sha, dirty = git_state(folder, [*code_files(spec), *upstream_code])
-        data_version = frame_version(frame)
-        tags = {
-            "slipway.git_sha": sha,
-            "slipway.git_dirty": str(dirty).lower(),
-            "slipway.definition_hash": version_hash,
-            "slipway.dagster_run_id": context.run.run_id,
-            "slipway.asset_key": key.to_user_string(),
-            "slipway.pipeline": pipeline,
-            "slipway.version": slipway_version(),
-            "slipway.lock_hash": lock_hash(),
-            champion.SPLIT_TAG: trained.holdout.record.to_json(),
-            f"slipway.upstream.{dataset_key.to_user_string()}": data_version,
-            **(
-                {f"slipway.upstream.{evaluation_key.to_user_string()}": frame_version(evaluation)}
-                if evaluation_key
-                else {}
-            ),
-            # MLflow's own tags, shown as the run's source in its UI.
-            "mlflow.source.type": "JOB",
-            "mlflow.source.name": str(folder / "defs.yaml"),
-        }
-        if sha != "unknown":
-            tags["mlflow.source.git.commit"] = sha
-        # Why this training happened, when a retrain policy launched it (assets.automation.retrain).
-        trigger = context.run.tags.get(TRIGGER_TAG)
-        if trigger:
-            tags["slipway.retrain_trigger"] = trigger
-            tags["slipway.retrain_reason"] = context.run.tags.get(REASON_TAG, "")[:500]
-        registry_name = registered_name(pipeline, name)
-        # Shown by MLflow's UI on the run's and the version's pages, with links back to Dagster.
-        reason = tags.get("slipway.retrain_reason", "")
-        notes = model_report.notes(context.run.run_id, key.to_user_string(), trigger, reason)
-        run_tags = {**tags, model_report.NOTE_TAG: notes}
-        run = experiment_tracker.start_run(pipeline, f"{name}-{context.run.run_id[:8]}", run_tags, train_started_ms)
-        yielded = False
-        try:
-            ref, decision, gates, comparison, serving = publish.track_and_promote(
-                context,
-                spec,
-                trained,
-                frame if evaluation is None else evaluation,
-                run,
-                (tags, notes),
-                registry_name,
-                data_version,
-                (key, dataset_key),
-                experiment_tracker,
-                model_registry,
-            )
-            context.log.info(f"{registry_name} v{ref.version}: {decision.reason}")
-            progress.finished(f"{pipeline}/{name}", f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
-            output = versioned_output(
-                ref,
-                f"{registry_name}@{ref.version}",
-                {
-                    "mlflow_run": dg.MetadataValue.url(experiment_tracker.run_url(run)),
-                    "mlflow_run_id": run.run_id,
-                    "model_uri": ref.uri,
-                    "registered_model": registry_name,
-                    "model_version": dg.MetadataValue.int(int(ref.version)),
-                    "alias": ref.alias or "none",
-                    # The version that serves (the promotion alias), linked: a challenger's page
-                    # says which version it did not replace.
-                    **model_report.champion_metadata(registry_name, serving, experiment_tracker),
-                    "promotion": decision.reason,
-                    "upstream_data_version": data_version,
-                    "git_sha": sha,
-                    "git_dirty": dirty,
-                    **(
-                        {"retrain_trigger": trigger, "retrain_reason": tags["slipway.retrain_reason"]}
-                        if trigger
-                        else {}
-                    ),
-                    **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
-                },
-            )
-            # Once the output is handed over, only Dagster's record can say whether the version
-            # was delivered: an interrupt may land while Dagster stores it, after the
-            # materialization is written, and this generator is then never resumed (only
-            # closed, whenever it is collected). So a failure from here on is settled by
-            # assets.model.recovery.settle, which reads the event log (`slipway run` calls it as soon
-            # as its run ends), never by this frame.
-            yielded = True
-            yield output
-        except BaseException as exc:
-            if not yielded:
-                _give_up(context, experiment_tracker, model_registry, run, registry_name, exc)
-            raise
-        model_report.alert(
-            alerter,
-            context.log,
-            context.run.run_id,
-            key.to_user_string(),
-            registry_name,
-            ref,
-            (decision, serving),
-            gates,
-            experiment_tracker.run_url(run),
-            spec.promote.alias,
-        )
-        for gate in gates:
-            yield dg.AssetCheckResult(
-                check_name=gate_check_name(gate.metric),
-                passed=gate.passed,
-                metadata={"value": gate.value, "condition": gate.condition},
-            )
-        yield model_checks.alias_check(context, model_registry, key, registry_name, spec, ref.version)
-        model = pins.Pinned(key.to_user_string(), registry_name, spec.promote)
-        promoted = (ref.version, serving, comparison)
-        link = experiment_tracker.run_url(run)
-        yield model_checks.champion_check(context, model_registry, alerter, model, promoted, link)
-        try:
-            experiment_tracker.end_run(run, ok=True)
-        except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
-            context.log.warning(f"{registry_name}: {exc}; the next run closes it")
-            recovery.keep_unsettled(context.instance, [*recovery.unsettled(context.instance), key.to_user_string()])
+    model = _ModelAsset(pipeline, name, spec, folder, upstream_code)
+    ins = {"frame": dg.AssetIn(key=model.dataset_key)}
+    if model.evaluation_key is not None:
+        ins["evaluation"] = dg.AssetIn(key=model.evaluation_key)
 
     @dg.asset(
-        key=key,
+        key=model.key,
         group_name=pipeline,
-        code_version=version_hash,
+        code_version=model.version_hash,
         ins=ins,
         description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
-        check_specs=checks,
+        check_specs=model.check_specs(),
         kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
         op_tags=compute.op_tags(spec.resources),
         pool=pool_name(pipeline, name),
         metadata={
             "slipway/pipeline": pipeline,
-            "slipway/registered_model": registered_name(pipeline, name),
+            "slipway/registered_model": model.registry_name,
             PROMOTE_METADATA: spec.promote.model_dump_json(),
             **policy_metadata(pipeline, name, spec),
             **({REFS_METADATA: dict(refs)} if refs else {}),
@@ -247,19 +89,207 @@ def build_model_asset(
         alerter: Alerter,
         **frames: Any,
     ) -> Any:
-        steps = _train(
-            context,
-            frames["frame"],
-            frames.get("evaluation"),
-            experiment_tracker,
-            model_registry,
-            import_policy,
-            alerter,
-        )
+        stores = _Stores(experiment_tracker, model_registry, import_policy, alerter)
+        steps = model.train(context, frames["frame"], frames.get("evaluation"), stores)
         # A model refuses no data (only a dataset's blocking expectations do): nothing to record.
-        yield from recording_failures(context, key, steps, can_refuse=False)
+        yield from recording_failures(context, model.key, steps, can_refuse=False)
 
     return _model
+
+
+@dataclass(frozen=True)
+class _Stores:
+    """The resources a training uses."""
+
+    tracker: ExperimentTracker
+    registry: ModelRegistry
+    imports: ImportPolicy
+    alerter: Alerter
+
+
+class _ModelAsset:
+    """What one declared model's asset does, step by step: train, track, publish, then its checks."""
+
+    def __init__(self, pipeline: str, name: str, spec: Model, folder: Path, upstream_code: tuple[Path, ...]) -> None:
+        self.pipeline, self.name, self.spec, self.folder, self.upstream_code = (
+            pipeline,
+            name,
+            spec,
+            folder,
+            upstream_code,
+        )
+        self.key = dg.AssetKey([pipeline, name])
+        # Its inputs as the graph declares them: the dataset it trains on, then an evaluation set.
+        edges = {edge.field[0]: dg.AssetKey(edge.target.split("/")) for edge in model_edges(pipeline, spec)}
+        self.dataset_key, self.evaluation_key = edges["dataset"], edges.get("evaluate_on")
+        self.where = f"pipeline {pipeline}, model {name}"
+        self.version_hash = code_version("model", spec)
+        self.registry_name = registered_name(pipeline, name)
+        self.label = self.key.to_user_string()
+
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        """Its gates (blocking), the alias check and the champion check."""
+        checks = [
+            dg.AssetCheckSpec(gate_check_name(m), asset=self.key, blocking=True, description=f"{m} {cond}")
+            for m, cond in self.spec.promote.gates.items()
+        ]
+        checks.append(
+            dg.AssetCheckSpec(
+                ALIAS_CHECK,
+                asset=self.key,
+                description="The registry's aliases are where git pins them and Slipway last set them "
+                "(none moved by hand)",
+            )
+        )
+        checks.append(
+            dg.AssetCheckSpec(
+                CHAMPION_CHECK,
+                asset=self.key,
+                description=f"The version that holds {self.spec.promote.alias} (the one served) can be loaded",
+            )
+        )
+        return checks
+
+    def run_tags(
+        self, context: dg.AssetExecutionContext, data_version: str, evaluation: Any, git: tuple[str, bool]
+    ) -> dict[str, str]:
+        """The MLflow run's tags: where it came from (git, definition, Dagster run, data) and why it trained."""
+        sha, dirty = git
+        tags = {
+            "slipway.git_sha": sha,
+            "slipway.git_dirty": str(dirty).lower(),
+            "slipway.definition_hash": self.version_hash,
+            "slipway.dagster_run_id": context.run.run_id,
+            "slipway.asset_key": self.label,
+            "slipway.pipeline": self.pipeline,
+            "slipway.version": slipway_version(),
+            "slipway.lock_hash": lock_hash(),
+            f"slipway.upstream.{self.dataset_key.to_user_string()}": data_version,
+            # MLflow's own tags, shown as the run's source in its UI.
+            "mlflow.source.type": "JOB",
+            "mlflow.source.name": str(self.folder / "defs.yaml"),
+        }
+        if self.evaluation_key is not None:
+            tags[f"slipway.upstream.{self.evaluation_key.to_user_string()}"] = frame_version(evaluation)
+        if sha != "unknown":
+            tags["mlflow.source.git.commit"] = sha
+        # Why this training happened, when a retrain policy launched it (assets.automation.retrain).
+        trigger = context.run.tags.get(TRIGGER_TAG)
+        if trigger:
+            tags["slipway.retrain_trigger"] = trigger
+            tags["slipway.retrain_reason"] = context.run.tags.get(REASON_TAG, "")[:500]
+        return tags
+
+    def train(self, context: dg.AssetExecutionContext, frame: Any, evaluation: Any, stores: _Stores) -> Any:
+        """Train, track and publish (the output), then alert and yield the checks."""
+        progress.started(self.label, "training")
+        # Import everything the training needs first: the tracker's warm-up imports MLflow on
+        # another thread, and no import may run beside it.
+        fit_fn = training.learner(self.spec, stores.imports.allowed, self.where)
+        stores.tracker.prepare()
+        # The run is recorded after training (so that MLflow's start-up overlaps it), dated
+        # from when training began.
+        train_started_ms = int(time.time() * 1000)
+        trained = training.train(frame, self.spec, fit_fn, self.where, evaluation)
+        git = git_state(self.folder, [*code_files(self.spec), *self.upstream_code])
+        data_version = frame_version(frame)
+        tags = self.run_tags(context, data_version, evaluation, git)
+        tags[champion.SPLIT_TAG] = trained.holdout.record.to_json()
+        # Shown by MLflow's UI on the run's and the version's pages, with links back to Dagster.
+        trigger = tags.get("slipway.retrain_trigger")
+        notes = model_report.notes(context.run.run_id, self.label, trigger, tags.get("slipway.retrain_reason", ""))
+        run_tags = {**tags, model_report.NOTE_TAG: notes}
+        run = stores.tracker.start_run(
+            self.pipeline, f"{self.name}-{context.run.run_id[:8]}", run_tags, train_started_ms
+        )
+        yielded = False
+        try:
+            ref, decision, gates, comparison, serving = publish.track_and_promote(
+                context,
+                self.spec,
+                trained,
+                frame if evaluation is None else evaluation,
+                run,
+                (tags, notes),
+                self.registry_name,
+                data_version,
+                (self.key, self.dataset_key),
+                stores.tracker,
+                stores.registry,
+            )
+            context.log.info(f"{self.registry_name} v{ref.version}: {decision.reason}")
+            progress.finished(self.label, f"v{ref.version} {ref.alias or 'no alias'}: {decision.reason}")
+            metadata = {
+                "mlflow_run": dg.MetadataValue.url(stores.tracker.run_url(run)),
+                "mlflow_run_id": run.run_id,
+                "model_uri": ref.uri,
+                "registered_model": self.registry_name,
+                "model_version": dg.MetadataValue.int(int(ref.version)),
+                "alias": ref.alias or "none",
+                # The version that serves (the promotion alias), linked: a challenger's page
+                # says which version it did not replace.
+                **model_report.champion_metadata(self.registry_name, serving, stores.tracker),
+                "promotion": decision.reason,
+                "upstream_data_version": data_version,
+                "git_sha": git[0],
+                "git_dirty": git[1],
+                **({"retrain_trigger": trigger, "retrain_reason": tags["slipway.retrain_reason"]} if trigger else {}),
+                **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
+            }
+            output = versioned_output(ref, f"{self.registry_name}@{ref.version}", metadata)
+            # Once the output is handed over, only Dagster's record can say whether the version
+            # was delivered: an interrupt may land while Dagster stores it, after the
+            # materialization is written, and this generator is then never resumed (only
+            # closed, whenever it is collected). So a failure from here on is settled by
+            # assets.model.recovery.settle, which reads the event log (`slipway run` calls it as soon
+            # as its run ends), never by this frame.
+            yielded = True
+            yield output
+        except BaseException as exc:
+            if not yielded:
+                _give_up(context, stores.tracker, stores.registry, run, self.registry_name, exc)
+            raise
+        yield from self.after_publish(context, stores, run, ref, (decision, serving, comparison), gates)
+
+    def after_publish(
+        self,
+        context: dg.AssetExecutionContext,
+        stores: _Stores,
+        run: TrackedRun,
+        ref: Any,
+        promotion: tuple[Any, Any, Any],
+        gates: list[Any],
+    ) -> Any:
+        """Alert, yield the gate, alias and champion checks, and close the MLflow run."""
+        decision, serving, comparison = promotion
+        link = stores.tracker.run_url(run)
+        model_report.alert(
+            stores.alerter,
+            context.log,
+            context.run.run_id,
+            self.label,
+            self.registry_name,
+            ref,
+            (decision, serving),
+            gates,
+            link,
+            self.spec.promote.alias,
+        )
+        for gate in gates:
+            yield dg.AssetCheckResult(
+                check_name=gate_check_name(gate.metric),
+                passed=gate.passed,
+                metadata={"value": gate.value, "condition": gate.condition},
+            )
+        yield model_checks.alias_check(context, stores.registry, self.key, self.registry_name, self.spec, ref.version)
+        model = pins.Pinned(self.label, self.registry_name, self.spec.promote)
+        promoted = (ref.version, serving, comparison)
+        yield model_checks.champion_check(context, stores.registry, stores.alerter, model, promoted, link)
+        try:
+            stores.tracker.end_run(run, ok=True)
+        except SlipwayError as exc:  # the model is delivered; the next `slipway run` closes its run
+            context.log.warning(f"{self.registry_name}: {exc}; the next run closes it")
+            recovery.keep_unsettled(context.instance, [*recovery.unsettled(context.instance), self.label])
 
 
 def _give_up(

@@ -63,6 +63,11 @@ def model_edges(pipeline: str, model: Any) -> list[Edge]:
     return found
 
 
+def prediction_edges(pipeline: str, prediction: Any) -> list[Edge]:
+    """The input of a prediction table of ``pipeline``: the ``dataset`` it scores."""
+    return [Edge(("dataset",), prediction.dataset, key_of(pipeline, prediction.dataset), "dataset")]
+
+
 def references(pipelines: Iterable[LoadedPipeline]) -> list[Reference]:
     """Every edge the YAML declares, with the file and line that declares it."""
     found = []
@@ -76,15 +81,21 @@ def references(pipelines: Iterable[LoadedPipeline]) -> list[Reference]:
             for edge in model_edges(name, model):
                 where = f"{p.where('models', model_name, *edge.field)}: pipeline {name}: model {model_name}"
                 found.append(Reference(f"{name}/{model_name}", edge.target, where, edge.what))
+        for scored_name, scored in p.spec.predictions.items():
+            for edge in prediction_edges(name, scored):
+                line = p.where("predictions", scored_name, *edge.field)
+                where = f"{line}: pipeline {name}: predictions {scored_name}"
+                found.append(Reference(f"{name}/{scored_name}", edge.target, where, edge.what))
     return found
 
 
 def declared(pipelines: Iterable[LoadedPipeline]) -> dict[str, str]:
-    """Every asset key the YAML declares, with its kind (``dataset`` or ``model``)."""
+    """Every asset key the YAML declares, with its kind (``dataset``, ``model`` or ``predictions``)."""
     kinds = {}
     for p in pipelines:
         kinds.update({f"{p.spec.name}/{n}": "dataset" for n in p.spec.datasets})
         kinds.update({f"{p.spec.name}/{n}": "model" for n in p.spec.models})
+        kinds.update({f"{p.spec.name}/{n}": "predictions" for n in p.spec.predictions})
     return kinds
 
 
@@ -96,7 +107,7 @@ def reference_problems(refs: Iterable[Reference], kinds: Mapping[str, str], othe
     """
     other_keys = set(others) if others is not None else None
     known = set(kinds) | (other_keys or set())
-    datasets = {k for k, kind in kinds.items() if kind == "dataset"} | (other_keys or set())
+    datasets = {k for k, kind in kinds.items() if kind in ("dataset", "predictions")} | (other_keys or set())
     errors = []
     for ref in refs:
         if kinds.get(ref.target) == "model":

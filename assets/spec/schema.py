@@ -37,6 +37,7 @@ from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTE
 from assets.spec.graph import key_of
 from assets.spec.metrics import METRICS, suggest
 from assets.spec.schedules import Retrain
+from assets.spec.scoring import Prediction
 
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
 
@@ -359,16 +360,18 @@ class PipelineSpec(Closed):
     description: str | None = None
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)
+    predictions: dict[str, Prediction] = Field(default_factory=dict)
 
     def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Rules across fields, as ``(location, message)`` so the loader can name the line."""
         found: list[tuple[tuple[str | int, ...], str]] = []
-        for kind, names in (("datasets", self.datasets), ("models", self.models)):
+        for kind, names in (("datasets", self.datasets), ("models", self.models), ("predictions", self.predictions)):
             for key in names:
                 if not re.match(NAME_PATTERN, key):
                     found.append(((kind, key), f"asset name {key!r} must be lower_snake_case"))
         for key in set(self.datasets) & set(self.models):
             found.append((("models", key), f"{key!r} names both a dataset and a model"))
+        found += self._prediction_problems()
         for name, dataset in self.datasets.items():
             for index, ref in enumerate(dataset.inputs or []):
                 found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
@@ -385,6 +388,17 @@ class PipelineSpec(Closed):
                 if key_of(self.name, model.evaluate_on) == key_of(self.name, model.dataset):
                     message = f"`evaluate_on` names the training dataset {model.dataset!r}; name a held-out one"
                     found.append((("models", name, "evaluate_on"), message))
+        return found
+
+    def _prediction_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for key in set(self.predictions) & (set(self.datasets) | set(self.models)):
+            found.append((("predictions", key), f"{key!r} names both a prediction table and a dataset or model"))
+        for name, scored in self.predictions.items():
+            if scored.model not in self.models:
+                message = f"unknown model {scored.model!r}{suggest(scored.model, self.models)}"
+                found.append((("predictions", name, "model"), message))
+            found += self._unknown(scored.dataset, ("predictions", name, "dataset"), "dataset")
         return found
 
     def _unknown(self, ref: str, loc: tuple[str | int, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:

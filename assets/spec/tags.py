@@ -14,3 +14,9 @@ INPUT_VERSION_PREFIX = "dagster/input_data_version/"
 RETRAIN_METADATA = "slipway/retrain"
 TRIGGER_TAG = "slipway/retrain_trigger"
 REASON_TAG = "slipway/retrain_reason"
+
+#: On an alias source asset: the ``registered_model@alias`` whose version it observes.
+ALIAS_METADATA = "slipway/alias"
+#: On a predictions asset: the ``registered_model@alias`` that scores it. Of its inputs, only
+#: the alias source and the dataset make it stale, not the model asset's latest training.
+PREDICTIONS_METADATA = "slipway/predictions"

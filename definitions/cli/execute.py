@@ -140,6 +140,25 @@ class Engine:
                     dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)
                 )
 
+    def observe_aliases(self, keys: Sequence[dg.AssetKey]) -> None:
+        """Observe which version holds each alias the selected predictions tables are scored by.
+
+        An alias that does not exist yet is not observed (its tables wait for a promotion).
+        """
+        from assets.spec.tags import ALIAS_METADATA
+
+        found = {}
+        for key in keys:
+            for parent in self.graph.get(key).parent_keys:
+                alias = (self.graph.get(parent).metadata or {}).get(ALIAS_METADATA)
+                if alias is not None and parent in self.graph.observable_asset_keys:
+                    name, _, wanted = str(alias).rpartition("@")
+                    version = self.stores.registry.aliases(name).get(wanted)
+                    if version is not None:
+                        found[parent.to_user_string()] = (str(version), {"version": str(version)})
+        if found:
+            self.observe(found)
+
     def record(self) -> Record:
         """The instance's record of this code location's assets, as it is now."""
         return Record(self.instance, self.graph)
@@ -153,6 +172,7 @@ class Engine:
         """
         from assets.automation.holds import Hold, held_back
 
+        self.observe_aliases(keys)
         try:
             result = dg.evaluate_automation_conditions(
                 defs=self.defs, instance=self.instance, asset_selection=dg.AssetSelection.assets(*keys)

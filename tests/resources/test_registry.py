@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resources.mlflow_registry import _lock_file
+from resources.mlflow_client import sqlite_lock_file as _lock_file
 from resources.redact import redact
 
 

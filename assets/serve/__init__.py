@@ -1,0 +1,1 @@
+"""What consumes a champion: batch-scored prediction tables (online serving comes next)."""

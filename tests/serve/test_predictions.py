@@ -1,0 +1,113 @@
+"""Batch scoring: a `predictions:` table is scored by whatever holds the alias, and follows it."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from views import current_table, stack_instance
+
+from assets.data.generators import churn
+from assets.serve.predictions import score_file
+from definitions.cli.runner import run
+from resources.errors import DataError
+
+SHOP = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: data/*.csv}
+    new_customers:
+      source: {path: incoming/*.csv}
+  models:
+    clf:
+      dataset: orders
+      target: churned
+      features: [tenure, monthly_charges, support_calls]
+      estimator: sklearn.tree.DecisionTreeClassifier
+      params: {max_depth: 3, random_state: 0}
+      metrics: [roc_auc]
+      promote: {gates: {roc_auc: ">= 0.5"}, must_beat: null}
+  predictions:
+    scored:
+      model: clf
+      dataset: new_customers
+      chunk_rows: 40
+"""
+
+
+def _rows(report):
+    return {o.key: (o.status, o.reason or o.detail) for o in report.outcomes}
+
+
+def _scored_by(key: str = "shop/scored") -> tuple[int, str]:
+    with stack_instance() as instance:
+        record = instance.fetch_materializations(dg.AssetKey.from_user_string(key), limit=1).records[0]
+    metadata = record.asset_materialization.metadata
+    return metadata["model_version"].value, metadata["alias"].value
+
+
+@pytest.mark.slow
+def test_the_table_is_scored_by_the_champion_and_rescored_when_the_alias_moves(home, defs_dir, write_pipeline):
+    incoming = churn(100, seed=7).drop(columns=["churned"])
+    path = write_pipeline("shop", SHOP, {"data/orders.csv": churn(300, seed=1), "incoming/batch.csv": incoming})
+    first = run(defs_dir=defs_dir)
+    assert first.ok, _rows(first)
+    table = current_table("shop/scored")
+    assert len(table) == 100 and set(table["prediction"]) <= {0, 1}
+    assert list(table.columns) == [*incoming.columns, "prediction"]
+    assert _scored_by() == (1, "champion")
+
+    again = run(defs_dir=defs_dir)
+    assert _rows(again)["shop/scored"][0] == "reused"
+
+    # A new version takes the alias: the table is rescored, and says why.
+    path.write_text(path.read_text().replace("max_depth: 3", "max_depth: 4"))
+    moved = run(defs_dir=defs_dir)
+    assert _rows(moved)["shop/clf"][0] == "built"
+    assert _rows(moved)["shop/scored"] == ("built", "shop.clf@champion moved v1 → v2")
+    assert _scored_by() == (2, "champion")
+
+    # A pin moves it back, with no training: rescored by v1.
+    path.write_text(path.read_text().replace('must_beat: null}', "must_beat: null, pin: {champion: 1}}"))
+    pinned = run(defs_dir=defs_dir)
+    assert _rows(pinned)["shop/scored"] == ("built", "shop.clf@champion moved v2 → v1"), _rows(pinned)
+    assert _scored_by() == (1, "champion")
+
+    # New rows to score: rescored for its data.
+    churn(30, seed=8).drop(columns=["churned"]).to_csv(path.parent / "incoming" / "batch2.csv", index=False)
+    fresh = run(defs_dir=defs_dir)
+    assert _rows(fresh)["shop/scored"] == ("built", "shop/new_customers has new data")
+    assert len(current_table("shop/scored")) == 130
+
+
+class _Model:
+    feature_names_in_ = ["a", "b"]
+
+    def predict(self, frame):
+        return (frame["a"] + frame["b"]).to_numpy()
+
+
+def test_a_table_is_scored_in_chunks_with_every_row_and_column_kept(tmp_path):
+    frame = pd.DataFrame({"id": range(2500), "a": range(2500), "b": [1.5] * 2500})
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, row_group_size=700)
+    out, rows = score_file(source, _Model(), "prediction", 1000)
+    assert rows == 2500
+    scored = pd.read_parquet(out)
+    assert list(scored.columns) == ["id", "a", "b", "prediction"]
+    assert scored["prediction"].tolist() == (frame["a"] + frame["b"]).tolist()
+    assert pq.ParquetFile(out).metadata.num_row_groups >= 3  # written chunk by chunk
+
+
+def test_missing_columns_are_named_and_an_existing_prediction_column_is_refused(tmp_path):
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"a": [1], "prediction": [0]}).to_parquet(source)
+    with pytest.raises(DataError, match="missing from the table: b"):
+        score_file(source, _Model(), "prediction", 10)
+    pd.DataFrame({"a": [1], "b": [2], "prediction": [0]}).to_parquet(source)
+    with pytest.raises(DataError, match="already has a column 'prediction'"):
+        score_file(source, _Model(), "prediction", 10)
