@@ -170,6 +170,13 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
         # As if the base side had just been built: its code versions, its inputs' data.
         built = None if old is None else Built("", 0, old.code_version, None, {p: f"base:{p}" for p in old.parents}, {})
         inputs = {p: (f"head:{p}" if p in moving or p not in known else f"base:{p}") for p in new.parents}
+        moved = None
+        if new.scores is not None:  # read through the alias: the model's training alone rescores nothing
+            model, alias, source = new.scores
+            inputs.pop(model)
+            moved = _alias_move(base, head, new.scores, model in moving)
+            if moved is not None:
+                inputs[source] = f"head:{source}"
         reasons = out_of_date(built, new.code_version, inputs)
         files = [] if old is None else _file_changes(base.data, head.data, new.sources)
         kinds = {r.why for r in reasons}
@@ -198,11 +205,13 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
             changes[key].attributes, changes[key].code = attributes, code
             moving[key] = key
         else:
-            parents = [r.subject for r in reasons if r.why is Why.NEW_DATA]
+            alias_source = new.scores[2] if new.scores is not None else None
+            parents = [r.subject for r in reasons if r.why is Why.NEW_DATA and r.subject != alias_source]
             upstream = sorted({moving.get(p, p) for p in parents})
-            why = [f"if {' or '.join(upstream)} data changes"]
+            why = [f"if {' or '.join(upstream)} data changes"] if upstream else []
+            why += [moved] if moved is not None and any(r.subject == alias_source for r in reasons) else []
             changes[key] = AssetChange(key, new.kind, "stale", why, new.where)
-            moving[key] = upstream[0]
+            moving[key] = upstream[0] if upstream else key
     for key in sorted(set(base.assets) - set(head.assets)):
         old = base.assets[key]
         changes[key] = AssetChange(key, old.kind, "removed", ["removed"], old.where)
@@ -278,6 +287,20 @@ def _list_changes(path: str, before: list[Any], after: list[Any]) -> list[Attrib
     found = [AttributeChange(path, item, None) for item in removed]
     found += [AttributeChange(path, None, item) for item in added]
     return found or [AttributeChange(path, before, after)]  # the same items in another order
+
+
+def _alias_move(base: Side, head: Side, scores: tuple[str, str, str], retrained: bool) -> str | None:
+    """Why the alias a predictions table is scored by moves: a pin changed, or its model retrains; None: it stays."""
+    model, alias, _ = scores
+    before = base.assets[model].pins.get(alias) if model in base.assets else None
+    after = head.assets[model].pins.get(alias) if model in head.assets else None
+    if before != after:
+        return f"rescored: @{alias} of {model} pinned {'v' + str(before) if before else '(unpinned)'} → " + (
+            f"v{after}" if after else "unpinned"
+        )
+    if retrained and after is None:
+        return f"rescored if {model}'s new version takes @{alias}"
+    return None
 
 
 def _pin_changes(base: Side, head: Side) -> list[dict[str, Any]]:

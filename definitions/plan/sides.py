@@ -20,9 +20,10 @@ from typing import Any
 import yaml
 
 from assets.data.sources import observable
-from assets.spec.graph import dataset_edges, model_edges
+from assets.spec.graph import dataset_edges, model_edges, prediction_edges
 from assets.spec.loader import LoadedPipeline, load_pipelines
 from assets.spec.paths import source_key_path
+from assets.spec.scoring import alias_of, alias_source_name
 from assets.spec.versions import code_digests, code_version, definition_payload, module_file
 from definitions.plan import revisions
 from definitions.plan.revisions import Revision
@@ -46,6 +47,8 @@ class Definition:
     where: str
     sources: tuple[str, ...] = ()
     retrain: dict[str, Any] | None = None  # a model's retrain policy (not part of its code version)
+    # A predictions table's model key, alias and alias source key: it is rescored when the alias moves.
+    scores: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -212,6 +215,23 @@ def _definitions(
             dict(model.promote.pin),
             display(p.where("models", model_name)),
             retrain=model.retrain.model_dump(mode="json") if model.retrain else None,
+        )
+    for scored_name, scored in p.spec.predictions.items():
+        scorer = p.spec.models.get(scored.model)
+        alias = alias_of(scored, scorer.promote.alias if scorer else "champion")
+        source = f"{name}/{alias_source_name(scored.model, alias)}"
+        model_key = f"{name}/{scored.model}"
+        parents = [edge.target for edge in prediction_edges(name, scored)]
+        yield Definition(
+            f"{name}/{scored_name}",
+            "predictions",
+            definition_payload("predictions", scored),
+            code_digests(scored, digest),
+            code_version("predictions", scored, digest),
+            tuple([*parents, source, model_key]),
+            {},
+            display(p.where("predictions", scored_name)),
+            scores=(model_key, alias, source),
         )
 
 

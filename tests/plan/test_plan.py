@@ -433,3 +433,39 @@ def test_removing_a_pin_says_the_alias_stays_where_it_is(repo: Path) -> None:
     assert found.pins == [{"model": "shop/forecast", "alias": "champion", "before": 2, "after": None}]
     line = "shop/forecast: champion no longer pinned: stays on v2 (unless moved since) until a promotion moves it"
     assert line in as_table(found) and line in as_markdown(found)
+
+
+PREDICTIONS = """\
+  predictions:
+    forecasted:
+      model: forecast
+      dataset: daily
+"""
+
+
+def test_predictions_are_rescored_when_a_pin_moves_their_alias_or_their_model_retrains(repo: Path) -> None:
+    file = repo / "defs" / "shop" / "defs.yaml"
+    file.write_text(PIPELINE + PREDICTIONS)
+    commit_all(repo, "predictions")
+
+    # Its model retrains: rescored only if the new version is promoted.
+    file.write_text(PIPELINE.replace("alpha: 1.0", "alpha: 2.0") + PREDICTIONS)
+    rows = {a.key: (a.status, a.why) for a in run_plan(repo).assets}
+    assert rows["shop/forecast"][0] == "changed"
+    assert rows["shop/forecasted"] == ("stale", ["rescored if shop/forecast's new version takes @champion"])
+    file.write_text(PIPELINE + PREDICTIONS)
+
+    edit(repo, 'gates: {r2: ">= 0.1"}', 'gates: {r2: ">= 0.1"}\n        pin: {champion: 3}')
+    rows = {a.key: (a.status, a.why) for a in run_plan(repo).assets}
+    assert rows == {"shop/forecasted": ("stale", ["rescored: @champion of shop/forecast pinned (unpinned) → v3"])}
+    commit_all(repo, "pin v3")
+    edit(repo, "pin: {champion: 3}", "pin: {champion: 2}")
+    rows = {a.key: (a.status, a.why) for a in run_plan(repo).assets}
+    assert rows == {"shop/forecasted": ("stale", ["rescored: @champion of shop/forecast pinned v3 → v2"])}
+    assert "rescored: @champion of shop/forecast pinned v3 → v2" in as_table(run_plan(repo))
+
+    # Pinned, a retraining moves nothing: nothing to rescore.
+    commit_all(repo, "pin v2")
+    edit(repo, "alpha: 1.0", "alpha: 2.0")
+    rows = {a.key: (a.status, a.why) for a in run_plan(repo).assets}
+    assert "shop/forecasted" not in rows and rows["shop/forecast"][0] == "changed"

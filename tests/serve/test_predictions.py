@@ -111,3 +111,24 @@ def test_missing_columns_are_named_and_an_existing_prediction_column_is_refused(
     pd.DataFrame({"a": [1], "b": [2], "prediction": [0]}).to_parquet(source)
     with pytest.raises(DataError, match="already has a column 'prediction'"):
         score_file(source, _Model(), "prediction", 10)
+
+
+def test_a_predictions_entry_naming_an_unknown_model_or_dataset_is_refused_with_its_place():
+    from assets.spec.schema import PipelineSpec
+
+    spec = PipelineSpec.model_validate(
+        {
+            "name": "shop",
+            "datasets": {"orders": {"source": {"path": "data/*.csv"}}},
+            "models": {"clf": {"dataset": "orders", "target": "y", "estimator": "a.B", "metrics": ["f1"]}},
+            "predictions": {
+                "scored": {"model": "cfl", "dataset": "orderz"},
+                "orders": {"model": "clf", "dataset": "orders"},
+            },
+        }
+    )
+    assert sorted(spec.problems()) == [
+        (("predictions", "orders"), "'orders' names both a prediction table and a dataset or model"),
+        (("predictions", "scored", "dataset"), "unknown dataset 'orderz'; did you mean 'orders'?"),
+        (("predictions", "scored", "model"), "unknown model 'cfl'; did you mean 'clf'?"),
+    ]
