@@ -42,7 +42,7 @@ from resources.links import dagster_asset, dagster_run
 from resources.redact import redact
 from resources.settings import LogAlerterSettings, WebhookAlerterSettings
 
-KINDS = ("drift", "check_failed", "promotion", "challenger", "run_failed", "run_interrupted")
+KINDS = ("drift", "check_failed", "promotion", "challenger", "run_failed", "run_interrupted", "serving")
 _EMOJI = {
     "drift": ":chart_with_upwards_trend:",
     "check_failed": ":x:",
@@ -50,6 +50,7 @@ _EMOJI = {
     "challenger": ":hourglass_flowing_sand:",
     "run_failed": ":rotating_light:",
     "run_interrupted": ":octagonal_sign:",
+    "serving": ":satellite:",
 }
 _COLOUR = {
     "drift": "#e8a33d",
@@ -58,6 +59,7 @@ _COLOUR = {
     "challenger": "#888888",
     "run_failed": "#d0342c",
     "run_interrupted": "#e8a33d",
+    "serving": "#d0342c",
 }
 LOGGER = logging.getLogger("slipway.alerts")
 PROGRESS = logging.getLogger("slipway.progress")  # the terminal of `slipway run`

@@ -282,12 +282,20 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             raise self._fail(f"read {path} of {name} v{version}", exc) from safe_cause(exc)
 
     def load(self, name: str, version: str) -> Any:  # noqa: D102
-        client = self._client
         import mlflow.sklearn
 
+        return self._load(name, version, mlflow.sklearn.load_model)
+
+    def load_pyfunc(self, name: str, version: str) -> Any:  # noqa: D102
+        import mlflow.pyfunc
+
+        return self._load(name, version, mlflow.pyfunc.load_model)
+
+    def _load(self, name: str, version: str, loader: Any) -> Any:
+        client = self._client
         source = client.get_model_version_download_uri(name, version)
         if not source.startswith(("mlflow-artifacts:", "http:", "https:")):
-            return mlflow.sklearn.load_model(source)
+            return loader(source)
         # Artifacts served by a tracking server: MLflow would resolve this URI against its
         # global tracking URI, which is not this registry's. Download through our own.
         import tempfile
@@ -298,7 +306,7 @@ class MlflowModelRegistry(ModelRegistry, MlflowRegistrySettings):
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=source, dst_path=tmp, tracking_uri=store_uri(self.tracking_uri)
             )
-            return mlflow.sklearn.load_model(local)
+            return loader(local)
 
     def check(self, name: str, version: str) -> tuple[str | None, Path | None]:  # noqa: D102
         client = self._client

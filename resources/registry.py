@@ -129,6 +129,10 @@ class ModelRegistry(dg.ConfigurableResource, ABC):
         """Load a registered version as a native (scikit-learn API) model."""
 
     @abstractmethod
+    def load_pyfunc(self, name: str, version: str) -> Any:
+        """Load a registered version as an MLflow pyfunc model (with its signature), for serving."""
+
+    @abstractmethod
     def unloadable(self, name: str, version: str) -> str | None:
         """Why the model of ``version`` can no longer be loaded (deleted, abandoned, its files gone), or None.
 

@@ -16,7 +16,6 @@ The materialization records the model version, the alias, the ``models:/`` URI a
 SHA; the model version gets a ``slipway.predictions.<table>`` tag naming the Dagster run.
 """
 
-
 import tempfile
 import warnings
 from pathlib import Path
@@ -55,9 +54,9 @@ def build_alias_source(pipeline: str, model: str, alias: str) -> dg.SourceAsset:
         version = holder(context.resources.model_registry, registry_name, alias)
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={"version": version})
 
-    condition = (
-        dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(ALIAS_SCHEDULE)
-    ).with_label(f"observe: first, then on {ALIAS_SCHEDULE}")
+    condition = (dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(ALIAS_SCHEDULE)).with_label(
+        f"observe: first, then on {ALIAS_SCHEDULE}"
+    )
     with warnings.catch_warnings():  # observable source assets are beta; used on purpose
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         return dg.observable_source_asset(

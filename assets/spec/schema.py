@@ -37,7 +37,7 @@ from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTE
 from assets.spec.graph import key_of
 from assets.spec.metrics import METRICS, suggest
 from assets.spec.schedules import Retrain
-from assets.spec.scoring import Prediction
+from assets.spec.scoring import Prediction, Serve
 
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
 
@@ -325,6 +325,7 @@ class Model(Closed):
     metrics: list[str] = Field(min_length=1)
     promote: Promote = Field(default_factory=Promote)
     retrain: Retrain | None = Field(default=None, description="When it retrains by itself; never without one.")
+    serve: Serve | None = Field(default=None, description="How `slipway serve` serves it (canary, shadow).")
     resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
     description: str | None = None
 

@@ -40,3 +40,29 @@ def alias_of(prediction: Prediction, promote_alias: str) -> str:
 def alias_source_name(model: str, alias: str) -> str:
     """The name of the source asset that observes which version holds ``alias`` (``champion_of_clf``)."""
     return f"{alias}_of_{model}"
+
+
+class Canary(Closed):
+    """A share of requests answered by another alias."""
+
+    alias: str = Field(pattern=NAME_PATTERN)
+    weight: float = Field(gt=0, lt=100, description="Percent of requests it answers.")
+
+
+class Shadow(Closed):
+    """An alias that scores every request beside the one that answers; its answers are logged, not returned."""
+
+    alias: str = Field(pattern=NAME_PATTERN)
+
+
+class Serve(Closed):
+    """How ``slipway serve`` serves a model: the alias that answers, and a canary or a shadow beside it.
+
+    Example::
+
+        serve: {alias: champion, canary: {alias: challenger, weight: 10}}
+    """
+
+    alias: str | None = Field(default=None, pattern=NAME_PATTERN, description="Default: the promote alias.")
+    canary: Canary | None = None
+    shadow: Shadow | None = None

@@ -37,8 +37,8 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
     """The resolved definition (defaults filled in) that an asset's code version hashes.
 
     A model's alias pins (``promote.pin``) are left out: moving a pin moves an alias in the
-    registry (:mod:`assets.model.pins`) and must not retrain the model. So is its ``retrain`` policy:
-    it decides when the model retrains by itself, not what it is, and its pod ``resources``
+    registry (:mod:`assets.model.pins`) and must not retrain the model. So are its ``retrain`` policy
+    (it decides when the model retrains by itself, not what it is), how it is ``serve``d, and its pod ``resources``
     and query ``limits``: where and how long it may run, not what it computes.
     """
     payload = definition.model_dump(mode="json") if isinstance(definition, BaseModel) else dict(definition)
@@ -46,6 +46,7 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
         payload["promote"] = {k: v for k, v in payload["promote"].items() if k != "pin"}
     if kind == "model":
         payload.pop("retrain", None)
+        payload.pop("serve", None)
     payload.pop("resources", None)
     payload.pop("limits", None)
     return payload

@@ -151,6 +151,26 @@ def _dev(args: argparse.Namespace) -> int:
     return serve(prepare(args.stack), args.port, args.mlflow_port)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from definitions.cli.serve import serve
+    from definitions.paths import defs_folder
+
+    try:
+        defs = (args.defs or defs_folder()).resolve()
+    except SlipwayError:  # outside a project: served without its serve: block
+        defs = None
+    max_bytes = int(args.max_request_mb * 1024 * 1024)
+    return serve(args.model, args.alias, args.host, args.port, args.stack, defs, args.poll, max_bytes, say=emit)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from definitions.cli.serve import predict
+
+    out, version, rows = predict(args.model, args.input, args.output, args.stack)
+    emit(f"{rows} rows scored by v{version}: {out}")
+    return 0
+
+
 def _stack_show(args: argparse.Namespace) -> int:
     from stacks import load_stack, provenance
     from stacks.build import needs_lines
@@ -259,6 +279,33 @@ def parser() -> argparse.ArgumentParser:
         help="MLflow UI port (default: the port of the stack's experiment_tracker.ui_url, 5000 on the local stack)",
     )
     dev.set_defaults(func=_dev)
+
+    serve = _command(
+        sub, "serve", "serve the version a model's alias holds over HTTP (MLflow's scoring protocol)", *everything
+    )
+    serve.add_argument(
+        "model", metavar="MODEL[@ALIAS]", help="e.g. churn/churn_classifier or churn.churn_classifier@champion"
+    )
+    serve.add_argument(
+        "--alias", default=None, help="the alias that answers (default: the model's serve.alias or promote alias)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=5001, help="port (default: %(default)s)")
+    serve.add_argument(
+        "--poll", type=float, default=5.0, help="seconds between reads of the aliases (default: %(default)s)"
+    )
+    serve.add_argument("--max-request-mb", type=float, default=10.0, help="largest request body (default: %(default)s)")
+    serve.set_defaults(func=_serve)
+
+    predict = _command(
+        sub, "predict", "score a CSV or Parquet file with the version a model's alias holds", "verbose", "stack"
+    )
+    predict.add_argument(
+        "model", metavar="MODEL[@ALIAS]", help="e.g. churn/churn_classifier@champion (default alias: champion)"
+    )
+    predict.add_argument("--input", type=Path, required=True, help="CSV or Parquet file to score")
+    predict.add_argument("--output", type=Path, default=None, help="where to write it (default: INPUT.predictions.EXT)")
+    predict.set_defaults(func=_predict)
 
     demo = _command(sub, "demo", "try things out on the examples")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)

@@ -1,0 +1,165 @@
+"""``slipway serve MODEL`` and ``slipway predict MODEL``: the version an alias holds, online and on a file.
+
+``MODEL`` is ``pipeline/model`` (as in the YAML) or the registered name ``pipeline.model``,
+optionally with ``@alias`` (default: the model's ``serve.alias``, else its promote alias).
+The model's ``serve:`` block (canary, shadow) is read from the definitions when they are found.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from resources.errors import SlipwayError
+
+
+class ServeError(SlipwayError):
+    """A serve or predict request that cannot be carried out (said in one line)."""
+
+
+def parse_model(text: str) -> tuple[str, str | None]:
+    """``shop/clf@champion`` -> (``shop.clf``, ``champion``); ``shop.clf`` -> (``shop.clf``, None)."""
+    name, _, alias = text.partition("@")
+    name = name.replace("/", ".", 1) if "/" in name else name
+    if not name or "." not in name:
+        raise ServeError(f"{text!r}: expected PIPELINE/MODEL[@ALIAS], e.g. churn/churn_classifier@champion")
+    return name, alias or None
+
+
+def routes_for(name: str, alias: str | None, defs_dir: Path | None) -> Any:
+    """The routes of ``name``: its ``serve:`` block when its definition is found, else the alias alone."""
+    from assets.serve.server import Routes
+
+    pipeline, _, model = name.partition(".")
+    if defs_dir is not None and defs_dir.is_dir():
+        from assets.spec.loader import load_pipelines
+
+        for p in load_pipelines(defs_dir):
+            spec = p.spec.models.get(model) if p.spec.name == pipeline else None
+            if spec is not None:
+                return Routes.of(spec.serve, spec.promote.alias, alias)
+    return Routes(alias or "champion")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a port in use is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another with --port") from exc
+    sock.listen(128)
+    return sock
+
+
+class ServedLog:
+    """Each answered (and shadow) request as a JSON line in ``path``: time, alias, version, status, latency."""
+
+    def __init__(self, path: Path) -> None:
+        """Appends to ``path`` (its folder is created)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Add one line."""
+        line = json.dumps(entry) + "\n"
+        with self._lock, self.path.open("a") as out:
+            out.write(line)
+
+
+def serve(
+    target: str,
+    alias: str | None,
+    host: str,
+    port: int,
+    stack_name: str | None,
+    defs_dir: Path | None,
+    poll_seconds: float = 5.0,
+    max_bytes: int | None = None,
+    say: Any = print,
+) -> int:
+    """Serve ``target`` until interrupted; the version that answers follows its alias."""
+    import uvicorn
+
+    from assets.serve.server import DEFAULT_MAX_BYTES, Follower, Router
+    from resources.paths import slipway_home
+    from stacks import load_stack
+    from stacks.build import build_resources
+
+    name, wanted = parse_model(target)
+    routes = routes_for(name, alias or wanted, defs_dir)
+    resources = build_resources(load_stack(stack_name).stack)
+    sock = listen(host, port)
+    log = ServedLog(slipway_home() / "served" / f"{name}.jsonl")
+    router = Router(name, routes, max_bytes or DEFAULT_MAX_BYTES, record=log.append)
+    follower = Follower(router, resources["model_registry"], resources.get("alerter"), poll_seconds)
+    follower.refresh()
+    loaded = router.slots.get(routes.alias)
+    extra = f", canary @{routes.canary[0]} {routes.canary[1]:g}%" if routes.canary else ""
+    extra += f", shadow @{routes.shadow}" if routes.shadow else ""
+    if loaded is None:
+        say(f"not ready: {router.not_ready()['message']}; /ping answers 503 until a version takes it")
+    else:
+        say(f"serving {name}@{routes.alias} v{loaded.version}{extra}")
+    say(f"  http://{host}:{port}/invocations  (follows @{routes.alias}; every {poll_seconds:g} s)")
+    say(f"  served requests: {log.path}")
+    follower.start()
+    try:
+        config = uvicorn.Config(router, log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        follower.stop()
+        sock.close()
+    return 0
+
+
+def predict(
+    target: str, input_path: Path, output_path: Path | None, stack_name: str | None, chunk_rows: int = 100_000
+) -> tuple[Path, str, int]:
+    """Score ``input_path`` (CSV or Parquet) with the version ``target``'s alias holds; the output, version, rows."""
+    import tempfile
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from assets.serve.predictions import holder, score_file
+    from stacks import load_stack
+    from stacks.build import build_resources
+
+    name, alias = parse_model(target)
+    alias = alias or "champion"
+    if not input_path.is_file():
+        raise ServeError(f"{input_path}: no such file")
+    registry = build_resources(load_stack(stack_name).stack)["model_registry"]
+    version = holder(registry, name, alias)
+    estimator = registry.load(name, version)
+    with tempfile.TemporaryDirectory(prefix="slipway-predict-") as tmp:
+        table = input_path
+        if input_path.suffix.lower() != ".parquet":  # streamed into Parquet, block by block
+            table = Path(tmp) / "input.parquet"
+            try:
+                with pacsv.open_csv(input_path) as reader:
+                    with pq.ParquetWriter(table, reader.schema) as writer:
+                        for batch in reader:
+                            writer.write_batch(batch)
+            except Exception as exc:
+                raise ServeError(f"{input_path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
+        scored, rows = score_file(table, estimator, "prediction", chunk_rows)
+        out = output_path or input_path.with_name(f"{input_path.stem}.predictions{input_path.suffix}")
+        if out.suffix.lower() == ".parquet":
+            shutil.move(scored, out)
+        else:
+            source = pq.ParquetFile(scored)
+            with pacsv.CSVWriter(out, source.schema_arrow) as writer:
+                for batch in source.iter_batches(batch_size=chunk_rows):
+                    writer.write_batch(batch)
+        shutil.rmtree(scored.parent, ignore_errors=True)
+    return out, version, rows
