@@ -164,6 +164,7 @@ class Router:
         return with_headers
 
     def not_ready(self) -> dict[str, Any]:
+        """The 503 answer while no version holds the alias: it names the aliases that do exist."""
         held = ", ".join(f"@{a} (v{v})" for a, v in sorted(self.known.items())) or "none"
         message = f"{self.name} has no version holding @{self.routes.alias} (its aliases: {held})"
         return {"error_code": "NOT_READY", "message": message}

@@ -174,3 +174,32 @@ def test_the_follower_keeps_serving_when_the_registry_is_down(monkeypatch):
     registry.aliases = lambda name: (_ for _ in ()).throw(ConnectionError("refused"))
     follower.refresh()
     assert router.slots["champion"].version == "1"
+
+
+def test_the_routes_come_from_the_models_serve_block_and_the_command_line_alias_wins(defs_dir, write_pipeline):
+    from definitions.cli.serve import parse_model, routes_for
+
+    write_pipeline(
+        "shop",
+        """
+        type: assets.Pipeline
+        attributes:
+          name: shop
+          datasets:
+            orders: {source: {path: data/*.csv}}
+          models:
+            clf:
+              dataset: orders
+              target: churned
+              estimator: sklearn.tree.DecisionTreeClassifier
+              metrics: [roc_auc]
+              promote: {alias: best}
+              serve: {canary: {alias: challenger, weight: 10}, shadow: {alias: candidate}}
+        """,
+    )
+    assert parse_model("shop/clf@x") == ("shop.clf", "x") and parse_model("shop.clf") == ("shop.clf", None)
+    assert routes_for("shop.clf", None, defs_dir) == Routes("best", ("challenger", 10), "candidate")
+    assert routes_for("shop.clf", "staging", defs_dir) == Routes("staging", ("challenger", 10), "candidate")
+    assert routes_for("other.model", None, defs_dir) == Routes("champion")
+    with pytest.raises(Exception, match="expected PIPELINE/MODEL"):
+        parse_model("clf")
