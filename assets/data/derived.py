@@ -41,7 +41,7 @@ def require_frame(result: Any, path: str, where: str) -> Any:
     """``result`` as a plain table (:func:`as_table`) when it is a DataFrame; else a :class:`DefinitionError`."""
     import pandas as pd
 
-    from resources.artifacts import as_table
+    from resources.tables import as_table
 
     if not isinstance(result, pd.DataFrame):
         kind = type(result).__name__

@@ -7,7 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from resources.artifacts import LocalArtifactStore, read_parquet, write_parquet
+from resources.artifacts import LocalArtifactStore
+from resources.tables import read_parquet, write_parquet
 from resources.errors import DataError
 
 
