@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from assets.data.dataset_asset import build_dataset_asset, build_source_asset
 from assets.data.sources import observable
 from assets.model.model_asset import build_model_asset
-from assets.serve.predictions import build_alias_source, build_predictions_asset
+from assets.serve.predictions import build_alias_source, build_predictions_asset, build_served_source
 from assets.spec import graph
 from assets.spec.loader import LoadedPipeline, parse_file
 from assets.spec.schema import PipelineSpec
@@ -115,4 +115,9 @@ def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
         assets.append(build_predictions_asset(spec.name, name, scored, model, folder))
         alias = alias_of(scored, model.promote.alias)
         aliases[(scored.model, alias)] = build_alias_source(spec.name, scored.model, alias)
-    return dg.Definitions(assets=[*assets, *sources, *aliases.values()])
+    served = [
+        build_served_source(spec.name, name)
+        for name, model in spec.models.items()
+        if model.serve is not None or (model.retrain and model.retrain.on_drift and model.retrain.on_drift.served)
+    ]
+    return dg.Definitions(assets=[*assets, *sources, *aliases.values(), *served])

@@ -57,7 +57,19 @@ class DriftWatch:
         self.log = log
 
     def __call__(self, policy: Policy, data_version: str) -> DriftVerdict:
-        """The verdict for ``data_version`` of the model's input (evaluated and recorded once)."""
+        """The verdict for ``data_version`` of the model's input (evaluated and recorded once).
+
+        With ``on_drift.served``, ``data_version`` is the served traffic's, and the verdict is
+        also the champion's: a new champion is measured on what it answers.
+        """
+        drift = policy.retrain.on_drift
+        if drift is not None and drift.served:
+            try:
+                champion = self.registry.aliases(policy.registered).get(policy.alias)
+            except ResourceError as exc:
+                self.log.warning(f"{policy.asset}: drift not evaluated now: {redact(str(exc).splitlines()[0])}")
+                return DriftVerdict(data_version, False, False, "not evaluated: a store is down")
+            data_version = f"{data_version} answered by v{champion}"
         name = STATE_PREFIX + policy.asset
         stored = cursor_values(self.instance, {name}).get(name)
         known = DriftVerdict.from_json(stored)
@@ -103,8 +115,11 @@ class DriftWatch:
             reference, _ = read_recorded(self.store, policy.dataset, runs, recorded)
         except LookupError as exc:
             raise LookupError(f"the data {policy.alias} v{champion} trained on is no longer stored: {exc}") from None
-        current_runs = materialized_with(self.instance, dataset, data_version)
-        current, _ = read_recorded(self.store, policy.dataset, current_runs[:1], data_version)
+        if drift.served:
+            current = self._served(policy, champion)
+        else:
+            current_runs = materialized_with(self.instance, dataset, data_version)
+            current, _ = read_recorded(self.store, policy.dataset, current_runs[:1], data_version)
         features = policy.drift_features(current.columns)
         result = self.detector.compare(reference, current, drift.method, drift.threshold, features)
         report = self._report(policy, champion, recorded, data_version, result)
@@ -139,7 +154,8 @@ class DriftWatch:
             "drift_method": drift.method,
             "worst_feature": result.worst or "",
             "features": table,
-            "compared_with": f"{policy.registered} v{champion} ({policy.alias}), trained on {recorded}",
+            "compared_with": f"{policy.registered} v{champion} ({policy.alias}), trained on {recorded}"
+            + (f"; served rows: {len(current)}" if drift.served else ""),
             "data_version": data_version,
         }
         if report:
@@ -158,6 +174,19 @@ class DriftWatch:
                 fields={"score": f"{result.score:.3f}", "threshold": str(drift.threshold), "worst": result.worst or ""},
             )
         return verdict, metadata, alert
+
+    def _served(self, policy: Policy, champion: str) -> Any:
+        """The rows the servers answered with ``champion`` (:mod:`assets.serve.traffic`)."""
+        from assets.serve.traffic import traffic_key
+
+        key = traffic_key(policy.registered)
+        frame = self.store.read_batches(key, self.store.batches(key))
+        if frame.empty or "_version" not in frame.columns:
+            raise LookupError(f"no served traffic of {policy.registered} yet")
+        answered = frame[(frame["_role"] == "answered") & (frame["_version"].astype(str) == str(champion))]
+        if answered.empty:
+            raise LookupError(f"no served rows answered by {policy.alias} v{champion} yet")
+        return answered.drop(columns=[c for c in ("_served_at", "_version", "_alias", "_role") if c in answered])
 
     def _report(self, policy: Policy, champion: str, recorded: str, data_version: str, result: Any) -> str | None:
         """Log the HTML report to MLflow; its run's link, or None when the tracker cannot be reached."""

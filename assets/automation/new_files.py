@@ -11,35 +11,75 @@ records nothing and launches nothing. Database sources are observed by their own
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG
 from assets.data.dataset_asset import SOURCE_METADATA
+from assets.spec.tags import ALIAS_METADATA, SERVED_METADATA
 from resources.errors import SlipwayError
 
 
-def observe_new_files(context: dg.SensorEvaluationContext, roots: list[str]) -> dg.SkipReason:
-    """One tick: observe each file source whose files changed since its last observation."""
+def observe_new_files(
+    context: dg.SensorEvaluationContext, roots: list[str], store: Any = None, registry: Any = None
+) -> dg.SkipReason:
+    """One tick: observe each source whose data changed since its last observation.
+
+    File sources by a stat per file; with ``store``, served traffic (a listing of its batches);
+    with ``registry``, the alias sources of predictions tables (one read of the aliases).
+    """
     graph = context.repository_def.asset_graph  # type: ignore[union-attr]
-    watched, changed = 0, []
+    files, others, changed, data = 0, 0, [], False
     for key in sorted(graph.observable_asset_keys, key=lambda k: k.to_user_string()):
-        observed = _observe(context, key, graph.get(key).metadata, roots)
-        if observed is None:
-            continue
-        watched += 1
-        version, metadata = observed
+        metadata = graph.get(key).metadata
+        observed = _observe(context, key, metadata, roots)
+        if observed is not None:
+            files += 1
+        else:
+            observed = _observe_stores(context, key, metadata, store, registry)
+            if observed is None:
+                continue
+            others += 1
+        version, shown = observed
         if _last_version(context.instance, key) != version:
             context.instance.report_runless_asset_event(
-                dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)
+                dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=shown)
             )
-            changed.append(f"{key.to_user_string()} ({metadata['files']} files)")
-    sources = f"{watched} file source{'' if watched == 1 else 's'}"
+            if "files" in shown:
+                what = f"{shown['files']} files"
+            else:
+                data = True
+                what = f"{_value(shown['batches'])} batches" if "batches" in shown else f"v{version}"
+            changed.append(f"{key.to_user_string()} ({what})")
+    sources = f"{files} file source{'' if files == 1 else 's'}"
+    sources += f", {others} served or alias source{'' if others == 1 else 's'}" if others else ""
     if changed:
-        message = f"{sources}: new or changed files in {', '.join(changed)}"
+        message = f"{sources}: new or changed {'data' if data else 'files'} in {', '.join(changed)}"
         context.log.info(message)
         return dg.SkipReason(message)
-    return dg.SkipReason(f"{sources}: no new or changed files")
+    return dg.SkipReason(f"{sources}: no new or changed {'data' if others else 'files'}")
+
+
+def _observe_stores(
+    context: dg.SensorEvaluationContext, key: dg.AssetKey, metadata: dict, store: Any, registry: Any
+) -> tuple[str, dict] | None:
+    """The data version of a served-traffic or alias source now (None for others, or when its store is down)."""
+    from assets.serve.predictions import observe_alias, observe_served
+
+    served, alias = metadata.get(SERVED_METADATA), metadata.get(ALIAS_METADATA)
+    try:
+        if served is not None and store is not None:
+            return observe_served(store, str(_value(served)))
+        if alias is not None and registry is not None:
+            return observe_alias(registry, str(_value(alias)))
+    except SlipwayError as exc:  # a store or registry that is down: said, observed at a later tick
+        context.log.warning(f"{key.to_user_string()}: not observed now: {exc}")
+    return None
+
+
+def _value(entry: Any) -> Any:
+    return getattr(entry, "value", entry)
 
 
 def _observe(

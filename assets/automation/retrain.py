@@ -36,7 +36,6 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -44,7 +43,7 @@ import dagster as dg
 from assets.automation.rebuild import Record, failed_blocking_checks, record_for, running_assets
 from assets.automation.staleness import DATA_VERSION_TAG, Reason, Why, said
 from assets.spec.policy import Policy, policies
-from assets.spec.schedules import Retrain
+from assets.spec.schedules import Retrain, schedule_due, when
 from assets.spec.tags import REASON_TAG, TRIGGER_TAG
 from assets.spec.versions import combine
 
@@ -173,19 +172,6 @@ def changed_in_git(record: Record, key: dg.AssetKey, limit: int = 50) -> str | N
     return None
 
 
-def last_tick(schedule: str, now: float) -> float | None:
-    """The timestamp of the latest tick of ``schedule`` (UTC) at or before ``now`` (croniter), None if it has none."""
-    from croniter import CroniterBadDateError, croniter
-
-    # croniter's previous tick is strictly before its start: start a second later, step back once more if past.
-    ticks = croniter(schedule, datetime.fromtimestamp(now + 1, UTC))
-    try:
-        tick = ticks.get_prev(float)
-        return tick if tick <= now else ticks.get_prev(float)
-    except CroniterBadDateError:
-        return None
-
-
 def _materialization_with(instance: Any, asset: dg.AssetKey, version: str, limit: int) -> Any:
     """The latest of ``asset``'s last ``limit`` materializations that made data version ``version``, or None."""
     from assets.automation.staleness import Built
@@ -195,17 +181,6 @@ def _materialization_with(instance: Any, asset: dg.AssetKey, version: str, limit
         if tags.get(DATA_VERSION_TAG) == version:
             return Built.of(item)
     return None
-
-
-def schedule_due(schedule: str, arrived: float, now: float) -> tuple[bool, float | None]:
-    """Whether a tick of ``schedule`` fell between the first new data's arrival and ``now``, and the latest tick."""
-    tick = last_tick(schedule, now)
-    return tick is not None and tick >= arrived, tick
-
-
-def when(timestamp: float) -> str:
-    """A timestamp as people read it in the sensor log (UTC)."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Tick:
@@ -225,6 +200,14 @@ class Tick:
             self._running = running_assets(self.instance)
         return bool({key, *self.graph.get(key).parent_keys} & self._running)
 
+    def _blocking(self, key: dg.AssetKey) -> str | None:
+        """The first input of ``key`` whose blocking checks fail, said; None when none does."""
+        for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
+            failed = failed_blocking_checks(self.instance, self.graph, parent)
+            if failed:
+                return f"{parent.to_user_string()} failed its blocking checks ({', '.join(failed)})"
+        return None
+
     def decide(self, policy: Policy, drift: Any = None) -> Decision:
         """What to do about ``policy``'s model; ``drift(policy, data_version)`` evaluates drift when asked.
 
@@ -235,6 +218,11 @@ class Tick:
         built = self.record.built(key)
         if built is None:
             return Decision(policy.asset, "idle", "never built: the automation sensor builds it")
+        from assets.automation.served_drift import served_drift
+
+        served = served_drift(self, policy, built, drift)  # None unless on_drift.served fires
+        if served is not None:
+            return served
         reasons = self.record.reasons(key, None)
         if not reasons:
             return Decision(policy.asset, "idle", "trained on the newest data")
@@ -247,11 +235,9 @@ class Tick:
             return Decision(
                 policy.asset, "wait", f"{said(reasons)}; waits: a run of it or its input is in progress"
             )
-        for parent in sorted(self.graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
-            failed = failed_blocking_checks(self.instance, self.graph, parent)
-            if failed:
-                blocking = f"{parent.to_user_string()} failed its blocking checks ({', '.join(failed)})"
-                return Decision(policy.asset, "wait", f"{said(reasons)}; waits: {blocking}")
+        blocking = self._blocking(key)
+        if blocking is not None:
+            return Decision(policy.asset, "wait", f"{said(reasons)}; waits: {blocking}")
         inputs = self.record.inputs(key)
         digest = combine(*(f"{k}={v}" for k, v in sorted(inputs.items())))
         retrain = policy.retrain
@@ -259,7 +245,7 @@ class Tick:
         waiting: list[str] = []
         if retrain.on_new_data:
             triggers.append(("new_data", said(reasons)))
-        if retrain.on_drift is not None:
+        if retrain.on_drift is not None and not retrain.on_drift.served:
             fired, wait = _drift_trigger(policy, inputs.get(policy.dataset), built, drift)
             triggers += [("drift", fired)] if fired else []
             waiting += [wait] if wait else []
@@ -273,7 +259,7 @@ class Tick:
             nothing = ", ".join(waiting) or "none declared"
             return Decision(policy.asset, "idle", f"{said(reasons)}; no trigger: {nothing}")
         trigger, why = triggers[0]
-        held = self._held(key, retrain, built.timestamp)
+        held = self.held(key, retrain, built.timestamp)
         if held:
             return Decision(policy.asset, "wait", f"{trigger} ({why}) waits for {held}", trigger)
         run_key = f"{RUN_KEY_PREFIX}:{policy.asset}:{digest}"
@@ -294,7 +280,7 @@ class Tick:
                     break
         return first
 
-    def _held(self, key: dg.AssetKey, retrain: Retrain, trained_at: float) -> str | None:
+    def held(self, key: dg.AssetKey, retrain: Retrain, trained_at: float) -> str | None:
         """What holds a triggered retraining back: the cooldown or the daily limit (with until when), else None."""
         if retrain.cooldown and self.now < trained_at + retrain.cooldown_seconds:
             until = when(trained_at + retrain.cooldown_seconds)

@@ -27,6 +27,7 @@ import warnings
 import dagster as dg
 
 from resources.alerts import Alerter
+from resources.artifacts import ArtifactStore
 from resources.errors import count
 from resources.policy import ImportPolicy
 from resources.registry import ModelRegistry
@@ -85,12 +86,18 @@ def new_files_sensor() -> dg.SensorDefinition:
         name=NEW_FILES_SENSOR,
         minimum_interval_seconds=TICK_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Sees new or changed files of file sources at each tick (a stat per file; no run).",
+        description="Sees new files of file sources (a stat per file), served traffic and moved aliases at each "
+        "tick; no run.",
     )
-    def _new_files(context: dg.SensorEvaluationContext, import_policy: ImportPolicy) -> dg.SkipReason:
+    def _new_files(
+        context: dg.SensorEvaluationContext,
+        import_policy: ImportPolicy,
+        io_manager: ArtifactStore,
+        model_registry: ModelRegistry,
+    ) -> dg.SkipReason:
         from assets.automation.new_files import observe_new_files
 
-        return observe_new_files(context, import_policy.data_roots)
+        return observe_new_files(context, import_policy.data_roots, io_manager, model_registry)
 
     return _new_files
 

@@ -18,11 +18,11 @@ from assets.spec.preflight import expectation_columns
 from assets.spec.schema import Dataset, input_name
 from assets.spec.versions import code_version, frame_version
 from resources.alerts import Alert, Alerter
-from resources.tables import as_table
 from resources.drift import DriftDetector
 from resources.errors import DataError, RefusedData
 from resources.policy import ImportPolicy
 from resources.query import QueryEngine
+from resources.tables import as_table
 from resources.validator import DataValidator, ExpectationResult
 
 

@@ -4,8 +4,9 @@ Two assets per declared table:
 
 - the **alias source** ``<pipeline>/<alias>_of_<model>`` (observable): its data version is the
   registered version that holds the alias now. A promotion, a pin or a ``git revert`` of a pin
-  moves it, so the predicate sees a new input version ("champion of shop.clf moved v1 → v2"),
-  in `slipway run`, `slipway plan`'s record side and the automation sensor alike;
+  moves it, so the predicate sees a new input version ("shop.clf@champion moved v1 → v2").
+  `slipway run` observes it before deciding; deployed, the new-files sensor observes it at each
+  tick (one registry call, no run);
 - the **table** ``<pipeline>/<name>``: reads the dataset's recorded Parquet file in chunks of
   ``chunk_rows`` and writes the scored chunks to a file the artifact store keeps, so a table
   larger than memory streams. It depends on the model asset too (so a cold run trains first
@@ -27,18 +28,15 @@ from assets.data.failures import current_data_version
 from assets.data.outputs import versioned_output
 from assets.data.progress import finished, started
 from assets.model.model_asset import registered_name
+from assets.serve.traffic import traffic_key, traffic_version
 from assets.spec.graph import key_of
 from assets.spec.lineage import git_state
 from assets.spec.schema import Model
 from assets.spec.scoring import Prediction, alias_of, alias_source_name
-from assets.spec.tags import ALIAS_METADATA, DATA_VERSION_TAG, PREDICTIONS_METADATA
+from assets.spec.tags import ALIAS_METADATA, DATA_VERSION_TAG, PREDICTIONS_METADATA, SERVED_METADATA
 from assets.spec.versions import code_version, combine
 from resources.artifacts import TableFile
 from resources.errors import DataError
-
-# An alias that moves is seen by `slipway run` at once (it observes before deciding); deployed,
-# the automation sensor observes it on this schedule.
-ALIAS_SCHEDULE = "*/5 * * * *"
 
 
 def alias_source_key(pipeline: str, model: str, alias: str) -> dg.AssetKey:
@@ -54,19 +52,51 @@ def build_alias_source(pipeline: str, model: str, alias: str) -> dg.SourceAsset:
         version = holder(context.resources.model_registry, registry_name, alias)
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={"version": version})
 
-    condition = (dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(ALIAS_SCHEDULE)).with_label(
-        f"observe: first, then on {ALIAS_SCHEDULE}"
-    )
     with warnings.catch_warnings():  # observable source assets are beta; used on purpose
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         return dg.observable_source_asset(
             key=alias_source_key(pipeline, model, alias),
             group_name=pipeline,
-            automation_condition=condition,
             description=f"The version of {registry_name} that holds @{alias} (what is served and scored)",
             metadata={ALIAS_METADATA: f"{registry_name}@{alias}"},
             required_resource_keys={"model_registry"},
         )(_observe)
+
+
+def build_served_source(pipeline: str, model: str) -> dg.SourceAsset:
+    """The observable source of ``pipeline/model``'s served traffic (:mod:`assets.serve.traffic`).
+
+    Its data version names the batches the servers wrote; the new-files sensor observes it at
+    each tick (a listing of the store, no run), as the UI's "Observe sources" does.
+    """
+    registry_name = registered_name(pipeline, model)
+
+    def _observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
+        version, metadata = observe_served(context.resources.io_manager, registry_name)
+        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
+
+    with warnings.catch_warnings():  # observable source assets are beta; used on purpose
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return dg.observable_source_asset(
+            key=dg.AssetKey(list(traffic_key(registry_name))),
+            group_name=pipeline,
+            description=f"What `slipway serve {pipeline}/{model}` was asked and answered, in batches",
+            metadata={SERVED_METADATA: registry_name},
+            required_resource_keys={"io_manager"},
+        )(_observe)
+
+
+def observe_served(store: Any, registry_name: str) -> tuple[str, dict[str, Any]]:
+    """The data version of ``registry_name``'s served traffic, and what to show with it."""
+    names = store.batches(traffic_key(registry_name))
+    return traffic_version(names), {"batches": dg.MetadataValue.int(len(names))}
+
+
+def observe_alias(registry: Any, alias_metadata: str) -> tuple[str, dict[str, Any]] | None:
+    """The data version of an alias source (``registered@alias``): the version holding it; None when none does."""
+    name, _, alias = alias_metadata.rpartition("@")
+    version = registry.aliases(name).get(alias)
+    return None if version is None else (str(version), {"version": str(version)})
 
 
 def holder(registry: Any, registry_name: str, alias: str) -> str:

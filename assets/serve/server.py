@@ -80,6 +80,7 @@ class Router:
     max_bytes: int = DEFAULT_MAX_BYTES
     seed: int | None = None
     record: Callable[[dict[str, Any]], None] = lambda _: None
+    traffic: Any = None  # a TrafficLog (assets.serve.traffic): the rows asked and answered
     slots: dict[str, Loaded] = field(default_factory=dict)
     known: dict[str, str] = field(default_factory=dict)  # every alias of the model, as last read
     _random: random.Random = field(init=False)
@@ -126,6 +127,8 @@ class Router:
         started = time.perf_counter()
         status = await _forward(loaded.app, scope, body, self._headed(send, alias, loaded.version))
         self.record(_entry(alias, loaded.version, status[0], started, "answered"))
+        if self.traffic is not None and status[0] == 200:
+            self.traffic.add(body, _content_type(scope), status[1], alias, loaded.version, "answered")
         shadow = self.routes.shadow
         if shadow is not None and shadow in self.slots and shadow != alias:
             task = asyncio.create_task(self._shadow(scope, body, shadow, status[1]))
@@ -142,6 +145,8 @@ class Router:
                 collected.append(message.get("body", b""))
 
         status = await _forward(loaded.app, scope, body, keep)
+        if self.traffic is not None and status[0] == 200:
+            self.traffic.add(body, _content_type(scope), status[1], alias, loaded.version, "shadow")
         entry = _entry(alias, loaded.version, status[0], started, "shadow")
         entry["shadow"], entry["answered"] = (
             b"".join(collected).decode(errors="replace"),
@@ -168,6 +173,10 @@ class Router:
         held = ", ".join(f"@{a} (v{v})" for a, v in sorted(self.known.items())) or "none"
         message = f"{self.name} has no version holding @{self.routes.alias} (its aliases: {held})"
         return {"error_code": "NOT_READY", "message": message}
+
+
+def _content_type(scope: dict[str, Any]) -> str:
+    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"content-type"), "")
 
 
 async def _body(scope: dict[str, Any], receive: Any, limit: int) -> bytes | None:

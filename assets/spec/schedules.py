@@ -1,12 +1,13 @@
 """When a model retrains by itself: the ``retrain`` block, its durations and cron schedules.
 
 Checked without a library (the schema imports none); the schedule is then run by croniter
-(:func:`assets.automation.retrain.last_tick`), and a test holds the two to agreeing.
+(:func:`last_tick`), and a test holds the two to agreeing.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -52,7 +53,7 @@ def cron_problem(text: str) -> str | None:
     """Why ``text`` is not a five-field cron expression (``0 3 * * 1``), or None.
 
     Checked here without a library (the schema imports none); the schedule is then run by
-    croniter (:func:`assets.automation.retrain.last_tick`), and a test holds the two to agreeing.
+    croniter (:func:`last_tick`), and a test holds the two to agreeing.
     """
     fields = str(text).split()
     if len(fields) != 5:
@@ -120,6 +121,10 @@ class DriftTrigger(Closed):
     features: list[str] | None = Field(
         default=None, min_length=1, description="Columns to compare; the model's features when omitted."
     )
+    served: bool = Field(
+        default=False,
+        description="Compare what `slipway serve` was asked and its champion answered, instead of new input data.",
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> DriftTrigger:
@@ -177,3 +182,27 @@ class Retrain(Closed):
     def cooldown_seconds(self) -> int:
         """The cooldown in seconds (0 without one)."""
         return parse_duration(self.cooldown) if self.cooldown else 0
+
+
+def last_tick(schedule: str, now: float) -> float | None:
+    """The timestamp of the latest tick of ``schedule`` (UTC) at or before ``now`` (croniter), None if it has none."""
+    from croniter import CroniterBadDateError, croniter
+
+    # croniter's previous tick is strictly before its start: start a second later, step back once more if past.
+    ticks = croniter(schedule, datetime.fromtimestamp(now + 1, UTC))
+    try:
+        tick = ticks.get_prev(float)
+        return tick if tick <= now else ticks.get_prev(float)
+    except CroniterBadDateError:
+        return None
+
+
+def schedule_due(schedule: str, arrived: float, now: float) -> tuple[bool, float | None]:
+    """Whether a tick of ``schedule`` fell between the first new data's arrival and ``now``, and the latest tick."""
+    tick = last_tick(schedule, now)
+    return tick is not None and tick >= arrived, tick
+
+
+def when(timestamp: float) -> str:
+    """A timestamp as people read it in the sensor log (UTC)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

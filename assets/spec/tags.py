@@ -20,3 +20,5 @@ ALIAS_METADATA = "slipway/alias"
 #: On a predictions asset: the ``registered_model@alias`` that scores it. Of its inputs, only
 #: the alias source and the dataset make it stale, not the model asset's latest training.
 PREDICTIONS_METADATA = "slipway/predictions"
+#: On a served-traffic source asset: the ``registered_model`` whose served rows it observes.
+SERVED_METADATA = "slipway/served"

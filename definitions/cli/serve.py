@@ -85,11 +85,13 @@ def serve(
     poll_seconds: float = 5.0,
     max_bytes: int | None = None,
     say: Any = print,
+    flush_seconds: float = 5.0,
 ) -> int:
     """Serve ``target`` until interrupted; the version that answers follows its alias."""
     import uvicorn
 
     from assets.serve.server import DEFAULT_MAX_BYTES, Follower, Router
+    from assets.serve.traffic import TrafficLog
     from resources.paths import slipway_home
     from stacks import load_stack
     from stacks.build import build_resources
@@ -99,7 +101,8 @@ def serve(
     resources = build_resources(load_stack(stack_name).stack)
     sock = listen(host, port)
     log = ServedLog(slipway_home() / "served" / f"{name}.jsonl")
-    router = Router(name, routes, max_bytes or DEFAULT_MAX_BYTES, record=log.append)
+    traffic = TrafficLog(resources["io_manager"], name, flush_seconds=flush_seconds)
+    router = Router(name, routes, max_bytes or DEFAULT_MAX_BYTES, record=log.append, traffic=traffic)
     follower = Follower(router, resources["model_registry"], resources.get("alerter"), poll_seconds)
     follower.refresh()
     loaded = router.slots.get(routes.alias)
@@ -110,13 +113,15 @@ def serve(
     else:
         say(f"serving {name}@{routes.alias} v{loaded.version}{extra}")
     say(f"  http://{host}:{port}/invocations  (follows @{routes.alias}; every {poll_seconds:g} s)")
-    say(f"  served requests: {log.path}")
+    say(f"  served rows: artifact store {'/'.join(traffic.key)}; requests: {log.path}")
     follower.start()
+    traffic.start()
     try:
         config = uvicorn.Config(router, log_level="warning", lifespan="off", access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         follower.stop()
+        traffic.stop()  # what was answered is kept, up to the last request
         sock.close()
     return 0
 

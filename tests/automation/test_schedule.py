@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from assets.automation.retrain import last_tick
+from assets.spec.schedules import last_tick
 
 MONDAY_3AM = datetime(2026, 11, 23, 3, 0, tzinfo=UTC).timestamp()
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from resources.artifacts import LocalArtifactStore
-from resources.tables import read_parquet, write_parquet
 from resources.errors import DataError
+from resources.tables import read_parquet, write_parquet
 
 
 def test_every_dtype_reads_back_as_written_and_as_pandas_reads_it(tmp_path):

@@ -166,7 +166,7 @@ def test_cron_checks_agree_with_croniter_which_runs_the_schedule(text):
 def test_a_cron_that_never_ticks_or_does_not_parse_is_refused_unless_croniter_can_run_it(text):
     from croniter import CroniterError
 
-    from assets.automation.retrain import last_tick
+    from assets.spec.schedules import last_tick
 
     try:
         runs = last_tick(text, datetime(2030, 1, 1, tzinfo=UTC).timestamp()) is not None
@@ -176,7 +176,7 @@ def test_a_cron_that_never_ticks_or_does_not_parse_is_refused_unless_croniter_ca
 
 
 def test_a_schedule_fires_at_the_first_tick_after_the_first_new_data_however_much_more_lands():
-    from assets.automation.retrain import schedule_due
+    from assets.spec.schedules import schedule_due
 
     monday_1am = datetime(2026, 11, 23, 1, 0, tzinfo=UTC).timestamp()
     hour = 3600

@@ -1,0 +1,64 @@
+"""The served-traffic log (assets/serve/traffic.py): rows kept in batches, nothing lost when the store fails."""
+
+from __future__ import annotations
+
+import json
+
+from assets.serve.traffic import TrafficLog, request_frame, traffic_version
+from resources.artifacts import LocalArtifactStore
+
+
+def _answer(*predictions) -> bytes:
+    return json.dumps({"predictions": list(predictions)}).encode()
+
+
+def test_requests_in_every_format_become_rows_with_the_version_that_answered(tmp_path):
+    store = LocalArtifactStore(base_dir=str(tmp_path))
+    log = TrafficLog(store, "shop.clf")
+    split = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}}
+    log.add(json.dumps(split).encode(), "application/json", _answer(0, 1), "champion", "3", "answered")
+    records = {"dataframe_records": [{"a": 5, "b": 6}]}
+    log.add(json.dumps(records).encode(), "application/json; charset=utf-8", _answer(1), "challenger", "4", "shadow")
+    log.add(b"a,b\n7,8\n", "text/csv", _answer(0), "champion", "3", "answered")
+    log.add(b"not json", "application/json", _answer(0), "champion", "3", "answered")
+    log.flush()
+    assert (log.written, log.unreadable) == (4, 1)
+    names = store.batches(("shop", "served_clf"))
+    assert len(names) == 1
+    table = store.read_batches(("shop", "served_clf"), names)
+    assert table[["a", "b", "prediction", "_version", "_alias", "_role"]].values.tolist() == [
+        [1, 2, 0, "3", "champion", "answered"],
+        [3, 4, 1, "3", "champion", "answered"],
+        [5, 6, 1, "4", "challenger", "shadow"],
+        [7, 8, 0, "3", "champion", "answered"],
+    ]
+    assert traffic_version(names) != traffic_version([]) == "no traffic"
+
+
+def test_rows_the_store_does_not_take_are_written_at_the_next_flush(tmp_path):
+    store = LocalArtifactStore(base_dir=str(tmp_path))
+    log = TrafficLog(store, "shop.clf")
+    broken = {"on": True}
+    original = store.append_batch
+
+    def append(key, name, frame):
+        if broken["on"]:
+            raise OSError("disk full")
+        original(key, name, frame)
+
+    object.__setattr__(store, "append_batch", append)
+    body = json.dumps({"inputs": [{"a": 1}]}).encode()
+    log.add(body, "application/json", _answer(1), "champion", "1", "answered")
+    log.flush()
+    assert log.written == 0 and store.batches(("shop", "served_clf")) == []
+    broken["on"] = False
+    log.add(body, "application/json", _answer(0), "champion", "1", "answered")
+    log.flush()
+    assert log.written == 2
+    assert len(store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))) == 2
+
+
+def test_a_request_that_is_not_tabular_is_not_a_row():
+    assert request_frame(b'{"inputs": [[1, 2]]}', "application/json") is None
+    assert request_frame(b"\x00\x01", "application/octet-stream") is None
+    assert list(request_frame(b'{"instances": [{"x": 1}]}', "application/json").columns) == ["x"]
