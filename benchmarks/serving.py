@@ -158,7 +158,8 @@ def online(root: Path, env: dict[str, str], repeats: int, count: int) -> dict[st
             if name == "mlflow":
                 cmd = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench.clf/1", "--env-manager", "local"]
                 cmd += ["-h", "127.0.0.1", "-p", str(port)]
-                proc = _serve(cmd, {**env, "MLFLOW_TRACKING_URI": uri}, url)
+                path = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn by name
+                proc = _serve(cmd, {**env, "MLFLOW_TRACKING_URI": uri, "PATH": path}, url)
             else:
                 cmd = [str(BIN / "slipway"), "--defs", str(root / "defs"), "serve", "bench/clf@v1pin", "--port", str(port)]
                 proc = _serve(cmd, env, url)
@@ -217,6 +218,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--moves", type=int, default=10)
+    parser.add_argument("--online-only", action="store_true", help="skip the batch and swap measurements")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="slipway-bench-serving-") as tmp:
         root = Path(tmp)
@@ -227,12 +229,14 @@ def main() -> None:
         MlflowClient(tracking_uri=f"sqlite:///{root / 'home' / 'mlflow.db'}").set_registered_model_alias(
             "bench.clf", "v1pin", "1"
         )
-        times = batch(root, args.rows, args.repeats)
-        median = {k: statistics.median(v) for k, v in times.items()}
-        print(f"batch: {args.rows:,} rows, RandomForestClassifier(50 trees), medians of {args.repeats}")
-        for name in ("predict", "plain", "slipway"):
-            rate = args.rows / median[name]
-            print(f"  {name:8s} {median[name]:7.2f} s  {rate:12,.0f} rows/s  {median['predict'] / median[name]:5.2f}x predict")
+        if not args.online_only:
+            times = batch(root, args.rows, args.repeats)
+            median = {k: statistics.median(v) for k, v in times.items()}
+            print(f"batch: {args.rows:,} rows, RandomForestClassifier(50 trees), medians of {args.repeats}")
+            for name in ("predict", "plain", "slipway"):
+                rate = args.rows / median[name]
+                ratio = median["predict"] / median[name]
+                print(f"  {name:8s} {median[name]:7.2f} s  {rate:12,.0f} rows/s  {ratio:5.2f}x predict")
         found = online(root, env, args.repeats, args.requests)
         print(f"online: {args.requests} single-row JSON requests, one keep-alive client, medians of {args.repeats}")
         for name in ("mlflow", "slipway"):
@@ -242,6 +246,8 @@ def main() -> None:
             print(f"  {name:8s} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  {rps:7.1f} req/s")
         p50s = {n: statistics.median(r[0] for r in found[n]) for n in found}
         print(f"  slipway p50 / mlflow p50: {p50s['slipway'] / p50s['mlflow']:.2f}")
+        if args.online_only:
+            return
         total, failed, by_version = swap(root, env, args.moves)
         print(f"swap: {args.moves} alias moves under a request loop: {total} requests, {failed} failed, by version {by_version}")
 

@@ -185,13 +185,13 @@ def score_file(table: Path, estimator: Any, column: str, chunk_rows: int) -> tup
     rows = 0
     try:
         for batch in source.iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas()
-            frame[column] = estimator.predict(frame[features] if features else frame)
-            chunk = pa.Table.from_pandas(frame, preserve_index=False)
+            # Only the features go through pandas; the other columns stay Arrow, written as read.
+            predicted = estimator.predict((batch.select(features) if features else batch).to_pandas())
+            chunk = batch.append_column(column, pa.array(predicted))
             if writer is None:
                 writer = pq.ParquetWriter(out, chunk.schema)
-            writer.write_table(chunk)
-            rows += len(frame)
+            writer.write_batch(chunk)
+            rows += batch.num_rows
         if writer is None:  # no rows: an empty table with the prediction column
             schema = source.schema_arrow.append(pa.field(column, pa.float64()))
             pq.write_table(schema.empty_table(), out)

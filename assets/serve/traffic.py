@@ -13,6 +13,7 @@ measures drift on the rows its champion answered, against the data the champion 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from assets.spec.versions import combine
+from resources.errors import DataError
 
 LOGGER = logging.getLogger("slipway.serve")
 #: The columns Slipway adds to each served row.
@@ -48,43 +50,64 @@ def traffic_version(names: list[str]) -> str:
     return combine(*names) if names else "no traffic"
 
 
-def request_frame(body: bytes, content_type: str) -> Any:
-    """The rows of a scoring request (MLflow's JSON formats or CSV) as a DataFrame; None when not tabular."""
-    import pandas as pd
-
+def request_rows(body: bytes, content_type: str) -> list[dict[str, Any]] | None:
+    """The rows of a scoring request (MLflow's JSON formats or CSV), one dict each; None when not tabular."""
     mime = content_type.split(";")[0].strip().lower()
     try:
         if mime == "text/csv":
-            return pd.read_csv(io.BytesIO(body))
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(body.decode()))]
         if mime != "application/json":
             return None
         data = json.loads(body)
         if "dataframe_split" in data:
             split = data["dataframe_split"]
-            return pd.DataFrame(split["data"], columns=split.get("columns"))
+            columns = split.get("columns") or list(range(len(split["data"][0]) if split["data"] else 0))
+            return [dict(zip(columns, row, strict=True)) for row in split["data"]]
         if "dataframe_records" in data:
-            return pd.DataFrame.from_records(data["dataframe_records"])
-        rows = data.get("inputs", data.get("instances"))
-        if isinstance(rows, dict) or (isinstance(rows, list) and rows and isinstance(rows[0], dict)):
-            return pd.DataFrame(rows)
-    except (ValueError, TypeError, KeyError, AttributeError):
+            rows = data["dataframe_records"]
+        else:
+            rows = data.get("inputs", data.get("instances"))
+            if isinstance(rows, dict):  # columns of values
+                rows = [dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)]
+        if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
+            return rows
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
         return None
     return None
 
 
-def served_rows(item: tuple[Any, ...]) -> Any:
+def _number(text: str) -> Any:
+    """A CSV cell as pandas would read it: an int, a float, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def request_frame(body: bytes, content_type: str) -> Any:
+    """:func:`request_rows` as a DataFrame (None when not tabular)."""
+    import pandas as pd
+
+    rows = request_rows(body, content_type)
+    return None if rows is None else pd.DataFrame.from_records(rows)
+
+
+def served_rows(item: tuple[Any, ...]) -> list[dict[str, Any]] | None:
     """One queued request as rows with Slipway's columns; None when it cannot be read as rows."""
     body, content_type, answer, alias, version, role, at = item
-    frame = request_frame(body, content_type)
+    rows = request_rows(body, content_type)
     try:
         predictions = json.loads(answer)["predictions"]
     except (ValueError, TypeError, KeyError):
         return None
-    if frame is None or not isinstance(predictions, list) or len(predictions) != len(frame):
+    if rows is None or not isinstance(predictions, list) or len(predictions) != len(rows):
         return None
-    frame["prediction"] = [p if isinstance(p, (int, float, str, bool)) else json.dumps(p) for p in predictions]
-    frame["_served_at"], frame["_version"], frame["_alias"], frame["_role"] = at, version, alias, role
-    return frame
+    for row, prediction in zip(rows, predictions, strict=True):
+        row["prediction"] = prediction if isinstance(prediction, (int, float, str, bool)) else json.dumps(prediction)
+        row["_served_at"], row["_version"], row["_alias"], row["_role"] = at, version, alias, role
+    return rows
 
 
 class TrafficLog:
@@ -120,15 +143,20 @@ class TrafficLog:
             if rows is None:
                 self.unreadable += 1
             else:
-                self._pending.append(rows)
+                self._pending.extend(rows)
                 self._rows += len(rows)
         with self._lock:
             if not self._pending:
                 return
-            frame = pd.concat(self._pending, ignore_index=True)
+            # One table per batch (CSV requests' values are text: typed here, as pandas reads a CSV).
+            frame = pd.DataFrame.from_records(self._pending).infer_objects()
             name = f"{time.time_ns():020d}-{self.writer}.parquet"
             try:
-                self.store.append_batch(self.key, name, frame)
+                try:
+                    self.store.append_batch(self.key, name, frame)
+                except DataError:  # a column whose requests disagree on its type: kept as text
+                    mixed = [c for c in frame.columns if frame[c].dtype == object]
+                    self.store.append_batch(self.key, name, frame.astype(dict.fromkeys(mixed, str)))
             except Exception as exc:
                 LOGGER.warning(f"{'/'.join(self.key)}: {len(frame)} served rows not written yet ({exc})")
                 if self._rows > MAX_PENDING_ROWS:

@@ -7,6 +7,7 @@ The model's ``serve:`` block (canary, shadow) is read from the definitions when 
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import socket
@@ -63,16 +64,22 @@ class ServedLog:
     """Each answered (and shadow) request as a JSON line in ``path``: time, alias, version, status, latency."""
 
     def __init__(self, path: Path) -> None:
-        """Appends to ``path`` (its folder is created)."""
+        """Appends to ``path`` (its folder is created); kept open, a line written at a time."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._out = path.open("a", buffering=1)  # line-buffered: a line is in the file once written
         self._lock = threading.Lock()
 
     def append(self, entry: dict[str, Any]) -> None:
         """Add one line."""
         line = json.dumps(entry) + "\n"
-        with self._lock, self.path.open("a") as out:
-            out.write(line)
+        with self._lock:
+            self._out.write(line)
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._out.close()
 
 
 def serve(
@@ -112,16 +119,21 @@ def serve(
         say(f"not ready: {router.not_ready()['message']}; /ping answers 503 until a version takes it")
     else:
         say(f"serving {name}@{routes.alias} v{loaded.version}{extra}")
-    say(f"  http://{host}:{port}/invocations  (follows @{routes.alias}; every {poll_seconds:g} s)")
+    say(f"  http://{host}:{port}/invocations  (the alias {routes.alias} is read every {poll_seconds:g} s)")
     say(f"  served rows: artifact store {'/'.join(traffic.key)}; requests: {log.path}")
     follower.start()
     traffic.start()
+    # What is loaded now (Dagster, MLflow, the model) lives until exit: kept out of every later
+    # collection, so that the garbage collector's full passes do not walk it during requests.
+    gc.collect()
+    gc.freeze()
     try:
         config = uvicorn.Config(router, log_level="warning", lifespan="off", access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         follower.stop()
         traffic.stop()  # what was answered is kept, up to the last request
+        log.close()
         sock.close()
     return 0
 

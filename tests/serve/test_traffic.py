@@ -62,3 +62,14 @@ def test_a_request_that_is_not_tabular_is_not_a_row():
     assert request_frame(b'{"inputs": [[1, 2]]}', "application/json") is None
     assert request_frame(b"\x00\x01", "application/octet-stream") is None
     assert list(request_frame(b'{"instances": [{"x": 1}]}', "application/json").columns) == ["x"]
+
+
+def test_a_column_whose_requests_disagree_on_its_type_is_kept_as_text(tmp_path):
+    store = LocalArtifactStore(base_dir=str(tmp_path))
+    log = TrafficLog(store, "shop.clf")
+    for value in (1, "x"):
+        body = json.dumps({"dataframe_records": [{"a": value}]}).encode()
+        log.add(body, "application/json", _answer(0), "champion", "1", "answered")
+    log.flush()
+    table = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
+    assert table["a"].tolist() == ["1", "x"] and log.written == 2
