@@ -2,7 +2,8 @@
 
 `slipway run`, `slipway dev`, `dg`, the UI and sensors all load it from here. It assembles; it
 decides nothing: the pipelines of the defs folder (:mod:`definitions.loading`), the rule each
-asset carries (:mod:`assets.automation.rules`), every sensor (:mod:`assets.automation.sensors`),
+asset carries (:mod:`assets.automation.rules`), the URL each served model is served at
+(:mod:`assets.serve.deploy`), every sensor (:mod:`assets.automation.sensors`),
 and the active stack's resources and executor (:mod:`stacks`). The stack comes from
 ``$SLIPWAY_STACK`` (default ``local``); the definitions folder from ``$SLIPWAY_DEFS`` (default
 ``definitions/defs``), which is how ``--defs`` reaches ``dg`` and the UI too.
@@ -17,6 +18,7 @@ import dagster as dg
 from assets.automation.rules import with_rules
 from assets.automation.sensors import sensors
 from assets.automation.stores import StackStores
+from assets.serve.deploy import with_served_urls
 from assets.spec.graph import check_definitions
 from definitions.loading import load_folder
 from definitions.paths import defs_folder
@@ -39,7 +41,7 @@ def build_definitions(
     resources = dict(stores.resources) if stores is not None else build_resources(loaded.stack)
     stores = stores or StackStores(resources)
     defs = dg.Definitions.merge(
-        with_rules(pipelines, stores),
+        with_served_urls(with_rules(pipelines, stores), loaded.stack.model_deployer),
         dg.Definitions(resources=resources, executor=executor(loaded.stack), sensors=sensors()),
     )
     check_definitions(defs)

@@ -26,6 +26,7 @@ from resources.settings import (
     WebhookAlerterSettings,
 )
 from stacks.component import Component
+from stacks.deployers import KubernetesDeployer, LocalDeployer, NoDeployer
 from stacks.instances import PostgresInstance, SqliteInstance
 from stacks.orchestrators import InProcessOrchestrator, K8sJobOrchestrator, MultiprocessOrchestrator
 
@@ -146,6 +147,7 @@ COMPONENT_TYPES: dict[str, dict[str, type[Component]]] = {
     "drift_detector": {"statistical": StatisticalDriftConfig},
     "query_engine": {"duckdb": DuckdbEngineConfig},
     "alerter": {"log": LogAlerterConfig, "webhook": WebhookAlerterConfig},
+    "model_deployer": {"none": NoDeployer, "local": LocalDeployer, "kubernetes": KubernetesDeployer},
 }
 
 #: The resource key each resource role is given to assets under (the artifact store is Dagster's IO manager).
@@ -209,6 +211,9 @@ class StackFields(BaseModel):
     drift_detector: Annotated[StatisticalDriftConfig, Field(discriminator="type")] = StatisticalDriftConfig()
     query_engine: Annotated[DuckdbEngineConfig, Field(discriminator="type")] = DuckdbEngineConfig()
     alerter: Annotated[LogAlerterConfig | WebhookAlerterConfig, Field(discriminator="type")] = LogAlerterConfig()
+    model_deployer: Annotated[NoDeployer | LocalDeployer | KubernetesDeployer, Field(discriminator="type")] = (
+        NoDeployer()
+    )
     allowed_imports: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="Module prefixes that import paths in pipeline YAML may name.",

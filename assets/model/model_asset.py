@@ -19,7 +19,7 @@ from assets.spec.graph import REFS_METADATA, model_edges
 from assets.spec.lineage import git_state, lock_hash, slipway_version
 from assets.spec.policy import policy_metadata
 from assets.spec.schema import Model
-from assets.spec.tags import REASON_TAG, TRIGGER_TAG
+from assets.spec.tags import REASON_TAG, SERVE_METADATA, TRIGGER_TAG
 from assets.spec.versions import code_files, code_version, frame_version
 from resources.alerts import Alerter
 from resources.errors import SlipwayError
@@ -78,6 +78,7 @@ def build_model_asset(
             "slipway/registered_model": model.registry_name,
             PROMOTE_METADATA: spec.promote.model_dump_json(),
             **policy_metadata(pipeline, name, spec),
+            **({SERVE_METADATA: spec.serve.model_dump_json()} if spec.serve else {}),
             **({REFS_METADATA: dict(refs)} if refs else {}),
         },
     )

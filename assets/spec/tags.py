@@ -22,3 +22,5 @@ ALIAS_METADATA = "slipway/alias"
 PREDICTIONS_METADATA = "slipway/predictions"
 #: On a served-traffic source asset: the ``registered_model`` whose served rows it observes.
 SERVED_METADATA = "slipway/served"
+#: On a model asset that declares ``serve:``: the block, as JSON (its canary and shadow).
+SERVE_METADATA = "slipway/serve"

@@ -92,7 +92,7 @@ def link_target(loaded: LoadedStack, port: int) -> tuple[dict[str, str], str | N
 
 
 def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[list[str]]:
-    """The two server command lines.
+    """The server command lines: the two UIs, then one ``slipway serve`` per served model (:func:`served`).
 
     ``dg dev`` (not ``dagster dev -m definitions.definitions``) registers the code location
     under the dg project's name, the name ``dg`` and Dagster's components use for it: with
@@ -126,7 +126,24 @@ def commands(loaded: LoadedStack, dagster_port: int, mlflow_port: int) -> list[l
     ]
     if tracker.artifact_location:
         mlflow += ["--default-artifact-root", Path(tracker.artifact_location).as_uri()]
-    return [dagster, mlflow]
+    return [dagster, mlflow, *served(loaded)]
+
+
+def served(loaded: LoadedStack) -> list[list[str]]:
+    """A ``slipway serve`` command line for each model that declares ``serve:``, when the stack's deployer is local."""
+    deployer = loaded.stack.model_deployer
+    if deployer.type != "local":
+        return []
+    from assets.serve.deploy import served_models
+    from assets.spec.loader import load_pipelines
+    from definitions.paths import defs_folder
+
+    folder = defs_folder()
+    slipway = str(Path(sys.executable).parent / "slipway")
+    return [
+        [slipway, "--defs", str(folder), "serve", name, "--host", deployer.host, "--port", str(deployer.port(index))]
+        for index, name in enumerate(served_models(load_pipelines(folder)))
+    ]
 
 
 def _environment(loaded: LoadedStack, links: dict[str, str], dagster_port: int) -> dict[str, str]:
@@ -176,6 +193,11 @@ def _start(commands: list[list[str]], env: dict[str, str], outputs: dict[str, in
         for fd in outputs.values():  # the servers hold the pipes now: each relay ends when they have all exited
             os.close(fd)
     return procs
+
+
+def _label(cmd: list[str]) -> str:
+    """A server's name in messages: ``dg dev``, ``mlflow server``, ``slipway serve shop.clf``."""
+    return f"slipway serve {cmd[4]}" if cmd[3:4] == ["serve"] else f"{Path(cmd[0]).name} {cmd[1]}"
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:
@@ -229,7 +251,9 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None
         env = _environment(loaded, links, dagster_port)
         outputs, relays = _outputs(env)
         procs = _start(cmds, env, outputs)
-        _say(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{port}   (Ctrl-C stops both)")
+        _say(f"Dagster UI: http://127.0.0.1:{dagster_port}   MLflow UI: http://127.0.0.1:{port}   (Ctrl-C stops all)")
+        for cmd in cmds[2:]:
+            _say(f"serving {cmd[4]} at http://{cmd[6]}:{cmd[8]}/invocations")
         if notice:
             _say(notice)
         while not requested and all(p.poll() is None for p in procs):
@@ -247,6 +271,6 @@ def serve(loaded: LoadedStack, dagster_port: int = 3000, mlflow_port: int | None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not requested:
-        ended = [f"{Path(c[0]).name} {c[1]}" for c, p in zip(cmds, procs, strict=True) if p.returncode is not None]
-        raise ProcessError(f"{' and '.join(ended)} exited; both UIs stopped (its output is above)")
+        ended = [_label(c) for c, p in zip(cmds, procs, strict=True) if p.returncode is not None]
+        raise ProcessError(f"{' and '.join(ended)} exited; everything stopped (its output is above)")
     return 0
