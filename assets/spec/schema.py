@@ -37,7 +37,7 @@ from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTE
 from assets.spec.graph import key_of
 from assets.spec.metrics import METRICS, suggest
 from assets.spec.schedules import Retrain
-from assets.spec.scoring import Prediction, Serve
+from assets.spec.scoring import Prediction, Serve, prediction_problems
 
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
 
@@ -372,7 +372,7 @@ class PipelineSpec(Closed):
                     found.append(((kind, key), f"asset name {key!r} must be lower_snake_case"))
         for key in set(self.datasets) & set(self.models):
             found.append((("models", key), f"{key!r} names both a dataset and a model"))
-        found += self._prediction_problems()
+        found += prediction_problems(self.predictions, self.datasets, self.models, self._unknown)
         for name, dataset in self.datasets.items():
             for index, ref in enumerate(dataset.inputs or []):
                 found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
@@ -389,17 +389,6 @@ class PipelineSpec(Closed):
                 if key_of(self.name, model.evaluate_on) == key_of(self.name, model.dataset):
                     message = f"`evaluate_on` names the training dataset {model.dataset!r}; name a held-out one"
                     found.append((("models", name, "evaluate_on"), message))
-        return found
-
-    def _prediction_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        found: list[tuple[tuple[str | int, ...], str]] = []
-        for key in set(self.predictions) & (set(self.datasets) | set(self.models)):
-            found.append((("predictions", key), f"{key!r} names both a prediction table and a dataset or model"))
-        for name, scored in self.predictions.items():
-            if scored.model not in self.models:
-                message = f"unknown model {scored.model!r}{suggest(scored.model, self.models)}"
-                found.append((("predictions", name, "model"), message))
-            found += self._unknown(scored.dataset, ("predictions", name, "dataset"), "dataset")
         return found
 
     def _unknown(self, ref: str, loc: tuple[str | int, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:

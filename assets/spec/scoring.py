@@ -14,9 +14,13 @@ alias moves (a promotion, a pin, a ``git revert`` of a pin), and records which v
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from pydantic import Field
 
 from assets.spec.fields import INPUT_PATTERN, NAME_PATTERN, Closed
+from assets.spec.metrics import suggest
 
 
 class Prediction(Closed):
@@ -66,3 +70,25 @@ class Serve(Closed):
     alias: str | None = Field(default=None, pattern=NAME_PATTERN, description="Default: the promote alias.")
     canary: Canary | None = None
     shadow: Shadow | None = None
+
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def prediction_problems(
+    predictions: Mapping[str, Prediction],
+    datasets: Mapping[str, Any],
+    models: Mapping[str, Any],
+    unknown: Callable[[str, tuple[str | int, ...], str], list[Problem]],
+) -> list[Problem]:
+    """A pipeline's ``predictions:`` rules across fields: names that clash, models and datasets that do not exist."""
+    found: list[Problem] = []
+    for key in set(predictions) & (set(datasets) | set(models)):
+        found.append((("predictions", key), f"{key!r} names both a prediction table and a dataset or model"))
+    for name, scored in predictions.items():
+        if scored.model not in models:
+            found.append(
+                (("predictions", name, "model"), f"unknown model {scored.model!r}{suggest(scored.model, models)}")
+            )
+        found += unknown(scored.dataset, ("predictions", name, "dataset"), "dataset")
+    return found
