@@ -81,6 +81,7 @@ class Router:
     seed: int | None = None
     record: Callable[[dict[str, Any]], None] = lambda _: None
     traffic: Any = None  # a TrafficLog (assets.serve.traffic): the rows asked and answered
+    on_shutdown: Callable[[], None] | None = None  # run when the server stops (Ctrl-C, SIGTERM)
     slots: dict[str, Loaded] = field(default_factory=dict)
     known: dict[str, str] = field(default_factory=dict)  # every alias of the model, as last read
     _random: random.Random = field(init=False)
@@ -100,6 +101,8 @@ class Router:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
+            if self.on_shutdown is not None:  # before the server returns (it re-raises SIGTERM then)
+                await asyncio.to_thread(self.on_shutdown)
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["type"] != "http":

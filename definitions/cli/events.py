@@ -107,6 +107,9 @@ def from_metadata(outcome: AssetOutcome, metadata: Any) -> None:
         outcome.champion = None if champion is None else str(champion)
         outcome.detail = _value(metadata.get("promotion")) or ""
         outcome.metrics = {k.removeprefix("metric_"): _value(v) for k, v in metadata.items() if k.startswith("metric_")}
+    elif "rows" in metadata and "model_uri" in metadata:  # a predictions table: which version scored it
+        scorer = f"{_value(metadata['registered_model'])} v{_value(metadata['model_version'])}"
+        outcome.detail = f"{_value(metadata.get('rows'))} rows scored by {scorer} ({_value(metadata['alias'])})"
     elif "rows" in metadata:
         outcome.detail = f"{_value(metadata.get('rows'))} rows"
 

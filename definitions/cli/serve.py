@@ -123,17 +123,21 @@ def serve(
     say(f"  served rows: artifact store {'/'.join(traffic.key)}; requests: {log.path}")
     follower.start()
     traffic.start()
+
+    def stopping() -> None:
+        follower.stop()
+        traffic.stop()  # what was answered is kept, up to the last request
+        log.close()
+
+    router.on_shutdown = stopping
     # What is loaded now (Dagster, MLflow, the model) lives until exit: kept out of every later
     # collection, so that the garbage collector's full passes do not walk it during requests.
     gc.collect()
     gc.freeze()
     try:
-        config = uvicorn.Config(router, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(router, log_level="warning", lifespan="on", access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        follower.stop()
-        traffic.stop()  # what was answered is kept, up to the last request
-        log.close()
         sock.close()
     return 0
 

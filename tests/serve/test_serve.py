@@ -22,6 +22,7 @@ from mlflow_server import free_port
 from assets.data.generators import churn
 from definitions.cli.runner import run
 from definitions.cli.serve import predict
+from resources.artifacts import LocalArtifactStore
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +151,11 @@ def test_the_served_version_follows_the_alias_with_no_failed_request(home, defs_
     finally:
         server.terminate()
         server.wait(timeout=60)
+    # Stopped by SIGTERM: every answered row was written to the served-traffic batches first.
+    store = LocalArtifactStore(base_dir=str(home / "artifacts"))
+    traffic = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
+    assert len(traffic) >= 2 * len(versions)
+    assert set(traffic["_version"]) == {"1", "2"} and set(traffic["_role"]) == {"answered"}
 
 
 def test_readiness_fails_closed_until_the_alias_exists_and_a_busy_port_is_one_line(home, defs_dir, write_pipeline):
