@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assets.spec.scoring import Serve
+from resources.redact import redact
 
 LOGGER = logging.getLogger("slipway.serve")
 VERSION_HEADER = b"x-slipway-model-version"
@@ -259,7 +260,7 @@ class Follower:
         try:
             known = {a: str(v) for a, v in self.registry.aliases(name).items()}
         except Exception as exc:  # the registry is down: keep serving what is loaded
-            LOGGER.warning(f"{name}: cannot read its aliases ({exc}); serving what is loaded")
+            LOGGER.warning(redact(f"{name}: cannot read its aliases ({exc}); serving what is loaded"))
             return
         self.router.known = known
         loaded_versions = {slot.version: slot for slot in self.router.slots.values()}
@@ -284,7 +285,7 @@ class Follower:
         try:
             app = scoring_server.init(self.registry.load_pyfunc(name, version))
         except Exception as exc:
-            self._failed[version] = f"{type(exc).__name__}: {exc}"
+            self._failed[version] = redact(f"{type(exc).__name__}: {exc}")
             current = self.router.slots.get(alias)
             keeps = f"v{current.version} keeps serving" if current else "nothing serves it"
             text = f"{name} v{version} took @{alias} but does not load ({self._failed[version]}); {keeps}"

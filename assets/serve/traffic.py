@@ -26,6 +26,7 @@ from typing import Any
 
 from assets.spec.versions import combine
 from resources.errors import DataError
+from resources.redact import redact
 
 LOGGER = logging.getLogger("slipway.serve")
 #: The columns Slipway adds to each served row.
@@ -158,7 +159,7 @@ class TrafficLog:
                     mixed = [c for c in frame.columns if frame[c].dtype == object]
                     self.store.append_batch(self.key, name, frame.astype(dict.fromkeys(mixed, str)))
             except Exception as exc:
-                LOGGER.warning(f"{'/'.join(self.key)}: {len(frame)} served rows not written yet ({exc})")
+                LOGGER.warning(redact(f"{'/'.join(self.key)}: {len(frame)} served rows not written yet ({exc})"))
                 if self._rows > MAX_PENDING_ROWS:
                     LOGGER.warning(f"{'/'.join(self.key)}: dropped {self._rows} served rows the store did not take")
                     self._pending, self._rows = [], 0

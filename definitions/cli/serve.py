@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import shutil
 import socket
 import threading
@@ -105,6 +106,13 @@ def serve(
 
     name, wanted = parse_model(target)
     routes = routes_for(name, alias or wanted, defs_dir)
+    # Swaps, models that do not load, a registry that is down: one timestamped line each.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    served_logger = logging.getLogger("slipway.serve")
+    served_logger.addHandler(handler)
+    served_logger.setLevel(logging.INFO)
+    served_logger.propagate = False
     resources = build_resources(load_stack(stack_name).stack)
     sock = listen(host, port)
     log = ServedLog(slipway_home() / "served" / f"{name}.jsonl")

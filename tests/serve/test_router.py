@@ -203,3 +203,22 @@ def test_the_routes_come_from_the_models_serve_block_and_the_command_line_alias_
     assert routes_for("other.model", None, defs_dir) == Routes("champion")
     with pytest.raises(Exception, match="expected PIPELINE/MODEL"):
         parse_model("clf")
+
+
+def test_what_the_follower_logs_and_alerts_names_no_credential(monkeypatch, caplog):
+    from mlflow.pyfunc import scoring_server
+
+    monkeypatch.setattr(scoring_server, "init", lambda model: _app(f"v{model}"))
+    registry, alerter = _Registry(), _Alerter()
+    router = Router("shop.clf", Routes("champion"))
+    follower = Follower(router, registry, alerter)
+
+    def broken(name, version):
+        raise OSError("cannot reach https://admin:hunter2@mlflow.example/api")
+
+    registry.load_pyfunc = broken
+    follower.refresh()
+    registry.aliases = lambda name: (_ for _ in ()).throw(ConnectionError("https://admin:hunter2@mlflow.example"))
+    follower.refresh()
+    said = caplog.text + " ".join(a.text + a.title for a in alerter.sent)
+    assert "hunter2" not in said and "mlflow.example" in said
