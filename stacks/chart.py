@@ -289,6 +289,23 @@ def _secret_conditions(schema: dict[str, Any]) -> None:
     ]
 
 
+class ServedModel(_Values):
+    """A model the chart serves (``slipway serve``): a Deployment and a Service, ``slipway-serve-<pipeline>-<model>``.
+
+    The stack's ``model_deployer: {type: kubernetes}`` shows that Service's URL on the model's
+    Dagster page. Its ``serve:`` block (canary, shadow) comes from the definitions in the image.
+    """
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", description="The registered name, pipeline.model."
+    )
+    alias: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]*$", description="The alias that answers; the model's serve.alias."
+    )
+    replicas: int = Field(default=1, ge=0, le=50, description="Pods.")
+    resources: Resources
+
+
 class ChartValues(_Values):
     """The values of the ``slipway`` Helm chart."""
 
@@ -311,6 +328,9 @@ class ChartValues(_Values):
     code_server: CodeServer
     run_pods: RunPods
     mlflow: Mlflow
+    served_models: list[ServedModel] = Field(
+        description="Models served in the cluster, each following its alias (empty: none)."
+    )
     global_: dict[str, Any] = Field(
         default_factory=dict, alias="global", description="Helm's global values (when used as a subchart)."
     )

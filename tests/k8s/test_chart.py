@@ -448,7 +448,8 @@ def test_no_manifest_holds_a_secret_value(values: str):
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_every_container_runs_non_root_with_resources_and_probes(values: str):
     deployments = [d for d in render(*VALUE_SETS[values]) if d["kind"] == "Deployment"]
-    assert len(deployments) == 2
+    served = yaml.safe_load(PRODUCTION.read_text())["servedModels"] if values == "production" else []
+    assert len(deployments) == 2 + len(served)
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
@@ -462,8 +463,12 @@ def test_every_container_runs_non_root_with_resources_and_probes(values: str):
             assert security["capabilities"] == {"drop": ["ALL"]}
             assert {"cpu", "memory"} <= set(container["resources"]["requests"])
             assert "memory" in container["resources"]["limits"]
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert set(container[probe]) & {"grpc", "httpGet"}, (manifest_name(deployment), probe)
+            if container["name"] == "serve":  # ready once a version holds the alias; alive while it answers
+                assert container["readinessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+                assert container["livenessProbe"]["tcpSocket"] == container["startupProbe"]["tcpSocket"]
+            else:
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert set(container[probe]) & {"grpc", "httpGet"}, (manifest_name(deployment), probe)
             assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
 
 
@@ -751,3 +756,38 @@ def test_install_notes_warn_when_the_tracking_uri_names_another_release():
         assert result.returncode == 0, result.stderr
         assert f"{fullname}-code-server.{NAMESPACE}:3030 (gRPC)" in result.stdout
         assert ("WARNING: stack.experiment_tracker.tracking_uri" in result.stdout) is warned
+
+
+def test_each_served_model_gets_a_deployment_and_a_service_where_the_deployer_says():
+    docs = render(*VALUE_SETS["production"])
+    deployment = one(docs, "Deployment", "slipway-serve-churn-churn-classifier")
+    service = one(docs, "Service", "slipway-serve-churn-churn-classifier")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["slipway", "serve"]
+    assert container["args"] == ["churn.churn_classifier", "--alias=champion", "--host=0.0.0.0", "--port=8080"]
+    assert deployment["spec"]["replicas"] == 2
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert env_of(container)["SLIPWAY_STACK"] == env_of(code_server(docs)["containers"][0])["SLIPWAY_STACK"]
+    # The URL the kubernetes deployer shows on the model's Dagster page names this Service.
+    from stacks.deployers import KubernetesDeployer
+
+    assert (
+        KubernetesDeployer().url("churn.churn_classifier", 0)
+        == "http://slipway-serve-churn-churn-classifier:8080/invocations"
+    )
+    # Another port in the stack's deployer moves both.
+    other = render(*VALUE_SETS["production"], "--set", "stack.model_deployer.port=9000")
+    assert one(other, "Service", "slipway-serve-churn-churn-classifier")["spec"]["ports"][0]["port"] == 9000
+    for k8s in ("1.31", "1.35"):
+        assert validate_manifests(docs, k8s) == []
+
+
+def test_a_served_model_name_that_is_not_pipeline_dot_model_is_refused_by_the_schema():
+    result = helm("template", RELEASE, CHART, "--set-json", 'servedModels=[{"name": "Churn/Clf", "resources": {}}]')
+    assert result.returncode != 0 and "servedModels" in result.stderr

@@ -87,7 +87,7 @@ def step_jobs(defs_dir: Path) -> dict[str, dict[str, Any]]:
 
 def test_every_example_asset_gets_a_valid_step_job_with_its_declared_resources(home):
     jobs = step_jobs(DEFS_DIR)
-    assert len(jobs) == 11  # every materializable example asset
+    assert len(jobs) == 12  # every materializable example asset
     problems = validate_manifests(list(jobs.values()))
     assert problems == []
     churn = jobs["churn__churn_classifier"]["spec"]["template"]["spec"]["containers"][0]
