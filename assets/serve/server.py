@@ -27,6 +27,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,15 +132,17 @@ class Router:
         started = time.perf_counter()
         status = await _forward(loaded.app, scope, body, self._headed(send, alias, loaded.version))
         self.record(_entry(alias, loaded.version, status[0], started, "answered"))
-        if self.traffic is not None and status[0] == 200:
-            self.traffic.add(body, _content_type(scope), status[1], alias, loaded.version, "answered")
         shadow = self.routes.shadow
-        if shadow is not None and shadow in self.slots and shadow != alias:
-            task = asyncio.create_task(self._shadow(scope, body, shadow, status[1]))
+        shadowed = shadow is not None and shadow in self.slots and shadow != alias and status[0] == 200
+        request = uuid.uuid4().hex if shadowed else ""
+        if self.traffic is not None and status[0] == 200:
+            self.traffic.add(body, _content_type(scope), status[1], alias, loaded.version, "answered", request)
+        if shadowed:
+            task = asyncio.create_task(self._shadow(scope, body, str(shadow), status[1], request))
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)
 
-    async def _shadow(self, scope: dict[str, Any], body: bytes, alias: str, answered: bytes) -> None:
+    async def _shadow(self, scope: dict[str, Any], body: bytes, alias: str, answered: bytes, request: str) -> None:
         loaded = self.slots[alias]
         started = time.perf_counter()
         collected: list[bytes] = []
@@ -150,7 +153,7 @@ class Router:
 
         status = await _forward(loaded.app, scope, body, keep)
         if self.traffic is not None and status[0] == 200:
-            self.traffic.add(body, _content_type(scope), status[1], alias, loaded.version, "shadow")
+            self.traffic.add(body, _content_type(scope), status[1], alias, loaded.version, "shadow", request)
         entry = _entry(alias, loaded.version, status[0], started, "shadow")
         entry["shadow"], entry["answered"] = (
             b"".join(collected).decode(errors="replace"),

@@ -30,7 +30,7 @@ from resources.redact import redact
 
 LOGGER = logging.getLogger("slipway.serve")
 #: The columns Slipway adds to each served row.
-SERVED_COLUMNS = ("prediction", "_served_at", "_version", "_alias", "_role")
+SERVED_COLUMNS = ("prediction", "_served_at", "_version", "_alias", "_role", "_request")
 # Rows kept while the store cannot be written; beyond, the oldest are dropped (and said).
 MAX_PENDING_ROWS = 200_000
 
@@ -97,7 +97,7 @@ def request_frame(body: bytes, content_type: str) -> Any:
 
 def served_rows(item: tuple[Any, ...]) -> list[dict[str, Any]] | None:
     """One queued request as rows with Slipway's columns; None when it cannot be read as rows."""
-    body, content_type, answer, alias, version, role, at = item
+    body, content_type, answer, alias, version, role, at, request = item
     rows = request_rows(body, content_type)
     try:
         predictions = json.loads(answer)["predictions"]
@@ -108,14 +108,33 @@ def served_rows(item: tuple[Any, ...]) -> list[dict[str, Any]] | None:
     for row, prediction in zip(rows, predictions, strict=True):
         row["prediction"] = prediction if isinstance(prediction, (int, float, str, bool)) else json.dumps(prediction)
         row["_served_at"], row["_version"], row["_alias"], row["_role"] = at, version, alias, role
+        row["_request"] = request
     return rows
+
+
+def _pair(shadow: Any, item: tuple[Any, ...]) -> None:
+    """Give the shadow comparison one request's predictions (not tabular: nothing to pair)."""
+    _, _, answer, _, version, role, _, request = item
+    try:
+        predictions = json.loads(answer)["predictions"]
+    except (ValueError, TypeError, KeyError):
+        return
+    if isinstance(predictions, list):
+        shadow.add(request, role, version, predictions)
 
 
 class TrafficLog:
     """Queues served requests and writes them in batches to the artifact store (see the module's docstring)."""
 
-    def __init__(self, store: Any, registry_name: str, batch_rows: int = 1000, flush_seconds: float = 5.0) -> None:
-        """Appends to ``store`` (an :class:`resources.artifacts.ArtifactStore`) under :func:`traffic_key`."""
+    def __init__(
+        self, store: Any, registry_name: str, batch_rows: int = 1000, flush_seconds: float = 5.0, shadow: Any = None
+    ) -> None:
+        """Appends to ``store`` (an :class:`resources.artifacts.ArtifactStore`) under :func:`traffic_key`.
+
+        ``shadow`` (a :class:`assets.serve.shadow.ShadowComparison`) is given each request's
+        predictions and reports after each flush.
+        """
+        self.shadow = shadow
         self.store, self.key = store, traffic_key(registry_name)
         self.batch_rows, self.flush_seconds = batch_rows, flush_seconds
         self.writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -129,9 +148,11 @@ class TrafficLog:
         self.written = 0
         self.unreadable = 0
 
-    def add(self, body: bytes, content_type: str, answer: bytes, alias: str, version: str, role: str) -> None:
-        """Queue one answered request (cheap: parsed on the log's thread)."""
-        self._queue.append((body, content_type, answer, alias, version, role, time.time()))
+    def add(
+        self, body: bytes, content_type: str, answer: bytes, alias: str, version: str, role: str, request: str = ""
+    ) -> None:
+        """Queue one answered request (parsed on the log's thread); ``request`` pairs a shadow with its answer."""
+        self._queue.append((body, content_type, answer, alias, version, role, time.time(), request))
         if len(self._queue) >= self.batch_rows:
             self._wake.set()
 
@@ -140,7 +161,10 @@ class TrafficLog:
         import pandas as pd
 
         while self._queue:
-            rows = served_rows(self._queue.popleft())
+            item = self._queue.popleft()
+            if self.shadow is not None and item[7]:
+                _pair(self.shadow, item)
+            rows = served_rows(item)
             if rows is None:
                 self.unreadable += 1
             else:
@@ -166,6 +190,8 @@ class TrafficLog:
                 return
             self.written += len(frame)
             self._pending, self._rows = [], 0
+        if self.shadow is not None:
+            self.shadow.report()
 
     def start(self) -> None:
         """Flush every ``flush_seconds`` (sooner when ``batch_rows`` are queued) on a daemon thread."""

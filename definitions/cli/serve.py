@@ -99,6 +99,7 @@ def serve(
     import uvicorn
 
     from assets.serve.server import DEFAULT_MAX_BYTES, Follower, Router
+    from assets.serve.shadow import ShadowComparison
     from assets.serve.traffic import TrafficLog
     from resources.paths import slipway_home
     from stacks import load_stack
@@ -116,7 +117,8 @@ def serve(
     resources = build_resources(load_stack(stack_name).stack)
     sock = listen(host, port)
     log = ServedLog(slipway_home() / "served" / f"{name}.jsonl")
-    traffic = TrafficLog(resources["io_manager"], name, flush_seconds=flush_seconds)
+    shadow = ShadowComparison(resources["experiment_tracker"], name) if routes.shadow else None
+    traffic = TrafficLog(resources["io_manager"], name, flush_seconds=flush_seconds, shadow=shadow)
     router = Router(name, routes, max_bytes or DEFAULT_MAX_BYTES, record=log.append, traffic=traffic)
     follower = Follower(router, resources["model_registry"], resources.get("alerter"), poll_seconds)
     follower.refresh()
@@ -135,6 +137,8 @@ def serve(
     def stopping() -> None:
         follower.stop()
         traffic.stop()  # what was answered is kept, up to the last request
+        if shadow is not None:
+            shadow.close()
         log.close()
 
     router.on_shutdown = stopping

@@ -118,3 +118,50 @@ def test_drift_on_what_the_champion_answered_retrains_it_once(home, defs_dir, wr
     with stack_instance() as instance:
         key = dg.AssetKey(["shop", "clf"])
         assert len(instance.fetch_materializations(key, limit=10).records) == 2
+
+
+def test_a_shadow_scores_live_requests_and_the_comparison_is_in_mlflow(home, defs_dir, write_pipeline):
+    from mlflow import MlflowClient
+
+    from assets.serve.shadow import ShadowComparison
+
+    path = write_pipeline("shop", SHOP, {"data/orders.csv": churn(400, seed=1)})
+    assert run(defs_dir=defs_dir).ok
+    path.write_text(path.read_text().replace("max_depth: 3", "max_depth: 1"))
+    assert run(defs_dir=defs_dir).ok  # v2 takes champion (must_beat: null): v1 is made the shadow
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    client.set_registered_model_alias("shop.clf", "challenger", "1")
+
+    resources = build_resources(load_stack(None).stack)
+    shadow = ShadowComparison(resources["experiment_tracker"], "shop.clf")
+    traffic = TrafficLog(resources["io_manager"], "shop.clf", shadow=shadow)
+    router = Router("shop.clf", Routes("champion", shadow="challenger"), traffic=traffic)
+    Follower(router, resources["model_registry"]).refresh()
+    rows = churn(120, seed=9)[FEATURES].astype(float)
+
+    async def go():
+        transport = httpx.ASGITransport(app=router)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            for start in range(0, len(rows), 10):
+                part = rows.iloc[start : start + 10]
+                body = {"dataframe_split": {"columns": FEATURES, "data": part.values.tolist()}}
+                answer = await http.post("/invocations", json=body)
+                assert answer.status_code == 200 and answer.headers["x-slipway-model-version"] == "2"
+            await asyncio.sleep(0.2)  # the shadows run after the answers
+
+    asyncio.run(go())
+    traffic.flush()
+    shadow.close()
+    agreement = shadow.pairs[("2", "1")]
+    assert agreement.rows == 120 and 0 <= agreement.agreed <= 120
+    (found,) = client.search_runs(
+        [client.get_experiment_by_name("shop").experiment_id], "attributes.run_name = 'shadow-clf-v2-vs-v1'"
+    )
+    assert found.data.metrics["shadow_rows"] == 120
+    assert found.data.metrics["agreement"] == pytest.approx(agreement.agreed / 120)
+    assert found.data.tags["slipway.shadow.shadow_version"] == "1" and found.info.status == "FINISHED"
+    # Both halves are served traffic too, paired by request.
+    store = resources["io_manager"]
+    table = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
+    assert (table["_role"] == "shadow").sum() == 120 and (table["_role"] == "answered").sum() == 120
+    assert set(table.loc[table["_role"] == "shadow", "_request"]) == set(table.loc[table["_role"] == "answered", "_request"])
