@@ -93,10 +93,12 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         path.unlink(missing_ok=True)
 
     @contextmanager
-    def recorded_file(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Iterator[Path]:
-        """The current version of table ``asset_key`` as a local Parquet file, to stream (:meth:`read_recorded`)."""
+    def recorded_file(
+        self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, version: str | None = None
+    ) -> Iterator[Path]:
+        """Table ``asset_key`` as a local Parquet file, to stream: stored ``version`` (a run id), else the current."""
         key = tuple(asset_key.path)
-        version = self.recorded_version(instance, asset_key)
+        version = version or self.recorded_version(instance, asset_key)
         path = None if version is None else self.local_path(key, version)
         if path is not None and path.suffix == ".parquet":
             yield path
@@ -154,11 +156,19 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
     @staticmethod
     def recorded_version(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str | None:
         """The run id of the latest materialization of ``asset_key`` this store holds and that is current."""
+        found = ArtifactStore.recorded(instance, asset_key)
+        return None if found is None else found[0]
+
+    @staticmethod
+    def recorded(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> tuple[str, str | None] | None:
+        """:meth:`recorded_version` and the data version that materialization recorded, read together."""
         for limit in (1, RECORD_DEPTH):  # nearly always the latest; deeper only after a gate-failed model
             for record in instance.fetch_materializations(asset_key, limit=limit).records:
-                metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+                materialization = record.asset_materialization
+                metadata = materialization.metadata if materialization else {}
                 if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
-                    return record.run_id
+                    tags = (materialization.tags if materialization else None) or {}
+                    return record.run_id, tags.get("dagster/data_version")
         return None
 
     def read_version(self, key: tuple[str, ...], version: str) -> Any:

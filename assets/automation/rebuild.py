@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Iterable
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -136,13 +137,27 @@ class Record:
 
     def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[Reason]:
         """Why ``key`` must be rebuilt; empty when what was built is still current."""
-        built = self._built.get(key)
+        built = self._scored_by(key, self._built.get(key))
         node = self.graph.get(key)
         inputs = self.inputs(key) if built is not None else {}
         found = [self._alias_moved(r, built) for r in out_of_date(built, node.code_version, inputs)]
         if not found and (problem := self.lost(key, stores)) is not None:
             found.append(Reason(Why.OUTPUT_LOST, problem))
         return found
+
+    def _scored_by(self, key: dg.AssetKey, built: Built | None) -> Built | None:
+        """A predictions table's record with the version that scored it as its alias input.
+
+        Dagster reads input versions when the step starts; the alias may move before the table
+        reads it. Its ``model_version`` metadata is what scored it, so that is what is compared.
+        """
+        if built is None or PREDICTIONS_METADATA not in (self.graph.get(key).metadata or {}):
+            return built
+        version = built.metadata.get("model_version")
+        sources = [p for p in self.graph.get(key).parent_keys if ALIAS_METADATA in (self.graph.get(p).metadata or {})]
+        if version is None or not sources:
+            return built
+        return replace(built, inputs={**built.inputs, sources[0].to_user_string(): str(version)})
 
     def _alias_moved(self, reason: Reason, built: Built | None) -> Reason:
         """``reason`` as an alias move when its input is an alias source: ``shop.clf@champion moved v1 → v2``."""

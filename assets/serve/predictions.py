@@ -17,6 +17,7 @@ The materialization records the model version, the alias, the ``models:/`` URI a
 SHA; the model version gets a ``slipway.predictions.<table>`` tag naming the Dagster run.
 """
 
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,7 +25,6 @@ from typing import Any
 
 import dagster as dg
 
-from assets.data.failures import current_data_version
 from assets.data.outputs import versioned_output
 from assets.data.progress import finished, started
 from assets.model.model_asset import registered_name
@@ -134,22 +134,28 @@ def build_predictions_asset(
         label = key.to_user_string()
         started(label, "scoring")
         version = holder(registry, registry_name, alias)
-        # Recorded as the observed alias before scoring: the materialization's input version is
-        # the version that scored, even when the alias moved since `slipway run` observed it.
+        # Observed here too, so that the UI's view of the alias is current; which version scored
+        # is the materialization's `model_version`, which the predicate reads (Record.reasons).
         context.instance.report_runless_asset_event(
             dg.AssetObservation(asset_key=source_key, tags={DATA_VERSION_TAG: version}, metadata={"version": version})
         )
         estimator = registry.load(registry_name, version)
         store = context.resources.io_manager
-        with store.recorded_file(context.instance, dataset_key) as table:
+        # The table and its data version from the same record: a dataset run that lands while
+        # this scores is not claimed by it.
+        recorded = store.recorded(context.instance, dataset_key)
+        with store.recorded_file(context.instance, dataset_key, recorded[0] if recorded else None) as table:
             scored, rows = score_file(table, estimator, spec.column, spec.chunk_rows)
-        registry.tag_version(registry_name, version, {f"slipway.predictions.{label}": context.run.run_id})
-        sha, dirty = git_state(folder)
-        input_version = current_data_version(context.instance, dataset_key)
+        try:
+            registry.tag_version(registry_name, version, {f"slipway.predictions.{label}": context.run.run_id})
+            sha, dirty = git_state(folder)
+        except BaseException:
+            shutil.rmtree(scored.parent, ignore_errors=True)
+            raise
         finished(label, f"{rows} rows scored by v{version} @{alias}")
         return versioned_output(
             TableFile(scored),
-            combine(version_hash, version, input_version or ""),
+            combine(version_hash, version, (recorded[1] if recorded else None) or ""),
             {
                 "model_version": dg.MetadataValue.int(int(version)),
                 "alias": alias,

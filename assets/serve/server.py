@@ -40,6 +40,9 @@ VERSION_HEADER = b"x-slipway-model-version"
 ALIAS_HEADER = b"x-slipway-alias"
 MODEL_HEADER = b"x-slipway-model"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# A version that failed to load is tried again after this long, doubling up to the maximum.
+RETRY_FIRST_SECONDS = 30.0
+RETRY_MAX_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class Router:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
+            if self._shadows:  # shadows in flight end before the traffic log's last flush
+                await asyncio.gather(*self._shadows, return_exceptions=True)
             if self.on_shutdown is not None:  # before the server returns (it re-raises SIGTERM then)
                 await asyncio.to_thread(self.on_shutdown)
             await send({"type": "lifespan.shutdown.complete"})
@@ -253,7 +258,8 @@ class Follower:
     def __init__(self, router: Router, registry: Any, alerter: Any = None, poll_seconds: float = 5.0) -> None:
         """``registry`` answers ``aliases(name)`` and ``load_pyfunc(name, version)``."""
         self.router, self.registry, self.alerter, self.poll = router, registry, alerter, poll_seconds
-        self._failed: dict[str, str] = {}  # version -> why it did not load (alerted once)
+        # version -> (when it may be tried again, the wait before that): a failed load is retried, alerted once.
+        self._failed: dict[str, tuple[float, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -270,7 +276,12 @@ class Follower:
         for alias in self.router.routes.aliases():
             version = known.get(alias)
             current = self.router.slots.get(alias)
-            if version is None or (current is not None and current.version == version):
+            if version is None:
+                if current is not None:  # the alias was deleted: nothing serves it (readiness fails closed)
+                    del self.router.slots[alias]
+                    LOGGER.warning(f"{name}@{alias}: the alias is gone; v{current.version} no longer serves it")
+                continue
+            if current is not None and current.version == version:
                 continue
             slot = loaded_versions.get(version) or self._load(alias, version)
             if slot is not None:
@@ -283,21 +294,25 @@ class Follower:
         from mlflow.pyfunc import scoring_server
 
         name = self.router.name
-        if version in self._failed:
-            return None
+        failed = self._failed.get(version)
+        if failed is not None and time.monotonic() < failed[0]:
+            return None  # tried again once its wait is over (a store that was down for a moment)
         try:
             app = scoring_server.init(self.registry.load_pyfunc(name, version))
         except Exception as exc:
-            self._failed[version] = redact(f"{type(exc).__name__}: {exc}")
+            wait = min(RETRY_MAX_SECONDS, 2 * failed[1]) if failed else RETRY_FIRST_SECONDS
+            self._failed[version] = (time.monotonic() + wait, wait)
             current = self.router.slots.get(alias)
             keeps = f"v{current.version} keeps serving" if current else "nothing serves it"
-            text = f"{name} v{version} took @{alias} but does not load ({self._failed[version]}); {keeps}"
+            why = redact(f"{type(exc).__name__}: {exc}")
+            text = f"{name} v{version} took @{alias} but does not load ({why}); {keeps}; tried again in {wait:g} s"
             LOGGER.error(text)
-            if self.alerter is not None:
+            if self.alerter is not None and failed is None:  # one alert per version
                 from resources.alerts import Alert
 
                 self.alerter.send(Alert("serving", f"{name}@{alias}: v{version} does not load", text))
             return None
+        self._failed.pop(version, None)
         return Loaded(version, app)
 
     def start(self) -> None:

@@ -31,7 +31,7 @@ from resources.redact import redact
 LOGGER = logging.getLogger("slipway.serve")
 #: The columns Slipway adds to each served row.
 SERVED_COLUMNS = ("prediction", "_served_at", "_version", "_alias", "_role", "_request")
-# Rows kept while the store cannot be written; beyond, the oldest are dropped (and said).
+# Rows kept while the store cannot be written; beyond, they are all dropped (and said).
 MAX_PENDING_ROWS = 200_000
 
 
@@ -158,40 +158,43 @@ class TrafficLog:
 
     def flush(self) -> None:
         """Parse what is queued and write it as one batch (kept for the next flush when the store fails)."""
-        import pandas as pd
-
-        while self._queue:
-            item = self._queue.popleft()
-            if self.shadow is not None and item[7]:
-                _pair(self.shadow, item)
-            rows = served_rows(item)
-            if rows is None:
-                self.unreadable += 1
-            else:
-                self._pending.extend(rows)
-                self._rows += len(rows)
-        with self._lock:
-            if not self._pending:
-                return
-            # One table per batch (CSV requests' values are text: typed here, as pandas reads a CSV).
-            frame = pd.DataFrame.from_records(self._pending).infer_objects()
-            name = f"{time.time_ns():020d}-{self.writer}.parquet"
-            try:
-                try:
-                    self.store.append_batch(self.key, name, frame)
-                except DataError:  # a column whose requests disagree on its type: kept as text
-                    mixed = [c for c in frame.columns if frame[c].dtype == object]
-                    self.store.append_batch(self.key, name, frame.astype(dict.fromkeys(mixed, str)))
-            except Exception as exc:
-                LOGGER.warning(redact(f"{'/'.join(self.key)}: {len(frame)} served rows not written yet ({exc})"))
-                if self._rows > MAX_PENDING_ROWS:
-                    LOGGER.warning(f"{'/'.join(self.key)}: dropped {self._rows} served rows the store did not take")
-                    self._pending, self._rows = [], 0
-                return
-            self.written += len(frame)
-            self._pending, self._rows = [], 0
+        with self._lock:  # one flush at a time (the thread's, and stop()'s)
+            while self._queue:
+                item = self._queue.popleft()
+                if self.shadow is not None and item[7]:
+                    _pair(self.shadow, item)
+                rows = served_rows(item)
+                if rows is None:
+                    self.unreadable += 1
+                else:
+                    self._pending.extend(rows)
+                    self._rows += len(rows)
+            if self._pending:
+                self._write()
         if self.shadow is not None:
             self.shadow.report()
+
+    def _write(self) -> None:
+        import pandas as pd
+
+        # One table per batch; column names as text (a request may name columns by number).
+        frame = pd.DataFrame.from_records(self._pending)
+        frame.columns = [str(c) for c in frame.columns]
+        name = f"{time.time_ns():020d}-{self.writer}.parquet"
+        try:
+            try:
+                self.store.append_batch(self.key, name, frame)
+            except DataError:  # a column whose requests disagree on its type: kept as text
+                mixed = [c for c in frame.columns if frame[c].dtype == object]
+                self.store.append_batch(self.key, name, frame.astype(dict.fromkeys(mixed, str)))
+        except Exception as exc:
+            LOGGER.warning(redact(f"{'/'.join(self.key)}: {len(frame)} served rows not written yet ({exc})"))
+            if self._rows > MAX_PENDING_ROWS:
+                LOGGER.warning(f"{'/'.join(self.key)}: dropped all {self._rows} served rows the store did not take")
+                self._pending, self._rows = [], 0
+            return
+        self.written += len(frame)
+        self._pending, self._rows = [], 0
 
     def start(self) -> None:
         """Flush every ``flush_seconds`` (sooner when ``batch_rows`` are queued) on a daemon thread."""

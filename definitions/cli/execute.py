@@ -153,7 +153,10 @@ class Engine:
                 alias = (self.graph.get(parent).metadata or {}).get(ALIAS_METADATA)
                 if alias is not None and parent in self.graph.observable_asset_keys:
                     name, _, wanted = str(alias).rpartition("@")
-                    version = self.stores.registry.aliases(name).get(wanted)
+                    try:
+                        version = self.stores.registry.aliases(name).get(wanted)
+                    except SlipwayError:  # the registry is down: the tables it scores wait, nothing else does
+                        continue
                     if version is not None:
                         found[parent.to_user_string()] = (str(version), {"version": str(version)})
         if found:

@@ -165,8 +165,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from definitions.cli.serve import predict
+    from definitions.paths import defs_folder
 
-    out, version, rows = predict(args.model, args.input, args.output, args.stack)
+    try:
+        defs = (args.defs or defs_folder()).resolve()
+    except SlipwayError:  # outside a project: the alias defaults to champion
+        defs = None
+    out, version, rows = predict(args.model, args.input, args.output, args.stack, defs_dir=defs)
     emit(f"{rows} rows scored by v{version}: {out}")
     return 0
 
@@ -298,10 +303,10 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     predict = _command(
-        sub, "predict", "score a CSV or Parquet file with the version a model's alias holds", "verbose", "stack"
+        sub, "predict", "score a CSV or Parquet file with the version a model's alias holds", *everything
     )
     predict.add_argument(
-        "model", metavar="MODEL[@ALIAS]", help="e.g. churn/churn_classifier@champion (default alias: champion)"
+        "model", metavar="MODEL[@ALIAS]", help="e.g. churn/churn_classifier@champion (default alias: as slipway serve)"
     )
     predict.add_argument("--input", type=Path, required=True, help="CSV or Parquet file to score")
     predict.add_argument("--output", type=Path, default=None, help="where to write it (default: INPUT.predictions.EXT)")

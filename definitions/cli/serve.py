@@ -155,12 +155,20 @@ def serve(
 
 
 def predict(
-    target: str, input_path: Path, output_path: Path | None, stack_name: str | None, chunk_rows: int = 100_000
+    target: str,
+    input_path: Path,
+    output_path: Path | None,
+    stack_name: str | None,
+    chunk_rows: int = 100_000,
+    defs_dir: Path | None = None,
 ) -> tuple[Path, str, int]:
-    """Score ``input_path`` (CSV or Parquet) with the version ``target``'s alias holds; the output, version, rows."""
+    """Score ``input_path`` (CSV or Parquet) with the version ``target``'s alias holds; the output, version, rows.
+
+    The alias defaults as `slipway serve`'s does (the model's ``serve.alias``, else its promote
+    alias, else ``champion``). Every problem with the files is one :class:`ServeError` line.
+    """
     import tempfile
 
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     from assets.serve.predictions import holder, score_file
@@ -168,31 +176,60 @@ def predict(
     from stacks.build import build_resources
 
     name, alias = parse_model(target)
-    alias = alias or "champion"
+    alias = routes_for(name, alias, defs_dir).alias
     if not input_path.is_file():
         raise ServeError(f"{input_path}: no such file")
+    out = output_path or input_path.with_name(f"{input_path.stem}.predictions{input_path.suffix}")
+    if not out.parent.is_dir():
+        raise ServeError(f"{out}: its folder does not exist")
     registry = build_resources(load_stack(stack_name).stack)["model_registry"]
     version = holder(registry, name, alias)
     estimator = registry.load(name, version)
     with tempfile.TemporaryDirectory(prefix="slipway-predict-") as tmp:
         table = input_path
-        if input_path.suffix.lower() != ".parquet":  # streamed into Parquet, block by block
+        if input_path.suffix.lower() != ".parquet":
             table = Path(tmp) / "input.parquet"
-            try:
-                with pacsv.open_csv(input_path) as reader:
-                    with pq.ParquetWriter(table, reader.schema) as writer:
-                        for batch in reader:
-                            writer.write_batch(batch)
-            except Exception as exc:
-                raise ServeError(f"{input_path}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc
-        scored, rows = score_file(table, estimator, "prediction", chunk_rows)
-        out = output_path or input_path.with_name(f"{input_path.stem}.predictions{input_path.suffix}")
-        if out.suffix.lower() == ".parquet":
-            shutil.move(scored, out)
+            _csv_to_parquet(input_path, table)
         else:
-            source = pq.ParquetFile(scored)
-            with pacsv.CSVWriter(out, source.schema_arrow) as writer:
-                for batch in source.iter_batches(batch_size=chunk_rows):
-                    writer.write_batch(batch)
-        shutil.rmtree(scored.parent, ignore_errors=True)
+            try:
+                pq.ParquetFile(table)
+            except Exception as exc:
+                raise ServeError(f"{input_path}: cannot read as Parquet: {str(exc).splitlines()[0]}") from exc
+        scored, rows = score_file(table, estimator, "prediction", chunk_rows)
+        try:
+            if out.suffix.lower() == ".parquet":
+                shutil.move(scored, out)
+            else:
+                import pyarrow.csv as pacsv
+
+                source = pq.ParquetFile(scored)
+                with pacsv.CSVWriter(out, source.schema_arrow) as writer:
+                    for batch in source.iter_batches(batch_size=chunk_rows):
+                        writer.write_batch(batch)
+        except OSError as exc:
+            raise ServeError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+        finally:
+            shutil.rmtree(scored.parent, ignore_errors=True)
     return out, version, rows
+
+
+def _csv_to_parquet(source: Path, table: Path) -> None:
+    """Stream a CSV file into Parquet, block by block.
+
+    Whole numbers are read as floats: a column whose first block holds only whole numbers would
+    otherwise fail on a later ``70.5``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        with pacsv.open_csv(source) as probe:
+            schema = probe.schema
+        types = {f.name: pa.float64() for f in schema if pa.types.is_integer(f.type)}
+        with pacsv.open_csv(source, convert_options=pacsv.ConvertOptions(column_types=types)) as reader:
+            with pq.ParquetWriter(table, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ServeError(f"{source}: cannot read as CSV: {str(exc).splitlines()[0]}") from exc

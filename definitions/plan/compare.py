@@ -294,10 +294,9 @@ def _alias_move(base: Side, head: Side, scores: tuple[str, str, str], retrained:
     model, alias, _ = scores
     before = base.assets[model].pins.get(alias) if model in base.assets else None
     after = head.assets[model].pins.get(alias) if model in head.assets else None
-    if before != after:
-        return f"rescored: @{alias} of {model} pinned {'v' + str(before) if before else '(unpinned)'} → " + (
-            f"v{after}" if after else "unpinned"
-        )
+    if before != after and after is not None:
+        return f"rescored: @{alias} of {model} pinned {'v' + str(before) if before else '(unpinned)'} → v{after}"
+    # Unpinned (or never pinned): the alias stays where it is until a new version takes it.
     if retrained and after is None:
         return f"rescored if {model}'s new version takes @{alias}"
     return None

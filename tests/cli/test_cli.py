@@ -152,7 +152,8 @@ def test_run_examples_then_nothing_to_do(home):
     rows = [line for line in second.stdout.splitlines()[1:-1]]
     assert rows and all("= reused" in row for row in rows), second.stdout
     assert any(row.startswith("churn/churn_classifier") and "= reused v1 (champion)" in row for row in rows)
-    assert "11 reused" in second.stdout.splitlines()[-1]
+    assert "12 reused" in second.stdout.splitlines()[-1]
+    assert any(row.startswith("churn/holdout_scored") and "= reused" in row for row in rows)
     forced = slipway("run", "houses", "--force", home=home)
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "houses/price_model" in forced.stdout and "challenger" in forced.stdout

@@ -469,3 +469,9 @@ def test_predictions_are_rescored_when_a_pin_moves_their_alias_or_their_model_re
     edit(repo, "alpha: 1.0", "alpha: 2.0")
     rows = {a.key: (a.status, a.why) for a in run_plan(repo).assets}
     assert "shop/forecasted" not in rows and rows["shop/forecast"][0] == "changed"
+    # The pin removed: the alias stays on v2 (plan's pin line says so), nothing is rescored.
+    edit(repo, "alpha: 2.0", "alpha: 1.0")
+    edit(repo, "\n        pin: {champion: 2}", "")
+    found = run_plan(repo)
+    assert "shop/forecasted" not in {a.key for a in found.assets}
+    assert found.pins == [{"model": "shop/forecast", "alias": "champion", "before": 2, "after": None}]

@@ -222,3 +222,48 @@ def test_what_the_follower_logs_and_alerts_names_no_credential(monkeypatch, capl
     follower.refresh()
     said = caplog.text + " ".join(a.text + a.title for a in alerter.sent)
     assert "hunter2" not in said and "mlflow.example" in said
+
+
+def test_a_deleted_alias_stops_being_served_and_a_failed_version_is_tried_again_later(monkeypatch):
+    from mlflow.pyfunc import scoring_server
+
+    monkeypatch.setattr(scoring_server, "init", lambda model: _app(f"v{model}"))
+    registry, alerter = _Registry(), _Alerter()
+    router = Router("shop.clf", Routes("champion", canary=("challenger", 50)))
+    follower = Follower(router, registry, alerter)
+    registry.held["challenger"] = "2"
+    follower.refresh()
+    assert {a: s.version for a, s in router.slots.items()} == {"champion": "1", "challenger": "2"}
+
+    del registry.held["challenger"]  # the canary is stopped by deleting its alias
+    follower.refresh()
+    assert set(router.slots) == {"champion"}
+    del registry.held["champion"]
+    follower.refresh()
+    assert router.slots == {} and _get(router, "/ping").status_code == 503  # fails closed
+
+    registry.held["champion"] = "3"
+    registry.broken.add("3")
+    follower.refresh()
+    follower.refresh()  # within its wait: not tried again
+    assert registry.loads.count("3") == 1 and len(alerter.sent) == 1
+    registry.broken.clear()
+    follower._failed["3"] = (0.0, 30.0)  # its wait is over
+    follower.refresh()
+    assert router.slots["champion"].version == "3" and len(alerter.sent) == 1
+
+
+def test_a_chunked_request_over_the_limit_is_refused_as_it_is_counted():
+    router, entries = _router(Routes("champion"), champion="1")
+
+    async def go():
+        async def body():
+            for _ in range(5):
+                yield b"x" * 300  # no Content-Length: counted as it arrives
+
+        transport = httpx.ASGITransport(app=router)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/invocations", content=body())
+
+    answer = asyncio.run(go())
+    assert answer.status_code == 413 and entries == []

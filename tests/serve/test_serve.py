@@ -195,3 +195,28 @@ def test_predict_scores_a_csv_file_with_the_champion(home, defs_dir, write_pipel
     assert list(scored.columns) == [*FEATURES, "prediction"] and len(scored) == 250
     with pytest.raises(Exception, match="has no alias @staging"):
         predict("shop/clf@staging", source, None, None)
+
+
+def test_predict_says_what_is_wrong_with_its_files_in_one_line(home, defs_dir, write_pipeline, tmp_path):
+    from definitions.cli.serve import ServeError
+
+    write_pipeline("shop", SHOP, {"data/orders.csv": churn(300, seed=1)})
+    assert run(defs_dir=defs_dir).ok
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("not parquet")
+    with pytest.raises(ServeError, match="fake.parquet: cannot read as Parquet"):
+        predict("shop/clf", fake, None, None)
+    good = tmp_path / "good.csv"
+    churn(20, seed=4)[FEATURES].to_csv(good, index=False)
+    with pytest.raises(ServeError, match="its folder does not exist"):
+        predict("shop/clf", good, tmp_path / "missing" / "out.csv", None)
+    with pytest.raises(ServeError, match="no such file"):
+        predict("shop/clf", tmp_path / "nothing.csv", None, None)
+    # A column of whole numbers whose later block holds a fraction (pyarrow reads 1 MB blocks).
+    big = tmp_path / "big.csv"
+    frame = pd.concat([churn(300, seed=5)[FEATURES]] * 600, ignore_index=True).astype({"monthly_charges": int})
+    frame.to_csv(big, index=False)
+    with big.open("a") as out:
+        out.write("12,70.5,1\n")
+    out, version, rows = predict("shop/clf", big, None, None, defs_dir=defs_dir)
+    assert rows == 180_001 and version == "1"

@@ -73,3 +73,13 @@ def test_a_column_whose_requests_disagree_on_its_type_is_kept_as_text(tmp_path):
     log.flush()
     table = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
     assert table["a"].tolist() == ["1", "x"] and log.written == 2
+
+
+def test_columns_named_by_number_are_kept_as_text_names(tmp_path):
+    store = LocalArtifactStore(base_dir=str(tmp_path))
+    log = TrafficLog(store, "shop.clf")
+    body = json.dumps({"dataframe_split": {"data": [[1, 2]]}}).encode()  # no column names
+    log.add(body, "application/json", _answer(0), "champion", "1", "answered")
+    log.flush()
+    table = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
+    assert log.written == 1 and table[["0", "1"]].values.tolist() == [[1, 2]]
