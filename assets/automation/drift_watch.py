@@ -176,17 +176,19 @@ class DriftWatch:
         return verdict, metadata, alert
 
     def _served(self, policy: Policy, champion: str) -> Any:
-        """The rows the servers answered with ``champion`` (:mod:`assets.serve.traffic`)."""
-        from assets.serve.traffic import traffic_key
+        """The rows the servers answered with ``champion`` since the model last trained (:mod:`assets.serve.traffic`).
 
-        key = traffic_key(policy.registered)
-        frame = self.store.read_batches(key, self.store.batches(key))
-        if frame.empty or "_version" not in frame.columns:
-            raise LookupError(f"no served traffic of {policy.registered} yet")
-        answered = frame[(frame["_role"] == "answered") & (frame["_version"].astype(str) == str(champion))]
+        Only since then: a retraining that kept the champion is measured on what comes after it,
+        not again on the traffic that triggered it.
+        """
+        from assets.serve.traffic import answered_since
+
+        records = self.instance.fetch_materializations(dg.AssetKey.from_user_string(policy.asset), limit=1).records
+        since = records[0].timestamp if records else 0.0
+        answered = answered_since(self.store, policy.registered, champion, since)
         if answered.empty:
-            raise LookupError(f"no served rows answered by {policy.alias} v{champion} yet")
-        return answered.drop(columns=[c for c in ("_served_at", "_version", "_alias", "_role") if c in answered])
+            raise LookupError(f"no served rows answered by {policy.alias} v{champion} since its last training")
+        return answered
 
     def _report(self, policy: Policy, champion: str, recorded: str, data_version: str, result: Any) -> str | None:
         """Log the HTML report to MLflow; its run's link, or None when the tracker cannot be reached."""

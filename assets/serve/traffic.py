@@ -51,6 +51,17 @@ def traffic_version(names: list[str]) -> str:
     return combine(*names) if names else "no traffic"
 
 
+def answered_since(store: Any, registry_name: str, version: str, since: float) -> Any:
+    """The rows ``version`` answered in batches written after ``since`` (a timestamp), without Slipway's columns."""
+    key = traffic_key(registry_name)
+    names = [n for n in store.batches(key) if n[:20].isdigit() and int(n[:20]) / 1e9 > since]
+    frame = store.read_batches(key, names)
+    if frame.empty or "_version" not in frame.columns:
+        return frame
+    answered = frame[(frame["_role"] == "answered") & (frame["_version"].astype(str) == str(version))]
+    return answered.drop(columns=[c for c in SERVED_COLUMNS[1:] if c in answered.columns])
+
+
 def request_rows(body: bytes, content_type: str) -> list[dict[str, Any]] | None:
     """The rows of a scoring request (MLflow's JSON formats or CSV), one dict each; None when not tabular."""
     mime = content_type.split(";")[0].strip().lower()

@@ -83,3 +83,34 @@ def test_columns_named_by_number_are_kept_as_text_names(tmp_path):
     log.flush()
     table = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
     assert log.written == 1 and table[["0", "1"]].values.tolist() == [[1, 2]]
+
+
+def test_drift_reads_only_what_the_champion_answered_since_the_model_last_trained(tmp_path):
+    import pandas as pd
+
+    from assets.serve.traffic import answered_since
+
+    store = LocalArtifactStore(base_dir=str(tmp_path))
+    key = ("shop", "served_clf")
+
+    def batch(at: float, version: str, role: str = "answered") -> None:
+        frame = pd.DataFrame(
+            {
+                "a": [at],
+                "prediction": [0],
+                "_served_at": [at],
+                "_version": [version],
+                "_alias": ["champion"],
+                "_role": [role],
+                "_request": [""],
+            }
+        )
+        store.append_batch(key, f"{int(at * 1e9):020d}-w.parquet", frame)
+
+    batch(100.0, "1")  # before the last training
+    batch(200.0, "1")
+    batch(210.0, "2")  # another version
+    batch(220.0, "1", role="shadow")
+    rows = answered_since(store, "shop.clf", "1", since=150.0)
+    assert rows["a"].tolist() == [200.0] and list(rows.columns) == ["a", "prediction"]
+    assert answered_since(store, "shop.clf", "1", since=300.0).empty
