@@ -103,15 +103,28 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         if path is not None and path.suffix == ".parquet":
             yield path
             return
-        name = None if version is None else self._find(key, version)
-        data = None if name is None else self._get(key, name)
-        if version is None or name is None or not name.endswith(".parquet") or data is None:
-            self.read_recorded(instance, asset_key)  # says why (never materialized, not stored)
+        if version is None:
+            self.read_recorded(instance, asset_key)  # says it was never materialized
+        assert version is not None
+        name = self._find(key, version)
+        if name is None:
+            raise DataError(
+                f"artifact store ({self.kind}): {'/'.join(key)} of run {version[:8]} is not stored {self._where()}"
+            )
+        if not name.endswith(".parquet"):
             raise DataError(f"artifact store ({self.kind}): {'/'.join(key)} is not a table")
         with tempfile.TemporaryDirectory(prefix="slipway-") as tmp:
             copy = Path(tmp) / name
-            copy.write_bytes(data)
+            if not self._get_file(key, name, copy):
+                raise DataError(f"artifact store ({self.kind}): {'/'.join(key)}: {name} is gone {self._where()}")
             yield copy
+
+    def _get_file(self, key: tuple[str, ...], name: str, path: Path) -> bool:
+        """Copy the blob ``name`` of ``key`` to the file ``path``; False when it does not exist."""
+        data = self._get(key, name)
+        if data is not None:
+            path.write_bytes(data)
+        return data is not None
 
     def _list(self, key: tuple[str, ...]) -> list[str]:
         """The names of the blobs of ``key`` (sorted); only batch stores (:meth:`append_batch`) use it."""
@@ -328,6 +341,16 @@ class S3ArtifactStore(ArtifactStore, S3StoreSettings):
             if not answer.get("IsTruncated"):
                 return sorted(n for n in names if "/" not in n)
             token = {"ContinuationToken": answer["NextContinuationToken"]}
+
+    def _get_file(self, key: tuple[str, ...], name: str, path: Path) -> bool:
+        # Streamed to the file (in parts when large): a table larger than memory.
+        try:
+            self._client().download_file(Bucket=self.bucket, Key=self._key(key, name), Filename=str(path))
+        except Exception as exc:
+            if type(exc).__name__ == "NoSuchKey" or "(404)" in str(exc):  # download_file asks HeadObject first
+                return False
+            raise s3_error(exc, "read", self.bucket, self.endpoint_url, self.attempts) from safe_cause(exc)
+        return True
 
     def _put_file(self, key: tuple[str, ...], name: str, path: Path) -> None:
         # Streamed from the file (in parts when large); the object appears when the upload completes.

@@ -55,4 +55,5 @@ class KubernetesDeployer(Component):
 
 def service_name(registered: str) -> str:
     """The Kubernetes name of ``pipeline.model``'s server (``slipway-serve-shop-clf``)."""
-    return "slipway-serve-" + registered.replace(".", "-").replace("_", "-").lower()
+    # Kubernetes names are at most 63 characters (the chart cuts them the same way).
+    return ("slipway-serve-" + registered.replace(".", "-").replace("_", "-").lower())[:63].rstrip("-")

@@ -22,6 +22,7 @@ load leaves the old one serving and raises a ``serving`` alert.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import random
@@ -289,6 +290,11 @@ class Follower:
                 loaded_versions[version] = slot
                 was = f"v{current.version}" if current else "nothing"
                 LOGGER.info(f"{name}@{alias}: serving v{version} (was {was})")
+                if current is not None and gc.get_freeze_count():
+                    # `slipway serve` froze what it loaded first: let the version it replaced be collected.
+                    gc.unfreeze()
+                    gc.collect()
+                    gc.freeze()
 
     def _load(self, alias: str, version: str) -> Loaded | None:
         from mlflow.pyfunc import scoring_server

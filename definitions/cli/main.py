@@ -229,6 +229,17 @@ def _command(commands: Any, name: str, text: str, *options: str) -> argparse.Arg
     return commands.add_parser(name, help=text, description=description, parents=[_global_options(*options)])
 
 
+def _positive(text: str) -> float:
+    """A number above zero (argparse says which option when it is not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``slipway``."""
     root = _Parser(prog="slipway", description="Declarative GitOps ML pipelines on Dagster and MLflow.")
@@ -297,9 +308,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=5001, help="port (default: %(default)s)")
     serve.add_argument(
-        "--poll", type=float, default=5.0, help="seconds between reads of the aliases (default: %(default)s)"
+        "--poll", type=_positive, default=5.0, help="seconds between reads of the aliases (default: %(default)s)"
     )
-    serve.add_argument("--max-request-mb", type=float, default=10.0, help="largest request body (default: %(default)s)")
+    serve.add_argument(
+        "--max-request-mb", type=_positive, default=10.0, help="largest request body (default: %(default)s)"
+    )
     serve.set_defaults(func=_serve)
 
     predict = _command(

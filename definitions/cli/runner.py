@@ -261,7 +261,7 @@ def _not_launched(engine: Any, decision: Any, key: Any, outcomes: dict[Any, Asse
     if built is None or reasons:
         waits = {
             Hold.RUNNING: "; held back: a run of it is in progress",
-            Hold.UPSTREAM_RUNNING: f"; held back: a run of {held.upstream} is in progress" if held else "",
+            Hold.UPSTREAM_RUNNING: f"; held back: a run of {held.upstream or 'an upstream'} is in progress" if held else "",
             Hold.OWN_CONDITION: f"; held back by its automation condition ({held.detail})" if held else "",
         }
         detail = (said(reasons) or "never built") + (waits.get(held.hold, "") if held else "")

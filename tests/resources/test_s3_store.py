@@ -92,3 +92,27 @@ def test_an_endpoint_that_is_down_fails_after_bounded_retries_naming_it(creds):
     )
     assert time.monotonic() - started < 30
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in str(caught.value)
+
+
+def test_tables_stream_through_files_and_served_batches_list_in_order(moto, creds, tmp_path):
+    from resources.artifacts import TableFile
+
+    s3 = store(moto, prefix="files")
+    source = tmp_path / "scored.parquet"
+    frame = pd.DataFrame({"x": range(1000), "prediction": [0, 1] * 500})
+    frame.to_parquet(source, index=False)
+    s3.write(("p", "scored"), TableFile(source), "run1")
+    assert not source.exists()  # consumed: uploaded from the file
+    with dg.DagsterInstance.ephemeral() as instance:
+        with s3.recorded_file(instance, dg.AssetKey(["p", "scored"]), "run1") as path:
+            pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+        with pytest.raises(DataError, match="run9 is not stored"):
+            with s3.recorded_file(instance, dg.AssetKey(["p", "scored"]), "run9"):
+                pass
+    for name in ("0002-a.parquet", "0001-b.parquet"):
+        s3.append_batch(("p", "served_m"), name, pd.DataFrame({"a": [name]}))
+    assert s3.batches(("p", "served_m")) == ["0001-b.parquet", "0002-a.parquet"]
+    assert s3.read_batches(("p", "served_m"), s3.batches(("p", "served_m")))["a"].tolist() == [
+        "0001-b.parquet",
+        "0002-a.parquet",
+    ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from mlflow_server import free_port
 
 from assets.data.generators import churn
@@ -111,11 +112,14 @@ def test_the_served_version_follows_the_alias_with_no_failed_request(home, defs_
     try:
         _wait_ready(url, server)
         # MLflow's protocol: JSON and CSV, /version, /health; every answer names its version.
-        answer = httpx.post(f"{url}/invocations", json={"dataframe_split": {"columns": FEATURES, "data": [[1, 90.0, 5]]}})
+        answer = httpx.post(
+            f"{url}/invocations", json={"dataframe_split": {"columns": FEATURES, "data": [[1, 90.0, 5]]}}
+        )
         assert answer.status_code == 200 and set(answer.json()["predictions"]) <= {0, 1}
         assert answer.headers["x-slipway-model-version"] == "1" and answer.headers["x-slipway-alias"] == "champion"
         csv = httpx.post(
-            f"{url}/invocations", content="tenure,monthly_charges,support_calls\n1,90,5\n30,20,0\n",
+            f"{url}/invocations",
+            content="tenure,monthly_charges,support_calls\n1,90,5\n30,20,0\n",
             headers={"content-type": "text/csv"},
         )
         assert csv.status_code == 200 and len(csv.json()["predictions"]) == 2
@@ -174,6 +178,9 @@ def test_readiness_fails_closed_until_the_alias_exists_and_a_busy_port_is_one_li
                 time.sleep(0.2)
         assert ping.status_code == 503
         assert ping.json()["message"] == "shop.clf has no version holding @staging (its aliases: @champion (v1))"
+        # The alias appears: the server becomes ready with no restart.
+        MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db").set_registered_model_alias("shop.clf", "staging", "1")
+        _wait_ready(f"http://127.0.0.1:{port}", server, deadline=60)
         busy = _start(home, defs_dir, port)
         out, err = busy.communicate(timeout=300)
         assert busy.returncode == 1
