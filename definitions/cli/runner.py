@@ -259,12 +259,7 @@ def _not_launched(engine: Any, decision: Any, key: Any, outcomes: dict[Any, Asse
         detail = f"{held.detail}; not tried again until its definition or an input changes (--force tries it)"
         return AssetOutcome(name, kind, "failed", detail=detail)
     if built is None or reasons:
-        waits = {
-            Hold.RUNNING: "; held back: a run of it is in progress",
-            Hold.UPSTREAM_RUNNING: f"; held back: a run of {held.upstream or 'an upstream'} is in progress" if held else "",
-            Hold.OWN_CONDITION: f"; held back by its automation condition ({held.detail})" if held else "",
-        }
-        detail = (said(reasons) or "never built") + (waits.get(held.hold, "") if held else "")
+        detail = (said(reasons) or "never built") + (_waits(held) if held is not None else "")
         return AssetOutcome(name, kind, "not run", detail=detail)
     outcome = engine.reused(key, built)
     rebuilt = [p.to_user_string() for p in parents if p in outcomes and outcomes[p].status == "built"]
@@ -274,3 +269,16 @@ def _not_launched(engine: Any, decision: Any, key: Any, outcomes: dict[Any, Asse
         names = ", ".join(outcomes[p].key for p in troubled)
         outcome.detail = f"unchanged: {names} failed, so it stays on the last good data (run {built.run_id[:8]})"
     return outcome
+
+
+def _waits(held: Any) -> str:
+    """What an out-of-date asset waits for, as the end of its row (empty when nothing is said)."""
+    from assets.automation.holds import Hold
+
+    if held.hold is Hold.RUNNING:
+        return "; held back: a run of it is in progress"
+    if held.hold is Hold.UPSTREAM_RUNNING:
+        return f"; held back: a run of {held.upstream or 'an upstream'} is in progress"
+    if held.hold is Hold.OWN_CONDITION:
+        return f"; held back by its automation condition ({held.detail})"
+    return ""
