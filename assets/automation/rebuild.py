@@ -259,10 +259,11 @@ def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondi
     )
     return (
         OutOfDate(stores)
-        & (~dg.AutomationCondition.in_progress()).with_label(Guard.NOT_RUNNING)
-        & (~dg.AutomationCondition.any_deps_in_progress()).with_label(Guard.NO_UPSTREAM_RUNNING)
-        & (~upstream_missing).with_label(Guard.NO_UPSTREAM_MISSING)
-        & dg.AutomationCondition.all_deps_blocking_checks_passed().with_label(Guard.UPSTREAM_CHECKS_PASSED)
+        # Labels as plain text: the code location's snapshot serializes them (an enum would not load in the UI).
+        & (~dg.AutomationCondition.in_progress()).with_label(Guard.NOT_RUNNING.value)
+        & (~dg.AutomationCondition.any_deps_in_progress()).with_label(Guard.NO_UPSTREAM_RUNNING.value)
+        & (~upstream_missing).with_label(Guard.NO_UPSTREAM_MISSING.value)
+        & dg.AutomationCondition.all_deps_blocking_checks_passed().with_label(Guard.UPSTREAM_CHECKS_PASSED.value)
     ).with_label(REBUILD_RULE)
 
 

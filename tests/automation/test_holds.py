@@ -85,3 +85,11 @@ def test_an_asset_that_is_up_to_date_is_not_held(instance):
         "scores": None,
         "report": Held(Hold.OWN_CONDITION, detail=dg.AutomationCondition.on_cron("0 9 * * *").get_label()),
     }
+
+
+def test_the_rule_serializes_as_the_ui_loads_the_code_location():
+    """The UI gets the code location as a serialized snapshot: a label that is not plain text fails to load."""
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster_shared.serdes import serialize_value
+
+    assert serialize_value(RepositorySnap.from_def(DEFS.get_repository_def()))
