@@ -791,3 +791,11 @@ def test_each_served_model_gets_a_deployment_and_a_service_where_the_deployer_sa
 def test_a_served_model_name_that_is_not_pipeline_dot_model_is_refused_by_the_schema():
     result = helm("template", RELEASE, CHART, "--set-json", 'servedModels=[{"name": "Churn/Clf", "resources": {}}]')
     assert result.returncode != 0 and "servedModels" in result.stderr
+
+
+def test_two_served_models_that_would_share_a_service_name_are_refused():
+    resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    served = [{"name": "shop_eu.clf", "resources": resources}, {"name": "shop.eu_clf", "resources": resources}]
+    result = helm("template", RELEASE, CHART, "--set-json", f"servedModels={json.dumps(served)}")
+    assert result.returncode != 0
+    assert "servedModels: shop_eu.clf and shop.eu_clf would both be served as slipway-serve-shop-eu-clf" in result.stderr
