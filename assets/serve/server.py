@@ -183,8 +183,11 @@ class Router:
 
     def not_ready(self) -> dict[str, Any]:
         """The 503 answer while no version holds the alias: it names the aliases that do exist."""
-        held = ", ".join(f"@{a} (v{v})" for a, v in sorted(self.known.items())) or "none"
-        message = f"{self.name} has no version holding @{self.routes.alias} (its aliases: {held})"
+        held = ", ".join(f"@{a} (v{v})" for a, v in sorted(self.known.items()))
+        if held:
+            message = f"{self.name} has no version holding @{self.routes.alias} (its aliases: {held})"
+        else:
+            message = f"{self.name} has no aliases: not registered yet? (`slipway run` trains and registers it)"
         return {"error_code": "NOT_READY", "message": message}
 
 

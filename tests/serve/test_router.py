@@ -104,6 +104,10 @@ def test_readiness_fails_closed_and_names_the_aliases_that_exist():
     (answer,) = _post(router)
     assert answer.status_code == 503
     assert _get(router, "/nowhere").status_code == 404
+    router.known = {}
+    assert _get(router, "/ping").json()["message"] == (
+        "shop.clf has no aliases: not registered yet? (`slipway run` trains and registers it)"
+    )
 
 
 def test_a_request_over_the_limit_is_refused_before_it_is_read_whole():
