@@ -271,3 +271,19 @@ def test_a_chunked_request_over_the_limit_is_refused_as_it_is_counted():
 
     answer = asyncio.run(go())
     assert answer.status_code == 413 and entries == []
+
+
+def test_the_request_path_carries_one_warning_filter_whatever_start_up_left():
+    """scikit-learn re-applies every warning filter in each tree's task: serving keeps one."""
+    import warnings
+
+    from definitions.cli.processes import quiet_warnings
+    from definitions.cli.serve import quiet_for_requests
+
+    with warnings.catch_warnings():
+        quiet_warnings()
+        warnings.filterwarnings("default", "something", DeprecationWarning)
+        assert len(warnings.filters) > 5
+        quiet_for_requests()
+        assert warnings.filters == [("ignore", None, Warning, None, 0)]
+        warnings.warn("said per request", UserWarning)  # raises nothing, prints nothing
