@@ -286,4 +286,4 @@ def test_the_request_path_carries_one_warning_filter_whatever_start_up_left():
         assert len(warnings.filters) > 5
         quiet_for_requests()
         assert warnings.filters == [("ignore", None, Warning, None, 0)]
-        warnings.warn("said per request", UserWarning)  # raises nothing, prints nothing
+        warnings.warn("said per request", UserWarning, stacklevel=1)  # raises nothing, prints nothing
