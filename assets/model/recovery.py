@@ -37,9 +37,24 @@ def unsettled(instance: Any) -> list[str]:
 
 
 def keep_unsettled(instance: Any, names: list[str]) -> None:
-    """Record ``names`` as the models left to settle (replacing the list)."""
-    if sorted(names) != unsettled(instance):
-        set_cursor_values(instance, {UNSETTLED: json.dumps(sorted(names))})
+    """Record ``names`` as the models left to settle (replacing the list), and say so in the UI.
+
+    The list only tells `slipway run` which models to settle; each change is also an observation
+    of the model (its Events tab), so what is left half-done is seen where the model is.
+    """
+    before = set(unsettled(instance))
+    if set(names) == before:
+        return
+    set_cursor_values(instance, {UNSETTLED: json.dumps(sorted(set(names)))})
+    said = {name: LEFT for name in set(names) - before} | {name: SETTLED for name in before - set(names)}
+    for name, description in sorted(said.items()):
+        instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key=dg.AssetKey.from_user_string(name), description=description)
+        )
+
+
+LEFT = "MLflow run or model version left unsettled (a store was down): the next `slipway run` settles it"
+SETTLED = "MLflow runs and model versions settled"
 
 
 DAGSTER_RUN_TAG = "slipway.dagster_run_id"

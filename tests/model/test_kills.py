@@ -160,6 +160,12 @@ def test_a_run_killed_after_dagster_recorded_the_model_is_finished_not_retrained
     assert "slipway.abandoned" not in state["versions"]["2"].tags
 
 
+def _latest_observation(instance, key: str) -> str:
+    """The description of the asset's latest observation (what the UI's Events tab shows first)."""
+    records = instance.fetch_observations(dg.AssetKey.from_user_string(key), limit=1).records
+    return records[0].event_log_entry.asset_observation.description if records else ""
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     started = MlflowServer(tmp_path / "server")
@@ -197,6 +203,7 @@ def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_la
 
     with _instance(home) as instance:  # kept for the next run: the stores were down
         assert instance.run_storage.get_cursor_values({"slipway/unsettled"}) == {"slipway/unsettled": '["shop/clf"]'}
+        assert "left unsettled" in _latest_observation(instance, "shop/clf")  # and the UI shows it
     server.start()  # same port and database: the server is back
     client = MlflowClient(tracking_uri=server.url)
     (left,) = client.search_model_versions(f"name = '{NAME}'")
@@ -209,6 +216,8 @@ def test_a_server_that_dies_after_registration_is_retried_briefly_and_settled_la
     assert client.get_run(versions["1"].run_id).info.status == "FAILED"
     with _instance(home) as instance:
         assert instance.run_storage.get_cursor_values({"slipway/unsettled"}) == {"slipway/unsettled": "[]"}
+        assert "settled" in _latest_observation(instance, "shop/clf")
+        assert "left unsettled" not in _latest_observation(instance, "shop/clf")
     assert {a: str(v) for a, v in client.get_registered_model(NAME).aliases.items()} == {"champion": "2"}
     assert stored_anywhere(home, SECRET) == []
 
