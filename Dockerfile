@@ -4,9 +4,16 @@
 # Installed from the lock file, as CI installs it: `uv sync --frozen --no-dev`.
 #
 #   docker build -t registry.example.com/slipway:0.1.0 .
+#
+# BASE and UV_IMAGE name the registry images by default; where no registry can be reached,
+# tests/cluster/image.sh makes both from Debian packages and the PyPI uv wheel.
+ARG BASE=python:3.11-slim
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
 
-FROM python:3.11-slim AS build
-COPY --from=ghcr.io/astral-sh/uv:0.13.8 /uv /bin/uv
+FROM ${UV_IMAGE} AS uv
+
+FROM ${BASE} AS build
+COPY --from=uv /uv /bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -24,7 +31,7 @@ COPY stacks/ stacks/
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev \
     && python -m compileall -q definitions assets resources stacks
 
-FROM python:3.11-slim
+FROM ${BASE}
 # A fixed non-root UID/GID (helm/slipway values securityContext.runAsUser) and no login shell.
 RUN groupadd --system --gid 10001 slipway \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/slipway --shell /usr/sbin/nologin slipway \

