@@ -75,15 +75,20 @@ if [[ ! -f "$K/stamp.openapi" ]]; then
   touch "$K/stamp.openapi"
 fi
 
-# 5. The binaries, with the version the server reports (helm checks a chart's kubeVersion on it).
-pkg=k8s.io/kubernetes/vendor/k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=$VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=20 -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+# 5. The binaries, with the version the server reports (helm checks a chart's kubeVersion on it):
+# upstream's hack/lib/version.sh sets it in both packages (/version is client-go's copy).
+ldflags="-s -w"
+for pkg in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=20 -X $pkg.gitTreeState=clean"
+  ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
-  if [[ ! -x "$BIN/$cmd" || ! -f "$K/stamp.$cmd" ]]; then
+  # The stamp holds the flags it was built with: changing them rebuilds.
+  if [[ ! -x "$BIN/$cmd" || "$(cat "$K/stamp.$cmd" 2>/dev/null)" != "$ldflags" ]]; then
     say "building $cmd"
     (cd "$SRC" && go build -p 2 -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "./cmd/$cmd")
     mv "$BIN/$cmd.tmp" "$BIN/$cmd"
-    touch "$K/stamp.$cmd"
+    printf '%s' "$ldflags" >"$K/stamp.$cmd"
   fi
 done
 

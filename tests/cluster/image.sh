@@ -17,6 +17,8 @@ mkdir -p "$K/podman"
 exec 8>"$K/image.lock"
 flock 8
 say() { printf '[kube image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# podman (cgroupfs manager) leaves empty cgroup folders behind: remove them when done.
+trap 'for d in /sys/fs/cgroup/*/libpod_parent; do [[ -d $d/conmon ]] && rmdir "$d/conmon"; [[ -d $d ]] && rmdir "$d"; done 2>/dev/null || true' EXIT
 podman=(podman --root "$K/podman/root" --runroot "$K/podman/run" --runtime runc
         --storage-driver overlay --cgroup-manager cgroupfs --events-backend file)
 

@@ -49,7 +49,7 @@ API_SERVICE_IP = "10.96.0.1"
 API = "https://127.0.0.1:6443"
 PAUSE = "k8s.gcr.io/pause:3.2"
 #: What the node's processes are, in start order (stop goes the other way).
-PROCESSES = ["etcd", "apiserver", "controller-manager", "scheduler", "node", "proxy", "dns"]
+PROCESSES = ["etcd", "apiserver", "controller-manager", "scheduler", "node", "proxy", "dns", "postgres", "s3"]
 #: Kernel settings kubelet writes at start unless they already hold its value (1.20's
 #: setupKernelTunables): each is a bind mount of a file under RUN in the node's mount namespace.
 KUBELET_SYSCTLS = [
@@ -508,6 +508,95 @@ def _dns() -> None:
     _spawn("dns", in_ns(sys.executable, here / "dns.py", "--listen", NODE_IP, "--kubeconfig", RUN / "admin.kubeconfig"))
 
 
+#: The cluster's own PostgreSQL (Dagster's instance and MLflow's backend store) and S3 server
+#: (moto), on the node address: what a team would run beside the cluster, reached from pods through
+#: Services without selectors (:func:`external_services`).
+PG_PORT = 5432
+S3_PORT = 9000
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1] if Path("/usr/lib/postgresql").exists() else Path("/")
+
+
+def _postgres() -> None:
+    if _pid("postgres"):
+        return
+    data, sockets = RUN / "pg" / "data", RUN / "pg" / "sockets"
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        sockets.mkdir(parents=True, exist_ok=True)
+        shutil.chown(RUN / "pg", "postgres", "postgres")
+        for folder in (data, sockets):
+            shutil.chown(folder, "postgres", "postgres")
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", PG_BIN / "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        # Pods connect with passwords (their Secrets); the node's own tools through the socket.
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all 10.0.0.0/8 scram-sha-256\n")
+    _spawn(
+        "postgres",
+        in_ns(
+            "runuser", "-u", "postgres", "--", PG_BIN / "postgres", "-D", data, "-p", str(PG_PORT),
+            "-c", f"listen_addresses={NODE_IP}", "-c", f"unix_socket_directories={sockets}",
+            "-c", "max_connections=200", "-c", "fsync=off",
+        ),
+    )  # fmt: skip
+    _wait("postgres", lambda: psql("select 1").returncode == 0, seconds=60, name="postgres")
+
+
+def psql(sql: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
+    """``sql`` as the cluster's PostgreSQL superuser, through its socket."""
+    command = ["runuser", "-u", "postgres", "--", "psql", "-h", str(RUN / "pg" / "sockets"), "-p", str(PG_PORT)]
+    return subprocess.run([*command, "-d", database, "-qtAc", sql], capture_output=True, text=True)
+
+
+def database(name: str, user: str, password: str) -> None:
+    """A database owned by ``user`` (made with ``password``), if not there yet."""
+    if psql(f"select 1 from pg_roles where rolname = '{user}'").stdout.strip() != "1":
+        psql(f"create role {user} login password '{password}'")
+    else:
+        psql(f"alter role {user} password '{password}'")
+    if psql(f"select 1 from pg_database where datname = '{name}'").stdout.strip() != "1":
+        psql(f"create database {name} owner {user}")
+
+
+def _s3() -> None:
+    if _pid("s3"):
+        return
+    _spawn("s3", in_ns(sys.executable, "-m", "moto.server", "-H", NODE_IP, "-p", str(S3_PORT)))
+    probe = in_ns("curl", "-sf", f"http://{NODE_IP}:{S3_PORT}/moto-api/data.json")
+    _wait("the S3 server", lambda: subprocess.run(probe, capture_output=True).returncode == 0, seconds=60, name="s3")
+
+
+def external_services(namespace: str) -> None:
+    """Services named ``slipway-postgresql`` and ``slipway-s3`` in ``namespace``, to the node's servers."""
+    for name, port in [("slipway-postgresql", PG_PORT), ("slipway-s3", S3_PORT)]:
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"ports": [{"port": port, "targetPort": port, "protocol": "TCP"}]},
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "Endpoints",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "subsets": [{"addresses": [{"ip": NODE_IP}], "ports": [{"port": port, "protocol": "TCP"}]}],
+                },
+            ],
+        }
+        applied = subprocess.run(
+            in_ns(kubectl_binary(), f"--kubeconfig={RUN / 'admin.kubeconfig'}", "apply", "-f", "-"),
+            input=json.dumps(manifest), capture_output=True, text=True,
+        )  # fmt: skip
+        if applied.returncode:
+            raise SystemExit(applied.stderr)
+
+
 def _node_ready() -> bool:
     out = kubectl("get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
     return out.stdout.strip() == "True"
@@ -527,6 +616,8 @@ def start() -> None:
     _node()
     _proxy()
     _dns()
+    _postgres()
+    _s3()
     _wait("the node", _node_ready, seconds=120, name="node")
     say(f"cluster ready in {time.monotonic() - started:.1f} s (API {API} inside netns {NS}, node {NODE_IP})")
 
@@ -590,22 +681,29 @@ def stop() -> None:
     """End every process of the cluster by PID, then delete the namespace."""
     containers = _shims()
     _end(containers[::-1], seconds=5)  # the containers first, then their shims
-    for name in ["dns", "proxy", "kubelet", "containerd", "node", "scheduler", "controller-manager", "apiserver", "etcd"]:
+    for name in ["s3", "postgres", "dns", "proxy", "kubelet", "containerd", "node", "scheduler", "controller-manager", "apiserver", "etcd"]:
         pid = _pid(name)
         if pid:
             _end(_tree(pid)[::-1])
         with suppress(FileNotFoundError):
             (RUN / "pids" / f"{name}.pid").unlink()
-    for pid in _postgres_pids():
-        _end([pid])
     if NETNS.exists():
         subprocess.run(["ip", "netns", "delete", NS], check=True)
+    remove_empty_cgroups("k8s.io")
     say("cluster stopped")
 
 
-def _postgres_pids() -> list[int]:
-    pid = _pid("postgres")
-    return [pid] if pid else []
+def remove_empty_cgroups(name: str) -> None:
+    """Remove the (now empty) cgroup folders runc made for the cluster's containers, deepest first."""
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        top = controller / name
+        if not top.is_dir():
+            continue
+        for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with suppress(OSError):
+                folder.rmdir()
+        with suppress(OSError):
+            top.rmdir()
 
 
 def reset() -> None:

@@ -549,6 +549,22 @@ def test_the_code_server_serves_the_code_location_with_its_stack_and_context():
         assert container[probe]["grpc"] == {"port": 3030, "service": "DagsterApi"}
 
 
+def test_before_kubernetes_1_24_the_code_server_is_probed_without_grpc():
+    """1.20 refuses a `grpc` probe field: the start-up probe runs Dagster's health check, then TCP."""
+    (container,) = code_server(render("--kube-version", "1.20.2"))["containers"]
+    assert container["startupProbe"]["exec"]["command"] == ["dagster", "api", "grpc-health-check", "--port=3030"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["tcpSocket"] == {"port": "grpc"}
+    assert "grpc" not in json.dumps(container["startupProbe"]).replace("grpc-health-check", "")
+    (newer,) = code_server(render("--kube-version", "1.24.0"))["containers"]
+    assert newer["startupProbe"]["grpc"] == {"port": 3030, "service": "DagsterApi"}
+
+
+def test_the_chart_refuses_a_kubernetes_older_than_it_was_tested_on():
+    result = helm("template", RELEASE, CHART, "--kube-version", "1.19.16")
+    assert result.returncode != 0 and "kubeVersion: >=1.20.0-0" in result.stderr, result.stderr
+
+
 @pytest.mark.slow
 def test_a_step_job_built_by_dagster_k8s_from_the_context_gets_the_stack_env_and_secrets():
     import kubernetes
@@ -641,6 +657,7 @@ def test_mlflow_serves_artifacts_from_s3_with_its_database_from_a_secret():
     env = env_of(container)
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"] == {"secretKeyRef": {"name": "slipway-mlflow-db", "key": "uri"}}
     assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == "http://minio.minio.svc.cluster.local:9000"  # the stack's
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"  # OOM-killed at 1536Mi with it
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     defaults = one(render(), "Deployment", f"{RELEASE}-mlflow")["spec"]["template"]["spec"]["containers"][0]
     assert "--workers=2" in defaults["args"] and "MLFLOW_S3_ENDPOINT_URL" not in env_of(defaults)
@@ -733,7 +750,9 @@ def test_the_dockerfile_installs_from_the_lock_as_the_chart_s_user():
         if line and not line.startswith("#")
     }
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert dockerfile.startswith("# syntax=docker/dockerfile:1") and "FROM python:3.11-slim" in dockerfile
+    assert dockerfile.startswith("# syntax=docker/dockerfile:1") and "ARG BASE=python:3.11-slim" in dockerfile
+    # Both stages on the base the build argument names (tests/cluster/image.sh makes one from Debian).
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.M) == ["${UV_IMAGE}", "${BASE}", "${BASE}"]
     assert "uv sync --frozen --no-dev" in dockerfile
     copied = [p for line in re.findall(r"^COPY (?!--from)(.*) \S+$", dockerfile, re.M) for p in line.split()]
     assert {"pyproject.toml", "uv.lock"} <= set(copied)
