@@ -57,11 +57,18 @@ say "podman build $TAG"
   --build-arg BASE=localhost/slipway-base:bookworm --build-arg "UV_IMAGE=localhost/uv:$UV_VERSION" \
   -t "$TAG" -f Dockerfile . >&2
 
-# 4. Into the cluster's containerd (tests/cluster/kube.py start must be running).
+# 4. Into the cluster's containerd (tests/cluster/kube.py start must be running), unless this
+# build is there already (its ID is kept beside containerd's state, which `kube.py reset` removes).
 if [[ "${1:-}" == "--load" ]]; then
-  say "loading $TAG into the cluster's containerd"
-  "${podman[@]}" save --format docker-archive "$TAG" -o "$K/slipway-image.tar"
-  ctr --address "$K/run/containerd/containerd.sock" -n k8s.io images import --all-platforms "$K/slipway-image.tar" >&2
-  rm -f "$K/slipway-image.tar"
+  id="$("${podman[@]}" image inspect --format '{{.Id}}' "$TAG")"
+  if [[ "$(cat "$K/run/containerd/loaded-image" 2>/dev/null)" == "$id" ]]; then
+    say "$TAG ($id) is in the cluster already"
+  else
+    say "loading $TAG into the cluster's containerd"
+    "${podman[@]}" save --format docker-archive "$TAG" -o "$K/slipway-image.tar"
+    ctr --address "$K/run/containerd/containerd.sock" -n k8s.io images import "$K/slipway-image.tar" >&2
+    rm -f "$K/slipway-image.tar"
+    echo "$id" >"$K/run/containerd/loaded-image"
+  fi
 fi
 echo "$TAG"

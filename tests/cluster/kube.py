@@ -224,6 +224,31 @@ def kubectl(*args: str, check: bool = True, capture: bool = True) -> subprocess.
     return subprocess.run(command, check=check, capture_output=capture, text=True)
 
 
+def run_in_cluster(namespace: str, *command: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    """``command`` on the host, where a pod of ``namespace`` stands: the cluster's network and DNS.
+
+    A private mount namespace puts the cluster's resolver in /etc/resolv.conf for this command
+    only, so Service names resolve as they do in a pod.
+    """
+    resolv = RUN / f"resolv-{namespace}.conf"
+    resolv.write_text(
+        f"nameserver {NODE_IP}\nsearch {namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    )
+    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    wrapped = in_ns("unshare", "-m", "--propagation", "private", "sh", "-c", script, resolv, *command)
+    env = {**os.environ, "KUBECONFIG": str(RUN / "admin.kubeconfig")}
+    return subprocess.run(wrapped, capture_output=True, text=True, env=env)
+
+
+def helm(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    """helm (from the project's dev dependencies) as the cluster's admin, inside the namespace."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from k8s_tools import helm_binary
+
+    command = in_ns(helm_binary(), f"--kubeconfig={RUN / 'admin.kubeconfig'}", *args)
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 def _netns() -> None:
     if not NETNS.exists():
         subprocess.run(["ip", "netns", "add", NS], check=True)
@@ -231,6 +256,11 @@ def _netns() -> None:
     addresses = subprocess.run(["ip", "-n", NS, "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True)
     if NODE_IP not in addresses.stdout:
         subprocess.run(["ip", "-n", NS, "addr", "add", f"{NODE_IP}/32", "dev", "lo"], check=True)
+    # A route to the Service range, so the node's own processes reach ClusterIPs (kube-proxy's
+    # OUTPUT rules rewrite the destination; without a route the connect fails before them).
+    routes = subprocess.run(["ip", "-n", NS, "route"], capture_output=True, text=True).stdout
+    if SERVICE_CIDR not in routes:
+        subprocess.run(["ip", "-n", NS, "route", "add", SERVICE_CIDR, "dev", "lo", "src", NODE_IP], check=True)
 
 
 def _etcd() -> None:
@@ -568,6 +598,11 @@ def _s3() -> None:
     _wait("the S3 server", lambda: subprocess.run(probe, capture_output=True).returncode == 0, seconds=60, name="s3")
 
 
+def s3_bucket(name: str) -> None:
+    """A bucket on the cluster's S3 server (moto keeps it in memory until the server stops)."""
+    subprocess.run(in_ns("curl", "-sf", "-X", "PUT", f"http://{NODE_IP}:{S3_PORT}/{name}"), check=True, capture_output=True)
+
+
 def external_services(namespace: str) -> None:
     """Services named ``slipway-postgresql`` and ``slipway-s3`` in ``namespace``, to the node's servers."""
     for name, port in [("slipway-postgresql", PG_PORT), ("slipway-s3", S3_PORT)]:
@@ -712,6 +747,29 @@ def reset() -> None:
     if RUN.exists():
         subprocess.run(["umount", "-R", str(RUN)], capture_output=True)
         shutil.rmtree(RUN)
+
+
+def _lines(command: list[str]) -> list[str]:
+    return subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
+
+
+def host_state() -> dict[str, object]:
+    """What the cluster must leave as it found it on the host: kernel settings, firewall, links, mounts."""
+    settings = [*KUBELET_SYSCTLS, "net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "net/netfilter/nf_conntrack_max"]
+    values = {}
+    for setting in settings:
+        with suppress(OSError):
+            values[setting] = Path("/proc/sys", setting).read_text().strip()
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return {
+        "sysctl": values,
+        "iptables": [line for line in rules.splitlines() if not line.startswith("#")],
+        "links": sorted(line.split(":")[1].strip() for line in _lines(["ip", "-o", "link"])),
+        "netns": sorted(p.name for p in Path("/run/netns").glob("*")) if Path("/run/netns").exists() else [],
+        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(CACHE) in line],
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/k8s.io")),
+        "processes": sorted(str(pid) for pid in (_pid(name) for name in [*PROCESSES, "containerd", "kubelet"]) if pid),
+    }
 
 
 def status() -> int:
