@@ -110,7 +110,15 @@ def release(image: str, tmp_path_factory: pytest.TempPathFactory) -> Release:
         ("slipway-s3", {"AWS_ACCESS_KEY_ID": "slipway", "AWS_SECRET_ACCESS_KEY": passwords["s3"]}),
         ("slipway-mlflow-db", {"uri": mlflow_uri}),
     ]:
-        kube.kubectl("-n", namespace, "create", "secret", "generic", name, *[f"--from-literal={k}={v}" for k, v in literals.items()])
+        kube.kubectl(
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "generic",
+            name,
+            *[f"--from-literal={k}={v}" for k, v in literals.items()],
+        )
     kube.s3_bucket("slipway")
     values = cluster_values(image)
     values_file = tmp_path_factory.mktemp("release") / "values.json"

@@ -201,7 +201,9 @@ def _wait(what: str, ready, *, seconds: float, name: str) -> None:  # noqa: ANN0
         time.sleep(0.5)
     log = RUN / "logs" / f"{name}.log"
     tail = log.read_text(errors="replace").splitlines()[-25:] if log.exists() else []
-    raise SystemExit(f"{what} did not become ready ({'exited' if _pid(name) is None else 'timed out'}):\n" + "\n".join(tail))
+    raise SystemExit(
+        f"{what} did not become ready ({'exited' if _pid(name) is None else 'timed out'}):\n" + "\n".join(tail)
+    )
 
 
 def _api_ok(path: str) -> bool:
@@ -600,7 +602,9 @@ def _s3() -> None:
 
 def s3_bucket(name: str) -> None:
     """A bucket on the cluster's S3 server (moto keeps it in memory until the server stops)."""
-    subprocess.run(in_ns("curl", "-sf", "-X", "PUT", f"http://{NODE_IP}:{S3_PORT}/{name}"), check=True, capture_output=True)
+    subprocess.run(
+        in_ns("curl", "-sf", "-X", "PUT", f"http://{NODE_IP}:{S3_PORT}/{name}"), check=True, capture_output=True
+    )
 
 
 def external_services(namespace: str) -> None:
@@ -716,7 +720,19 @@ def stop() -> None:
     """End every process of the cluster by PID, then delete the namespace."""
     containers = _shims()
     _end(containers[::-1], seconds=5)  # the containers first, then their shims
-    for name in ["s3", "postgres", "dns", "proxy", "kubelet", "containerd", "node", "scheduler", "controller-manager", "apiserver", "etcd"]:
+    for name in [
+        "s3",
+        "postgres",
+        "dns",
+        "proxy",
+        "kubelet",
+        "containerd",
+        "node",
+        "scheduler",
+        "controller-manager",
+        "apiserver",
+        "etcd",
+    ]:
         pid = _pid(name)
         if pid:
             _end(_tree(pid)[::-1])
@@ -755,7 +771,12 @@ def _lines(command: list[str]) -> list[str]:
 
 def host_state() -> dict[str, object]:
     """What the cluster must leave as it found it on the host: kernel settings, firewall, links, mounts."""
-    settings = [*KUBELET_SYSCTLS, "net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "net/netfilter/nf_conntrack_max"]
+    settings = [
+        *KUBELET_SYSCTLS,
+        "net/ipv4/ip_forward",
+        "net/ipv4/conf/all/route_localnet",
+        "net/netfilter/nf_conntrack_max",
+    ]
     values = {}
     for setting in settings:
         with suppress(OSError):

@@ -16,6 +16,7 @@ import kube
 import pytest
 from conftest import HERE, RELEASE, Release
 
+
 def _job(release: Release, name: str, script: str, image: str, **container: object) -> dict:
     """Run ``script`` in a Job of the project image, as the chart runs its pods; its finished Job."""
     security = release.values.get("securityContext", {})
@@ -76,7 +77,9 @@ def test_the_image_runs_as_its_user_with_a_read_only_root(release: Release, imag
 def test_the_chart_installs_and_its_servers_answer(release: Release):
     pods = release.json("pods", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
     ready = {
-        p["metadata"]["labels"]["app.kubernetes.io/component"]: all(c["ready"] for c in p["status"]["containerStatuses"])
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: all(
+            c["ready"] for c in p["status"]["containerStatuses"]
+        )
         for p in pods
         if p["metadata"].get("deletionTimestamp") is None
     }
@@ -90,7 +93,9 @@ def test_the_chart_installs_and_its_servers_answer(release: Release):
 
 
 def test_secrets_are_referenced_not_inlined(release: Release):
-    objects = release.kubectl("get", "deployments,configmaps,services,serviceaccounts,roles,rolebindings", "-o", "json").stdout
+    objects = release.kubectl(
+        "get", "deployments,configmaps,services,serviceaccounts,roles,rolebindings", "-o", "json"
+    ).stdout
     for password in release.passwords.values():
         assert password not in objects
     code_server = release.json(f"deployment/{RELEASE}-code-server")
