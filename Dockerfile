@@ -32,6 +32,8 @@ RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev \
     && python -m compileall -q definitions assets resources stacks
 
 FROM ${BASE}
+# LightGBM's OpenMP runtime (the diabetes example's estimator): not in the slim base images.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 # A fixed non-root UID/GID (helm/slipway values securityContext.runAsUser) and no login shell.
 RUN groupadd --system --gid 10001 slipway \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/slipway --shell /usr/sbin/nologin slipway \

@@ -39,6 +39,10 @@ from resources.artifacts import TableFile
 from resources.errors import DataError
 
 
+#: The data version of an alias source while no version holds the alias.
+NO_HOLDER = "none"
+
+
 def alias_source_key(pipeline: str, model: str, alias: str) -> dg.AssetKey:
     """The key of the source that observes which version of ``pipeline/model`` holds ``alias``."""
     return dg.AssetKey([pipeline, alias_source_name(model, alias)])
@@ -49,8 +53,14 @@ def build_alias_source(pipeline: str, model: str, alias: str) -> dg.SourceAsset:
     registry_name = registered_name(pipeline, model)
 
     def _observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
-        version = holder(context.resources.model_registry, registry_name, alias)
-        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={"version": version})
+        # Before the first training (the UI's "Observe sources", or a run of every asset that
+        # observes it first) no version holds the alias: a state to record, not a failure.
+        version = context.resources.model_registry.aliases(registry_name).get(alias)
+        if version is None:
+            return dg.ObserveResult(
+                data_version=dg.DataVersion(NO_HOLDER), metadata={"version": f"none: no version holds @{alias} yet"}
+            )
+        return dg.ObserveResult(data_version=dg.DataVersion(str(version)), metadata={"version": str(version)})
 
     with warnings.catch_warnings():  # observable source assets are beta; used on purpose
         warnings.simplefilter("ignore", category=dg.BetaWarning)

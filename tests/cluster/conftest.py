@@ -97,7 +97,17 @@ def cluster_values(image: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def release(image: str, tmp_path_factory: pytest.TempPathFactory) -> Release:
     """The chart installed (`helm install --wait`) in a namespace of its own, with its Secrets and stores."""
-    namespace = f"slipway-{uuid.uuid4().hex[:6]}"
+    installed = install(image, f"slipway-{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("release"))
+    if isinstance(installed, str):
+        pytest.fail(installed)
+    return installed
+
+
+def install(image: str, namespace: str, folder: Path) -> Release | str:
+    """Install the chart in ``namespace`` (fresh databases, Secrets, a bucket); the release, or why not."""
+    for old in kube.kubectl("get", "namespaces", "-o", "name").stdout.split():
+        if old.startswith("namespace/slipway-"):  # an earlier session's: its databases are gone
+            kube.kubectl("delete", old, "--wait=false")
     passwords = {"dagster": secrets.token_hex(12), "mlflow": secrets.token_hex(12), "s3": secrets.token_hex(12)}
     for name in ("dagster", "mlflow"):
         kube.psql(f"drop database if exists {name} with (force)")
@@ -121,10 +131,10 @@ def release(image: str, tmp_path_factory: pytest.TempPathFactory) -> Release:
         )
     kube.s3_bucket("slipway")
     values = cluster_values(image)
-    values_file = tmp_path_factory.mktemp("release") / "values.json"
+    values_file = folder / "values.json"
     values_file.write_text(json.dumps(values))
     installed = kube.helm("install", RELEASE, CHART, "-n", namespace, "-f", values_file, "--wait", "--timeout", "5m")
     if installed.returncode:
         pods = kube.kubectl("-n", namespace, "describe", "pods", check=False).stdout
-        pytest.fail(f"helm install failed: {installed.stderr}\n{pods[-3000:]}")
+        return f"helm install failed: {installed.stderr}\n{pods[-3000:]}"
     return Release(namespace, values, passwords)

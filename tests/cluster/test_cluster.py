@@ -61,6 +61,7 @@ def _job(release: Release, name: str, script: str, image: str, **container: obje
 def test_the_image_runs_as_its_user_with_a_read_only_root(release: Release, image: str):
     script = """
         import os, pathlib, dagster, mlflow
+        import lightgbm, sklearn  # the examples' estimators (LightGBM needs libgomp1 in the image)
         print("uid", os.getuid(), "dagster", dagster.__version__, "mlflow", mlflow.__version__)
         try:
             pathlib.Path("/app/written").write_text("x")

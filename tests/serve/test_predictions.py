@@ -11,6 +11,7 @@ from views import current_table, stack_instance
 from assets.data.generators import churn
 from assets.serve.predictions import score_file
 from definitions.cli.runner import run
+from definitions.definitions import build_definitions
 from resources.errors import DataError
 
 SHOP = """
@@ -132,3 +133,23 @@ def test_a_predictions_entry_naming_an_unknown_model_or_dataset_is_refused_with_
         (("predictions", "scored", "dataset"), "unknown dataset 'orderz'; did you mean 'orders'?"),
         (("predictions", "scored", "model"), "unknown model 'cfl'; did you mean 'clf'?"),
     ]
+
+
+@pytest.mark.slow
+def test_the_whole_asset_job_builds_on_a_first_run_before_any_version_holds_the_alias(
+    home, defs_dir, write_pipeline
+):
+    """What `dagster job launch` of the code location's job runs (every asset and every observable
+    source, in one run): the alias is observed before the model's first training has registered
+    anything, which is a state to record, not a failure; the table is then scored by the champion."""
+    incoming = churn(100, seed=7).drop(columns=["churned"])
+    write_pipeline("shop", SHOP, {"data/orders.csv": churn(300, seed=1), "incoming/batch.csv": incoming})
+    job = build_definitions(defs_dir).resolve_implicit_global_asset_job_def()
+    with stack_instance() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        observed = instance.fetch_observations(dg.AssetKey(["shop", "champion_of_clf"]), limit=10, ascending=True)
+    first = observed.records[0].event_log_entry.asset_observation
+    assert first.tags["dagster/data_version"] == "none"
+    assert first.metadata["version"].value == "none: no version holds @champion yet"
+    assert _scored_by() == (1, "champion")
