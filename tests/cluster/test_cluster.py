@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import kube
@@ -17,8 +18,17 @@ import pytest
 from conftest import HERE, RELEASE, Release
 
 
-def _job(release: Release, name: str, script: str, image: str, **container: object) -> dict:
-    """Run ``script`` in a Job of the project image, as the chart runs its pods; its finished Job."""
+def _job(
+    release: Release,
+    name: str,
+    script: str,
+    image: str,
+    *,
+    service_account: str | None = None,
+    volumes: list | None = None,
+    **container: object,
+) -> dict:
+    """Run ``script`` (or ``command=``) in a Job of the project image, as the chart runs its pods; its finished Job."""
     security = release.values.get("securityContext", {})
     job = {
         "apiVersion": "batch/v1",
@@ -41,6 +51,12 @@ def _job(release: Release, name: str, script: str, image: str, **container: obje
                             **container,
                         }
                     ],
+                    **(
+                        {"serviceAccountName": service_account, "automountServiceAccountToken": True}
+                        if service_account
+                        else {}
+                    ),
+                    **({"volumes": volumes} if volumes else {}),
                 }
             },
         },
@@ -106,6 +122,125 @@ def test_secrets_are_referenced_not_inlined(release: Release):
         "secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}
     }
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "slipway-s3"
+
+
+def _wait_for_job(release: Release, name: str, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = release.kubectl("get", f"job/{name}", "-o", "json", check=False)
+        if found.returncode == 0:
+            status = json.loads(found.stdout).get("status", {})
+            if status.get("succeeded") or status.get("failed"):
+                return json.loads(found.stdout)
+        time.sleep(2)
+    pods = release.kubectl("get", "pods", "-o", "wide", check=False).stdout
+    pytest.fail(f"job {name} did not finish in {seconds:.0f} s:\n{pods}")
+
+
+def _run_status(run_id: str) -> str:
+    return kube.psql(f"select status from runs where run_id = '{run_id}'", "dagster").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def launched(release: Release) -> dict:
+    """Every asset of the image's example pipelines, launched through Dagster's run launcher.
+
+    The launch pod stands where the official Dagster chart's daemon stands (helm/dagster-values.yaml):
+    the instance's dagster.yaml (its ConfigMap), a K8sRunLauncher in the cluster, the code server
+    as the workspace. The run worker pod then launches one step Job per asset (k8s_job).
+    """
+    run_id = str(uuid.uuid4())
+    instance = launcher_instance(release.namespace)
+    workspace = {
+        "load_from": [{"grpc_server": {"host": f"{RELEASE}-code-server", "port": 3030, "location_name": "slipway"}}]
+    }
+    kube.kubectl("-n", release.namespace, "create", "configmap", "dagster-instance",
+                 f"--from-literal=dagster.yaml={json.dumps(instance)}", f"--from-literal=workspace.yaml={json.dumps(workspace)}")  # fmt: skip
+    home = "/opt/dagster/dagster_home"
+    launch = ["dagster", "job", "launch", "-w", f"{home}/workspace.yaml", "-l", "slipway", "-j", "__ASSET_JOB"]
+    started = time.monotonic()
+    _job(
+        release, "launch", "", release.values["image"]["repository"] + ":" + release.values["image"]["tag"],
+        command=[*launch, "--run-id", run_id],
+        env=[{"name": "DAGSTER_HOME", "value": home},
+             {"name": "DAGSTER_PG_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}}],
+        volumeMounts=[{"name": "instance", "mountPath": home}],
+        service_account="slipway", volumes=[{"name": "instance", "configMap": {"name": "dagster-instance"}}],
+    )  # fmt: skip
+    run_job = _wait_for_job(release, f"dagster-run-{run_id}", seconds=1200)
+    return {"run_id": run_id, "run_job": run_job, "seconds": time.monotonic() - started}
+
+
+def launcher_instance(namespace: str) -> dict:
+    """The instance the official chart's daemon has (its dagster.yaml), with runs launched at once."""
+    database = {
+        "hostname": "slipway-postgresql", "port": kube.PG_PORT, "db_name": "dagster", "username": "dagster",
+        "password": {"env": "DAGSTER_PG_PASSWORD"}, "scheme": "postgresql+psycopg2",
+    }  # fmt: skip
+    return {
+        "storage": {"postgres": {"postgres_db": database}},
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": {
+                "service_account_name": "slipway",
+                "instance_config_map": "dagster-instance",
+                "postgres_password_secret": "slipway-postgres",
+                "dagster_home": "/opt/dagster/dagster_home",
+                "job_namespace": namespace,
+                "load_incluster_config": True,
+                "image_pull_policy": "IfNotPresent",
+            },
+        },
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
+        "concurrency": {"pools": {"default_limit": 1, "granularity": "op"}},
+        "telemetry": {"enabled": False},
+    }
+
+
+def test_a_run_launched_by_dagster_runs_each_asset_in_a_pod_of_its_own(release: Release, launched: dict):
+    run_id = launched["run_id"]
+    assert launched["run_job"]["status"].get("succeeded") == 1, launched["run_job"]["status"]
+    assert _run_status(run_id) == "SUCCESS"
+    steps = release.json("jobs", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")["items"]
+    pods = release.json("pods", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")["items"]
+    ops = {job["metadata"]["labels"]["dagster/op"] for job in steps}
+    assert {"churn__churn_classifier", "churn__features", "diabetes__progression_lgbm", "houses__price_model"} <= ops
+    assert all(job["status"].get("succeeded") == 1 for job in steps)
+    assert len(pods) == len(steps)  # one pod per step, none retried
+    for pod in pods:
+        (state,) = pod["status"]["containerStatuses"]
+        assert state["state"]["terminated"]["exitCode"] == 0, pod["metadata"]["name"]
+    # The asset's own resources (churn's definition: cpu 1, memory 2Gi) are on its pod.
+    (classifier,) = [p for p in pods if p["metadata"]["labels"]["dagster/op"] == "churn__churn_classifier"]
+    resources = classifier["spec"]["containers"][0]["resources"]
+    assert resources["requests"] == {"cpu": "1", "memory": "2Gi"} and resources["limits"]["memory"] == "2Gi"
+    # Every step pod runs as the image's user, with a read-only root.
+    for pod in pods:
+        context = pod["spec"]["containers"][0]["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True and context["runAsUser"] == 10001
+
+
+def test_the_records_land_in_postgres_mlflow_and_s3(release: Release, launched: dict):
+    materialized = kube.psql(
+        "select count(distinct asset_key) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
+        f" and run_id = '{launched['run_id']}'",
+        "dagster",
+    ).stdout.strip()
+    assert int(materialized) >= 10
+    search = kube.run_in_cluster(
+        release.namespace, "curl", "-sf", f"http://{RELEASE}-mlflow:5000/api/2.0/mlflow/registered-models/search"
+    )
+    names = {m["name"] for m in json.loads(search.stdout)["registered_models"]}
+    assert {"churn.churn_classifier", "houses.price_model", "diabetes.progression_lgbm"} <= names
+    listing = subprocess.run(
+        kube.in_ns("curl", "-sf", f"http://{kube.NODE_IP}:{kube.S3_PORT}/slipway?list-type=2&prefix=artifacts/"),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "<Key>artifacts/churn/" in listing and "<Key>mlflow/" in subprocess.run(
+        kube.in_ns("curl", "-sf", f"http://{kube.NODE_IP}:{kube.S3_PORT}/slipway?list-type=2&prefix=mlflow/"),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
 
 
 def test_build_and_start_again_reuse_the_cache(cluster: dict):

@@ -718,6 +718,9 @@ def test_dagster_values_wire_the_official_chart_to_this_one():
         instance["db_name"],
         instance.get("port", PostgresInstance.model_fields["port"].default),
     )
+    # Run and step pods open the instance the daemon hands them with the image's driver: the
+    # scheme Slipway's own instance names (plain postgresql:// means psycopg 3, not installed).
+    assert postgres["postgresqlScheme"] == PostgresInstance().dagster_storage()["storage"]["postgres"]["postgres_db"]["scheme"]
     # One Secret for both charts: the Dagster chart reads the key postgresql-password.
     assert values["global"]["postgresqlSecretName"] == ours["secrets"]["postgres"]["name"]
     assert ours["secrets"]["postgres"]["key"] == "postgresql-password"
