@@ -198,7 +198,9 @@ def against(other: Path, repeats: int) -> None:
         print(f"\ntrivial assets, median of {repeats} (a new home each):")
         for name in trees:
             m10, m50 = (statistics.median(trivial[(name, n)]) for n in (10, 50))
-            print(f"  {name:5} 10 assets {m10:.2f} s, 50 assets {m50:.2f} s, per asset {(m50 - m10) / 40 * 1000:.1f} ms")
+            print(
+                f"  {name:5} 10 assets {m10:.2f} s, 50 assets {m50:.2f} s, per asset {(m50 - m10) / 40 * 1000:.1f} ms"
+            )
 
 
 def main() -> None:

@@ -72,7 +72,9 @@ def setup(root: Path) -> dict[str, str]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}, "SLIPWAY_HOME": str(root / "home")}
     for depth in (10, 11):
         (defs / "defs.yaml").write_text(PIPELINE.replace("max_depth: 10", f"max_depth: {depth}"))
-        subprocess.run([str(BIN / "slipway"), "--defs", str(root / "defs"), "run"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [str(BIN / "slipway"), "--defs", str(root / "defs"), "run"], env=env, check=True, capture_output=True
+        )
     return env
 
 
@@ -161,7 +163,15 @@ def online(root: Path, env: dict[str, str], repeats: int, count: int) -> dict[st
                 path = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs uvicorn by name
                 proc = _serve(cmd, {**env, "MLFLOW_TRACKING_URI": uri, "PATH": path}, url)
             else:
-                cmd = [str(BIN / "slipway"), "--defs", str(root / "defs"), "serve", "bench/clf@v1pin", "--port", str(port)]
+                cmd = [
+                    str(BIN / "slipway"),
+                    "--defs",
+                    str(root / "defs"),
+                    "serve",
+                    "bench/clf@v1pin",
+                    "--port",
+                    str(port),
+                ]
                 proc = _serve(cmd, env, url)
             try:
                 found[name].append(latencies(url, count))
@@ -249,7 +259,9 @@ def main() -> None:
         if args.online_only:
             return
         total, failed, by_version = swap(root, env, args.moves)
-        print(f"swap: {args.moves} alias moves under a request loop: {total} requests, {failed} failed, by version {by_version}")
+        print(
+            f"swap: {args.moves} alias moves under a request loop: {total} requests, {failed} failed, by version {by_version}"
+        )
 
 
 if __name__ == "__main__":

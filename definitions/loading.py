@@ -26,7 +26,6 @@ def _forget_modules(package: str) -> None:
         sys.modules.pop(name, None)
 
 
-
 def _load_folder_or_explain(folder: Path) -> dg.Definitions:
     """:func:`_load_folder`; a Python file that fails to import is a one-line DefinitionError.
 
@@ -54,7 +53,6 @@ def _load_folder_or_explain(folder: Path) -> dg.Definitions:
             where = str(folder)
         message = str(root).splitlines()[0] if str(root) else ""
         raise DefinitionError(f"{where}: the definitions do not load: {type(root).__name__}: {message}") from exc
-
 
 
 def _load_folder(folder: Path) -> dg.Definitions:

@@ -296,9 +296,7 @@ class ServedModel(_Values):
     Dagster page. Its ``serve:`` block (canary, shadow) comes from the definitions in the image.
     """
 
-    name: str = Field(
-        pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", description="The registered name, pipeline.model."
-    )
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", description="The registered name, pipeline.model.")
     alias: str | None = Field(
         default=None, pattern=r"^[a-z][a-z0-9_]*$", description="The alias that answers; the model's serve.alias."
     )

@@ -19,7 +19,6 @@ attributes:
 """
 
 
-
 def shop(write_pipeline, datasets: str, models: str = "") -> str:
     """Write pipeline shop with these dataset (and model) entries; return its defs.yaml path."""
     text = "type: assets.Pipeline\nattributes:\n  name: shop\n  datasets:\n"
@@ -29,13 +28,11 @@ def shop(write_pipeline, datasets: str, models: str = "") -> str:
     return str(write_pipeline("shop", text))
 
 
-
 def validate_error(defs_dir) -> str:
     """The error `slipway validate` raises for the definitions of ``defs_dir``."""
     with pytest.raises(DefinitionError) as info:
         validate(defs_dir=defs_dir)
     return str(info.value)
-
 
 
 def failed_details(report) -> dict[str, str]:

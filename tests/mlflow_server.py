@@ -45,7 +45,11 @@ class MlflowServer:
         self.log = self.folder / "server.log"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, start_new_session=True, stdout=log, stderr=log, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
+                command,
+                start_new_session=True,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env},
             )
         wait_until_it_answers(self.process, f"{self.url}/health", self.log, seconds=60)
 

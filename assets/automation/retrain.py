@@ -232,9 +232,7 @@ class Tick:
         if upstream is not None:
             return Decision(policy.asset, "idle", f"{upstream}; the automation sensor rebuilds it")
         if self.running(key):
-            return Decision(
-                policy.asset, "wait", f"{said(reasons)}; waits: a run of it or its input is in progress"
-            )
+            return Decision(policy.asset, "wait", f"{said(reasons)}; waits: a run of it or its input is in progress")
         blocking = self._blocking(key)
         if blocking is not None:
             return Decision(policy.asset, "wait", f"{said(reasons)}; waits: {blocking}")

@@ -23,18 +23,15 @@ def step_error(error: Any) -> Any:
     return innermost
 
 
-
 def root_message(error: Any) -> str:
     """The first line of what a step raised (:func:`step_error`)."""
     text = str(getattr(step_error(error), "message", "") or "").strip()
     return text.splitlines()[0] if text else ""
 
 
-
 def refused_only(errors: list[Any]) -> bool:
     """True when every failed step refused its data: the dataset alerted each already."""
     return bool(errors) and all(getattr(step_error(e), "cls_name", None) == "RefusedData" for e in errors)
-
 
 
 def run_failure_alert(run: Any, message: str) -> Any:

@@ -22,7 +22,6 @@ from resources.errors import RefusedData
 FAILURE_PREFIX = "slipway/failed/"
 
 
-
 def current_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     """The data version of ``key``'s latest materialization, else of its latest observation."""
     event = instance.get_latest_materialization_event(key)
@@ -33,7 +32,6 @@ def current_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str 
     return None if observation is None else (observation.tags or {}).get(DATA_VERSION_TAG)
 
 
-
 def environment() -> str:
     """What, besides definitions and inputs, can change how data is judged: the lock file, Slipway."""
     from assets.spec.lineage import lock_hash, slipway_version
@@ -41,12 +39,10 @@ def environment() -> str:
     return f"{lock_hash()}/{slipway_version()}"
 
 
-
 def given_inputs(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[str, str | None]:
     """The current data version of each input of ``key``, as :meth:`Record.inputs` reads them."""
     parents = sorted(context.assets_def.asset_deps.get(key, set()), key=lambda k: k.to_user_string())
     return {p.to_user_string(): current_data_version(context.instance, p) for p in parents}
-
 
 
 def record_failure(
@@ -66,7 +62,6 @@ def record_failure(
         "error": str(error).splitlines()[0][:300],
     }
     set_cursor_values(context.instance, {FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
-
 
 
 def recording_failures(

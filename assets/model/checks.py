@@ -35,7 +35,6 @@ def alias_check(
     )
 
 
-
 def champion_check(
     context: dg.AssetExecutionContext,
     registry: ModelRegistry,

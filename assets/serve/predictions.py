@@ -38,7 +38,6 @@ from assets.spec.versions import code_version, combine
 from resources.artifacts import TableFile
 from resources.errors import DataError
 
-
 #: The data version of an alias source while no version holds the alias.
 NO_HOLDER = "none"
 

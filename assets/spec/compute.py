@@ -18,9 +18,7 @@ from resources.settings import MEMORY_LIMIT
 CPU_QUANTITY = r"^([0-9]+(\.[0-9]{1,3})?|[0-9]+m)$"
 
 
-
 MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
-
 
 
 class Toleration(Closed):
@@ -30,7 +28,6 @@ class Toleration(Closed):
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-
 
 
 class ComputeResources(Closed):
@@ -66,11 +63,9 @@ class ComputeResources(Closed):
         return self
 
 
-
 def _cpus(quantity: str) -> float:
     """A CPU quantity (``"2"``, ``"0.5"``, ``"500m"``) in CPUs."""
     return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
-
 
 
 class QueryLimits(Closed):

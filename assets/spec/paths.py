@@ -24,7 +24,6 @@ def _expand(pattern: str, folder: Path) -> Path:
     return path if path.is_absolute() else folder / path
 
 
-
 def project_root(folder: Path) -> Path:
     """The project of a pipeline folder: the nearest folder above it with ``.git`` or ``pyproject.toml``.
 
@@ -37,10 +36,8 @@ def project_root(folder: Path) -> Path:
     return folder.parent
 
 
-
 def _within(path: Path, roots: Sequence[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
-
 
 
 def source_files(source: Source, folder: Path, where: str, roots: Sequence[str] = ()) -> list[Path]:
@@ -73,15 +70,12 @@ def source_files(source: Source, folder: Path, where: str, roots: Sequence[str] 
     return files
 
 
-
 def _first_magic(pattern: Path) -> int:
     """How many parts of ``pattern`` come before its first glob part."""
     return next((i for i, part in enumerate(pattern.parts) if glob.has_magic(part)), len(pattern.parts))
 
 
-
 _NAME_LENGTH = 64
-
 
 
 def source_key_path(pipeline: str, dataset: str, source: Source | None = None) -> list[str]:
@@ -98,12 +92,10 @@ def source_key_path(pipeline: str, dataset: str, source: Source | None = None) -
     return [pipeline, dataset, _name(path.replace("${SLIPWAY_HOME}", "home"))]
 
 
-
 def _name(text: str) -> str:
     # Dagster's names are [A-Za-z0-9_]+: every other run of characters becomes one underscore.
     name = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "files"
     return name[-_NAME_LENGTH:].lstrip("_")
-
 
 
 def file_format(path: Path, fmt: str | None) -> str:

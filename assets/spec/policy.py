@@ -69,7 +69,6 @@ class Policy:
         )
 
 
-
 def policy_metadata(pipeline: str, model: str, spec: Any) -> dict[str, str]:
     """The model asset's metadata entry for its retrain policy (none without a ``retrain`` block)."""
     if spec.retrain is None:
@@ -85,7 +84,6 @@ def policy_metadata(pipeline: str, model: str, spec: Any) -> dict[str, str]:
         None if spec.evaluate_on else spec.split.by,
     )
     return {RETRAIN_METADATA: policy.metadata()}
-
 
 
 def policies(graph: Any) -> list[Policy]:

@@ -17,13 +17,10 @@ from assets.spec.fields import Closed
 _DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
 
 
-
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-
 
 
 _CRON_NAMES = {
@@ -32,9 +29,7 @@ _CRON_NAMES = {
 }
 
 
-
 _LONGEST = 366 * 86400
-
 
 
 def parse_duration(text: str) -> int:
@@ -46,7 +41,6 @@ def parse_duration(text: str) -> int:
     if seconds > _LONGEST:
         raise ValueError(f"{text!r} is longer than a year (366d)")
     return seconds
-
 
 
 def cron_problem(text: str) -> str | None:
@@ -76,7 +70,6 @@ def cron_problem(text: str) -> str | None:
     return _never(text, fields)
 
 
-
 def _cron_values(field: str, names: dict[str, int]) -> list[int]:
     """The values of a checked cron field without steps (``1-3,jun`` is 1, 2, 3, 6)."""
     values: list[int] = []
@@ -86,9 +79,7 @@ def _cron_values(field: str, names: dict[str, int]) -> list[int]:
     return values
 
 
-
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
 
 
 def _never(text: str, fields: list[str]) -> str | None:
@@ -104,7 +95,6 @@ def _never(text: str, fields: list[str]) -> str | None:
     if min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months):
         return f"{text!r} never runs: no month it names has a day {min(days)}"
     return None
-
 
 
 class DriftTrigger(Closed):
@@ -131,7 +121,6 @@ class DriftTrigger(Closed):
         if self.method in ("ks", "chi2") and self.threshold >= 1:
             raise ValueError(f"threshold {self.threshold}: a {self.method} score is at most 1, so it would never fire")
         return self
-
 
 
 class Retrain(Closed):

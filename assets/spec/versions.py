@@ -175,7 +175,6 @@ def frame_version(frame: Any) -> str:
 SOURCE_VERSION_PREFIX = "source-"
 
 
-
 def source_version(item: dg.AssetsDefinition) -> str | None:
     """A code version for a hand-written asset: a hash of the source file of its function."""
     path = asset_source_file(item)
@@ -184,7 +183,6 @@ def source_version(item: dg.AssetsDefinition) -> str | None:
     except OSError:
         return None
     return None if data is None else SOURCE_VERSION_PREFIX + hashlib.blake2b(data, digest_size=12).hexdigest()
-
 
 
 def asset_source_file(item: dg.AssetsDefinition) -> str | None:

@@ -30,6 +30,8 @@ def reconcile(engine: Engine, keys: Sequence[dg.AssetKey], pinned_only: bool = F
     registry's store could not be reached earlier in this run (it would wait for its retries
     again); the line then says which store and why.
     """
+    if engine.read_only:  # the deployment's own runs apply its pins
+        return []
     models = pins.models_of(engine.graph, [k for k in keys if k in engine.graph.materializable_asset_keys])
     if pinned_only:
         models = [m for m in models if m.promote.pin]

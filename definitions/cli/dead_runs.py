@@ -19,7 +19,6 @@ from stacks import slipway_home
 OWNER_TAG = "slipway/owner"
 
 
-
 def owner_tags() -> dict[str, str]:
     """The tags that say a run is this home's (:func:`run_owner`)."""
     return {OWNER_TAG: run_owner()}
@@ -28,7 +27,6 @@ def owner_tags() -> dict[str, str]:
 def run_owner() -> str:
     """Who launched a run: this host and ``SLIPWAY_HOME``, the scope of the run lock (``host:home``)."""
     return f"{socket.gethostname()}:{slipway_home()}"
-
 
 
 def end_dead_runs(instance: Any) -> list[Any]:
@@ -46,7 +44,6 @@ def end_dead_runs(instance: Any) -> list[Any]:
     return dead
 
 
-
 def launched_by_slipway_run(run: Any) -> bool:
     """True for a run a `slipway run` from this home launched (a UI re-execution inherits its tags, not its process).
 
@@ -57,7 +54,6 @@ def launched_by_slipway_run(run: Any) -> bool:
         and "dagster/parent_run_id" not in run.tags
         and run.tags.get(OWNER_TAG, run_owner()) == run_owner()
     )
-
 
 
 def free_dead_pool_slots(instance: Any) -> None:

@@ -19,7 +19,6 @@ def _value(entry: Any) -> Any:
     return getattr(entry, "value", entry)
 
 
-
 _STEP_ENDS = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
 
 
@@ -38,7 +37,6 @@ def step_seconds(entries: Any) -> dict[str, float]:
     return seconds
 
 
-
 def with_checks(outcome: AssetOutcome, checks: list[str], built: str | None) -> None:
     """Fold failed check names into an outcome: a failed blocking check fails the asset.
 
@@ -54,12 +52,10 @@ def with_checks(outcome: AssetOutcome, checks: list[str], built: str | None) -> 
         outcome.detail = f"{names}; {outcome.detail}".rstrip("; ")
 
 
-
 def interrupted(data: Any) -> bool:
     """True when a step failed because the run was interrupted (Ctrl-C), not by an error of its own."""
     source = getattr(data.error_source, "value", data.error_source)
     return source == "INTERRUPT" or getattr(data.error, "cls_name", None) == "DagsterExecutionInterruptedError"
-
 
 
 def interrupted_run(run: Any, failed: Any) -> bool:
@@ -70,7 +66,6 @@ def interrupted_run(run: Any, failed: Any) -> bool:
     if any(interrupted(entry.dagster_event.step_failure_data) for entry in failed):
         return True
     return run.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"
-
 
 
 def failure(data: Any) -> str:
@@ -85,13 +80,11 @@ def failure(data: Any) -> str:
     return one_line(error.message) or error.cls_name
 
 
-
 def one_line(message: str | None) -> str:
     """The first line of an error message, without the exception class name Dagster adds."""
     first = (message or "").strip().splitlines()[0] if message and message.strip() else ""
     head, sep, rest = first.partition(": ")
     return rest if sep and "." in head and " " not in head else first
-
 
 
 def from_metadata(outcome: AssetOutcome, metadata: Any) -> None:
@@ -114,7 +107,6 @@ def from_metadata(outcome: AssetOutcome, metadata: Any) -> None:
         outcome.detail = f"{_value(metadata.get('rows'))} rows"
 
 
-
 def materialized(outcome: AssetOutcome, materialization: Any, run_id: str) -> None:
     """Mark ``outcome`` built by run ``run_id``, with what its materialization says."""
     outcome.status = "built"
@@ -122,12 +114,10 @@ def materialized(outcome: AssetOutcome, materialization: Any, run_id: str) -> No
     from_metadata(outcome, materialization.metadata)
 
 
-
 def has_error(entry: Any) -> bool:
     """True when an event log entry carries a serialized error with a message."""
     data = getattr(entry.dagster_event, "event_specific_data", None)
     return getattr(getattr(data, "error", None), "message", None) is not None
-
 
 
 def failed_on_a_store(failures: Any) -> set[str]:

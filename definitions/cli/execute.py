@@ -47,11 +47,10 @@ class Engine:
         from assets.automation.stores import StackStores
         from stacks.build import build_resources, open_instance
 
-        if not loaded.stack.orchestrator.cli_launch:  # before anything touches the deployment's record
-            raise SlipwayError(
-                f"stack {loaded.name}: `slipway run` does not launch on {loaded.stack.orchestrator.type}: "
-                "runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
-            )
+        #: A stack whose runs the Dagster deployment launches (k8s_job): `slipway run` only reads its
+        #: record and says what is current; it writes nothing there (no observations of this
+        #: checkout's files, no dead-run cleanup or settling, no alias moves) and launches nothing.
+        self.read_only = not loaded.stack.orchestrator.cli_launch
         self.loaded = loaded
         self.folder = folder
         self.stores = StackStores(build_resources(loaded.stack), remember=True)
@@ -61,6 +60,9 @@ class Engine:
         self.job = self.defs.resolve_implicit_global_asset_job_def()
         self.instance = open_instance(loaded.stack)
         self.registry_down = False
+        self.pending: set[dg.AssetKey] = set()
+        if self.read_only:
+            return
         dead = dead_runs.end_dead_runs(self.instance)
         if dead:
             dead_runs.free_dead_pool_slots(self.instance)
@@ -132,6 +134,8 @@ class Engine:
 
     def observe(self, versions: dict[str, tuple[str, dict[str, Any]]]) -> None:
         """Record a new observation of each source whose data version changed since the last one."""
+        if self.read_only:  # this checkout's files are not what the deployment reads
+            return
         record = Record(self.instance, self.graph)
         for name, (version, metadata) in versions.items():
             key = dg.AssetKey.from_user_string(name)
@@ -199,6 +203,13 @@ class Engine:
         """Materialize ``keys`` in one run with the stack's executor; outcomes read from the event log."""
         import gc
 
+        if self.read_only:
+            names = ", ".join(k.to_user_string() for k in keys[:5]) + (" …" if len(keys) > 5 else "")
+            raise SlipwayError(
+                f"stack {self.loaded.name}: {len(keys)} asset(s) need building ({names}); `slipway run` does "
+                f"not launch on {self.loaded.stack.orchestrator.type}: runs go through the Dagster "
+                "deployment (its UI, sensors, or `dagster job launch`)"
+            )
         # Everything imported so far lives until exit: keep it out of every later collection.
         gc.freeze()
         dead_runs.free_dead_pool_slots(self.instance)
@@ -276,6 +287,3 @@ class Engine:
     def failed_blocking_checks(self, key: dg.AssetKey) -> list[str]:
         """The blocking checks of ``key`` whose latest evaluation failed."""
         return failed_blocking_checks(self.instance, self.graph, key)
-
-
-

@@ -55,4 +55,3 @@ def settle(engine: Any, keys: set[dg.AssetKey], keep: set[dg.AssetKey] | None = 
         if name not in handled and dg.AssetKey.from_user_string(name) in engine.graph.materializable_asset_keys
     }
     recovery.keep_unsettled(engine.instance, sorted({k.to_user_string() for k in left} | kept))
-

@@ -177,7 +177,9 @@ def test_a_model_gone_from_the_stores_is_rebuilt_not_reused(home, defs_dir, shop
         # A process keeps answering from a deleted SQLite file it has open (MLflow caches its
         # engines per URI), so this case is asked of fresh processes, as a user's next command is.
         done = subprocess.run(
-            [sys.executable, "-m", "definitions.cli.main", "--defs", str(defs_dir), "run"], capture_output=True, text=True
+            [sys.executable, "-m", "definitions.cli.main", "--defs", str(defs_dir), "run"],
+            capture_output=True,
+            text=True,
         )
         assert done.returncode == 0, done.stderr
         row = summary_row(done.stdout, "shop/clf")

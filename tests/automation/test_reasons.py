@@ -24,7 +24,9 @@ def test_reasons_read_as_the_summary_plan_and_sensors_show_them():
     reasons = out_of_date(BUILT, "code-2", {"shop/orders": "v2", "shop/plans": "p1"})
     assert said(reasons) == "definition changed; shop/orders has new data"
     assert str(Reason(Why.FIRST_BUILD)) == "first build"
-    assert str(Reason(Why.OUTPUT_LOST, "its stored output (run run1) is gone")) == "its stored output (run run1) is gone"
+    assert (
+        str(Reason(Why.OUTPUT_LOST, "its stored output (run run1) is gone")) == "its stored output (run run1) is gone"
+    )
 
 
 def test_the_retrain_policy_decides_on_the_kind_not_the_words():

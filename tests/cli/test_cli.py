@@ -245,12 +245,13 @@ def test_the_k8s_stack_validates_and_shows_offline_naming_the_secrets_it_needs(h
     assert "needs SLIPWAY_ALERT_WEBHOOK" in shown.stdout
 
 
-def test_slipway_run_refuses_the_k8s_stack_before_touching_its_record(home):
-    # The record's database does not exist here: refusing first means it is never asked.
-    result = slipway("--stack", "k8s", "run", home=home, env={"DAGSTER_PG_PASSWORD": "x"})
-    assert_one_line_error(
-        result,
-        "stack k8s: `slipway run` does not launch on k8s_job: runs go through the Dagster deployment "
-        "(its UI, sensors, or `dagster job launch`)",
-    )
-    assert not (home / "dagster" / "dagster.yaml").exists()
+def test_slipway_run_on_the_k8s_stack_names_its_record_when_it_cannot_be_reached(home):
+    # `slipway run` reads the deployment's record (what is current); here its database does not
+    # exist: one line naming where it is, never the password.
+    result = slipway("--stack", "k8s", "run", home=home, env={"DAGSTER_PG_PASSWORD": "hunter2-secret"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith(
+        "error: dagster instance (postgresql://dagster@slipway-postgresql:5432/dagster): cannot open it after"
+    ), result.stderr
+    assert "hunter2" not in result.stdout + result.stderr

@@ -11,5 +11,10 @@ def test_the_no_op_cache_watches_every_package_of_slipway(home, tmp_path, monkey
     seen = []
     monkeypatch.setattr(state, "file_stamp", lambda path: seen.append(path) or str(path))
     state.NoopCache(home, load_stack(), tmp_path, [], {})
-    for module in ("assets/automation/rebuild.py", "definitions/cli/runner.py", "resources/artifacts.py", "stacks/config.py"):
+    for module in (
+        "assets/automation/rebuild.py",
+        "definitions/cli/runner.py",
+        "resources/artifacts.py",
+        "stacks/config.py",
+    ):
         assert PROJECT_ROOT / module in seen, module

@@ -226,7 +226,9 @@ def kubectl(*args: str, check: bool = True, capture: bool = True) -> subprocess.
     return subprocess.run(command, check=check, capture_output=capture, text=True)
 
 
-def run_in_cluster(namespace: str, *command: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+def run_in_cluster(
+    namespace: str, *command: str | os.PathLike[str], env: dict[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
     """``command`` on the host, where a pod of ``namespace`` stands: the cluster's network and DNS.
 
     A private mount namespace puts the cluster's resolver in /etc/resolv.conf for this command
@@ -238,8 +240,8 @@ def run_in_cluster(namespace: str, *command: str | os.PathLike[str]) -> subproce
     )
     script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
     wrapped = in_ns("unshare", "-m", "--propagation", "private", "sh", "-c", script, resolv, *command)
-    env = {**os.environ, "KUBECONFIG": str(RUN / "admin.kubeconfig")}
-    return subprocess.run(wrapped, capture_output=True, text=True, env=env)
+    env = {**os.environ, "KUBECONFIG": str(RUN / "admin.kubeconfig"), **(env or {})}
+    return subprocess.run(wrapped, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def helm(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:

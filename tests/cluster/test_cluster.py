@@ -6,6 +6,7 @@ The last test stops the cluster and checks the host is as it was before the tier
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -241,6 +242,31 @@ def test_the_records_land_in_postgres_mlflow_and_s3(release: Release, launched: 
         kube.in_ns("curl", "-sf", f"http://{kube.NODE_IP}:{kube.S3_PORT}/slipway?list-type=2&prefix=mlflow/"),
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+
+
+def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(
+    release: Release, launched: dict, tmp_path: Path
+):
+    """`slipway run` on the host with the release's own stack (its ConfigMap) and secrets: the
+    record in Postgres, MLflow and S3 say everything is current, so nothing is launched."""
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(release.kubectl("get", f"configmap/{RELEASE}-stack", "-o", "jsonpath={.data.stack\\.yaml}").stdout)
+    env = {
+        "SLIPWAY_STACK": str(stack),
+        "SLIPWAY_HOME": str(tmp_path / "home"),
+        "DAGSTER_PG_PASSWORD": release.passwords["dagster"],
+        "AWS_ACCESS_KEY_ID": "slipway",
+        "AWS_SECRET_ACCESS_KEY": release.passwords["s3"],
+        "NO_COLOR": "1",
+    }
+    slipway = Path(sys.executable).parent / "slipway"
+    again = kube.run_in_cluster(release.namespace, slipway, "run", env=env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    tally = again.stdout.strip().splitlines()[-1]  # "stack …: 12 reused in 6.9s": nothing else
+    assert re.fullmatch(r"stack \S+: 12 reused in [0-9.]+s", tally), again.stdout
+    assert kube.psql("select count(*) from runs", "dagster").stdout.strip() == "1"  # nothing launched
+    for secret in release.passwords.values():
+        assert secret not in again.stdout + again.stderr
 
 
 def test_build_and_start_again_reuse_the_cache(cluster: dict):

@@ -720,7 +720,10 @@ def test_dagster_values_wire_the_official_chart_to_this_one():
     )
     # Run and step pods open the instance the daemon hands them with the image's driver: the
     # scheme Slipway's own instance names (plain postgresql:// means psycopg 3, not installed).
-    assert postgres["postgresqlScheme"] == PostgresInstance().dagster_storage()["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert (
+        postgres["postgresqlScheme"]
+        == PostgresInstance().dagster_storage()["storage"]["postgres"]["postgres_db"]["scheme"]
+    )
     # One Secret for both charts: the Dagster chart reads the key postgresql-password.
     assert values["global"]["postgresqlSecretName"] == ours["secrets"]["postgres"]["name"]
     assert ours["secrets"]["postgres"]["key"] == "postgresql-password"
@@ -820,4 +823,6 @@ def test_two_served_models_that_would_share_a_service_name_are_refused():
     served = [{"name": "shop_eu.clf", "resources": resources}, {"name": "shop.eu_clf", "resources": resources}]
     result = helm("template", RELEASE, CHART, "--set-json", f"servedModels={json.dumps(served)}")
     assert result.returncode != 0
-    assert "servedModels: shop_eu.clf and shop.eu_clf would both be served as slipway-serve-shop-eu-clf" in result.stderr
+    assert (
+        "servedModels: shop_eu.clf and shop.eu_clf would both be served as slipway-serve-shop-eu-clf" in result.stderr
+    )

@@ -1,4 +1,4 @@
-""""alias pins not checked" is said only when the registry could not be reached, and then says which and why.
+""" "alias pins not checked" is said only when the registry could not be reached, and then says which and why.
 
 A model that fails on the experiment tracker for a reason of its own (here skops refusing to save
 a forest whose types the stack does not trust) says nothing about the registry: the pins and

@@ -57,8 +57,11 @@ def test_tables_models_and_nothing_round_trip_and_each_version_is_kept(moto, cre
 
 def test_what_was_never_stored_is_a_data_error_naming_the_bucket(moto, creds):
     s3 = store(moto, prefix="other")
-    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(
-        DataError, match=r"artifact store \(s3\): p/t has never been materialized in s3://unit-artifacts/other"
+    with (
+        dg.DagsterInstance.ephemeral() as instance,
+        pytest.raises(
+            DataError, match=r"artifact store \(s3\): p/t has never been materialized in s3://unit-artifacts/other"
+        ),
     ):
         s3.read_recorded(instance, dg.AssetKey(["p", "t"]))
     with pytest.raises(DataError, match=r"p/t of run run9 is not stored in s3://unit-artifacts/other"):
@@ -86,7 +89,9 @@ def test_an_endpoint_that_is_down_fails_after_bounded_retries_naming_it(creds):
     dead = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(ResourceError) as caught:
-        S3ArtifactStore(bucket=BUCKET, endpoint_url=dead, attempts=3, timeout_seconds=1).read_version(("p", "t"), "run1")
+        S3ArtifactStore(bucket=BUCKET, endpoint_url=dead, attempts=3, timeout_seconds=1).read_version(
+            ("p", "t"), "run1"
+        )
     assert str(caught.value).startswith(
         f"artifact store (s3): {dead}, bucket {BUCKET}: cannot list (no answer after 3 attempts)"
     )

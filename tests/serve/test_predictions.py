@@ -73,7 +73,7 @@ def test_the_table_is_scored_by_the_champion_and_rescored_when_the_alias_moves(h
     assert _scored_by() == (2, "champion")
 
     # A pin moves it back, with no training: rescored by v1.
-    path.write_text(path.read_text().replace('must_beat: null}', "must_beat: null, pin: {champion: 1}}"))
+    path.write_text(path.read_text().replace("must_beat: null}", "must_beat: null, pin: {champion: 1}}"))
     pinned = run(defs_dir=defs_dir)
     assert _rows(pinned)["shop/scored"] == ("built", "shop.clf@champion moved v2 → v1"), _rows(pinned)
     assert _scored_by() == (1, "champion")
@@ -136,9 +136,7 @@ def test_a_predictions_entry_naming_an_unknown_model_or_dataset_is_refused_with_
 
 
 @pytest.mark.slow
-def test_the_whole_asset_job_builds_on_a_first_run_before_any_version_holds_the_alias(
-    home, defs_dir, write_pipeline
-):
+def test_the_whole_asset_job_builds_on_a_first_run_before_any_version_holds_the_alias(home, defs_dir, write_pipeline):
     """What `dagster job launch` of the code location's job runs (every asset and every observable
     source, in one run): the alias is observed before the model's first training has registered
     anything, which is a state to record, not a failure; the table is then scored by the champion."""

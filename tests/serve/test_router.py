@@ -24,7 +24,9 @@ def _app(name: str, status: int = 200):
             if not message.get("more_body"):
                 break
         answer = json.dumps({"by": name, "got": body.decode()}).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
         await send({"type": "http.response.body", "body": answer})
 
     return app
@@ -73,7 +75,9 @@ def test_a_canary_answers_its_weight_of_requests_within_statistical_bounds():
     by_canary = sum(a.headers["x-slipway-alias"] == "challenger" for a in answers)
     # Binomial(2000, 0.1): mean 200, sd 13.4; four sd either way.
     assert 146 <= by_canary <= 254, by_canary
-    assert all(a.json()["by"] == f"{a.headers['x-slipway-alias']}-v{a.headers['x-slipway-model-version']}" for a in answers)
+    assert all(
+        a.json()["by"] == f"{a.headers['x-slipway-alias']}-v{a.headers['x-slipway-model-version']}" for a in answers
+    )
     assert sum(e["alias"] == "challenger" for e in entries) == by_canary
     # The same seed routes the same way.
     again, _ = _router(Routes("champion", canary=("challenger", 10)), champion="1", challenger="2")
@@ -164,7 +168,10 @@ def test_the_follower_swaps_to_the_new_version_and_keeps_the_old_one_when_the_ne
     follower.refresh()
     assert router.slots["champion"].version == "2"  # the old one keeps serving
     assert len(alerter.sent) == 1 and alerter.sent[0].kind == "serving"
-    assert "shop.clf v3 took @champion but does not load (OSError: MLmodel is gone); v2 keeps serving" in alerter.sent[0].text
+    assert (
+        "shop.clf v3 took @champion but does not load (OSError: MLmodel is gone); v2 keeps serving"
+        in alerter.sent[0].text
+    )
 
 
 def test_the_follower_keeps_serving_when_the_registry_is_down(monkeypatch):

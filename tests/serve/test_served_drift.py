@@ -164,4 +164,6 @@ def test_a_shadow_scores_live_requests_and_the_comparison_is_in_mlflow(home, def
     store = resources["io_manager"]
     table = store.read_batches(("shop", "served_clf"), store.batches(("shop", "served_clf")))
     assert (table["_role"] == "shadow").sum() == 120 and (table["_role"] == "answered").sum() == 120
-    assert set(table.loc[table["_role"] == "shadow", "_request"]) == set(table.loc[table["_role"] == "answered", "_request"])
+    assert set(table.loc[table["_role"] == "shadow", "_request"]) == set(
+        table.loc[table["_role"] == "answered", "_request"]
+    )

@@ -41,7 +41,11 @@ def test_halves_are_paired_in_either_order_and_agreement_is_counted_per_pair_of_
         (
             "shop",
             "shadow-clf-v1-vs-v2",
-            {"slipway.shadow.model": "shop.clf", "slipway.shadow.answered_version": "1", "slipway.shadow.shadow_version": "2"},
+            {
+                "slipway.shadow.model": "shop.clf",
+                "slipway.shadow.answered_version": "1",
+                "slipway.shadow.shadow_version": "2",
+            },
         )
     ]
     assert tracker.logged == [("shadow-clf-v1-vs-v2", agreement.metrics())]

@@ -140,6 +140,27 @@ def test_a_pipeline_lands_in_postgres_the_mlflow_server_and_s3_and_a_second_mach
     assert tier.mlflow_rows("select count(*) from model_versions") == [(1,)]
 
 
+def test_on_a_k8s_job_stack_slipway_run_only_reads_the_deployment_s_record(tier):
+    """The deployment launches its runs (k8s_job): `slipway run` says what is current and what it
+    would build, and writes nothing to the deployment's record or registry."""
+    deployed = tier.stack(orchestrator="{type: k8s_job}")
+    before = tier.run(tier.tmp / "laptop", "diabetes", stack=deployed)
+    assert before.returncode == 1
+    assert before.stderr.strip().endswith(
+        "2 asset(s) need building (diabetes/patients, diabetes/progression_lgbm); `slipway run` does not launch"
+        " on k8s_job: runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
+    ), before.stderr
+    assert tier.dagster_rows("select count(*) from runs") == [(0,)]
+    assert tier.dagster_rows("select count(*) from event_logs") == [(0,)]  # not even an observation
+
+    # Once the deployment has built them (here: the same services, with a launcher that runs):
+    assert tier.run(tier.tmp / "deployment", "diabetes").returncode == 0
+    after = tier.run(tier.tmp / "laptop", "diabetes", stack=deployed)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "2 reused" in after.stdout, after.stdout
+    assert tier.dagster_rows("select count(*) from runs") == [(1,)]
+
+
 def test_an_unreachable_s3_endpoint_fails_the_run_naming_it_after_bounded_retries(tier):
     dead = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
