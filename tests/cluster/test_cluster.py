@@ -150,26 +150,49 @@ def launched(release: Release) -> dict:
     the instance's dagster.yaml (its ConfigMap), a K8sRunLauncher in the cluster, the code server
     as the workspace. The run worker pod then launches one step Job per asset (k8s_job).
     """
-    run_id = str(uuid.uuid4())
-    instance = launcher_instance(release.namespace)
-    workspace = {
-        "load_from": [{"grpc_server": {"host": f"{RELEASE}-code-server", "port": 3030, "location_name": "slipway"}}]
-    }
-    kube.kubectl("-n", release.namespace, "create", "configmap", "dagster-instance",
-                 f"--from-literal=dagster.yaml={json.dumps(instance)}", f"--from-literal=workspace.yaml={json.dumps(workspace)}")  # fmt: skip
-    home = "/opt/dagster/dagster_home"
-    launch = ["dagster", "job", "launch", "-w", f"{home}/workspace.yaml", "-l", "slipway", "-j", "__ASSET_JOB"]
     started = time.monotonic()
-    _job(
-        release, "launch", "", release.values["image"]["repository"] + ":" + release.values["image"]["tag"],
-        command=[*launch, "--run-id", run_id],
-        env=[{"name": "DAGSTER_HOME", "value": home},
-             {"name": "DAGSTER_PG_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}}],
-        volumeMounts=[{"name": "instance", "mountPath": home}],
-        service_account="slipway", volumes=[{"name": "instance", "configMap": {"name": "dagster-instance"}}],
-    )  # fmt: skip
+    run_id = launch(release)
     run_job = _wait_for_job(release, f"dagster-run-{run_id}", seconds=1200)
     return {"run_id": run_id, "run_job": run_job, "seconds": time.monotonic() - started}
+
+
+def launch(release: Release) -> str:
+    """Launch every asset of the code location through Dagster's K8sRunLauncher, from a pod; the run's ID."""
+    run_id = str(uuid.uuid4())
+    if release.kubectl("get", "configmap/dagster-instance", check=False).returncode:
+        instance = launcher_instance(release.namespace)
+        server = {"host": f"{RELEASE}-code-server", "port": 3030, "location_name": "slipway"}
+        workspace = {"load_from": [{"grpc_server": server}]}
+        kube.kubectl("-n", release.namespace, "create", "configmap", "dagster-instance",
+                     f"--from-literal=dagster.yaml={json.dumps(instance)}",
+                     f"--from-literal=workspace.yaml={json.dumps(workspace)}")  # fmt: skip
+        _launcher_account(release.namespace)
+    home = "/opt/dagster/dagster_home"
+    command = ["dagster", "job", "launch", "-w", f"{home}/workspace.yaml", "-l", "slipway", "-j", "__ASSET_JOB"]
+    password = {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}
+    done = _job(
+        release, f"launch-{run_id[:8]}", "", release.values["image"]["repository"] + ":" + release.values["image"]["tag"],
+        command=[*command, "--run-id", run_id],
+        env=[{"name": "DAGSTER_HOME", "value": home}, {"name": "DAGSTER_PG_PASSWORD", "valueFrom": password}],
+        volumeMounts=[{"name": "instance", "mountPath": home}],
+        service_account="launcher", volumes=[{"name": "instance", "configMap": {"name": "dagster-instance"}}],
+    )  # fmt: skip
+    assert done["status"].get("succeeded") == 1, release.kubectl("logs", f"job/launch-{run_id[:8]}", check=False).stdout
+    return run_id
+
+
+def _launcher_account(namespace: str) -> None:
+    """The launch pod's own account, as the Dagster chart gives its daemon: it creates the run's Job."""
+    rules = [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list"]}]
+    subject = [{"kind": "ServiceAccount", "name": "launcher", "namespace": namespace}]
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "launcher"}
+    meta = {"name": "launcher", "namespace": namespace}
+    for manifest in [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta, "subjects": subject, "roleRef": role_ref},
+    ]:  # fmt: skip
+        _apply(manifest)
 
 
 def launcher_instance(namespace: str) -> dict:
@@ -244,6 +267,67 @@ def test_the_records_land_in_postgres_mlflow_and_s3(release: Release, launched: 
     ).stdout  # fmt: skip
 
 
+def _granted(role: dict) -> set[tuple[str, str]]:
+    return {(verb, resource) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def _used(namespace: str) -> list[tuple[str, str, int]]:
+    """(verb, resource[/subresource], HTTP status) of each request the release's service account made."""
+    found = []
+    for entry in kube.audited(f"system:serviceaccount:{namespace}:slipway"):
+        ref = entry.get("objectRef", {})
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        found.append((entry["verb"], resource, entry.get("responseStatus", {}).get("code", 0)))
+    return found
+
+
+def test_the_role_grants_what_the_run_used_and_nothing_cluster_wide(release: Release, launched: dict):
+    role = release.json(f"role/{RELEASE}")
+    used = _used(release.namespace)
+    assert used, "the audit log holds no request of the release's service account"
+    assert [u for u in used if u[2] == 403] == []
+    # The run pod acts as the chart's account (the launch pod, the daemon's stand-in, has its own).
+    assert {(verb, resource) for verb, resource, _ in used} <= _granted(role)
+    assert {("create", "jobs"), ("get", "jobs/status")} <= {(v, r) for v, r, _ in used}
+    bindings = kube.kubectl("get", "clusterrolebindings", "-o", "json").stdout
+    assert f"system:serviceaccount:{release.namespace}" not in bindings and release.namespace not in bindings
+
+
+def test_one_verb_fewer_in_the_role_breaks_the_launch(release: Release, launched: dict):
+    """Without `create jobs` the run pod cannot start its steps: the run fails, naming the refusal."""
+    original = release.json(f"role/{RELEASE}")
+    narrowed = json.loads(json.dumps(original))
+    for rule in narrowed["rules"]:
+        if rule["resources"] == ["jobs"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
+    for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        narrowed["metadata"].pop(field, None)
+    _apply(narrowed)
+    try:
+        run_id = launch(release)
+        run_job = _wait_for_job(release, f"dagster-run-{run_id}", seconds=900)
+        assert _run_status(run_id) == "FAILURE", run_job["status"]
+        failures = kube.psql(
+            "select event from event_logs where dagster_event_type in ('STEP_FAILURE', 'PIPELINE_FAILURE', 'ENGINE_EVENT')"
+            f" and run_id = '{run_id}'",
+            "dagster",
+        ).stdout
+        assert "forbidden" in failures.lower() and "jobs" in failures, failures[-3000:]
+        assert ("create", "jobs", 403) in _used(release.namespace)
+    finally:
+        restored = json.loads(json.dumps(original))
+        for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            restored["metadata"].pop(field, None)
+        _apply(restored)
+
+
+def _apply(manifest: dict) -> None:
+    subprocess.run(
+        kube.in_ns(kube.kubectl_binary(), f"--kubeconfig={kube.RUN / 'admin.kubeconfig'}", "apply", "-f", "-"),
+        input=json.dumps(manifest), check=True, capture_output=True, text=True,
+    )  # fmt: skip
+
+
 def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(
     release: Release, launched: dict, tmp_path: Path
 ):
@@ -260,11 +344,12 @@ def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(
         "NO_COLOR": "1",
     }
     slipway = Path(sys.executable).parent / "slipway"
+    runs = kube.psql("select count(*) from runs", "dagster").stdout.strip()
     again = kube.run_in_cluster(release.namespace, slipway, "run", env=env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     tally = again.stdout.strip().splitlines()[-1]  # "stack …: 12 reused in 6.9s": nothing else
     assert re.fullmatch(r"stack \S+: 12 reused in [0-9.]+s", tally), again.stdout
-    assert kube.psql("select count(*) from runs", "dagster").stdout.strip() == "1"  # nothing launched
+    assert kube.psql("select count(*) from runs", "dagster").stdout.strip() == runs  # nothing launched
     for secret in release.passwords.values():
         assert secret not in again.stdout + again.stderr
 
