@@ -9,6 +9,7 @@ cluster is stopped at the end of the session, leaving nothing running and no nam
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import uuid
@@ -55,7 +56,8 @@ def cluster() -> Iterator[dict[str, Any]]:
     try:
         yield {"host before": before}
     finally:
-        kube.stop()
+        if not os.environ.get("SLIPWAY_KUBE_KEEP"):  # set it to look at a failure in the cluster
+            kube.stop()
 
 
 @pytest.fixture(scope="session")

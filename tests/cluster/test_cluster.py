@@ -16,7 +16,7 @@ from pathlib import Path
 
 import kube
 import pytest
-from conftest import HERE, RELEASE, Release
+from conftest import CHART, HERE, RELEASE, Release
 
 
 def _job(
@@ -352,6 +352,74 @@ def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(
     assert kube.psql("select count(*) from runs", "dagster").stdout.strip() == runs  # nothing launched
     for secret in release.passwords.values():
         assert secret not in again.stdout + again.stderr
+
+
+SERVED = "churn.churn_classifier"
+SERVICE = "slipway-serve-churn-churn-classifier"
+FEATURES = ["tenure", "monthly_charges", "support_calls", "contract_months", "logins_30d", "failed_payments_30d"]
+
+
+def _score(release: Release) -> tuple[str, list]:
+    """One scoring request to the served model's Service: the version that answered, and its answer."""
+    body = json.dumps(
+        {"dataframe_split": {"columns": FEATURES, "data": [[3, 95.0, 6, 1, 0, 2], [60, 20.0, 0, 24, 30, 0]]}}
+    )
+    # A Service is routed once kube-proxy has synced its rules, which may be after the pod is Ready:
+    # a connection that fails or times out is tried again, for a while.
+    deadline = time.monotonic() + 90
+    while True:
+        answer = kube.run_in_cluster(
+            release.namespace, "curl", "-sf", "--connect-timeout", "5", "-m", "60", "-D", "-",
+            "-H", "Content-Type: application/json", "--data", body, f"http://{SERVICE}:8080/invocations",
+        )  # fmt: skip
+        if answer.returncode not in (7, 28) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert answer.returncode == 0, answer
+    head, _, payload = answer.stdout.replace("\r", "").partition("\n\n")
+    version = next(
+        line.split(":", 1)[1].strip()
+        for line in head.splitlines()
+        if line.lower().startswith("x-slipway-model-version")
+    )
+    return version, json.loads(payload)["predictions"]
+
+
+def test_the_champion_is_served_in_the_cluster_and_a_promotion_changes_what_answers(
+    release: Release, launched: dict, tmp_path: Path
+):
+    values = {**release.values, "servedModels": [{"name": SERVED, "replicas": 1, "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1536Mi"}}}]}  # fmt: skip
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))
+    upgraded = kube.helm(
+        "upgrade", RELEASE, CHART, "-n", release.namespace, "-f", values_file, "--wait", "--timeout", "5m"
+    )
+    assert upgraded.returncode == 0, (
+        upgraded.stderr
+        + release.kubectl("describe", "pods", "-l", "app.kubernetes.io/component=serve", check=False).stdout[-3000:]
+    )
+    version, predictions = _score(release)
+    assert version == "1" and len(predictions) == 2 and set(predictions) <= {0, 1}
+
+    # A promotion in the registry (here: a second version of the same model takes @champion).
+    promote = f"""
+import mlflow
+client = mlflow.MlflowClient("http://{RELEASE}-mlflow:5000")
+v1 = client.get_model_version("{SERVED}", "1")
+v2 = client.create_model_version("{SERVED}", v1.source, run_id=v1.run_id)
+client.set_registered_model_alias("{SERVED}", "champion", v2.version)
+print(v2.version)
+"""
+    promoted = kube.run_in_cluster(
+        release.namespace, sys.executable, "-c", promote, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+    )
+    assert promoted.returncode == 0 and promoted.stdout.strip() == "2", promoted.stderr
+    deadline = time.monotonic() + 120  # the server polls the registry every 5 s; a generous bound, not a measurement
+    while (answered := _score(release)[0]) != "2" and time.monotonic() < deadline:
+        time.sleep(2)
+    assert answered == "2"
+    pods = release.json("pods", "-l", "app.kubernetes.io/component=serve")["items"]
+    assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods] == [0]  # followed, not restarted
 
 
 def test_build_and_start_again_reuse_the_cache(cluster: dict):
