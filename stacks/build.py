@@ -144,14 +144,44 @@ def prepare_instance(stack: StackFields) -> Path:
     return home
 
 
-def open_instance(stack: StackFields) -> Any:
-    """The stack's Dagster instance, open (:func:`prepare_instance` first); a one-line error when it cannot be."""
+def open_instance(stack: StackFields, read_only: bool = False) -> Any:
+    """The stack's Dagster instance, open (:func:`prepare_instance` first); a one-line error when it cannot be.
+
+    ``read_only``: another deployment's record, to read: no table is created in it (Dagster's
+    storage creates missing tables when it opens), and a record with none says so.
+    """
     import dagster as dg
 
+    if read_only:
+        return _open_read_only(stack)
     home = prepare_instance(stack)
     with instance_errors(stack):
         instance = dg.DagsterInstance.from_config(str(home))
         instance.run_storage  # noqa: B018 (connects: a database that is down fails here, not mid-run)
+        return instance
+
+
+def _open_read_only(stack: StackFields) -> Any:
+    import dagster as dg
+
+    config = instance_config(stack)
+    for storage in config.get("storage", {}).values():
+        storage["should_autocreate_tables"] = False
+    home = Path(stack.instance.base_dir) / "read-only"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+    with instance_errors(stack):
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            instance.get_runs_count()
+        except Exception as exc:
+            if "does not exist" in str(exc):  # psycopg2's UndefinedTable: relation "runs" does not exist
+                instance.dispose()
+                raise ResourceError(
+                    f"dagster instance ({stack.instance.where()}): no Dagster tables there: nothing has run on "
+                    "this deployment yet"
+                ) from None
+            raise
         return instance
 
 

@@ -53,7 +53,10 @@ def keep_unsettled(instance: Any, names: list[str]) -> None:
         )
 
 
-LEFT = "MLflow run or model version left unsettled (a store was down): the next `slipway run` settles it"
+LEFT = (
+    "MLflow run or model version left unsettled (a store was down): the model's next training settles it,"
+    " or the next `slipway run` on a stack it launches on"
+)
 SETTLED = "MLflow runs and model versions settled"
 
 

@@ -58,7 +58,7 @@ class Engine:
         self.defs = build_definitions(folder, loaded, self.stores)
         self.graph = self.defs.resolve_asset_graph()
         self.job = self.defs.resolve_implicit_global_asset_job_def()
-        self.instance = open_instance(loaded.stack)
+        self.instance = open_instance(loaded.stack, read_only=self.read_only)
         self.registry_down = False
         self.pending: set[dg.AssetKey] = set()
         if self.read_only:
@@ -203,6 +203,11 @@ class Engine:
         """Materialize ``keys`` in one run with the stack's executor; outcomes read from the event log."""
         import gc
 
+        if self.read_only and set(reasons.values()) == {"--force"}:
+            raise SlipwayError(
+                f"stack {self.loaded.name}: --force launches a run, and `slipway run` does not launch on "
+                f"{self.loaded.stack.orchestrator.type}: runs go through the Dagster deployment"
+            )
         if self.read_only:
             names = ", ".join(k.to_user_string() for k in keys[:5]) + (" …" if len(keys) > 5 else "")
             raise SlipwayError(

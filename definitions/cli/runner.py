@@ -96,7 +96,10 @@ def run(
         # assets; they are checked once the code location is loaded.)
         wanted = read_by(pipelines, names)
         chosen = [p for p in pipelines if wanted is None or any(k.startswith(f"{p.spec.name}/") for k in wanted)]
-        observed = observe(chosen, wanted, loaded.stack.data_roots)
+        # A stack the deployment launches on is read, not fed: this checkout's files and
+        # databases are not what its runs read (see Engine.read_only).
+        deployed = not loaded.stack.orchestrator.cli_launch
+        observed = {} if deployed else observe(chosen, wanted, loaded.stack.data_roots)
         cache = NoopCache(home, loaded, folder, names, observed, _code_files(chosen))
         if not force:
             rows = cache.replay()

@@ -5,18 +5,16 @@ the one question its pods ask, an A record for a Service, from the API (a cached
 Service), and NXDOMAIN for anything else (the namespace reaches no other network). Queries for
 other record types of a known name get an empty answer, so resolvers do not wait for AAAA.
 
-    python tests/cluster/dns.py --listen 10.99.0.1 --kubeconfig admin.kubeconfig
+    python tests/cluster/dns.py --listen 10.99.0.1 --server https://127.0.0.1:6443 --pki RUN/pki
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import socket
 import ssl
 import struct
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,19 +27,10 @@ TTL = 5
 class Services:
     """ClusterIPs from the API, cached for :data:`TTL` seconds."""
 
-    def __init__(self, kubeconfig: Path) -> None:
-        config = json.loads(kubeconfig.read_text())
-        cluster = config["clusters"][0]["cluster"]
-        user = config["users"][0]["user"]
-        self.server = cluster["server"]
-        folder = Path(tempfile.mkdtemp(prefix="slipway-dns-"))
-        for name, key in [("ca.crt", cluster), ("client.crt", user), ("client.key", user)]:
-            field = {"ca.crt": "certificate-authority-data", "client.crt": "client-certificate-data"}.get(
-                name, "client-key-data"
-            )
-            (folder / name).write_bytes(base64.b64decode(key[field]))
-        self.context = ssl.create_default_context(cafile=str(folder / "ca.crt"))
-        self.context.load_cert_chain(str(folder / "client.crt"), str(folder / "client.key"))
+    def __init__(self, server: str, pki: Path) -> None:
+        self.server = server
+        self.context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        self.context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         self.cache: dict[tuple[str, str], tuple[float, str | None]] = {}
 
     def cluster_ip(self, name: str, namespace: str) -> str | None:
@@ -100,9 +89,10 @@ def serve(listen: str, services: Services) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True)
-    parser.add_argument("--kubeconfig", required=True, type=Path)
+    parser.add_argument("--server", required=True, help="the API's URL")
+    parser.add_argument("--pki", required=True, type=Path, help="folder with ca.crt, admin.crt and admin.key")
     args = parser.parse_args()
-    serve(args.listen, Services(args.kubeconfig))
+    serve(args.listen, Services(args.server, args.pki))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 K="${SLIPWAY_KUBE_CACHE:-/var/cache/slipway-kube}"
+# podman keeps a blob cache in /var/lib/containers whatever --root says: run in a private mount
+# namespace where that folder is one of the cache's (made empty on the host only if missing, and
+# removed again).
+if [[ -z "${SLIPWAY_IMAGE_NS:-}" ]]; then
+  made=""
+  [[ -d /var/lib/containers ]] || { mkdir /var/lib/containers; made=1; }
+  mkdir -p "$K/podman/var-lib-containers"
+  set +e
+  SLIPWAY_IMAGE_NS=1 unshare -m --propagation private bash -c \
+    'mount --bind "$1" /var/lib/containers && shift && exec "$@"' _ "$K/podman/var-lib-containers" "$0" "$@"
+  rc=$?
+  set -e
+  [[ -n "$made" ]] && rmdir /var/lib/containers
+  exit $rc
+fi
 UV_VERSION=0.13.8
 TAG="localhost/slipway:dev"
 mkdir -p "$K/podman"

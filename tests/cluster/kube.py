@@ -124,6 +124,8 @@ def _kubeconfig(name: str, user: str) -> Path:
         "contexts": [{"name": NS, "context": {"cluster": NS, "user": user}}],
         "current-context": NS,
     }
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # the admin's key is in it
     path.write_text(json.dumps(config, indent=1))
     return path
 
@@ -167,13 +169,30 @@ def make_pki() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat): with the PID, names one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _pid(name: str) -> int | None:
+    """The PID of this cluster's ``name`` while that very process runs (not a later one with its PID)."""
     path = RUN / "pids" / f"{name}.pid"
     with suppress(FileNotFoundError, ValueError):
-        pid = int(path.read_text())
-        os.kill(pid, 0)
-        return pid
+        pid_text, _, started = path.read_text().strip().partition(" ")
+        pid = int(pid_text)
+        if not started:  # written by node.sh (`echo $!`): stamped by _stamp_node_pids at start
+            return None
+        if _start_time(pid) == started and _alive(pid):
+            return pid
     return None
+
+
+def _keep_pid(name: str, pid: int) -> None:
+    (RUN / "pids").mkdir(parents=True, exist_ok=True)
+    (RUN / "pids" / f"{name}.pid").write_text(f"{pid} {_start_time(pid)}")
 
 
 def _spawn(name: str, command: list[str], *, env: dict[str, str] | None = None) -> int:
@@ -185,7 +204,7 @@ def _spawn(name: str, command: list[str], *, env: dict[str, str] | None = None) 
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, **(env or {})},
         )  # fmt: skip
-    (RUN / "pids" / f"{name}.pid").write_text(str(process.pid))
+    _keep_pid(name, process.pid)
     return process.pid
 
 
@@ -244,6 +263,16 @@ def run_in_cluster(
     return subprocess.run(wrapped, capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def apply(manifest: dict) -> None:
+    """``kubectl apply`` of ``manifest``, given on stdin (secrets never on a command line)."""
+    done = subprocess.run(
+        in_ns(kubectl_binary(), f"--kubeconfig={RUN / 'admin.kubeconfig'}", "apply", "-f", "-"),
+        input=json.dumps(manifest), capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"kubectl apply: {done.stderr.strip()}")
+
+
 def helm(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
     """helm (from the project's dev dependencies) as the cluster's admin, inside the namespace."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -254,6 +283,9 @@ def helm(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _netns() -> None:
+    if not Path("/run/netns").exists():  # `ip netns add` makes it (a mount): stop() undoes it
+        RUN.mkdir(parents=True, exist_ok=True)
+        (RUN / "made-run-netns").touch()
     if not NETNS.exists():
         subprocess.run(["ip", "netns", "add", NS], check=True)
     subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
@@ -390,6 +422,9 @@ def _node_files() -> Path:
     for folder in ["containerd", "cni/net.d", "cni/data", "kubelet", "host-run", "host-log", "sysctl"]:
         (RUN / folder).mkdir(parents=True, exist_ok=True)
     sock = RUN / "containerd" / "containerd.sock"
+    sock.unlink(missing_ok=True)  # a containerd killed earlier leaves it: it must not count as started
+    for raw in (RUN / "pids").glob("*.raw"):
+        raw.unlink()
     (RUN / "containerd" / "config.toml").write_text(
         f"""version = 2
 root = "{RUN / "containerd" / "root"}"
@@ -488,12 +523,12 @@ mount --make-rprivate /
 mount --bind {RUN / "host-run"} /run
 mount --bind {RUN / "host-log"} /var/log
 containerd --config {RUN / "containerd" / "config.toml"} >>{RUN / "logs" / "containerd.log"} 2>&1 &
-echo $! >{RUN / "pids" / "containerd.pid"}
+echo $! >{RUN / "pids" / "containerd.raw"}
 for _ in $(seq 60); do [[ -S {sock} ]] && break; sleep 0.5; done
 {BIN / "kubelet"} --config={RUN / "kubelet" / "config.yaml"} --kubeconfig={RUN / "kubelet.kubeconfig"} \\
   --container-runtime=remote --container-runtime-endpoint=unix://{sock} --root-dir={RUN / "kubelet" / "root"} \\
   --node-ip={NODE_IP} --hostname-override={NODE} --v=1 >>{RUN / "logs" / "kubelet.log"} 2>&1 &
-echo $! >{RUN / "pids" / "kubelet.pid"}
+echo $! >{RUN / "pids" / "kubelet.raw"}
 wait
 """
     )
@@ -541,6 +576,9 @@ def _node() -> None:
     sock = _node_files()
     _spawn("node", in_ns("unshare", "-m", "--propagation", "private", "bash", RUN / "node.sh"))
     _wait("containerd", sock.exists, seconds=60, name="node")
+    _wait("kubelet", lambda: (RUN / "pids" / "kubelet.raw").exists(), seconds=60, name="node")
+    for name in ("containerd", "kubelet"):
+        _keep_pid(name, int((RUN / "pids" / f"{name}.raw").read_text()))
     ctr("images", "import", "-", input=_pause_image(), check=True, capture_output=True)
 
 
@@ -573,7 +611,7 @@ def _dns() -> None:
     if _pid("dns"):
         return
     here = Path(__file__).resolve().parent
-    _spawn("dns", in_ns(sys.executable, here / "dns.py", "--listen", NODE_IP, "--kubeconfig", RUN / "admin.kubeconfig"))
+    _spawn("dns", in_ns(sys.executable, here / "dns.py", "--listen", NODE_IP, "--server", API, "--pki", RUN / "pki"))
 
 
 #: The cluster's own PostgreSQL (Dagster's instance and MLflow's backend store) and S3 server
@@ -581,7 +619,7 @@ def _dns() -> None:
 #: Services without selectors (:func:`external_services`).
 PG_PORT = 5432
 S3_PORT = 9000
-PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1] if Path("/usr/lib/postgresql").exists() else Path("/")
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"))
 
 
 def _postgres() -> None:
@@ -595,7 +633,8 @@ def _postgres() -> None:
         for folder in (data, sockets):
             shutil.chown(folder, "postgres", "postgres")
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", PG_BIN / "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+            ["runuser", "-u", "postgres", "--", PG_BIN / "initdb", "-D", data, "--auth-local=peer",
+             "--auth-host=scram-sha-256", "-U", "postgres"],
             check=True, capture_output=True,
         )  # fmt: skip
         # Pods connect with passwords (their Secrets); the node's own tools through the socket.
@@ -606,16 +645,18 @@ def _postgres() -> None:
         in_ns(
             "runuser", "-u", "postgres", "--", PG_BIN / "postgres", "-D", data, "-p", str(PG_PORT),
             "-c", f"listen_addresses={NODE_IP}", "-c", f"unix_socket_directories={sockets}",
-            "-c", "max_connections=200", "-c", "fsync=off",
+            "-c", "unix_socket_permissions=0700", "-c", "max_connections=200", "-c", "fsync=off",
         ),
     )  # fmt: skip
     _wait("postgres", lambda: psql("select 1").returncode == 0, seconds=60, name="postgres")
 
 
 def psql(sql: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
-    """``sql`` as the cluster's PostgreSQL superuser, through its socket."""
+    """``sql`` (read from stdin: no password on a command line) as the cluster's PostgreSQL superuser."""
     command = ["runuser", "-u", "postgres", "--", "psql", "-h", str(RUN / "pg" / "sockets"), "-p", str(PG_PORT)]
-    return subprocess.run([*command, "-d", database, "-qtAc", sql], capture_output=True, text=True)
+    return subprocess.run(
+        [*command, "-d", database, "-qtA", "-v", "ON_ERROR_STOP=1"], input=sql, capture_output=True, text=True
+    )
 
 
 def database(name: str, user: str, password: str) -> None:
@@ -753,31 +794,55 @@ def _alive(pid: int) -> bool:
 
 
 def stop() -> None:
-    """End every process of the cluster by PID, then delete the namespace."""
-    containers = _shims()
-    _end(containers[::-1], seconds=5)  # the containers first, then their shims
-    for name in [
-        "s3",
-        "postgres",
-        "dns",
-        "proxy",
-        "kubelet",
-        "containerd",
-        "node",
-        "scheduler",
-        "controller-manager",
-        "apiserver",
-        "etcd",
-    ]:
-        pid = _pid(name)
-        if pid:
-            _end(_tree(pid)[::-1])
-        with suppress(FileNotFoundError):
-            (RUN / "pids" / f"{name}.pid").unlink()
+    """End every process of the cluster by PID, then delete the namespace and what runc left.
+
+    kubelet first (it would restart the containers killed next), then the containers and their
+    shims until none is left (they outlive containerd by design), then containerd and the rest.
+    """
+    for name in ("kubelet",):
+        _stop(name)
+    for _ in range(10):
+        containers = _shims()
+        if not containers:
+            break
+        _end(containers[::-1], seconds=5)  # the containers first, then their shims
+    _stop_postgres()
+    for name in ["s3", "dns", "proxy", "containerd", "node", "scheduler", "controller-manager", "apiserver", "etcd"]:
+        _stop(name)
     if NETNS.exists():
         subprocess.run(["ip", "netns", "delete", NS], check=True)
+    _forget_run_netns()
     remove_empty_cgroups("k8s.io")
     say("cluster stopped")
+
+
+def _stop(name: str) -> None:
+    pid = _pid(name)
+    if pid:
+        _end(_tree(pid)[::-1])
+    for suffix in ("pid", "raw"):
+        (RUN / "pids" / f"{name}.{suffix}").unlink(missing_ok=True)
+
+
+def _stop_postgres() -> None:
+    """A fast shutdown of the postmaster (killing its children first would only have them restarted)."""
+    if _pid("postgres"):
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", PG_BIN / "pg_ctl", "-D", RUN / "pg" / "data", "stop", "-m", "fast", "-w"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+    _stop("postgres")
+
+
+def _forget_run_netns() -> None:
+    """Undo the /run/netns mount `ip netns add` made, when this cluster made it and nothing else uses it."""
+    marker = RUN / "made-run-netns"
+    if marker.exists() and Path("/run/netns").exists() and not any(Path("/run/netns").iterdir()):
+        subprocess.run(["umount", "/run/netns"], capture_output=True)
+        subprocess.run(["umount", "/run/netns"], capture_output=True)  # ip mounts it twice (bind, then shared)
+        with suppress(OSError):
+            Path("/run/netns").rmdir()
+        marker.unlink()
 
 
 def remove_empty_cgroups(name: str) -> None:
@@ -824,9 +889,25 @@ def host_state() -> dict[str, object]:
         "links": sorted(line.split(":")[1].strip() for line in _lines(["ip", "-o", "link"])),
         "netns": sorted(p.name for p in Path("/run/netns").glob("*")) if Path("/run/netns").exists() else [],
         "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(CACHE) in line],
-        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/k8s.io")),
-        "processes": sorted(str(pid) for pid in (_pid(name) for name in [*PROCESSES, "containerd", "kubelet"]) if pid),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/k8s.io/**") if p.is_dir()),
+        "run/netns": Path("/run/netns").exists(),
+        "processes": _cluster_processes(),
+        "files": sorted(
+            str(p) for p in [*Path("/tmp").glob("slipway-dns-*"), Path("/var/lib/containers")] if p.exists()
+        ),
     }
+
+
+def _cluster_processes() -> list[str]:
+    """Every process on the host that is this cluster's: it names the cache folder, or runs in a container of it."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cgroup = (proc / "cgroup").read_text()
+            if (str(CACHE) in cmdline or "/k8s.io/" in cgroup) and _alive(int(proc.name)):
+                found.append(f"{proc.name} {cmdline[:80]}")
+    return sorted(found)
 
 
 def status() -> int:

@@ -322,10 +322,7 @@ def test_one_verb_fewer_in_the_role_breaks_the_launch(release: Release, launched
 
 
 def _apply(manifest: dict) -> None:
-    subprocess.run(
-        kube.in_ns(kube.kubectl_binary(), f"--kubeconfig={kube.RUN / 'admin.kubeconfig'}", "apply", "-f", "-"),
-        input=json.dumps(manifest), check=True, capture_output=True, text=True,
-    )  # fmt: skip
+    kube.apply(manifest)
 
 
 def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(

@@ -10,6 +10,7 @@ machine is a fresh process with an empty ``SLIPWAY_HOME``: it sees the same reco
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,23 +143,39 @@ def test_a_pipeline_lands_in_postgres_the_mlflow_server_and_s3_and_a_second_mach
 
 def test_on_a_k8s_job_stack_slipway_run_only_reads_the_deployment_s_record(tier):
     """The deployment launches its runs (k8s_job): `slipway run` says what is current and what it
-    would build, and writes nothing to the deployment's record or registry."""
-    deployed = tier.stack(orchestrator="{type: k8s_job}")
-    before = tier.run(tier.tmp / "laptop", "diabetes", stack=deployed)
-    assert before.returncode == 1
-    assert before.stderr.strip().endswith(
-        "2 asset(s) need building (diabetes/patients, diabetes/progression_lgbm); `slipway run` does not launch"
-        " on k8s_job: runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
-    ), before.stderr
-    assert tier.dagster_rows("select count(*) from runs") == [(0,)]
-    assert tier.dagster_rows("select count(*) from event_logs") == [(0,)]  # not even an observation
+    would build, and writes nothing to the deployment's record (not even its tables) or registry."""
+    deployed = tier.tmp / "deployed.yaml"  # its own file: tier.stack() rewrites tier.yaml
+    deployed.write_text(tier.stack(orchestrator="{type: k8s_job}").read_text())
+    tables = "select count(*) from information_schema.tables where table_schema = 'public'"
+    empty = tier.run(tier.tmp / "laptop", "diabetes", stack=deployed)
+    assert empty.returncode == 1
+    assert empty.stderr.strip().endswith("no Dagster tables there: nothing has run on this deployment yet"), (
+        empty.stderr
+    )
+    assert tier.dagster_rows(tables) == [(0,)]
 
-    # Once the deployment has built them (here: the same services, with a launcher that runs):
+    # Once the deployment has built diabetes (here: the same services, with a launcher that runs):
     assert tier.run(tier.tmp / "deployment", "diabetes").returncode == 0
+    counts = "select (select count(*) from runs), (select count(*) from event_logs), (select count(*) from kvs)"
+    before, versions = tier.dagster_rows(counts), tier.mlflow_rows("select count(*) from model_versions")
     after = tier.run(tier.tmp / "laptop", "diabetes", stack=deployed)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "2 reused" in after.stdout, after.stdout
-    assert tier.dagster_rows("select count(*) from runs") == [(1,)]
+    # A change the deployment has not built yet (a param, in this checkout) is named, not launched.
+    changed = tier.tmp / "defs"
+    shutil.copytree(REPO / "definitions" / "defs", changed)
+    model = changed / "diabetes" / "defs.yaml"
+    model.write_text(model.read_text().replace("num_leaves: 15", "num_leaves: 16"))
+    other = tier.run(tier.tmp / "laptop", "diabetes", stack=deployed, env={"SLIPWAY_DEFS": str(changed)})
+    assert other.returncode == 1
+    assert other.stderr.strip().endswith(
+        "1 asset(s) need building (diabetes/progression_lgbm); `slipway run` does not launch"
+        " on k8s_job: runs go through the Dagster deployment (its UI, sensors, or `dagster job launch`)"
+    ), other.stderr
+    forced = tier.run(tier.tmp / "laptop", "diabetes", "--force", stack=deployed)
+    assert forced.returncode == 1 and "--force launches a run" in forced.stderr, forced.stderr
+    assert tier.dagster_rows(counts) == before  # no run, event, observation or cursor written
+    assert tier.mlflow_rows("select count(*) from model_versions") == versions
 
 
 def test_an_unreachable_s3_endpoint_fails_the_run_naming_it_after_bounded_retries(tier):
