@@ -341,12 +341,13 @@ def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(
         "NO_COLOR": "1",
     }
     slipway = Path(sys.executable).parent / "slipway"
-    runs = kube.psql("select count(*) from runs", "dagster").stdout.strip()
+    counts = "select (select count(*) from runs), (select count(*) from event_logs), (select count(*) from kvs)"
+    runs = kube.psql(counts, "dagster").stdout.strip()
     again = kube.run_in_cluster(release.namespace, slipway, "run", env=env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     tally = again.stdout.strip().splitlines()[-1]  # "stack …: 12 reused in 6.9s": nothing else
     assert re.fullmatch(r"stack \S+: 12 reused in [0-9.]+s", tally), again.stdout
-    assert kube.psql("select count(*) from runs", "dagster").stdout.strip() == runs  # nothing launched
+    assert kube.psql(counts, "dagster").stdout.strip() == runs  # nothing launched, observed or kept
     for secret in release.passwords.values():
         assert secret not in again.stdout + again.stderr
 
@@ -419,7 +420,7 @@ print(v2.version)
     assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods] == [0]  # followed, not restarted
 
 
-def test_build_and_start_again_reuse_the_cache(cluster: dict):
+def test_a_second_build_builds_nothing_and_a_second_start_keeps_the_running_cluster(cluster: dict):
     done = subprocess.run([str(HERE / "build.sh")], capture_output=True, text=True, check=True)
     assert "building" not in done.stderr and "fetching" not in done.stderr, done.stderr
     pids = kube.host_state()["processes"]
