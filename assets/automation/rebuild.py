@@ -167,8 +167,8 @@ class Record:
         alias = (self.graph.get(source).metadata or {}).get(ALIAS_METADATA) if self.graph.has(source) else None
         if alias is None:
             return reason
-        before = built.inputs.get(reason.subject)
-        moved = f"moved v{before} → v{self.data_version(source)}" if before else f"is v{self.data_version(source)}"
+        before, now = (_held_by(v) for v in (built.inputs.get(reason.subject), self.data_version(source)))
+        moved = f"moved {before} → {now}" if before else f"is {now}"
         return Reason(Why.ALIAS_MOVED, f"{alias} {moved}")
 
     def lost(self, key: dg.AssetKey, stores: StoredOutputs | None) -> str | None:
@@ -270,3 +270,10 @@ def rebuild_condition(stores: StoredOutputs | None = None) -> dg.AutomationCondi
 def requested(result: Any, keys: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:
     """The keys of ``keys`` an evaluation result requests, in the given order."""
     return [key for key in keys if result.get_num_requested(key)]
+
+
+def _held_by(version: str | None) -> str | None:
+    """An alias source's data version as words: ``v3``, or ``no version`` (``none``: nothing holds it)."""
+    if version is None:
+        return None
+    return "no version" if version == "none" else f"v{version}"

@@ -36,7 +36,7 @@ def unsettled(instance: Any) -> list[str]:
     return list(json.loads(cursor_values(instance, {UNSETTLED}).get(UNSETTLED) or "[]"))
 
 
-def keep_unsettled(instance: Any, names: list[str]) -> None:
+def keep_unsettled(instance: Any, names: list[str], forgotten: frozenset[str] | set[str] = frozenset()) -> None:
     """Record ``names`` as the models left to settle (replacing the list), and say so in the UI.
 
     The list only tells `slipway run` which models to settle; each change is also an observation
@@ -46,7 +46,9 @@ def keep_unsettled(instance: Any, names: list[str]) -> None:
     if set(names) == before:
         return
     set_cursor_values(instance, {UNSETTLED: json.dumps(sorted(set(names)))})
-    said = {name: LEFT for name in set(names) - before} | {name: SETTLED for name in before - set(names)}
+    # ``forgotten``: models no longer in the code location, dropped from the list but not settled.
+    settled = before - set(names) - set(forgotten)
+    said = {name: LEFT for name in set(names) - before} | dict.fromkeys(settled, SETTLED)
     for name, description in sorted(said.items()):
         instance.report_runless_asset_event(
             dg.AssetObservation(asset_key=dg.AssetKey.from_user_string(name), description=description)

@@ -54,4 +54,7 @@ def settle(engine: Any, keys: set[dg.AssetKey], keep: set[dg.AssetKey] | None = 
         for name in previous
         if name not in handled and dg.AssetKey.from_user_string(name) in engine.graph.materializable_asset_keys
     }
-    recovery.keep_unsettled(engine.instance, sorted({k.to_user_string() for k in left} | kept))
+    forgotten = {
+        name for name in previous if dg.AssetKey.from_user_string(name) not in engine.graph.materializable_asset_keys
+    }
+    recovery.keep_unsettled(engine.instance, sorted({k.to_user_string() for k in left} | kept), forgotten)

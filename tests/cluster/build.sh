@@ -29,11 +29,13 @@ deb-src http://deb.debian.org/debian-security bookworm-security main
 deb-src http://deb.debian.org/debian bookworm-updates main
 LIST
   apt_private=(-o "Dir::Etc::SourceList=$K/apt/sources.list" -o "Dir::Etc::SourceParts=/nonexistent"
-               -o "Dir::State::Lists=$K/apt/lists" -o "Dir::Cache=$K/apt/cache")
+               -o "Dir::State::Lists=$K/apt/lists" -o "Dir::Cache=$K/apt/cache"
+               -o "APT::Update::Post-Invoke::=" -o "APT::Update::Post-Invoke-Success::=")
   apt-get -q "${apt_private[@]}" update >&2
   rm -rf "$K/src" && mkdir -p "$K/src"
   # Downloads the .dsc and tarballs, then dpkg-source unpacks and applies debian/patches in order.
   (cd "$K/src" && apt-get -q "${apt_private[@]}" source kubernetes >&2)
+  rm -f "$K"/stamp.reflect2 "$K"/stamp.openapi "$K"/stamp.kube*  # a new tree is patched and built anew
   touch "$K/stamp.source"
 fi
 TREE="$(find "$K/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)"
