@@ -54,6 +54,7 @@ def step_overheads(run_id: str) -> list[float]:
 
 def local(orchestrator: str, home: Path) -> float:
     """Seconds of one `slipway run` (``--force`` after the first) on the local stack with ``orchestrator``."""
+    home.mkdir(parents=True, exist_ok=True)
     stack = home / "stack.yaml"
     fields = yaml.safe_load((REPO / "stacks" / "local.yaml").read_text())
     fields["orchestrator"] = {"type": orchestrator}
@@ -86,7 +87,7 @@ def main() -> None:
             [str(REPO / "tests" / "cluster" / "image.sh"), "--load"], check=True, capture_output=True, text=True
         ).stdout.strip()
         with tempfile.TemporaryDirectory() as tmp:
-            release = conftest.install(image, "slipway-bench", Path(tmp))
+            release = conftest.install(image, f"slipway-bench-{os.getpid()}", Path(tmp))
             if isinstance(release, str):
                 raise SystemExit(release)
             times: dict[str, list[float]] = {"cluster": [], "multiprocess": [], "in_process": []}
