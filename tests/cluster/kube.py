@@ -705,12 +705,7 @@ def external_services(namespace: str) -> None:
                 },
             ],
         }
-        applied = subprocess.run(
-            in_ns(kubectl_binary(), f"--kubeconfig={RUN / 'admin.kubeconfig'}", "apply", "-f", "-"),
-            input=json.dumps(manifest), capture_output=True, text=True,
-        )  # fmt: skip
-        if applied.returncode:
-            raise SystemExit(applied.stderr)
+        apply(manifest)
 
 
 def _node_ready() -> bool:

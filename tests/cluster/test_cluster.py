@@ -62,17 +62,8 @@ def _job(
             },
         },
     }
-    subprocess.run(
-        kube.in_ns(kube.kubectl_binary(), f"--kubeconfig={kube.RUN / 'admin.kubeconfig'}", "apply", "-f", "-"),
-        input=json.dumps(job), check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        status = release.json(f"job/{name}").get("status", {})
-        if status.get("succeeded") or status.get("failed"):
-            return release.json(f"job/{name}")
-        time.sleep(1)
-    pytest.fail(f"job {name} did not finish: {release.kubectl('describe', f'job/{name}', check=False).stdout}")
+    kube.apply(job)
+    return _wait_for_job(release, name, seconds=180)
 
 
 def test_the_image_runs_as_its_user_with_a_read_only_root(release: Release, image: str):
@@ -192,7 +183,7 @@ def _launcher_account(namespace: str) -> None:
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": rules},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta, "subjects": subject, "roleRef": role_ref},
     ]:  # fmt: skip
-        _apply(manifest)
+        kube.apply(manifest)
 
 
 def launcher_instance(namespace: str) -> dict:
@@ -302,7 +293,7 @@ def test_one_verb_fewer_in_the_role_breaks_the_launch(release: Release, launched
             rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
     for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
         narrowed["metadata"].pop(field, None)
-    _apply(narrowed)
+    kube.apply(narrowed)
     try:
         run_id = launch(release)
         run_job = _wait_for_job(release, f"dagster-run-{run_id}", seconds=900)
@@ -318,11 +309,7 @@ def test_one_verb_fewer_in_the_role_breaks_the_launch(release: Release, launched
         restored = json.loads(json.dumps(original))
         for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
             restored["metadata"].pop(field, None)
-        _apply(restored)
-
-
-def _apply(manifest: dict) -> None:
-    kube.apply(manifest)
+        kube.apply(restored)
 
 
 def test_a_second_slipway_run_from_the_host_reuses_what_the_cluster_built(
