@@ -16,7 +16,10 @@ these functions, never ``dagster._…`` itself (``stacks/dagster_storage.py`` an
   and, to read it, :func:`held`, :func:`label`, :func:`parts`, :func:`entity` and
   :func:`evaluation_metadata`;
 - :func:`failed_checks`: the latest execution of asset checks (``event_log_storage``);
-- :func:`pool_holders` / :func:`free_pool_slots`: concurrency pool slots (``event_log_storage``).
+- :func:`pool_holders` / :func:`free_pool_slots`: concurrency pool slots (``event_log_storage``);
+- :func:`wrap_step_handler` / :func:`unhealthy_step`: the step handler of a step-delegating
+  executor (``StepDelegatingExecutor._step_handler``) and the result its health check returns
+  (``CheckStepHealthResult``), to watch dagster-k8s's step pods start (``stacks/k8s_steps.py``).
 """
 
 from __future__ import annotations
@@ -100,3 +103,20 @@ def pool_holders(instance: Any, prefix: str) -> set[str]:
 def free_pool_slots(instance: Any, run_id: str) -> None:
     """Free every concurrency pool slot run ``run_id`` holds."""
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+def wrap_step_handler(executor: Any, wrap: Any) -> Any:
+    """Replace the step handler of ``executor`` (a ``StepDelegatingExecutor``) by ``wrap(handler)``."""
+    from dagster._core.executor.step_delegating import StepDelegatingExecutor
+
+    if not isinstance(executor, StepDelegatingExecutor):
+        raise TypeError(f"{type(executor).__name__} does not delegate its steps to a step handler")
+    executor._step_handler = wrap(executor._step_handler)
+    return executor
+
+
+def unhealthy_step(reason: str) -> Any:
+    """What a step handler's health check returns for a step that will not finish: ``reason``."""
+    from dagster._core.executor.step_delegating.step_handler.base import CheckStepHealthResult
+
+    return CheckStepHealthResult.unhealthy(reason=reason)

@@ -81,6 +81,16 @@ class K8sJobOrchestrator(Component):
     retries: Literal["enabled", "disabled"] = Field(
         default="disabled", description="Dagster's step retries (op retry policies)."
     )
+    pod_start_timeout: int = Field(
+        default=120,
+        ge=10,
+        le=86400,
+        description=(
+            "Seconds a step pod may stay unable to start (an image that cannot be pulled, a missing"
+            " Secret, no node with room) before its step fails naming why; pulling and scheduling"
+            " themselves are never cut short."
+        ),
+    )
 
     def executor_config(self) -> dict[str, Any]:
         """The config of dagster-k8s's ``k8s_job_executor``."""
@@ -94,10 +104,10 @@ class K8sJobOrchestrator(Component):
         return config
 
     def executor(self) -> Any:
-        """The Dagster executor (dagster-k8s, imported only here)."""
-        from dagster_k8s import k8s_job_executor
+        """The Dagster executor: dagster-k8s's, watching its step pods start (stacks/k8s_steps.py)."""
+        from stacks.k8s_steps import executor
 
-        return k8s_job_executor.configured(self.executor_config(), name="k8s_job")
+        return executor(self.executor_config(), self.pod_start_timeout)
 
     def launch(self, run: Any) -> Any:
         """Not from `slipway run`: the Dagster deployment launches (its UI, sensors, `dagster job launch`)."""

@@ -137,3 +137,31 @@ def _all(evaluation):
     for part in dagster_private.parts(evaluation):
         yield part
         yield from _all(part)
+
+
+def test_a_step_delegating_executor_s_handler_can_be_wrapped_and_a_step_found_unhealthy(tmp_path):
+    """dagster-k8s's executor, created as a run creates it, gets the wrapper as its step handler."""
+    from dagster._core.executor.init import InitExecutorContext
+
+    from stacks.k8s_steps import PodStartWatch, executor
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    definition = executor({"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}, 30)
+    job = dagster_private.reconstructable_job("definitions.definitions", "defs", "__ASSET_JOB")
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = InitExecutorContext(
+            job=job, executor_def=definition, executor_config=definition.apply_config_mapping({}).value["config"],
+            instance=instance,
+        )  # fmt: skip
+        created = definition.executor_creation_fn(context)
+    handler = created._step_handler
+    assert isinstance(handler, PodStartWatch) and handler.name == "K8sStepHandler"
+    result = dagster_private.unhealthy_step("step pod p cannot start: x")
+    assert (result.is_healthy, result.unhealthy_reason) == (False, "step pod p cannot start: x")
+    with pytest.raises(TypeError, match="does not delegate"):
+        dagster_private.wrap_step_handler(object(), lambda h: h)
