@@ -147,8 +147,9 @@ def launched(release: Release) -> dict:
     return {"run_id": run_id, "run_job": run_job, "seconds": time.monotonic() - started}
 
 
-def launch(release: Release) -> str:
-    """Launch every asset of the code location through Dagster's K8sRunLauncher, from a pod; the run's ID."""
+def launch(release: Release, ops: str | None = None) -> str:
+    """Launch every asset of the code location (or the ``ops`` selection) through Dagster's
+    K8sRunLauncher, from a pod; the run's ID."""
     run_id = str(uuid.uuid4())
     if release.kubectl("get", "configmap/dagster-instance", check=False).returncode:
         instance = launcher_instance(release.namespace)
@@ -163,7 +164,7 @@ def launch(release: Release) -> str:
     password = {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}
     done = _job(
         release, f"launch-{run_id[:8]}", "", release.values["image"]["repository"] + ":" + release.values["image"]["tag"],
-        command=[*command, "--run-id", run_id],
+        command=[*command, "--run-id", run_id, *(["-o", ops] if ops else [])],
         env=[{"name": "DAGSTER_HOME", "value": home}, {"name": "DAGSTER_PG_PASSWORD", "valueFrom": password}],
         volumeMounts=[{"name": "instance", "mountPath": home}],
         service_account="launcher", volumes=[{"name": "instance", "configMap": {"name": "dagster-instance"}}],
@@ -405,6 +406,130 @@ print(v2.version)
     assert answered == "2"
     pods = release.json("pods", "-l", "app.kubernetes.io/component=serve")["items"]
     assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods] == [0]  # followed, not restarted
+
+
+def _step_failures(run_id: str) -> list[dict]:
+    """The errors of the run's failed steps, as Dagster recorded them (message, class)."""
+    rows = kube.psql(
+        f"select event from event_logs where dagster_event_type = 'STEP_FAILURE' and run_id = '{run_id}'", "dagster"
+    ).stdout.split("\n")
+    events = [json.loads(row) for row in rows if row.strip()]
+    return [e["dagster_event"]["event_specific_data"]["error"] for e in events]
+
+
+def _upgrade(release: Release, *settings: str) -> None:
+    """`helm upgrade --reuse-values --set …`, waited for (the code server restarts on a new stack)."""
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    upgraded = kube.helm(
+        "upgrade", RELEASE, CHART, "-n", release.namespace, "--reuse-values", *sets, "--wait", "--timeout", "5m"
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+
+
+def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(release: Release, launched: dict):
+    """Step pods told to pull an image no registry serves (the image is only in the node's
+    store): the step fails naming the image once pod_start_timeout passed, instead of the run
+    waiting for ever, and its Job is gone."""
+    image = release.values["image"]["repository"] + ":" + release.values["image"]["tag"]
+    _upgrade(release, "stack.orchestrator.image_pull_policy=Always", "stack.orchestrator.pod_start_timeout=10")
+    try:
+        run_id = launch(release, ops="churn__customers")
+        _wait_for_job(release, f"dagster-run-{run_id}", seconds=600)
+        assert _run_status(run_id) == "FAILURE"
+        (error,) = _step_failures(run_id)
+        line = error["message"].strip()
+        assert "\n" not in line, line
+        assert re.search(
+            rf"step pod dagster-step-\S+ cannot start: image {re.escape(image)} cannot be pulled \((ErrImagePull|ImagePullBackOff): ",
+            line,
+        ), line
+        steps = release.json("jobs", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")
+        assert steps["items"] == []  # deleted: it will not start later on its own
+    finally:
+        _upgrade(
+            release, "stack.orchestrator.image_pull_policy=IfNotPresent", "stack.orchestrator.pod_start_timeout=120"
+        )
+
+
+def test_mlflow_unreachable_from_a_step_fails_it_in_one_line_naming_the_endpoint(release: Release, launched: dict):
+    """The MLflow server scaled to zero: the training step's error is Slipway's one line, naming
+    the server and no secret, and the run fails instead of hanging."""
+    release.kubectl("scale", f"deployment/{RELEASE}-mlflow", "--replicas=0")
+    release.kubectl(
+        "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=mlflow", "--timeout=120s", check=False
+    )
+    try:
+        run_id = launch(release, ops="churn__churn_classifier")
+        _wait_for_job(release, f"dagster-run-{run_id}", seconds=900)
+        assert _run_status(run_id) == "FAILURE"
+        (error,) = _step_failures(run_id)
+        # Dagster wraps what an asset raises once (its UI shows both); the cause is Slipway's error.
+        cause = error["cause"]
+        lines = cause["message"].strip().splitlines()
+        assert cause["cls_name"] == "ResourceError" and len(lines) == 1, cause["message"]
+        assert f"http://{RELEASE}-mlflow:5000" in lines[0], lines[0]
+        for secret in release.passwords.values():
+            assert secret not in json.dumps(error)
+    finally:
+        release.kubectl("scale", f"deployment/{RELEASE}-mlflow", "--replicas=1")
+        release.kubectl("rollout", "status", f"deployment/{RELEASE}-mlflow", "--timeout=300s")
+
+
+def _mlflow_runs(dagster_run_id: str) -> list[tuple[str, str]]:
+    """(MLflow run ID, status) of the MLflow runs a Dagster run started."""
+    rows = kube.psql(
+        "select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid"
+        f" where t.key = 'slipway.dagster_run_id' and t.value = '{dagster_run_id}'",
+        "mlflow",
+    ).stdout.split()
+    return [tuple(row.split("|")) for row in rows]  # type: ignore[misc]
+
+
+def test_a_step_pod_killed_mid_training_leaves_nothing_undecided_after_the_next_run(release: Release, launched: dict):
+    """The training's container is killed (SIGKILL, as the OOM killer does) once its MLflow run
+    is open; the run fails, and the model's next training settles what the killed one left:
+    its MLflow run FAILED, any version it registered abandoned, the alias on a recorded version."""
+    run_id = launch(release, ops="churn__churn_classifier")
+    selector = f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker"
+    killed_open = False
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        pods = release.json("pods", "-l", selector)["items"]
+        statuses = [p["status"].get("containerStatuses") or [{}] for p in pods]
+        running = [s[0] for s in statuses if "running" in s[0].get("state", {})]
+        if any("terminated" in s[0].get("state", {}) for s in statuses):
+            break  # finished before its MLflow run was seen open: killed below at no point
+        if running and any(status == "RUNNING" for _, status in _mlflow_runs(run_id)):
+            container = running[0]["containerID"].split("://", 1)[1]
+            kube.ctr("tasks", "kill", "--signal", "SIGKILL", container, check=True, capture_output=True)
+            killed_open = True
+            break
+        time.sleep(0.2)
+    assert killed_open, "the training finished before its MLflow run was seen open: nothing was killed"
+    _wait_for_job(release, f"dagster-run-{run_id}", seconds=600)
+    assert _run_status(run_id) == "FAILURE"
+    (pod,) = release.json("pods", "-l", selector)["items"]
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+
+    again = launch(release, ops="churn__churn_classifier")
+    _wait_for_job(release, f"dagster-run-{again}", seconds=900)
+    assert _run_status(again) == "SUCCESS"
+    assert [status for _, status in _mlflow_runs(run_id)] == ["FAILED"]
+    ((killed_run, _),) = _mlflow_runs(run_id)
+    versions = kube.psql(
+        f"select version from model_versions where name = '{SERVED}' and run_id = '{killed_run}'", "mlflow"
+    ).stdout.split()
+    for version in versions:
+        abandoned = kube.psql(
+            f"select value from model_version_tags where name = '{SERVED}' and version = {version}"
+            " and key = 'slipway.abandoned'",
+            "mlflow",
+        ).stdout.strip()
+        assert abandoned, f"v{version} of the killed training is neither recorded nor abandoned"
+    alias = kube.psql(
+        f"select version from registered_model_aliases where name = '{SERVED}' and alias = 'champion'", "mlflow"
+    ).stdout.strip()
+    assert alias and alias not in versions
 
 
 def test_a_second_build_builds_nothing_and_a_second_start_keeps_the_running_cluster(cluster: dict):
