@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.model import champion, pins
 from assets.model.pins import ALIAS_CHECK, CHAMPION_CHECK
-from assets.spec.schema import Model
+from assets.spec.model_spec import Model
 from resources.alerts import Alerter
 from resources.errors import SlipwayError
 from resources.registry import ModelRegistry

@@ -17,8 +17,8 @@ from assets.model.pins import ALIAS_CHECK, CHAMPION_CHECK, PROMOTE_METADATA
 from assets.spec import compute
 from assets.spec.graph import REFS_METADATA, model_edges
 from assets.spec.lineage import git_state, lock_hash, slipway_version
+from assets.spec.model_spec import Model
 from assets.spec.policy import policy_metadata
-from assets.spec.schema import Model
 from assets.spec.tags import REASON_TAG, SERVE_METADATA, TRIGGER_TAG
 from assets.spec.versions import code_files, code_version, frame_version
 from resources.alerts import Alerter

@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from assets.spec.schema import Promote
+from assets.spec.model_spec import Promote
 from resources.alerts import Alert
 from resources.dagster_private import cursor_values, set_cursor_values
 from resources.registry import ABANDONED_TAG, NO_ALIASES, AliasState, ModelRegistry

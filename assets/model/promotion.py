@@ -25,7 +25,7 @@ from assets.model.champion import Comparison
 from assets.model.pins import pinned_to
 from assets.model.recovery import replaces_tag
 from assets.spec.metrics import beats
-from assets.spec.schema import Promote, parse_gate
+from assets.spec.model_spec import Promote, parse_gate
 from resources.registry import TURN_SECONDS, ModelRegistry
 
 CHALLENGER = "challenger"

@@ -13,7 +13,7 @@ import dagster as dg
 from assets.data import progress
 from assets.model import champion, promotion, recovery, training
 from assets.spec.graph import key_of
-from assets.spec.schema import Model
+from assets.spec.model_spec import Model
 from resources.artifacts import ModelRef
 from resources.registry import ModelRegistry
 from resources.tracker import ExperimentTracker, TrackedRun

@@ -19,7 +19,7 @@ from typing import Any
 
 from assets.spec import metrics as metric_defs
 from assets.spec.imports import ESTIMATOR, resolve
-from assets.spec.schema import Model
+from assets.spec.model_spec import Model
 from resources.errors import DataError, DefinitionError
 
 SPLIT_SCHEME = "row-hash-v1"

@@ -31,7 +31,7 @@ from assets.model.model_asset import registered_name
 from assets.serve.traffic import traffic_key, traffic_version
 from assets.spec.graph import key_of
 from assets.spec.lineage import git_state
-from assets.spec.schema import Model
+from assets.spec.model_spec import Model
 from assets.spec.scoring import Prediction, alias_of, alias_source_name
 from assets.spec.tags import ALIAS_METADATA, DATA_VERSION_TAG, PREDICTIONS_METADATA, SERVED_METADATA
 from assets.spec.versions import code_version, combine

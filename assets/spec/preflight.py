@@ -24,8 +24,9 @@ from pathlib import Path
 from assets.spec.imports import FUNCTION, resolve
 from assets.spec.loader import LoadedPipeline
 from assets.spec.metrics import suggest
+from assets.spec.model_spec import Model
 from assets.spec.paths import file_format, source_files
-from assets.spec.schema import Dataset, Model
+from assets.spec.schema import Dataset
 from assets.spec.signatures import estimator_signature
 from resources.errors import DataError, DefinitionError, did_you_mean
 

@@ -12,7 +12,7 @@ import pytest
 from assets.model.champion import Comparison
 from assets.model.promotion import CHALLENGER, Decision, decide, evaluate_gates, primary_metric
 from assets.spec.imports import ESTIMATOR, is_allowed, resolve
-from assets.spec.schema import Promote
+from assets.spec.model_spec import Promote
 from resources.drift import StatisticalDriftDetector
 from resources.errors import DefinitionError
 

@@ -362,7 +362,7 @@ def test_a_stack_file_that_is_not_text_is_one_line(repo: Path, capsys) -> None: 
 def test_reserved_alias_names_are_refused() -> None:
     from pydantic import ValidationError
 
-    from assets.spec.schema import Promote
+    from assets.spec.model_spec import Promote
 
     for alias in ("latest", "v2"):
         with pytest.raises(ValidationError, match="reserved"):

@@ -37,7 +37,7 @@ def test_a_duplicate_key_is_an_error_with_both_lines(tmp_path):
 
 def test_an_infinite_metric_fails_its_gate_and_never_promotes():
     from assets.model.promotion import decide, evaluate_gates
-    from assets.spec.schema import Promote
+    from assets.spec.model_spec import Promote
 
     promote = Promote(gates={"rmse": ">= 0"})
     (gate,) = evaluate_gates(promote, {"rmse": float("inf")})

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from assets.spec.schema import Split
+from assets.spec.model_spec import Split
 from definitions.cli.validate import validate
 from resources.errors import DefinitionError
 
