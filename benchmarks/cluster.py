@@ -12,7 +12,14 @@ Each repeat, alternating:
   - in_process:   the same with every step in the calling process (the local stack's default).
 Per step pod: the time from the run pod asking for the Job (``STEP_WORKER_STARTING``) to the step
 starting inside its pod (``STEP_START``: the pod scheduled, the container started, Python imports
-and the instance connection done), read from Dagster's event log. Prints medians.
+and the instance connection done), read from Dagster's event log, split by the pod's own record
+(creation, ``PodScheduled``, the container's ``startedAt``; the API gives whole seconds):
+  - job -> pod:      the Job controller creating the pod;
+  - pod -> node:     the scheduler binding it;
+  - node -> started: sandbox, network (CNI) and container start (the image is on the node: no pull);
+  - started -> step: the step process: Python, imports, loading the code location, the instance.
+The last is split once more by a pod of the same image and settings that times each part itself
+(``inside_pod``). Prints medians.
 """
 
 from __future__ import annotations
@@ -50,6 +57,85 @@ def step_overheads(run_id: str) -> list[float]:
         step, kind, at = row.split("|")
         starts.setdefault(step, {})[kind] = float(at)
     return [s["STEP_START"] - s["STEP_WORKER_STARTING"] for s in starts.values() if len(s) == 2]
+
+
+def _at(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def pod_phases(release: conftest.Release, run_id: str) -> list[dict[str, float]]:
+    """Per step of ``run_id``: seconds in each phase from the Job asked for to the step started."""
+    rows = kube.psql(
+        "select step_key, dagster_event_type, extract(epoch from timestamp) from event_logs"
+        f" where run_id = '{run_id}' and dagster_event_type in ('STEP_WORKER_STARTING', 'STEP_START')",
+        "dagster",
+    ).stdout.split()
+    events: dict[str, dict[str, float]] = {}
+    for row in rows:
+        step, kind, at = row.split("|")
+        events.setdefault(step, {})[kind] = float(at)
+    pods = release.json("pods", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")["items"]
+    phases = []
+    for pod in pods:
+        step = events.get(pod["metadata"]["labels"]["dagster/op"], {})
+        scheduled = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+        state = pod["status"]["containerStatuses"][0]["state"]
+        started = (state.get("terminated") or state.get("running") or {}).get("startedAt")
+        if len(step) < 2 or not started:
+            continue
+        created, bound, running = (
+            _at(pod["metadata"]["creationTimestamp"]),
+            _at(scheduled["lastTransitionTime"]),
+            _at(started),
+        )
+        phases.append({
+            "job -> pod": created - step["STEP_WORKER_STARTING"],
+            "pod -> node": bound - created,
+            "node -> started": running - bound,
+            "started -> step": step["STEP_START"] - running,
+        })  # fmt: skip
+    return phases
+
+
+INSIDE = """
+import json, time
+t0 = time.perf_counter()
+import dagster
+t1 = time.perf_counter()
+import definitions.definitions as location
+location.build_definitions().get_repository_def()
+t2 = time.perf_counter()
+instance = dagster.DagsterInstance.get()
+instance.get_runs(limit=1)
+t3 = time.perf_counter()
+print(json.dumps({"import dagster": t1 - t0, "load the code location": t2 - t1, "instance + first query": t3 - t2}))
+"""
+
+
+def inside_pod(release: conftest.Release, image: str, name: str) -> dict[str, float]:
+    """A pod as a step pod is (the code server's env, volumes and instance), timing each part itself."""
+    deployment = release.json(f"deployment/{conftest.RELEASE}-code-server")["spec"]["template"]["spec"]
+    (server,) = deployment["containers"]
+    home = "/opt/dagster/dagster_home"
+    env = [e for e in server.get("env", []) if e["name"] != "DAGSTER_HOME"]
+    env += [{"name": "DAGSTER_HOME", "value": home}]
+    env += [
+        {
+            "name": "DAGSTER_PG_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}},
+        }
+    ]
+    mounts = [*server.get("volumeMounts", []), {"name": "instance", "mountPath": home}]
+    volumes = [*deployment.get("volumes", []), {"name": "instance", "configMap": {"name": "dagster-instance"}}]
+    done = test_cluster._job(
+        release, name, INSIDE, image, env=env, envFrom=server.get("envFrom", []), volumeMounts=mounts, volumes=volumes
+    )
+    logs = release.kubectl("logs", f"job/{name}").stdout.strip().splitlines()
+    if done["status"].get("succeeded") != 1:
+        raise SystemExit(f"the timing pod failed: {logs[-20:]}")
+    return json.loads(logs[-1])
 
 
 def local(orchestrator: str, home: Path) -> float:
@@ -92,6 +178,8 @@ def main() -> None:
                 raise SystemExit(release)
             times: dict[str, list[float]] = {"cluster": [], "multiprocess": [], "in_process": []}
             overheads: list[float] = []
+            phases: list[dict[str, float]] = []
+            inside: list[dict[str, float]] = []
             for name in ("multiprocess", "in_process"):
                 local(name, Path(tmp) / name)  # the first (cold) run: every later one is --force
             for _ in range(args.repeats):
@@ -100,6 +188,8 @@ def main() -> None:
                 test_cluster._wait_for_job(release, f"dagster-run-{run_id}", seconds=1800)
                 times["cluster"].append(time.perf_counter() - started)
                 overheads += step_overheads(run_id)
+                phases += pod_phases(release, run_id)
+                inside.append(inside_pod(release, image, f"inside-{run_id[:8]}"))
                 for name in ("multiprocess", "in_process"):
                     times[name].append(local(name, Path(tmp) / name))
     finally:
@@ -112,7 +202,13 @@ def main() -> None:
         f"per step pod (Job asked -> step started in its pod): median {statistics.median(overheads):.1f} s,"
         f" p90 {sorted(overheads)[int(0.9 * len(overheads))]:.1f} s over {len(overheads)} steps"
     )
-    print(json.dumps({"times": times, "step_overheads": overheads}))
+    print("where it goes (medians per step pod; the pod's record has whole seconds):")
+    for phase in phases[0] if phases else []:
+        print(f"  {phase:18} {statistics.median(p[phase] for p in phases):5.1f} s")
+    print("inside the step pod's Python (a pod of the same image and settings, timing itself):")
+    for part in inside[0] if inside else []:
+        print(f"  {part:24} {statistics.median(i[part] for i in inside):5.2f} s")
+    print(json.dumps({"times": times, "step_overheads": overheads, "phases": phases, "inside": inside}))
 
 
 if __name__ == "__main__":
