@@ -408,6 +408,29 @@ print(v2.version)
     assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods] == [0]  # followed, not restarted
 
 
+def test_a_value_the_cluster_would_refuse_fails_helm_install_naming_the_value(release: Release, tmp_path: Path):
+    """A request above its limit passes the schema; the API server would refuse the Deployment
+    naming its own field. The install fails naming the value, and nothing is created."""
+    namespace = f"slipway-bad-{uuid.uuid4().hex[:6]}"
+    kube.kubectl("create", "namespace", namespace)
+    try:
+        values_file = tmp_path / "values.json"
+        values_file.write_text(json.dumps(release.values))
+        sets = ["codeServer.resources.requests.memory=4Gi", "codeServer.resources.limits.memory=1Gi"]
+        installed = kube.helm(
+            "install", RELEASE, CHART, "-n", namespace, "-f", values_file, *[a for s in sets for a in ("--set", s)],
+            "--wait", "--timeout", "2m",
+        )  # fmt: skip
+        assert installed.returncode != 0
+        assert (
+            "codeServer.resources.requests.memory: 4Gi is above codeServer.resources.limits.memory" in installed.stderr
+        )
+        made = kube.kubectl("-n", namespace, "get", "all,configmaps,roles,serviceaccounts", "-o", "name").stdout.split()
+        assert [m for m in made if "slipway" in m] == []
+    finally:
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
 def _step_failures(run_id: str) -> list[dict]:
     """The errors of the run's failed steps, as Dagster recorded them (message, class)."""
     rows = kube.psql(

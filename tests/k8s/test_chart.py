@@ -187,6 +187,23 @@ TEMPLATE_CHECKS = {
         ["--skip-schema-validation", "--set", "secrets.postgres.name="],
         "secrets.postgres.name: stack.instance.storage is postgres; name the existing Secret holding its password",
     ),
+    # A request above its limit passes the schema; a 1.20 API server refused it naming the
+    # Deployment's field (spec.template.spec.containers[0].resources.requests), not the value.
+    "request above limit": (
+        ["--set", "codeServer.resources.requests.memory=4Gi", "--set", "codeServer.resources.limits.memory=1Gi"],
+        "codeServer.resources.requests.memory: 4Gi is above codeServer.resources.limits.memory (1Gi)",
+    ),
+    "cpu request above limit": (
+        ["--set", "runPods.resources.requests.cpu=1500m", "--set", "runPods.resources.limits.cpu=1"],
+        "runPods.resources.requests.cpu: 1500m is above runPods.resources.limits.cpu (1)",
+    ),
+    "served request above limit": (
+        [
+            "--set-json",
+            'servedModels=[{"name": "a.b", "resources": {"requests": {"cpu": "1", "memory": "2G"}, "limits": {"memory": "1Gi"}}}]',
+        ],
+        "servedModels[0].resources.requests.memory: 2G is above servedModels[0].resources.limits.memory (1Gi)",
+    ),
 }
 
 
@@ -195,6 +212,14 @@ def test_the_templates_check_what_the_schema_cannot(case: str):
     args, message = TEMPLATE_CHECKS[case]
     result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_equal_quantities_in_other_units_are_not_refused():
+    """1Gi = 1024Mi and 0.5 = 500m: a request equal to its limit, written otherwise, renders."""
+    sets = ["codeServer.resources.requests.memory=1Gi", "codeServer.resources.limits.memory=1024Mi",
+            "mlflow.resources.requests.cpu=0.5", "mlflow.resources.limits.cpu=500m"]  # fmt: skip
+    result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_models_refuse_a_stack_without_the_secret_it_reads():

@@ -120,6 +120,39 @@ the Secret it reads. They fail the render with the value's path, like the schema
 {{- fail (printf "stack.orchestrator.job_namespace: %q is not the release namespace %q, where the chart's Role lets run pods create step Jobs" . $.Release.Namespace) }}
 {{- end }}
 {{- end }}
+{{- include "slipway.checkResources" (list "codeServer" .Values.codeServer.resources) }}
+{{- include "slipway.checkResources" (list "runPods" .Values.runPods.resources) }}
+{{- include "slipway.checkResources" (list "mlflow" .Values.mlflow.resources) }}
+{{- range $i, $served := .Values.servedModels }}
+{{- include "slipway.checkResources" (list (printf "servedModels[%d]" $i) $served.resources) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A request above its limit: the API server refuses the pod ("must be less than or equal to …
+limit", naming the Deployment's field); here the render fails naming the value instead.
+Called with (list PATH RESOURCES).
+*/}}
+{{- define "slipway.checkResources" -}}
+{{- $path := index . 0 }}
+{{- $resources := index . 1 | default dict }}
+{{- $limits := $resources.limits | default dict }}
+{{- range $name, $request := $resources.requests | default dict }}
+{{- $limit := get $limits $name }}
+{{- if and (ne (toString $limit) "") (gt (include "slipway.quantity" $request | float64) (include "slipway.quantity" $limit | float64)) }}
+{{- fail (printf "%s.resources.requests.%s: %v is above %s.resources.limits.%s (%v); Kubernetes refuses a pod whose request exceeds its limit" $path $name $request $path $name $limit) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity (the schema's pattern: "500m", "2", "1.5Gi", "4G") in base units (cores, bytes).
+*/}}
+{{- define "slipway.quantity" -}}
+{{- $text := toString . }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text }}
+{{- $units := dict "" 1.0 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "E" 1000000000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 }}
+{{- mulf ($number | float64) (get $units (trimPrefix $number $text)) }}
 {{- end }}
 
 {{/*
