@@ -57,7 +57,9 @@ fi
 if ! "${podman[@]}" image exists "localhost/uv:$UV_VERSION"; then
   say "uv $UV_VERSION from its wheel"
   rm -rf "$K/uv" && mkdir -p "$K/uv/root"
-  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
+  # A Python with pip: under `uv run` (CI) python3 is the project's venv, which has none.
+  for python in python3 /usr/bin/python3; do "$python" -m pip --version >/dev/null 2>&1 && break; done
+  "$python" -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
     -d "$K/uv" "uv==$UV_VERSION"
   python3 -m zipfile -e "$K"/uv/uv-*.whl "$K/uv/wheel"
   install -m 755 "$K"/uv/wheel/uv-*.data/scripts/uv "$K/uv/root/uv"
