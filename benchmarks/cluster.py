@@ -119,14 +119,10 @@ def inside_pod(release: conftest.Release, image: str, name: str) -> dict[str, fl
     deployment = release.json(f"deployment/{conftest.RELEASE}-code-server")["spec"]["template"]["spec"]
     (server,) = deployment["containers"]
     home = "/opt/dagster/dagster_home"
-    env = [e for e in server.get("env", []) if e["name"] != "DAGSTER_HOME"]
-    env += [{"name": "DAGSTER_HOME", "value": home}]
-    env += [
-        {
-            "name": "DAGSTER_PG_PASSWORD",
-            "valueFrom": {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}},
-        }
-    ]
+    # The run's instance (step pods get it from the run: the launcher's dagster.yaml).
+    env = [e for e in server.get("env", []) if e["name"] not in ("DAGSTER_HOME", "DAGSTER_PG_PASSWORD")]
+    password = {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}
+    env += [{"name": "DAGSTER_HOME", "value": home}, {"name": "DAGSTER_PG_PASSWORD", "valueFrom": password}]
     mounts = [*server.get("volumeMounts", []), {"name": "instance", "mountPath": home}]
     volumes = [*deployment.get("volumes", []), {"name": "instance", "configMap": {"name": "dagster-instance"}}]
     done = test_cluster._job(

@@ -1,21 +1,25 @@
 """Step pods that cannot start: the step fails naming why, instead of the run waiting for ever.
 
 dagster-k8s's ``k8s_job_executor`` finds a step unhealthy only once its Job has *failed*. A pod
-whose image cannot be pulled, whose Secret or ConfigMap is missing, or that no node can take
-never fails its Job: it stays Pending, and the run with it. Here each health check (every 20 s,
-Dagster's step-delegating executor) also reads the step's pod; when it cannot start, the step
-fails with one line (``step pod dagster-step-… cannot start: image … cannot be pulled
-(ErrImagePull: …)``), and its Job is deleted so that the pod does not start later on its own.
+whose image cannot be pulled, whose Secret or ConfigMap is missing, or that the scheduler
+cannot place for a reason other than room never fails its Job: it stays Pending, and the run
+with it. Here each health check (every 20 s, Dagster's step-delegating executor) also reads the
+pods of the step Jobs this handler launched; when one has shown the same problem for
+``pod_start_timeout`` seconds, the step fails with one line (``step pod dagster-step-… cannot
+start: image … cannot be pulled (ErrImagePull: …)``) and its Job is deleted, so that the pod
+does not start later on its own.
 
-A pod that is still being scheduled or pulling its image is never cut short: only a waiting
-*error* (or ``Unschedulable``) that lasts ``pod_start_timeout`` seconds fails the step, since
-a registry or a cluster autoscaler may yet resolve it; a name that can never resolve
-(``InvalidImageName``, ``ErrImageNeverPull``) fails it at once.
+What is never cut short: a pod being scheduled or pulling its image (however long), a pod
+waiting for room (``Insufficient cpu``/``memory``: other steps or an autoscaler free it; a step
+larger than every node waits too, as with dagster-k8s alone), and a problem that clears. The
+time counts from when the problem was first seen, on this process's clock; a name that can
+never resolve (``InvalidImageName``, ``ErrImageNeverPull``) fails at the first look. A quota
+that refuses the pod leaves no pod to read: such a step still waits.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from resources.redact import redact
@@ -29,76 +33,104 @@ _MESSAGE = 300  # characters of the kubelet's or scheduler's message kept in the
 
 def _short(message: str | None) -> str:
     """The first line of ``message``, redacted and cut to a length a log line holds."""
-    line = redact((message or "").strip().splitlines()[0] if (message or "").strip() else "")
+    text = (message or "").strip()
+    line = redact(text.splitlines()[0]) if text else ""
     return line if len(line) <= _MESSAGE else line[: _MESSAGE - 1] + "…"
 
 
-def _age(pod: dict[str, Any], now: datetime) -> float:
-    created = pod.get("metadata", {}).get("creationTimestamp")
-    if not created:
-        return 0.0
-    return (now - datetime.fromisoformat(str(created).replace("Z", "+00:00"))).total_seconds()
+def _waiting_for_room(message: str) -> bool:
+    """True when every reason the scheduler gives is a lack of room ("1 Insufficient memory")."""
+    _, _, reasons = message.partition(":")
+    parts = [p.strip().rstrip(".") for p in reasons.split(",") if p.strip()]
+    return bool(parts) and all("Insufficient " in p or "Too many pods" in p for p in parts)
 
 
-def cannot_start(pod: dict[str, Any], timeout: float, now: datetime | None = None) -> str | None:
-    """Why ``pod`` (the API's JSON form) cannot start, in one line; ``None`` while it may yet.
+def problem(pod: dict[str, Any]) -> tuple[str, str, bool] | None:
+    """What keeps ``pod`` (the API's JSON form) from starting: ``(kind, line, at_once)``, or None.
 
-    ``timeout``: seconds a waiting error or an unschedulable pod is given to resolve itself.
+    ``kind`` groups what alternates (``ErrImagePull`` and ``ImagePullBackOff`` are one
+    problem); ``at_once`` is true when waiting cannot help.
     """
-    now = now or datetime.now(UTC)
     status = pod.get("status", {})
     if status.get("phase") not in (None, "Pending"):
         return None  # running or finished: the Job says how it ended
-    expired = _age(pod, now) >= timeout
     images = {c.get("name"): c.get("image") for c in pod.get("spec", {}).get("containers", [])}
     for container in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         message = _short(waiting.get("message"))
-        detail = f"{reason}: {message}" if message else reason
-        if reason in _IMAGE and (expired or reason in _AT_ONCE):
+        detail = f"{reason}: {message}" if message else str(reason)
+        if reason in _IMAGE:
             image = container.get("image") or images.get(container.get("name"), "?")
-            return f"image {image} cannot be pulled ({detail})"
-        if reason in _CONFIG and expired:
-            return f"its container cannot be created ({detail})"
+            return "image", f"image {image} cannot be pulled ({detail})", reason in _AT_ONCE
+        if reason in _CONFIG:
+            return "config", f"its container cannot be created ({detail})", False
     for condition in status.get("conditions", []):
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" and expired:
-            said = _short(condition.get("message")) or condition.get("reason") or "unschedulable"
-            return f"no node can take it ({said})"
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            said = _short(condition.get("message"))
+            if _waiting_for_room(said):
+                return None  # queueing for room, which running steps or an autoscaler free
+            return "unschedulable", f"no node can take it ({said or 'unschedulable'})", False
     return None
 
 
 class PodStartWatch:
     """dagster-k8s's step handler, whose health check also fails a step whose pod cannot start.
 
-    Everything else (launching, terminating, the handler's name) is the wrapped handler's.
+    Only the Jobs this handler launched are read (a resumed run's earlier Jobs are dagster-k8s's
+    alone). Everything else (terminating, the handler's name) is the wrapped handler's.
     """
 
-    def __init__(self, handler: Any, timeout: float) -> None:
+    def __init__(self, handler: Any, timeout: float, clock: Any = time.monotonic) -> None:
         self._handler = handler
         self._timeout = timeout
+        self._clock = clock
+        self._launched: set[str] = set()
+        self._first_seen: dict[tuple[str, str], float] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handler, name)
+
+    def launch_step(self, step_handler_context: Any) -> Any:
+        """dagster-k8s's launch, remembering the Job's name."""
+        self._launched.add(self._handler._get_k8s_step_job_name(step_handler_context))
+        yield from self._handler.launch_step(step_handler_context)
 
     def check_step_health(self, step_handler_context: Any) -> Any:
         """dagster-k8s's verdict on the step's Job; when healthy, whether its pod can start."""
         from resources.dagster_private import unhealthy_step
 
         result = self._handler.check_step_health(step_handler_context)
-        if not result.is_healthy:
-            return result
         handler = self._handler
-        job_name = handler._get_k8s_step_job_name(step_handler_context)
-        namespace = handler._get_container_context(step_handler_context).namespace
-        api = handler._api_client
-        pods = api.core_api.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-        for pod in pods:
-            why = cannot_start(api.core_api.api_client.sanitize_for_serialization(pod), self._timeout)
-            if why is not None:
-                # Gone, so that it does not start later on its own (an image pushed, a node added).
-                api.delete_job(job_name=job_name, namespace=namespace)
-                return unhealthy_step(f"step pod {pod.metadata.name} cannot start: {why}")
+        try:
+            job_name = handler._get_k8s_step_job_name(step_handler_context)
+            if not result.is_healthy or job_name not in self._launched:
+                return result
+            namespace = handler._get_container_context(step_handler_context).namespace
+            api = handler._api_client
+            pods = api.core_api.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
+            found = [(pod.metadata, problem(api.core_api.api_client.sanitize_for_serialization(pod))) for pod in pods]
+        except Exception:  # the API did not answer this time: dagster-k8s's verdict stands
+            return result
+        now = self._clock()
+        seen = set()
+        for metadata, stuck in found:
+            if stuck is None:
+                continue
+            kind, line, at_once = stuck
+            key = (str(metadata.uid), kind)
+            seen.add(key)
+            first = self._first_seen.setdefault(key, now)
+            if at_once or now - first >= self._timeout:
+                try:  # gone, so that it does not start later on its own (an image pushed, a fix)
+                    api.delete_job(job_name=job_name, namespace=namespace)
+                except Exception:
+                    pass  # the step fails all the same; the pod stays Pending
+                self._launched.discard(job_name)
+                return unhealthy_step(f"step pod {metadata.name} cannot start: {line}")
+        # A problem that cleared starts again from zero if it comes back.
+        for key in [k for k in self._first_seen if k[0] in {str(m.uid) for m, _ in found} and k not in seen]:
+            del self._first_seen[key]
         return result
 
 

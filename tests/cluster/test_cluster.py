@@ -508,27 +508,35 @@ def _mlflow_runs(dagster_run_id: str) -> list[tuple[str, str]]:
     return [tuple(row.split("|")) for row in rows]  # type: ignore[misc]
 
 
-def test_a_step_pod_killed_mid_training_leaves_nothing_undecided_after_the_next_run(release: Release, launched: dict):
-    """The training's container is killed (SIGKILL, as the OOM killer does) once its MLflow run
-    is open; the run fails, and the model's next training settles what the killed one left:
-    its MLflow run FAILED, any version it registered abandoned, the alias on a recorded version."""
-    run_id = launch(release, ops="churn__churn_classifier")
-    selector = f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker"
-    killed_open = False
+def _kill_once_its_mlflow_run_is_open(release: Release, run_id: str, selector: str) -> bool:
+    """SIGKILL the step's container once its MLflow run is seen open; False when it finished first."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         pods = release.json("pods", "-l", selector)["items"]
         statuses = [p["status"].get("containerStatuses") or [{}] for p in pods]
-        running = [s[0] for s in statuses if "running" in s[0].get("state", {})]
         if any("terminated" in s[0].get("state", {}) for s in statuses):
-            break  # finished before its MLflow run was seen open: killed below at no point
+            return False
+        running = [s[0] for s in statuses if "running" in s[0].get("state", {})]
         if running and any(status == "RUNNING" for _, status in _mlflow_runs(run_id)):
             container = running[0]["containerID"].split("://", 1)[1]
             kube.ctr("tasks", "kill", "--signal", "SIGKILL", container, check=True, capture_output=True)
-            killed_open = True
-            break
+            return True
         time.sleep(0.2)
-    assert killed_open, "the training finished before its MLflow run was seen open: nothing was killed"
+    pytest.fail(f"the training of run {run_id} neither opened its MLflow run nor ended in 600 s")
+
+
+def test_a_step_pod_killed_mid_training_leaves_nothing_undecided_after_the_next_run(release: Release, launched: dict):
+    """The training's container is killed (SIGKILL, as the OOM killer does) once its MLflow run
+    is open; the run fails, and the model's next training settles what the killed one left:
+    its MLflow run FAILED, any version it registered abandoned, the alias on a recorded version."""
+    for _attempt in range(3):  # a training that closes its MLflow run between two looks is launched again
+        run_id = launch(release, ops="churn__churn_classifier")
+        selector = f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker"
+        if _kill_once_its_mlflow_run_is_open(release, run_id, selector):
+            break
+        _wait_for_job(release, f"dagster-run-{run_id}", seconds=600)
+    else:
+        pytest.fail("three trainings closed their MLflow run between two looks: nothing was killed")
     _wait_for_job(release, f"dagster-run-{run_id}", seconds=600)
     assert _run_status(run_id) == "FAILURE"
     (pod,) = release.json("pods", "-l", selector)["items"]
@@ -537,12 +545,18 @@ def test_a_step_pod_killed_mid_training_leaves_nothing_undecided_after_the_next_
     again = launch(release, ops="churn__churn_classifier")
     _wait_for_job(release, f"dagster-run-{again}", seconds=900)
     assert _run_status(again) == "SUCCESS"
-    assert [status for _, status in _mlflow_runs(run_id)] == ["FAILED"]
-    ((killed_run, _),) = _mlflow_runs(run_id)
+    # The kill may land after Dagster recorded the version (then FINISHED, the version kept) or
+    # before (FAILED, every version it registered abandoned): never RUNNING, never undecided.
+    ((killed_run, status),) = _mlflow_runs(run_id)
+    recorded = kube.psql(
+        f"select count(*) from event_logs where run_id = '{run_id}' and dagster_event_type = 'ASSET_MATERIALIZATION'",
+        "dagster",
+    ).stdout.strip()
+    assert status == ("FINISHED" if recorded != "0" else "FAILED"), (status, recorded)
     versions = kube.psql(
         f"select version from model_versions where name = '{SERVED}' and run_id = '{killed_run}'", "mlflow"
     ).stdout.split()
-    for version in versions:
+    for version in versions if recorded == "0" else []:
         abandoned = kube.psql(
             f"select value from model_version_tags where name = '{SERVED}' and version = {version}"
             " and key = 'slipway.abandoned'",
@@ -552,7 +566,7 @@ def test_a_step_pod_killed_mid_training_leaves_nothing_undecided_after_the_next_
     alias = kube.psql(
         f"select version from registered_model_aliases where name = '{SERVED}' and alias = 'champion'", "mlflow"
     ).stdout.strip()
-    assert alias and alias not in versions
+    assert alias and (recorded != "0" or alias not in versions)
 
 
 def test_a_second_build_builds_nothing_and_a_second_start_keeps_the_running_cluster(cluster: dict):

@@ -197,6 +197,10 @@ TEMPLATE_CHECKS = {
         ["--set", "runPods.resources.requests.cpu=1500m", "--set", "runPods.resources.limits.cpu=1"],
         "runPods.resources.requests.cpu: 1500m is above runPods.resources.limits.cpu (1)",
     ),
+    "number above limit": (  # Helm holds a YAML number of a million or more as 3e+09
+        ["--set", "codeServer.resources.requests.memory=3000000000", "--set", "codeServer.resources.limits.memory=2Gi"],
+        "codeServer.resources.requests.memory: 3000000000 is above codeServer.resources.limits.memory (2Gi)",
+    ),
     "served request above limit": (
         [
             "--set-json",
@@ -214,12 +218,30 @@ def test_the_templates_check_what_the_schema_cannot(case: str):
     assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
-def test_equal_quantities_in_other_units_are_not_refused():
-    """1Gi = 1024Mi and 0.5 = 500m: a request equal to its limit, written otherwise, renders."""
+def test_requests_within_their_limits_in_other_units_or_as_numbers_render():
+    """1Gi = 1024Mi, 0.5 = 500m, 1Gi below 2147483648 (a number Helm holds as 2.147483648e+09),
+    and a served model's null limit (no limit) are not refused."""
     sets = ["codeServer.resources.requests.memory=1Gi", "codeServer.resources.limits.memory=1024Mi",
-            "mlflow.resources.requests.cpu=0.5", "mlflow.resources.limits.cpu=500m"]  # fmt: skip
-    result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)])
+            "mlflow.resources.requests.cpu=0.5", "mlflow.resources.limits.cpu=500m",
+            "runPods.resources.requests.memory=1Gi", "runPods.resources.limits.memory=2147483648"]  # fmt: skip
+    served = [
+        {
+            "name": "a.b",
+            "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"cpu": None, "memory": "1Gi"}},
+        }
+    ]
+    result = helm(
+        "template", RELEASE, CHART, "--namespace", NAMESPACE, *[a for s in sets for a in ("--set", s)],
+        "--set-json", f"servedModels={json.dumps(served)}",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_a_quantity_the_parser_does_not_know_fails_the_render_naming_it():
+    sets = ["codeServer.resources.requests.memory=1Qi", "codeServer.resources.limits.memory=1Gi"]
+    args = ["--skip-schema-validation", *[a for s in sets for a in ("--set", s)]]
+    result = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
+    assert result.returncode != 0 and '"1Qi" is not a Kubernetes quantity' in result.stderr, result.stderr
 
 
 def test_the_models_refuse_a_stack_without_the_secret_it_reads():

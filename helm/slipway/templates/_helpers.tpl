@@ -139,20 +139,29 @@ Called with (list PATH RESOURCES).
 {{- $limits := $resources.limits | default dict }}
 {{- range $name, $request := $resources.requests | default dict }}
 {{- $limit := get $limits $name }}
-{{- if and (ne (toString $limit) "") (gt (include "slipway.quantity" $request | float64) (include "slipway.quantity" $limit | float64)) }}
+{{- if and (not (kindIs "invalid" $limit)) (ne (toString $limit) "") (gt (include "slipway.quantity" $request | float64) (include "slipway.quantity" $limit | float64)) }}
 {{- fail (printf "%s.resources.requests.%s: %v is above %s.resources.limits.%s (%v); Kubernetes refuses a pod whose request exceeds its limit" $path $name $request $path $name $limit) }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{/*
-A Kubernetes quantity (the schema's pattern: "500m", "2", "1.5Gi", "4G") in base units (cores, bytes).
+A Kubernetes quantity (the schema's pattern: "500m", "2", "1.5Gi", "4G"; or a YAML number, which
+Helm may hold as 1e+06) in base units (cores, bytes). A suffix it does not know fails the render.
 */}}
 {{- define "slipway.quantity" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
+{{- . | float64 }}
+{{- else }}
 {{- $text := toString . }}
-{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?" $text }}
 {{- $units := dict "" 1.0 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "E" 1000000000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 }}
-{{- mulf ($number | float64) (get $units (trimPrefix $number $text)) }}
+{{- $unit := trimPrefix $number $text }}
+{{- if or (eq $number "") (not (hasKey $units $unit)) }}
+{{- fail (printf "%q is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)" $text) }}
+{{- end }}
+{{- mulf ($number | float64) (get $units $unit) }}
+{{- end }}
 {{- end }}
 
 {{/*
