@@ -440,21 +440,36 @@ def _step_failures(run_id: str) -> list[dict]:
     return [e["dagster_event"]["event_specific_data"]["error"] for e in events]
 
 
-def _upgrade(release: Release, *settings: str) -> None:
-    """`helm upgrade --reuse-values --set …`, waited for (the code server restarts on a new stack)."""
-    sets = [arg for setting in settings for arg in ("--set", setting)]
+def _upgrade(release: Release, values: dict, folder: Path) -> None:
+    """`helm upgrade -f` with ``values``, waited for (the code server restarts on a new stack).
+
+    Not `--reuse-values --set`: with it, Helm 3 kept the `null` that removes a default
+    (`alerter.url_env`) and its schema refused the result.
+    """
+    values_file = folder / "upgrade.json"
+    values_file.write_text(json.dumps(values))
     upgraded = kube.helm(
-        "upgrade", RELEASE, CHART, "-n", release.namespace, "--reuse-values", *sets, "--wait", "--timeout", "5m"
+        "upgrade", RELEASE, CHART, "-n", release.namespace, "-f", values_file, "--wait", "--timeout", "5m"
     )
     assert upgraded.returncode == 0, upgraded.stderr
 
 
-def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(release: Release, launched: dict):
+def _current_values(release: Release) -> dict:
+    return json.loads(kube.helm("get", "values", RELEASE, "-n", release.namespace, "-o", "json").stdout)
+
+
+def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(
+    release: Release, launched: dict, tmp_path: Path
+):
     """Step pods told to pull an image no registry serves (the image is only in the node's
     store): the step fails naming the image once pod_start_timeout passed, instead of the run
     waiting for ever, and its Job is gone."""
     image = release.values["image"]["repository"] + ":" + release.values["image"]["tag"]
-    _upgrade(release, "stack.orchestrator.image_pull_policy=Always", "stack.orchestrator.pod_start_timeout=10")
+    before = _current_values(release)
+    changed = json.loads(json.dumps(before))
+    orchestrator = changed.setdefault("stack", {}).setdefault("orchestrator", {})
+    orchestrator.update({"image_pull_policy": "Always", "pod_start_timeout": 10})
+    _upgrade(release, changed, tmp_path)
     try:
         run_id = launch(release, ops="churn__customers")
         _wait_for_job(release, f"dagster-run-{run_id}", seconds=600)
