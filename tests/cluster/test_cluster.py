@@ -484,9 +484,7 @@ def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(
         steps = release.json("jobs", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")
         assert steps["items"] == []  # deleted: it will not start later on its own
     finally:
-        _upgrade(
-            release, "stack.orchestrator.image_pull_policy=IfNotPresent", "stack.orchestrator.pod_start_timeout=120"
-        )
+        _upgrade(release, before, tmp_path)
 
 
 def test_mlflow_unreachable_from_a_step_fails_it_in_one_line_naming_the_endpoint(release: Release, launched: dict):
