@@ -487,15 +487,50 @@ def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(
         _upgrade(release, before, tmp_path)
 
 
-def test_mlflow_unreachable_from_a_step_fails_it_in_one_line_naming_the_endpoint(release: Release, launched: dict):
-    """The MLflow server scaled to zero: the training step's error is Slipway's one line, naming
-    the server and no secret, and the run fails instead of hanging."""
+def _mlflow_down(release: Release) -> None:
     release.kubectl("scale", f"deployment/{RELEASE}-mlflow", "--replicas=0")
     release.kubectl(
         "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=mlflow", "--timeout=120s", check=False
     )
+
+
+def _mlflow_up(release: Release) -> None:
+    release.kubectl("scale", f"deployment/{RELEASE}-mlflow", "--replicas=1")
+    release.kubectl("rollout", "status", f"deployment/{RELEASE}-mlflow", "--timeout=300s")
+
+
+def _s3_endpoint(release: Release, port: int) -> None:
+    """Point the S3 Service at ``port`` of the node (9: nothing listens, connections are refused)."""
+    endpoints = release.json("endpoints/slipway-s3")
+    endpoints["subsets"][0]["ports"][0]["port"] = port
+    for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        endpoints["metadata"].pop(field, None)
+    kube.apply(endpoints)
+
+
+# store: (what the step reads or writes there, take it away, give it back, the endpoint named)
+UNREACHABLE = {
+    "mlflow": ("churn__churn_classifier", _mlflow_down, _mlflow_up, f"http://{RELEASE}-mlflow:5000"),
+    "s3": (
+        "churn__features",
+        lambda release: _s3_endpoint(release, 9),
+        lambda release: _s3_endpoint(release, kube.S3_PORT),
+        f"http://slipway-s3:{kube.S3_PORT}, bucket slipway",
+    ),
+}
+
+
+@pytest.mark.parametrize("store", UNREACHABLE)
+def test_a_store_unreachable_from_a_step_fails_it_in_one_line_naming_the_endpoint(
+    release: Release, launched: dict, store: str
+):
+    """The MLflow server scaled to zero, or the S3 Service pointed at a closed port: the step's
+    error is Slipway's one line, naming the endpoint and no secret, and the run fails instead of
+    hanging."""
+    op, down, up, endpoint = UNREACHABLE[store]
+    down(release)
     try:
-        run_id = launch(release, ops="churn__churn_classifier")
+        run_id = launch(release, ops=op)
         _wait_for_job(release, f"dagster-run-{run_id}", seconds=900)
         assert _run_status(run_id) == "FAILURE"
         (error,) = _step_failures(run_id)
@@ -503,12 +538,11 @@ def test_mlflow_unreachable_from_a_step_fails_it_in_one_line_naming_the_endpoint
         cause = error["cause"]
         lines = cause["message"].strip().splitlines()
         assert cause["cls_name"] == "ResourceError" and len(lines) == 1, cause["message"]
-        assert f"http://{RELEASE}-mlflow:5000" in lines[0], lines[0]
+        assert endpoint in lines[0], lines[0]
         for secret in release.passwords.values():
             assert secret not in json.dumps(error)
     finally:
-        release.kubectl("scale", f"deployment/{RELEASE}-mlflow", "--replicas=1")
-        release.kubectl("rollout", "status", f"deployment/{RELEASE}-mlflow", "--timeout=300s")
+        up(release)
 
 
 def _mlflow_runs(dagster_run_id: str) -> list[tuple[str, str]]:
