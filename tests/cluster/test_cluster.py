@@ -511,8 +511,8 @@ def _s3_endpoint(release: Release, port: int) -> None:
 # store: (what the step reads or writes there, take it away, give it back, the endpoint named)
 UNREACHABLE = {
     "mlflow": ("churn__churn_classifier", _mlflow_down, _mlflow_up, f"http://{RELEASE}-mlflow:5000"),
-    "s3": (
-        "churn__features",
+    "s3": (  # an asset of one input: `dagster job launch -o` of an asset with two hands it a list (Dagster)
+        "churn__churn_classifier",
         lambda release: _s3_endpoint(release, 9),
         lambda release: _s3_endpoint(release, kube.S3_PORT),
         f"http://slipway-s3:{kube.S3_PORT}, bucket slipway",
