@@ -45,28 +45,8 @@ import kube  # noqa: E402
 import test_cluster  # noqa: E402  (the tier's launch)
 
 
-def step_overheads(run_id: str) -> list[float]:
-    """Seconds from STEP_WORKER_STARTING to STEP_START of each step of ``run_id``."""
-    rows = kube.psql(
-        "select step_key, dagster_event_type, extract(epoch from timestamp) from event_logs"
-        f" where run_id = '{run_id}' and dagster_event_type in ('STEP_WORKER_STARTING', 'STEP_START')",
-        "dagster",
-    ).stdout.split()
-    starts: dict[str, dict[str, float]] = {}
-    for row in rows:
-        step, kind, at = row.split("|")
-        starts.setdefault(step, {})[kind] = float(at)
-    return [s["STEP_START"] - s["STEP_WORKER_STARTING"] for s in starts.values() if len(s) == 2]
-
-
-def _at(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def pod_phases(release: conftest.Release, run_id: str) -> list[dict[str, float]]:
-    """Per step of ``run_id``: seconds in each phase from the Job asked for to the step started."""
+def step_events(run_id: str) -> dict[str, dict[str, float]]:
+    """Per step of ``run_id``: when Dagster recorded STEP_WORKER_STARTING and STEP_START (epoch seconds)."""
     rows = kube.psql(
         "select step_key, dagster_event_type, extract(epoch from timestamp) from event_logs"
         f" where run_id = '{run_id}' and dagster_event_type in ('STEP_WORKER_STARTING', 'STEP_START')",
@@ -76,6 +56,22 @@ def pod_phases(release: conftest.Release, run_id: str) -> list[dict[str, float]]
     for row in rows:
         step, kind, at = row.split("|")
         events.setdefault(step, {})[kind] = float(at)
+    return events
+
+
+def step_overheads(events: dict[str, dict[str, float]]) -> list[float]:
+    """Seconds from STEP_WORKER_STARTING to STEP_START of each step (:func:`step_events`)."""
+    return [s["STEP_START"] - s["STEP_WORKER_STARTING"] for s in events.values() if len(s) == 2]
+
+
+def _at(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def pod_phases(release: conftest.Release, run_id: str, events: dict[str, dict[str, float]]) -> list[dict[str, float]]:
+    """Per step of ``run_id``: seconds in each phase from the Job asked for to the step started."""
     pods = release.json("pods", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")["items"]
     phases = []
     for pod in pods:
@@ -183,8 +179,9 @@ def main() -> None:
                 run_id = test_cluster.launch(release)
                 test_cluster._wait_for_job(release, f"dagster-run-{run_id}", seconds=1800)
                 times["cluster"].append(time.perf_counter() - started)
-                overheads += step_overheads(run_id)
-                phases += pod_phases(release, run_id)
+                events = step_events(run_id)
+                overheads += step_overheads(events)
+                phases += pod_phases(release, run_id, events)
                 inside.append(inside_pod(release, image, f"inside-{run_id[:8]}"))
                 for name in ("multiprocess", "in_process"):
                     times[name].append(local(name, Path(tmp) / name))
