@@ -1,9 +1,9 @@
 """Benchmark: the example pipelines on the real test cluster (one pod per step) beside the local stack.
 
-Usage: ``uv run python benchmarks/cluster.py [--repeats 3]`` (root; builds and starts the cluster of
-``tests/cluster`` as its tier does, and stops it at the end).
+Usage: ``uv run python benchmarks/cluster.py [--repeats 3] [--workload examples|reference]`` (root;
+builds and starts the cluster of ``tests/cluster`` as its tier does, and stops it at the end).
 
-Each repeat, alternating:
+``--workload examples`` (the default), each repeat, alternating:
   - cluster:      every example asset launched through Dagster's K8sRunLauncher (a launch pod, a run
                   pod, a step Job per step; PostgreSQL, the MLflow server and S3 of the cluster);
                   wall time from the launch pod's creation to the run pod's end;
@@ -19,7 +19,14 @@ and the instance connection done), read from Dagster's event log, split by the p
   - node -> started: sandbox, network (CNI) and container start (the image is on the node: no pull);
   - started -> step: the step process: Python, imports, loading the code location, the instance.
 The last is split once more by a pod of the same image and settings that times each part itself
-(``inside_pod``). Prints medians.
+(``inside_pod``).
+
+``--workload reference``: the reference workload of ``benchmarks/reference.py`` (20,000 rows x 20
+features, a random forest, drift), *cold* each repeat: on the cluster a pipeline of its own
+(``reference_<i>``, the same YAML and data) in an image built on the project image with those
+pipelines as its definitions (``tests/cluster/image.sh --defs``, as a team ships its own); locally a
+new SLIPWAY_HOME with the multiprocess and the in-process orchestrator; and the plain-Python
+baseline (``benchmarks/plain_reference.py``) in the same repeat. Prints medians.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,10 +46,11 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests" / "cluster"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests" / "cluster"), str(REPO / "tests"), str(HERE), str(REPO)]
 
 import conftest  # noqa: E402  (tests/cluster: the tier's install)
 import kube  # noqa: E402
+import reference  # noqa: E402  (benchmarks/reference.py: the workload's YAML and data)
 import test_cluster  # noqa: E402  (the tier's launch)
 
 
@@ -130,8 +139,11 @@ def inside_pod(release: conftest.Release, image: str, name: str) -> dict[str, fl
     return json.loads(logs[-1])
 
 
-def local(orchestrator: str, home: Path) -> float:
-    """Seconds of one `slipway run` (``--force`` after the first) on the local stack with ``orchestrator``."""
+def local(orchestrator: str, home: Path, defs: Path | None = None) -> float:
+    """Seconds of one `slipway run` on the local stack with ``orchestrator``.
+
+    Of the examples, or of the pipelines in ``defs``; ``--force`` after the first run in ``home``.
+    """
     home.mkdir(parents=True, exist_ok=True)
     stack = home / "stack.yaml"
     fields = yaml.safe_load((REPO / "stacks" / "local.yaml").read_text())
@@ -139,7 +151,8 @@ def local(orchestrator: str, home: Path) -> float:
     stack.write_text(yaml.safe_dump(fields))
     env = {**os.environ, "SLIPWAY_HOME": str(home), "NO_COLOR": "1"}
     env.pop("SLIPWAY_STACK", None)
-    command = [str(Path(sys.executable).parent / "slipway"), "--stack", str(stack), "run"]
+    command = [str(Path(sys.executable).parent / "slipway"), "--stack", str(stack)]
+    command += ["--defs", str(defs), "run"] if defs else ["run"]
     if (home / "built").exists():
         command.append("--force")
     started = time.perf_counter()
@@ -151,19 +164,60 @@ def local(orchestrator: str, home: Path) -> float:
     return took
 
 
-def main() -> None:
-    """Start the cluster, install the chart, time the repeats, print medians, stop the cluster."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def reference_pipelines(root: Path, repeats: int) -> tuple[Path, Path, Path]:
+    """The reference data and pipelines under ``root``.
+
+    Returns its CSV, a defs folder of ``reference_0`` .. ``reference_<repeats-1>`` (the cluster's,
+    one per cold repeat) and one of ``reference`` (the local runs', a new home each repeat).
+    """
+    csv, one = reference.write_reference(root / "one")
+    many = root / "many"
+    for i in range(repeats):
+        folder = many / f"reference_{i}"
+        folder.mkdir(parents=True)
+        shutil.copy(csv, folder / csv.name)
+        text = (one / "defs.yaml").read_text().replace("name: reference", f"name: reference_{i}", 1)
+        (folder / "defs.yaml").write_text(text)
+    return csv, many, one.parent
+
+
+def reference_ops(pipeline: str) -> str:
+    """The ops of one reference pipeline in Dagster's asset job: its file, its table, its model."""
+    return f"{pipeline}__table__reference_csv,{pipeline}__table,{pipeline}__forest"
+
+
+def start(image_args: tuple[str, ...] = ()) -> str:
+    """Build (if needed) and start the tier's cluster; the image it loaded."""
     for script in ("deps.sh", "build.sh"):
         subprocess.run([str(REPO / "tests" / "cluster" / script)], check=True)
     kube.stop()
     kube.start()
+    return subprocess.run(
+        [str(REPO / "tests" / "cluster" / "image.sh"), "--load", *image_args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def print_pods(overheads: list[float], phases: list[dict[str, float]], inside: list[dict[str, float]]) -> None:
+    """The per step pod overhead and where it goes (medians)."""
+    print(
+        f"per step pod (Job asked -> step started in its pod): median {statistics.median(overheads):.1f} s,"
+        f" p90 {sorted(overheads)[int(0.9 * len(overheads))]:.1f} s over {len(overheads)} steps"
+    )
+    print("where it goes (medians per step pod; the pod's record has whole seconds):")
+    for phase in phases[0] if phases else []:
+        print(f"  {phase:18} {statistics.median(p[phase] for p in phases):5.1f} s")
+    print("inside the step pod's Python (a pod of the same image and settings, timing itself):")
+    for part in inside[0] if inside else []:
+        print(f"  {part:24} {statistics.median(i[part] for i in inside):5.2f} s")
+
+
+def examples(repeats: int) -> None:
+    """The example pipelines: the cluster, multiprocess and in_process, ``--force`` after a first run."""
+    image = start()
     try:
-        image = subprocess.run(
-            [str(REPO / "tests" / "cluster" / "image.sh"), "--load"], check=True, capture_output=True, text=True
-        ).stdout.strip()
         with tempfile.TemporaryDirectory() as tmp:
             release = conftest.install(image, f"slipway-bench-{os.getpid()}", Path(tmp))
             if isinstance(release, str):
@@ -174,7 +228,7 @@ def main() -> None:
             inside: list[dict[str, float]] = []
             for name in ("multiprocess", "in_process"):
                 local(name, Path(tmp) / name)  # the first (cold) run: every later one is --force
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 started = time.perf_counter()
                 run_id = test_cluster.launch(release)
                 test_cluster._wait_for_job(release, f"dagster-run-{run_id}", seconds=1800)
@@ -188,20 +242,63 @@ def main() -> None:
     finally:
         kube.stop()
     base = statistics.median(times["in_process"])
-    print(f"example pipelines (12 assets), medians of {args.repeats}:")
+    print(f"example pipelines (12 assets), medians of {repeats}:")
     for name, values in times.items():
         print(f"  {name:13} {statistics.median(values):7.1f} s   {statistics.median(values) / base:5.2f}x in_process")
-    print(
-        f"per step pod (Job asked -> step started in its pod): median {statistics.median(overheads):.1f} s,"
-        f" p90 {sorted(overheads)[int(0.9 * len(overheads))]:.1f} s over {len(overheads)} steps"
-    )
-    print("where it goes (medians per step pod; the pod's record has whole seconds):")
-    for phase in phases[0] if phases else []:
-        print(f"  {phase:18} {statistics.median(p[phase] for p in phases):5.1f} s")
-    print("inside the step pod's Python (a pod of the same image and settings, timing itself):")
-    for part in inside[0] if inside else []:
-        print(f"  {part:24} {statistics.median(i[part] for i in inside):5.2f} s")
+    print_pods(overheads, phases, inside)
     print(json.dumps({"times": times, "step_overheads": overheads, "phases": phases, "inside": inside}))
+
+
+def reference_cold(repeats: int) -> None:
+    """The reference workload, cold each repeat: the cluster, multiprocess, in_process and plain Python."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        csv, many, one = reference_pipelines(root, repeats)
+        image = start(("--defs", str(many)))
+        times: dict[str, list[float]] = {"cluster": [], "multiprocess": [], "in_process": [], "plain": []}
+        overheads: list[float] = []
+        phases: list[dict[str, float]] = []
+        try:
+            release = conftest.install(image, f"slipway-bench-{os.getpid()}", root)
+            if isinstance(release, str):
+                raise SystemExit(release)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")}
+            for i in range(repeats):
+                started = time.perf_counter()
+                run_id = test_cluster.launch(release, ops=reference_ops(f"reference_{i}"))
+                run_job = test_cluster._wait_for_job(release, f"dagster-run-{run_id}", seconds=1800)
+                times["cluster"].append(time.perf_counter() - started)
+                if run_job["status"].get("succeeded") != 1 or test_cluster._run_status(run_id) != "SUCCESS":
+                    raise SystemExit(f"the reference run {run_id} on the cluster failed")
+                events = step_events(run_id)
+                overheads += step_overheads(events)
+                phases += pod_phases(release, run_id, events)
+                for name in ("multiprocess", "in_process"):
+                    times[name].append(local(name, root / f"{name}-{i}", one))  # a new home: cold
+                times["plain"].append(
+                    reference.timed([sys.executable, str(HERE / "plain_reference.py"), str(csv)], env)
+                )
+                print("repeat", i + 1, {k: round(v[-1], 1) for k, v in times.items()}, flush=True)
+        finally:
+            kube.stop()
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"reference workload (20,000 x 20, random forest, drift), cold, medians of {repeats}:")
+    for name, value in medians.items():
+        print(
+            f"  {name:13} {value:7.1f} s   {value / medians['in_process']:5.2f}x in_process"
+            f"   {value / medians['multiprocess']:5.2f}x multiprocess   {value / medians['plain']:5.2f}x plain"
+        )
+    print_pods(overheads, phases, [])
+    print(json.dumps({"times": times, "step_overheads": overheads, "phases": phases}))
+
+
+def main() -> None:
+    """Time the chosen workload, print medians; the cluster is stopped at the end."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workload", choices=["examples", "reference"], default="examples")
+    args = parser.parse_args()
+    (reference_cold if args.workload == "reference" else examples)(args.repeats)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 # Build the project image with podman when no registry base image can be reached, and (with
 # --load) import it into the test cluster's containerd.
 #
-#   tests/cluster/image.sh [--load]     # prints the image reference it built
+#   tests/cluster/image.sh [--load] [--defs DIR]     # prints the image reference it built
+#
+# --defs DIR builds one more image on top: the project image with DIR's pipelines as its
+# definitions folder (SLIPWAY_DEFS), as a team ships its own pipelines (benchmarks/cluster.py).
 #
 # The base (Python 3.11 on Debian bookworm, the host's CA bundle) is made once with debootstrap
 # and kept in the cache ($SLIPWAY_KUBE_CACHE or /var/cache/slipway-kube), as is uv (the binary of
@@ -26,6 +29,15 @@ if [[ -z "${SLIPWAY_IMAGE_NS:-}" ]]; then
   [[ -n "$made" ]] && rmdir /var/lib/containers
   exit $rc
 fi
+load="" defs=""
+while (($#)); do
+  case "$1" in
+    --load) load=1 ;;
+    --defs) defs="$(realpath "$2")"; shift ;;
+    *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
 UV_VERSION=0.13.8
 TAG="localhost/slipway:dev"
 mkdir -p "$K/podman"
@@ -74,18 +86,27 @@ say "podman build $TAG"
   --build-arg BASE=localhost/slipway-base:bookworm --build-arg "UV_IMAGE=localhost/uv:$UV_VERSION" \
   -t "$TAG" -f Dockerfile . >&2
 
+# 3b. With --defs: the pipelines of DIR on top (owned by root, read-only to the image's user).
+if [[ -n "$defs" ]]; then
+  printf 'FROM %s\nCOPY . /app/pipelines\nENV SLIPWAY_DEFS=/app/pipelines\n' "$TAG" >"$K/defs.Containerfile"
+  TAG="localhost/slipway-defs:dev"
+  say "podman build $TAG (the pipelines of $defs)"
+  "${podman[@]}" build --pull=never --network none -t "$TAG" -f "$K/defs.Containerfile" "$defs" >&2
+fi
+
 # 4. Into the cluster's containerd (tests/cluster/kube.py start must be running), unless this
 # build is there already (its ID is kept beside containerd's state, which `kube.py reset` removes).
-if [[ "${1:-}" == "--load" ]]; then
+if [[ -n "$load" ]]; then
   id="$("${podman[@]}" image inspect --format '{{.Id}}' "$TAG")"
-  if [[ "$(cat "$K/run/containerd/loaded-image" 2>/dev/null)" == "$id" ]]; then
+  stamp="$K/run/containerd/loaded-${TAG//[\/:]/_}"
+  if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" ]]; then
     say "$TAG ($id) is in the cluster already"
   else
     say "loading $TAG into the cluster's containerd"
     "${podman[@]}" save --format docker-archive "$TAG" -o "$K/slipway-image.tar"
     ctr --address "$K/run/containerd/containerd.sock" -n k8s.io images import "$K/slipway-image.tar" >&2
     rm -f "$K/slipway-image.tar"
-    echo "$id" >"$K/run/containerd/loaded-image"
+    echo "$id" >"$stamp"
   fi
 fi
 echo "$TAG"
