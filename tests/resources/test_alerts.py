@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 
 import pytest
 from webhook import Hook
@@ -92,24 +91,22 @@ def test_an_unreachable_webhook_is_logged_and_never_raises_nor_shows_its_url(log
         port = s.getsockname()[1]
     monkeypatch.setenv("HOOK", f"http://bot:s3cret-token@127.0.0.1:{port}/services/T000/B000/XXXX")
     logger, lines = log
-    started = time.monotonic()
     assert WebhookAlerter(url_env="HOOK", retries=1, backoff_seconds=0.01).send(ALERT, logger) is False
-    assert time.monotonic() - started < 5
     failures = [line for line in lines if "attempt" in line]
     assert len(failures) == 2 and "ConnectionRefusedError" in failures[0]
     assert not any("s3cret" in line or "T000" in line for line in lines)
 
 
 def test_a_webhook_slower_than_its_timeout_is_given_up_in_bounded_time(hook, log, monkeypatch):
+    # The server would answer 200 after 2 s: a send that waited for it would return True. The
+    # timeout ends the wait instead (no wall-clock bound here: a busy machine must not fail it).
     server = hook(delay=2.0)
     monkeypatch.setenv("HOOK", server.url)
     logger, lines = log
-    started = time.monotonic()
     assert (
         WebhookAlerter(url_env="HOOK", timeout_seconds=0.3, retries=1, backoff_seconds=0.01).send(ALERT, logger)
         is False
     )
-    assert time.monotonic() - started < 1.5
     assert "timed out" in lines[-1] and "given up" in lines[-1]
 
 
@@ -154,10 +151,11 @@ def test_a_webhook_redirect_is_not_followed_with_the_credentials(hook, log, monk
 def test_one_alert_never_takes_longer_than_its_deadline(hook, log, monkeypatch):
     server = hook(statuses=[500] * 20)
     monkeypatch.setenv("HOOK", server.url)
-    started = time.monotonic()
     alerter = WebhookAlerter(url_env="HOOK", retries=10, backoff_seconds=1.0, deadline_seconds=2.0)
     assert alerter.send(ALERT, log[0]) is False
-    assert time.monotonic() - started < 3.0 and "deadline" in log[1][-1]
+    # Without the deadline: 11 POSTs over 1 + 2 + 4 ... s of backoff. With it: the POSTs at 0 and
+    # 1 s, then the next wait would end past 2 s (a slower machine sends fewer, never more).
+    assert len(server.bodies) <= 2 and "deadline" in log[1][-1], (len(server.bodies), log[1])
 
 
 @pytest.mark.parametrize(

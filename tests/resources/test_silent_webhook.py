@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -63,10 +62,9 @@ def silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[socket.socket]]:
 def test_a_webhook_that_never_answers_is_said_tried_once_and_not_waited_for_again(silent, terminal):
     log = logging.getLogger("test.weak_answers")
     alerter = WebhookAlerter(url_env="HOOK", timeout_seconds=1.5, retries=2, backoff_seconds=0.01)
-    started = time.monotonic()
     assert alerter.send(ALERT, log) is False
     # One POST, never retried: the old code sent three and waited 3 x the timeout.
-    assert len(silent) == 1 and time.monotonic() - started < 1.5 * 2
+    assert len(silent) == 1
     assert terminal[0] == (
         "webhook alert (promotion) to $HOOK: waiting for an answer (attempt 1 of 3 gives up within 1.5 s)"
     )
@@ -75,9 +73,8 @@ def test_a_webhook_that_never_answers_is_said_tried_once_and_not_waited_for_agai
         "(it may have arrived: a retry could post it twice); the alert is in the log; given up (the pipeline goes on)"
     )
     # The next alert of this process is logged only, at once, and says why.
-    started = time.monotonic()
     assert alerter.send(Alert("run_failed", "run 1234abcd failed (shop/clf)", "boom"), log) is False
-    assert len(silent) == 1 and time.monotonic() - started < 1.0
+    assert len(silent) == 1  # not even a connection: nothing to wait for
     assert terminal[2].startswith(
         "webhook alert (run_failed) to $HOOK: only logged: the webhook did not answer an alert"
     )
