@@ -75,9 +75,13 @@ def _stack(tmp: Path, url: str) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def server(request, tmp_path: Path):
-    """A real `mlflow server` whose backend store is a SQLite file, or a PostgreSQL database."""
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` whose backend store is a SQLite file, or a PostgreSQL database.
+
+    One per backend for the module (its start is most of a test's set-up): the tests register
+    models of names of their own.
+    """
     with contextlib.ExitStack() as stack:
         backend = None
         if request.param == "postgres":
@@ -85,7 +89,7 @@ def server(request, tmp_path: Path):
                 pytest.fail("PostgreSQL does not answer on 127.0.0.1:5432 (`.ci/run` starts it)")
             database = stack.enter_context(scratch_databases("mlflow"))["mlflow"]
             backend = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-        mlflow = MlflowServer(tmp_path / "mlflow", backend=backend)
+        mlflow = MlflowServer(tmp_path_factory.mktemp("mlflow"), backend=backend)
         mlflow.start()
         stack.callback(mlflow.stop)
         yield mlflow
