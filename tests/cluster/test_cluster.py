@@ -462,17 +462,32 @@ def _current_values(release: Release) -> dict:
     return json.loads(kube.helm("get", "values", RELEASE, "-n", release.namespace, "-o", "json").stdout)
 
 
-def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(
-    release: Release, launched: dict, tmp_path: Path
+# why: (the step pods' orchestrator settings that keep them from starting, what the line says)
+CANNOT_START = {
+    # Only the node's store has the image: told to pull it always, the kubelet cannot.
+    "image": ({"image_pull_policy": "Always"}, r"image {image} cannot be pulled \((ErrImagePull|ImagePullBackOff): "),
+    # envFrom a Secret no one made: the kubelet cannot create the container.
+    "secret": (
+        {"env_secrets": ["slipway-not-made"]},
+        r"its container cannot be created \(CreateContainerConfigError: secret \"slipway-not-made\" not found\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("why", CANNOT_START)
+def test_a_step_pod_that_cannot_start_fails_its_step_in_one_line(
+    release: Release, launched: dict, tmp_path: Path, why: str
 ):
-    """Step pods told to pull an image no registry serves (the image is only in the node's
-    store): the step fails naming the image once pod_start_timeout passed, instead of the run
-    waiting for ever, and its Job is gone."""
+    """Step pods told to pull an image no registry serves (it is only in the node's store), or to
+    take their environment from a Secret that does not exist: the step fails naming the image or
+    the Secret once pod_start_timeout passed, instead of the run waiting for ever, and its Job is
+    gone. The code server and the run pod are not touched (these settings are the step pods')."""
     image = release.values["image"]["repository"] + ":" + release.values["image"]["tag"]
+    settings, expected = CANNOT_START[why]
     before = _current_values(release)
     changed = json.loads(json.dumps(before))
     orchestrator = changed.setdefault("stack", {}).setdefault("orchestrator", {})
-    orchestrator.update({"image_pull_policy": "Always", "pod_start_timeout": 10})
+    orchestrator.update({**settings, "pod_start_timeout": 10})
     _upgrade(release, changed, tmp_path)
     try:
         run_id = launch(release, ops="churn__customers")
@@ -482,8 +497,7 @@ def test_a_step_pod_that_cannot_pull_its_image_fails_its_step_in_one_line(
         line = error["message"].strip()
         assert "\n" not in line, line
         assert re.search(
-            rf"step pod dagster-step-\S+ cannot start: image {re.escape(image)} cannot be pulled \((ErrImagePull|ImagePullBackOff): ",
-            line,
+            r"step pod dagster-step-\S+ cannot start: " + expected.replace("{image}", re.escape(image)), line
         ), line
         steps = release.json("jobs", "-l", f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker")
         assert steps["items"] == []  # deleted: it will not start later on its own
