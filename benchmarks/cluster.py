@@ -192,12 +192,13 @@ def start(image_args: tuple[str, ...] = ()) -> str:
         subprocess.run([str(REPO / "tests" / "cluster" / script)], check=True)
     kube.stop()
     kube.start()
-    return subprocess.run(
-        [str(REPO / "tests" / "cluster" / "image.sh"), "--load", *image_args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    built = subprocess.run(
+        [str(REPO / "tests" / "cluster" / "image.sh"), "--load", *image_args], capture_output=True, text=True
+    )
+    if built.returncode:
+        kube.stop()  # started above: nothing is left running when the image cannot be built
+        raise SystemExit(f"tests/cluster/image.sh failed:\n{built.stderr[-3000:]}")
+    return built.stdout.strip()
 
 
 def print_pods(overheads: list[float], phases: list[dict[str, float]], inside: list[dict[str, float]]) -> None:

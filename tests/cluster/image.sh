@@ -12,6 +12,20 @@
 # the PyPI uv wheel the lock file's tooling pins). podman keeps its storage under the cache too:
 # nothing is written to the host's /var/lib/containers.
 set -euo pipefail
+# --defs DIR is the caller's: made absolute (and checked) before the cd below.
+args=()
+while (($#)); do
+  if [[ "$1" == "--defs" ]]; then
+    [[ $# -ge 2 ]] || { echo "image.sh: --defs needs a folder" >&2; exit 2; }
+    [[ -d "$2" ]] || { echo "image.sh: --defs $2: no such folder" >&2; exit 2; }
+    args+=(--defs "$(realpath "$2")")
+    shift 2
+  else
+    args+=("$1")
+    shift
+  fi
+done
+set -- ${args[@]+"${args[@]}"}
 cd "$(dirname "$0")/../.."
 K="${SLIPWAY_KUBE_CACHE:-/var/cache/slipway-kube}"
 # podman keeps a blob cache in /var/lib/containers whatever --root says: run in a private mount
@@ -33,7 +47,7 @@ load="" defs=""
 while (($#)); do
   case "$1" in
     --load) load=1 ;;
-    --defs) defs="$(realpath "$2")"; shift ;;
+    --defs) defs="$2"; shift ;;
     *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -86,9 +100,11 @@ say "podman build $TAG"
   --build-arg BASE=localhost/slipway-base:bookworm --build-arg "UV_IMAGE=localhost/uv:$UV_VERSION" \
   -t "$TAG" -f Dockerfile . >&2
 
-# 3b. With --defs: the pipelines of DIR on top (owned by root, read-only to the image's user).
+# 3b. With --defs: the pipelines of DIR on top (owned by root, readable and not writable by the
+# image's user whatever the folder's modes were).
 if [[ -n "$defs" ]]; then
-  printf 'FROM %s\nCOPY . /app/pipelines\nENV SLIPWAY_DEFS=/app/pipelines\n' "$TAG" >"$K/defs.Containerfile"
+  printf '%s\n' "FROM $TAG" "USER 0" "COPY . /app/pipelines" "RUN chmod -R u=rwX,go=rX /app/pipelines" \
+    "USER 10001:10001" "ENV SLIPWAY_DEFS=/app/pipelines" >"$K/defs.Containerfile"
   TAG="localhost/slipway-defs:dev"
   say "podman build $TAG (the pipelines of $defs)"
   "${podman[@]}" build --pull=never --network none -t "$TAG" -f "$K/defs.Containerfile" "$defs" >&2

@@ -481,7 +481,8 @@ def test_a_step_pod_that_cannot_start_fails_its_step_in_one_line(
     """Step pods told to pull an image no registry serves (it is only in the node's store), or to
     take their environment from a Secret that does not exist: the step fails naming the image or
     the Secret once pod_start_timeout passed, instead of the run waiting for ever, and its Job is
-    gone. The code server and the run pod are not touched (these settings are the step pods')."""
+    gone. The settings are the step pods' only: the code server (restarted on the new stack)
+    serves the launch, and the run pod records the step's failure and the run's."""
     image = release.values["image"]["repository"] + ":" + release.values["image"]["tag"]
     settings, expected = CANNOT_START[why]
     before = _current_values(release)
