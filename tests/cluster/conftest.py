@@ -8,6 +8,7 @@ cluster is stopped at the end of the session, leaving nothing running and no nam
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -46,20 +47,26 @@ def cluster() -> Iterator[dict[str, Any]]:
     """The cluster, started (built first if the cache lacks it) and stopped at the end of the session.
 
     A cluster left running (a session before this one) is stopped first, so what the host was
-    like before is known (``host before``: :func:`kube.host_state`).
+    like before is known (``host before``: :func:`kube.host_state`). A session running beside
+    this one (another pytest, a benchmark) is not stopped: this one fails at once, naming it.
     """
     if os.geteuid() != 0:
         pytest.skip("the cluster tier needs root (network and mount namespaces, containerd); CI runs it as root")
-    _script("deps.sh")
-    _script("build.sh")
-    kube.stop()
-    before = kube.host_state()
-    try:
-        kube.start()
-        yield {"host before": before}
-    finally:
-        if not os.environ.get("SLIPWAY_KUBE_KEEP"):  # set it to look at a failure in the cluster
-            kube.stop()
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(kube.session())
+        except kube.ClusterBusy as busy:
+            pytest.fail(str(busy))
+        _script("deps.sh")
+        _script("build.sh")
+        kube.stop()
+        before = kube.host_state()
+        try:
+            kube.start()
+            yield {"host before": before}
+        finally:
+            if not os.environ.get("SLIPWAY_KUBE_KEEP"):  # set it to look at a failure in the cluster
+                kube.stop()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -31,7 +32,8 @@ import subprocess
 import sys
 import tarfile
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from hashlib import sha256
 from io import BytesIO
 from pathlib import Path
@@ -60,6 +62,55 @@ KUBELET_SYSCTLS = [
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
 ]
+
+
+class ClusterBusy(RuntimeError):
+    """Another process holds the cluster (a test session or a benchmark)."""
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 300, 0).decode(errors="replace").strip() or "another process"
+
+
+@contextmanager
+def session(folder: Path = CACHE) -> Iterator[None]:
+    """Hold the cluster for this process, from start to stop.
+
+    A test session or benchmark begins by stopping whatever cluster is running; a second one
+    started beside the first would stop the cluster under it. It raises :class:`ClusterBusy`
+    instead, at once, naming the holder. The lock (``session.lock`` in the cache) is the
+    kernel's: it ends with the process, however that ends.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "session.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise ClusterBusy(f"the test cluster is in use by {holder}: wait for it to end, or stop that process") from None
+    os.ftruncate(fd, 0)
+    command = " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))[:120]
+    os.pwrite(fd, f"pid {os.getpid()} ({command}) since {time.strftime('%H:%M:%S')}".encode(), 0)
+    try:
+        yield
+    finally:
+        os.close(fd)  # the lock goes with its descriptor
+
+
+def in_use(folder: Path = CACHE) -> str | None:
+    """Who holds the cluster (:func:`session`), or None."""
+    try:
+        fd = os.open(folder / "session.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)
+    return None
 
 
 def say(text: str) -> None:
@@ -916,10 +967,14 @@ def status() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop", "status", "reset", "exec"])
+    parser.add_argument("--force", action="store_true", help="start, stop or reset even while a session holds it")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("the test cluster needs root (network and mount namespaces)")
+    holder = in_use() if args.action in ("start", "stop", "reset") and not args.force else None
+    if holder:
+        raise SystemExit(f"the test cluster is in use by {holder}: wait for it to end (or pass --force)")
     if args.action == "start":
         start()
     elif args.action == "stop":
