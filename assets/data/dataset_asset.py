@@ -126,6 +126,16 @@ def _table(
     here: Callable[..., str],
 ) -> Any:
     """The dataset's table: derived from ``frames`` (its inputs), or loaded from its source."""
+    # Slipway's store never hands a list; Dagster does, empty, for an input whose source an op
+    # selection of the asset job left out (tests/data/test_op_selection.py).
+    unloaded = [name for name, frame in frames.items() if isinstance(frame, list)]
+    if unloaded:
+        raise DataError(
+            f"{here('inputs')}: {where}: input{'s' if len(unloaded) > 1 else ''} {', '.join(unloaded)} "
+            f"{'were' if len(unloaded) > 1 else 'was'} not loaded: Dagster passes an empty list for each when the "
+            "asset job runs as an op selection (dagster job launch -o); select assets instead (the UI, "
+            "dagster asset materialize --select, slipway run)"
+        )
     if spec.sql is not None:
         limits = spec.limits
         return engine.run(
