@@ -48,3 +48,76 @@ def write_pipeline(defs_dir: Path) -> WritePipeline:
         return target / "defs.yaml"
 
     return write
+
+
+# The cluster tier beside the rest. Most of its time is spent building Kubernetes and the image
+# (once per machine) and waiting on pods, so when one session selects it with other tests (``uv run
+# pytest``, what CI runs) it runs in a pytest of its own started at once, and this session waits
+# for it at the end, prints its summary and fails if it failed. ``SLIPWAY_CLUSTER_BESIDE=0`` runs
+# it in line instead; alone (``uv run pytest tests/cluster``) it always runs in line.
+CLUSTER_TIER = REPO / "tests" / "cluster"
+
+
+def _beside_wanted(config: pytest.Config) -> bool:
+    import os
+
+    return (
+        os.environ.get("SLIPWAY_CLUSTER_BESIDE", "1") != "0"
+        and os.geteuid() == 0  # without root the tier skips: nothing to gain
+        and not config.option.collectonly
+        and not hasattr(config, "workerinput")
+    )
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    cluster = [item for item in items if CLUSTER_TIER in item.path.parents]
+    if not cluster or len(cluster) == len(items) or not _beside_wanted(config):
+        return
+    import subprocess
+    import sys
+    import tempfile
+
+    log = Path(tempfile.mkstemp(prefix="slipway-cluster-tier-", suffix=".log")[1])
+    ids = [item.nodeid for item in cluster]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(config.rootpath), *ids],
+        cwd=config.rootpath,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C here is passed on below, so the tier stops its cluster
+    )
+    config.stash[_BESIDE] = (child, log, len(ids))
+    items[:] = [item for item in items if item not in cluster]
+    config.hook.pytest_deselected(items=cluster)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"the cluster tier ({len(ids)} tests) runs beside these in pid {child.pid}; its log: {log}")
+
+
+_BESIDE = pytest.StashKey[tuple[object, Path, int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import signal
+    import subprocess
+
+    held = session.config.stash.get(_BESIDE, None)
+    if held is None:
+        return
+    child, log, count = held
+    assert isinstance(child, subprocess.Popen)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        child.send_signal(signal.SIGINT)
+    if reporter is not None and child.poll() is None:
+        reporter.write_line(f"\nwaiting for the cluster tier (pid {child.pid}, log {log}) …")
+    code = child.wait()
+    lines = log.read_text(errors="replace").splitlines()
+    summary = lines if code else lines[-25:]
+    if reporter is not None:
+        reporter.write_sep("=", f"the cluster tier ({count} tests), run beside: exit {code}")
+        for line in summary[-400:]:
+            reporter.write_line(line)
+    if code not in (0, pytest.ExitCode.NO_TESTS_COLLECTED) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
