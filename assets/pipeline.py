@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import BaseModel
 
 from assets.data.dataset_asset import build_dataset_asset, build_source_asset
+from assets.data.partitioning import dataset_partitions
 from assets.data.sources import observable
 from assets.model.model_asset import build_model_asset
 from assets.serve.predictions import build_alias_source, build_predictions_asset, build_served_source
@@ -90,6 +91,7 @@ def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
             folder,
             at=functools.partial(loaded.where, "datasets", name),
             refs=graph.refs_metadata(refs, f"{spec.name}/{name}"),
+            partitions=dataset_partitions(spec, name),
         )
         for name, dataset in spec.datasets.items()
     ]
@@ -105,7 +107,7 @@ def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
         for name, model in spec.models.items()
     ]
     sources = [
-        build_source_asset(spec.name, name, dataset, folder)
+        build_source_asset(spec.name, name, dataset, folder, dataset_partitions(spec, name))
         for name, dataset in spec.datasets.items()
         if observable(dataset.source)
     ]

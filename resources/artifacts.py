@@ -155,8 +155,16 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         """The local file of a stored version, when the store is local and has it (else None)."""
         return None
 
-    def read_recorded(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Any:
-        """The current version of ``asset_key``: the one Dagster's record names (:meth:`recorded_version`)."""
+    def read_recorded(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None = None) -> Any:
+        """The current version of ``asset_key`` (its ``partition``): the one Dagster's record names."""
+        if partition is not None:
+            found = self.recorded(instance, asset_key, partition)
+            if found is None:
+                raise DataError(
+                    f"artifact store ({self.kind}): partition {partition} of {asset_key.to_user_string()} has never "
+                    f"been materialized {self._where()}"
+                )
+            return self.read_version(partition_path(asset_key, partition), found[0])
         key = tuple(asset_key.path)
         version = self.recorded_version(instance, asset_key)
         if version is None:
@@ -173,10 +181,15 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         return None if found is None else found[0]
 
     @staticmethod
-    def recorded(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> tuple[str, str | None] | None:
-        """:meth:`recorded_version` and the data version that materialization recorded, read together."""
+    def recorded(
+        instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None = None
+    ) -> tuple[str, str | None] | None:
+        """:meth:`recorded_version` (of ``partition``) and the data version its materialization recorded."""
+        wanted: Any = asset_key
+        if partition is not None:
+            wanted = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition])
         for limit in (1, RECORD_DEPTH):  # nearly always the latest; deeper only after a gate-failed model
-            for record in instance.fetch_materializations(asset_key, limit=limit).records:
+            for record in instance.fetch_materializations(wanted, limit=limit).records:
                 materialization = record.asset_materialization
                 metadata = materialization.metadata if materialization else {}
                 if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
@@ -198,14 +211,42 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         return self._decode(key, name, data)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:  # noqa: D102
-        self.write(tuple(context.asset_key.path), obj, context.run_id)
+        key = tuple(context.asset_key.path)
+        if context.has_asset_partitions:
+            partitions = context.asset_partition_keys
+            if len(partitions) != 1:
+                raise ResourceError(
+                    f"artifact store ({self.kind}): {'/'.join(key)}: one run step wrote {len(partitions)} partitions "
+                    "as one output; Slipway builds one partition per step"
+                )
+            key = partition_path(context.asset_key, partitions[0])
+        self.write(key, obj, context.run_id)
         # Marks the materialization as one this store holds: only those are checked for reuse
         # and read downstream; a model that failed a gate is kept for audit, not read.
         failed_gate = isinstance(obj, ModelRef) and not obj.gates_passed
         context.add_output_metadata({STORED: True, **({NOT_CURRENT: True} if failed_gate else {})})
 
     def load_input(self, context: dg.InputContext) -> Any:  # noqa: D102
+        if context.has_asset_partitions:
+            return self.read_partitions(context.instance, context.asset_key, context.asset_partition_keys)
         return self.read_recorded(context.instance, context.asset_key)
+
+    def read_partitions(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Any) -> Any:
+        """Partitions ``partitions`` of ``asset_key`` as one table, in key order; a missing one is named."""
+        import pandas as pd
+
+        found = {p: self.recorded(instance, asset_key, p) for p in partitions}
+        missing = [p for p, stored in found.items() if stored is None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            many = len(missing) > 1
+            raise DataError(
+                f"artifact store ({self.kind}): {asset_key.to_user_string()}: partition{'s' if many else ''} "
+                f"{shown} of the {len(found)} read {'have' if many else 'has'} never been materialized; "
+                f"backfill {'them' if many else 'it'} first (slipway backfill)"
+            )
+        frames = [self.read_version(partition_path(asset_key, p), stored[0]) for p, stored in found.items() if stored]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:
         """Store ``obj`` as version ``version`` (a Dagster run id) of ``key``.
@@ -362,6 +403,11 @@ class S3ArtifactStore(ArtifactStore, S3StoreSettings):
         names = {item["Key"].rsplit("/", 1)[-1] for item in answer.get("Contents", [])}
         found = [name for name in (f"{version}.parquet", f"{version}.json") if name in names]
         return found[0] if found else None
+
+
+def partition_path(asset_key: dg.AssetKey, partition: str) -> tuple[str, ...]:
+    """Where partition ``partition`` of ``asset_key`` is stored: ``<pipeline>/<asset>/partition=<key>/``."""
+    return (*asset_key.path, f"partition={partition}")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any, Protocol
 
 import dagster as dg
 
+from assets.automation.partition_record import PartitionRecord
 from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why, out_of_date, said
 from assets.data.failures import FAILURE_PREFIX, current_data_version, environment
 from assets.spec.tags import ALIAS_METADATA, PREDICTIONS_METADATA
@@ -40,6 +41,10 @@ __all__ = [
     "rebuild_condition",
     "requested",
 ]
+
+#: From this many partitions on, Dagster records an unpartitioned reader's input version as the latest
+#: materialization's rather than a hash of every partition's (its SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD).
+PARTITIONS_HASHED = 100
 
 UNFINISHED = (
     dg.DagsterRunStatus.QUEUED,
@@ -80,6 +85,8 @@ class Record:
                 if DATA_VERSION_TAG in tags:
                     self._observed[key] = tags[DATA_VERSION_TAG]
         self._missing_outputs: dict[dg.AssetKey, str | None] = {}
+        self._partitions: dict[dg.AssetKey, PartitionRecord] = {}
+        self._combined: dict[dg.AssetKey, str | None] = {}
         names = {FAILURE_PREFIX + key.to_user_string() for key in keys}
         stored = cursor_values(instance, names)
         self._failures: dict[dg.AssetKey, dict[str, Any]] = {}
@@ -124,8 +131,31 @@ class Record:
         """The latest materialization of ``key``, or None when it was never built."""
         return self._built.get(key)
 
+    def partitioned(self, key: dg.AssetKey) -> bool:
+        """True when ``key`` is a partitioned asset of the code location (built partition by partition)."""
+        return self.graph.has(key) and self.graph.get(key).partitions_def is not None
+
+    def partitions(self, key: dg.AssetKey) -> PartitionRecord:
+        """The per-partition record of partitioned asset ``key`` (read once)."""
+        if key not in self._partitions:
+            self._partitions[key] = PartitionRecord(self.instance, self.graph, key)
+        return self._partitions[key]
+
+    def partition_reasons(self, key: dg.AssetKey, partitions: Sequence[str] | None = None) -> dict[str, list[Reason]]:
+        """Why each partition of ``key`` (of ``partitions``; all when None) must be rebuilt; only those that must."""
+        record = self.partitions(key)
+        return record.reasons(record.keys() if partitions is None else partitions, self.data_version)
+
     def data_version(self, key: dg.AssetKey) -> str | None:
-        """The current data version of ``key`` (:func:`current_data_version`, read in bulk)."""
+        """The current data version of ``key`` (:func:`current_data_version`, read in bulk).
+
+        A partitioned asset's, as an unpartitioned asset that reads all of it records it: Dagster's
+        hash of every partition's version (:func:`combined_version`).
+        """
+        if self.partitioned(key) and key not in self.graph.observable_asset_keys:
+            if key not in self._combined:
+                self._combined[key] = combined_version(self.partitions(key), self._built.get(key))
+            return self._combined[key]
         built = self._built.get(key)
         if built is not None:
             return built.data_version
@@ -136,7 +166,12 @@ class Record:
         return self._other[key]
 
     def reasons(self, key: dg.AssetKey, stores: StoredOutputs | None) -> list[Reason]:
-        """Why ``key`` must be rebuilt; empty when what was built is still current."""
+        """Why ``key`` must be rebuilt; empty when what was built is still current.
+
+        A partitioned asset's are its partitions' in one reason (``3 of 10 partitions: …``).
+        """
+        if self.partitioned(key):
+            return partitions_said(self.partition_reasons(key), len(self.partitions(key).keys()))
         built = self._scored_by(key, self._built.get(key))
         node = self.graph.get(key)
         inputs = self.inputs(key) if built is not None else {}
@@ -213,6 +248,8 @@ class OutOfDate(dg.AutomationCondition):
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:  # noqa: D102
         record = record_for(context)
+        if record.partitioned(context.key):  # type: ignore[arg-type]
+            return self._partitions(context, record)
         reasons = record.reasons(context.key, self.stores)  # type: ignore[arg-type]
         held = record.held(context.key) if reasons else None  # type: ignore[arg-type]
         subset = context.candidate_subset if reasons and held is None else context.get_empty_subset()
@@ -220,6 +257,52 @@ class OutOfDate(dg.AutomationCondition):
         if held is not None:
             metadata["held"] = held
         return dg.AutomationResult(context, subset, metadata=metadata or None)
+
+    def _partitions(self, context: dg.AutomationContext, record: Record) -> dg.AutomationResult:
+        """The candidate partitions that are out of date (:mod:`assets.automation.partition_record`)."""
+        candidates = sorted(context.candidate_subset.expensively_compute_partition_keys())
+        reasons = record.partition_reasons(context.key, candidates)  # type: ignore[arg-type]
+        subset = context.candidate_subset.compute_intersection_with_partition_keys(set(reasons))
+        total = len(record.partitions(context.key).keys())  # type: ignore[arg-type]
+        said_all = partitions_said(reasons, total)
+        metadata = {"reasons": said(said_all), "reason_kinds": Why.PARTITIONS.value} if reasons else None
+        return dg.AutomationResult(context, subset, metadata=metadata)
+
+
+def combined_version(record: PartitionRecord, latest: Built | None) -> str | None:
+    """The input data version Dagster records for an unpartitioned asset reading every partition of ``record``.
+
+    Under :data:`PARTITIONS_HASHED` partitions, a hash of the partitions' versions in key order;
+    at or above it (Dagster then skips the per-partition query), the latest materialization's.
+    """
+    import hashlib
+
+    keys = record.keys()
+    if len(keys) >= PARTITIONS_HASHED:
+        return latest.data_version if latest is not None else None
+    versions = record.versions(record.key)
+    current = set(keys)
+    read = [versions[k] for k in sorted(versions) if k in current]
+    if not read:
+        return None
+    return hashlib.sha256("".join(read).encode()).hexdigest()
+
+
+def partitions_said(reasons: dict[str, list[Reason]], total: int) -> list[Reason]:
+    """Per-partition reasons as one: ``3 of 10 partitions: 2 never built, 1 definition changed (2026-01-01 …)``."""
+    if not reasons:
+        return []
+    counts: dict[str, int] = {}
+    for why in reasons.values():
+        for reason in why:
+            shown = "never built" if reason.why is Why.FIRST_BUILD else str(reason).split("[")[0].strip()
+            if reason.why is Why.NEW_DATA:
+                shown = f"{reason.subject.split('[')[0]} has new data"
+            counts[shown] = counts.get(shown, 0) + 1
+    keys = sorted(reasons)
+    span = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}"
+    parts = ", ".join(f"{n} {what}" for what, n in counts.items())
+    return [Reason(Why.PARTITIONS, f"{len(reasons)} of {total} partitions: {parts} ({span})")]
 
 
 def running_assets(instance: dg.DagsterInstance) -> set[dg.AssetKey]:

@@ -24,6 +24,8 @@ class Why(StrEnum):
     NEW_INPUT = "new_input"  # an input it was not built on
     OUTPUT_LOST = "output_lost"  # what it built is gone from the stores
     ALIAS_MOVED = "alias_moved"  # the alias it is scored by holds another version
+    FAILED = "failed"  # a partition whose latest attempt failed
+    PARTITIONS = "partitions"  # a partitioned asset: how many partitions, and why (the subject)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Reason:
             Why.NEW_INPUT: f"{self.subject} is a new input",
             Why.OUTPUT_LOST: self.subject,
             Why.ALIAS_MOVED: self.subject,
+            Why.FAILED: "its latest attempt failed",
+            Why.PARTITIONS: self.subject,
         }[self.why]
 
 

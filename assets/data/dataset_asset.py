@@ -11,6 +11,7 @@ from assets.data import derived, progress, sources
 from assets.data.dataset_drift import DRIFT_CHECK, drift_check
 from assets.data.failures import recording_failures
 from assets.data.outputs import versioned_output
+from assets.data.partitioning import partition_source, partition_versions
 from assets.spec import compute, paths
 from assets.spec.graph import REFS_METADATA, dataset_edges
 from assets.spec.imports import resolve
@@ -47,6 +48,18 @@ def _check_result(
 
 
 OBSERVE_SCHEDULE = "*/5 * * * *"
+#: On a partition of a sourced dataset: the fingerprint of the files it read (:func:`files_fingerprint`).
+SOURCE_VERSION = "slipway/source_version"
+
+
+def _files_version(spec: Dataset, partition: str, folder: Path, policy: ImportPolicy, where: str) -> str:
+    """The fingerprint of partition ``partition``'s files, as its source's observation computes it."""
+    from assets.spec.paths import source_files
+
+    files = source_files(partition_source(spec, partition), folder, where, policy.data_roots)
+    return sources.files_fingerprint(files, folder)
+
+
 # A file source asset's metadata: its source block, as JSON (what the new-files sensor observes).
 SOURCE_METADATA = "slipway/source"
 
@@ -56,7 +69,9 @@ def source_key(pipeline: str, name: str, spec: Dataset | None = None) -> dg.Asse
     return dg.AssetKey(paths.source_key_path(pipeline, name, spec.source if spec else None))
 
 
-def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) -> dg.SourceAsset:
+def build_source_asset(
+    pipeline: str, name: str, spec: Dataset, folder: Path, partitions: dg.PartitionsDefinition | None = None
+) -> dg.SourceAsset:
     """The files (or database query) of a dataset's source, observed without loading the data.
 
     A file source's data version is :func:`assets.data.sources.files_fingerprint`: names, sizes and
@@ -68,8 +83,12 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
     where = f"pipeline {pipeline}, dataset {name}"
     assert spec.source is not None  # only sourced datasets have a source asset
 
-    def _observe(context: dg.AssetExecutionContext) -> dg.ObserveResult:
+    def _observe(context: dg.AssetExecutionContext) -> Any:
         roots = context.resources.import_policy.data_roots
+        if partitions is not None:
+            keys = partitions.get_partition_keys(dynamic_partitions_store=context.instance)
+            versions = partition_versions(spec, folder, where, roots, keys)
+            return dg.DataVersionsByPartition({k: dg.DataVersion(v) for k, v in versions.items()})
         version, metadata = sources.observe(spec.source, folder, where, roots)  # type: ignore[arg-type]
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
 
@@ -103,6 +122,7 @@ def build_source_asset(pipeline: str, name: str, spec: Dataset, folder: Path) ->
             description=shown[0].upper() + shown[1:],
             metadata=metadata,
             required_resource_keys={"import_policy"},
+            partitions_def=partitions,
         )(_observe)
 
 
@@ -124,8 +144,9 @@ def _table(
     folder: Path,
     where: str,
     here: Callable[..., str],
+    partition: str | None = None,
 ) -> Any:
-    """The dataset's table: derived from ``frames`` (its inputs), or loaded from its source."""
+    """The dataset's table: derived from ``frames`` (its inputs), or read from its source (a ``partition``'s files)."""
     # Slipway's store never hands a list; Dagster does, empty, for an input whose source an op
     # selection of the asset job left out (tests/data/test_op_selection.py).
     unloaded = [name for name, frame in frames.items() if isinstance(frame, list)]
@@ -151,7 +172,8 @@ def _table(
     assert spec.source is not None  # a dataset has inputs or a source (schema)
     # A database query's errors name its line (a file source's name the file they are about).
     shown = f"{here('source')}: {where}" if spec.source.sql else where
-    frame = sources.load(spec.source, folder, shown, policy.allowed, policy.data_roots)
+    source = spec.source if partition is None else partition_source(spec, partition)
+    frame = sources.load(source, folder, shown, policy.allowed, policy.data_roots)
     if spec.transform:
         fn = resolve(spec.transform, policy.allowed, where)
         return derived.call_transform(fn, spec.transform, f"{here('transform')}: {where}", frame)
@@ -169,14 +191,18 @@ def build_dataset_asset(
     folder: Path,
     at: Callable[..., str] | None = None,
     refs: Mapping[str, Any] | None = None,
+    partitions: dg.PartitionsDefinition | None = None,
 ) -> dg.AssetsDefinition:
     """One asset ``pipeline/name`` that loads (or derives), transforms, versions and checks the dataset.
 
     ``at(*loc)`` is the ``path:line`` of a key under the dataset in its YAML, for messages;
     ``refs`` are its references to other pipelines' assets (:func:`assets.spec.graph.refs_metadata`).
+    With ``partitions``, each partition is built, checked, versioned and stored on its own: a
+    sourced one reads its partition's files only and records their fingerprint
+    (:data:`SOURCE_VERSION`), which Dagster does not record for partitions of a source.
     """
     key = dg.AssetKey([pipeline, name])
-    where = f"pipeline {pipeline}, dataset {name}"
+    base = f"pipeline {pipeline}, dataset {name}"
     here = at or (lambda *loc: str(folder / "defs.yaml"))
     edges = dataset_edges(pipeline, spec)
     inputs = {input_name(edge.ref): dg.AssetIn(key=dg.AssetKey(edge.target.split("/"))) for edge in edges}
@@ -187,21 +213,27 @@ def build_dataset_asset(
     # Data is refused by a blocking expectation, or by a landed file whose columns differ.
     refuses = blocking or (spec.source is not None and spec.source.path is not None)
     made_by = f"the table that transform {spec.transform} returned" if spec.transform else "the query's table"
-    check_specs = [
-        dg.AssetCheckSpec(
-            check_name(i, e.expect),
-            asset=key,
-            blocking=e.severity == "error",
-            description=f"expect {e.expect} {e.kwargs}",
-        )
-        for i, e in enumerate(spec.expectations)
-    ]
-    if spec.drift:
-        check_specs.append(
+    with warnings.catch_warnings():  # a partitioned check is a preview of Dagster's: used on purpose
+        warnings.simplefilter("ignore")
+        check_specs = [
             dg.AssetCheckSpec(
-                DRIFT_CHECK, asset=key, description=f"{spec.drift.method} drift, older vs newer half of rows"
+                check_name(i, e.expect),
+                asset=key,
+                blocking=e.severity == "error",
+                description=f"expect {e.expect} {e.kwargs}",
+                partitions_def=partitions,
             )
-        )
+            for i, e in enumerate(spec.expectations)
+        ]
+        if spec.drift:
+            check_specs.append(
+                dg.AssetCheckSpec(
+                    DRIFT_CHECK,
+                    asset=key,
+                    description=f"{spec.drift.method} drift, older vs newer half of rows",
+                    partitions_def=partitions,
+                )
+            )
 
     def _build(
         context: dg.AssetExecutionContext,
@@ -212,8 +244,13 @@ def build_dataset_asset(
         frames: dict[str, Any],
         alerter: Alerter,
     ) -> Any:
-        progress.started(f"{pipeline}/{name}", "deriving" if spec.inputs else "loading")
-        frame = _table(spec, frames, query_engine, import_policy, folder, where, here)
+        partition = context.partition_key if partitions is not None else None
+        where = f"{base}, partition {partition}" if partition is not None else base
+        shown = f"{pipeline}/{name}" + (f"[{partition}]" if partition is not None else "")
+        progress.started(shown, "deriving" if spec.inputs else "loading")
+        # Before reading: a file rewritten while it is read leaves the partition stale, not current.
+        read = _files_version(spec, partition, folder, import_policy, where) if partition and spec.source else None
+        frame = _table(spec, frames, query_engine, import_policy, folder, where, here, partition)
         lacking = derived.missing_columns(frame, wanted)
         if lacking:
             raise DataError(
@@ -240,7 +277,7 @@ def build_dataset_asset(
                     )
                 checks.append(_check_result(index, result, expectation.severity, version if failed else None))
             if failed:
-                progress.finished(f"{pipeline}/{name}", ", ".join([*summary, "not stored"]))
+                progress.finished(shown, ", ".join([*summary, "not stored"]))
                 # Blocking means the data is never stored: the last good version stays the one
                 # downstream assets read, by every launch path. The check results are recorded
                 # (on the rejected data version) before the step fails.
@@ -256,6 +293,7 @@ def build_dataset_asset(
                 "rows": dg.MetadataValue.int(len(frame)),
                 "columns": dg.MetadataValue.int(len(frame.columns)),
                 "data_version": version,
+                **({SOURCE_VERSION: read} if read is not None else {}),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
                 ),
@@ -270,7 +308,7 @@ def build_dataset_asset(
             yield drifted
             if alert is not None:
                 alerter.send(alert, context.log)
-        progress.finished(f"{pipeline}/{name}", ", ".join(summary))
+        progress.finished(shown, ", ".join(summary))
 
     @dg.asset(
         key=key,
@@ -281,6 +319,7 @@ def build_dataset_asset(
         kinds={"duckdb"} if spec.sql else {"pandas"},
         op_tags=compute.op_tags(spec.resources),
         ins=inputs,
+        partitions_def=partitions,
         deps=[source_key(pipeline, name, spec)] if sources.observable(spec.source) else [],
         metadata={
             "slipway/pipeline": pipeline,
@@ -300,7 +339,8 @@ def build_dataset_asset(
     ) -> Any:
         steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames, alerter)
         try:
-            yield from recording_failures(context, key, steps, can_refuse=refuses)
+            # A refused partition is failed, and retried like one (no hold is kept per partition).
+            yield from recording_failures(context, key, steps, can_refuse=refuses and partitions is None)
         except RefusedData as exc:
             # Alerted here, once: the run failure alert leaves refused data to this one.
             text = str(exc).splitlines()[0]

@@ -37,6 +37,7 @@ from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTE
 from assets.spec.graph import key_of
 from assets.spec.metrics import suggest
 from assets.spec.model_spec import Model
+from assets.spec.partitions import Partitions, partition_problems
 from assets.spec.scoring import Prediction, prediction_problems
 
 # Environment variables that configure the orchestrator's own stores: never a pipeline's data.
@@ -176,6 +177,10 @@ class Dataset(Closed):
     transform: str | None = Field(
         default=None, pattern=IMPORT_PATH_PATTERN, description="module:function(df) -> df, or (**inputs) -> df"
     )
+    partitions: Partitions | None = Field(
+        default=None,
+        description="How a sourced dataset is split (time, static, discover); a derived one takes its inputs'.",
+    )
     expectations: list[Expectation] = Field(default_factory=list)
     drift: DriftCheck | None = None
     resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
@@ -246,6 +251,7 @@ class PipelineSpec(Closed):
         for name, dataset in self.datasets.items():
             for index, ref in enumerate(dataset.inputs or []):
                 found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
+        found += partition_problems(self.datasets)
         for name, model in self.models.items():
             found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")
             drift = model.retrain.on_drift if model.retrain else None

@@ -29,6 +29,32 @@ from stacks import LoadedStack
 if TYPE_CHECKING:
     from assets.automation.holds import Held
 
+#: The run tag that makes a run build one partition of its partitioned assets (Dagster's).
+PARTITION_TAG = "dagster/partition"
+
+
+def merged(key: dg.AssetKey, found: list[tuple[str, AssetOutcome]]) -> AssetOutcome:
+    """One row for a partitioned asset built over several runs: how many partitions, which failed and why."""
+    first = found[0][1]
+    built = [p for p, o in found if o.status in ("built", "reused")]
+    failed = [(p, o) for p, o in found if o.status not in ("built", "reused")]
+    span = built[0] if len(built) == 1 else f"{built[0]} … {built[-1]}" if built else ""
+    outcome = AssetOutcome(
+        key.to_user_string(),
+        first.kind,
+        failed[0][1].status if failed else "built",
+        seconds=sum(o.seconds or 0.0 for _, o in found),
+        dagster_run_id=found[-1][1].dagster_run_id,
+        reason=first.reason,
+    )
+    parts = [f"{len(built)} partition{'s' if len(built) != 1 else ''} built ({span})"] if built else []
+    if failed:
+        partition, bad = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        parts.append(f"partition {partition} {bad.status}{more}: {bad.detail}")
+    outcome.detail = "; ".join(parts)
+    return outcome
+
 
 @dataclass
 class Decision:
@@ -37,6 +63,8 @@ class Decision:
     todo: list[dg.AssetKey]
     record: Record
     holds: dict[dg.AssetKey, Held | None] = field(default_factory=dict)
+    #: The partitions to build of each partitioned asset of ``todo``.
+    partitions: dict[dg.AssetKey, list[str]] = field(default_factory=dict)
 
 
 class Engine:
@@ -136,12 +164,37 @@ class Engine:
         """Record a new observation of each source whose data version changed since the last one."""
         if self.read_only:  # this checkout's files are not what the deployment reads
             return
+        from assets.data.partitioning import PARTITION_VERSIONS
+
         record = Record(self.instance, self.graph)
         for name, (version, metadata) in versions.items():
             key = dg.AssetKey.from_user_string(name)
+            if PARTITION_VERSIONS in metadata:
+                if key in self.graph.observable_asset_keys:
+                    self._observe_partitions(key, metadata)
+                continue
             if key in self.graph.observable_asset_keys and record.data_version(key) != version:
                 self.instance.report_runless_asset_event(
                     dg.AssetObservation(asset_key=key, tags={DATA_VERSION_TAG: version}, metadata=metadata)
+                )
+
+    def _observe_partitions(self, key: dg.AssetKey, observed: dict[str, Any]) -> None:
+        """Record each partition of source ``key`` whose files changed; add the partitions files brought (dynamic)."""
+        from assets.data.partitioning import PARTITION_KEYS, PARTITION_VERSIONS
+        from assets.spec.tags import DATA_VERSION_TAG
+
+        partitions = self.graph.get(key).partitions_def
+        if isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name is not None:
+            known = set(self.instance.get_dynamic_partitions(partitions.name))
+            new = [k for k in observed[PARTITION_KEYS] if k not in known]
+            if new:
+                self.instance.add_dynamic_partitions(partitions.name, new)
+        storage = self.instance.event_log_storage
+        seen = storage.get_latest_tags_by_partition(key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG])
+        for partition, version in observed[PARTITION_VERSIONS].items():
+            if seen.get(partition, {}).get(DATA_VERSION_TAG) != version:
+                self.instance.report_runless_asset_event(
+                    dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: version})
                 )
 
     def observe_aliases(self, keys: Sequence[dg.AssetKey]) -> None:
@@ -195,12 +248,47 @@ class Engine:
         holds = {k: held_back(result, k) for k in keys}
         wanted = set(requested(result, keys))
         wanted |= {k for k, held in holds.items() if held is not None and held.hold is Hold.RETRAIN_POLICY}
-        return Decision([k for k in keys if k in wanted], Record(self.instance, self.graph), holds)
+        todo = [k for k in keys if k in wanted]
+        partitions = {
+            k: sorted(p for p in result.get_requested_partitions(k) if p is not None)
+            for k in todo
+            if self.graph.get(k).partitions_def is not None
+        }
+        return Decision(todo, Record(self.instance, self.graph), holds, partitions)
+
+    def all_partitions(self, key: dg.AssetKey) -> list[str]:
+        """Every partition key of partitioned asset ``key`` now (dynamic ones as the instance holds them)."""
+        return self.record().partitions(key).keys()
+
+    def launch_partitions(
+        self, keys: Sequence[dg.AssetKey], partitions: dict[dg.AssetKey, list[str]], reasons: dict[dg.AssetKey, str]
+    ) -> tuple[list[str], dict[dg.AssetKey, AssetOutcome]]:
+        """Build ``partitions`` of each of ``keys``: a run per partition key, with every asset that needs it.
+
+        Each partition's run is recorded when it ends, so a command killed part way leaves the
+        finished partitions built: the next run or backfill does not redo them.
+        """
+        import logging
+
+        by_partition: dict[str, list[dg.AssetKey]] = {}
+        for key in keys:
+            for partition in partitions.get(key, []):
+                by_partition.setdefault(partition, []).append(key)
+        log = logging.getLogger("slipway.progress")
+        run_ids: list[str] = []
+        each: dict[dg.AssetKey, list[tuple[str, AssetOutcome]]] = {}
+        for index, partition in enumerate(sorted(by_partition), 1):
+            log.info(f"partition {partition} ({index}/{len(by_partition)})")
+            run_id, built = self.launch(by_partition[partition], reasons, partition=partition)
+            run_ids.append(run_id)
+            for key, outcome in built.items():
+                each.setdefault(key, []).append((partition, outcome))
+        return run_ids, {key: merged(key, found) for key, found in each.items()}
 
     def launch(
-        self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str]
+        self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str], partition: str | None = None
     ) -> tuple[str, dict[dg.AssetKey, AssetOutcome]]:
-        """Materialize ``keys`` in one run with the stack's executor; outcomes read from the event log."""
+        """Materialize ``keys`` (their ``partition``) in one run with the stack's executor; outcomes from its events."""
         import gc
 
         if self.read_only and set(reasons.values()) == {"--force"}:
@@ -228,7 +316,12 @@ class Engine:
             # The summary table reports failures; Dagster's console log would repeat them with
             # stack traces. The event log keeps everything for the UI.
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            tags={"slipway/stack": self.loaded.name, "slipway/command": "run", **dead_runs.owner_tags()},
+            tags={
+                "slipway/stack": self.loaded.name,
+                "slipway/command": "run",
+                **dead_runs.owner_tags(),
+                **({PARTITION_TAG: partition} if partition is not None else {}),
+            },
             env={
                 "SLIPWAY_STACK": self.loaded.reference,
                 DEFS_ENV: str(Path(self.folder).resolve()) if self.folder is not None else None,

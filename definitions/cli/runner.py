@@ -75,7 +75,12 @@ def observe(
             if dataset.source is not None and sources.observable(dataset.source):
                 where = f"{p.where('datasets', name, 'source')}: pipeline {p.spec.name}, dataset {name}"
                 key = "/".join(paths.source_key_path(p.spec.name, name, dataset.source))
-                found[key] = sources.observe(dataset.source, p.folder, where, roots)
+                if dataset.partitions is not None:  # imports Dagster (its partitions): only then
+                    from assets.data.partitioning import observe_partitions
+
+                    found[key] = observe_partitions(p.spec.name, name, dataset, p.folder, where, roots)
+                else:
+                    found[key] = sources.observe(dataset.source, p.folder, where, roots)
     return found
 
 
@@ -184,14 +189,24 @@ def _run_locked(
                 reasons = {k: said(decision.record.reasons(k, engine.stores)) for k in todo}
             if not run_ids:
                 resolve_imports(pipelines, loaded.stack.allowed_imports, {k.to_user_string() for k in todo})
-            run_id, built = engine.launch(todo, reasons)
-            run_ids.append(run_id)
+            # Partitioned assets first, a run per partition; what reads them is decided after.
+            parted = [k for k in todo if engine.graph.get(k).partitions_def is not None]
+            if parted:
+                wanted = {k: engine.all_partitions(k) for k in parted} if decision is None else decision.partitions
+                ids, built = engine.launch_partitions(parted, wanted, reasons)
+                run_ids += ids
+            else:
+                run_id, built = engine.launch(todo, reasons)
+                run_ids.append(run_id)
             outcomes.update(built)
             # What reads a rebuilt asset is decided again, now that its new data version is known
             # (unless every selected asset ran already: a cold run builds all in one round).
             mark = cache.watermark()
             if all(k in outcomes for k in keys):
                 break
+            if decision is None:  # --force: the rest too, whatever the record says
+                todo = [k for k in keys if k not in outcomes]
+                continue
             decision = engine.decide(keys)
             todo = [k for k in decision.todo if k not in outcomes]
         if all(k in outcomes for k in keys):

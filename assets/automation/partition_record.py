@@ -1,0 +1,123 @@
+"""The rebuild predicate per partition: which partitions of a partitioned asset need building, and why.
+
+A partition is rebuilt when it was never built, when its latest attempt failed, when its code
+version differs from the one its materialization recorded, or when what it read changed: its
+source files (the fingerprint it recorded, :data:`assets.data.dataset_asset.SOURCE_VERSION`,
+against its source's latest observation of that partition), the same partition of a partitioned
+input, or an unpartitioned input. Everything is read from the Dagster instance, a few queries per
+asset whatever the number of partitions, so `slipway run`, `slipway backfill`, `slipway plan` and
+the automation sensor all answer the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dagster as dg
+
+from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why
+from assets.data.dataset_asset import SOURCE_VERSION
+
+#: What ``--only`` may ask for, and which reasons each takes.
+ONLY = ("missing", "failed", "stale")
+
+
+def partition_input_version(version: str | None) -> str | None:
+    """The input data version Dagster records for one partition of a partitioned input (a hash of its version)."""
+    if version is None:
+        return None
+    return hashlib.sha256(version.encode()).hexdigest()
+
+
+class PartitionRecord:
+    """The instance's record of one partitioned asset, per partition, read once."""
+
+    def __init__(self, instance: dg.DagsterInstance, graph: Any, key: dg.AssetKey) -> None:
+        """Read the latest materialization and status of every partition of ``key``."""
+        self.instance, self.graph, self.key = instance, graph, key
+        node = graph.get(key)
+        self.partitions_def = node.partitions_def
+        storage = instance.event_log_storage
+        ids = storage.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+        self.built: dict[str, Built] = {}
+        if ids:
+            found = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)
+            ).records
+            self.built = {r.partition_key: Built.of(r) for r in found if r.partition_key is not None}
+        self._versions: dict[dg.AssetKey, dict[str, str]] = {}
+
+    def keys(self) -> list[str]:
+        """Every partition key of the asset now (dynamic ones as the instance holds them)."""
+        return list(self.partitions_def.get_partition_keys(dynamic_partitions_store=self.instance))
+
+    def failed(self, partitions: Sequence[str]) -> set[str]:
+        """The partitions of ``partitions`` whose latest attempt failed."""
+        status = self.instance.get_status_by_partition(self.key, list(partitions), self.partitions_def)
+        return {p for p, s in (status or {}).items() if s == dg.AssetPartitionStatus.FAILED}
+
+    def versions(self, parent: dg.AssetKey) -> dict[str, str]:
+        """The current data version of each partition of ``parent``: its latest materialization's (or observation)."""
+        if parent not in self._versions:
+            storage = self.instance.event_log_storage
+            kind = (
+                dg.DagsterEventType.ASSET_OBSERVATION
+                if parent in self.graph.observable_asset_keys
+                else dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+            tags = storage.get_latest_tags_by_partition(parent, kind, [DATA_VERSION_TAG])
+            self._versions[parent] = {p: t[DATA_VERSION_TAG] for p, t in tags.items() if DATA_VERSION_TAG in t}
+        return self._versions[parent]
+
+    def reasons(
+        self, partitions: Sequence[str], unpartitioned: Callable[[dg.AssetKey], str | None]
+    ) -> dict[str, list[Reason]]:
+        """Why each of ``partitions`` must be rebuilt (only those that must).
+
+        ``unpartitioned(key)`` is the current data version of an unpartitioned input.
+        """
+        node = self.graph.get(self.key)
+        failed = self.failed([p for p in partitions if p in self.built]) if self.built else set()
+        found: dict[str, list[Reason]] = {}
+        for partition in partitions:
+            built = self.built.get(partition)
+            if built is None:
+                found[partition] = [Reason(Why.FIRST_BUILD)]
+                continue
+            why: list[Reason] = []
+            if partition in failed:
+                why.append(Reason(Why.FAILED))
+            if node.code_version is not None and built.code_version != node.code_version:
+                why.append(Reason(Why.DEFINITION_CHANGED))
+            why += self._inputs_changed(partition, built, unpartitioned)
+            if why:
+                found[partition] = why
+        return found
+
+    def _inputs_changed(
+        self, partition: str, built: Built, unpartitioned: Callable[[dg.AssetKey], str | None]
+    ) -> list[Reason]:
+        found = []
+        for parent in sorted(self.graph.get(self.key).parent_keys, key=lambda k: k.to_user_string()):
+            name = parent.to_user_string()
+            if self.graph.get(parent).partitions_def is None:
+                current, recorded = unpartitioned(parent), built.inputs.get(name)
+            elif parent in self.graph.observable_asset_keys:
+                current, recorded = self.versions(parent).get(partition), built.metadata.get(SOURCE_VERSION)
+            else:
+                current = partition_input_version(self.versions(parent).get(partition))
+                recorded = built.inputs.get(name)
+            if current is not None and current != recorded:
+                found.append(Reason(Why.NEW_DATA, f"{name}[{partition}]"))
+        return found
+
+
+def only(reasons: dict[str, list[Reason]], wanted: str) -> list[str]:
+    """The partitions of ``reasons`` that ``--only wanted`` takes: ``missing``, ``failed`` or ``stale`` (any reason)."""
+    if wanted == "missing":
+        return [p for p, why in reasons.items() if any(r.why is Why.FIRST_BUILD for r in why)]
+    if wanted == "failed":
+        return [p for p, why in reasons.items() if any(r.why is Why.FAILED for r in why)]
+    return list(reasons)

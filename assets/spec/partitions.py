@@ -1,0 +1,225 @@
+"""A dataset's ``partitions`` block: time windows, a static list, or one partition per landed file.
+
+Checked without a library (the schema imports none); :mod:`assets.data.partitioning` maps a block
+to Dagster's partitions definitions. A partitioned file source names its partition in its path
+with one placeholder, ``{date}``, ``{region}`` or any other name::
+
+    events:
+      source: {path: "data/events/{date}.csv"}
+      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, timezone: UTC}}
+    sales:
+      source: {path: "data/sales/{region}.parquet"}
+      partitions: {static: [eu, us, apac]}
+    batches:
+      source: {path: "landing/{batch}.csv"}
+      partitions: {discover: files}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from assets.spec.fields import Closed
+from assets.spec.schedules import cron_problem
+
+#: A partition key Slipway accepts: it names a file, a folder in the artifact store and a run tag.
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:=+-]*$"
+#: The one placeholder of a partitioned path: ``{date}``, ``{region}``…
+PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TimeWindows(Closed):
+    """Partitions by time window: one per tick of ``cron`` from ``start`` (to ``end``, else to now)."""
+
+    cron: str = Field(description='When a window starts: "0 0 * * *" is one partition a day.')
+    start: dt.date | dt.datetime = Field(description="The first window's start (a date, or a date and time).")
+    end: dt.date | dt.datetime | None = Field(
+        default=None, description="The end of the last window (exclusive); the last complete window when unset."
+    )
+    timezone: str = Field(default="UTC", description="The IANA time zone the cron is read in.")
+    format: str | None = Field(
+        default=None,
+        description='How a window is written in keys and file names (strftime): "%Y-%m-%d" for daily or '
+        'coarser windows, "%Y-%m-%d-%H:%M" for finer ones, when unset.',
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        problem = cron_problem(cron)
+        if problem is not None:
+            raise ValueError(problem)
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name: UTC, Europe/Paris)") from None
+        return name
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, fmt: str | None) -> str | None:
+        if fmt is None:
+            return fmt
+        written = dt.datetime(2026, 1, 2, 3, 4).strftime(fmt)
+        if not re.match(KEY_PATTERN, written) or "%" in written:
+            raise ValueError(f"format {fmt!r} writes {written!r}: a key must be letters, digits and - _ . : = +")
+        return fmt
+
+    @model_validator(mode="after")
+    def _order(self) -> TimeWindows:
+        if self.end is not None and _as_datetime(self.end) <= _as_datetime(self.start):
+            raise ValueError(f"`end` {self.end} is not after `start` {self.start}")
+        return self
+
+    @property
+    def key_format(self) -> str:
+        """The strftime format of a key: ``format``, else by how fine the windows are."""
+        if self.format is not None:
+            return self.format
+        minute, hour = self.cron.split()[:2]
+        return "%Y-%m-%d" if minute.isdigit() and hour.isdigit() else "%Y-%m-%d-%H:%M"
+
+
+def _as_datetime(value: dt.date | dt.datetime) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime(value.year, value.month, value.day)
+
+
+class Partitions(Closed):
+    """How a dataset is split: exactly one of ``time``, ``static`` or ``discover``.
+
+    Each partition is built, checked, versioned and stored on its own (a run each); a backfill
+    rebuilds only the partitions that need it.
+    """
+
+    time: TimeWindows | None = None
+    static: tuple[str, ...] | None = Field(
+        default=None, min_length=1, description="The partition keys: [eu, us, apac]."
+    )
+    discover: Literal["files"] | None = Field(
+        default=None, description="`files`: one partition per file of the source that fits its path's placeholder."
+    )
+
+    @field_validator("static")
+    @classmethod
+    def _keys(cls, keys: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for key in keys or []:
+            if not re.match(KEY_PATTERN, key):
+                raise ValueError(f"partition key {key!r}: letters, digits and - _ . : = + only, not first")
+        listed = list(keys or ())
+        twice = sorted({k for k in listed if listed.count(k) > 1})
+        if twice:
+            raise ValueError(f"partition key {twice[0]!r} is listed twice")
+        return keys
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Partitions:
+        kinds = [k for k in ("time", "static", "discover") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("`partitions` needs exactly one of `time`, `static` or `discover`")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``time``, ``static`` or ``discover``."""
+        return next(k for k in ("time", "static", "discover") if getattr(self, k) is not None)
+
+
+def placeholders(path: str) -> list[str]:
+    """The placeholder names of a source path, in order: ``data/{date}.csv`` has ``["date"]``."""
+    return PLACEHOLDER.findall(path)
+
+
+def fill(path: str, key: str) -> str:
+    """``path`` with its placeholder replaced by partition ``key``."""
+    return PLACEHOLDER.sub(lambda _: key, path, count=1)
+
+
+def key_of_file(path: str, relative: str) -> str | None:
+    """The partition key a file's path (relative like ``path``) gives, or None when it does not fit."""
+    before, _, after = PLACEHOLDER.split(path, maxsplit=1)
+    pattern = re.escape(before) + r"(?P<key>[^/]+?)" + re.escape(after)
+    found = re.fullmatch(pattern, relative)
+    if found is None or not re.match(KEY_PATTERN, found.group("key")):
+        return None
+    return found.group("key")
+
+
+def declaring(datasets: Mapping[str, Any]) -> dict[str, str]:
+    """For each partitioned dataset of a pipeline, the sourced dataset whose ``partitions`` it has (maybe itself).
+
+    Derived datasets take their partitioned inputs' (those of the same pipeline); inputs split
+    differently are refused by :func:`partition_problems` first.
+    """
+    found: dict[str, str] = {}
+    changed = True
+    while changed:  # inputs first, whatever the order of the YAML
+        changed = False
+        for name, dataset in datasets.items():
+            if name in found:
+                continue
+            if dataset.partitions is not None:
+                found[name], changed = name, True
+                continue
+            owners = sorted({found[i] for i in dataset.inputs or [] if i in found})
+            if owners:
+                found[name], changed = owners[0], True
+    return found
+
+
+def partition_problems(datasets: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with a pipeline's partitions, as ``(location, message)``.
+
+    A partitioned source without its placeholder (or the reverse), and a derived dataset whose
+    inputs are split differently.
+    """
+    found = [problem for name, dataset in datasets.items() for problem in _source_problems(name, dataset)]
+    owners = declaring(datasets)
+    for name, dataset in datasets.items():
+        split = {i: owners[i] for i in dataset.inputs or [] if i in owners}
+        blocks = {owner: datasets[owner].partitions for owner in split.values()}
+        if len(set(blocks.values())) > 1:
+            said = ", ".join(f"{i} (as {o})" for i, o in split.items())
+            message = f"its inputs are partitioned differently: {said}; a derived dataset runs per partition of one"
+            found.append((("datasets", name, "inputs"), message))
+    return found
+
+
+def _source_problems(name: str, dataset: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """A partitioned dataset reads one file (or glob) per partition, named by its path's one placeholder."""
+    source, partitions = dataset.source, dataset.partitions
+    named = placeholders(source.path or "") if source is not None else []
+    at: tuple[str | int, ...] = ("datasets", name, "partitions")
+    if partitions is None:
+        if not named:
+            return []
+        message = (
+            f"source path {source.path!r} names a partition {{{named[0]}}} but the dataset has no `partitions` "
+            "(add one, or write the path without braces)"
+        )
+        return [(("datasets", name, "source", "path"), message)]
+    if dataset.inputs is not None:
+        message = (
+            "a derived dataset takes its inputs' partitions: remove `partitions` (declare them where the data is read)"
+        )
+        return [(at, message)]
+    if source.path is None:
+        return [(at, f"only a file source (`path`) can be partitioned; this one is a `{source.kind}` source")]
+    if len(named) != 1:
+        message = (
+            "a partitioned source's path names its partition with exactly one placeholder, e.g. "
+            f"data/events/{{date}}.csv; {source.path!r} has {len(named) or 'none'}"
+        )
+        return [(("datasets", name, "source", "path"), message)]
+    return []
