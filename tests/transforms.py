@@ -58,3 +58,15 @@ def secret_failure(customers: Any) -> Any:
 def path(path: Any) -> Any:
     """A transform whose input is called `path` (as the wrapper's own parameter is)."""
     return path
+
+
+def slow_when_flagged(frame: Any) -> Any:
+    """The frame as it is; sleeps for a minute first on the day the file ``$SLOW_DAY_FLAG`` names (a kill test)."""
+    import os
+    import time
+    from pathlib import Path
+
+    flag = Path(os.environ.get("SLOW_DAY_FLAG", "/nonexistent"))
+    if flag.exists() and str(frame["day"].iloc[0]) == flag.read_text().strip():
+        time.sleep(60)
+    return frame

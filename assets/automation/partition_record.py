@@ -79,12 +79,12 @@ class PartitionRecord:
         ``unpartitioned(key)`` is the current data version of an unpartitioned input.
         """
         node = self.graph.get(self.key)
-        failed = self.failed([p for p in partitions if p in self.built]) if self.built else set()
+        failed = self.failed(partitions)
         found: dict[str, list[Reason]] = {}
         for partition in partitions:
             built = self.built.get(partition)
-            if built is None:
-                found[partition] = [Reason(Why.FIRST_BUILD)]
+            if built is None:  # never built: missing, or failed if it was tried
+                found[partition] = [Reason(Why.FAILED if partition in failed else Why.FIRST_BUILD)]
                 continue
             why: list[Reason] = []
             if partition in failed:

@@ -73,6 +73,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """`slipway backfill`: build the partitions of a dataset that need it, then the summary."""
+    from definitions.cli.backfill import backfill
+    from definitions.cli.report import show_progress, summary
+
+    gc.set_threshold(50_000, 20, 10)  # as `slipway run`
+    sys.stderr = _WithoutLine(sys.stderr, "Exception while writing logger call to event log")
+    show_progress()
+    report, _ = backfill(
+        args.dataset,
+        stack_name=args.stack,
+        defs_dir=args.defs,
+        start=args.start,
+        end=args.end,
+        partitions=args.partitions or (),
+        wanted=args.only,
+        say=emit,
+    )
+    if report.outcomes:
+        emit(summary(report))
+    if any(o.status == "interrupted" for o in report.outcomes):
+        return 130
+    return 0 if report.ok else 1
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """`slipway plan`: what a git change rebuilds, as a table, JSON or Markdown."""
     from definitions.paths import defs_folder

@@ -79,6 +79,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rebuild everything selected")
     run.set_defaults(func=commands.cmd_run)
 
+    backfill = _command(
+        sub, "backfill", "build the partitions of a dataset that are missing, failed or stale", *everything
+    )
+    backfill.add_argument("dataset", metavar="DATASET", help="a partitioned dataset, e.g. sales/orders")
+    chosen = backfill.add_mutually_exclusive_group()
+    chosen.add_argument("--partitions", nargs="+", metavar="KEY", help="these partitions only")
+    chosen.add_argument("--from", dest="start", metavar="KEY", help="the first partition (default: the first)")
+    backfill.add_argument("--to", dest="end", metavar="KEY", help="the last partition, included (default: the last)")
+    backfill.add_argument(
+        "--only",
+        choices=["missing", "failed", "stale"],
+        default="stale",
+        help="which: never built, failed, or stale for any reason (default: %(default)s)",
+    )
+    backfill.set_defaults(func=commands.cmd_backfill)
+
     plan = _command(
         sub,
         "plan",

@@ -67,7 +67,11 @@ def summary(report: RunReport) -> str:
         lines += _wrap(f"alias {level}: {message}", "  ")
     counts = {s: sum(o.status == s for o in report.outcomes) for s in _MARK}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    runs = f" (dagster run {', '.join(report.dagster_run_ids)})" if report.dagster_run_ids else ""
+    ids = report.dagster_run_ids
+    if len(ids) > 3:  # a run per partition: the first and the last
+        runs = f" ({len(ids)} dagster runs, {ids[0]} … {ids[-1]})"
+    else:
+        runs = f" (dagster run {', '.join(ids)})" if ids else ""
     lines += _wrap(f"stack {report.stack}: {tally} in {report.seconds:.1f}s{runs}", "  ")
     return "\n".join(line.rstrip() for line in lines)
 

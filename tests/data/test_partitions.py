@@ -8,7 +8,6 @@ changed, their files changed), and a new file builds its partition alone.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -84,3 +83,108 @@ def test_a_source_path_naming_a_partition_needs_a_partitions_block(home, defs_di
         f"{path}:6: pipeline sales: datasets.orders.source.path: source path 'data/{{region}}.csv' names a partition {{region}} "
         "but the dataset has no `partitions` (add one, or write the path without braces)"
     )
+
+
+EVENTS = """
+type: assets.Pipeline
+attributes:
+  name: web
+  datasets:
+    events:
+      source: {path: "landing/{date}.csv"}
+      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}
+      transform: transforms:slow_when_flagged
+"""
+DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
+
+
+def day(date: str) -> pd.DataFrame:
+    return pd.DataFrame({"day": [date] * 5, "clicks": list(range(5))})
+
+
+@pytest.fixture
+def web(write_pipeline, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
+    return write_pipeline("web", EVENTS, {f"landing/{d}.csv": day(d) for d in DAYS[:4]}).parent
+
+
+def test_backfill_builds_what_is_missing_then_only_what_failed_then_what_a_change_made_stale(home, defs_dir, web):
+    from definitions.cli.backfill import backfill
+
+    report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
+    assert said == ["web/events: 5 of 5 partitions to build (--only missing): 2026-01-01 … 2026-01-05 (5)"]
+    [row] = report.outcomes
+    assert row.status == "failed"
+    assert row.detail.startswith("4 partitions built (2026-01-01 … 2026-01-04); partition 2026-01-05 failed: ")
+    assert "no file matches 'landing/2026-01-05.csv'" in row.detail
+
+    day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
+    report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
+    assert said == ["web/events: 0 of 5 partitions to build (--only missing)"]  # the failed one is not missing
+    report, said = backfill("web/events", defs_dir=defs_dir, wanted="failed")
+    assert said == ["web/events: 1 of 5 partitions to build (--only failed): 2026-01-05"]
+    assert report.outcomes[0].detail == "1 partition built (2026-01-05)"
+
+    # A definition change makes every partition stale; --from/--to take two of them.
+    (web / "defs.yaml").write_text(EVENTS + "      description: events by day\n")
+    report, said = backfill("web/events", defs_dir=defs_dir, start="2026-01-02", end="2026-01-03")
+    assert said == ["web/events: 2 of 2 partitions to build (--only stale): 2026-01-02 … 2026-01-03 (2)"]
+    report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
+    assert said == ["web/events: 0 of 5 partitions to build (--only missing)"]
+
+
+def test_a_partition_key_outside_the_definition_is_refused_with_the_nearest(home, defs_dir, web):
+    from definitions.cli.backfill import backfill
+    from resources.errors import DefinitionError
+
+    with pytest.raises(DefinitionError) as raised:
+        backfill("web/events", defs_dir=defs_dir, partitions=["2026-01-07"])
+    assert str(raised.value) == (
+        "partition '2026-01-07' is not one of the 5 partitions; they run from '2026-01-01' to '2026-01-05', "
+        "the nearest is '2026-01-05'"
+    )
+    with pytest.raises(DefinitionError) as raised:
+        backfill("web/events", defs_dir=defs_dir, start="2027-03-01")
+    assert str(raised.value) == (
+        "partition '2027-03-01' is not one of the 5 partitions; they run from '2026-01-01' to '2026-01-05', "
+        "the nearest is '2026-01-05'"
+    )
+    with pytest.raises(DefinitionError) as raised:
+        backfill("web/event", defs_dir=defs_dir)
+    assert str(raised.value) == "no dataset 'web/event'; did you mean 'web/events'?"
+
+
+def test_a_backfill_killed_part_way_resumes_without_redoing_finished_partitions(home, defs_dir, web, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from definitions.cli.backfill import backfill
+
+    day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
+    flag = tmp_path / "slow-day"
+    flag.write_text("2026-01-03")  # its partition sleeps: the backfill is killed there
+    env = {**os.environ, "SLOW_DAY_FLAG": str(flag), "PYTHONPATH": str(REPO / "tests")}
+    command = [sys.executable, "-m", "definitions.cli.main", "backfill", "web/events", "--defs", str(defs_dir)]
+    child = subprocess.Popen(
+        command, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    seen = []
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            seen.append(line)
+            if "web/events[2026-01-03]: loading" in line:  # in its transform, asleep
+                break
+        else:
+            pytest.fail(f"the backfill ended before its third partition: {''.join(seen)[-2000:]}")
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+    flag.unlink()
+    report, said = backfill("web/events", defs_dir=defs_dir)
+    assert said == ["web/events: 3 of 5 partitions to build (--only stale): 2026-01-03 … 2026-01-05 (3)"]
+    assert report.outcomes[0].detail == "3 partitions built (2026-01-03 … 2026-01-05)"
