@@ -223,3 +223,40 @@ def _source_problems(name: str, dataset: Any) -> list[tuple[tuple[str | int, ...
         )
         return [(("datasets", name, "source", "path"), message)]
     return []
+
+
+def count(block: Partitions, now: dt.datetime | None = None, files: int | None = None) -> int | None:
+    """How many partitions ``block`` has: its keys, its windows up to ``end`` (else ``now``), or ``files``.
+
+    Counted without Dagster (``slipway plan`` imports none): a window is counted when it starts at
+    or after ``start`` and ends at or before the end, as Dagster's time windows are.
+    """
+    if block.static is not None:
+        return len(block.static)
+    if block.discover is not None:
+        return files
+    assert block.time is not None
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    zone = ZoneInfo(block.time.timezone)
+    start = _as_datetime(block.time.start).replace(tzinfo=zone)
+    end = _as_datetime(block.time.end).replace(tzinfo=zone) if block.time.end is not None else None
+    end = end or (now or dt.datetime.now(dt.UTC)).astimezone(zone)
+    ticks = croniter(block.time.cron, start - dt.timedelta(seconds=1))
+    ticks.get_next(dt.datetime)  # the first window's start
+    found = 0
+    while found < 1_000_000 and ticks.get_next(dt.datetime) <= end:  # each window's end
+        found += 1
+    return found
+
+
+def describe(block: Partitions) -> str:
+    """``daily from 2026-01-01`` / ``static (eu, us, apac)`` / ``one per file``: a block in words."""
+    if block.static is not None:
+        return f"static ({', '.join(block.static)})"
+    if block.discover is not None:
+        return "one per file"
+    assert block.time is not None
+    return f"time ({block.time.cron}) from {block.time.start}"

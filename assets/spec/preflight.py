@@ -25,6 +25,7 @@ from assets.spec.imports import FUNCTION, resolve
 from assets.spec.loader import LoadedPipeline
 from assets.spec.metrics import suggest
 from assets.spec.model_spec import Model
+from assets.spec.partitions import fill
 from assets.spec.paths import file_format, source_files
 from assets.spec.schema import Dataset
 from assets.spec.signatures import estimator_signature
@@ -162,9 +163,14 @@ def _file_columns(
     """The header of every file a file source matches, or why there is none to read."""
     where = f"{pipeline.where('datasets', name, 'source', 'path')}: {prefix}"
     assert dataset.source is not None  # a file source
+    source = dataset.source
+    if dataset.partitions is not None:  # every partition's files; none yet is no mistake (they land later)
+        source = source.model_copy(update={"path": fill(source.path or "", "*")})
     try:
-        files = source_files(dataset.source, pipeline.folder, where, roots)
-    except (DataError, DefinitionError) as exc:
+        files = source_files(source, pipeline.folder, where, roots)
+    except DataError as exc:
+        return None, [] if dataset.partitions is not None else [str(exc)]
+    except DefinitionError as exc:
         return None, [str(exc)]
     headers: dict[str, list[str]] = {}
     errors: list[str] = []

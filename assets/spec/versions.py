@@ -49,7 +49,23 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
         payload.pop("serve", None)
     payload.pop("resources", None)
     payload.pop("limits", None)
+    if isinstance(payload.get("partitions"), dict):
+        payload["partitions"] = partitions_shape(payload["partitions"])
+    elif kind == "dataset":  # unpartitioned: the code version it had before partitions existed
+        payload.pop("partitions", None)
     return payload
+
+
+def partitions_shape(block: dict[str, Any]) -> dict[str, Any]:
+    """What of a ``partitions`` block changes what a partition holds: the windows' cron, zone and format.
+
+    Which partitions exist (``start``, ``end``, the static keys, the files found) does not:
+    adding a key or extending the range builds the new partitions and leaves the others be.
+    """
+    time = block.get("time")
+    if isinstance(time, dict):
+        return {"time": {k: time.get(k) for k in ("cron", "timezone", "format")}}
+    return {kind: True for kind in ("static", "discover") if block.get(kind) is not None}
 
 
 def code_version(

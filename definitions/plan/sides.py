@@ -22,6 +22,7 @@ import yaml
 from assets.data.sources import observable
 from assets.spec.graph import dataset_edges, model_edges, prediction_edges
 from assets.spec.loader import LoadedPipeline, load_pipelines
+from assets.spec.partitions import Partitions, declaring, fill, placeholders
 from assets.spec.paths import source_key_path
 from assets.spec.scoring import alias_of, alias_source_name
 from assets.spec.versions import code_digests, code_version, definition_payload, module_file
@@ -49,6 +50,10 @@ class Definition:
     retrain: dict[str, Any] | None = None  # a model's retrain policy (not part of its code version)
     # A predictions table's model key, alias and alias source key: it is rescored when the alias moves.
     scores: tuple[str, str, str] | None = None
+    # A partitioned dataset's partitions (its own, or those of the dataset it derives them from), and
+    # that dataset's source key and path (the files of `discover: files`).
+    partitions: Partitions | None = None
+    partition_files: tuple[str, str] | None = None
 
 
 @dataclass
@@ -164,7 +169,7 @@ def tracked_data(
             path = dataset.source.path if dataset.source is not None else None
             if path is None or folder is None or "${" in path or posixpath.isabs(path):
                 continue
-            pattern = posixpath.normpath(posixpath.join(folder, path))
+            pattern = posixpath.normpath(posixpath.join(folder, fill(path, "*") if placeholders(path) else path))
             where, glob = posixpath.split(pattern)
             candidates = by_folder.get(where, []) if not fnmatch_magic(where) else list(files)
             parts = pattern.split("/")
@@ -187,7 +192,12 @@ def _definitions(
     p: LoadedPipeline, display: Callable[[str], str], digest: Callable[[str], str | None] | None
 ) -> Iterable[Definition]:
     name = p.spec.name
+    owners = declaring(p.spec.datasets)
     for dataset_name, dataset in p.spec.datasets.items():
+        owner = p.spec.datasets[owners[dataset_name]] if dataset_name in owners else None
+        files = None
+        if owner is not None and owner.source is not None and owner.source.path is not None:
+            files = ("/".join(source_key_path(name, owners[dataset_name], owner.source)), owner.source.path)
         parents = [edge.target for edge in dataset_edges(name, dataset)]
         sources = []
         if dataset.source is not None and observable(dataset.source):
@@ -202,6 +212,8 @@ def _definitions(
             {},
             display(p.where("datasets", dataset_name)),
             tuple(sources),
+            partitions=owner.partitions if owner is not None else None,
+            partition_files=files,
         )
     for model_name, model in p.spec.models.items():
         parents = [edge.target for edge in model_edges(name, model)]

@@ -188,3 +188,118 @@ def test_a_backfill_killed_part_way_resumes_without_redoing_finished_partitions(
     report, said = backfill("web/events", defs_dir=defs_dir)
     assert said == ["web/events: 3 of 5 partitions to build (--only stale): 2026-01-03 … 2026-01-05 (3)"]
     assert report.outcomes[0].detail == "3 partitions built (2026-01-03 … 2026-01-05)"
+
+
+LANDING = """
+type: assets.Pipeline
+attributes:
+  name: batches
+  datasets:
+    readings:
+      source: {path: "landing/{batch}.csv"}
+      partitions: {discover: files}
+      expectations:
+        - {expect: column_values_to_be_between, column: value, min_value: 0}
+    scaled:
+      inputs: [readings]
+      sql: select batch, value * 2 as value from readings
+"""
+
+
+def batch(name: str, value: float = 1.0) -> pd.DataFrame:
+    return pd.DataFrame({"batch": [name] * 4, "value": [value] * 4})
+
+
+def test_a_new_file_in_a_discovered_landing_folder_builds_its_partition_alone(home, defs_dir, write_pipeline, caplog):
+    folder = write_pipeline("batches", LANDING, {"landing/b1.csv": batch("b1"), "landing/b2.csv": batch("b2")}).parent
+    (folder / "landing" / "notes.txt").write_text("not a batch")
+    first = rows(run(defs_dir=defs_dir))
+    assert first["batches/readings"].detail.startswith("2 partitions built (b1 … b2)"), first["batches/readings"]
+    assert first["batches/scaled"].detail.startswith("2 partitions built (b1 … b2)")
+    assert "landing/notes.txt does not fit the source path 'landing/{batch}.csv'; skipped" in caplog.text
+
+    batch("b3").to_csv(folder / "landing" / "b3.csv", index=False)
+    second = rows(run(defs_dir=defs_dir))
+    assert second["batches/readings"].detail.startswith("1 partition built (b3)"), second["batches/readings"]
+    assert second["batches/scaled"].detail.startswith("1 partition built (b3)")
+
+
+def test_a_partition_refused_by_its_expectation_blocks_only_that_partition_downstream(home, defs_dir, write_pipeline):
+    files = {"landing/b1.csv": batch("b1"), "landing/b2.csv": batch("b2", value=-5.0)}
+    write_pipeline("batches", LANDING, files)
+    first = rows(run(defs_dir=defs_dir))
+    readings, scaled = first["batches/readings"], first["batches/scaled"]
+    assert readings.status == "failed"
+    assert readings.detail == (
+        "1 partition built (b1); partition b2 failed: check failed: expect_0_column_values_to_be_between; not stored"
+    )
+    # What reads it is built for the good partition and blocked, saying which, for the refused one.
+    assert (scaled.status, scaled.detail) == (
+        "blocked",
+        "1 partition built (b1); partition b2 blocked: batches/readings failed",
+    )
+
+
+def _plan_repo(tmp_path):
+    from gitrepo import init
+
+    root = tmp_path / "repo"
+    (root / "defs" / "web" / "landing").mkdir(parents=True)
+    (root / "stacks").mkdir()
+    (root / "stacks" / "local.yaml").write_text("orchestrator: {type: in_process}\nalerter: {type: log}\n")
+    (root / "uv.lock").write_text("version = 1\n")
+    text = EVENTS.replace("end: 2026-01-06", "end: 2027-01-01").replace(
+        "      transform: transforms:slow_when_flagged\n", ""
+    )
+    text += "    per_day:\n      inputs: [events]\n      sql: select day, count(*) as n from events group by day\n"
+    (root / "defs" / "web" / "defs.yaml").write_text(text)
+    for date in DAYS:
+        day(date).to_csv(root / "defs" / "web" / "landing" / f"{date}.csv", index=False)
+    init(root)
+    return root
+
+
+def _plan_why(root):
+    from definitions.plan.compare import plan
+
+    found = plan(None, root / "defs", root / "stacks", root / "uv.lock")
+    return {c.key: (c.status, c.why) for c in found.assets}
+
+
+def test_plan_says_how_many_partitions_a_change_builds(tmp_path):
+    root = _plan_repo(tmp_path)
+    defs = root / "defs" / "web" / "defs.yaml"
+    text = defs.read_text()
+
+    # A definition change: every partition of it and of what derives from it.
+    defs.write_text(text.replace("partitions: {time:", "description: clicks\n      partitions: {time:"))
+    assert _plan_why(root) == {
+        "web/events": ("changed", ["its definition changed", "all 365 partitions rebuild"]),
+        "web/per_day": (
+            "stale",
+            ["if web/events data changes", "the partitions of its 365 whose inputs change rebuild"],
+        ),
+    }
+    # One file changed: its partition.
+    defs.write_text(text)
+    day("2026-01-02").assign(clicks=9).to_csv(root / "defs" / "web" / "landing" / "2026-01-02.csv", index=False)
+    assert _plan_why(root)["web/events"] == (
+        "changed",
+        ["its source files changed: landing/2026-01-02.csv (modified)", "1 of 365 partitions rebuild"],
+    )
+    # A range that grows builds the new windows only; a new partitioning says what becomes of the old.
+    day("2026-01-02").to_csv(root / "defs" / "web" / "landing" / "2026-01-02.csv", index=False)
+    defs.write_text(text.replace("end: 2027-01-01", "end: 2027-01-31"))
+    grew = ("changed", ["its partitions went from 365 to 395: the 30 new ones build, the others stay as they are"])
+    assert _plan_why(root) == {"web/events": grew, "web/per_day": grew}
+    defs.write_text(
+        text.replace('{time: {cron: "0 0 * * *", start: 2026-01-01, end: 2027-01-01}}', "{discover: files}")
+    )
+    assert _plan_why(root)["web/events"] == (
+        "changed",
+        [
+            "its definition changed",
+            "its partitioning changed: what was 365 partitions (time (0 0 * * *) from 2026-01-01) stays in the "
+            "record, unread; 5 partitions build (one per file)",
+        ],
+    )
