@@ -88,3 +88,12 @@ def current_table(key: str):
     store = LocalArtifactStore(base_dir=str(slipway_home() / "artifacts"))
     with stack_instance() as instance:
         return store.read_recorded(instance, dg.AssetKey.from_user_string(key))
+
+
+def automation_partitions(defs_dir: Path) -> dict[str, set[str | None]]:
+    """The partitions the automation sensor would request now, by asset (unpartitioned: ``{None}``)."""
+    defs = build_definitions(defs_dir)
+    with stack_instance() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    keys = defs.resolve_asset_graph().materializable_asset_keys
+    return {k.to_user_string(): set(result.get_requested_partitions(k)) for k in keys if result.get_num_requested(k)}
