@@ -6,6 +6,7 @@ with the stack's executor and reads every outcome back from the instance's event
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +46,13 @@ def merged(key: dg.AssetKey, found: list[tuple[str, AssetOutcome]]) -> AssetOutc
         failed[0][1].status if failed else "built",
         seconds=sum(o.seconds or 0.0 for _, o in found),
         dagster_run_id=found[-1][1].dagster_run_id,
-        reason=first.reason,
     )
+    # The reason said per partition (``3 of 10 partitions: 2 never built, … (a … c)``), as the why of what was built.
+    why = re.sub(r"^\d+ of \d+ partitions: (.*) \([^()]*\)$", r"\1", first.reason)
+    why = ", ".join(re.sub(r"^\d+ ", "", part) for part in why.split(", ")) if why else why
     parts = [f"{len(built)} partition{'s' if len(built) != 1 else ''} built ({span})"] if built else []
+    if parts and why:
+        parts[0] += f": {why}"
     if failed:
         partition, bad = failed[0]
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""

@@ -115,7 +115,9 @@ def test_backfill_builds_what_is_missing_then_only_what_failed_then_what_a_chang
     assert said == ["web/events: 5 of 5 partitions to build (--only missing): 2026-01-01 … 2026-01-05 (5)"]
     [row] = report.outcomes
     assert row.status == "failed"
-    assert row.detail.startswith("4 partitions built (2026-01-01 … 2026-01-04); partition 2026-01-05 failed: ")
+    assert row.detail.startswith(
+        "4 partitions built (2026-01-01 … 2026-01-04): first build; partition 2026-01-05 failed: "
+    )
     assert "no file matches 'landing/2026-01-05.csv'" in row.detail
 
     day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
@@ -123,7 +125,7 @@ def test_backfill_builds_what_is_missing_then_only_what_failed_then_what_a_chang
     assert said == ["web/events: 0 of 5 partitions to build (--only missing)"]  # the failed one is not missing
     report, said = backfill("web/events", defs_dir=defs_dir, wanted="failed")
     assert said == ["web/events: 1 of 5 partitions to build (--only failed): 2026-01-05"]
-    assert report.outcomes[0].detail == "1 partition built (2026-01-05)"
+    assert report.outcomes[0].detail == "1 partition built (2026-01-05): its latest attempt failed"
 
     # A definition change makes every partition stale; --from/--to take two of them.
     (web / "defs.yaml").write_text(EVENTS + "      description: events by day\n")
@@ -187,7 +189,10 @@ def test_a_backfill_killed_part_way_resumes_without_redoing_finished_partitions(
     flag.unlink()
     report, said = backfill("web/events", defs_dir=defs_dir)
     assert said == ["web/events: 3 of 5 partitions to build (--only stale): 2026-01-03 … 2026-01-05 (3)"]
-    assert report.outcomes[0].detail == "3 partitions built (2026-01-03 … 2026-01-05)"
+    assert (
+        report.outcomes[0].detail
+        == "3 partitions built (2026-01-03 … 2026-01-05): first build; its latest attempt failed"
+    )
 
 
 LANDING = """
@@ -231,12 +236,13 @@ def test_a_partition_refused_by_its_expectation_blocks_only_that_partition_downs
     readings, scaled = first["batches/readings"], first["batches/scaled"]
     assert readings.status == "failed"
     assert readings.detail == (
-        "1 partition built (b1); partition b2 failed: check failed: expect_0_column_values_to_be_between; not stored"
+        "1 partition built (b1): never built; partition b2 failed: check failed: expect_0_column_values_to_be_between; "
+        "not stored"
     )
     # What reads it is built for the good partition and blocked, saying which, for the refused one.
     assert (scaled.status, scaled.detail) == (
         "blocked",
-        "1 partition built (b1); partition b2 blocked: batches/readings failed",
+        "1 partition built (b1): never built; partition b2 blocked: batches/readings failed",
     )
 
 
