@@ -350,3 +350,18 @@ def dg_key(text: str):
     import dagster as dg
 
     return dg.AssetKey.from_user_string(text)
+
+
+def test_the_partitioned_example_builds_every_day_then_reuses_them(home):
+    from conftest import REPO
+
+    defs = REPO / "examples" / "partitions" / "defs"
+    first = rows(run(defs_dir=defs))
+    assert {k: r.status for k, r in first.items()} == {
+        "clicks/events": "built",
+        "clicks/sessions": "built",
+        "clicks/conversion": "built",
+    }
+    assert first["clicks/events"].detail == "14 partitions built (2026-01-01 … 2026-01-14): never built"
+    again = rows(run(defs_dir=defs))
+    assert {r.status for r in again.values()} == {"reused"}
