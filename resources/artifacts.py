@@ -33,6 +33,10 @@ STORED = "slipway/stored"
 NOT_CURRENT = "slipway/not_current"
 # How many of an asset's latest materializations are searched for the current stored version.
 RECORD_DEPTH = 100
+#: On an asset input: read only the last N partitions of the (partitioned) asset (a model's ``window``).
+WINDOW_METADATA = "slipway/window"
+#: On a table read from partitions (``DataFrame.attrs``): each partition read, its stored run and data version.
+PARTITIONS_READ = "slipway/partitions_read"
 #: How every error of an artifact store begins: ``artifact store (<kind>): …``.
 ARTIFACT_STORE_ERROR = "artifact store ("
 
@@ -228,7 +232,14 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
 
     def load_input(self, context: dg.InputContext) -> Any:  # noqa: D102
         if context.has_asset_partitions:
-            return self.read_partitions(context.instance, context.asset_key, context.asset_partition_keys)
+            # In the definition's order (time windows: oldest first), the last N for a window.
+            every = context.asset_partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
+            wanted = set(context.asset_partition_keys)
+            keys = [k for k in every if k in wanted]
+            window = (context.definition_metadata or {}).get(WINDOW_METADATA)
+            if window is not None:
+                keys = keys[-int(_value(window)) :]
+            return self.read_partitions(context.instance, context.asset_key, keys)
         return self.read_recorded(context.instance, context.asset_key)
 
     def read_partitions(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Any) -> Any:
@@ -246,7 +257,11 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
                 f"backfill {'them' if many else 'it'} first (slipway backfill)"
             )
         frames = [self.read_version(partition_path(asset_key, p), stored[0]) for p, stored in found.items() if stored]
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        table.attrs[PARTITIONS_READ] = {
+            p: {"run": stored[0], "data_version": stored[1]} for p, stored in found.items() if stored
+        }
+        return table
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:
         """Store ``obj`` as version ``version`` (a Dagster run id) of ``key``.

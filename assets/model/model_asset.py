@@ -1,5 +1,6 @@
 """The Dagster asset for one declared model: train, track, register, gate and promote."""
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from assets.spec.policy import policy_metadata
 from assets.spec.tags import REASON_TAG, SERVE_METADATA, TRIGGER_TAG
 from assets.spec.versions import code_files, code_version, frame_version
 from resources.alerts import Alerter
+from resources.artifacts import PARTITIONS_READ, WINDOW_METADATA
 from resources.errors import SlipwayError
 from resources.policy import ImportPolicy
 from resources.redact import redact
@@ -59,7 +61,8 @@ def build_model_asset(
     pipelines' assets (:func:`assets.spec.graph.refs_metadata`), checked by the code location.
     """
     model = _ModelAsset(pipeline, name, spec, folder, upstream_code)
-    ins = {"frame": dg.AssetIn(key=model.dataset_key)}
+    window = {WINDOW_METADATA: spec.window} if spec.window is not None else None
+    ins = {"frame": dg.AssetIn(key=model.dataset_key, metadata=window)}
     if model.evaluation_key is not None:
         ins["evaluation"] = dg.AssetIn(key=model.evaluation_key)
 
@@ -152,7 +155,12 @@ class _ModelAsset:
         return checks
 
     def run_tags(
-        self, context: dg.AssetExecutionContext, data_version: str, evaluation: Any, git: tuple[str, bool]
+        self,
+        context: dg.AssetExecutionContext,
+        data_version: str,
+        evaluation: Any,
+        git: tuple[str, bool],
+        partitions: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
         """The MLflow run's tags: where it came from (git, definition, Dagster run, data) and why it trained."""
         sha, dirty = git
@@ -172,6 +180,10 @@ class _ModelAsset:
         }
         if self.evaluation_key is not None:
             tags[f"slipway.upstream.{self.evaluation_key.to_user_string()}"] = frame_version(evaluation)
+        if partitions:  # which partitions: how many and the first and last here, each one in partitions.json
+            keys = sorted(partitions)
+            span = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}"
+            tags[f"slipway.partitions.{self.dataset_key.to_user_string()}"] = f"{len(keys)} ({span})"
         if sha != "unknown":
             tags["mlflow.source.git.commit"] = sha
         # Why this training happened, when a retrain policy launched it (assets.automation.retrain).
@@ -194,7 +206,9 @@ class _ModelAsset:
         trained = training.train(frame, self.spec, fit_fn, self.where, evaluation)
         git = git_state(self.folder, [*code_files(self.spec), *self.upstream_code])
         data_version = frame_version(frame)
-        tags = self.run_tags(context, data_version, evaluation, git)
+        # The partitions of a partitioned dataset it read (the store names them): recorded with the run.
+        partitions = dict(getattr(frame, "attrs", {}).get(PARTITIONS_READ) or {})
+        tags = self.run_tags(context, data_version, evaluation, git, partitions)
         tags[champion.SPLIT_TAG] = trained.holdout.record.to_json()
         # Shown by MLflow's UI on the run's and the version's pages, with links back to Dagster.
         trigger = tags.get("slipway.retrain_trigger")
@@ -205,6 +219,9 @@ class _ModelAsset:
         )
         yielded = False
         try:
+            if partitions:
+                body = json.dumps({"dataset": self.dataset_key.to_user_string(), "partitions": partitions}, indent=1)
+                stores.tracker.log_file(run, "partitions.json", body.encode())
             ref, decision, gates, comparison, serving = publish.track_and_promote(
                 context,
                 self.spec,
@@ -232,6 +249,14 @@ class _ModelAsset:
                 **model_report.champion_metadata(self.registry_name, serving, stores.tracker),
                 "promotion": decision.reason,
                 "upstream_data_version": data_version,
+                **(
+                    {
+                        "partitions_read": tags[f"slipway.partitions.{self.dataset_key.to_user_string()}"],
+                        PARTITIONS_READ: dg.MetadataValue.json(partitions),
+                    }
+                    if partitions
+                    else {}
+                ),
                 "git_sha": git[0],
                 "git_dirty": git[1],
                 **({"retrain_trigger": trigger, "retrain_reason": tags["slipway.retrain_reason"]} if trigger else {}),

@@ -100,6 +100,12 @@ class Model(Closed):
         pattern=INPUT_PATTERN,
         description="A dataset of this pipeline, or any asset of the code location by key (`team/table`).",
     )
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Train on the last N partitions of a partitioned dataset (every partition when unset).",
+    )
     target: str
     features: list[str] | None = Field(default=None, description="Feature columns; all but the target when omitted.")
     estimator: str | None = Field(default=None, pattern=IMPORT_PATH_PATTERN, description="sklearn-API class")

@@ -53,6 +53,8 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
         payload["partitions"] = partitions_shape(payload["partitions"])
     elif kind == "dataset":  # unpartitioned: the code version it had before partitions existed
         payload.pop("partitions", None)
+    if kind == "model" and payload.get("window") is None:  # every partition: as before windows existed
+        payload.pop("window", None)
     return payload
 
 

@@ -161,6 +161,7 @@ def _recorded_data(
 
     from assets.spec.graph import key_of
     from assets.spec.tags import DATA_VERSION_TAG, INPUT_VERSION_PREFIX
+    from resources.artifacts import PARTITIONS_READ
     from stacks.build import open_instance
 
     pipeline = asset_key.split("/")[0]
@@ -170,9 +171,14 @@ def _recorded_data(
     run_id = tags.get("slipway.dagster_run_id")
     frames: dict[str, Any] = {}
     with open_instance(loaded.stack) as instance:
-        inputs = _inputs_of(instance, dg.AssetKey.from_user_string(asset_key), run_id)
+        inputs, metadata = _inputs_of(instance, dg.AssetKey.from_user_string(asset_key), run_id)
         for role, key in wanted.items():
             recorded = tags.get(f"slipway.upstream.{key}")
+            read = metadata.get(PARTITIONS_READ) if role == "frame" else None
+            if recorded is not None and isinstance(read, dict) and read:
+                frames[role] = _read_partitions(store, key, read, recorded, f"{name} v{version}")
+                say(f"data: {key} version {recorded} ({len(read)} partitions, {len(frames[role])} rows)")
+                continue
             data_version = inputs.get(f"{INPUT_VERSION_PREFIX}{key}")
             runs = materialized_with(instance, dg.AssetKey.from_user_string(key), data_version, DATA_VERSION_TAG)
             if recorded is None or not runs:
@@ -186,12 +192,38 @@ def _recorded_data(
     return frames
 
 
-def _inputs_of(instance: Any, key: Any, run_id: str | None) -> dict[str, str]:
-    """The tags (input data versions among them) of ``key``'s materialization in Dagster run ``run_id``."""
+def _inputs_of(instance: Any, key: Any, run_id: str | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """The tags (input data versions among them) and metadata of ``key``'s materialization in run ``run_id``."""
     for record in materializations(instance, key) if run_id else ():
         if record.run_id == run_id and record.asset_materialization is not None:
-            return dict(record.asset_materialization.tags or {})
-    return {}
+            materialization = record.asset_materialization
+            metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            return dict(materialization.tags or {}), metadata
+    return {}, {}
+
+
+def _read_partitions(store: Any, key: str, read: dict[str, Any], recorded: str, what: str) -> Any:
+    """The partitions a model read, each as the run that stored it, in the order read; checked against its hash."""
+    import dagster as dg
+    import pandas as pd
+
+    from assets.spec.versions import frame_version
+    from resources.artifacts import partition_path
+    from resources.errors import ResourceError
+
+    asset_key = dg.AssetKey.from_user_string(key)
+    try:
+        frames = [store.read_version(partition_path(asset_key, p), str(read[p]["run"])) for p in read]
+    except ResourceError:
+        raise  # the store is down, not the data gone
+    except Exception as exc:
+        raise ReproError(f"{what}: the data it trained on is no longer stored: {str(exc).splitlines()[0]}") from None
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if frame_version(frame) != recorded:
+        raise ReproError(
+            f"{what}: the {len(read)} partitions of {key} it read are not the data it recorded ({recorded})"
+        )
+    return frame
 
 
 def _read_any(store: Any, key: str, runs: list[str], recorded: str, what: str) -> tuple[Any, str]:

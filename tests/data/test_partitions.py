@@ -365,3 +365,65 @@ def test_the_partitioned_example_builds_every_day_then_reuses_them(home):
     assert first["clicks/events"].detail == "14 partitions built (2026-01-01 … 2026-01-14): never built"
     again = rows(run(defs_dir=defs))
     assert {r.status for r in again.values()} == {"reused"}
+
+
+WINDOWED = """
+type: assets.Pipeline
+attributes:
+  name: shop
+  datasets:
+    orders:
+      source: {path: "days/{date}.csv"}
+      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}
+  models:
+    spend:
+      dataset: orders
+      window: 3
+      target: amount
+      features: [qty]
+      estimator: sklearn.linear_model.LinearRegression
+      metrics: [r2]
+"""
+
+
+def test_a_model_on_a_window_trains_on_the_last_partitions_records_them_and_repro_reads_them_back(
+    home, defs_dir, write_pipeline
+):
+    from gitrepo import init
+    from mlflow import MlflowClient
+
+    from definitions.cli.repro import repro
+
+    files = {f"days/{d}.csv": frame(d, rows=10, shift=float(i)) for i, d in enumerate(DAYS)}
+    write_pipeline("shop", WINDOWED, files)
+    init(defs_dir)
+    first = rows(run(defs_dir=defs_dir))
+    assert first["shop/spend"].status == "built", first["shop/spend"].detail
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+    run_id = client.get_model_version("shop.spend", "1").run_id
+    assert client.get_run(run_id).data.tags["slipway.partitions.shop/orders"] == "3 (2026-01-03 … 2026-01-05)"
+    import json
+
+    read = json.loads(open(client.download_artifacts(run_id, "partitions.json")).read())
+    assert read["dataset"] == "shop/orders" and list(read["partitions"]) == DAYS[2:]
+
+    said: list[str] = []
+    found = repro("shop.spend@1", None, defs_dir, say=said.append)
+    assert found.ok and found.mismatches == [], found.lines
+    assert [line.split(" version ")[1] for line in said if line.startswith("data: shop/orders")] == [
+        f"{client.get_run(run_id).data.tags['slipway.upstream.shop/orders']} (3 partitions, 30 rows)"
+    ]
+
+
+def test_a_window_on_a_dataset_that_is_not_partitioned_is_refused(home, defs_dir, write_pipeline):
+    from graph_cases import validate_error
+
+    text = WINDOWED.replace('"days/{date}.csv"', "days/all.csv").replace(
+        '      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}\n', ""
+    )
+    path = write_pipeline("shop", text, {"days/all.csv": frame("eu")})
+    assert validate_error(defs_dir) == (
+        f"{path}:10: pipeline shop: models.spend.window: `window` takes the last partitions of a partitioned "
+        "dataset; 'orders' is not one"
+    )
