@@ -33,6 +33,14 @@ def observe_new_files(
     files, others, changed, data = 0, 0, [], False
     for key in sorted(graph.observable_asset_keys, key=lambda k: k.to_user_string()):
         metadata = graph.get(key).metadata
+        partitions = graph.get(key).partitions_def
+        if partitions is not None and SOURCE_METADATA in metadata:  # each partition's files
+            files += 1
+            recorded = _observe_partitions(context, key, metadata, partitions, roots)
+            if recorded:
+                span = recorded[0] if len(recorded) == 1 else f"{recorded[0]} … {recorded[-1]}"
+                changed.append(f"{key.to_user_string()} ({len(recorded)} partitions: {span})")
+            continue
         observed = _observe(context, key, metadata, roots)
         if observed is not None:
             files += 1
@@ -98,6 +106,35 @@ def _observe(
     except SlipwayError as exc:  # no file yet, a path that leads outside: said, not recorded
         context.log.warning(str(exc))
         return None
+
+
+def _observe_partitions(
+    context: dg.SensorEvaluationContext,
+    key: dg.AssetKey,
+    metadata: dict,
+    partitions: dg.PartitionsDefinition,
+    roots: list[str],
+) -> list[str]:
+    """Record each partition of a partitioned file source whose files changed; the partitions recorded.
+
+    A file that fits no partition key is named in a warning and skipped; a partition found in a
+    new file (``discover: files``) is added to the instance's keys first.
+    """
+    from assets.data.partitioning import misfit, observe_source, record_observations
+    from assets.spec.schema import Source
+
+    raw, folder = metadata[SOURCE_METADATA], metadata.get("slipway/folder")
+    source = Source.model_validate_json(str(_value(raw)))
+    where = key.to_user_string()
+    try:
+        found = observe_source(source, partitions, Path(str(_value(folder))), where, roots, context.instance)
+    except SlipwayError as exc:  # a path that leads outside: said, not recorded
+        context.log.warning(str(exc))
+        return []
+    versions, keys, odd = found
+    for path in odd:
+        context.log.warning(misfit(where, path, source))
+    return sorted(record_observations(context.instance, key, partitions, versions, keys))
 
 
 def _last_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:

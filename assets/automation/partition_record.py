@@ -1,6 +1,7 @@
 """The rebuild predicate per partition: which partitions of a partitioned asset need building, and why.
 
-A partition is rebuilt when it was never built, when its latest attempt failed, when its code
+A partition is rebuilt when it was never built (and its files are there: a partition whose
+source has seen no file waits), when its latest attempt failed, when its code
 version differs from the one its materialization recorded, or when what it read changed: its
 source files (the fingerprint it recorded, :data:`assets.data.dataset_asset.SOURCE_VERSION`,
 against its source's latest observation of that partition), the same partition of a partitioned
@@ -80,9 +81,12 @@ class PartitionRecord:
         """
         node = self.graph.get(self.key)
         failed = self.failed(partitions)
+        waiting = set(self.waiting(partitions))
         found: dict[str, list[Reason]] = {}
         for partition in partitions:
             built = self.built.get(partition)
+            if built is None and partition in waiting:  # no file yet: waits for its data, is not tried
+                continue
             if built is None:  # never built: missing, or failed if it was tried
                 found[partition] = [Reason(Why.FAILED if partition in failed else Why.FIRST_BUILD)]
                 continue
@@ -95,6 +99,19 @@ class PartitionRecord:
             if why:
                 found[partition] = why
         return found
+
+    def waiting(self, partitions: Sequence[str]) -> list[str]:
+        """The partitions of ``partitions`` of a sourced dataset whose files its source has not seen (yet).
+
+        Its source's latest observation of them found no file: building them could only fail
+        (a day whose file has not landed, say), so they wait, unlike a partition whose build failed.
+        """
+        sources = [p for p in self.graph.get(self.key).parent_keys if p in self.graph.observable_asset_keys]
+        source = next((p for p in sources if self.graph.get(p).partitions_def is not None), None)
+        if source is None:
+            return []
+        seen = self.versions(source)
+        return [p for p in partitions if p not in seen]
 
     def _inputs_changed(
         self, partition: str, built: Built, unpartitioned: Callable[[dg.AssetKey], str | None]

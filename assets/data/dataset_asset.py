@@ -87,7 +87,7 @@ def build_source_asset(
         roots = context.resources.import_policy.data_roots
         if partitions is not None:
             keys = partitions.get_partition_keys(dynamic_partitions_store=context.instance)
-            versions = partition_versions(spec, folder, where, roots, keys)
+            versions = partition_versions(spec.source, folder, where, roots, keys)  # type: ignore[arg-type]
             return dg.DataVersionsByPartition({k: dg.DataVersion(v) for k, v in versions.items()})
         version, metadata = sources.observe(spec.source, folder, where, roots)  # type: ignore[arg-type]
         return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)

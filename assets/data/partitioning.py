@@ -16,7 +16,7 @@ import dagster as dg
 
 from assets.data.sources import files_fingerprint
 from assets.spec.partitions import Partitions, declaring, fill, key_of_file
-from assets.spec.schema import Dataset, PipelineSpec
+from assets.spec.schema import Dataset, PipelineSpec, Source
 from resources.errors import DataError
 
 
@@ -60,31 +60,36 @@ def dataset_partitions(spec: PipelineSpec, name: str) -> dg.PartitionsDefinition
 
 def partition_source(dataset: Dataset, key: str) -> Any:
     """The dataset's source with its path's placeholder replaced by partition ``key``."""
-    assert dataset.source is not None and dataset.source.path is not None
-    return dataset.source.model_copy(update={"path": fill(dataset.source.path, key)})
+    assert dataset.source is not None
+    return source_of_partition(dataset.source, key)
 
 
-def discovered_keys(dataset: Dataset, folder: Path, where: str) -> tuple[list[str], list[str]]:
+def source_of_partition(source: Source, key: str) -> Source:
+    """``source`` with its path's placeholder replaced by partition ``key``."""
+    assert source.path is not None
+    return source.model_copy(update={"path": fill(source.path, key)})
+
+
+def discovered_keys(source: Source, folder: Path) -> tuple[list[str], list[str]]:
     """The partition keys the files of a ``discover: files`` source give, and the files that fit none.
 
-    Every file under the path's fixed part is looked at; one whose name does not fit the template
-    is returned to be named in a warning, never taken.
+    Every file beside those the path matches is looked at; one whose name does not fit the
+    template is returned to be named in a warning, never taken.
     """
     import glob
     import os
 
     from assets.spec.paths import _expand
 
-    assert dataset.source is not None and dataset.source.path is not None
-    template = dataset.source.path
-    pattern = _expand(fill(template, "*"), folder)
+    assert source.path is not None
+    pattern = _expand(fill(source.path, "*"), folder)
     keys: set[str] = set()
     odd: list[str] = []
-    relative_template = str(_expand(template, folder))
+    template = str(_expand(source.path, folder))
     for found in sorted(glob.glob(str(pattern.parent / "*"))):
         if not Path(found).is_file():
             continue
-        key = key_of_file(relative_template, found)
+        key = key_of_file(template, found)
         if key is None:
             odd.append(os.path.relpath(found, folder))
         else:
@@ -92,18 +97,34 @@ def discovered_keys(dataset: Dataset, folder: Path, where: str) -> tuple[list[st
     return sorted(keys), odd
 
 
-def partition_versions(spec: Dataset, folder: Path, where: str, roots: Any, keys: Any) -> dict[str, str]:
+def partition_versions(source: Source, folder: Path, where: str, roots: Any, keys: Any) -> dict[str, str]:
     """The fingerprint of each partition of ``keys`` whose files exist (:data:`SOURCE_VERSION`); a stat per file."""
     from assets.spec.paths import source_files
 
     found = {}
     for key in keys:
         try:
-            files = source_files(partition_source(spec, key), folder, where, roots)
+            files = source_files(source_of_partition(source, key), folder, where, roots)
         except DataError:  # no file yet for this partition: nothing observed
             continue
         found[key] = files_fingerprint(files, folder)
     return found
+
+
+def observe_source(
+    source: Source, partitions: dg.PartitionsDefinition, folder: Path, where: str, roots: Any, instance: Any = None
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """Each partition's files fingerprinted: the versions, every key, and the files that fit no key.
+
+    The keys are the definition's (time, static; dynamic ones as ``instance`` holds them) or, for
+    ``discover: files``, the files'. A stat per file; nothing is read.
+    """
+    odd: list[str] = []
+    if isinstance(partitions, dg.DynamicPartitionsDefinition):
+        keys, odd = discovered_keys(source, folder)
+    else:
+        keys = list(partitions.get_partition_keys(dynamic_partitions_store=instance))
+    return partition_versions(source, folder, where, roots, keys), keys, odd
 
 
 def observe_partitions(
@@ -111,25 +132,45 @@ def observe_partitions(
 ) -> tuple[str, dict[str, Any]]:
     """A partitioned file source observed: one version for all (what `slipway run` caches on) and each partition's.
 
-    The keys are the definition's (time, static) or the files' (``discover: files``, whose files
-    that fit no key are named in a warning and skipped). A stat per file; nothing is read.
+    A file that fits no key (``discover: files``) is named in a warning and skipped.
     """
     import logging
 
     from assets.spec.versions import combine
 
-    assert dataset.partitions is not None
-    if dataset.partitions.discover is not None:
-        keys, odd = discovered_keys(dataset, folder, where)
-        for path in odd:
-            logging.getLogger("slipway.progress").warning(
-                f"{where}: {path} does not fit the source path {dataset.source.path!r}; skipped"  # type: ignore[union-attr]
-            )
-    else:
-        keys = list(partitions_def(pipeline, name, dataset.partitions).get_partition_keys())
-    versions = partition_versions(dataset, folder, where, roots, keys)
+    assert dataset.partitions is not None and dataset.source is not None
+    partitions = partitions_def(pipeline, name, dataset.partitions)
+    versions, keys, odd = observe_source(dataset.source, partitions, folder, where, roots)
+    for path in odd:
+        logging.getLogger("slipway.progress").warning(misfit(where, path, dataset.source))
     version = combine(*(f"{k}\0{v}" for k, v in sorted(versions.items())))
     return version, {PARTITION_VERSIONS: versions, PARTITION_KEYS: keys}
+
+
+def misfit(where: str, path: str, source: Source) -> str:
+    """The warning for a file that fits no partition key of ``source``'s path."""
+    return f"{where}: {path} does not fit the source path {source.path!r}; skipped"
+
+
+def record_observations(
+    instance: Any, key: dg.AssetKey, partitions: dg.PartitionsDefinition, versions: dict[str, str], keys: list[str]
+) -> list[str]:
+    """Record each partition of source ``key`` whose files changed (adding dynamic keys first); the ones recorded."""
+    from assets.spec.tags import DATA_VERSION_TAG
+
+    if isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name is not None:
+        known = set(instance.get_dynamic_partitions(partitions.name))
+        new = [k for k in keys if k not in known]
+        if new:
+            instance.add_dynamic_partitions(partitions.name, new)
+    storage = instance.event_log_storage
+    seen = storage.get_latest_tags_by_partition(key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG])
+    changed = [p for p, v in versions.items() if seen.get(p, {}).get(DATA_VERSION_TAG) != v]
+    for partition in changed:
+        instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: versions[partition]})
+        )
+    return changed
 
 
 #: In an observation's metadata (:func:`observe_partitions`): each partition's version, and every key.

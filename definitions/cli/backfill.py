@@ -69,10 +69,15 @@ def backfill(
             chosen = _selected(every, start, end, partitions)
             reasons = record.partition_reasons(key, chosen)
             todo = only(reasons, wanted)
+            waiting = [p for p in record.partitions(key).waiting(chosen) if p not in record.partitions(key).built]
             lines = [
                 f"{dataset}: {len(todo)} of {len(chosen)} partition{'s' if len(chosen) != 1 else ''} to build "
                 f"(--only {wanted})" + (f": {_span(todo)}" if todo else "")
             ]
+            if waiting:
+                lines.append(
+                    f"{dataset}: {len(waiting)} wait{'s' if len(waiting) == 1 else ''} for files: {_span(waiting)}"
+                )
             for line in lines:
                 say(line)
             if not todo:

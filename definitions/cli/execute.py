@@ -185,22 +185,12 @@ class Engine:
 
     def _observe_partitions(self, key: dg.AssetKey, observed: dict[str, Any]) -> None:
         """Record each partition of source ``key`` whose files changed; add the partitions files brought (dynamic)."""
-        from assets.data.partitioning import PARTITION_KEYS, PARTITION_VERSIONS
-        from assets.spec.tags import DATA_VERSION_TAG
+        from assets.data.partitioning import PARTITION_KEYS, PARTITION_VERSIONS, record_observations
 
         partitions = self.graph.get(key).partitions_def
-        if isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name is not None:
-            known = set(self.instance.get_dynamic_partitions(partitions.name))
-            new = [k for k in observed[PARTITION_KEYS] if k not in known]
-            if new:
-                self.instance.add_dynamic_partitions(partitions.name, new)
-        storage = self.instance.event_log_storage
-        seen = storage.get_latest_tags_by_partition(key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG])
-        for partition, version in observed[PARTITION_VERSIONS].items():
-            if seen.get(partition, {}).get(DATA_VERSION_TAG) != version:
-                self.instance.report_runless_asset_event(
-                    dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: version})
-                )
+        if partitions is not None:
+            versions, keys = observed[PARTITION_VERSIONS], observed[PARTITION_KEYS]
+            record_observations(self.instance, key, partitions, versions, keys)
 
     def observe_aliases(self, keys: Sequence[dg.AssetKey]) -> None:
         """Observe which version holds each alias the selected predictions tables are scored by.

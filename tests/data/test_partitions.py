@@ -94,6 +94,8 @@ attributes:
       source: {path: "landing/{date}.csv"}
       partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}
       transform: transforms:slow_when_flagged
+      expectations:
+        - {expect: column_values_to_be_between, column: clicks, min_value: 0}
 """
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"]
 
@@ -111,18 +113,27 @@ def web(write_pipeline, monkeypatch):
 def test_backfill_builds_what_is_missing_then_only_what_failed_then_what_a_change_made_stale(home, defs_dir, web):
     from definitions.cli.backfill import backfill
 
+    # Day 5 has no file yet: it waits, rather than failing at every run.
     report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
-    assert said == ["web/events: 5 of 5 partitions to build (--only missing): 2026-01-01 … 2026-01-05 (5)"]
+    assert said == [
+        "web/events: 4 of 5 partitions to build (--only missing): 2026-01-01 … 2026-01-04 (4)",
+        "web/events: 1 waits for files: 2026-01-05",
+    ]
+    assert [(r.status, r.detail) for r in report.outcomes] == [
+        ("built", "4 partitions built (2026-01-01 … 2026-01-04): first build")
+    ]
+
+    # Its file lands with a negative count: refused by the expectation, the partition is failed.
+    day(DAYS[4]).assign(clicks=-1).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
+    report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
+    assert said == ["web/events: 1 of 5 partitions to build (--only missing): 2026-01-05"]
     [row] = report.outcomes
     assert row.status == "failed"
-    assert row.detail.startswith(
-        "4 partitions built (2026-01-01 … 2026-01-04): first build; partition 2026-01-05 failed: "
-    )
-    assert "no file matches 'landing/2026-01-05.csv'" in row.detail
+    assert row.detail.startswith("partition 2026-01-05 failed: check failed: expect_0_column_values_to_be_between")
+    report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
+    assert said == ["web/events: 0 of 5 partitions to build (--only missing)"]  # failed is not missing
 
     day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
-    report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
-    assert said == ["web/events: 0 of 5 partitions to build (--only missing)"]  # the failed one is not missing
     report, said = backfill("web/events", defs_dir=defs_dir, wanted="failed")
     assert said == ["web/events: 1 of 5 partitions to build (--only failed): 2026-01-05"]
     assert report.outcomes[0].detail == "1 partition built (2026-01-05): its latest attempt failed"
@@ -427,3 +438,34 @@ def test_a_window_on_a_dataset_that_is_not_partitioned_is_refused(home, defs_dir
         f"{path}:10: pipeline shop: models.spend.window: `window` takes the last partitions of a partitioned "
         "dataset; 'orders' is not one"
     )
+
+
+def test_the_new_files_sensor_observes_a_new_batch_as_its_partition_and_the_rule_requests_it_alone(
+    home, defs_dir, write_pipeline
+):
+    import dagster as dg
+    from views import automation_partitions, stack_instance
+
+    from assets.automation.sensors import NEW_FILES_SENSOR
+    from definitions.definitions import build_definitions
+
+    folder = write_pipeline("batches", LANDING, {"landing/b1.csv": batch("b1"), "landing/b2.csv": batch("b2")}).parent
+    assert run(defs_dir=defs_dir).ok
+
+    def tick():  # noqa: ANN202
+        defs = build_definitions(defs_dir)
+        with stack_instance() as instance:
+            context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+            return defs.get_sensor_def(NEW_FILES_SENSOR).evaluate_tick(context)
+
+    assert tick().skip_message == "1 file source: no new or changed files"
+    batch("b3").to_csv(folder / "landing" / "b3.csv", index=False)
+    (folder / "landing" / "b4 copy.csv").write_text("batch,value\nb4,1\n")  # a key cannot hold a space
+    result = tick()
+    assert result.run_requests == []
+    assert result.skip_message == (
+        "1 file source: new or changed files in batches/readings/landing_batch_csv (1 partitions: b3)"
+    )
+    # That partition alone, and the same partition of what derives from it, in the same evaluation.
+    assert automation_partitions(defs_dir) == {"batches/readings": {"b3"}, "batches/scaled": {"b3"}}
+    assert tick().skip_message == "1 file source: no new or changed files"

@@ -331,3 +331,27 @@ def test_two_machines_at_once_on_the_shared_record_leave_each_other_s_run_alone(
     assert "2 built" in out_a, out_a
     # One training: B waited for A's instead of training the same model beside it.
     assert tier.mlflow_rows("select count(*) from model_versions") == [(1,)], second.stdout
+
+
+def test_partitions_are_built_in_step_processes_stored_on_s3_and_reused_by_a_second_machine(tier):
+    defs = str(REPO / "examples" / "partitions" / "defs")
+    first = tier.run(tier.tmp / "machine-a", "--defs", defs)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "3 built" in first.stdout, first.stdout
+    # A run per partition key (14), then the model's; each step a process of its own.
+    assert tier.dagster_rows("select count(*) from runs where status = 'SUCCESS'") == [(15,)]
+    partitions = tier.dagster_rows(
+        "select count(distinct partition) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
+        ' and asset_key = \'["clicks", "events"]\''
+    )
+    assert partitions == [(14,)]
+    keys = tier.moto.keys(BUCKET)
+    for day in ("2026-01-01", "2026-01-14"):
+        for name in ("events", "sessions"):
+            prefix = f"artifacts/clicks/{name}/partition={day}/"
+            assert any(k.startswith(prefix) and k.endswith(".parquet") for k in keys), (prefix, keys)
+
+    second = tier.run(tier.tmp / "machine-b", "--defs", defs)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "3 reused" in second.stdout, second.stdout
+    assert tier.dagster_rows("select count(*) from runs") == [(15,)]  # nothing launched
