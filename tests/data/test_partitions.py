@@ -469,3 +469,51 @@ def test_the_new_files_sensor_observes_a_new_batch_as_its_partition_and_the_rule
     # That partition alone, and the same partition of what derives from it, in the same evaluation.
     assert automation_partitions(defs_dir) == {"batches/readings": {"b3"}, "batches/scaled": {"b3"}}
     assert tick().skip_message == "1 file source: no new or changed files"
+
+
+def test_a_new_partition_is_new_data_for_a_models_retrain_policy(home, defs_dir, write_pipeline):
+    import dagster as dg
+    from views import retrain_tick, stack_instance
+
+    from assets.spec.tags import TRIGGER_TAG
+    from definitions.definitions import build_definitions
+
+    text = LANDING + (
+        "  models:\n    level:\n      dataset: readings\n      target: value\n      features: [doubled]\n"
+        "      estimator: sklearn.linear_model.LinearRegression\n      metrics: [r2]\n"
+        "      retrain: {on_new_data: true}\n"
+    )
+    text = text.replace("sql: select batch, value * 2 as value from readings", "sql: select * from readings")
+
+    def rows_of(name: str, i: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "batch": name,
+                "value": [float(i * 100 + k) for k in range(10)],
+                "doubled": [2.0 * (i * 100 + k) for k in range(10)],
+            }
+        )
+
+    files = {f"landing/b{i}.csv": rows_of(f"b{i}", i) for i in (1, 2)}
+    folder = write_pipeline("batches", text, files).parent
+    assert run(defs_dir=defs_dir).ok
+    assert "batches/level: idle: trained on the newest data" in (retrain_tick(defs_dir).skip_message or "")
+
+    rows_of("b3", 3).to_csv(folder / "landing" / "b3.csv", index=False)
+    defs = build_definitions(defs_dir)
+    with stack_instance() as instance:  # what the sensors do: observe it, then build that partition
+        from assets.spec.loader import load_pipelines
+        from definitions.cli.execute import Engine
+        from definitions.cli.runner import observe
+        from stacks import load_stack
+
+        engine = Engine(load_stack(), defs_dir)
+        engine.observe(observe(load_pipelines(defs_dir)))
+        engine.close()
+        done = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["batches", "readings"])], partition_key="b3"
+        )
+    assert done.success
+    (request,) = retrain_tick(defs_dir).run_requests
+    assert request.asset_selection == [dg.AssetKey(["batches", "level"])]
+    assert request.tags[TRIGGER_TAG] == "new_data"
