@@ -256,11 +256,14 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
                 f"{shown} of the {len(found)} read {'have' if many else 'has'} never been materialized; "
                 f"backfill {'them' if many else 'it'} first (slipway backfill)"
             )
+        if not found:
+            raise DataError(f"artifact store ({self.kind}): {asset_key.to_user_string()}: no partition to read")
         frames = [self.read_version(partition_path(asset_key, p), stored[0]) for p, stored in found.items() if stored]
         table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        table.attrs[PARTITIONS_READ] = {
-            p: {"run": stored[0], "data_version": stored[1]} for p, stored in found.items() if stored
-        }
+        # In the order read (a list: JSON objects lose their order in Dagster's record).
+        table.attrs[PARTITIONS_READ] = [
+            {"partition": p, "run": stored[0], "data_version": stored[1]} for p, stored in found.items() if stored
+        ]
         return table
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:

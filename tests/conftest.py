@@ -69,24 +69,41 @@ def _beside_wanted(config: pytest.Config) -> bool:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect have chosen the tests
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     cluster = [item for item in items if CLUSTER_TIER in item.path.parents]
     if not cluster or len(cluster) == len(items) or not _beside_wanted(config):
         return
+    import os
+    import signal
     import subprocess
     import sys
     import tempfile
 
-    log = Path(tempfile.mkstemp(prefix="slipway-cluster-tier-", suffix=".log")[1])
+    handle, name = tempfile.mkstemp(prefix="slipway-cluster-tier-", suffix=".log")
+    log = Path(name)
     ids = [item.nodeid for item in cluster]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(config.rootpath), *ids],
-        cwd=config.rootpath,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a Ctrl-C here is passed on below, so the tier stops its cluster
-    )
+    options = ["-x"] if config.option.exitfirst else []
+    with os.fdopen(handle, "w") as output:  # the child has its own copy
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                str(config.rootpath),
+                *options,
+                *ids,
+            ],
+            cwd=config.rootpath,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C here is passed on below, so the tier stops its cluster
+        )
     config.stash[_BESIDE] = (child, log, len(ids))
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped, this session stops the tier too (see sessionfinish)
     items[:] = [item for item in items if item not in cluster]
     config.hook.pytest_deselected(items=cluster)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -97,8 +114,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 _BESIDE = pytest.StashKey[tuple[object, Path, int]]()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import os
     import signal
     import subprocess
 
@@ -112,7 +134,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         child.send_signal(signal.SIGINT)
     if reporter is not None and child.poll() is None:
         reporter.write_line(f"\nwaiting for the cluster tier (pid {child.pid}, log {log}) …")
-    code = child.wait()
+    try:
+        code = child.wait()
+    except BaseException:  # a second Ctrl-C, or this process stopped: the tier stops its cluster, then goes
+        os.killpg(child.pid, signal.SIGINT)
+        try:
+            child.wait(timeout=120)
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+        raise
     lines = log.read_text(errors="replace").splitlines()
     summary = lines if code else lines[-25:]
     if reporter is not None:

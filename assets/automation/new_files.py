@@ -39,7 +39,8 @@ def observe_new_files(
             recorded = _observe_partitions(context, key, metadata, partitions, roots)
             if recorded:
                 span = recorded[0] if len(recorded) == 1 else f"{recorded[0]} … {recorded[-1]}"
-                changed.append(f"{key.to_user_string()} ({len(recorded)} partitions: {span})")
+                many = "partitions" if len(recorded) > 1 else "partition"
+                changed.append(f"{key.to_user_string()} ({len(recorded)} {many}: {span})")
             continue
         observed = _observe(context, key, metadata, roots)
         if observed is not None:

@@ -73,15 +73,18 @@ class PartitionRecord:
         return self._versions[parent]
 
     def reasons(
-        self, partitions: Sequence[str], unpartitioned: Callable[[dg.AssetKey], str | None]
+        self,
+        partitions: Sequence[str],
+        unpartitioned: Callable[[dg.AssetKey], str | None],
+        waiting: set[str] | frozenset[str] = frozenset(),
     ) -> dict[str, list[Reason]]:
         """Why each of ``partitions`` must be rebuilt (only those that must).
 
-        ``unpartitioned(key)`` is the current data version of an unpartitioned input.
+        ``unpartitioned(key)`` is the current data version of an unpartitioned input; a partition
+        of ``waiting`` never built waits for its data (:meth:`unseen`, or an input's that waits).
         """
         node = self.graph.get(self.key)
         failed = self.failed(partitions)
-        waiting = set(self.waiting(partitions))
         found: dict[str, list[Reason]] = {}
         for partition in partitions:
             built = self.built.get(partition)
@@ -100,7 +103,7 @@ class PartitionRecord:
                 found[partition] = why
         return found
 
-    def waiting(self, partitions: Sequence[str]) -> list[str]:
+    def unseen(self, partitions: Sequence[str]) -> list[str]:
         """The partitions of ``partitions`` of a sourced dataset whose files its source has not seen (yet).
 
         Its source's latest observation of them found no file: building them could only fail

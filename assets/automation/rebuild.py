@@ -144,7 +144,22 @@ class Record:
     def partition_reasons(self, key: dg.AssetKey, partitions: Sequence[str] | None = None) -> dict[str, list[Reason]]:
         """Why each partition of ``key`` (of ``partitions``; all when None) must be rebuilt; only those that must."""
         record = self.partitions(key)
-        return record.reasons(record.keys() if partitions is None else partitions, self.data_version)
+        chosen = record.keys() if partitions is None else partitions
+        return record.reasons(chosen, self.data_version, self.waiting(key, chosen))
+
+    def waiting(self, key: dg.AssetKey, partitions: Sequence[str]) -> set[str]:
+        """The partitions of ``partitions`` of ``key`` that wait for data, never built.
+
+        A sourced one whose files its source has not seen; a derived one whose input's same
+        partition waits (a day that has not landed holds what derives from it too, without failing).
+        """
+        record = self.partitions(key)
+        found = set(record.unseen(partitions))
+        for parent in self.graph.get(key).parent_keys:
+            node = self.graph.get(parent)
+            if node.partitions_def is not None and parent not in self.graph.observable_asset_keys:
+                found |= self.waiting(parent, partitions) & set(partitions)
+        return found - set(record.built)
 
     def data_version(self, key: dg.AssetKey) -> str | None:
         """The current data version of ``key`` (:func:`current_data_version`, read in bulk).

@@ -155,14 +155,21 @@ def misfit(where: str, path: str, source: Source) -> str:
 def record_observations(
     instance: Any, key: dg.AssetKey, partitions: dg.PartitionsDefinition, versions: dict[str, str], keys: list[str]
 ) -> list[str]:
-    """Record each partition of source ``key`` whose files changed (adding dynamic keys first); the ones recorded."""
+    """Record each partition of source ``key`` whose files changed; the ones recorded.
+
+    Dynamic keys (``discover: files``) follow the folder first: new files add theirs, a key whose
+    files are gone is removed (what it built stays in the record).
+    """
     from assets.spec.tags import DATA_VERSION_TAG
 
     if isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name is not None:
+        # The folder is the list: a file that landed is a partition, one whose file is gone is none.
         known = set(instance.get_dynamic_partitions(partitions.name))
         new = [k for k in keys if k not in known]
         if new:
             instance.add_dynamic_partitions(partitions.name, new)
+        for gone in sorted(known - set(keys)):
+            instance.delete_dynamic_partition(partitions.name, gone)
     storage = instance.event_log_storage
     seen = storage.get_latest_tags_by_partition(key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG])
     changed = [p for p, v in versions.items() if seen.get(p, {}).get(DATA_VERSION_TAG) != v]

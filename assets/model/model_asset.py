@@ -160,7 +160,7 @@ class _ModelAsset:
         data_version: str,
         evaluation: Any,
         git: tuple[str, bool],
-        partitions: Mapping[str, Any] | None = None,
+        partitions: list[dict[str, Any]] | None = None,
     ) -> dict[str, str]:
         """The MLflow run's tags: where it came from (git, definition, Dagster run, data) and why it trained."""
         sha, dirty = git
@@ -181,7 +181,7 @@ class _ModelAsset:
         if self.evaluation_key is not None:
             tags[f"slipway.upstream.{self.evaluation_key.to_user_string()}"] = frame_version(evaluation)
         if partitions:  # which partitions: how many and the first and last here, each one in partitions.json
-            keys = sorted(partitions)
+            keys = [p["partition"] for p in partitions]
             span = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}"
             tags[f"slipway.partitions.{self.dataset_key.to_user_string()}"] = f"{len(keys)} ({span})"
         if sha != "unknown":
@@ -207,7 +207,7 @@ class _ModelAsset:
         git = git_state(self.folder, [*code_files(self.spec), *self.upstream_code])
         data_version = frame_version(frame)
         # The partitions of a partitioned dataset it read (the store names them): recorded with the run.
-        partitions = dict(getattr(frame, "attrs", {}).get(PARTITIONS_READ) or {})
+        partitions = list(getattr(frame, "attrs", {}).get(PARTITIONS_READ) or [])
         tags = self.run_tags(context, data_version, evaluation, git, partitions)
         tags[champion.SPLIT_TAG] = trained.holdout.record.to_json()
         # Shown by MLflow's UI on the run's and the version's pages, with links back to Dagster.

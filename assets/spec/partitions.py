@@ -115,8 +115,8 @@ class Partitions(Closed):
     @classmethod
     def _keys(cls, keys: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for key in keys or []:
-            if not re.match(KEY_PATTERN, key):
-                raise ValueError(f"partition key {key!r}: letters, digits and - _ . : = + only, not first")
+            if not re.match(KEY_PATTERN, key) or "..." in key:
+                raise ValueError(f"partition key {key!r}: letters, digits and - _ . : = + only (not first, no ...)")
         listed = list(keys or ())
         twice = sorted({k for k in listed if listed.count(k) > 1})
         if twice:
@@ -151,7 +151,7 @@ def key_of_file(path: str, relative: str) -> str | None:
     before, _, after = PLACEHOLDER.split(path, maxsplit=1)
     pattern = re.escape(before) + r"(?P<key>[^/]+?)" + re.escape(after)
     found = re.fullmatch(pattern, relative)
-    if found is None or not re.match(KEY_PATTERN, found.group("key")):
+    if found is None or not re.match(KEY_PATTERN, found.group("key")) or "..." in found.group("key"):
         return None
     return found.group("key")
 
@@ -178,11 +178,14 @@ def declaring(datasets: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def partition_problems(datasets: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+def partition_problems(
+    datasets: Mapping[str, Any], models: Mapping[str, Any] | None = None, predictions: Mapping[str, Any] | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
     """What is wrong with a pipeline's partitions, as ``(location, message)``.
 
-    A partitioned source without its placeholder (or the reverse), and a derived dataset whose
-    inputs are split differently.
+    A partitioned source without its placeholder (or the reverse), a derived dataset whose
+    inputs are split differently, a model's ``window`` on an unpartitioned dataset, and what is
+    not built over partitions yet (drift, prediction tables).
     """
     found = [problem for name, dataset in datasets.items() for problem in _source_problems(name, dataset)]
     owners = declaring(datasets)
@@ -193,6 +196,18 @@ def partition_problems(datasets: Mapping[str, Any]) -> list[tuple[tuple[str | in
             said = ", ".join(f"{i} (as {o})" for i, o in split.items())
             message = f"its inputs are partitioned differently: {said}; a derived dataset runs per partition of one"
             found.append((("datasets", name, "inputs"), message))
+    for name, model in (models or {}).items():
+        if model.window is not None and model.dataset in datasets and model.dataset not in owners:
+            message = f"`window` takes the last partitions of a partitioned dataset; {model.dataset!r} is not one"
+            found.append((("models", name, "window"), message))
+        drift = model.retrain.on_drift if model.retrain else None
+        if drift is not None and not drift.served and model.dataset in owners:
+            message = f"drift over a partitioned dataset ({model.dataset!r}) is not built yet; retrain on new data"
+            found.append((("models", name, "retrain", "on_drift"), message))
+    for name, scored in (predictions or {}).items():
+        if scored.dataset in owners:
+            message = f"scoring a partitioned dataset ({scored.dataset!r}) is not built yet"
+            found.append((("predictions", name, "dataset"), message))
     return found
 
 
@@ -216,6 +231,12 @@ def _source_problems(name: str, dataset: Any) -> list[tuple[tuple[str | int, ...
         return [(at, message)]
     if source.path is None:
         return [(at, f"only a file source (`path`) can be partitioned; this one is a `{source.kind}` source")]
+    if partitions.discover is not None and any(mark in fill(source.path, "x") for mark in "*?["):
+        message = (
+            f"with `discover: files` each file is a partition, named by the placeholder: {source.path!r} has a "
+            "wildcard too (write the path of one file, e.g. landing/{batch}.csv)"
+        )
+        return [(("datasets", name, "source", "path"), message)]
     if len(named) != 1:
         message = (
             "a partitioned source's path names its partition with exactly one placeholder, e.g. "

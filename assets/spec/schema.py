@@ -37,7 +37,7 @@ from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTE
 from assets.spec.graph import key_of
 from assets.spec.metrics import suggest
 from assets.spec.model_spec import Model
-from assets.spec.partitions import Partitions, declaring, partition_problems
+from assets.spec.partitions import Partitions, partition_problems
 from assets.spec.scoring import Prediction, prediction_problems
 
 # Environment variables that configure the orchestrator's own stores: never a pipeline's data.
@@ -251,7 +251,7 @@ class PipelineSpec(Closed):
         for name, dataset in self.datasets.items():
             for index, ref in enumerate(dataset.inputs or []):
                 found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
-        found += partition_problems(self.datasets)
+        found += partition_problems(self.datasets, self.models, self.predictions)
         for name, model in self.models.items():
             found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")
             drift = model.retrain.on_drift if model.retrain else None
@@ -260,13 +260,6 @@ class PipelineSpec(Closed):
                     if column not in model.features:
                         message = f"{column!r} is not among the model's features {model.features}"
                         found.append((("models", name, "retrain", "on_drift", "features", index), message))
-            if (
-                model.window is not None
-                and model.dataset in self.datasets
-                and model.dataset not in declaring(self.datasets)
-            ):
-                message = f"`window` takes the last partitions of a partitioned dataset; {model.dataset!r} is not one"
-                found.append((("models", name, "window"), message))
             if model.evaluate_on is not None:
                 found += self._unknown(model.evaluate_on, ("models", name, "evaluate_on"), "evaluation dataset")
                 if key_of(self.name, model.evaluate_on) == key_of(self.name, model.dataset):

@@ -69,7 +69,7 @@ def backfill(
             chosen = _selected(every, start, end, partitions)
             reasons = record.partition_reasons(key, chosen)
             todo = only(reasons, wanted)
-            waiting = [p for p in record.partitions(key).waiting(chosen) if p not in record.partitions(key).built]
+            waiting = sorted(record.waiting(key, chosen))
             lines = [
                 f"{dataset}: {len(todo)} of {len(chosen)} partition{'s' if len(chosen) != 1 else ''} to build "
                 f"(--only {wanted})" + (f": {_span(todo)}" if todo else "")

@@ -272,13 +272,23 @@ class Engine:
         log = logging.getLogger("slipway.progress")
         run_ids: list[str] = []
         each: dict[dg.AssetKey, list[tuple[str, AssetOutcome]]] = {}
-        for index, partition in enumerate(sorted(by_partition), 1):
+        record = self.record()  # the definition's order: oldest window first
+        order = {p: i for key in keys for i, p in enumerate(record.partitions(key).keys()) if p in by_partition}
+        for index, partition in enumerate(sorted(by_partition, key=lambda p: (order.get(p, 0), p)), 1):
             log.info(f"partition {partition} ({index}/{len(by_partition)})")
             run_id, built = self.launch(by_partition[partition], reasons, partition=partition)
             run_ids.append(run_id)
             for key, outcome in built.items():
                 each.setdefault(key, []).append((partition, outcome))
-        return run_ids, {key: merged(key, found) for key, found in each.items()}
+            if any(o.status == "interrupted" for o in built.values()):
+                break  # Ctrl-C: the partitions after it are left for the next run
+        found = {key: merged(key, outcomes) for key, outcomes in each.items()}
+        for key in keys:
+            if key not in found:  # nothing to build of it: no partition yet (an empty landing folder)
+                found[key] = AssetOutcome(
+                    key.to_user_string(), self.kind(key), "not run", detail="no partition to build (none found yet)"
+                )
+        return run_ids, found
 
     def launch(
         self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str], partition: str | None = None

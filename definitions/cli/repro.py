@@ -175,7 +175,7 @@ def _recorded_data(
         for role, key in wanted.items():
             recorded = tags.get(f"slipway.upstream.{key}")
             read = metadata.get(PARTITIONS_READ) if role == "frame" else None
-            if recorded is not None and isinstance(read, dict) and read:
+            if recorded is not None and isinstance(read, list) and read:
                 frames[role] = _read_partitions(store, key, read, recorded, f"{name} v{version}")
                 say(f"data: {key} version {recorded} ({len(read)} partitions, {len(frames[role])} rows)")
                 continue
@@ -202,7 +202,7 @@ def _inputs_of(instance: Any, key: Any, run_id: str | None) -> tuple[dict[str, s
     return {}, {}
 
 
-def _read_partitions(store: Any, key: str, read: dict[str, Any], recorded: str, what: str) -> Any:
+def _read_partitions(store: Any, key: str, read: list[dict[str, Any]], recorded: str, what: str) -> Any:
     """The partitions a model read, each as the run that stored it, in the order read; checked against its hash."""
     import dagster as dg
     import pandas as pd
@@ -213,7 +213,7 @@ def _read_partitions(store: Any, key: str, read: dict[str, Any], recorded: str, 
 
     asset_key = dg.AssetKey.from_user_string(key)
     try:
-        frames = [store.read_version(partition_path(asset_key, p), str(read[p]["run"])) for p in read]
+        frames = [store.read_version(partition_path(asset_key, p["partition"]), str(p["run"])) for p in read]
     except ResourceError:
         raise  # the store is down, not the data gone
     except Exception as exc:

@@ -202,8 +202,8 @@ def _run_locked(
             # What reads a rebuilt asset is decided again, now that its new data version is known
             # (unless every selected asset ran already: a cold run builds all in one round).
             mark = cache.watermark()
-            if all(k in outcomes for k in keys):
-                break
+            if all(k in outcomes for k in keys) or any(o.status == "interrupted" for o in built.values()):
+                break  # done, or Ctrl-C: nothing more is launched
             if decision is None:  # --force: the rest too, whatever the record says
                 todo = [k for k in keys if k not in outcomes]
                 continue

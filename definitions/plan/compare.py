@@ -233,6 +233,18 @@ def _partitions_of(side: Side, definition: Definition | None) -> int | None:
     return count(definition.partitions, files=files)
 
 
+def _touched(base: Side, head: Side, definition: Definition) -> int:
+    """How many partitions of ``definition`` have a file added or modified between the sides."""
+    from assets.spec.partitions import key_of_file
+
+    if definition.partition_files is None:
+        return 0
+    source, template = definition.partition_files
+    before, after = base.data.get(source, {}), head.data.get(source, {})
+    changed = [path for path, blob in after.items() if before.get(path) != blob]
+    return len({key for path in changed if (key := key_of_file(template, path)) is not None})
+
+
 def _partition_notes(base: Side, head: Side, changes: dict[str, AssetChange]) -> None:
     """Say, for each partitioned dataset, how many partitions a change builds, and what a new partitioning leaves.
 
@@ -277,10 +289,8 @@ def _partition_notes(base: Side, head: Side, changes: dict[str, AssetChange]) ->
             changes[key] = change = AssetChange(key, new.kind, "changed", [], new.where)
         elif change.attributes or change.code:
             note = f"all {after} partitions rebuild"
-        elif change.status == "changed":  # its files alone
-            files = [w for w in change.why if w.startswith("its source files changed")]
-            touched = sum(part.count(" (") for part in files)
-            note = f"{touched} of {after} partitions rebuild"
+        elif change.status == "changed":  # its files alone: the partitions of files added or modified
+            note = f"{_touched(base, head, new)} of {after} partitions rebuild"
         else:
             note = f"the partitions of its {after} whose inputs change rebuild"
         change = changes.get(key) or change

@@ -57,7 +57,7 @@ def rows(report):
 def test_each_partition_is_built_and_a_changed_file_rebuilds_its_partition_alone(home, defs_dir, sales):
     first = rows(run(defs_dir=defs_dir))
     assert first["sales/orders"].status == "built", first["sales/orders"]
-    assert first["sales/orders"].detail.startswith("3 partitions built (apac … us)")
+    assert first["sales/orders"].detail == "3 partitions built (eu … apac): never built"  # the definition's order
     assert first["sales/big_orders"].status == "built"
     assert first["sales/spend"].status == "built", first["sales/spend"].detail
 
@@ -417,7 +417,7 @@ def test_a_model_on_a_window_trains_on_the_last_partitions_records_them_and_repr
     import json
 
     read = json.loads(open(client.download_artifacts(run_id, "partitions.json")).read())
-    assert read["dataset"] == "shop/orders" and list(read["partitions"]) == DAYS[2:]
+    assert read["dataset"] == "shop/orders" and [p["partition"] for p in read["partitions"]] == DAYS[2:]
 
     said: list[str] = []
     found = repro("shop.spend@1", None, defs_dir, say=said.append)
@@ -464,7 +464,7 @@ def test_the_new_files_sensor_observes_a_new_batch_as_its_partition_and_the_rule
     result = tick()
     assert result.run_requests == []
     assert result.skip_message == (
-        "1 file source: new or changed files in batches/readings/landing_batch_csv (1 partitions: b3)"
+        "1 file source: new or changed files in batches/readings/landing_batch_csv (1 partition: b3)"
     )
     # That partition alone, and the same partition of what derives from it, in the same evaluation.
     assert automation_partitions(defs_dir) == {"batches/readings": {"b3"}, "batches/scaled": {"b3"}}
@@ -517,3 +517,35 @@ def test_a_new_partition_is_new_data_for_a_models_retrain_policy(home, defs_dir,
     (request,) = retrain_tick(defs_dir).run_requests
     assert request.asset_selection == [dg.AssetKey(["batches", "level"])]
     assert request.tags[TRIGGER_TAG] == "new_data"
+
+
+def test_a_day_that_has_not_landed_waits_with_what_derives_from_it_and_fails_no_run(home, defs_dir, write_pipeline):
+    text = EVENTS.replace("      transform: transforms:slow_when_flagged\n", "")
+    text += "    per_day:\n      inputs: [events]\n      sql: select day, count(*) as n from events group by day\n"
+    write_pipeline("web", text, {f"landing/{d}.csv": day(d) for d in DAYS[:3]})
+    first = run(defs_dir=defs_dir)
+    assert first.ok, [(o.key, o.status, o.detail) for o in first.outcomes]
+    assert rows(first)["web/per_day"].detail == "3 partitions built (2026-01-01 … 2026-01-03): never built"
+    again = run(defs_dir=defs_dir)
+    assert again.ok and {o.status for o in again.outcomes} == {"reused"}, [(o.key, o.detail) for o in again.outcomes]
+
+
+def test_force_with_no_partition_yet_says_so_and_ends(home, defs_dir, write_pipeline):
+    folder = write_pipeline("batches", LANDING).parent
+    (folder / "landing").mkdir()
+    report = rows(run(defs_dir=defs_dir, force=True))
+    assert (report["batches/readings"].status, report["batches/readings"].detail) == (
+        "not run",
+        "no partition to build (none found yet)",
+    )
+
+
+def test_discovered_files_with_a_wildcard_too_are_refused(home, defs_dir, write_pipeline):
+    from graph_cases import validate_error
+
+    path = write_pipeline("batches", LANDING.replace('"landing/{batch}.csv"', '"landing/{batch}/*.csv"'))
+    assert validate_error(defs_dir) == (
+        f"{path}:6: pipeline batches: datasets.readings.source.path: with `discover: files` each file is a "
+        "partition, named by the placeholder: 'landing/{batch}/*.csv' has a wildcard too (write the path of one "
+        "file, e.g. landing/{batch}.csv)"
+    )

@@ -340,6 +340,8 @@ def test_partitions_are_built_in_step_processes_stored_on_s3_and_reused_by_a_sec
     assert "3 built" in first.stdout, first.stdout
     # A run per partition key (14), then the model's; each step a process of its own.
     assert tier.dagster_rows("select count(*) from runs where status = 'SUCCESS'") == [(15,)]
+    workers = tier.dagster_rows("select count(*) from event_logs where dagster_event_type = 'STEP_WORKER_STARTED'")
+    assert workers == [(29,)]  # 14 partitions of two datasets, and the model: each in a process of its own
     partitions = tier.dagster_rows(
         "select count(distinct partition) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
         ' and asset_key = \'["clicks", "events"]\''
