@@ -247,7 +247,7 @@ def _source_problems(name: str, dataset: Any) -> list[tuple[tuple[str | int, ...
 
 
 def count(block: Partitions, now: dt.datetime | None = None, files: int | None = None) -> int | None:
-    """How many partitions ``block`` has: its keys, its windows up to ``end`` (else ``now``), or ``files``.
+    """How many partitions ``block`` has: its keys, its windows up to ``end`` and ``now``, or ``files``.
 
     Counted without Dagster (``slipway plan`` imports none): a window is counted when it starts at
     or after ``start`` and ends at or before the end, as Dagster's time windows are.
@@ -263,8 +263,10 @@ def count(block: Partitions, now: dt.datetime | None = None, files: int | None =
 
     zone = ZoneInfo(block.time.timezone)
     start = _as_datetime(block.time.start).replace(tzinfo=zone)
-    end = _as_datetime(block.time.end).replace(tzinfo=zone) if block.time.end is not None else None
-    end = end or (now or dt.datetime.now(dt.UTC)).astimezone(zone)
+    # Up to ``end``, and never past now: Dagster has no partition for a window not yet ended.
+    end = (now or dt.datetime.now(dt.UTC)).astimezone(zone)
+    if block.time.end is not None:
+        end = min(end, _as_datetime(block.time.end).replace(tzinfo=zone))
     ticks = croniter(block.time.cron, start - dt.timedelta(seconds=1))
     ticks.get_next(dt.datetime)  # the first window's start
     found = 0

@@ -265,13 +265,15 @@ def _plan_repo(tmp_path):
     (root / "stacks").mkdir()
     (root / "stacks" / "local.yaml").write_text("orchestrator: {type: in_process}\nalerter: {type: log}\n")
     (root / "uv.lock").write_text("version = 1\n")
-    text = EVENTS.replace("end: 2026-01-06", "end: 2027-01-01").replace(
+    text = EVENTS.replace("start: 2026-01-01, end: 2026-01-06", "start: 2025-01-01, end: 2026-01-01").replace(
         "      transform: transforms:slow_when_flagged\n", ""
     )
     text += "    per_day:\n      inputs: [events]\n      sql: select day, count(*) as n from events group by day\n"
     (root / "defs" / "web" / "defs.yaml").write_text(text)
-    for date in DAYS:
-        day(date).to_csv(root / "defs" / "web" / "landing" / f"{date}.csv", index=False)
+    for date in DAYS:  # 2025's days: in the range
+        day(date.replace("2026", "2025")).to_csv(
+            root / "defs" / "web" / "landing" / f"{date.replace('2026', '2025')}.csv", index=False
+        )
     init(root)
     return root
 
@@ -299,24 +301,24 @@ def test_plan_says_how_many_partitions_a_change_builds(tmp_path):
     }
     # One file changed: its partition.
     defs.write_text(text)
-    day("2026-01-02").assign(clicks=9).to_csv(root / "defs" / "web" / "landing" / "2026-01-02.csv", index=False)
+    day("2025-01-02").assign(clicks=9).to_csv(root / "defs" / "web" / "landing" / "2025-01-02.csv", index=False)
     assert _plan_why(root)["web/events"] == (
         "changed",
-        ["its source files changed: landing/2026-01-02.csv (modified)", "1 of 365 partitions rebuild"],
+        ["its source files changed: landing/2025-01-02.csv (modified)", "1 of 365 partitions rebuild"],
     )
     # A range that grows builds the new windows only; a new partitioning says what becomes of the old.
-    day("2026-01-02").to_csv(root / "defs" / "web" / "landing" / "2026-01-02.csv", index=False)
-    defs.write_text(text.replace("end: 2027-01-01", "end: 2027-01-31"))
+    day("2025-01-02").to_csv(root / "defs" / "web" / "landing" / "2025-01-02.csv", index=False)
+    defs.write_text(text.replace("end: 2026-01-01", "end: 2026-01-31"))
     grew = ("changed", ["its partitions went from 365 to 395: the 30 new ones build, the others stay as they are"])
     assert _plan_why(root) == {"web/events": grew, "web/per_day": grew}
     defs.write_text(
-        text.replace('{time: {cron: "0 0 * * *", start: 2026-01-01, end: 2027-01-01}}', "{discover: files}")
+        text.replace('{time: {cron: "0 0 * * *", start: 2025-01-01, end: 2026-01-01}}', "{discover: files}")
     )
     assert _plan_why(root)["web/events"] == (
         "changed",
         [
             "its definition changed",
-            "its partitioning changed: what was 365 partitions (time (0 0 * * *) from 2026-01-01) stays in the "
+            "its partitioning changed: what was 365 partitions (time (0 0 * * *) from 2025-01-01) stays in the "
             "record, unread; 5 partitions build (one per file)",
         ],
     )
