@@ -83,7 +83,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     handle, name = tempfile.mkstemp(prefix="slipway-cluster-tier-", suffix=".log")
     log = Path(name)
     ids = [item.nodeid for item in cluster]
-    options = ["-x"] if config.option.exitfirst else []
+    maxfail = config.getoption("maxfail", 0)  # -x is --maxfail=1
+    options = [f"--maxfail={maxfail}"] if maxfail else []
     with os.fdopen(handle, "w") as output:  # the child has its own copy
         child = subprocess.Popen(
             [
