@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import dagster as dg
 
 from resources.errors import DataError, ResourceError
+from resources.partitioned import partition_keys, partition_path, read_partitions
 from resources.redact import safe_cause
 from resources.s3 import s3_client, s3_error
 from resources.settings import LocalStoreSettings, S3StoreSettings
@@ -33,10 +34,6 @@ STORED = "slipway/stored"
 NOT_CURRENT = "slipway/not_current"
 # How many of an asset's latest materializations are searched for the current stored version.
 RECORD_DEPTH = 100
-#: On an asset input: read only the last N partitions of the (partitioned) asset (a model's ``window``).
-WINDOW_METADATA = "slipway/window"
-#: On a table read from partitions (``DataFrame.attrs``): each partition read, its stored run and data version.
-PARTITIONS_READ = "slipway/partitions_read"
 #: How every error of an artifact store begins: ``artifact store (<kind>): …``.
 ARTIFACT_STORE_ERROR = "artifact store ("
 
@@ -159,16 +156,8 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
         """The local file of a stored version, when the store is local and has it (else None)."""
         return None
 
-    def read_recorded(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None = None) -> Any:
-        """The current version of ``asset_key`` (its ``partition``): the one Dagster's record names."""
-        if partition is not None:
-            found = self.recorded(instance, asset_key, partition)
-            if found is None:
-                raise DataError(
-                    f"artifact store ({self.kind}): partition {partition} of {asset_key.to_user_string()} has never "
-                    f"been materialized {self._where()}"
-                )
-            return self.read_version(partition_path(asset_key, partition), found[0])
+    def read_recorded(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Any:
+        """The current version of ``asset_key``: the one Dagster's record names (:meth:`recorded_version`)."""
         key = tuple(asset_key.path)
         version = self.recorded_version(instance, asset_key)
         if version is None:
@@ -232,39 +221,8 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
 
     def load_input(self, context: dg.InputContext) -> Any:  # noqa: D102
         if context.has_asset_partitions:
-            # In the definition's order (time windows: oldest first), the last N for a window.
-            every = context.asset_partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
-            wanted = set(context.asset_partition_keys)
-            keys = [k for k in every if k in wanted]
-            window = (context.definition_metadata or {}).get(WINDOW_METADATA)
-            if window is not None:
-                keys = keys[-int(_value(window)) :]
-            return self.read_partitions(context.instance, context.asset_key, keys)
+            return read_partitions(self, context.instance, context.asset_key, partition_keys(context))
         return self.read_recorded(context.instance, context.asset_key)
-
-    def read_partitions(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Any) -> Any:
-        """Partitions ``partitions`` of ``asset_key`` as one table, in key order; a missing one is named."""
-        import pandas as pd
-
-        found = {p: self.recorded(instance, asset_key, p) for p in partitions}
-        missing = [p for p, stored in found.items() if stored is None]
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            many = len(missing) > 1
-            raise DataError(
-                f"artifact store ({self.kind}): {asset_key.to_user_string()}: partition{'s' if many else ''} "
-                f"{shown} of the {len(found)} read {'have' if many else 'has'} never been materialized; "
-                f"backfill {'them' if many else 'it'} first (slipway backfill)"
-            )
-        if not found:
-            raise DataError(f"artifact store ({self.kind}): {asset_key.to_user_string()}: no partition to read")
-        frames = [self.read_version(partition_path(asset_key, p), stored[0]) for p, stored in found.items() if stored]
-        table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        # In the order read (a list: JSON objects lose their order in Dagster's record).
-        table.attrs[PARTITIONS_READ] = [
-            {"partition": p, "run": stored[0], "data_version": stored[1]} for p, stored in found.items() if stored
-        ]
-        return table
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:
         """Store ``obj`` as version ``version`` (a Dagster run id) of ``key``.
@@ -421,11 +379,6 @@ class S3ArtifactStore(ArtifactStore, S3StoreSettings):
         names = {item["Key"].rsplit("/", 1)[-1] for item in answer.get("Contents", [])}
         found = [name for name in (f"{version}.parquet", f"{version}.json") if name in names]
         return found[0] if found else None
-
-
-def partition_path(asset_key: dg.AssetKey, partition: str) -> tuple[str, ...]:
-    """Where partition ``partition`` of ``asset_key`` is stored: ``<pipeline>/<asset>/partition=<key>/``."""
-    return (*asset_key.path, f"partition={partition}")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -23,8 +23,8 @@ from assets.spec.policy import policy_metadata
 from assets.spec.tags import REASON_TAG, SERVE_METADATA, TRIGGER_TAG
 from assets.spec.versions import code_files, code_version, frame_version
 from resources.alerts import Alerter
-from resources.artifacts import PARTITIONS_READ, WINDOW_METADATA
 from resources.errors import SlipwayError
+from resources.partitioned import PARTITIONS_READ, WINDOW_METADATA
 from resources.policy import ImportPolicy
 from resources.redact import redact
 from resources.registry import ModelRegistry

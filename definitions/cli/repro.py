@@ -161,7 +161,7 @@ def _recorded_data(
 
     from assets.spec.graph import key_of
     from assets.spec.tags import DATA_VERSION_TAG, INPUT_VERSION_PREFIX
-    from resources.artifacts import PARTITIONS_READ
+    from resources.partitioned import PARTITIONS_READ
     from stacks.build import open_instance
 
     pipeline = asset_key.split("/")[0]
@@ -208,8 +208,8 @@ def _read_partitions(store: Any, key: str, read: list[dict[str, Any]], recorded:
     import pandas as pd
 
     from assets.spec.versions import frame_version
-    from resources.artifacts import partition_path
     from resources.errors import ResourceError
+    from resources.partitioned import partition_path
 
     asset_key = dg.AssetKey.from_user_string(key)
     try:

@@ -1,0 +1,62 @@
+"""Partitioned tables in an artifact store: where a partition is kept, and reading several as one table.
+
+A partition of ``<pipeline>/<asset>`` is stored under ``<pipeline>/<asset>/partition=<key>/``, as
+any table is, by the run that built it; which run's copy is current is Dagster's record of that
+partition (:meth:`resources.artifacts.ArtifactStore.recorded`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from resources.errors import DataError
+
+#: On an asset input: read only the last N partitions of the (partitioned) asset (a model's ``window``).
+WINDOW_METADATA = "slipway/window"
+#: On a table read from partitions (``DataFrame.attrs``): each partition read, its stored run and data version.
+PARTITIONS_READ = "slipway/partitions_read"
+
+
+def partition_path(asset_key: dg.AssetKey, partition: str) -> tuple[str, ...]:
+    """Where partition ``partition`` of ``asset_key`` is stored: ``<pipeline>/<asset>/partition=<key>/``."""
+    return (*asset_key.path, f"partition={partition}")
+
+
+def partition_keys(context: dg.InputContext) -> list[str]:
+    """The partitions an input reads, in the definition's order (oldest window first); the last N for a window."""
+    every = context.asset_partitions_def.get_partition_keys(dynamic_partitions_store=context.instance)
+    wanted = set(context.asset_partition_keys)
+    keys = [k for k in every if k in wanted]
+    window = (context.definition_metadata or {}).get(WINDOW_METADATA)
+    if window is not None:
+        keys = keys[-int(getattr(window, "value", window) or 0) :]
+    return keys
+
+
+def read_partitions(store: Any, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]) -> Any:
+    """Partitions ``partitions`` of ``asset_key`` from ``store`` as one table, in that order; a missing one is named.
+
+    The table's ``attrs`` say which were read, by which run stored and at which data version
+    (:data:`PARTITIONS_READ`: a list, in order, since JSON objects lose theirs in Dagster's record).
+    """
+    import pandas as pd
+
+    found = {p: store.recorded(instance, asset_key, p) for p in partitions}
+    missing = [p for p, stored in found.items() if stored is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        many = len(missing) > 1
+        raise DataError(
+            f"artifact store ({store.kind}): {asset_key.to_user_string()}: partition{'s' if many else ''} "
+            f"{shown} of the {len(found)} read {'have' if many else 'has'} never been materialized; "
+            f"backfill {'them' if many else 'it'} first (slipway backfill)"
+        )
+    if not found:
+        raise DataError(f"artifact store ({store.kind}): {asset_key.to_user_string()}: no partition to read")
+    stored = {p: s for p, s in found.items() if s is not None}
+    frames = [store.read_version(partition_path(asset_key, p), s[0]) for p, s in stored.items()]
+    table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    table.attrs[PARTITIONS_READ] = [{"partition": p, "run": s[0], "data_version": s[1]} for p, s in stored.items()]
+    return table
