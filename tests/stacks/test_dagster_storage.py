@@ -128,3 +128,52 @@ def test_tick_logs_are_kept_and_step_output_is_not_captured(tmp_path):
     with manager.open_log_stream(["repo", "sensor", "tick"], ComputeIOType.STDERR) as stream:
         stream.write("tick decided\n")
     assert "tick decided" in manager.get_log_data(["repo", "sensor", "tick"]).stderr.decode()
+
+
+def _schema(path) -> tuple[list[tuple[str, str, str]], list[str], str]:
+    """A SQLite file's tables, indexes and their SQL; its alembic revision; its journal mode."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        objects = sorted(conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+        revisions = [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    return objects, revisions, mode
+
+
+def test_a_new_run_database_is_set_up_as_dagster_sets_it_up(tmp_path):
+    """The cheaper set-up of a run's database (no alembic command per run) leaves the file Dagster's own would."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    plain = SqliteEventLogStorage(str(tmp_path / "plain"))
+    ours = SlipwayEventLogStorage(str(tmp_path / "ours"))
+    with plain.run_connection("run-a"), ours.run_connection("run-a"):
+        pass
+    theirs = _schema(tmp_path / "plain" / "run-a.db")
+    assert theirs[1] and theirs[2] == "wal"  # stamped at head, in WAL mode
+    assert _schema(tmp_path / "ours" / "run-a.db") == theirs
+    # And Dagster's own storage takes ours as set up: it reads and writes it without a migration.
+    again = SqliteEventLogStorage(str(tmp_path / "ours"))
+    with again.run_connection("run-a"):
+        pass
+    assert _schema(tmp_path / "ours" / "run-a.db") == theirs
+    plain.dispose(), ours.dispose(), again.dispose()
+
+
+def test_a_run_database_set_up_by_two_processes_at_once_is_set_up_once(tmp_path):
+    """Step processes start together and each sets up the run's database: no error, one stamp."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        pool.map(_set_up, [(str(tmp_path), "run-b")] * 8)
+    objects, revisions, mode = _schema(tmp_path / "run-b.db")
+    assert len(revisions) == 1 and mode == "wal" and objects
+
+
+def _set_up(args: tuple[str, str]) -> None:
+    base, shard = args
+    storage = SlipwayEventLogStorage(base)
+    with storage.run_connection(shard):
+        pass
+    storage.dispose()
