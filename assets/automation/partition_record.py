@@ -25,11 +25,16 @@ from assets.data.dataset_asset import SOURCE_VERSION
 ONLY = ("missing", "failed", "stale")
 
 
-def partition_input_version(version: str | None) -> str | None:
-    """The input data version Dagster records for one partition of a partitioned input (a hash of its version)."""
-    if version is None:
+def partition_input_version(versions: Sequence[str | None]) -> str | None:
+    """The input data version Dagster records for the partitions a partition of an asset read (a hash of theirs).
+
+    One partition of a partitioned input, or a rolling window of them: the versions of those
+    built, in the order of their keys (Dagster's ``_get_partitions_data_version_from_keys``).
+    """
+    built = [v for v in versions if v is not None]
+    if not built:
         return None
-    return hashlib.sha256(version.encode()).hexdigest()
+    return hashlib.sha256("".join(built).encode()).hexdigest()
 
 
 class PartitionRecord:
@@ -49,6 +54,7 @@ class PartitionRecord:
             ).records
             self.built = {r.partition_key: Built.of(r) for r in found if r.partition_key is not None}
         self._versions: dict[dg.AssetKey, dict[str, str]] = {}
+        self._keys: list[str] | None = None
 
     def keys(self) -> list[str]:
         """Every partition key of the asset now (dynamic ones as the instance holds them)."""
@@ -103,6 +109,21 @@ class PartitionRecord:
                 found[partition] = why
         return found
 
+    def window(self, parent: dg.AssetKey, partition: str) -> list[str]:
+        """The partitions of partitioned input ``parent`` that ``partition`` reads: its own, or a rolling window's."""
+        from assets.data.dataset_asset import WINDOWS_METADATA
+
+        windows = self.graph.get(self.key).metadata.get(WINDOWS_METADATA)
+        size = (getattr(windows, "value", windows) or {}).get(parent.to_user_string())
+        if size is None:
+            return [partition]
+        if self._keys is None:
+            self._keys = self.keys()
+        if partition not in self._keys:
+            return [partition]
+        end = self._keys.index(partition) + 1
+        return self._keys[max(0, end - int(size)) : end]
+
     def unseen(self, partitions: Sequence[str]) -> list[str]:
         """The partitions of ``partitions`` of a sourced dataset whose files its source has not seen (yet).
 
@@ -127,7 +148,9 @@ class PartitionRecord:
             elif parent in self.graph.observable_asset_keys:
                 current, recorded = self.versions(parent).get(partition), built.metadata.get(SOURCE_VERSION)
             else:
-                current = partition_input_version(self.versions(parent).get(partition))
+                versions = self.versions(parent)
+                read = sorted(self.window(parent, partition))  # Dagster hashes them in the order of their keys
+                current = partition_input_version([versions.get(p) for p in read])
                 recorded = built.inputs.get(name)
             if current is not None and current != recorded:
                 found.append(Reason(Why.NEW_DATA, f"{name}[{partition}]"))

@@ -151,14 +151,17 @@ class Record:
         """The partitions of ``partitions`` of ``key`` that wait for data, never built.
 
         A sourced one whose files its source has not seen; a derived one whose input's same
-        partition waits (a day that has not landed holds what derives from it too, without failing).
+        partition waits, or one of the partitions its window reads (a day that has not landed
+        holds what derives from it too, without failing).
         """
         record = self.partitions(key)
         found = set(record.unseen(partitions))
         for parent in self.graph.get(key).parent_keys:
             node = self.graph.get(parent)
             if node.partitions_def is not None and parent not in self.graph.observable_asset_keys:
-                found |= self.waiting(parent, partitions) & set(partitions)
+                read = {p: record.window(parent, p) for p in partitions}
+                held = self.waiting(parent, sorted({k for keys in read.values() for k in keys}))
+                found |= {p for p, keys in read.items() if held.intersection(keys)}
         return found - set(record.built)
 
     def data_version(self, key: dg.AssetKey) -> str | None:

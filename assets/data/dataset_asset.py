@@ -48,6 +48,8 @@ def _check_result(
 
 
 OBSERVE_SCHEDULE = "*/5 * * * *"
+#: On a dataset with rolling windows over inputs: each windowed input's key and how many partitions it reads.
+WINDOWS_METADATA = "slipway/windows"
 #: On a partition of a sourced dataset: the fingerprint of the files it read (:func:`files_fingerprint`).
 SOURCE_VERSION = "slipway/source_version"
 
@@ -205,7 +207,19 @@ def build_dataset_asset(
     base = f"pipeline {pipeline}, dataset {name}"
     here = at or (lambda *loc: str(folder / "defs.yaml"))
     edges = dataset_edges(pipeline, spec)
-    inputs = {input_name(edge.ref): dg.AssetIn(key=dg.AssetKey(edge.target.split("/"))) for edge in edges}
+    windows = spec.windows
+    inputs = {
+        input_name(edge.ref): dg.AssetIn(
+            key=dg.AssetKey(edge.target.split("/")),
+            # A rolling window: partition t reads partitions t-N+1 … t (fewer at the first ones).
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=1 - windows[edge.ref], allow_nonexistent_upstream_partitions=True
+            )
+            if edge.ref in windows
+            else None,
+        )
+        for edge in edges
+    }
     # A query or transform that drops a column a check needs is a mistake in the definition, said
     # at once; a source's own columns are data, judged by the expectations themselves.
     wanted = needed_columns(spec) if spec.sql or spec.transform else {}
@@ -326,6 +340,7 @@ def build_dataset_asset(
             **({"slipway/source": spec.source.model_dump_json()} if spec.source else {}),
             **({"slipway/sql": spec.sql} if spec.sql else {}),
             **({REFS_METADATA: dict(refs)} if refs else {}),
+            **({WINDOWS_METADATA: {e.target: windows[e.ref] for e in edges if e.ref in windows}} if windows else {}),
         },
     )
     def _dataset(

@@ -51,7 +51,11 @@ class Edge:
 
 def dataset_edges(pipeline: str, dataset: Any) -> list[Edge]:
     """The inputs of a dataset of ``pipeline``: each of ``inputs``, in order (the one place they are read)."""
-    return [Edge(("inputs", i), ref, key_of(pipeline, ref), "input") for i, ref in enumerate(dataset.inputs or [])]
+    keyed = isinstance(dataset.inputs, dict)  # ``inputs: {events: {window: 7}}``: located by key
+    return [
+        Edge(("inputs", ref if keyed else i), ref, key_of(pipeline, ref), "input")
+        for i, ref in enumerate(dataset.inputs or [])
+    ]
 
 
 def model_edges(pipeline: str, model: Any) -> list[Edge]:

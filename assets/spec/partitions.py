@@ -196,6 +196,9 @@ def partition_problems(
             said = ", ".join(f"{i} (as {o})" for i, o in split.items())
             message = f"its inputs are partitioned differently: {said}; a derived dataset runs per partition of one"
             found.append((("datasets", name, "inputs"), message))
+    for name, dataset in datasets.items():
+        for ref in dataset.windows if hasattr(dataset, "windows") else {}:
+            found += _window_problems(ref, owners.get(ref), datasets, ("datasets", name, "inputs", ref, "window"))
     for name, model in (models or {}).items():
         if model.window is not None and model.dataset in datasets and model.dataset not in owners:
             message = f"`window` takes the last partitions of a partitioned dataset; {model.dataset!r} is not one"
@@ -209,6 +212,23 @@ def partition_problems(
             message = f"scoring a partitioned dataset ({scored.dataset!r}) is not built yet"
             found.append((("predictions", name, "dataset"), message))
     return found
+
+
+def _window_problems(
+    ref: str, owner: str | None, datasets: Mapping[str, Any], at: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """A rolling window reads an input of this pipeline partitioned by time (its partitions have an order)."""
+    if owner is None:
+        message = f"`window` reads the last partitions of a partitioned dataset of this pipeline; {ref!r} is not one"
+        return [(at, message)]
+    block = datasets[owner].partitions
+    if block.time is None:
+        kind = "static keys" if block.static is not None else "the files found"
+        message = (
+            f"`window` reads the partitions before each one, which needs time partitions; {ref!r} is split by {kind}"
+        )
+        return [(at, message)]
+    return []
 
 
 def _source_problems(name: str, dataset: Any) -> list[tuple[tuple[str | int, ...], str]]:

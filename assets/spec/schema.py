@@ -159,6 +159,18 @@ def input_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
+class InputOptions(Closed):
+    """How a derived dataset reads one of its inputs (``inputs: {events: {window: 7}}``)."""
+
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,  # Dagster records which partitions an input read (their data versions) up to 99 of them
+        description="Each partition reads this many partitions of the input, ending at its own (a rolling window); "
+        "at most 99.",
+    )
+
+
 class Dataset(Closed):
     """A dataset asset: read from a ``source``, or derived from other datasets' ``inputs``.
 
@@ -167,11 +179,15 @@ class Dataset(Closed):
     ``churn/customers``) and exactly one of ``sql`` (a query over the inputs by name, run by
     DuckDB in-process) or ``transform`` (``module:function(**inputs) -> df``, each input a
     keyword argument named as in the SQL). Either kind has expectations and drift checks.
+    ``inputs`` is a list, or a mapping of each input to how it is read: ``{events: {window: 7},
+    customers: null}`` (a partition reads the last 7 partitions of ``events`` up to its own).
     """
 
     source: Source | None = None
-    inputs: list[str] | None = Field(
-        default=None, min_length=1, description="Datasets (or `pipeline/name` asset keys) this one is built from."
+    inputs: list[str] | dict[str, InputOptions | None] | None = Field(
+        default=None,
+        min_length=1,
+        description="Datasets (or `pipeline/name` asset keys) this one is built from; a mapping gives each options.",
     )
     sql: str | None = Field(default=None, min_length=1, description="A DuckDB query over the inputs, by name.")
     transform: str | None = Field(
@@ -191,7 +207,9 @@ class Dataset(Closed):
 
     @field_validator("inputs")
     @classmethod
-    def _inputs(cls, inputs: list[str] | None) -> list[str] | None:
+    def _inputs(
+        cls, inputs: list[str] | dict[str, InputOptions | None] | None
+    ) -> list[str] | dict[str, InputOptions | None] | None:
         for ref in inputs or []:
             if not re.match(INPUT_PATTERN, ref):
                 raise ValueError(
@@ -228,6 +246,13 @@ class Dataset(Closed):
         """True when built from other datasets (``inputs``) rather than a source."""
         return self.inputs is not None
 
+    @property
+    def windows(self) -> dict[str, int]:
+        """The inputs read over a window of partitions, and how many each (``inputs: {events: {window: 7}}``)."""
+        if not isinstance(self.inputs, dict):
+            return {}
+        return {ref: o.window for ref, o in self.inputs.items() if o is not None and o.window is not None}
+
 
 class PipelineSpec(Closed):
     """A whole pipeline: the ``attributes`` of one ``defs.yaml``."""
@@ -250,7 +275,8 @@ class PipelineSpec(Closed):
         found += prediction_problems(self.predictions, self.datasets, self.models, self._unknown)
         for name, dataset in self.datasets.items():
             for index, ref in enumerate(dataset.inputs or []):
-                found += self._unknown(ref, ("datasets", name, "inputs", index), "input")
+                at = ref if isinstance(dataset.inputs, dict) else index  # the line of the item, or of its key
+                found += self._unknown(ref, ("datasets", name, "inputs", at), "input")
         found += partition_problems(self.datasets, self.models, self.predictions)
         for name, model in self.models.items():
             found += self._unknown(model.dataset, ("models", name, "dataset"), "dataset")

@@ -53,6 +53,10 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
         payload["partitions"] = partitions_shape(payload["partitions"])
     elif kind == "dataset":  # unpartitioned: the code version it had before partitions existed
         payload.pop("partitions", None)
+    inputs = payload.get("inputs")
+    if isinstance(inputs, dict):  # options only where given: ``{a: null}`` is ``[a]``, as before they existed
+        options = {ref: {k: v for k, v in (o or {}).items() if v is not None} for ref, o in inputs.items()}
+        payload["inputs"] = options if any(options.values()) else list(inputs)
     if kind == "model" and payload.get("window") is None:  # every partition: as before windows existed
         payload.pop("window", None)
     return payload

@@ -373,9 +373,11 @@ def test_the_partitioned_example_builds_every_day_then_reuses_them(home):
     assert {k: r.status for k, r in first.items()} == {
         "clicks/events": "built",
         "clicks/sessions": "built",
+        "clicks/weekly": "built",
         "clicks/conversion": "built",
     }
     assert first["clicks/events"].detail == "14 partitions built (2026-01-01 … 2026-01-14): never built"
+    assert first["clicks/weekly"].detail == "14 partitions built (2026-01-01 … 2026-01-14): never built"
     again = rows(run(defs_dir=defs))
     assert {r.status for r in again.values()} == {"reused"}
 
@@ -551,3 +553,86 @@ def test_discovered_files_with_a_wildcard_too_are_refused(home, defs_dir, write_
         "partition, named by the placeholder: 'landing/{batch}/*.csv' has a wildcard too (write the path of one "
         "file, e.g. landing/{batch}.csv)"
     )
+
+
+ROLLING = """
+type: assets.Pipeline
+attributes:
+  name: web
+  datasets:
+    events:
+      source: {path: "landing/{date}.csv"}
+      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}
+    rolling:
+      inputs: {events: {window: 3}}
+      sql: select count(*) as n, count(distinct day) as days, sum(clicks) as clicks from events
+"""
+
+
+def test_a_rolling_window_reads_the_partitions_up_to_its_own_and_a_changed_day_rebuilds_the_windows_over_it(
+    home, defs_dir, write_pipeline
+):
+    from views import automation_partitions, ui_observe
+
+    from definitions.cli.backfill import backfill
+
+    folder = write_pipeline("web", ROLLING, {f"landing/{d}.csv": day(d) for d in DAYS}).parent
+    first = rows(run(defs_dir=defs_dir))
+    assert first["web/rolling"].detail == "5 partitions built (2026-01-01 … 2026-01-05): never built", first
+    tables = stored_partitions(home, "web/rolling")
+    # The first days read what there is before them: 1, 2, then 3 days each.
+    assert {p: t["days"].item() for p, t in tables.items()} == dict(zip(DAYS, [1, 2, 3, 3, 3], strict=True))
+    assert tables["2026-01-04"]["n"].item() == 15
+
+    again = rows(run(defs_dir=defs_dir))  # what each window read is recorded as Dagster records it
+    assert {k: r.status for k, r in again.items()} == dict.fromkeys(again, "reused"), again
+    assert automation_partitions(defs_dir) == {}
+
+    path = folder / "landing" / "2026-01-02.csv"
+    day("2026-01-02").assign(clicks=9).to_csv(path, index=False)
+    os.utime(path, ns=(3, 3))
+    _, said = backfill("web/rolling", defs_dir=defs_dir, wanted="stale", say=lambda line: None)
+    assert said == ["web/rolling: 0 of 5 partitions to build (--only stale)"]  # its input's new day is not built yet
+    ui_observe(defs_dir)
+    assert automation_partitions(defs_dir) == {"web/events": {"2026-01-02"}}
+    third = rows(run(defs_dir=defs_dir))
+    assert third["web/events"].detail.startswith("1 partition built (2026-01-02)"), third["web/events"]
+    # The windows that read day 2: its own, and the two after it.
+    assert third["web/rolling"].detail.startswith("3 partitions built (2026-01-02 … 2026-01-04)"), third
+    assert stored_partitions(home, "web/rolling")["2026-01-03"]["clicks"].item() == 10 + 45 + 10
+    assert automation_partitions(defs_dir) == {}
+
+
+def test_a_window_over_a_day_that_has_not_landed_waits_and_says_which(home, defs_dir, write_pipeline):
+    write_pipeline("web", ROLLING, {f"landing/{d}.csv": day(d) for d in DAYS if d != "2026-01-03"})
+    report = run(defs_dir=defs_dir)
+    assert report.ok, [(o.key, o.status, o.detail) for o in report.outcomes]
+    # Day 3 and the windows that read it wait (no failed run); days 1 and 2 are built.
+    assert rows(report)["web/rolling"].detail.startswith("2 partitions built (2026-01-01 … 2026-01-02)")
+    from definitions.cli.backfill import backfill
+
+    _, said = backfill("web/rolling", defs_dir=defs_dir, say=lambda line: None)
+    assert said == [
+        "web/rolling: 0 of 5 partitions to build (--only stale)",
+        "web/rolling: 3 wait for files: 2026-01-03 … 2026-01-05 (3)",
+    ]
+
+
+def stored_partitions(home, key: str) -> dict[str, pd.DataFrame]:
+    """Each partition of ``key`` as the record holds it (the run that stored it), read from the local store."""
+    import dagster as dg
+    from views import stack_instance
+
+    from resources.partitioned import partition_path
+    from stacks import load_stack
+    from stacks.build import build_resources
+
+    asset = dg.AssetKey.from_user_string(key)
+    found = {}
+    with stack_instance() as instance:
+        store = build_resources(load_stack().stack)["io_manager"]
+        for partition in DAYS:
+            stored = store.recorded(instance, asset, partition)
+            if stored is not None:
+                found[partition] = store.read_version(partition_path(asset, partition), stored[0])
+    return found

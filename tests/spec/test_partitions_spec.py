@@ -67,3 +67,72 @@ def test_a_wrong_partitions_block_is_refused_saying_why(block, message):
     with pytest.raises(ValidationError) as raised:
         Partitions.model_validate(block)
     assert message in str(raised.value)
+
+
+def _pipeline(rolling_inputs, events_partitions=None):
+    from assets.spec.schema import PipelineSpec
+
+    partitions = events_partitions or {"time": {"cron": "0 0 * * *", "start": "2026-01-01"}}
+    return PipelineSpec.model_validate(
+        {
+            "name": "web",
+            "datasets": {
+                "events": {"source": {"path": "landing/{date}.csv"}, "partitions": partitions},
+                "users": {"source": {"path": "users.csv"}},
+                "rolling": {"inputs": rolling_inputs, "sql": "select count(*) as n from events"},
+            },
+        }
+    )
+
+
+def test_an_input_read_over_a_window_is_a_mapping_of_inputs_to_options():
+    spec = _pipeline({"events": {"window": 7}, "users": None})
+    assert spec.problems() == []
+    assert spec.datasets["rolling"].windows == {"events": 7}
+    assert list(spec.datasets["rolling"].inputs) == ["events", "users"]
+    assert _pipeline(["events"]).datasets["rolling"].windows == {}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "partitions", "message"),
+    [
+        (
+            {"users": {"window": 3}},
+            None,
+            "`window` reads the last partitions of a partitioned dataset of this pipeline; 'users' is not one",
+        ),
+        (
+            {"events": {"window": 3}},
+            {"static": ["eu", "us"]},
+            "`window` reads the partitions before each one, which needs time partitions; 'events' is split by "
+            "static keys",
+        ),
+        (
+            {"events": {"window": 3}},
+            {"discover": "files"},
+            "which needs time partitions; 'events' is split by the files found",
+        ),
+    ],
+)
+def test_a_window_over_an_input_that_has_no_time_partitions_is_refused(inputs, partitions, message):
+    problems = _pipeline(inputs, partitions).problems()
+    assert [(at, text) for at, text in problems if message in text] == [
+        (("datasets", "rolling", "inputs", next(iter(inputs)), "window"), problems[0][1])
+    ], problems
+
+
+@pytest.mark.parametrize(("window", "message"), [(0, "greater than or equal to 1"), (100, "less than or equal to 99")])
+def test_a_window_of_no_partition_or_more_than_dagster_tracks_is_refused(window, message):
+    with pytest.raises(ValidationError) as raised:
+        _pipeline({"events": {"window": window}})
+    assert message in str(raised.value)
+
+
+def test_a_window_is_part_of_the_definition_and_a_mapping_without_options_is_the_list():
+    from assets.spec.versions import code_version
+
+    def version(inputs):
+        return code_version("dataset", _pipeline(inputs).datasets["rolling"])
+
+    assert version({"events": None, "users": {}}) == version(["events", "users"])
+    assert version({"events": {"window": 3}}) != version({"events": {"window": 4}}) != version(["events"])

@@ -337,11 +337,11 @@ def test_partitions_are_built_in_step_processes_stored_on_s3_and_reused_by_a_sec
     defs = str(REPO / "examples" / "partitions" / "defs")
     first = tier.run(tier.tmp / "machine-a", "--defs", defs)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "3 built" in first.stdout, first.stdout
+    assert "4 built" in first.stdout, first.stdout
     # A run per partition key (14), then the model's; each step a process of its own.
     assert tier.dagster_rows("select count(*) from runs where status = 'SUCCESS'") == [(15,)]
     workers = tier.dagster_rows("select count(*) from event_logs where dagster_event_type = 'STEP_WORKER_STARTED'")
-    assert workers == [(29,)]  # 14 partitions of two datasets, and the model: each in a process of its own
+    assert workers == [(43,)]  # 14 partitions of three datasets, and the model: each in a process of its own
     partitions = tier.dagster_rows(
         "select count(distinct partition) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
         ' and asset_key = \'["clicks", "events"]\''
@@ -349,11 +349,11 @@ def test_partitions_are_built_in_step_processes_stored_on_s3_and_reused_by_a_sec
     assert partitions == [(14,)]
     keys = tier.moto.keys(BUCKET)
     for day in ("2026-01-01", "2026-01-14"):
-        for name in ("events", "sessions"):
+        for name in ("events", "sessions", "weekly"):
             prefix = f"artifacts/clicks/{name}/partition={day}/"
             assert any(k.startswith(prefix) and k.endswith(".parquet") for k in keys), (prefix, keys)
 
     second = tier.run(tier.tmp / "machine-b", "--defs", defs)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "3 reused" in second.stdout, second.stdout
+    assert "4 reused" in second.stdout, second.stdout
     assert tier.dagster_rows("select count(*) from runs") == [(15,)]  # nothing launched
