@@ -29,4 +29,7 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
             f"{p.path}: pipeline {p.spec.name}: ok "
             f"({count(len(p.spec.datasets), 'dataset')}, {count(len(p.spec.models), 'model')})"
         )
+    from definitions.cli.partition_history import history_notes
+
+    lines += history_notes(pipelines, loaded_stack)  # what a change of partitioning leaves in the record
     return lines

@@ -636,3 +636,53 @@ def stored_partitions(home, key: str) -> dict[str, pd.DataFrame]:
             if stored is not None:
                 found[partition] = store.read_version(partition_path(asset, partition), stored[0])
     return found
+
+
+def test_validate_says_what_a_change_of_partitioning_leaves_in_the_record(home, defs_dir, write_pipeline):
+    """Daily, then one per file, then whole, then daily again: validate says what each change leaves, unread."""
+    from definitions.cli.validate import validate
+
+    def notes() -> list[str]:
+        return [line for line in validate(defs_dir=defs_dir) if ": ok" not in line]
+
+    daily = ROLLING.split("    rolling:")[0]
+    per_file = daily.replace('{time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}', "{discover: files}")
+    whole = daily.replace('      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}\n', "")
+    whole = whole.replace("{date}", "*")
+    path = write_pipeline("web", daily, {f"landing/{d}.csv": day(d) for d in DAYS[:3]})
+    assert notes() == []  # nothing has run: no history
+    assert run(defs_dir=defs_dir).ok
+    assert notes() == []
+
+    path.write_text(per_file)
+    (path.parent / "landing" / "2026-01-01.csv").rename(path.parent / "landing" / "first.csv")
+    assert notes() == [
+        f"{path}:8: pipeline web: dataset events: 1 partition built before is not one of its partitions now "
+        "(2026-01-01): it stays in the record, unread; 1 of 3 partitions build at the next run"
+    ]
+    assert run(defs_dir=defs_dir).ok
+    assert notes() == []  # the change was built
+
+    path.write_text(whole)
+    assert notes() == [
+        f"{path}:7: pipeline web: dataset events: no longer partitioned: its 4 partitions built stay in the "
+        "record, unread; it builds whole at the next run"
+    ]
+    assert run(defs_dir=defs_dir).ok
+    assert notes() == []
+
+
+def test_validate_says_a_dataset_now_partitioned_leaves_its_whole_table(home, defs_dir, write_pipeline):
+    from definitions.cli.validate import validate
+
+    daily = ROLLING.split("    rolling:")[0]
+    whole = daily.replace('      partitions: {time: {cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-06}}\n', "")
+    path = write_pipeline("web", whole.replace("{date}", "*"), {f"landing/{d}.csv": day(d) for d in DAYS})
+    report = run(defs_dir=defs_dir)
+    assert report.ok
+    path.write_text(daily)
+    notes = [line for line in validate(defs_dir=defs_dir) if ": ok" not in line]
+    assert notes == [
+        f"{path}:8: pipeline web: dataset events: now partitioned: the table built whole (run "
+        f"{report.dagster_run_ids[0][:8]}) stays in the record, unread; 5 partitions build at the next run"
+    ]
