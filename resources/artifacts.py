@@ -183,11 +183,9 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
             wanted = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition])
         for limit in (1, RECORD_DEPTH):  # nearly always the latest; deeper only after a gate-failed model
             for record in instance.fetch_materializations(wanted, limit=limit).records:
-                materialization = record.asset_materialization
-                metadata = materialization.metadata if materialization else {}
-                if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
-                    tags = (materialization.tags if materialization else None) or {}
-                    return record.run_id, tags.get("dagster/data_version")
+                current = is_current(record)
+                if current is not None:
+                    return current
         return None
 
     def read_version(self, key: tuple[str, ...], version: str) -> Any:
@@ -258,6 +256,16 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
             stored = json.loads(data)
             return None if stored is None else ModelRef(**stored)
         return read_parquet(io.BytesIO(data))
+
+
+def is_current(record: Any) -> tuple[str, str | None] | None:
+    """A materialization's run and data version when the store holds its output and it is current; else None."""
+    materialization = record.asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    if _value(metadata.get(STORED)) and not _value(metadata.get(NOT_CURRENT)):
+        tags = (materialization.tags if materialization else None) or {}
+        return record.run_id, tags.get("dagster/data_version")
+    return None
 
 
 class LocalArtifactStore(ArtifactStore, LocalStoreSettings):

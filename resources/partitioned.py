@@ -43,7 +43,7 @@ def read_partitions(store: Any, instance: dg.DagsterInstance, asset_key: dg.Asse
     """
     import pandas as pd
 
-    found = {p: store.recorded(instance, asset_key, p) for p in partitions}
+    found = recorded_partitions(instance, asset_key, partitions)
     missing = [p for p, stored in found.items() if stored is None]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -60,3 +60,30 @@ def read_partitions(store: Any, instance: dg.DagsterInstance, asset_key: dg.Asse
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     table.attrs[PARTITIONS_READ] = [{"partition": p, "run": s[0], "data_version": s[1]} for p, s in stored.items()]
     return table
+
+
+def recorded_partitions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]
+) -> dict[str, tuple[str, str | None] | None]:
+    """:meth:`ArtifactStore.recorded` of each of ``partitions``, read together: two queries, whatever their number.
+
+    The latest materialization of each partition is nearly always the current one; a partition
+    whose latest is not (a blocked or refused one marked not current) is looked up alone, deeper.
+    """
+    from resources.artifacts import ArtifactStore, is_current
+
+    storage = instance.event_log_storage
+    ids = storage.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(partitions)
+    )
+    found: dict[str, tuple[str, str | None] | None] = {}
+    if ids:
+        wanted = dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values()))
+        for record in instance.fetch_materializations(wanted, limit=len(ids)).records:
+            current = is_current(record)
+            if record.partition_key is not None and current is not None:
+                found[record.partition_key] = current
+    for partition in partitions:
+        if partition not in found:
+            found[partition] = ArtifactStore.recorded(instance, asset_key, partition) if partition in ids else None
+    return {p: found[p] for p in partitions}

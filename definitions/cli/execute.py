@@ -56,7 +56,8 @@ def merged(key: dg.AssetKey, found: list[tuple[str, AssetOutcome]]) -> AssetOutc
     if failed:
         partition, bad = failed[0]
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        parts.append(f"partition {partition} {bad.status}{more}: {bad.detail}")
+        detail = bad.detail.removeprefix(bad.status).lstrip(":; ")  # "interrupted; …" said once
+        parts.append(f"partition {partition} {bad.status}{more}" + (f": {detail}" if detail else ""))
     outcome.detail = "; ".join(parts)
     return outcome
 

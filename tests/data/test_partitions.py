@@ -206,6 +206,52 @@ def test_a_backfill_killed_part_way_resumes_without_redoing_finished_partitions(
     )
 
 
+def test_a_second_backfill_is_refused_while_one_runs_and_ctrl_c_stops_after_the_current_partition(
+    home, defs_dir, web, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from definitions.cli.backfill import backfill
+    from resources.errors import SlipwayError
+
+    day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
+    flag = tmp_path / "slow-day"
+    flag.write_text("2026-01-03")
+    env = {**os.environ, "SLOW_DAY_FLAG": str(flag), "PYTHONPATH": str(REPO / "tests")}
+    command = [sys.executable, "-m", "definitions.cli.main", "backfill", "web/events", "--defs", str(defs_dir)]
+    child = subprocess.Popen(
+        command, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    seen = []
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            seen.append(line)
+            if "web/events[2026-01-03]: loading" in line:
+                break
+        else:
+            pytest.fail(f"the backfill ended before its third partition: {''.join(seen)[-2000:]}")
+        with pytest.raises(SlipwayError) as refused:
+            backfill("web/events", defs_dir=defs_dir)
+        assert "another `slipway run` or `slipway backfill` is using" in str(refused.value)
+        os.killpg(child.pid, signal.SIGINT)  # Ctrl-C: to the terminal's process group
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode != 0, out
+    assert "2026-01-04" not in "".join(seen) + err  # stopped: the partitions after it were not started
+    flag.unlink()
+    report, said = backfill("web/events", defs_dir=defs_dir)
+    assert said == ["web/events: 3 of 5 partitions to build (--only stale): 2026-01-03 … 2026-01-05 (3)"]
+    assert report.ok, report.outcomes
+
+
 LANDING = """
 type: assets.Pipeline
 attributes:
