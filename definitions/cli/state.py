@@ -42,8 +42,8 @@ def exclusive(home: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise SlipwayError(
-                f"another `slipway run` or `slipway backfill` is using {home}; wait for it to finish or set SLIPWAY_HOME "
-                "to another folder"
+                f"another `slipway run` or `slipway backfill` is using {home}; wait for it to finish or set "
+                "SLIPWAY_HOME to another folder"
             ) from exc
         try:
             yield
