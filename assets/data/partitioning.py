@@ -143,7 +143,10 @@ def observe_partitions(
     versions, keys, odd = observe_source(dataset.source, partitions, folder, where, roots)
     for path in odd:
         logging.getLogger("slipway.progress").warning(misfit(where, path, dataset.source))
-    version = combine(*(f"{k}\0{v}" for k, v in sorted(versions.items())))
+    # Which partitions exist too: a new time window without a file yet changes what a run says
+    # (it waits, and a model reading every partition is held), so `slipway run`'s cache of
+    # "nothing to do" must not replay across it.
+    version = combine(*(f"{k}\0{v}" for k, v in sorted(versions.items())), *(f"key\0{k}" for k in keys))
     return version, {PARTITION_VERSIONS: versions, PARTITION_KEYS: keys}
 
 

@@ -242,7 +242,9 @@ def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], repor
     rows = [engine.reused(k, record.built(k)) for k in keys]
     files: list[str] | None = []
     for key in keys:
-        checked = engine.stores.files.get(key)
+        # A partitioned asset's stored partitions are not what its rule checks (their files and
+        # inputs are, in the observed versions the cache rests on): nothing to check for it.
+        checked = [] if record.partitioned(key) else engine.stores.files.get(key)
         if checked is None or files is None:
             files = None
         else:

@@ -732,3 +732,38 @@ def test_validate_says_a_dataset_now_partitioned_leaves_its_whole_table(home, de
         f"{path}:8: pipeline web: dataset events: now partitioned: the table built whole (run "
         f"{report.dagster_run_ids[0][:8]}) stays in the record, unread; 5 partitions build at the next run"
     ]
+
+
+def test_nothing_changed_in_a_partitioned_pipeline_is_answered_from_the_no_op_cache(home, defs_dir, write_pipeline):
+    import subprocess
+    import sys
+
+    from assets.data.partitioning import observe_partitions
+    from assets.spec.loader import load_pipelines
+
+    folder = write_pipeline("web", ROLLING, {f"landing/{d}.csv": day(d) for d in DAYS[:4]}).parent
+    assert run(defs_dir=defs_dir).ok
+    cache = home / "state" / "noop-local.json"
+    assert cache.exists()
+    code = (
+        "import sys; from pathlib import Path; from definitions.cli.runner import run; "
+        f"report = run(defs_dir=Path({str(defs_dir)!r})); "
+        "print([o.status for o in report.outcomes], 'definitions.cli.execute' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['reused', 'reused'] False"  # answered without opening the record (no engine)
+    # A new day's file: not answered from the cache; that day is built.
+    day(DAYS[4]).to_csv(folder / "landing" / f"{DAYS[4]}.csv", index=False)
+    report = rows(run(defs_dir=defs_dir))
+    assert report["web/events"].detail.startswith("1 partition built (2026-01-05)"), report["web/events"]
+    # Which partitions exist is part of what the cache rests on, files or not (a new time window
+    # opens with the clock, and what waits for it changes what a run says).
+    import datetime as dt
+
+    (spec,) = load_pipelines(defs_dir)
+    events = spec.spec.datasets["events"]
+    assert events.partitions is not None and events.partitions.time is not None
+    time = events.partitions.time.model_copy(update={"end": dt.date(2026, 1, 8)})
+    longer = events.model_copy(update={"partitions": events.partitions.model_copy(update={"time": time})})
+    versions = [observe_partitions("web", "events", d, folder, "here", ())[0] for d in (events, longer)]
+    assert versions[0] != versions[1]
