@@ -13,6 +13,7 @@ the automation sensor all answer the same.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,8 @@ class PartitionRecord:
             self.built = {r.partition_key: Built.of(r) for r in found if r.partition_key is not None}
         self._versions: dict[dg.AssetKey, dict[str, str]] = {}
         self._keys: list[str] | None = None
+        #: The partitions :meth:`reasons` found held: refused, and given nothing new since (why, for their row).
+        self.held: dict[str, str] = {}
 
     def keys(self) -> list[str]:
         """Every partition key of the asset now (dynamic ones as the instance holds them)."""
@@ -91,8 +94,12 @@ class PartitionRecord:
         """
         node = self.graph.get(self.key)
         failed = self.failed(partitions)
+        held = self._held(failed)
+        self.held.update(held)
         found: dict[str, list[Reason]] = {}
         for partition in partitions:
+            if partition in held:  # refused, and given the same since: the same data fails the same checks
+                continue
             built = self.built.get(partition)
             if built is None and partition in waiting:  # no file yet: waits for its data, is not tried
                 continue
@@ -108,6 +115,57 @@ class PartitionRecord:
             if why:
                 found[partition] = why
         return found
+
+    def _held(self, failed: set[str]) -> dict[str, str]:
+        """The partitions of ``failed`` whose data was refused and that nothing new was given since, and why.
+
+        As for an unpartitioned dataset (:meth:`assets.automation.rebuild.Record.held`): the same
+        definition, environment and inputs, where an input is new when its partition (or, for an
+        unpartitioned input, the input) was recorded after the refused attempt started.
+        """
+        from assets.data.failures import environment, failure_name
+        from resources.dagster_private import cursor_values
+
+        if not failed:
+            return {}
+        names = {failure_name(self.key, p): p for p in failed}
+        found = {}
+        for name, value in cursor_values(self.instance, set(names)).items():
+            partition = names[name]
+            try:
+                failure = json.loads(value)
+            except ValueError:
+                continue  # not one this version wrote: it holds nothing
+            if not isinstance(failure, dict) or not {"at", "run", "code_version", "seen", "error"} <= failure.keys():
+                continue
+            built = self.built.get(partition)
+            if built is not None and built.timestamp >= failure["at"]:
+                continue
+            if failure["code_version"] != self.graph.get(self.key).code_version:
+                continue
+            if failure.get("environment") != environment() or self._given_since(partition, int(failure["seen"])):
+                continue
+            error = str(failure["error"])
+            if error.startswith("pipeline "):  # "pipeline p, dataset d, partition k: …": said by the row
+                error = error.split(": ", 1)[-1]
+            found[partition] = f"partition {partition} refused in run {failure['run'][:8]}: {error}"
+        return found
+
+    def _given_since(self, partition: str, seen: int) -> bool:
+        """True when an input of ``partition`` was recorded after event ``seen`` (a file observed anew, say)."""
+        storage = self.instance.event_log_storage
+        for parent in self.graph.get(self.key).parent_keys:
+            observed = parent in self.graph.observable_asset_keys
+            kind = dg.DagsterEventType.ASSET_OBSERVATION if observed else dg.DagsterEventType.ASSET_MATERIALIZATION
+            if self.graph.get(parent).partitions_def is not None:
+                wanted = set(self.window(parent, partition))
+                ids = list(storage.get_latest_storage_id_by_partition(parent, kind, partitions=wanted).values())
+            else:
+                fetch = self.instance.fetch_observations if observed else self.instance.fetch_materializations
+                ids = [r.storage_id for r in fetch(parent, limit=1).records]
+            if any(i > seen for i in ids):
+                return True
+        return False
 
     def window(self, parent: dg.AssetKey, partition: str) -> list[str]:
         """The partitions of partitioned input ``parent`` that ``partition`` reads: its own, or a rolling window's."""

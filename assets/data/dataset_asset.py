@@ -354,8 +354,8 @@ def build_dataset_asset(
     ) -> Any:
         steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames, alerter)
         try:
-            # A refused partition is failed, and retried like one (no hold is kept per partition).
-            yield from recording_failures(context, key, steps, can_refuse=refuses and partitions is None)
+            # Refused data (a partition's too) is held until its definition or an input changes.
+            yield from recording_failures(context, key, steps, can_refuse=refuses)
         except RefusedData as exc:
             # Alerted here, once: the run failure alert leaves refused data to this one.
             text = str(exc).splitlines()[0]

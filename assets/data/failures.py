@@ -45,23 +45,31 @@ def given_inputs(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict[st
     return {p.to_user_string(): current_data_version(context.instance, p) for p in parents}
 
 
+def failure_name(key: dg.AssetKey, partition: str | None = None) -> str:
+    """Where the refusal of ``key`` (of its ``partition``) is kept in the instance's key-value store."""
+    return FAILURE_PREFIX + key.to_user_string() + (f"[{partition}]" if partition is not None else "")
+
+
 def record_failure(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, error: BaseException, inputs: dict[str, str | None]
+    context: dg.AssetExecutionContext, key: dg.AssetKey, error: BaseException, inputs: dict[str, str | None] | int
 ) -> None:
     """Remember that ``key``'s data was refused, with the definition and inputs it was given.
 
     The rule does not request it again until one of them changes (the same data fails the
-    same checks); `--force` still does.
+    same checks); `--force` still does. A partition's inputs are its partitions of other assets
+    and of its source: what it was given is the record as it stood (``inputs``: the event log's
+    latest id when it started); an input partition recorded after that is a change.
     """
+    partition = context.partition_key if context.has_partition_key else None
     failure = {
         "run": context.run.run_id,
         "at": time.time(),
         "code_version": context.assets_def.code_versions_by_key.get(key),
-        "inputs": inputs,
+        "inputs" if partition is None else "seen": inputs,
         "environment": environment(),
         "error": str(error).splitlines()[0][:300],
     }
-    set_cursor_values(context.instance, {FAILURE_PREFIX + key.to_user_string(): json.dumps(failure)})
+    set_cursor_values(context.instance, {failure_name(key, partition): json.dumps(failure)})
 
 
 def recording_failures(
@@ -78,7 +86,11 @@ def recording_failures(
     if not can_refuse:
         yield from steps
         return
-    inputs = given_inputs(context, key)
+    inputs: dict[str, str | None] | int
+    if context.has_partition_key:
+        inputs = context.instance.event_log_storage.get_maximum_record_id() or 0
+    else:
+        inputs = given_inputs(context, key)
     try:
         yield from steps
     except RefusedData as exc:

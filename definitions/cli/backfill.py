@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from assets.automation.partition_record import ONLY, only
+from assets.automation.staleness import Reason, Why
 from assets.spec.metrics import suggest
 from definitions.cli.runner import RunReport, observe, resolve_imports
 from definitions.cli.state import exclusive
@@ -68,12 +69,22 @@ def backfill(
             every = record.partitions(key).keys()
             chosen = _selected(every, start, end, partitions)
             reasons = record.partition_reasons(key, chosen)
+            held = sorted(set(record.partitions(key).held) & set(chosen))
+            if wanted == "failed":  # asked for by name: refused ones are tried again too
+                reasons.update({p: [Reason(Why.FAILED)] for p in held})
+                reasons = {p: reasons[p] for p in chosen if p in reasons}  # the definition's order
             todo = only(reasons, wanted)
             waiting = sorted(record.waiting(key, chosen))
             lines = [
                 f"{dataset}: {len(todo)} of {len(chosen)} partition{'s' if len(chosen) != 1 else ''} to build "
                 f"(--only {wanted})" + (f": {_span(todo)}" if todo else "")
             ]
+            if held and wanted != "failed":
+                lines.append(
+                    f"{dataset}: {len(held)} refused, held until {'its' if len(held) == 1 else 'their'} files, "
+                    f"an input or the definition change (--only failed tries {'it' if len(held) == 1 else 'them'}): "
+                    f"{_span(held)}"
+                )
             if waiting:
                 lines.append(
                     f"{dataset}: {len(waiting)} wait{'s' if len(waiting) == 1 else ''} for files: {_span(waiting)}"

@@ -178,6 +178,7 @@ def _run_locked(
         findings = aliases.reconcile(engine, keys, pinned_only=True)
         engine.observe(observed)
         outcomes: dict[Any, AssetOutcome] = {}
+        tried: dict[Any, set[str]] = {}  # the partitions this run launched, of each partitioned asset
         run_ids: list[str] = []
         mark = cache.watermark()
         decision = None if force else engine.decide(keys)
@@ -193,6 +194,8 @@ def _run_locked(
             parted = [k for k in todo if engine.graph.get(k).partitions_def is not None]
             if parted:
                 wanted = {k: engine.all_partitions(k) for k in parted} if decision is None else decision.partitions
+                for k in parted:
+                    tried.setdefault(k, set()).update(wanted.get(k, ()))
                 ids, built = engine.launch_partitions(parted, wanted, reasons)
                 run_ids += ids
             else:
@@ -217,6 +220,12 @@ def _run_locked(
             for key in keys:
                 if key not in outcomes:
                     outcomes[key] = _not_launched(engine, decision, key, outcomes)
+        for key in keys:  # a refused partition held, not tried in this run: said on its dataset's row
+            if record.partitioned(key) and outcomes[key].status != "interrupted":
+                record.partition_reasons(key)
+                held = {p: m for p, m in record.partitions(key).held.items() if p not in tried.get(key, ())}
+                if held:
+                    _say_held(outcomes[key], held)
         # Then every model's aliases, as this run's trainings left them: moved by hand?
         findings = _merge(findings, aliases.reconcile(engine, keys))
         aliases.show(engine, list(outcomes.values()))
@@ -226,6 +235,18 @@ def _run_locked(
         return report
     finally:
         engine.close()
+
+
+def _say_held(outcome: AssetOutcome, held: dict[str, str]) -> None:
+    """Fail ``outcome``, saying which refused partitions are held (their data and definition unchanged)."""
+    first = sorted(held)[0]
+    more = f" (and {len(held) - 1} more)" if len(held) > 1 else ""
+    said = (
+        f"{held[first]}{more}; not tried again until its files, an input or its definition change "
+        "(--force or `slipway backfill --only failed` tries it)"
+    )
+    outcome.detail = f"{outcome.detail}; {said}" if outcome.status == "built" else said
+    outcome.status = "failed"
 
 
 def _merge(first: list[Any], second: list[Any]) -> list[Any]:

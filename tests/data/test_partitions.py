@@ -131,7 +131,11 @@ def test_backfill_builds_what_is_missing_then_only_what_failed_then_what_a_chang
     assert row.status == "failed"
     assert row.detail.startswith("partition 2026-01-05 failed: check failed: expect_0_column_values_to_be_between")
     report, said = backfill("web/events", defs_dir=defs_dir, wanted="missing")
-    assert said == ["web/events: 0 of 5 partitions to build (--only missing)"]  # failed is not missing
+    assert said == [  # failed is not missing; refused with nothing new since, it is held
+        "web/events: 0 of 5 partitions to build (--only missing)",
+        "web/events: 1 refused, held until its files, an input or the definition change (--only failed tries it): "
+        "2026-01-05",
+    ]
 
     day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
     report, said = backfill("web/events", defs_dir=defs_dir, wanted="failed")
@@ -301,6 +305,44 @@ def test_a_partition_refused_by_its_expectation_blocks_only_that_partition_downs
         "blocked",
         "1 partition built (b1): never built; partition b2 blocked: batches/readings failed",
     )
+
+
+def test_a_refused_partition_is_held_until_its_file_or_definition_changes(home, defs_dir, write_pipeline):
+    """The same file fails the same checks: not tried again at each run (nor by the sensor) until it changes."""
+    from views import automation_partitions
+
+    from definitions.cli.backfill import backfill
+
+    files = {"landing/b1.csv": batch("b1"), "landing/b2.csv": batch("b2", value=-5.0)}
+    folder = write_pipeline("batches", LANDING, files).parent
+    assert not run(defs_dir=defs_dir).ok
+    second = run(defs_dir=defs_dir)
+    assert not second.ok and second.dagster_run_ids == []  # nothing launched: b2 is held
+    readings = rows(second)["batches/readings"]
+    assert readings.status == "failed", readings
+    assert readings.detail.startswith("partition b2 refused in run "), readings.detail
+    assert "blocking expectations failed: expect_0_column_values_to_be_between;" in readings.detail
+    assert readings.detail.endswith(
+        "not tried again until its files, an input or its definition change "
+        "(--force or `slipway backfill --only failed` tries it)"
+    ), readings.detail
+    assert automation_partitions(defs_dir) == {}
+    _, said = backfill("batches/readings", defs_dir=defs_dir)
+    assert said == [
+        "batches/readings: 0 of 2 partitions to build (--only stale)",
+        "batches/readings: 1 refused, held until its files, an input or the definition change (--only failed "
+        "tries it): b2",
+    ]
+    # Asked for by name, it is tried (and refused) again.
+    _, said = backfill("batches/readings", defs_dir=defs_dir, wanted="failed")
+    assert said == ["batches/readings: 1 of 2 partitions to build (--only failed): b2"]
+    # A fixed file is new data: built, and what derives from it.
+    path = folder / "landing" / "b2.csv"
+    batch("b2", value=5.0).to_csv(path, index=False)
+    os.utime(path, ns=(4, 4))
+    fixed = run(defs_dir=defs_dir)
+    assert fixed.ok, [(o.key, o.status, o.detail) for o in fixed.outcomes]
+    assert rows(fixed)["batches/scaled"].detail.startswith("1 partition built (b2)")
 
 
 def _plan_repo(tmp_path):
