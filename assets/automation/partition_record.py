@@ -21,6 +21,7 @@ import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why
 from assets.data.dataset_asset import SOURCE_VERSION
+from assets.data.partitioning import NO_FILES
 
 #: What ``--only`` may ask for, and which reasons each takes.
 ONLY = ("missing", "failed", "stale")
@@ -56,6 +57,7 @@ class PartitionRecord:
             self.built = {r.partition_key: Built.of(r) for r in found if r.partition_key is not None}
         self._versions: dict[dg.AssetKey, dict[str, str]] = {}
         self._keys: list[str] | None = None
+        self._position: dict[str, int] = {}
         #: The partitions :meth:`reasons` found held: refused, and given nothing new since (why, for their row).
         self.held: dict[str, str] = {}
 
@@ -78,7 +80,9 @@ class PartitionRecord:
                 else dg.DagsterEventType.ASSET_MATERIALIZATION
             )
             tags = storage.get_latest_tags_by_partition(parent, kind, [DATA_VERSION_TAG])
-            self._versions[parent] = {p: t[DATA_VERSION_TAG] for p, t in tags.items() if DATA_VERSION_TAG in t}
+            self._versions[parent] = {
+                p: t[DATA_VERSION_TAG] for p, t in tags.items() if t.get(DATA_VERSION_TAG) not in (None, NO_FILES)
+            }
         return self._versions[parent]
 
     def reasons(
@@ -177,9 +181,10 @@ class PartitionRecord:
             return [partition]
         if self._keys is None:
             self._keys = self.keys()
-        if partition not in self._keys:
+            self._position = {k: i for i, k in enumerate(self._keys)}
+        if partition not in self._position:
             return [partition]
-        end = self._keys.index(partition) + 1
+        end = self._position[partition] + 1
         return self._keys[max(0, end - int(size)) : end]
 
     def unseen(self, partitions: Sequence[str]) -> list[str]:

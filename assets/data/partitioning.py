@@ -175,14 +175,19 @@ def record_observations(
             instance.delete_dynamic_partition(partitions.name, gone)
     storage = instance.event_log_storage
     seen = storage.get_latest_tags_by_partition(key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG])
-    changed = [p for p, v in versions.items() if seen.get(p, {}).get(DATA_VERSION_TAG) != v]
+    # A partition whose files are gone (a refused day deleted, to be delivered again) is observed
+    # as having none: it waits for them, and what was refused is given something new.
+    now = {**{p: NO_FILES for p in keys if p in seen and p not in versions}, **versions}
+    changed = [p for p, v in now.items() if seen.get(p, {}).get(DATA_VERSION_TAG) != v]
     for partition in changed:
         instance.report_runless_asset_event(
-            dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: versions[partition]})
+            dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: now[partition]})
         )
     return changed
 
 
+#: The data version a source partition is observed at when its files are gone: not seen (it waits).
+NO_FILES = "no-files"
 #: In an observation's metadata (:func:`observe_partitions`): each partition's version, and every key.
 PARTITION_VERSIONS = "slipway/partition_versions"
 PARTITION_KEYS = "slipway/partition_keys"

@@ -69,7 +69,7 @@ def backfill(
             every = record.partitions(key).keys()
             chosen = _selected(every, start, end, partitions)
             reasons = record.partition_reasons(key, chosen)
-            held = sorted(set(record.partitions(key).held) & set(chosen))
+            held = [p for p in chosen if p in record.partitions(key).held]  # the definition's order
             if wanted == "failed":  # asked for by name: refused ones are tried again too
                 reasons.update({p: [Reason(Why.FAILED)] for p in held})
                 reasons = {p: reasons[p] for p in chosen if p in reasons}  # the definition's order

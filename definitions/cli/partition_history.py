@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from assets.spec.loader import LoadedPipeline
-from resources.errors import SlipwayError
 from stacks import LoadedStack
 
 
@@ -26,17 +25,19 @@ def history_notes(pipelines: list[LoadedPipeline], loaded: LoadedStack) -> list[
         return []  # validate is offline: a server's record is not read (`slipway plan` says what a change leaves)
     if not (Path(stack.instance.base_dir) / "storage" / "history" / "runs.db").exists():
         return []  # nothing has run here: no history
+    roots = stack.data_roots
     try:
         instance = open_instance(stack, read_only=True)
-    except SlipwayError as exc:
-        return [f"stack {loaded.name}: what a change of partitioning leaves in the record is not said: {exc}"]
-    try:
-        return [line for p in pipelines for name in p.spec.datasets if (line := _note(instance, p, name)) is not None]
-    finally:
-        instance.dispose()
+        try:
+            return [line for p in pipelines for n in p.spec.datasets if (line := _note(instance, p, n, roots))]
+        finally:
+            instance.dispose()
+    except Exception as exc:  # a record that cannot be read (locked, another version's) is not validate's failure
+        shown = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [f"stack {loaded.name}: what a change of partitioning leaves in the record is not said: {shown}"]
 
 
-def _note(instance: Any, pipeline: LoadedPipeline, name: str) -> str | None:
+def _note(instance: Any, pipeline: LoadedPipeline, name: str, roots: Any) -> str | None:
     import dagster as dg
 
     from assets.data.partitioning import dataset_partitions
@@ -59,7 +60,7 @@ def _note(instance: Any, pipeline: LoadedPipeline, name: str) -> str | None:
                 "it builds whole at the next run"
             )
         return None
-    keys = _keys(pipeline, name, partitions, instance)
+    keys = _keys(pipeline, name, partitions, instance, roots)
     if latest[0].partition_key is None and not built:
         return (
             f"{head}: now partitioned: the table built whole (run {latest[0].run_id[:8]}) stays in the record, "
@@ -77,18 +78,17 @@ def _note(instance: Any, pipeline: LoadedPipeline, name: str) -> str | None:
     )
 
 
-def _keys(pipeline: LoadedPipeline, name: str, partitions: Any, instance: Any) -> list[str]:
-    """The partition keys of dataset ``name`` now: its definition's, or the files' (one per file, not yet recorded)."""
-    import dagster as dg
-
-    from assets.data.partitioning import discovered_keys
+def _keys(pipeline: LoadedPipeline, name: str, partitions: Any, instance: Any, roots: Any) -> list[str]:
+    """The partitions of dataset ``name`` that can build now: those whose files are there (a day not landed waits)."""
+    from assets.data.partitioning import observe_source
     from assets.spec.partitions import declaring
 
-    if not isinstance(partitions, dg.DynamicPartitionsDefinition):
-        return list(partitions.get_partition_keys(dynamic_partitions_store=instance))
-    owner = pipeline.spec.datasets[declaring(pipeline.spec.datasets)[name]]
-    assert owner.source is not None
-    return discovered_keys(owner.source, pipeline.folder)[0]
+    owner = declaring(pipeline.spec.datasets)[name]
+    source = pipeline.spec.datasets[owner].source
+    assert source is not None
+    where = pipeline.where("datasets", owner, "source")
+    versions, keys, _ = observe_source(source, partitions, pipeline.folder, where, roots, instance)
+    return [k for k in keys if k in versions]
 
 
 def _changed(record: Any, spec: Any) -> bool:

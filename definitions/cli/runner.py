@@ -223,9 +223,11 @@ def _run_locked(
         for key in keys:  # a refused partition held, not tried in this run: said on its dataset's row
             if record.partitioned(key) and outcomes[key].status != "interrupted":
                 record.partition_reasons(key)
-                held = {p: m for p, m in record.partitions(key).held.items() if p not in tried.get(key, ())}
+                partitions = record.partitions(key)
+                held = {p: partitions.held[p] for p in partitions.keys() if p in partitions.held}  # in order
+                held = {p: m for p, m in held.items() if p not in tried.get(key, ())}
                 if held:
-                    _say_held(outcomes[key], held)
+                    _say_held(outcomes[key], held, launched=key in tried)
         # Then every model's aliases, as this run's trainings left them: moved by hand?
         findings = _merge(findings, aliases.reconcile(engine, keys))
         aliases.show(engine, list(outcomes.values()))
@@ -237,16 +239,24 @@ def _run_locked(
         engine.close()
 
 
-def _say_held(outcome: AssetOutcome, held: dict[str, str]) -> None:
-    """Fail ``outcome``, saying which refused partitions are held (their data and definition unchanged)."""
-    first = sorted(held)[0]
+def _say_held(outcome: AssetOutcome, held: dict[str, str], launched: bool) -> None:
+    """Say on ``outcome`` which refused partitions are held (their data and definition unchanged).
+
+    Its row fails; what this run did of it (``launched``: partitions built, or one that failed on
+    a store) is kept, the held ones said after. A row of what was only reused says them alone.
+    """
+    first = next(iter(held))
     more = f" (and {len(held) - 1} more)" if len(held) > 1 else ""
     said = (
         f"{held[first]}{more}; not tried again until its files, an input or its definition change "
         "(--force or `slipway backfill --only failed` tries it)"
     )
-    outcome.detail = f"{outcome.detail}; {said}" if outcome.status == "built" else said
-    outcome.status = "failed"
+    if launched or outcome.status not in ("reused", "failed"):
+        outcome.detail = f"{outcome.detail}; {said}" if outcome.detail else said
+        if outcome.status in ("built", "reused"):
+            outcome.status = "failed"
+        return
+    outcome.status, outcome.detail = "failed", said
 
 
 def _merge(first: list[Any], second: list[Any]) -> list[Any]:
@@ -263,9 +273,11 @@ def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], repor
     rows = [engine.reused(k, record.built(k)) for k in keys]
     files: list[str] | None = []
     for key in keys:
-        # A partitioned asset's stored partitions are not what its rule checks (their files and
-        # inputs are, in the observed versions the cache rests on): nothing to check for it.
-        checked = [] if record.partitioned(key) else engine.stores.files.get(key)
+        # A YAML dataset's stored partitions are not what its rule checks (their files and inputs
+        # are, in the observed versions and keys the cache rests on): nothing to check for it. A
+        # hand-written partitioned asset's keys are not observed: it is not cached.
+        yaml_partitions = record.partitioned(key) and engine.kind(key) == "dataset"  # keys from observed sources
+        checked = [] if yaml_partitions else engine.stores.files.get(key)
         if checked is None or files is None:
             files = None
         else:

@@ -333,9 +333,12 @@ def test_a_refused_partition_is_held_until_its_file_or_definition_changes(home, 
         "batches/readings: 1 refused, held until its files, an input or the definition change (--only failed "
         "tries it): b2",
     ]
-    # Asked for by name, it is tried (and refused) again.
-    _, said = backfill("batches/readings", defs_dir=defs_dir, wanted="failed")
+    # Asked for by name, it is tried (and refused) again, and held from that attempt on.
+    again, said = backfill("batches/readings", defs_dir=defs_dir, wanted="failed")
     assert said == ["batches/readings: 1 of 2 partitions to build (--only failed): b2"]
+    assert len(again.dagster_run_ids) == 1 and again.outcomes[0].detail.startswith("partition b2 failed: check failed")
+    third = rows(run(defs_dir=defs_dir))["batches/readings"]
+    assert third.detail.startswith(f"partition b2 refused in run {again.dagster_run_ids[0][:8]}: "), third.detail
     # A fixed file is new data: built, and what derives from it.
     path = folder / "landing" / "b2.csv"
     batch("b2", value=5.0).to_csv(path, index=False)
@@ -343,6 +346,24 @@ def test_a_refused_partition_is_held_until_its_file_or_definition_changes(home, 
     fixed = run(defs_dir=defs_dir)
     assert fixed.ok, [(o.key, o.status, o.detail) for o in fixed.outcomes]
     assert rows(fixed)["batches/scaled"].detail.startswith("1 partition built (b2)")
+
+
+def test_a_refused_day_whose_file_is_deleted_waits_for_its_file_instead_of_staying_held(home, defs_dir, write_pipeline):
+    text = ROLLING.split("    rolling:")[0].replace(
+        "end: 2026-01-06}}\n",
+        "end: 2026-01-06}}\n      expectations:\n        - {expect: column_values_to_be_between, column: clicks, min_value: 0}\n",
+    )
+    files = {f"landing/{d}.csv": day(d) for d in DAYS}
+    files["landing/2026-01-03.csv"] = day("2026-01-03").assign(clicks=-1)
+    folder = write_pipeline("web", text, files).parent
+    assert not run(defs_dir=defs_dir).ok
+    assert "partition 2026-01-03 refused in run" in rows(run(defs_dir=defs_dir))["web/events"].detail  # held
+    (folder / "landing" / "2026-01-03.csv").unlink()  # to be delivered again
+    waiting = run(defs_dir=defs_dir)
+    assert waiting.ok and waiting.dagster_run_ids == [], [(o.key, o.status, o.detail) for o in waiting.outcomes]
+    day("2026-01-03").to_csv(folder / "landing" / "2026-01-03.csv", index=False)
+    delivered = rows(run(defs_dir=defs_dir))
+    assert delivered["web/events"].detail.startswith("1 partition built (2026-01-03)"), delivered["web/events"]
 
 
 def _plan_repo(tmp_path):

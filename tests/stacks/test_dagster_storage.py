@@ -141,14 +141,23 @@ def _schema(path) -> tuple[list[tuple[str, str, str]], list[str], str]:
     return objects, revisions, mode
 
 
-def test_a_new_run_database_is_set_up_as_dagster_sets_it_up(tmp_path):
+def test_a_new_run_database_is_set_up_as_dagster_sets_it_up(tmp_path, monkeypatch):
     """The cheaper set-up of a run's database (no alembic command per run) leaves the file Dagster's own would."""
+    from dagster._core.storage import sql
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
     plain = SqliteEventLogStorage(str(tmp_path / "plain"))
-    ours = SlipwayEventLogStorage(str(tmp_path / "ours"))
-    with plain.run_connection("run-a"), ours.run_connection("run-a"):
+    with plain.run_connection("run-a"):
         pass
+    ours = SlipwayEventLogStorage(str(tmp_path / "ours"))  # its index is Dagster's own set-up, once
+
+    def no_command(*args, **kwargs):
+        raise AssertionError("a run's database was set up with alembic's command")
+
+    monkeypatch.setattr(sql, "stamp", no_command)  # what Dagster's set-up stamps with
+    with ours.run_connection("run-a"):
+        pass
+    monkeypatch.undo()
     theirs = _schema(tmp_path / "plain" / "run-a.db")
     assert theirs[1] and theirs[2] == "wal"  # stamped at head, in WAL mode
     assert _schema(tmp_path / "ours" / "run-a.db") == theirs
@@ -165,15 +174,19 @@ def test_a_run_database_set_up_by_two_processes_at_once_is_set_up_once(tmp_path)
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with context.Pool(4) as pool:
-        pool.map(_set_up, [(str(tmp_path), "run-b")] * 8)
+    SlipwayEventLogStorage(str(tmp_path)).dispose()  # the index, set up once
+    with context.Manager() as manager:
+        ready = manager.Barrier(8)  # all at once, past their imports
+        with context.Pool(8) as pool:
+            pool.map(_set_up, [(str(tmp_path), "run-b", ready)] * 8)
     objects, revisions, mode = _schema(tmp_path / "run-b.db")
     assert len(revisions) == 1 and mode == "wal" and objects
 
 
-def _set_up(args: tuple[str, str]) -> None:
-    base, shard = args
+def _set_up(args: tuple) -> None:
+    base, shard, ready = args
     storage = SlipwayEventLogStorage(base)
+    ready.wait(timeout=120)
     with storage.run_connection(shard):
         pass
     storage.dispose()
