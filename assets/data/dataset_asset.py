@@ -186,6 +186,17 @@ def _table(
         raise DataError(f"{here('source')}: {where}: the source's table: {exc}") from exc
 
 
+def _windows_read(context: dg.AssetExecutionContext, edges: Any, windows: dict[str, int]) -> dict[str, str]:
+    """``window/events: 2026-01-04 … 2026-01-10 (7 partitions)``: which partitions each rolling window read."""
+    found = {}
+    for edge in edges:
+        if edge.ref in windows:
+            keys = list(context.asset_partition_keys_for_input(input_name(edge.ref)))
+            span = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}" if keys else "none"
+            found[f"window/{input_name(edge.ref)}"] = f"{span} ({len(keys)} partition{'s' if len(keys) != 1 else ''})"
+    return found
+
+
 def build_dataset_asset(
     pipeline: str,
     name: str,
@@ -308,6 +319,7 @@ def build_dataset_asset(
                 "columns": dg.MetadataValue.int(len(frame.columns)),
                 "data_version": version,
                 **({SOURCE_VERSION: read} if read is not None else {}),
+                **(_windows_read(context, edges, windows) if partition is not None else {}),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
                 ),

@@ -692,6 +692,9 @@ def test_a_rolling_window_reads_the_partitions_up_to_its_own_and_a_changed_day_r
     # The first days read what there is before them: 1, 2, then 3 days each.
     assert {p: t["days"].item() for p, t in tables.items()} == dict(zip(DAYS, [1, 2, 3, 3, 3], strict=True))
     assert tables["2026-01-04"]["n"].item() == 15
+    # Each partition says which partitions its window read (in the UI, on its materialization).
+    read = window_metadata(dg_key("web/rolling"), ["2026-01-01", "2026-01-04"])
+    assert read == {"2026-01-01": "2026-01-01 (1 partition)", "2026-01-04": "2026-01-02 … 2026-01-04 (3 partitions)"}
 
     again = rows(run(defs_dir=defs_dir))  # what each window read is recorded as Dagster records it
     assert {k: r.status for k, r in again.items()} == dict.fromkeys(again, "reused"), again
@@ -725,6 +728,20 @@ def test_a_window_over_a_day_that_has_not_landed_waits_and_says_which(home, defs
         "web/rolling: 0 of 5 partitions to build (--only stale)",
         "web/rolling: 3 wait for files: 2026-01-03 … 2026-01-05 (3)",
     ]
+
+
+def window_metadata(key, partitions: list[str]) -> dict[str, str]:
+    """The ``window/events`` metadata of each of ``partitions`` of ``key``'s latest materialization."""
+    import dagster as dg
+    from views import stack_instance
+
+    found = {}
+    with stack_instance() as instance:
+        for partition in partitions:
+            wanted = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition])
+            (record,) = instance.fetch_materializations(wanted, limit=1).records
+            found[partition] = record.asset_materialization.metadata["window/events"].value
+    return found
 
 
 def stored_partitions(home, key: str) -> dict[str, pd.DataFrame]:
