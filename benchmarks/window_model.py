@@ -23,15 +23,16 @@ import argparse
 import datetime as dt
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from partitions import timed  # noqa: E402  (the same timing as the partitions benchmark)
 
 PIPELINE = """
 type: assets.Pipeline
@@ -76,16 +77,6 @@ def write_day(folder: Path, index: int, rows: int) -> None:
 
     day = dt.date(2026, 1, 1) + dt.timedelta(days=index)
     regression(rows=rows, seed=index, features=20).to_csv(folder / f"{day}.csv", index=False)
-
-
-def timed(command: list[str], env: dict[str, str]) -> float:
-    """Seconds ``command`` took; its output when it failed."""
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return seconds
 
 
 def one_repeat(args: argparse.Namespace, tmp: Path) -> dict[str, float]:

@@ -120,6 +120,12 @@ class PartitionRecord:
                 found[partition] = why
         return found
 
+    def held_now(self) -> dict[str, str]:
+        """Every held partition (:meth:`_held`) and why, in the definition's order: two queries when none failed."""
+        keys = self.keys()
+        held = self._held(self.failed(keys))
+        return {p: held[p] for p in keys if p in held}
+
     def _held(self, failed: set[str]) -> dict[str, str]:
         """The partitions of ``failed`` whose data was refused and that nothing new was given since, and why.
 

@@ -222,10 +222,7 @@ def _run_locked(
                     outcomes[key] = _not_launched(engine, decision, key, outcomes)
         for key in keys:  # a refused partition held, not tried in this run: said on its dataset's row
             if record.partitioned(key) and outcomes[key].status != "interrupted":
-                record.partition_reasons(key)
-                partitions = record.partitions(key)
-                held = {p: partitions.held[p] for p in partitions.keys() if p in partitions.held}  # in order
-                held = {p: m for p, m in held.items() if p not in tried.get(key, ())}
+                held = {p: m for p, m in record.partitions(key).held_now().items() if p not in tried.get(key, ())}
                 if held:
                     _say_held(outcomes[key], held, launched=key in tried)
         # Then every model's aliases, as this run's trainings left them: moved by hand?

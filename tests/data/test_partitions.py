@@ -171,37 +171,45 @@ def test_a_partition_key_outside_the_definition_is_refused_with_the_nearest(home
     assert str(raised.value) == "no dataset 'web/event'; did you mean 'web/events'?"
 
 
-def test_a_backfill_killed_part_way_resumes_without_redoing_finished_partitions(home, defs_dir, web, tmp_path):
-    import signal
+def _backfill_asleep_in_day_3(defs_dir, web, tmp_path, stdout):
+    """`slipway backfill web/events` in a process of its own, once it is in day 3's transform (asleep).
+
+    Day 5's file lands first; the child, and the lines it printed, are returned.
+    """
     import subprocess
     import sys
 
     from conftest import REPO
 
-    from definitions.cli.backfill import backfill
-
     day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
     flag = tmp_path / "slow-day"
-    flag.write_text("2026-01-03")  # its partition sleeps: the backfill is killed there
+    flag.write_text("2026-01-03")  # its partition sleeps there
     env = {**os.environ, "SLOW_DAY_FLAG": str(flag), "PYTHONPATH": str(REPO / "tests")}
     command = [sys.executable, "-m", "definitions.cli.main", "backfill", "web/events", "--defs", str(defs_dir)]
     child = subprocess.Popen(
-        command, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True
+        command, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=stdout, text=True, start_new_session=True
     )
     seen = []
-    try:
-        assert child.stderr is not None
-        for line in child.stderr:
-            seen.append(line)
-            if "web/events[2026-01-03]: loading" in line:  # in its transform, asleep
-                break
-        else:
-            pytest.fail(f"the backfill ended before its third partition: {''.join(seen)[-2000:]}")
-    finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+    assert child.stderr is not None
+    for line in child.stderr:
+        seen.append(line)
+        if "web/events[2026-01-03]: loading" in line:  # in its transform, asleep
+            return child, seen
+    child.wait()
+    pytest.fail(f"the backfill ended before its third partition: {''.join(seen)[-2000:]}")
 
-    flag.unlink()
+
+def test_a_backfill_killed_part_way_resumes_without_redoing_finished_partitions(home, defs_dir, web, tmp_path):
+    import signal
+    import subprocess
+
+    from definitions.cli.backfill import backfill
+
+    child, _ = _backfill_asleep_in_day_3(defs_dir, web, tmp_path, subprocess.DEVNULL)
+    os.killpg(child.pid, signal.SIGKILL)  # killed there
+    child.wait()
+
+    (tmp_path / "slow-day").unlink()  # no longer slow
     report, said = backfill("web/events", defs_dir=defs_dir)
     assert said == ["web/events: 3 of 5 partitions to build (--only stale): 2026-01-03 … 2026-01-05 (3)"]
     assert (
@@ -215,30 +223,12 @@ def test_a_second_backfill_is_refused_while_one_runs_and_ctrl_c_stops_after_the_
 ):
     import signal
     import subprocess
-    import sys
-
-    from conftest import REPO
 
     from definitions.cli.backfill import backfill
     from resources.errors import SlipwayError
 
-    day(DAYS[4]).to_csv(web / "landing" / f"{DAYS[4]}.csv", index=False)
-    flag = tmp_path / "slow-day"
-    flag.write_text("2026-01-03")
-    env = {**os.environ, "SLOW_DAY_FLAG": str(flag), "PYTHONPATH": str(REPO / "tests")}
-    command = [sys.executable, "-m", "definitions.cli.main", "backfill", "web/events", "--defs", str(defs_dir)]
-    child = subprocess.Popen(
-        command, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    seen = []
+    child, seen = _backfill_asleep_in_day_3(defs_dir, web, tmp_path, subprocess.PIPE)
     try:
-        assert child.stderr is not None
-        for line in child.stderr:
-            seen.append(line)
-            if "web/events[2026-01-03]: loading" in line:
-                break
-        else:
-            pytest.fail(f"the backfill ended before its third partition: {''.join(seen)[-2000:]}")
         with pytest.raises(SlipwayError) as refused:
             backfill("web/events", defs_dir=defs_dir)
         assert "another `slipway run` or `slipway backfill` is using" in str(refused.value)
@@ -250,7 +240,7 @@ def test_a_second_backfill_is_refused_while_one_runs_and_ctrl_c_stops_after_the_
             child.wait()
     assert child.returncode != 0, out
     assert "2026-01-04" not in "".join(seen) + err  # stopped: the partitions after it were not started
-    flag.unlink()
+    (tmp_path / "slow-day").unlink()  # no longer slow
     report, said = backfill("web/events", defs_dir=defs_dir)
     assert said == ["web/events: 3 of 5 partitions to build (--only stale): 2026-01-03 … 2026-01-05 (3)"]
     assert report.ok, report.outcomes
