@@ -9,8 +9,9 @@ from typing import Self
 import dagster as dg
 from pydantic import BaseModel
 
-from assets.data.dataset_asset import build_dataset_asset, build_source_asset
-from assets.data.partitioning import dataset_partitions
+from assets.data.dataset_asset import build_dataset_asset
+from assets.data.partitioning import dataset_partitions, partitions_per_run
+from assets.data.source_asset import build_source_asset
 from assets.data.sources import observable
 from assets.model.model_asset import build_model_asset
 from assets.serve.predictions import build_alias_source, build_predictions_asset, build_served_source
@@ -92,6 +93,7 @@ def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
             at=functools.partial(loaded.where, "datasets", name),
             refs=graph.refs_metadata(refs, f"{spec.name}/{name}"),
             partitions=dataset_partitions(spec, name),
+            per_run=partitions_per_run(spec, name),
         )
         for name, dataset in spec.datasets.items()
     ]

@@ -16,6 +16,9 @@ these functions, never ``dagster._…`` itself (``stacks/dagster_storage.py`` an
   and, to read it, :func:`held`, :func:`label`, :func:`parts`, :func:`entity` and
   :func:`evaluation_metadata`;
 - :func:`failed_checks`: the latest execution of asset checks (``event_log_storage``);
+- :func:`check_evaluation`: a check's result as the evaluation of one partition, naming the
+  materialization it checked (``AssetCheckEvaluationTargetMaterializationData``), for a run that
+  builds several partitions (:mod:`assets.data.batches`);
 - :func:`pool_holders` / :func:`free_pool_slots`: concurrency pool slots (``event_log_storage``);
 - :func:`wrap_step_handler` / :func:`unhealthy_step`: the step handler of a step-delegating
   executor (``StepDelegatingExecutor._step_handler``) and the result its health check returns
@@ -87,6 +90,34 @@ def failed_checks(instance: Any, check_keys: Iterable[Any]) -> list[Any]:
     """Those of ``check_keys`` whose latest execution failed (FAILED; PLANNED never ran: its run died first)."""
     records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
     return [key for key, record in records.items() if record.status.value == "FAILED"]
+
+
+def check_evaluation(key: Any, result: Any, partition: str, blocking: bool, target: Any) -> Any:
+    """``result`` (an ``AssetCheckResult``) as the evaluation of ``partition`` of ``key``, checking ``target``.
+
+    ``target`` is the partition's materialization record the check is about (None: never built).
+    """
+    import dagster as dg
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    data = None
+    if target is not None:
+        data = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=target.storage_id, run_id=target.run_id, timestamp=target.timestamp
+        )
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        target_materialization_data=data,
+        severity=result.severity,
+        description=result.description,
+        blocking=blocking,
+        partition=partition,
+    )
 
 
 def pool_holders(instance: Any, prefix: str) -> set[str]:

@@ -35,15 +35,23 @@ def partition_keys(context: dg.InputContext) -> list[str]:
     return keys
 
 
-def read_partitions(store: Any, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]) -> Any:
+def read_partitions(
+    store: Any,
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    partitions: list[str],
+    found: dict[str, tuple[str, str | None] | None] | None = None,
+) -> Any:
     """Partitions ``partitions`` of ``asset_key`` from ``store`` as one table, in that order; a missing one is named.
 
     The table's ``attrs`` say which were read, by which run stored and at which data version
     (:data:`PARTITIONS_READ`: a list, in order, since JSON objects lose theirs in Dagster's record).
+    ``found`` is :func:`recorded_partitions` of them (or more), when it was read already.
     """
     import pandas as pd
 
-    found = recorded_partitions(instance, asset_key, partitions)
+    found = recorded_partitions(instance, asset_key, partitions) if found is None else found
+    found = {p: found.get(p) for p in partitions}
     missing = [p for p, stored in found.items() if stored is None]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -60,6 +68,24 @@ def read_partitions(store: Any, instance: dg.DagsterInstance, asset_key: dg.Asse
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     table.attrs[PARTITIONS_READ] = [{"partition": p, "run": s[0], "data_version": s[1]} for p, s in stored.items()]
     return table
+
+
+class PartitionTables:
+    """An input of a run that builds several partitions: each partition's part, read when it is built.
+
+    What the record holds of every partition the run reads is looked up once (two queries); a
+    partition's tables are read from the store only when that partition is built, so a run of
+    many partitions holds one partition's input at a time.
+    """
+
+    def __init__(self, store: Any, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]):
+        """Look up which stored run holds each of ``partitions`` of ``asset_key``."""
+        self.store, self.instance, self.asset_key = store, instance, asset_key
+        self.found = recorded_partitions(instance, asset_key, partitions)
+
+    def table(self, partitions: list[str]) -> Any:
+        """Partitions ``partitions`` as one table (:func:`read_partitions`)."""
+        return read_partitions(self.store, self.instance, self.asset_key, partitions, self.found)
 
 
 def recorded_partitions(

@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG
-from assets.data.dataset_asset import SOURCE_METADATA
+from assets.data.source_asset import SOURCE_METADATA
 from assets.spec.tags import ALIAS_METADATA, SERVED_METADATA
 from resources.errors import SlipwayError
 

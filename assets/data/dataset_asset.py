@@ -11,8 +11,9 @@ from assets.data import derived, progress, sources
 from assets.data.dataset_drift import DRIFT_CHECK, drift_check
 from assets.data.failures import recording_failures
 from assets.data.outputs import versioned_output
-from assets.data.partitioning import partition_source, partition_versions
-from assets.spec import compute, paths
+from assets.data.partitioning import partition_source
+from assets.data.source_asset import source_key
+from assets.spec import compute
 from assets.spec.graph import REFS_METADATA, dataset_edges
 from assets.spec.imports import resolve
 from assets.spec.preflight import expectation_columns
@@ -47,9 +48,10 @@ def _check_result(
     )
 
 
-OBSERVE_SCHEDULE = "*/5 * * * *"
 #: On a dataset with rolling windows over inputs: each windowed input's key and how many partitions it reads.
 WINDOWS_METADATA = "slipway/windows"
+#: On a partitioned dataset: how many of its partitions one run may build (``max_partitions_per_run``).
+PER_RUN_METADATA = "slipway/max_partitions_per_run"
 #: On a partition of a sourced dataset: the fingerprint of the files it read (:func:`files_fingerprint`).
 SOURCE_VERSION = "slipway/source_version"
 
@@ -60,72 +62,6 @@ def _files_version(spec: Dataset, partition: str, folder: Path, policy: ImportPo
 
     files = source_files(partition_source(spec, partition), folder, where, policy.data_roots)
     return sources.files_fingerprint(files, folder)
-
-
-# A file source asset's metadata: its source block, as JSON (what the new-files sensor observes).
-SOURCE_METADATA = "slipway/source"
-
-
-def source_key(pipeline: str, name: str, spec: Dataset | None = None) -> dg.AssetKey:
-    """The key of the observable source asset of dataset ``name``'s files (or database query)."""
-    return dg.AssetKey(paths.source_key_path(pipeline, name, spec.source if spec else None))
-
-
-def build_source_asset(
-    pipeline: str, name: str, spec: Dataset, folder: Path, partitions: dg.PartitionsDefinition | None = None
-) -> dg.SourceAsset:
-    """The files (or database query) of a dataset's source, observed without loading the data.
-
-    A file source's data version is :func:`assets.data.sources.files_fingerprint`: names, sizes and
-    modification times. A database source's is a hash of its ``observe`` query's result, else
-    of its whole result (:func:`assets.data.sources.observe_database`). Observing it (``slipway
-    run`` does before deciding; the UI's "Observe sources" too) marks the dataset unsynced
-    when the data changed.
-    """
-    where = f"pipeline {pipeline}, dataset {name}"
-    assert spec.source is not None  # only sourced datasets have a source asset
-
-    def _observe(context: dg.AssetExecutionContext) -> Any:
-        roots = context.resources.import_policy.data_roots
-        if partitions is not None:
-            keys = partitions.get_partition_keys(dynamic_partitions_store=context.instance)
-            versions = partition_versions(spec.source, folder, where, roots, keys)  # type: ignore[arg-type]
-            return dg.DataVersionsByPartition({k: dg.DataVersion(v) for k, v in versions.items()})
-        version, metadata = sources.observe(spec.source, folder, where, roots)  # type: ignore[arg-type]
-        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
-
-    condition: dg.AutomationCondition | None = None
-    if spec.source.sql is not None:
-        shown = f"the query on ${spec.source.connection}"
-        metadata = {"slipway/connection": spec.source.connection, "slipway/query": spec.source.sql}
-        # A query may cost the database: observed once at first, then every few minutes, by the
-        # automation sensor (a run each time). `slipway run` observes it itself.
-        condition = (
-            dg.AutomationCondition.missing() | dg.AutomationCondition.cron_tick_passed(OBSERVE_SCHEDULE)
-        ).with_label(f"observe: first, then on {OBSERVE_SCHEDULE}")
-    else:
-        # Files are observed by a stat each, at every tick of the new-files sensor, with no run
-        # (assets.automation.new_files); `slipway run` observes them itself.
-        shown = f"the files of dataset {name} ({spec.source.path})"
-        metadata = {
-            "slipway/files": spec.source.path,
-            "slipway/folder": str(folder),
-            SOURCE_METADATA: spec.source.model_dump_json(exclude_none=True),
-        }
-
-    # Observable source assets are marked beta; they are what makes new files visible
-    # without loading them, so they are used on purpose.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=dg.BetaWarning)
-        return dg.observable_source_asset(
-            key=source_key(pipeline, name, spec),
-            group_name=pipeline,
-            automation_condition=condition,
-            description=shown[0].upper() + shown[1:],
-            metadata=metadata,
-            required_resource_keys={"import_policy"},
-            partitions_def=partitions,
-        )(_observe)
 
 
 def needed_columns(spec: Dataset) -> dict[str, list[str]]:
@@ -186,58 +122,19 @@ def _table(
         raise DataError(f"{here('source')}: {where}: the source's table: {exc}") from exc
 
 
-def _windows_read(context: dg.AssetExecutionContext, edges: Any, windows: dict[str, int]) -> dict[str, str]:
+def _windows_read(read: dict[str, list[str]]) -> dict[str, str]:
     """``window/events: 2026-01-04 … 2026-01-10 (7 partitions)``: which partitions each rolling window read."""
     found = {}
-    for edge in edges:
-        if edge.ref in windows:
-            keys = list(context.asset_partition_keys_for_input(input_name(edge.ref)))
-            span = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}" if keys else "none"
-            found[f"window/{input_name(edge.ref)}"] = f"{span} ({len(keys)} partition{'s' if len(keys) != 1 else ''})"
+    for name, keys in read.items():
+        span = keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}" if keys else "none"
+        found[f"window/{name}"] = f"{span} ({len(keys)} partition{'s' if len(keys) != 1 else ''})"
     return found
 
 
-def build_dataset_asset(
-    pipeline: str,
-    name: str,
-    spec: Dataset,
-    folder: Path,
-    at: Callable[..., str] | None = None,
-    refs: Mapping[str, Any] | None = None,
-    partitions: dg.PartitionsDefinition | None = None,
-) -> dg.AssetsDefinition:
-    """One asset ``pipeline/name`` that loads (or derives), transforms, versions and checks the dataset.
-
-    ``at(*loc)`` is the ``path:line`` of a key under the dataset in its YAML, for messages;
-    ``refs`` are its references to other pipelines' assets (:func:`assets.spec.graph.refs_metadata`).
-    With ``partitions``, each partition is built, checked, versioned and stored on its own: a
-    sourced one reads its partition's files only and records their fingerprint
-    (:data:`SOURCE_VERSION`), which Dagster does not record for partitions of a source.
-    """
-    key = dg.AssetKey([pipeline, name])
-    base = f"pipeline {pipeline}, dataset {name}"
-    here = at or (lambda *loc: str(folder / "defs.yaml"))
-    edges = dataset_edges(pipeline, spec)
-    windows = spec.windows
-    inputs = {
-        input_name(edge.ref): dg.AssetIn(
-            key=dg.AssetKey(edge.target.split("/")),
-            # A rolling window: partition t reads partitions t-N+1 … t (fewer at the first ones).
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=1 - windows[edge.ref], allow_nonexistent_upstream_partitions=True
-            )
-            if edge.ref in windows
-            else None,
-        )
-        for edge in edges
-    }
-    # A query or transform that drops a column a check needs is a mistake in the definition, said
-    # at once; a source's own columns are data, judged by the expectations themselves.
-    wanted = needed_columns(spec) if spec.sql or spec.transform else {}
-    blocking = any(e.severity == "error" for e in spec.expectations)
-    # Data is refused by a blocking expectation, or by a landed file whose columns differ.
-    refuses = blocking or (spec.source is not None and spec.source.path is not None)
-    made_by = f"the table that transform {spec.transform} returned" if spec.transform else "the query's table"
+def _check_specs(
+    key: dg.AssetKey, spec: Dataset, partitions: dg.PartitionsDefinition | None
+) -> list[dg.AssetCheckSpec]:
+    """A blocking (or warning) check per expectation, and the drift check; per partition when partitioned."""
     with warnings.catch_warnings():  # a partitioned check is a preview of Dagster's: used on purpose
         warnings.simplefilter("ignore")
         check_specs = [
@@ -259,6 +156,62 @@ def build_dataset_asset(
                     partitions_def=partitions,
                 )
             )
+        return check_specs
+
+
+#: What a dataset's step is given besides its inputs and alerter.
+Resources = tuple[DataValidator, DriftDetector, QueryEngine, ImportPolicy]
+
+
+def _inputs(edges: Any, windows: dict[str, int]) -> dict[str, dg.AssetIn]:
+    """Each input by name; a rolling window's reads partitions t-N+1 … t of it (fewer at the first ones)."""
+    return {
+        input_name(edge.ref): dg.AssetIn(
+            key=dg.AssetKey(edge.target.split("/")),
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=1 - windows[edge.ref], allow_nonexistent_upstream_partitions=True
+            )
+            if edge.ref in windows
+            else None,
+        )
+        for edge in edges
+    }
+
+
+def build_dataset_asset(
+    pipeline: str,
+    name: str,
+    spec: Dataset,
+    folder: Path,
+    at: Callable[..., str] | None = None,
+    refs: Mapping[str, Any] | None = None,
+    partitions: dg.PartitionsDefinition | None = None,
+    per_run: int = 1,
+) -> dg.AssetsDefinition:
+    """One asset ``pipeline/name`` that loads (or derives), transforms, versions and checks the dataset.
+
+    ``at(*loc)`` is the ``path:line`` of a key under the dataset in its YAML, for messages;
+    ``refs`` are its references to other pipelines' assets (:func:`assets.spec.graph.refs_metadata`).
+    With ``partitions``, each partition is built, checked, versioned and stored on its own: a
+    sourced one reads its partition's files only and records their fingerprint
+    (:data:`SOURCE_VERSION`), which Dagster does not record for partitions of a source. A run over a
+    range of partitions (up to ``per_run``, :data:`PER_RUN_METADATA`) builds each of them alone
+    (:mod:`assets.data.batches`).
+    """
+    key = dg.AssetKey([pipeline, name])
+    base = f"pipeline {pipeline}, dataset {name}"
+    here = at or (lambda *loc: str(folder / "defs.yaml"))
+    edges = dataset_edges(pipeline, spec)
+    windows = spec.windows
+    inputs = _inputs(edges, windows)
+    # A query or transform that drops a column a check needs is a mistake in the definition, said
+    # at once; a source's own columns are data, judged by the expectations themselves.
+    wanted = needed_columns(spec) if spec.sql or spec.transform else {}
+    blocking = any(e.severity == "error" for e in spec.expectations)
+    # Data is refused by a blocking expectation, or by a landed file whose columns differ.
+    refuses = blocking or (spec.source is not None and spec.source.path is not None)
+    made_by = f"the table that transform {spec.transform} returned" if spec.transform else "the query's table"
+    check_specs = _check_specs(key, spec, partitions)
 
     def _build(
         context: dg.AssetExecutionContext,
@@ -268,8 +221,9 @@ def build_dataset_asset(
         import_policy: ImportPolicy,
         frames: dict[str, Any],
         alerter: Alerter,
+        partition: str | None,
+        windows_read: dict[str, list[str]],
     ) -> Any:
-        partition = context.partition_key if partitions is not None else None
         where = f"{base}, partition {partition}" if partition is not None else base
         shown = f"{pipeline}/{name}" + (f"[{partition}]" if partition is not None else "")
         progress.started(shown, "deriving" if spec.inputs else "loading")
@@ -319,7 +273,7 @@ def build_dataset_asset(
                 "columns": dg.MetadataValue.int(len(frame.columns)),
                 "data_version": version,
                 **({SOURCE_VERSION: read} if read is not None else {}),
-                **(_windows_read(context, edges, windows) if partition is not None else {}),
+                **_windows_read(windows_read),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
                 ),
@@ -336,6 +290,24 @@ def build_dataset_asset(
                 alerter.send(alert, context.log)
         progress.finished(shown, ", ".join(summary))
 
+    windowed = [input_name(e.ref) for e in edges if e.ref in windows]
+
+    def _build_range(
+        context: dg.AssetExecutionContext, resources: Resources, frames: dict[str, Any], alerter: Alerter
+    ) -> Any:
+        """Each partition of the run's range built alone (:func:`assets.data.batches.build_partitions`)."""
+        from assets.data import batches
+
+        assert partitions is not None
+
+        def build(partition: str, given: dict[str, Any], read: dict[str, list[str]]) -> Any:
+            return _build(context, *resources, given, alerter, partition, {n: read[n] for n in windowed if n in read})
+
+        parents = batches.parents(inputs, source_key(pipeline, name, spec) if sources.observable(spec.source) else None)
+        reads = batches.input_reads(partitions, inputs, context.instance)
+        refused = batches.refusal(context, key, alerter)
+        yield from batches.build_partitions(context, key, build, frames, reads, parents, refused)
+
     @dg.asset(
         key=key,
         group_name=pipeline,
@@ -346,6 +318,8 @@ def build_dataset_asset(
         op_tags=compute.op_tags(spec.resources),
         ins=inputs,
         partitions_def=partitions,
+        # A run over several partitions records each itself (assets.data.batches), not as one output.
+        output_required=partitions is None,
         deps=[source_key(pipeline, name, spec)] if sources.observable(spec.source) else [],
         metadata={
             "slipway/pipeline": pipeline,
@@ -353,6 +327,7 @@ def build_dataset_asset(
             **({"slipway/sql": spec.sql} if spec.sql else {}),
             **({REFS_METADATA: dict(refs)} if refs else {}),
             **({WINDOWS_METADATA: {e.target: windows[e.ref] for e in edges if e.ref in windows}} if windows else {}),
+            **({PER_RUN_METADATA: per_run} if partitions is not None else {}),
         },
     )
     def _dataset(
@@ -364,7 +339,13 @@ def build_dataset_asset(
         alerter: Alerter,
         **frames: Any,
     ) -> Any:
-        steps = _build(context, data_validator, drift_detector, query_engine, import_policy, frames, alerter)
+        resources: Resources = (data_validator, drift_detector, query_engine, import_policy)
+        if partitions is not None and context.has_partition_key_range:  # several partitions: each alone
+            yield from _build_range(context, resources, frames, alerter)
+            return
+        partition = context.partition_key if partitions is not None else None
+        read = {n: list(context.asset_partition_keys_for_input(n)) for n in windowed} if partition is not None else {}
+        steps = _build(context, *resources, frames, alerter, partition, read)
         try:
             # Refused data (a partition's too) is held until its definition or an input changes.
             yield from recording_failures(context, key, steps, can_refuse=refuses)

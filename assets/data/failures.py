@@ -51,16 +51,22 @@ def failure_name(key: dg.AssetKey, partition: str | None = None) -> str:
 
 
 def record_failure(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, error: BaseException, inputs: dict[str, str | None] | int
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    error: BaseException,
+    inputs: dict[str, str | None] | int,
+    partition: str | None = None,
 ) -> None:
     """Remember that ``key``'s data was refused, with the definition and inputs it was given.
 
     The rule does not request it again until one of them changes (the same data fails the
     same checks); `--force` still does. A partition's inputs are its partitions of other assets
     and of its source: what it was given is the record as it stood (``inputs``: the event log's
-    latest id when it started); an input partition recorded after that is a change.
+    latest id when it started); an input partition recorded after that is a change. ``partition``:
+    the one refused, in a run that builds several (else the run's own).
     """
-    partition = context.partition_key if context.has_partition_key else None
+    if partition is None and context.has_partition_key:
+        partition = context.partition_key
     failure = {
         "run": context.run.run_id,
         "at": time.time(),

@@ -58,6 +58,13 @@ def dataset_partitions(spec: PipelineSpec, name: str) -> dg.PartitionsDefinition
     return partitions_def(spec.name, owner, block)
 
 
+def partitions_per_run(spec: PipelineSpec, name: str) -> int:
+    """How many partitions of dataset ``name`` one run builds: its partitioning's ``max_partitions_per_run``."""
+    owner = declaring(spec.datasets).get(name)
+    block = spec.datasets[owner].partitions if owner is not None else None
+    return block.max_partitions_per_run if block is not None else 1
+
+
 def partition_source(dataset: Dataset, key: str) -> Any:
     """The dataset's source with its path's placeholder replaced by partition ``key``."""
     assert dataset.source is not None

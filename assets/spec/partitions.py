@@ -12,7 +12,11 @@ with one placeholder, ``{date}``, ``{region}`` or any other name::
       partitions: {static: [eu, us, apac]}
     batches:
       source: {path: "landing/{batch}.csv"}
-      partitions: {discover: files}
+      partitions: {discover: files, max_partitions_per_run: 50}
+
+``max_partitions_per_run`` builds up to that many partitions of a dataset (and of each dataset
+derived from it) in one run: a backfill of many small partitions pays a run's cost once per batch
+rather than once per partition, and each partition is still checked, versioned and recorded alone.
 """
 
 from __future__ import annotations
@@ -99,8 +103,8 @@ def _as_datetime(value: dt.date | dt.datetime) -> dt.datetime:
 class Partitions(Closed):
     """How a dataset is split: exactly one of ``time``, ``static`` or ``discover``.
 
-    Each partition is built, checked, versioned and stored on its own (a run each); a backfill
-    rebuilds only the partitions that need it.
+    Each partition is built, checked, versioned and stored on its own (a run each, or up to
+    ``max_partitions_per_run`` a run); a backfill rebuilds only the partitions that need it.
     """
 
     time: TimeWindows | None = None
@@ -109,6 +113,13 @@ class Partitions(Closed):
     )
     discover: Literal["files"] | None = Field(
         default=None, description="`files`: one partition per file of the source that fits its path's placeholder."
+    )
+    max_partitions_per_run: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="How many partitions one run builds (of this dataset, and of each dataset derived from it); "
+        "each is still checked, versioned and recorded on its own. 1: a run per partition.",
     )
 
     @field_validator("static")

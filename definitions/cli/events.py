@@ -174,7 +174,7 @@ def read_outcomes(
             data = event.asset_check_evaluation_data
             if data.passed:
                 continue
-            failed_checks.setdefault(data.asset_key, []).append(_check_label(graph, data))
+            failed_checks.setdefault(data.asset_key, []).append(check_label(graph, data))
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             for key in by_step.get(entry.step_key or "", []):
                 outcomes[key].status = "interrupted" if interrupted(event.step_failure_data) else "failed"
@@ -186,7 +186,7 @@ def read_outcomes(
     return outcomes
 
 
-def _check_label(graph: Any, data: Any) -> str:
+def check_label(graph: Any, data: Any) -> str:
     """A failed check's name, marked "(warning)" unless it blocks (a blocking check of severity ERROR)."""
     key = dg.AssetCheckKey(data.asset_key, data.check_name)
     blocking = key in graph.asset_check_keys and graph.get(key).blocking

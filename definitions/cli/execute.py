@@ -6,7 +6,6 @@ with the stack's executor and reads every outcome back from the instance's event
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,34 +31,8 @@ if TYPE_CHECKING:
 
 #: The run tag that makes a run build one partition of its partitioned assets (Dagster's).
 PARTITION_TAG = "dagster/partition"
-
-
-def merged(key: dg.AssetKey, found: list[tuple[str, AssetOutcome]]) -> AssetOutcome:
-    """One row for a partitioned asset built over several runs: how many partitions, which failed and why."""
-    first = found[0][1]
-    built = [p for p, o in found if o.status in ("built", "reused")]
-    failed = [(p, o) for p, o in found if o.status not in ("built", "reused")]
-    span = built[0] if len(built) == 1 else f"{built[0]} … {built[-1]}" if built else ""
-    outcome = AssetOutcome(
-        key.to_user_string(),
-        first.kind,
-        failed[0][1].status if failed else "built",
-        seconds=sum(o.seconds or 0.0 for _, o in found),
-        dagster_run_id=found[-1][1].dagster_run_id,
-    )
-    # The reason said per partition (``3 of 10 partitions: 2 never built, … (a … c)``), as the why of what was built.
-    why = re.sub(r"^\d+ of \d+ partitions: (.*) \([^()]*\)$", r"\1", first.reason)
-    why = ", ".join(re.sub(r"^\d+ ", "", part) for part in why.split(", ")) if why else why
-    parts = [f"{len(built)} partition{'s' if len(built) != 1 else ''} built ({span})"] if built else []
-    if parts and why:
-        parts[0] += f": {why}"
-    if failed:
-        partition, bad = failed[0]
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        detail = bad.detail.removeprefix(bad.status).lstrip(":; ")  # "interrupted; …" said once
-        parts.append(f"partition {partition} {bad.status}{more}" + (f": {detail}" if detail else ""))
-    outcome.detail = "; ".join(parts)
-    return outcome
+#: Dagster's run tags for a run over a range of partitions.
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 @dataclass
@@ -259,42 +232,23 @@ class Engine:
     def launch_partitions(
         self, keys: Sequence[dg.AssetKey], partitions: dict[dg.AssetKey, list[str]], reasons: dict[dg.AssetKey, str]
     ) -> tuple[list[str], dict[dg.AssetKey, AssetOutcome]]:
-        """Build ``partitions`` of each of ``keys``: a run per partition key, with every asset that needs it.
+        """Build ``partitions`` of each of ``keys``: a run per partition, or per range (:mod:`partition_runs`).
 
-        Each partition's run is recorded when it ends, so a command killed part way leaves the
-        finished partitions built: the next run or backfill does not redo them.
+        Each run is recorded when it ends, so a command killed part way leaves the finished
+        partitions built: the next run or backfill does not redo them.
         """
-        import logging
+        from definitions.cli import partition_runs
 
-        by_partition: dict[str, list[dg.AssetKey]] = {}
-        for key in keys:
-            for partition in partitions.get(key, []):
-                by_partition.setdefault(partition, []).append(key)
-        log = logging.getLogger("slipway.progress")
-        run_ids: list[str] = []
-        each: dict[dg.AssetKey, list[tuple[str, AssetOutcome]]] = {}
-        record = self.record()  # the definition's order: oldest window first
-        order = {p: i for key in keys for i, p in enumerate(record.partitions(key).keys()) if p in by_partition}
-        for index, partition in enumerate(sorted(by_partition, key=lambda p: (order.get(p, 0), p)), 1):
-            log.info(f"partition {partition} ({index}/{len(by_partition)})")
-            run_id, built = self.launch(by_partition[partition], reasons, partition=partition)
-            run_ids.append(run_id)
-            for key, outcome in built.items():
-                each.setdefault(key, []).append((partition, outcome))
-            if any(o.status == "interrupted" for o in built.values()):
-                break  # Ctrl-C: the partitions after it are left for the next run
-        found = {key: merged(key, outcomes) for key, outcomes in each.items()}
-        for key in keys:
-            if key not in found:  # nothing to build of it: no partition yet (an empty landing folder)
-                found[key] = AssetOutcome(
-                    key.to_user_string(), self.kind(key), "not run", detail="no partition to build (none found yet)"
-                )
-        return run_ids, found
+        return partition_runs.launch_partitions(self, keys, partitions, reasons)
 
     def launch(
-        self, keys: Sequence[dg.AssetKey], reasons: dict[dg.AssetKey, str], partition: str | None = None
+        self,
+        keys: Sequence[dg.AssetKey],
+        reasons: dict[dg.AssetKey, str],
+        partition: str | None = None,
+        span: tuple[str, str] | None = None,
     ) -> tuple[str, dict[dg.AssetKey, AssetOutcome]]:
-        """Materialize ``keys`` (their ``partition``) in one run with the stack's executor; outcomes from its events."""
+        """Materialize ``keys`` (their ``partition``, or the range ``span``) in one run; outcomes from its events."""
         import gc
 
         if self.read_only and set(reasons.values()) == {"--force"}:
@@ -327,6 +281,7 @@ class Engine:
                 "slipway/command": "run",
                 **dead_runs.owner_tags(),
                 **({PARTITION_TAG: partition} if partition is not None else {}),
+                **({RANGE_START_TAG: span[0], RANGE_END_TAG: span[1]} if span is not None else {}),
             },
             env={
                 "SLIPWAY_STACK": self.loaded.reference,

@@ -1,0 +1,129 @@
+"""Several partitions per run (``max_partitions_per_run``): each partition recorded as its own run would record it.
+
+The same pipeline built a run per partition and in runs of several gives each partition the same
+data version, code version, inputs read, window and check results; the rule, the automation
+sensor and `slipway run` then agree that nothing is left. A partition that fails in a run of
+several fails alone, blocks what reads it (saying which partition), and a run killed part way
+resumes without redoing the partitions it finished.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from definitions.cli.runner import run
+
+pytestmark = pytest.mark.slow
+
+DAYS = [f"2026-01-0{i}" for i in range(1, 8)]
+PIPELINE = """
+type: assets.Pipeline
+attributes:
+  name: web
+  datasets:
+    events:
+      source: {{path: "landing/{{date}}.csv"}}
+      partitions: {{time: {{cron: "0 0 * * *", start: 2026-01-01, end: 2026-01-08}}, max_partitions_per_run: {per_run}}}
+      expectations:
+        - {{expect: column_values_to_be_between, column: clicks, min_value: 0}}
+    busy:
+      inputs: [events]
+      sql: select day, clicks * 2 as clicks from events where clicks > 1
+      expectations:
+        - {{expect: column_values_to_not_be_null, column: clicks, severity: warn}}
+    rolling:
+      inputs: {{events: {{window: 3}}}}
+      sql: select count(*) as n, count(distinct day) as days, sum(clicks) as clicks from events
+"""
+
+
+def day(date: str, clicks: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({"day": [date] * 5, "clicks": [clicks + i for i in range(5)]})
+
+
+def write(write_pipeline, per_run: int, days=DAYS):
+    return write_pipeline("web", PIPELINE.format(per_run=per_run), {f"landing/{d}.csv": day(d) for d in days}).parent
+
+
+def rows(report):
+    return {row.key: row for row in report.outcomes}
+
+
+KEYS = ["web/events", "web/busy", "web/rolling"]
+#: What a partition's record says that must not depend on how many partitions its run built.
+SAME = ("dagster/data_version", "dagster/code_version", "dagster/data_version_is_user_provided")
+
+
+def recorded() -> dict[str, dict[str, dict[str, object]]]:
+    """Per asset and partition: the tags and metadata of its latest materialization, and its checks' results."""
+    from views import stack_instance
+
+    found: dict[str, dict[str, dict[str, object]]] = {}
+    with stack_instance() as instance:
+        for name in KEYS:
+            key = dg.AssetKey.from_user_string(name)
+            found[name] = {}
+            for partition in DAYS:
+                wanted = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition])
+                records = instance.fetch_materializations(wanted, limit=1).records
+                if not records:
+                    continue
+                event = records[0].asset_materialization
+                tags = event.tags or {}
+                found[name][partition] = {
+                    "run": records[0].run_id,
+                    **{t: tags.get(t) for t in SAME},
+                    **{t: v for t, v in tags.items() if t.startswith("dagster/input_data_version/")},
+                    **{m: getattr(v, "value", v) for m, v in event.metadata.items() if m != "slipway/stored"},
+                }
+                # Each check's latest result on the partition, and whether it is about its latest materialization.
+                check = _check(name)
+                infos = instance.event_log_storage.get_asset_check_partition_info(
+                    [dg.AssetCheckKey(key, check)], partition_keys=[partition]
+                ) if check else []
+                found[name][partition]["checks"] = [(i.latest_execution_status.value, i.is_current) for i in infos]
+    return found
+
+
+def _check(name: str) -> str | None:
+    return {
+        "web/events": "expect_0_column_values_to_be_between",
+        "web/busy": "expect_0_column_values_to_not_be_null",
+    }.get(name)
+
+
+def test_partitions_built_several_per_run_are_recorded_as_a_run_each_records_them(
+    home, defs_dir, write_pipeline, tmp_path, monkeypatch
+):
+    from views import automation_partitions
+
+    write(write_pipeline, per_run=1)
+    one = run(defs_dir=defs_dir)
+    assert one.ok, [(o.key, o.status, o.detail) for o in one.outcomes]
+    each = recorded()
+
+    monkeypatch.setenv("SLIPWAY_HOME", str(tmp_path / "other-home"))  # the same files, built anew
+    (defs_dir / "web" / "defs.yaml").write_text(PIPELINE.format(per_run=3).lstrip())
+    several = run(defs_dir=defs_dir)
+    assert several.ok, [(o.key, o.status, o.detail) for o in several.outcomes]
+    assert rows(several)["web/events"].detail == "7 partitions built (2026-01-01 … 2026-01-07): never built"
+    batched = recorded()
+    # 3 + 3 + 1 partitions of each of the 3 datasets: 9 runs (a run per partition took 7, each building all 3).
+    assert len(several.dagster_run_ids) == 9, several.dagster_run_ids
+    for name in KEYS:
+        assert set(batched[name]) == set(DAYS), name
+        assert len({r["run"] for r in batched[name].values()}) == 3, name
+        for partition in DAYS:
+            got = {k: v for k, v in batched[name][partition].items() if k != "run"}
+            want = {k: v for k, v in each[name][partition].items() if k != "run"}
+            assert got == want, (name, partition)
+    assert batched["web/rolling"]["2026-01-05"]["window/events"] == "2026-01-03 … 2026-01-05 (3 partitions)"
+    assert batched["web/events"]["2026-01-02"]["checks"] == [("SUCCEEDED", True)]
+
+    again = run(defs_dir=defs_dir)  # the rule, and the automation sensor, find nothing left
+    assert {r.key: r.status for r in again.outcomes} == dict.fromkeys(KEYS, "reused"), again.outcomes
+    assert automation_partitions(defs_dir) == {}
