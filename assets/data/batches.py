@@ -145,7 +145,7 @@ def build_partitions(
                 metadata={**output.metadata, STORED: True},
                 tags=provenance.tags(code_version, version, read_of(partition)),
             )
-        _record_checks(context, key, partition, checks)
+        yield from _checks_of(context, key, partition, checks)
     if failed:
         lines = [f"partition {p}: {_without_where(str(e))}" for p, e in failed]
         message = f"{len(failed)} of {len(keys)} partitions failed:\n" + "\n".join(lines)
@@ -158,10 +158,10 @@ def build_partitions(
             yield dg.Output(None, output_name=name)
 
 
-def _record_checks(
+def _checks_of(
     context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str, checks: list[dg.AssetCheckResult]
-) -> None:
-    """Record each check's evaluation of ``partition``.
+) -> Iterator[Any]:
+    """Each check's evaluation of ``partition``, yielded (recorded at once, before what comes after).
 
     Each names the partition's latest materialization (the one just recorded, else the one that
     refused data did not replace), as Dagster's own evaluation of a partition's run does.
@@ -174,7 +174,7 @@ def _record_checks(
     latest = next(iter(context.instance.fetch_materializations(wanted, limit=1).records), None)
     for result in checks:
         spec = context.assets_def.get_spec_for_check_key(dg.AssetCheckKey(key, str(result.check_name)))
-        context.log_event(check_evaluation(key, result, partition, spec.blocking, latest))
+        yield check_evaluation(key, result, partition, spec.blocking, latest)
 
 
 def parents(inputs: Mapping[str, dg.AssetIn], source: dg.AssetKey | None) -> dict[dg.AssetKey, str | None]:

@@ -116,7 +116,8 @@ def launch_batched(
         todo = [p for p in order if p in set(partitions.get(key, ()))]
         found, ended = each.setdefault(key, []), unbuilt.setdefault(key, {})
         for partition, why in _blocked(engine, record, key, todo, unbuilt).items():
-            found.append((partition, AssetOutcome(key.to_user_string(), engine.kind(key), "blocked", detail=why)))
+            blocked = AssetOutcome(key.to_user_string(), engine.kind(key), "blocked", detail=why, reason=reasons[key])
+            found.append((partition, blocked))
             ended[partition] = "blocked"
         runs = chunks(order, [p for p in todo if p not in ended], per_run(engine.graph, key))
         for index, run in enumerate(runs, 1):
@@ -201,13 +202,13 @@ def split(
             continue
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             lines.update(_partition_lines(event.step_failure_data))
-        elif event.asset_key != key:
-            continue
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            built[event.partition or ""] = event.step_materialization_data.materialization
-        elif not event.asset_check_evaluation_data.passed:
+            if event.asset_key == key:
+                built[event.partition or ""] = event.step_materialization_data.materialization
+        else:
             data = event.asset_check_evaluation_data
-            checks.setdefault(data.partition or "", []).append(events.check_label(engine.graph, data))
+            if data.asset_key == key and not data.passed:
+                checks.setdefault(data.partition or "", []).append(events.check_label(engine.graph, data))
     found = []
     share = (whole.seconds or 0.0) / len(run)
     for partition in run:

@@ -82,9 +82,13 @@ def recorded() -> dict[str, dict[str, dict[str, object]]]:
                 }
                 # Each check's latest result on the partition, and whether it is about its latest materialization.
                 check = _check(name)
-                infos = instance.event_log_storage.get_asset_check_partition_info(
-                    [dg.AssetCheckKey(key, check)], partition_keys=[partition]
-                ) if check else []
+                infos = (
+                    instance.event_log_storage.get_asset_check_partition_info(
+                        [dg.AssetCheckKey(key, check)], partition_keys=[partition]
+                    )
+                    if check
+                    else []
+                )
                 found[name][partition]["checks"] = [(i.latest_execution_status.value, i.is_current) for i in infos]
     return found
 
@@ -127,3 +131,101 @@ def test_partitions_built_several_per_run_are_recorded_as_a_run_each_records_the
     again = run(defs_dir=defs_dir)  # the rule, and the automation sensor, find nothing left
     assert {r.key: r.status for r in again.outcomes} == dict.fromkeys(KEYS, "reused"), again.outcomes
     assert automation_partitions(defs_dir) == {}
+
+
+def status(name: str) -> dict[str, str]:
+    """Dagster's status of each partition of ``name`` (what the UI's partition bar shows)."""
+    from views import stack_instance
+
+    key = dg.AssetKey.from_user_string(name)
+    with stack_instance() as instance:
+        parts = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-08")
+        found = instance.get_status_by_partition(key, DAYS, parts) or {}
+    return {p: s.value for p, s in found.items() if s is not None}
+
+
+def test_a_partition_refused_in_a_run_of_several_fails_alone_blocks_what_reads_it_and_is_held(
+    home, defs_dir, write_pipeline
+):
+    folder = write(write_pipeline, per_run=3)
+    bad = folder / "landing" / "2026-01-03.csv"
+    day("2026-01-03", clicks=-9).to_csv(bad, index=False)
+    first = run(defs_dir=defs_dir)
+    found = rows(first)
+    assert (found["web/events"].status, found["web/events"].detail) == (
+        "failed",
+        "6 partitions built (2026-01-01 … 2026-01-07): never built; partition 2026-01-03 failed: "
+        "check failed: expect_0_column_values_to_be_between; not stored",
+    )
+    # The others of its run were built: only the refused day is failed in Dagster's record.
+    assert status("web/events") == {d: "FAILED" if d == "2026-01-03" else "MATERIALIZED" for d in DAYS}
+    # What reads it is not launched for that day, and says which partition blocked it.
+    assert (found["web/busy"].status, found["web/busy"].detail) == (
+        "blocked",
+        "6 partitions built (2026-01-01 … 2026-01-07): never built; partition 2026-01-03 blocked: "
+        "web/events[2026-01-03] failed",
+    )
+    assert found["web/rolling"].detail == (  # the windows over day 3: days 3, 4 and 5
+        "4 partitions built (2026-01-01 … 2026-01-07): never built; partition 2026-01-03 blocked (and 2 more): "
+        "web/events[2026-01-03] failed"
+    )
+    assert "2026-01-03" not in status("web/busy")
+
+    second = run(defs_dir=defs_dir)  # the same file fails the same checks: held, not tried again
+    assert second.dagster_run_ids == [], [(o.key, o.status, o.detail) for o in second.outcomes]
+    assert rows(second)["web/events"].detail.startswith("partition 2026-01-03 refused in run ")
+
+    day("2026-01-03", clicks=1).to_csv(bad, index=False)
+    os.utime(bad, ns=(5, 5))
+    fixed = run(defs_dir=defs_dir)
+    assert fixed.ok, [(o.key, o.status, o.detail) for o in fixed.outcomes]
+    assert rows(fixed)["web/events"].detail.startswith("1 partition built (2026-01-03)")
+    assert rows(fixed)["web/rolling"].detail.startswith("3 partitions built (2026-01-03 … 2026-01-05)")
+    assert status("web/rolling") == dict.fromkeys(DAYS, "MATERIALIZED")
+
+
+SLOW = PIPELINE.split("    busy:")[0].replace(
+    "      expectations:", "      transform: transforms:slow_when_flagged\n      expectations:"
+)
+
+
+def test_a_run_of_several_partitions_killed_part_way_keeps_those_it_finished(
+    home, defs_dir, write_pipeline, tmp_path, monkeypatch
+):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from definitions.cli.backfill import backfill
+
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
+    write_pipeline("web", SLOW.format(per_run=7), {f"landing/{d}.csv": day(d) for d in DAYS})
+    flag = tmp_path / "slow-day"
+    flag.write_text("2026-01-03")  # its partition sleeps there
+    env = {**os.environ, "SLOW_DAY_FLAG": str(flag), "PYTHONPATH": str(REPO / "tests")}
+    command = [sys.executable, "-m", "definitions.cli.main", "backfill", "web/events", "--defs", str(defs_dir)]
+    child = subprocess.Popen(
+        command, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    seen = []
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            seen.append(line)
+            if "web/events[2026-01-03]: loading" in line:  # in its transform, asleep, in the one run of 7
+                break
+        else:
+            pytest.fail(f"the backfill ended before its third partition: {''.join(seen)[-2000:]}")
+        os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+    flag.unlink()
+    report, said = backfill("web/events", defs_dir=defs_dir)
+    # Days 1 and 2 were recorded as they finished, inside the killed run: not built again.
+    assert said == ["web/events: 5 of 7 partitions to build (--only stale): 2026-01-03 … 2026-01-07 (5)"]
+    assert report.ok and len(report.dagster_run_ids) == 1, report.outcomes
