@@ -1,6 +1,6 @@
 """Benchmark: a daily-partitioned dataset of small files, built by `slipway run` vs a plain script.
 
-Usage: ``uv run python benchmarks/partitions.py [--days 365] [--repeats 3]``
+Usage: ``uv run python benchmarks/partitions.py [--days 365] [--repeats 3] [--per-run 100]``
 
 A folder of ``--days`` CSV files (one a day, 20 rows each) is a dataset with one partition per
 file (``partitions: {discover: files}``, a not-null expectation). Each repeat, in fresh processes:
@@ -8,7 +8,9 @@ file (``partitions: {discover: files}``, a not-null expectation). Each repeat, i
   - plain:     a Python script that reads each file, checks the column for nulls and writes it
                as Parquet, in one process (what the dataset does per partition, without tracking);
   - first:     ``slipway run`` on a new SLIPWAY_HOME: every partition built, a run each;
-  - one new:   a file for the next day lands, then ``slipway run``: that partition alone is built;
+  - batched:   the same on another new SLIPWAY_HOME with ``max_partitions_per_run: --per-run``:
+               every partition built, up to that many a run;
+  - one new:   a file for the next day lands, then ``slipway run`` (batched): that partition alone is built;
   - nothing:   ``slipway run`` again with nothing changed.
 
 Prints medians, the per-partition overhead of the first build over plain, and writes nothing
@@ -35,7 +37,7 @@ attributes:
   datasets:
     events:
       source: {path: "landing/{date}.csv"}
-      partitions: {discover: files}
+      partitions: {discover: files, max_partitions_per_run: PER_RUN}
       expectations:
         - {expect: column_values_to_not_be_null, column: value}
 """
@@ -70,20 +72,23 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def one_repeat(days: int, tmp: Path) -> dict[str, float]:
-    """Plain, first build, one new file, nothing changed: seconds each, in a new folder ``tmp``."""
+def one_repeat(days: int, tmp: Path, per_run: int) -> dict[str, float]:
+    """Plain, first build (a run each, then batched), one new file, nothing changed: seconds each, in ``tmp``."""
     import os
 
     defs = tmp / "defs"
     landing = defs / "bench" / "landing"
     landing.mkdir(parents=True)
-    (defs / "bench" / "defs.yaml").write_text(PIPELINE)
+    definition = defs / "bench" / "defs.yaml"
+    definition.write_text(PIPELINE.replace("PER_RUN", "1"))
     for index in range(days):
         write_day(landing, index)
     env = {**os.environ, "SLIPWAY_HOME": str(tmp / "home")}
     slipway = [str(BIN / "slipway"), "run", "--defs", str(defs)]
     found = {"plain": timed([sys.executable, "-c", PLAIN, str(landing), str(tmp / "plain")], env)}
-    found["first"] = timed(slipway, env)
+    found["first"] = timed(slipway, {**env, "SLIPWAY_HOME": str(tmp / "home-each")})
+    definition.write_text(PIPELINE.replace("PER_RUN", str(per_run)))  # not part of the code version
+    found["batched"] = timed(slipway, env)
     write_day(landing, days)
     found["one new"] = timed(slipway, env)
     found["nothing"] = timed(slipway, env)
@@ -95,18 +100,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--per-run", type=int, default=100, help="max_partitions_per_run of the batched build")
     args = parser.parse_args()
     runs: list[dict[str, float]] = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="slipway-bench-partitions-") as tmp:
-            runs.append(one_repeat(args.days, Path(tmp)))
+            runs.append(one_repeat(args.days, Path(tmp), args.per_run))
         print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"\n{args.days} daily files, medians of {args.repeats}:")
     for name, seconds in median.items():
         print(f"  {name:<8} {seconds:8.2f} s")
-    overhead = (median["first"] - median["plain"]) / args.days
-    print(f"  first build over plain: {overhead * 1000:.0f} ms per partition (a run each)")
+    for name, how in (("first", "a run each"), ("batched", f"up to {args.per_run} a run")):
+        overhead = (median[name] - median["plain"]) / args.days
+        print(f"  {name} build over plain: {overhead * 1000:.0f} ms per partition ({how})")
     print(f"  one new file: {median['one new']:.2f} s (nothing changed: {median['nothing']:.2f} s)")
 
 

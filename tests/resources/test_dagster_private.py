@@ -165,3 +165,17 @@ def test_a_step_delegating_executor_s_handler_can_be_wrapped_and_a_step_found_un
     assert (result.is_healthy, result.unhealthy_reason) == (False, "step pod p cannot start: x")
     with pytest.raises(TypeError, match="does not delegate"):
         dagster_private.wrap_step_handler(object(), lambda h: h)
+
+
+def test_a_check_result_becomes_the_evaluation_of_one_partition_naming_its_materialization(instance):
+    key = dg.AssetKey(["p", "d"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition="2026-01-02"))
+    wanted = dg.AssetRecordsFilter(asset_key=key, asset_partitions=["2026-01-02"])
+    [target] = instance.fetch_materializations(wanted, limit=1).records
+    result = dg.AssetCheckResult(check_name="c", passed=False, metadata={"rows": 3})
+    evaluation = dagster_private.check_evaluation(key, result, "2026-01-02", True, target)
+    assert (evaluation.asset_key, evaluation.check_name, evaluation.partition) == (key, "c", "2026-01-02")
+    assert (evaluation.passed, evaluation.blocking, evaluation.metadata["rows"].value) == (False, True, 3)
+    assert evaluation.target_materialization_data.storage_id == target.storage_id
+    assert evaluation.target_materialization_data.run_id == target.run_id
+    assert dagster_private.check_evaluation(key, result, "2026-01-03", False, None).target_materialization_data is None
