@@ -837,3 +837,17 @@ def test_nothing_changed_in_a_partitioned_pipeline_is_answered_from_the_no_op_ca
     longer = events.model_copy(update={"partitions": events.partitions.model_copy(update={"time": time})})
     versions = [observe_partitions("web", "events", d, folder, "here", ())[0] for d in (events, longer)]
     assert versions[0] != versions[1]
+
+
+def test_a_model_held_by_a_partition_not_landed_names_the_partition(home, defs_dir, write_pipeline):
+    text = EVENTS.replace("      transform: transforms:slow_when_flagged\n", "") + (
+        "  models:\n    clicks:\n      dataset: events\n      target: clicks\n      features: [clicks]\n"
+        "      estimator: sklearn.linear_model.LinearRegression\n      metrics: [r2]\n"
+    )
+    write_pipeline("web", text, {f"landing/{d}.csv": day(d) for d in DAYS[:4]})
+    report = run(defs_dir=defs_dir)
+    model = rows(report)["web/clicks"]
+    assert (model.status, model.detail) == (
+        "blocked",
+        "web/events is missing 1 of 5 partitions: 2026-01-05 (its files have not landed)",
+    )

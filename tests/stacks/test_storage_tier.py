@@ -338,10 +338,16 @@ def test_partitions_are_built_in_step_processes_stored_on_s3_and_reused_by_a_sec
     first = tier.run(tier.tmp / "machine-a", "--defs", defs)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "4 built" in first.stdout, first.stdout
-    # A run per partition key (14), then the model's; each step a process of its own.
-    assert tier.dagster_rows("select count(*) from runs where status = 'SUCCESS'") == [(15,)]
+    # Up to 7 days a run (max_partitions_per_run): two runs of each of the three datasets, then the
+    # model's; each step a process of its own, recording each of its 7 partitions alone.
+    assert tier.dagster_rows("select count(*) from runs where status = 'SUCCESS'") == [(7,)]
     workers = tier.dagster_rows("select count(*) from event_logs where dagster_event_type = 'STEP_WORKER_STARTED'")
-    assert workers == [(43,)]  # 14 partitions of three datasets, and the model: each in a process of its own
+    assert workers == [(7,)]
+    versions = tier.dagster_rows(
+        "select count(distinct run_id), count(*) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
+        ' and asset_key = \'["clicks", "weekly"]\''
+    )
+    assert versions == [(2, 14)]  # a materialization per partition, from two runs
     partitions = tier.dagster_rows(
         "select count(distinct partition) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
         ' and asset_key = \'["clicks", "events"]\''
@@ -356,4 +362,4 @@ def test_partitions_are_built_in_step_processes_stored_on_s3_and_reused_by_a_sec
     second = tier.run(tier.tmp / "machine-b", "--defs", defs)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "4 reused" in second.stdout, second.stdout
-    assert tier.dagster_rows("select count(*) from runs") == [(15,)]  # nothing launched
+    assert tier.dagster_rows("select count(*) from runs") == [(7,)]  # nothing launched
