@@ -282,6 +282,28 @@ def _remember(cache: NoopCache, engine: Any, record: Any, keys: list[Any], repor
     cache.store(rows if all(r.status == "reused" for r in rows) else None, files, mark, engine.source_files())
 
 
+def _missing(record: Any, upstream: str) -> str:
+    """`` 1 of 5 partitions: 2026-01-05 (its files have not landed)``: which partitions of ``upstream`` are missing."""
+    import dagster as dg
+
+    key = dg.AssetKey.from_user_string(upstream)
+    if not record.partitioned(key):
+        return ""
+    partitions = record.partitions(key)
+    every = partitions.keys()
+    missing = [p for p in every if p not in partitions.built]
+    if not missing:
+        return ""
+    shown = missing[0] if len(missing) == 1 else f"{missing[0]} … {missing[-1]}"
+    waiting = record.waiting(key, missing)
+    why = ""
+    if waiting == set(missing):
+        why = f" ({'its' if len(missing) == 1 else 'their'} files have not landed)"
+    elif waiting:
+        why = f" ({len(waiting)} of them wait for files)"
+    return f" {len(missing)} of {len(every)} partition{'s' if len(every) != 1 else ''}: {shown}{why}"
+
+
 def _not_launched(engine: Any, decision: Any, key: Any, outcomes: dict[Any, AssetOutcome]) -> AssetOutcome:
     """The row of an asset this run did not launch: reused, or what held it back.
 
@@ -304,7 +326,9 @@ def _not_launched(engine: Any, decision: Any, key: Any, outcomes: dict[Any, Asse
         detail = f"{held.upstream} has not passed blocking check {held.detail}"
         return AssetOutcome(name, kind, "blocked", detail=detail)
     if held is not None and held.hold is Hold.UPSTREAM_MISSING:
-        return AssetOutcome(name, kind, "blocked", detail=f"{held.upstream} is missing")
+        return AssetOutcome(
+            name, kind, "blocked", detail=f"{held.upstream} is missing{_missing(record, held.upstream)}"
+        )
     if held is not None and held.hold is Hold.FAILED_BEFORE:
         detail = f"{held.detail}; not tried again until its definition or an input changes (--force tries it)"
         return AssetOutcome(name, kind, "failed", detail=detail)
