@@ -59,10 +59,16 @@ def dataset_partitions(spec: PipelineSpec, name: str) -> dg.PartitionsDefinition
 
 
 def partitions_per_run(spec: PipelineSpec, name: str) -> int:
-    """How many partitions of dataset ``name`` one run builds: its partitioning's ``max_partitions_per_run``."""
-    owner = declaring(spec.datasets).get(name)
-    block = spec.datasets[owner].partitions if owner is not None else None
-    return block.max_partitions_per_run if block is not None else 1
+    """How many partitions of dataset ``name`` one run builds: its ``max_partitions_per_run``.
+
+    A derived dataset takes its partitioned inputs' (the smallest, when they differ).
+    """
+    dataset = spec.datasets[name]
+    if dataset.partitions is not None:
+        return dataset.partitions.max_partitions_per_run
+    owners = declaring(spec.datasets)
+    found = [partitions_per_run(spec, i) for i in dataset.inputs or [] if i in owners]
+    return min(found, default=1)
 
 
 def partition_source(dataset: Dataset, key: str) -> Any:

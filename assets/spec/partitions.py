@@ -202,7 +202,11 @@ def partition_problems(
     owners = declaring(datasets)
     for name, dataset in datasets.items():
         split = {i: owners[i] for i in dataset.inputs or [] if i in owners}
-        blocks = {owner: datasets[owner].partitions for owner in split.values()}
+        # How they are split; how many a run builds is no part of it.
+        blocks = {
+            owner: datasets[owner].partitions.model_copy(update={"max_partitions_per_run": 1})
+            for owner in split.values()
+        }
         if len(set(blocks.values())) > 1:
             said = ", ".join(f"{i} (as {o})" for i, o in split.items())
             message = f"its inputs are partitioned differently: {said}; a derived dataset runs per partition of one"

@@ -136,3 +136,38 @@ def test_a_window_is_part_of_the_definition_and_a_mapping_without_options_is_the
 
     assert version({"events": None, "users": {}}) == version(["events", "users"])
     assert version({"events": {"window": 3}}) != version({"events": {"window": 4}}) != version(["events"])
+
+
+def test_how_many_partitions_a_run_builds_is_not_part_of_the_partitioning_nor_of_the_code_version():
+    from assets.data.partitioning import partitions_per_run
+    from assets.spec.schema import PipelineSpec
+    from assets.spec.versions import code_version
+
+    def spec(events_per_run: int, clicks_per_run: int) -> PipelineSpec:
+        daily = {"cron": "0 0 * * *", "start": "2026-01-01"}
+        return PipelineSpec.model_validate(
+            {
+                "name": "web",
+                "datasets": {
+                    "events": {
+                        "source": {"path": "landing/{date}.csv"},
+                        "partitions": {"time": daily, "max_partitions_per_run": events_per_run},
+                    },
+                    "clicks": {
+                        "source": {"path": "clicks/{date}.csv"},
+                        "partitions": {"time": daily, "max_partitions_per_run": clicks_per_run},
+                    },
+                    "both": {"inputs": ["events", "clicks"], "sql": "select * from events join clicks using (day)"},
+                },
+            }
+        )
+
+    assert spec(7, 1).problems() == []  # split the same way: batched differently is no mismatch
+    assert partitions_per_run(spec(7, 1), "both") == 1  # a derived dataset takes its inputs' smallest
+    assert partitions_per_run(spec(7, 7), "both") == 7
+    assert partitions_per_run(spec(7, 1), "events") == 7
+    assert code_version("dataset", spec(7, 1).datasets["events"]) == code_version(
+        "dataset", spec(1, 1).datasets["events"]
+    )
+    with pytest.raises(ValidationError, match="less than or equal to 1000"):
+        spec(1001, 1)
