@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import BaseModel
 
 from assets.data.dataset_asset import build_dataset_asset
-from assets.data.partitioning import dataset_partitions, partitions_per_run
+from assets.data.partitioning import dataset_partitions, partitions_per_run, window_counts
 from assets.data.source_asset import build_source_asset
 from assets.data.sources import observable
 from assets.model.model_asset import build_model_asset
@@ -94,6 +94,7 @@ def build_pipeline_defs(loaded: LoadedPipeline) -> dg.Definitions:
             refs=graph.refs_metadata(refs, f"{spec.name}/{name}"),
             partitions=dataset_partitions(spec, name),
             per_run=partitions_per_run(spec, name),
+            windows=window_counts(spec, name),
         )
         for name, dataset in spec.datasets.items()
     ]

@@ -187,6 +187,7 @@ def build_dataset_asset(
     refs: Mapping[str, Any] | None = None,
     partitions: dg.PartitionsDefinition | None = None,
     per_run: int = 1,
+    windows: dict[str, int] | None = None,
 ) -> dg.AssetsDefinition:
     """One asset ``pipeline/name`` that loads (or derives), transforms, versions and checks the dataset.
 
@@ -196,13 +197,13 @@ def build_dataset_asset(
     sourced one reads its partition's files only and records their fingerprint
     (:data:`SOURCE_VERSION`), which Dagster does not record for partitions of a source. A run over a
     range of partitions (up to ``per_run``, :data:`PER_RUN_METADATA`) builds each of them alone
-    (:mod:`assets.data.batches`).
+    (:mod:`assets.data.batches`). ``windows``: how many partitions each rolling window reads.
     """
     key = dg.AssetKey([pipeline, name])
     base = f"pipeline {pipeline}, dataset {name}"
     here = at or (lambda *loc: str(folder / "defs.yaml"))
     edges = dataset_edges(pipeline, spec)
-    windows = spec.windows
+    windows = windows or {}  # each rolling window's number of partitions (assets.data.partitioning.window_counts)
     inputs = _inputs(edges, windows)
     # A query or transform that drops a column a check needs is a mistake in the definition, said
     # at once; a source's own columns are data, judged by the expectations themselves.

@@ -71,6 +71,19 @@ def partitions_per_run(spec: PipelineSpec, name: str) -> int:
     return min(found, default=1)
 
 
+def window_counts(spec: PipelineSpec, name: str) -> dict[str, int]:
+    """How many partitions each rolling window of dataset ``name`` reads (a window in time counted)."""
+    from assets.spec.partitions import window_partitions
+
+    owners = declaring(spec.datasets)
+    found = {}
+    for ref, window in spec.datasets[name].windows.items():
+        block = spec.datasets[owners[ref]].partitions
+        assert block is not None and block.time is not None  # checked by the schema (partition_problems)
+        found[ref] = window_partitions(window, block.time)
+    return found
+
+
 def partition_source(dataset: Dataset, key: str) -> Any:
     """The dataset's source with its path's placeholder replaced by partition ``key``."""
     assert dataset.source is not None

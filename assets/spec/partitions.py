@@ -212,8 +212,9 @@ def partition_problems(
             message = f"its inputs are partitioned differently: {said}; a derived dataset runs per partition of one"
             found.append((("datasets", name, "inputs"), message))
     for name, dataset in datasets.items():
-        for ref in dataset.windows if hasattr(dataset, "windows") else {}:
-            found += _window_problems(ref, owners.get(ref), datasets, ("datasets", name, "inputs", ref, "window"))
+        for ref, window in (dataset.windows if hasattr(dataset, "windows") else {}).items():
+            at = ("datasets", name, "inputs", ref, "window")
+            found += _window_problems(ref, owners.get(ref), datasets, at, window)
     for name, model in (models or {}).items():
         if model.window is not None and model.dataset in datasets and model.dataset not in owners:
             message = f"`window` takes the last partitions of a partitioned dataset; {model.dataset!r} is not one"
@@ -230,7 +231,7 @@ def partition_problems(
 
 
 def _window_problems(
-    ref: str, owner: str | None, datasets: Mapping[str, Any], at: tuple[str | int, ...]
+    ref: str, owner: str | None, datasets: Mapping[str, Any], at: tuple[str | int, ...], window: int | str = 1
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """A rolling window reads an input of this pipeline partitioned by time (its partitions have an order)."""
     if owner is None:
@@ -243,7 +244,56 @@ def _window_problems(
             f"`window` reads the partitions before each one, which needs time partitions; {ref!r} is split by {kind}"
         )
         return [(at, message)]
+    try:
+        window_partitions(window, block.time)
+    except ValueError as exc:
+        return [(at, str(exc))]
     return []
+
+
+def window_partitions(window: int | str, time: TimeWindows) -> int:
+    """How many partitions of ``time`` a rolling ``window`` reads: ``7``, or ``30d`` over daily windows (30).
+
+    A window in time needs windows of one length (a daily or hourly cron, not a monthly one) and
+    a whole number of them, at most 99; ``ValueError`` says which is not so.
+    """
+    from assets.spec.schedules import parse_duration
+
+    if isinstance(window, int):
+        return window
+    period = _period(time)
+    if period is None:
+        raise ValueError(
+            f"`window: {window}` counts time, but the windows of cron {time.cron!r} are not all as long; "
+            "give a number of partitions"
+        )
+    seconds = parse_duration(window)
+    if seconds % period:
+        raise ValueError(f"`window: {window}` is not a whole number of the input's {_said(period)} windows")
+    if seconds // period > 99:
+        raise ValueError(
+            f"`window: {window}` is {seconds // period} of the input's {_said(period)} windows; at most 99 "
+            "(Dagster records the data versions of that many an input read)"
+        )
+    return seconds // period
+
+
+def _period(time: TimeWindows) -> int | None:
+    """The length of each window of ``time`` in seconds, read on its clock; None when they differ (a month)."""
+    from croniter import croniter
+
+    ticks = croniter(time.cron, _as_datetime(time.start))
+    found = [ticks.get_next(dt.datetime) for _ in range(9)]
+    gaps = {int((b - a).total_seconds()) for a, b in zip(found, found[1:], strict=False)}
+    return gaps.pop() if len(gaps) == 1 else None
+
+
+def _said(seconds: int) -> str:
+    """``1d``, ``6h``, ``15m``: a window's length as a duration is written."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _source_problems(name: str, dataset: Any) -> list[tuple[tuple[str | int, ...], str]]:

@@ -28,9 +28,9 @@ Example (``definitions/defs/churn/defs.yaml``)::
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from assets.spec.compute import ComputeResources, QueryLimits
 from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTERN, NAME_PATTERN, Closed
@@ -159,15 +159,21 @@ def input_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-class InputOptions(Closed):
-    """How a derived dataset reads one of its inputs (``inputs: {events: {window: 7}}``)."""
+def _duration(text: str) -> str:
+    from assets.spec.schedules import parse_duration
 
-    window: int | None = Field(
+    parse_duration(text)
+    return text
+
+
+class InputOptions(Closed):
+    """How a derived dataset reads one of its inputs (``inputs: {events: {window: 7}}``, or ``{window: 30d}``)."""
+
+    # Dagster records which partitions an input read (their data versions) up to 99 of them.
+    window: Annotated[int, Field(ge=1, le=99)] | Annotated[str, AfterValidator(_duration)] | None = Field(
         default=None,
-        ge=1,
-        le=99,  # Dagster records which partitions an input read (their data versions) up to 99 of them
-        description="Each partition reads this many partitions of the input, ending at its own (a rolling window); "
-        "at most 99.",
+        description="Each partition reads this many partitions of the input, ending at its own (a rolling window), "
+        "at most 99; or this much time of them (`30d`, `12h`: a whole number of the input's windows).",
     )
 
 
@@ -247,8 +253,11 @@ class Dataset(Closed):
         return self.inputs is not None
 
     @property
-    def windows(self) -> dict[str, int]:
-        """The inputs read over a window of partitions, and how many each (``inputs: {events: {window: 7}}``)."""
+    def windows(self) -> dict[str, int | str]:
+        """The inputs read over a window of partitions, and how many each (``{window: 7}``) or how long (``30d``).
+
+        :func:`assets.spec.partitions.window_partitions` counts a window given in time.
+        """
         if not isinstance(self.inputs, dict):
             return {}
         return {ref: o.window for ref, o in self.inputs.items() if o is not None and o.window is not None}

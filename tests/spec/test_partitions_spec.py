@@ -171,3 +171,62 @@ def test_how_many_partitions_a_run_builds_is_not_part_of_the_partitioning_nor_of
     )
     with pytest.raises(ValidationError, match="less than or equal to 1000"):
         spec(1001, 1)
+
+
+@pytest.mark.parametrize(
+    ("window", "cron", "partitions"),
+    [("3d", "0 0 * * *", 3), ("12h", "0 * * * *", 12), ("2d", "0 6 * * *", 2), ("45m", "*/15 * * * *", 3)],
+)
+def test_a_window_in_time_reads_that_many_of_the_inputs_windows(window, cron, partitions):
+    from assets.data.partitioning import window_counts
+
+    spec = _pipeline({"events": {"window": window}}, {"time": {"cron": cron, "start": "2026-01-01"}})
+    assert spec.problems() == []
+    assert window_counts(spec, "rolling") == {"events": partitions}
+    assert window_counts(_pipeline({"events": {"window": 4}}), "rolling") == {"events": 4}
+
+
+@pytest.mark.parametrize(
+    ("window", "cron", "message"),
+    [
+        ("36h", "0 0 * * *", "`window: 36h` is not a whole number of the input's 1d windows"),
+        ("30d", "0 * * * *", "`window: 30d` is 720 of the input's 1h windows; at most 99"),
+        ("60d", "0 0 1 * *", "`window: 60d` counts time, but the windows of cron '0 0 1 * *' are not all as long"),
+        ("10d", "0 0 * * 1-5", "are not all as long; give a number of partitions"),
+    ],
+)
+def test_a_window_in_time_that_is_not_a_whole_number_of_windows_is_refused_saying_why(window, cron, message):
+    problems = _pipeline({"events": {"window": window}}, {"time": {"cron": cron, "start": "2026-01-01"}}).problems()
+    assert len(problems) == 1 and problems[0][0] == ("datasets", "rolling", "inputs", "events", "window"), problems
+    assert message in problems[0][1], problems
+
+
+def test_a_window_that_is_neither_a_count_nor_a_duration_is_refused():
+    with pytest.raises(ValidationError, match="is not a duration like 30m, 6h or 1d"):
+        _pipeline({"events": {"window": "3 days"}})
+
+
+def test_a_window_in_time_maps_each_partition_to_that_many_partitions_of_its_input(tmp_path):
+    import dagster as dg
+
+    from assets.pipeline import build_pipeline_defs
+    from assets.spec.loader import parse_file
+
+    folder = tmp_path / "web"
+    folder.mkdir()
+    (folder / "defs.yaml").write_text(
+        "type: assets.Pipeline\nattributes:\n  name: web\n  datasets:\n"
+        "    events:\n      source: {path: 'landing/{date}.csv'}\n"
+        "      partitions: {time: {cron: '0 0 * * *', start: 2026-01-01, end: 2026-01-11}}\n"
+        "    rolling:\n      inputs: {events: {window: 3d}}\n      sql: select count(*) as n from events\n"
+    )
+    defs = build_pipeline_defs(parse_file(folder / "defs.yaml"))
+    rolling, events = dg.AssetKey(["web", "rolling"]), dg.AssetKey(["web", "events"])
+    [asset] = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.key == rolling]
+    partitions = asset.partitions_def
+    mapping = asset.get_partition_mapping(events)
+    mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        partitions.subset_with_partition_keys(["2026-01-05"]), partitions, partitions
+    )
+    assert sorted(mapped.partitions_subset.get_partition_keys()) == ["2026-01-03", "2026-01-04", "2026-01-05"]
+    assert asset.metadata_by_key[rolling]["slipway/windows"] == {"web/events": 3}
