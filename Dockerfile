@@ -28,6 +28,8 @@ COPY definitions/ definitions/
 COPY assets/ assets/
 COPY resources/ resources/
 COPY stacks/ stacks/
+# The partitioned example, as a second code location a release may serve (env SLIPWAY_DEFS).
+COPY examples/partitions/ examples/partitions/
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev \
     && python -m compileall -q definitions assets resources stacks
 

@@ -147,10 +147,10 @@ def launched(release: Release) -> dict:
     return {"run_id": run_id, "run_job": run_job, "seconds": time.monotonic() - started}
 
 
-def launch(release: Release, ops: str | None = None, check: bool = True) -> str:
+def launch(release: Release, ops: str | None = None, check: bool = True, tags: dict | None = None) -> str:
     """Launch every asset of the code location (or the ``ops`` selection) through Dagster's
     K8sRunLauncher, from a pod (Job ``launch-<the ID's first 8>``); the run's ID. ``check``: the
-    launch pod must succeed."""
+    launch pod must succeed; ``tags``: the run's (a partition, say)."""
     run_id = str(uuid.uuid4())
     if release.kubectl("get", "configmap/dagster-instance", check=False).returncode:
         instance = launcher_instance(release.namespace)
@@ -165,7 +165,7 @@ def launch(release: Release, ops: str | None = None, check: bool = True) -> str:
     password = {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}
     done = _job(
         release, f"launch-{run_id[:8]}", "", release.values["image"]["repository"] + ":" + release.values["image"]["tag"],
-        command=[*command, "--run-id", run_id, *(["-o", ops] if ops else [])],
+        command=[*command, "--run-id", run_id, *(["-o", ops] if ops else []), *(["--tags", json.dumps(tags)] if tags else [])],
         env=[{"name": "DAGSTER_HOME", "value": home}, {"name": "DAGSTER_PG_PASSWORD", "valueFrom": password}],
         volumeMounts=[{"name": "instance", "mountPath": home}],
         service_account="launcher", volumes=[{"name": "instance", "configMap": {"name": "dagster-instance"}}],
@@ -657,6 +657,75 @@ def test_a_step_pod_killed_mid_training_leaves_nothing_undecided_after_the_next_
         f"select version from registered_model_aliases where name = '{SERVED}' and alias = 'champion'", "mlflow"
     ).stdout.strip()
     assert alias and (recorded != "0" or alias not in versions)
+
+
+def _materializations(run_id: str, asset: str) -> list[tuple[str, str]]:
+    """(partition, data version) of each materialization of ``asset`` (``clicks/events``) in run ``run_id``."""
+    key = json.dumps(asset.split("/"))
+    found = kube.psql(
+        "select partition, event from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
+        f" and run_id = '{run_id}' and asset_key = '{key}' order by id",
+        "dagster",
+    ).stdout
+    rows = []
+    for line in found.splitlines():
+        partition, _, event = line.partition("|")
+        version = re.search(r'"dagster/data_version": "([0-9a-f]+)"', event)
+        rows.append((partition, version.group(1) if version else ""))
+    return rows
+
+
+def test_partitions_run_in_step_pods_a_range_of_seven_in_one_pod_each_recorded_alone(
+    release: Release, launched: dict, tmp_path: Path
+):
+    """The release serves the partitioned example (env SLIPWAY_DEFS): a run over 7 days of
+    clicks/events (max_partitions_per_run) builds them in one step pod, each partition its own
+    materialization and data version on Postgres and its own table on S3; then a run of one day
+    builds it and its derived datasets, a step pod each, the rolling window reading 7 days from S3.
+
+    Runs after the tests of the example pipelines' run: from here the release serves this one."""
+    values = {**release.values, "env": {"SLIPWAY_DEFS": "/app/examples/partitions/defs"}}
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))
+    upgraded = kube.helm(
+        "upgrade", RELEASE, CHART, "-n", release.namespace, "-f", values_file, "--wait", "--timeout", "5m"
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    days = [f"2026-01-0{i}" for i in range(1, 8)]
+    ranged = launch(
+        release,
+        ops="clicks__events",
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+    _wait_for_job(release, f"dagster-run-{ranged}", seconds=900)
+    assert _run_status(ranged) == "SUCCESS"
+    pods = release.json("pods", "-l", f"dagster/run-id={ranged},app.kubernetes.io/component=step_worker")["items"]
+    assert len(pods) == 1  # one step, seven partitions
+    built = _materializations(ranged, "clicks/events")
+    assert [p for p, _ in built] == days
+    assert len({v for _, v in built}) == 7 and all(built), built  # each day its own data version
+
+    single = launch(release, ops="clicks__events,clicks__sessions,clicks__weekly", tags={"dagster/partition": days[-1]})
+    _wait_for_job(release, f"dagster-run-{single}", seconds=900)
+    assert _run_status(single) == "SUCCESS"
+    pods = release.json("pods", "-l", f"dagster/run-id={single},app.kubernetes.io/component=step_worker")["items"]
+    assert len(pods) == 3
+    for asset in ("clicks/events", "clicks/sessions", "clicks/weekly"):
+        assert [p for p, _ in _materializations(single, asset)] == [days[-1]], asset
+    # The rolling window read the 7 days the first run stored (its materialization says so).
+    window = kube.psql(
+        "select event from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
+        f" and run_id = '{single}' and asset_key = '{json.dumps(['clicks', 'weekly'])}'",
+        "dagster",
+    ).stdout
+    assert "2026-01-07 (7 partitions)" in window, window[-2000:]
+    listing = subprocess.run(
+        kube.in_ns("curl", "-sf", f"http://{kube.NODE_IP}:{kube.S3_PORT}/slipway?list-type=2&prefix=artifacts/clicks/"),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for day in days:
+        assert f"<Key>artifacts/clicks/events/partition={day}/{ranged}.parquet</Key>" in listing, day
+    assert f"<Key>artifacts/clicks/weekly/partition={days[-1]}/{single}.parquet</Key>" in listing
 
 
 def test_a_second_build_builds_nothing_and_a_second_start_keeps_the_running_cluster(cluster: dict):
