@@ -190,3 +190,42 @@ def _set_up(args: tuple) -> None:
     with storage.run_connection(shard):
         pass
     storage.dispose()
+
+
+KILLED_WRITER = """
+import sys, time
+import dagster as dg
+from stacks import load_stack
+from stacks.build import prepare_instance
+instance = dg.DagsterInstance.from_config(str(prepare_instance(load_stack().stack)))
+key = dg.AssetKey(["t", "seen"])
+for i in range(40):
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=key, partition=f"p{i}"))
+print("written", flush=True)
+time.sleep(120)
+"""
+
+
+def test_commits_do_not_wait_for_the_disk_and_survive_the_process_being_killed(home):
+    """WAL with synchronous=NORMAL: a commit is the OS's once written; a SIGKILL right after loses nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "written"
+        os.kill(child.pid, signal.SIGKILL)  # with its connections open, nothing closed or checkpointed
+    finally:
+        child.kill()
+        child.wait()
+    with _instance() as instance:
+        seen = instance.fetch_observations(dg.AssetKey(["t", "seen"]), limit=100).records
+        assert len(seen) == 40
+        storage = instance.event_log_storage
+        with storage.index_connection() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: synced at checkpoints
