@@ -82,10 +82,16 @@ class GreatExpectationsValidator(DataValidator, GreatExpectationsSettings):
     ) -> list[ExpectationResult]:
         gx = _gx()
         with _SESSION.lock:
-            batch = _SESSION.batch_definition(gx, name).get_batch(batch_parameters={"dataframe": frame})
-            suite = gx.ExpectationSuite(name=f"{name}_suite")
-            added = [suite.add_expectation(_expectation(gx, expect, kwargs, name)) for expect, kwargs in expectations]
-            outcome = batch.validate(suite, result_format=self.result_format)
+            definition = _SESSION.batch_definition(gx, name)
+            try:
+                batch = definition.get_batch(batch_parameters={"dataframe": frame})
+                suite = gx.ExpectationSuite(name=f"{name}_suite")
+                added = [suite.add_expectation(_expectation(gx, e, kwargs, name)) for e, kwargs in expectations]
+                outcome = batch.validate(suite, result_format=self.result_format)
+            finally:  # the engine keeps the batches it loaded: not the table, once judged
+                manager = definition.data_asset.datasource.get_execution_engine().batch_manager
+                manager.reset_batch_cache()
+                manager.batch_data_cache.clear()
         # GX neither keeps the suite's order in its results nor gives an unsaved suite's
         # expectations ids (all None): match each result to its expectation by configuration.
         by_config: dict[str, list[Any]] = {}

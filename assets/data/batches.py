@@ -12,13 +12,13 @@ before it recorded.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
 from assets.spec.tags import CODE_VERSION_TAG, DATA_VERSION_TAG
-from resources.errors import DataError, RefusedData
+from resources.errors import DataError, RefusedData, ResourceError, SlipwayError
 
 #: Tags Dagster writes on a materialization (dagster._core.definitions.data_version).
 USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
@@ -120,42 +120,86 @@ def build_partitions(
     }
     provenance = Provenance(instance, union)
     failed: list[tuple[str, Exception]] = []
-    for partition in keys:
-        checks: list[dg.AssetCheckResult] = []
-        output: dg.Output | None = None
-        try:
-            given = {n: f.table(every[partition][n]) if n in split else f for n, f in frames.items()}
-            for event in build(partition, given, every[partition]):
-                if isinstance(event, dg.AssetCheckResult):
-                    checks.append(event)
-                elif isinstance(event, dg.Output):
-                    output = event
-                else:
-                    yield event
-        except (RefusedData, DataError) as exc:
-            failed.append((partition, exc))
-            if isinstance(exc, RefusedData):
-                on_refused(partition, exc, seen)
-        if output is not None:
-            store.write(partition_path(key, partition), output.value, run_id)
-            version = output.data_version.value if output.data_version is not None else ""
-            yield dg.AssetMaterialization(
-                asset_key=key,
-                partition=partition,
-                metadata={**output.metadata, STORED: True},
-                tags=provenance.tags(code_version, version, read_of(partition)),
-            )
-        yield from _checks_of(context, key, partition, checks)
+    stopped: str | None = None  # the partition a store's error stopped the run at
+    try:
+        for partition in keys:
+            checks: list[dg.AssetCheckResult] = []
+            try:
+                given = {n: f.table(every[partition][n]) if n in split else f for n, f in frames.items()}
+                output = yield from _built(build(partition, given, every[partition]), checks)
+                if output is not None:
+                    store.write(partition_path(key, partition), output.value, run_id)
+                    version = output.data_version.value if output.data_version is not None else ""
+                    yield dg.AssetMaterialization(
+                        asset_key=key,
+                        partition=partition,
+                        metadata={**output.metadata, STORED: True},
+                        tags=provenance.tags(code_version, version, read_of(partition)),
+                    )
+            except ResourceError as exc:  # a store or service: the partitions after it would fail alike
+                failed.append((partition, exc))
+                stopped = partition
+            except Exception as exc:  # this partition's data, or code that fails on it: the others go on
+                failed.append((partition, exc))
+                if isinstance(exc, RefusedData):
+                    on_refused(partition, exc, seen)
+            yield from _checks_of(context, key, partition, checks)
+            if stopped is not None:
+                break
+    except BaseException:  # interrupted (Ctrl-C) or stopped: what failed before it is said in the run's log
+        if failed:
+            context.log.error(str(_failure(failed, keys, None)))
+        raise
     if failed:
-        lines = [f"partition {p}: {_without_where(str(e))}" for p, e in failed]
-        message = f"{len(failed)} of {len(keys)} partitions failed:\n" + "\n".join(lines)
-        if all(isinstance(e, RefusedData) for _, e in failed):
-            raise RefusedData(message)
-        raise DataError(message)
+        raise _failure(failed, keys, stopped)
     # The step declares an output per check; each partition's evaluations were recorded above.
-    for name in context.op_execution_context.op_def.output_dict:
+    for name in context.op_execution_context.selected_output_names:
         if name != "result":
             yield dg.Output(None, output_name=name)
+
+
+def _built(steps: Iterator[Any], checks: list[dg.AssetCheckResult]) -> Generator[Any, None, dg.Output | None]:
+    """One partition's ``steps`` run: other events passed on, check results kept in ``checks``, the output returned."""
+    output = None
+    for event in steps:
+        if isinstance(event, dg.AssetCheckResult):
+            checks.append(event)
+        elif isinstance(event, dg.Output):
+            output = event
+        else:
+            yield event
+    return output
+
+
+def _failure(failed: list[tuple[str, Exception]], keys: list[str], stopped: str | None) -> Exception:
+    """The step's error: the first failure on its first line (for alerts), then a line per partition.
+
+    ``partition k: why`` for each failed one, ``partition k: not tried …`` for those after a
+    store's error (:func:`definitions.cli.partition_runs.split` gives each partition its line).
+    Refused data first only when nothing else failed: an alert is about the rest.
+    """
+    ordered = sorted(failed, key=lambda f: isinstance(f[1], RefusedData))
+    lines = [f"partition {p}: {_reason(e)}" for p, e in ordered]
+    if stopped is not None:
+        lines += [
+            f"partition {p}: not tried: the run stopped at partition {stopped}" for p in keys[keys.index(stopped) + 1 :]
+        ]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    head = f"{len(failed)} of {len(keys)} partitions failed: {lines[0]}{more}"
+    kind: type[Exception] = DataError
+    if all(isinstance(e, RefusedData) for _, e in failed):
+        kind = RefusedData
+    elif stopped is not None:
+        kind = ResourceError
+    return kind("\n".join([head, *lines]))
+
+
+def _reason(error: Exception) -> str:
+    """A partition's error as its line says it: Slipway's own without its place, another with its type."""
+    if isinstance(error, SlipwayError):
+        return _without_where(str(error))
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _checks_of(

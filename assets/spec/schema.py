@@ -28,9 +28,9 @@ Example (``definitions/defs/churn/defs.yaml``)::
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from assets.spec.compute import ComputeResources, QueryLimits
 from assets.spec.fields import ENV_VAR_PATTERN, IMPORT_PATH_PATTERN, INPUT_PATTERN, NAME_PATTERN, Closed
@@ -159,22 +159,26 @@ def input_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-def _duration(text: str) -> str:
-    from assets.spec.schedules import parse_duration
-
-    parse_duration(text)
-    return text
-
-
 class InputOptions(Closed):
     """How a derived dataset reads one of its inputs (``inputs: {events: {window: 7}}``, or ``{window: 30d}``)."""
 
-    # Dagster records which partitions an input read (their data versions) up to 99 of them.
-    window: Annotated[int, Field(ge=1, le=99)] | Annotated[str, AfterValidator(_duration)] | None = Field(
+    window: int | str | None = Field(
         default=None,
         description="Each partition reads this many partitions of the input, ending at its own (a rolling window), "
         "at most 99; or this much time of them (`30d`, `12h`: a whole number of the input's windows).",
     )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, window: int | str | None) -> int | str | None:
+        from assets.spec.schedules import parse_duration
+
+        if isinstance(window, int) and not 1 <= window <= 99:
+            # Dagster records which partitions an input read (their data versions) up to 99 of them.
+            raise ValueError(f"a window of {window} partitions: from 1 to 99")
+        if isinstance(window, str):
+            parse_duration(window)
+        return window
 
 
 class Dataset(Closed):

@@ -111,9 +111,11 @@ def launch_batched(
     run_ids: list[str] = []
     each: dict[dg.AssetKey, list[tuple[str, AssetOutcome]]] = {}
     unbuilt: dict[dg.AssetKey, dict[str, str]] = {}  # each partition not built here, and how it ended
-    for key in sorted(keys, key=lambda k: (level.get(k, 0), k.to_user_string())):
+    ordered = sorted(keys, key=lambda k: (level.get(k, 0), k.to_user_string()))
+    for position, key in enumerate(ordered):
         order = record.partitions(key).keys()
-        todo = [p for p in order if p in set(partitions.get(key, ()))]
+        wanted = set(partitions.get(key, ()))
+        todo = [p for p in order if p in wanted]
         found, ended = each.setdefault(key, []), unbuilt.setdefault(key, {})
         for partition, why in _blocked(engine, record, key, todo, unbuilt).items():
             blocked = AssetOutcome(key.to_user_string(), engine.kind(key), "blocked", detail=why, reason=reasons[key])
@@ -133,6 +135,11 @@ def launch_batched(
             found += outcomes
             ended.update({p: o.status for p, o in outcomes if o.status in UNBUILT})
             if built[key].status == "interrupted":  # Ctrl-C: what is left is for the next run
+                for later in ordered[position + 1 :]:
+                    left = set(partitions.get(later, ()))
+                    stopped = AssetOutcome(later.to_user_string(), engine.kind(later), "not run", reason=reasons[later])
+                    stopped.detail = "the command was interrupted before it started"
+                    each[later] = [(p, stopped) for p in record.partitions(later).keys() if p in left]
                 return run_ids, each
     return run_ids, each
 

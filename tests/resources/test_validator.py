@@ -44,3 +44,16 @@ def test_tables_validated_from_several_threads_at_once_each_get_their_own_result
     for thread in threads:
         thread.join()
     assert found == {0: True, 1: False, 2: True, 3: False}
+
+
+def test_a_table_judged_is_not_kept_alive_by_the_validator():
+    import gc
+    import weakref
+
+    validator = GreatExpectationsValidator()
+    frame = pd.DataFrame({"value": [1.0] * 1000})
+    alive = weakref.ref(frame)
+    assert validator.run_expectations(frame, NOT_NULL, "web_kept")[0].success
+    del frame
+    gc.collect()
+    assert alive() is None
