@@ -22,6 +22,7 @@ rather than once per partition, and each partition is still checked, versioned a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -261,7 +262,7 @@ def window_partitions(window: int | str, time: TimeWindows) -> int:
 
     if isinstance(window, int):
         return window
-    period = _period(time)
+    period = _period(time.cron, _as_datetime(time.start))
     if period is None:
         raise ValueError(
             f"`window: {window}` counts time, but the windows of cron {time.cron!r} are not all as long; "
@@ -278,13 +279,28 @@ def window_partitions(window: int | str, time: TimeWindows) -> int:
     return seconds // period
 
 
-def _period(time: TimeWindows) -> int | None:
-    """The length of each window of ``time`` in seconds, read on its clock; None when they differ (a month)."""
+@functools.cache
+def _period(cron: str, start: dt.datetime) -> int | None:
+    """The length of each window of ``cron`` in seconds, on its clock; None when they differ.
+
+    Only windows within a day or a week can be all as long: a cron naming days of the month or
+    months (``0 0 */2 * *``, ``0 0 1-28 * *``, ``0 0 * 1-6 *``) has longer ones at a month's end
+    or a season's. Within those, the ticks of three days (weeks) show whether they are even.
+    """
     from croniter import croniter
 
-    ticks = croniter(time.cron, _as_datetime(time.start))
-    found = [ticks.get_next(dt.datetime) for _ in range(9)]
-    gaps = {int((b - a).total_seconds()) for a, b in zip(found, found[1:], strict=False)}
+    minute, hour, day, month, weekday = cron.split()
+    if day != "*" or month != "*":
+        return None
+    weekly = weekday != "*"
+    ticks = croniter(cron, start)
+    previous = ticks.get_next(dt.datetime)
+    end = previous + dt.timedelta(days=21 if weekly else 3)
+    gaps: set[int] = set()
+    while previous < end:
+        tick = ticks.get_next(dt.datetime)
+        gaps.add(int((tick - previous).total_seconds()))
+        previous = tick
     return gaps.pop() if len(gaps) == 1 else None
 
 

@@ -195,6 +195,9 @@ def test_a_window_in_time_reads_that_many_of_the_inputs_windows(window, cron, pa
         ("30d", "0 * * * *", "`window: 30d` is 720 of the input's 1h windows; at most 99"),
         ("60d", "0 0 1 * *", "`window: 60d` counts time, but the windows of cron '0 0 1 * *' are not all as long"),
         ("10d", "0 0 * * 1-5", "are not all as long; give a number of partitions"),
+        ("4d", "0 0 */2 * *", "are not all as long"),  # the 31st to the 1st is one day
+        ("2d", "0 0 1-28 * *", "are not all as long"),
+        ("2d", "0 0 * 1-6 *", "are not all as long"),
     ],
 )
 def test_a_window_in_time_that_is_not_a_whole_number_of_windows_is_refused_saying_why(window, cron, message):
