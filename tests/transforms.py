@@ -70,3 +70,12 @@ def slow_when_flagged(frame: Any) -> Any:
     if flag.exists() and str(frame["day"].iloc[0]) == flag.read_text().strip():
         time.sleep(60)
     return frame
+
+
+def fails_on_day(frame: Any) -> Any:
+    """The frame as it is; raises ValueError on the day ``$FAIL_DAY`` names (a partition whose code fails)."""
+    import os
+
+    if str(frame["day"].iloc[0]) == os.environ.get("FAIL_DAY"):
+        raise ValueError(f"no clicks can be counted on {os.environ['FAIL_DAY']}")
+    return frame

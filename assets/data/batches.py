@@ -179,12 +179,12 @@ def _failure(failed: list[tuple[str, Exception]], keys: list[str], stopped: str 
     Refused data first only when nothing else failed: an alert is about the rest.
     """
     ordered = sorted(failed, key=lambda f: isinstance(f[1], RefusedData))
-    lines = [f"partition {p}: {_reason(e)}" for p, e in ordered]
+    lines = [f"partition {p}: {_reason(e, p)}" for p, e in ordered]
     if stopped is not None:
         lines += [
             f"partition {p}: not tried: the run stopped at partition {stopped}" for p in keys[keys.index(stopped) + 1 :]
         ]
-    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""  # what an alert's one line says
     head = f"{len(failed)} of {len(keys)} partitions failed: {lines[0]}{more}"
     kind: type[Exception] = DataError
     if all(isinstance(e, RefusedData) for _, e in failed):
@@ -194,12 +194,12 @@ def _failure(failed: list[tuple[str, Exception]], keys: list[str], stopped: str 
     return kind("\n".join([head, *lines]))
 
 
-def _reason(error: Exception) -> str:
-    """A partition's error as its line says it: Slipway's own without its place, another with its type."""
-    if isinstance(error, SlipwayError):
-        return _without_where(str(error))
+def _reason(error: Exception, partition: str) -> str:
+    """A partition's error on its line: without where it happened (the line says), with its type if not Slipway's."""
     first = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    if not isinstance(error, SlipwayError):
+        return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return first.split(f", partition {partition}: ", 1)[-1]
 
 
 def _checks_of(
@@ -278,10 +278,3 @@ def refusal(
         )
 
     return refused
-
-
-def _without_where(message: str) -> str:
-    """``pipeline p, dataset d, partition k: why`` → ``why`` (the partition is said by its line)."""
-    first = message.splitlines()[0] if message else message
-    head, sep, rest = first.partition(": ")
-    return rest if sep and head.startswith("pipeline ") and ", partition " in head else first

@@ -229,3 +229,41 @@ def test_a_run_of_several_partitions_killed_part_way_keeps_those_it_finished(
     # Days 1 and 2 were recorded as they finished, inside the killed run: not built again.
     assert said == ["web/events: 5 of 7 partitions to build (--only stale): 2026-01-03 … 2026-01-07 (5)"]
     assert report.ok and len(report.dagster_run_ids) == 1, report.outcomes
+
+
+def test_partitions_that_fail_on_their_data_or_code_in_a_run_of_several_fail_alone_each_saying_why(
+    home, defs_dir, write_pipeline, monkeypatch
+):
+    import dagster as dg
+    from views import stack_instance
+
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "transforms"]')
+    monkeypatch.setenv("FAIL_DAY", "2026-01-04")
+    text = (
+        PIPELINE.split("    busy:")[0]
+        .format(per_run=7)
+        .replace("      expectations:", "      transform: transforms:fails_on_day\n      expectations:")
+    )
+    folder = write_pipeline("web", text, {f"landing/{d}.csv": day(d) for d in DAYS[:5]}).parent
+    (folder / "landing" / "2026-01-02.csv").write_text("")  # unreadable: a data error
+    report = run(defs_dir=defs_dir)
+    events = rows(report)["web/events"]
+    assert events.status == "failed"
+    assert events.detail.startswith("3 partitions built (2026-01-01 … 2026-01-05): never built; partition 2026-01-02 "
+                                    "failed (and 1 more): "), events.detail  # fmt: skip
+    assert status("web/events") == {
+        "2026-01-01": "MATERIALIZED",
+        "2026-01-02": "FAILED",
+        "2026-01-03": "MATERIALIZED",
+        "2026-01-04": "FAILED",
+        "2026-01-05": "MATERIALIZED",
+    }
+    with stack_instance() as instance:
+        [failure] = instance.all_logs(report.dagster_run_ids[0], of_type=dg.DagsterEventType.STEP_FAILURE)
+    message = failure.dagster_event.step_failure_data.error.cause.message
+    lines = message.splitlines()
+    # The step's error: the failure that is not refused data first (what an alert's one line says), then each.
+    said = "partition 2026-01-04: transform transforms:fails_on_day raised ValueError: no clicks can be counted on 2026-01-04"
+    assert lines[0] == f"resources.errors.DataError: 2 of 5 partitions failed: {said} (and 1 more)", lines
+    assert lines[1] == said
+    assert lines[2].startswith("partition 2026-01-02: ") and "cannot read as csv" in lines[2], lines
