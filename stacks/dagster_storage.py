@@ -81,6 +81,7 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
         # The file each set-up shard was, when set up (bounded; a forgotten one is set up again).
         self._inodes: OrderedDict[str, int | None] = OrderedDict()
         self._pid = os.getpid()
+        self._tables: set[str] = set()  # tables the index is known to have (has_table)
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -161,6 +162,18 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
                     raise
                 time.sleep(0.2)
 
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index has ``table_name``: Dagster asks at each event with tags, opening an engine each time.
+
+        A table found stays found (migrations add tables, none drops one) until a wipe.
+        """
+        if table_name in self._tables:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables.add(table_name)
+        return found
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Any]:
         with self._db_lock:
@@ -176,6 +189,7 @@ class SlipwayEventLogStorage(SqliteEventLogStorage):
     def wipe(self) -> None:
         """Close every open connection before Dagster deletes the databases' files."""
         self._close_all()
+        self._tables.clear()
         super().wipe()
 
     def dispose(self) -> None:  # noqa: D102

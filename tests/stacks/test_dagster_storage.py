@@ -229,3 +229,18 @@ def test_commits_do_not_wait_for_the_disk_and_survive_the_process_being_killed(h
         with storage.index_connection() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: synced at checkpoints
+
+
+def test_a_table_the_index_has_is_looked_up_once_and_one_it_lacks_each_time(home, monkeypatch):
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    with _instance() as instance:
+        storage = instance.event_log_storage
+        opened = []
+        real = sqlite_event_log.create_engine
+        monkeypatch.setattr(sqlite_event_log, "create_engine", lambda *a, **k: opened.append(1) or real(*a, **k))
+        assert storage.has_table("asset_event_tags") and storage.has_table("asset_event_tags")
+        assert not storage.has_table("no_such_table") and not storage.has_table("no_such_table")
+        assert len(opened) == 3  # found once; one not found is asked each time
+        storage.wipe()  # the files are made anew (and Dagster asks again as it sets them up)
+        assert storage.has_table("asset_event_tags") and not storage.has_table("no_such_table")
