@@ -71,7 +71,7 @@ def summary(report: RunReport) -> str:
     if len(ids) > 3:  # a run per partition: the first and the last
         runs = f" ({len(ids)} dagster runs, {ids[0]} … {ids[-1]})"
     else:
-        runs = f" (dagster run {', '.join(ids)})" if ids else ""
+        runs = f" (dagster run{'s' if len(ids) > 1 else ''} {', '.join(ids)})" if ids else ""
     lines += _wrap(f"stack {report.stack}: {tally} in {report.seconds:.1f}s{runs}", "  ")
     return "\n".join(line.rstrip() for line in lines)
 
