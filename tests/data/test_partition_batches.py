@@ -267,3 +267,39 @@ def test_partitions_that_fail_on_their_data_or_code_in_a_run_of_several_fail_alo
     assert lines[0] == f"resources.errors.DataError: 2 of 5 partitions failed: {said} (and 1 more)", lines
     assert lines[1] == said
     assert lines[2].startswith("partition 2026-01-02: ") and "cannot read as csv" in lines[2], lines
+
+
+def test_a_store_failing_in_a_run_of_several_stops_it_there_and_the_next_run_builds_the_rest(
+    home, defs_dir, write_pipeline, monkeypatch
+):
+    from views import stack_instance
+
+    from resources.artifacts import LocalArtifactStore
+    from resources.errors import ResourceError
+
+    write_pipeline(
+        "web", PIPELINE.split("    busy:")[0].format(per_run=7), {f"landing/{d}.csv": day(d) for d in DAYS[:5]}
+    )
+    real = LocalArtifactStore.write
+
+    def full_on_day_2(self, key, obj, version):
+        if key[-1] == "partition=2026-01-02":
+            raise ResourceError("artifact store (local): no space left on device")
+        return real(self, key, obj, version)
+
+    monkeypatch.setattr(LocalArtifactStore, "write", full_on_day_2)
+    report = run(defs_dir=defs_dir)
+    events = rows(report)["web/events"]
+    assert events.detail == (
+        "1 partition built (2026-01-01): never built; partition 2026-01-02 failed (and 3 more): "
+        "artifact store (local): no space left on device"
+    ), events.detail
+    assert status("web/events") == {d: "MATERIALIZED" if d == "2026-01-01" else "FAILED" for d in DAYS[:5]}
+    with stack_instance() as instance:
+        [failure] = instance.all_logs(report.dagster_run_ids[0], of_type=dg.DagsterEventType.STEP_FAILURE)
+    lines = failure.dagster_event.step_failure_data.error.cause.message.splitlines()
+    assert lines[2:] == [f"partition {d}: not tried: the run stopped at partition 2026-01-02" for d in DAYS[2:5]], lines
+
+    monkeypatch.setattr(LocalArtifactStore, "write", real)  # space again
+    again = rows(run(defs_dir=defs_dir))["web/events"]
+    assert again.detail.startswith("4 partitions built (2026-01-02 … 2026-01-05)"), again.detail
