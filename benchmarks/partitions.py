@@ -1,6 +1,6 @@
 """Benchmark: a daily-partitioned dataset of small files, built by `slipway run` vs a plain script.
 
-Usage: ``uv run python benchmarks/partitions.py [--days 365] [--repeats 3] [--per-run 100]``
+Usage: ``uv run python benchmarks/partitions.py [--days 365] [--repeats 3] [--per-run 100] [--no-expectation]``
 
 A folder of ``--days`` CSV files (one a day, 20 rows each) is a dataset with one partition per
 file (``partitions: {discover: files}``, a not-null expectation). Each repeat, in fresh processes:
@@ -13,7 +13,8 @@ file (``partitions: {discover: files}``, a not-null expectation). Each repeat, i
   - one new:   a file for the next day lands, then ``slipway run`` (batched): that partition alone is built;
   - nothing:   ``slipway run`` again with nothing changed.
 
-Prints medians, the per-partition overhead of the first build over plain, and writes nothing
+``--no-expectation`` drops the expectation (and the plain script's check): what the tracking
+costs without the validator's. Prints medians, the per-partition overhead of the first build over plain, and writes nothing
 outside a temporary folder.
 """
 
@@ -72,7 +73,7 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def one_repeat(days: int, tmp: Path, per_run: int) -> dict[str, float]:
+def one_repeat(days: int, tmp: Path, per_run: int, expectation: bool = True) -> dict[str, float]:
     """Plain, first build (a run each, then batched), one new file, nothing changed: seconds each, in ``tmp``."""
     import os
 
@@ -80,14 +81,16 @@ def one_repeat(days: int, tmp: Path, per_run: int) -> dict[str, float]:
     landing = defs / "bench" / "landing"
     landing.mkdir(parents=True)
     definition = defs / "bench" / "defs.yaml"
-    definition.write_text(PIPELINE.replace("PER_RUN", "1"))
+    pipeline = PIPELINE if expectation else PIPELINE.split("      expectations:")[0]
+    plain = PLAIN if expectation else PLAIN.replace('    assert frame["value"].notna().all()\n', "")
+    definition.write_text(pipeline.replace("PER_RUN", "1"))
     for index in range(days):
         write_day(landing, index)
     env = {**os.environ, "SLIPWAY_HOME": str(tmp / "home")}
     slipway = [str(BIN / "slipway"), "run", "--defs", str(defs)]
-    found = {"plain": timed([sys.executable, "-c", PLAIN, str(landing), str(tmp / "plain")], env)}
+    found = {"plain": timed([sys.executable, "-c", plain, str(landing), str(tmp / "plain")], env)}
     found["first"] = timed(slipway, {**env, "SLIPWAY_HOME": str(tmp / "home-each")})
-    definition.write_text(PIPELINE.replace("PER_RUN", str(per_run)))  # not part of the code version
+    definition.write_text(pipeline.replace("PER_RUN", str(per_run)))  # not part of the code version
     found["batched"] = timed(slipway, env)
     write_day(landing, days)
     found["one new"] = timed(slipway, env)
@@ -101,14 +104,16 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--per-run", type=int, default=100, help="max_partitions_per_run of the batched build")
+    parser.add_argument("--expectation", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     runs: list[dict[str, float]] = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="slipway-bench-partitions-") as tmp:
-            runs.append(one_repeat(args.days, Path(tmp), args.per_run))
+            runs.append(one_repeat(args.days, Path(tmp), args.per_run, args.expectation))
         print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    print(f"\n{args.days} daily files, medians of {args.repeats}:")
+    checked = "a not-null expectation" if args.expectation else "no expectation"
+    print(f"\n{args.days} daily files, {checked}, medians of {args.repeats}:")
     for name, seconds in median.items():
         print(f"  {name:<8} {seconds:8.2f} s")
     for name, how in (("first", "a run each"), ("batched", f"up to {args.per_run} a run")):
