@@ -301,8 +301,12 @@ class LocalArtifactStore(ArtifactStore, LocalStoreSettings):
 
     def _put(self, key: tuple[str, ...], name: str, data: bytes) -> None:
         folder = self._folder(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / name, data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write(folder / name, data)
+        except OSError as exc:  # a full disk, a read-only folder: the store's, not the data's
+            where = f"{'/'.join(key)}/{name} {self._where()}"
+            raise ResourceError(f"artifact store ({self.kind}): cannot write {where}: {exc.strerror or exc}") from exc
 
     def _put_file(self, key: tuple[str, ...], name: str, path: Path) -> None:
         folder = self._folder(key)

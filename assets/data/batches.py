@@ -11,8 +11,9 @@ before it recorded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -121,32 +122,33 @@ def build_partitions(
     provenance = Provenance(instance, union)
     failed: list[tuple[str, Exception]] = []
     stopped: str | None = None  # the partition a store's error stopped the run at
+
+    def stored(partition: str, output: dg.Output) -> Iterator[Any]:
+        """The partition's table stored and its materialization recorded, as its own run's output would be."""
+        store.write(partition_path(key, partition), output.value, run_id)
+        version = output.data_version.value if output.data_version is not None else ""
+        yield dg.AssetMaterialization(
+            asset_key=key,
+            partition=partition,
+            metadata={**output.metadata, STORED: True},
+            tags=provenance.tags(code_version, version, read_of(partition)),
+        )
+
     try:
         for partition in keys:
-            checks: list[dg.AssetCheckResult] = []
             try:
                 given = {n: f.table(every[partition][n]) if n in split else f for n, f in frames.items()}
-                output = yield from _built(build(partition, given, every[partition]), checks)
-                if output is not None:
-                    store.write(partition_path(key, partition), output.value, run_id)
-                    version = output.data_version.value if output.data_version is not None else ""
-                    yield dg.AssetMaterialization(
-                        asset_key=key,
-                        partition=partition,
-                        metadata={**output.metadata, STORED: True},
-                        tags=provenance.tags(code_version, version, read_of(partition)),
-                    )
+                steps = build(partition, given, every[partition])
+                yield from _built(context, key, partition, steps, functools.partial(stored, partition))
             except ResourceError as exc:  # a store or service: the partitions after it would fail alike
                 failed.append((partition, exc))
                 stopped = partition
+                break
             except Exception as exc:  # this partition's data, or code that fails on it: the others go on
                 failed.append((partition, exc))
                 if isinstance(exc, RefusedData):
                     on_refused(partition, exc, seen)
-            yield from _checks_of(context, key, partition, checks)
-            if stopped is not None:
-                break
-    except BaseException:  # interrupted (Ctrl-C) or stopped: what failed before it is said in the run's log
+    except BaseException:  # interrupted (Ctrl-C): what failed before it is said in the run's log
         if failed:
             context.log.error(str(_failure(failed, keys, None)))
         raise
@@ -158,17 +160,38 @@ def build_partitions(
             yield dg.Output(None, output_name=name)
 
 
-def _built(steps: Iterator[Any], checks: list[dg.AssetCheckResult]) -> Generator[Any, None, dg.Output | None]:
-    """One partition's ``steps`` run: other events passed on, check results kept in ``checks``, the output returned."""
-    output = None
-    for event in steps:
-        if isinstance(event, dg.AssetCheckResult):
-            checks.append(event)
-        elif isinstance(event, dg.Output):
-            output = event
-        else:
-            yield event
-    return output
+def _built(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    partition: str,
+    steps: Iterator[Any],
+    stored: Callable[[dg.Output], Iterator[Any]],
+) -> Iterator[Any]:
+    """One partition's ``steps``, in the order its own run records them.
+
+    The output is stored and recorded when it comes (a store's error ends the partition there, as
+    it fails a run's step before its checks); the check results are recorded after it, or, when
+    the data was refused, on the materialization it did not replace. Other events pass on.
+    """
+    checks: list[dg.AssetCheckResult] = []
+    done = False
+    try:
+        for event in steps:
+            if isinstance(event, dg.AssetCheckResult):
+                checks.append(event)
+            elif isinstance(event, dg.Output):
+                yield from stored(event)
+                done = True
+            else:
+                yield event
+    except RefusedData:  # what refused it, judged on the data that was not stored
+        yield from _checks_of(context, key, partition, checks)
+        raise
+    except Exception:
+        if done:  # stored: its checks are about it
+            yield from _checks_of(context, key, partition, checks)
+        raise
+    yield from _checks_of(context, key, partition, checks)
 
 
 def _failure(failed: list[tuple[str, Exception]], keys: list[str], stopped: str | None) -> Exception:
@@ -190,6 +213,11 @@ def _failure(failed: list[tuple[str, Exception]], keys: list[str], stopped: str 
     if all(isinstance(e, RefusedData) for _, e in failed):
         kind = RefusedData
     elif stopped is not None:
+        # The store's own error first (it is what to fix, and how a store's failure is told apart).
+        error = next(e for p, e in failed if p == stopped)
+        untried = len(keys) - keys.index(stopped) - 1
+        head = f"{_reason(error, stopped)} (partition {stopped}; {untried} after it not tried"
+        head += f", {len(failed) - 1} failed before it)" if len(failed) > 1 else ")"
         kind = ResourceError
     return kind("\n".join([head, *lines]))
 

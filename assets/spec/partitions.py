@@ -290,9 +290,10 @@ def _period(cron: str, start: dt.datetime) -> int | None:
     from croniter import croniter
 
     minute, hour, day, month, weekday = cron.split()
-    if day != "*" or month != "*":
+    every = {"day": ("*", "*/1", "1-31"), "month": ("*", "*/1", "1-12"), "weekday": ("*", "*/1", "0-6", "0-7")}
+    if day not in every["day"] or month not in every["month"]:
         return None
-    weekly = weekday != "*"
+    weekly = weekday not in every["weekday"]
     ticks = croniter(cron, start)
     previous = ticks.get_next(dt.datetime)
     end = previous + dt.timedelta(days=21 if weekly else 3)

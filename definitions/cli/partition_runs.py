@@ -135,11 +135,14 @@ def launch_batched(
             found += outcomes
             ended.update({p: o.status for p, o in outcomes if o.status in UNBUILT})
             if built[key].status == "interrupted":  # Ctrl-C: what is left is for the next run
+                not_started = {key: [p for rest in runs[index:] for p in rest]}
                 for later in ordered[position + 1 :]:
                     left = set(partitions.get(later, ()))
-                    stopped = AssetOutcome(later.to_user_string(), engine.kind(later), "not run", reason=reasons[later])
+                    not_started[later] = [p for p in record.partitions(later).keys() if p in left]
+                for which, left_over in not_started.items():
+                    stopped = AssetOutcome(which.to_user_string(), engine.kind(which), "not run", reason=reasons[which])
                     stopped.detail = "the command was interrupted before it started"
-                    each[later] = [(p, stopped) for p in record.partitions(later).keys() if p in left]
+                    each.setdefault(which, []).extend((p, stopped) for p in left_over)
                 return run_ids, each
     return run_ids, each
 

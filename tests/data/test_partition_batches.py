@@ -272,34 +272,45 @@ def test_partitions_that_fail_on_their_data_or_code_in_a_run_of_several_fail_alo
 def test_a_store_failing_in_a_run_of_several_stops_it_there_and_the_next_run_builds_the_rest(
     home, defs_dir, write_pipeline, monkeypatch
 ):
+    import errno
+
     from views import stack_instance
 
-    from resources.artifacts import LocalArtifactStore
-    from resources.errors import ResourceError
+    import resources.artifacts as artifacts
 
     write_pipeline(
         "web", PIPELINE.split("    busy:")[0].format(per_run=7), {f"landing/{d}.csv": day(d) for d in DAYS[:5]}
     )
-    real = LocalArtifactStore.write
+    real = artifacts._atomic_write
 
-    def full_on_day_2(self, key, obj, version):
-        if key[-1] == "partition=2026-01-02":
-            raise ResourceError("artifact store (local): no space left on device")
-        return real(self, key, obj, version)
+    def full_on_day_2(path, data):  # the disk fills up on day 2: the store's error, not the data's
+        if "partition=2026-01-02" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
 
-    monkeypatch.setattr(LocalArtifactStore, "write", full_on_day_2)
+    monkeypatch.setattr(artifacts, "_atomic_write", full_on_day_2)
     report = run(defs_dir=defs_dir)
     events = rows(report)["web/events"]
-    assert events.detail == (
+    assert events.detail.startswith(
         "1 partition built (2026-01-01): never built; partition 2026-01-02 failed (and 3 more): "
-        "artifact store (local): no space left on device"
+        "artifact store (local): cannot write web/events/partition=2026-01-02/"
     ), events.detail
+    assert events.detail.endswith(": No space left on device"), events.detail
     assert status("web/events") == {d: "MATERIALIZED" if d == "2026-01-01" else "FAILED" for d in DAYS[:5]}
     with stack_instance() as instance:
         [failure] = instance.all_logs(report.dagster_run_ids[0], of_type=dg.DagsterEventType.STEP_FAILURE)
-    lines = failure.dagster_event.step_failure_data.error.cause.message.splitlines()
+        # The day the store failed on records no check result: its data was judged, not stored.
+        checks = instance.event_log_storage.get_asset_check_partition_info(
+            [dg.AssetCheckKey(dg.AssetKey(["web", "events"]), "expect_0_column_values_to_be_between")],
+            partition_keys=["2026-01-01", "2026-01-02"],
+        )
+    found = {c.partition_key: c.latest_execution_status.value for c in checks}
+    assert found["2026-01-01"] == "SUCCEEDED" and found.get("2026-01-02") != "SUCCEEDED", found
+    error = failure.dagster_event.step_failure_data.error.cause
+    lines = error.message.splitlines()
+    assert error.cls_name == "ResourceError" and "(partition 2026-01-02; 3 after it not tried)" in lines[0], lines
     assert lines[2:] == [f"partition {d}: not tried: the run stopped at partition 2026-01-02" for d in DAYS[2:5]], lines
 
-    monkeypatch.setattr(LocalArtifactStore, "write", real)  # space again
+    monkeypatch.setattr(artifacts, "_atomic_write", real)  # space again
     again = rows(run(defs_dir=defs_dir))["web/events"]
     assert again.detail.startswith("4 partitions built (2026-01-02 … 2026-01-05)"), again.detail

@@ -177,7 +177,15 @@ def test_how_many_partitions_a_run_builds_is_not_part_of_the_partitioning_nor_of
 
 @pytest.mark.parametrize(
     ("window", "cron", "partitions"),
-    [("3d", "0 0 * * *", 3), ("12h", "0 * * * *", 12), ("2d", "0 6 * * *", 2), ("45m", "*/15 * * * *", 3)],
+    [
+        ("3d", "0 0 * * *", 3),
+        ("12h", "0 * * * *", 12),
+        ("2d", "0 6 * * *", 2),
+        ("45m", "*/15 * * * *", 3),
+        ("3d", "0 0 */1 * *", 3),  # every day, written otherwise
+        ("3d", "0 0 1-31 1-12 *", 3),
+        ("14d", "0 0 * * 1", 2),
+    ],
 )
 def test_a_window_in_time_reads_that_many_of_the_inputs_windows(window, cron, partitions):
     from assets.data.partitioning import window_counts

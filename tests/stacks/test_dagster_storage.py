@@ -242,5 +242,5 @@ def test_a_table_the_index_has_is_looked_up_once_and_one_it_lacks_each_time(home
         assert storage.has_table("asset_event_tags") and storage.has_table("asset_event_tags")
         assert not storage.has_table("no_such_table") and not storage.has_table("no_such_table")
         assert len(opened) == 3  # found once; one not found is asked each time
-        storage.wipe()  # the files are made anew (and Dagster asks again as it sets them up)
+        storage.wipe()  # its rows go; its tables stay
         assert storage.has_table("asset_event_tags") and not storage.has_table("no_such_table")
