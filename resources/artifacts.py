@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import dagster as dg
 
 from resources.errors import DataError, ResourceError
-from resources.partitioned import PartitionTables, partition_keys, partition_path, read_partitions
+from resources.partitioned import load_partitions, partition_path
 from resources.redact import safe_cause
 from resources.s3 import s3_client, s3_error
 from resources.settings import LocalStoreSettings, S3StoreSettings
@@ -219,9 +219,7 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
 
     def load_input(self, context: dg.InputContext) -> Any:  # noqa: D102
         if context.has_asset_partitions:
-            if _builds_several_partitions(context):  # each partition's part read when it is built
-                return PartitionTables(self, context.instance, context.asset_key, partition_keys(context))
-            return read_partitions(self, context.instance, context.asset_key, partition_keys(context))
+            return load_partitions(self, context)
         return self.read_recorded(context.instance, context.asset_key)
 
     def write(self, key: tuple[str, ...], obj: Any, version: str) -> None:
@@ -258,15 +256,6 @@ class ArtifactStore(dg.ConfigurableIOManager, ABC):
             stored = json.loads(data)
             return None if stored is None else ModelRef(**stored)
         return read_parquet(io.BytesIO(data))
-
-
-def _builds_several_partitions(context: dg.InputContext) -> bool:
-    """True when the step reading the input builds a range of partitions (``max_partitions_per_run``)."""
-    try:
-        step = context.step_context
-    except dg.DagsterInvariantViolationError:  # an input context built by hand, outside a run
-        return False
-    return step.has_partition_key_range and step.assets_def is not None and step.assets_def.partitions_def is not None
 
 
 def is_current(record: Any) -> tuple[str, str | None] | None:

@@ -35,6 +35,26 @@ def partition_keys(context: dg.InputContext) -> list[str]:
     return keys
 
 
+def load_partitions(store: Any, context: dg.InputContext) -> Any:
+    """A partitioned input: its partitions as one table, or a :class:`PartitionTables` for a step building several.
+
+    A step over a range of partitions (``max_partitions_per_run``) reads each partition's part alone.
+    """
+    keys = partition_keys(context)
+    if _builds_several_partitions(context):
+        return PartitionTables(store, context.instance, context.asset_key, keys)
+    return read_partitions(store, context.instance, context.asset_key, keys)
+
+
+def _builds_several_partitions(context: dg.InputContext) -> bool:
+    """True when the step reading the input builds a range of partitions."""
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:  # an input context built by hand, outside a run
+        return False
+    return step.has_partition_key_range and step.assets_def is not None and step.assets_def.partitions_def is not None
+
+
 def read_partitions(
     store: Any,
     instance: dg.DagsterInstance,

@@ -12,14 +12,14 @@ the automation sensor all answer the same.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
 from assets.automation.staleness import DATA_VERSION_TAG, Built, Reason, Why
+from assets.data.batches import partitions_version
 from assets.data.dataset_asset import SOURCE_VERSION
 from assets.data.partitioning import NO_FILES
 
@@ -27,16 +27,15 @@ from assets.data.partitioning import NO_FILES
 ONLY = ("missing", "failed", "stale")
 
 
-def partition_input_version(versions: Sequence[str | None]) -> str | None:
-    """The input data version Dagster records for the partitions a partition of an asset read (a hash of theirs).
+def partition_input_version(versions: Mapping[str, str], read: Sequence[str]) -> str | None:
+    """The input data version Dagster records for the partitions ``read`` of an input (a hash of ``versions``).
 
-    One partition of a partitioned input, or a rolling window of them: the versions of those
-    built, in the order of their keys (Dagster's ``_get_partitions_data_version_from_keys``).
+    One partition of a partitioned input, or a rolling window of them
+    (:func:`assets.data.batches.partitions_version`); None when none of them was built.
     """
-    built = [v for v in versions if v is not None]
-    if not built:
+    if not any(p in versions for p in read):
         return None
-    return hashlib.sha256("".join(built).encode()).hexdigest()
+    return partitions_version(versions, list(read))
 
 
 class PartitionRecord:
@@ -218,8 +217,7 @@ class PartitionRecord:
                 current, recorded = self.versions(parent).get(partition), built.metadata.get(SOURCE_VERSION)
             else:
                 versions = self.versions(parent)
-                read = sorted(self.window(parent, partition))  # Dagster hashes them in the order of their keys
-                current = partition_input_version([versions.get(p) for p in read])
+                current = partition_input_version(versions, self.window(parent, partition))
                 recorded = built.inputs.get(name)
             if current is not None and current != recorded:
                 found.append(Reason(Why.NEW_DATA, f"{name}[{partition}]"))

@@ -4,9 +4,9 @@ A run over a range of partitions runs the dataset's step once. Dagster would rec
 for the whole range, with one data version; instead each partition is built, checked, stored and
 recorded alone: its own materialization (its data version, code version and what it read, the tags
 Dagster writes for a partition's run) and its own check evaluations. A partition that fails does
-not stop the others; the step fails at the end naming each, so Dagster marks those partitions
-failed and the ones built stay built. A run killed part way leaves every partition finished
-before it recorded.
+not stop the others (a store's error does: the rest would fail alike); the step fails at the end
+naming each, so Dagster marks those partitions failed and the ones built stay built. A run killed
+part way leaves every partition finished before it recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ NO_VERSION, NO_EVENT = "INITIAL", "NULL"
 
 #: One partition built: yields the partition's output, check results and other events.
 Build = Callable[[str, dict[str, Any], dict[str, list[str]]], Iterator[Any]]
+
+
+def partitions_version(versions: Mapping[str, str], read: list[str]) -> str:
+    """The input data version Dagster records for partitions ``read`` of an input: a hash of their versions.
+
+    Those recorded, in the order of their keys (Dagster's ``_get_partitions_data_version_from_keys``).
+    """
+    return hashlib.sha256("".join(versions[p] for p in sorted(read) if p in versions).encode()).hexdigest()
 
 
 class Provenance:
@@ -69,9 +77,7 @@ class Provenance:
         for parent, partitions in read.items():
             version, pointer = self.latest[parent]
             if partitions is not None and parent in self.by_partition:
-                versions = self.by_partition[parent]
-                joined = "".join(versions[p] for p in sorted(partitions) if p in versions)
-                version = hashlib.sha256(joined.encode()).hexdigest()
+                version = partitions_version(self.by_partition[parent], partitions)
             tags[INPUT_VERSION_PREFIX + parent.to_user_string()] = str(version)
             tags[INPUT_POINTER_PREFIX + parent.to_user_string()] = pointer
         tags[DATA_VERSION_TAG] = data_version
