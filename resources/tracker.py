@@ -31,6 +31,17 @@ class TrackedRun:
     artifact_uri: str
 
 
+@dataclass(frozen=True)
+class FoundRun:
+    """A run found by its tags: its status (``FINISHED``, ``FAILED``, ``RUNNING``), tags and metrics."""
+
+    run: TrackedRun
+    status: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    start_time_ms: int
+
+
 class ExperimentTracker(dg.ConfigurableResource, ABC):
     """Records one run per model training: params, metrics, tags, inputs and the model."""
 
@@ -72,6 +83,14 @@ class ExperimentTracker(dg.ConfigurableResource, ABC):
     @abstractmethod
     def unfinished_runs(self, experiment: str, tags: dict[str, str]) -> list[tuple[TrackedRun, dict[str, str]]]:
         """The runs of ``experiment`` still marked running whose tags include ``tags``, with all their tags."""
+
+    @abstractmethod
+    def find_runs(self, experiment: str, tags: dict[str, str]) -> list[FoundRun]:
+        """Every run of ``experiment`` whose tags include ``tags``, the latest first."""
+
+    @abstractmethod
+    def set_parent(self, parent: TrackedRun, children: list[str]) -> None:
+        """Show the runs ``children`` nested under ``parent`` (in MLflow's UI: its ``mlflow.parentRunId``)."""
 
     @abstractmethod
     def run_url(self, run: TrackedRun) -> str:
@@ -267,6 +286,46 @@ class MlflowTracker(ExperimentTracker, MlflowTrackerSettings):
         except Exception as exc:
             raise self._fail("list unfinished runs", exc) from safe_cause(exc)
         return [(TrackedRun(r.info.run_id, r.info.experiment_id, r.info.artifact_uri), dict(r.data.tags)) for r in runs]
+
+    def find_runs(self, experiment: str, tags: dict[str, str]) -> list[FoundRun]:  # noqa: D102
+        client = self._client
+        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        found: list[FoundRun] = []
+        try:
+            known = client.get_experiment_by_name(experiment)
+            token = None
+            while known is not None:
+                page = client.search_runs(
+                    [known.experiment_id],
+                    clauses,
+                    max_results=1000,
+                    order_by=["attributes.start_time DESC"],
+                    page_token=token,
+                )
+                found += [
+                    FoundRun(
+                        TrackedRun(r.info.run_id, r.info.experiment_id, r.info.artifact_uri),
+                        r.info.status,
+                        dict(r.data.tags),
+                        dict(r.data.metrics),
+                        int(r.info.start_time or 0),
+                    )
+                    for r in page
+                ]
+                token = page.token
+                if not token:
+                    break
+        except Exception as exc:
+            raise self._fail("search runs", exc) from safe_cause(exc)
+        return found
+
+    def set_parent(self, parent: TrackedRun, children: list[str]) -> None:  # noqa: D102
+        client = self._client
+        try:
+            for child in children:
+                client.set_tag(child, "mlflow.parentRunId", parent.run_id)
+        except Exception as exc:
+            raise self._fail("nest the trials' runs", exc) from safe_cause(exc)
 
     def run_url(self, run: TrackedRun) -> str:  # noqa: D102
         # MLflow 3.17's UI opens the GenAI view unless the link asks for the training runs (it reads

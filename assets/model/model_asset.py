@@ -12,7 +12,7 @@ import dagster as dg
 from assets.data import progress
 from assets.data.failures import recording_failures
 from assets.data.outputs import versioned_output
-from assets.model import champion, model_report, pins, publish, recovery, training
+from assets.model import champion, model_report, pins, publish, recovery, sweep, training
 from assets.model import checks as model_checks
 from assets.model.pins import ALIAS_CHECK, CHAMPION_CHECK, PROMOTE_METADATA
 from assets.spec import compute
@@ -61,30 +61,12 @@ def build_model_asset(
     pipelines' assets (:func:`assets.spec.graph.refs_metadata`), checked by the code location.
     """
     model = _ModelAsset(pipeline, name, spec, folder, upstream_code)
-    window = {WINDOW_METADATA: spec.window} if spec.window is not None else None
-    ins = {"frame": dg.AssetIn(key=model.dataset_key, metadata=window)}
-    if model.evaluation_key is not None:
-        ins["evaluation"] = dg.AssetIn(key=model.evaluation_key)
+    if spec.sweep is not None:
+        from assets.model.sweep_asset import build_sweep_asset
 
-    @dg.asset(
-        key=model.key,
-        group_name=pipeline,
-        code_version=model.version_hash,
-        ins=ins,
-        description=spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
-        check_specs=model.check_specs(),
-        kinds={"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
-        op_tags=compute.op_tags(spec.resources),
-        pool=pool_name(pipeline, name),
-        metadata={
-            "slipway/pipeline": pipeline,
-            "slipway/registered_model": model.registry_name,
-            PROMOTE_METADATA: spec.promote.model_dump_json(),
-            **policy_metadata(pipeline, name, spec),
-            **({SERVE_METADATA: spec.serve.model_dump_json()} if spec.serve else {}),
-            **({REFS_METADATA: dict(refs)} if refs else {}),
-        },
-    )
+        return build_sweep_asset(model, refs)
+
+    @dg.asset(**model.asset_args(refs), op_tags=compute.op_tags(spec.resources), pool=pool_name(pipeline, name))
     def _model(
         context: dg.AssetExecutionContext,
         experiment_tracker: ExperimentTracker,
@@ -130,6 +112,31 @@ class _ModelAsset:
         self.version_hash = code_version("model", spec)
         self.registry_name = registered_name(pipeline, name)
         self.label = self.key.to_user_string()
+
+    def asset_args(self, refs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What Dagster is told of the asset, whether one op trains it or a sweep's graph does."""
+        spec, pipeline, name = self.spec, self.pipeline, self.name
+        window = {WINDOW_METADATA: spec.window} if spec.window is not None else None
+        ins = {"frame": dg.AssetIn(key=self.dataset_key, metadata=window)}
+        if self.evaluation_key is not None:
+            ins["evaluation"] = dg.AssetIn(key=self.evaluation_key)
+        return {
+            "key": self.key,
+            "group_name": pipeline,
+            "code_version": self.version_hash,
+            "ins": ins,
+            "description": spec.description or f"Model {name} of pipeline {pipeline} ({spec.estimator or spec.train})",
+            "check_specs": self.check_specs(),
+            "kinds": {"mlflow", (spec.estimator or "python").split(".")[0].split(":")[0]},
+            "metadata": {
+                "slipway/pipeline": pipeline,
+                "slipway/registered_model": self.registry_name,
+                PROMOTE_METADATA: spec.promote.model_dump_json(),
+                **policy_metadata(pipeline, name, spec),
+                **({SERVE_METADATA: spec.serve.model_dump_json()} if spec.serve else {}),
+                **({REFS_METADATA: dict(refs)} if refs else {}),
+            },
+        }
 
     def check_specs(self) -> list[dg.AssetCheckSpec]:
         """Its gates (blocking), the alias check and the champion check."""
@@ -193,23 +200,28 @@ class _ModelAsset:
             tags["slipway.retrain_reason"] = context.run.tags.get(REASON_TAG, "")[:500]
         return tags
 
-    def train(self, context: dg.AssetExecutionContext, frame: Any, evaluation: Any, stores: _Stores) -> Any:
-        """Train, track and publish (the output), then alert and yield the checks."""
+    def train(
+        self, context: Any, frame: Any, evaluation: Any, stores: _Stores, swept: sweep.SweepResult | None = None
+    ) -> Any:
+        """Train (a sweep's winner when ``swept``), track and publish (the output), then alert and yield the checks."""
         progress.started(self.label, "training")
+        spec = self.spec if swept is None else sweep.trial_spec(self.spec, swept.params)
         # Import everything the training needs first: the tracker's warm-up imports MLflow on
         # another thread, and no import may run beside it.
-        fit_fn = training.learner(self.spec, stores.imports.allowed, self.where)
+        fit_fn = training.learner(spec, stores.imports.allowed, self.where)
         stores.tracker.prepare()
         # The run is recorded after training (so that MLflow's start-up overlaps it), dated
         # from when training began.
         train_started_ms = int(time.time() * 1000)
-        trained = training.train(frame, self.spec, fit_fn, self.where, evaluation)
+        trained = training.train(frame, spec, fit_fn, self.where, evaluation)
         git = git_state(self.folder, [*code_files(self.spec), *self.upstream_code])
         data_version = frame_version(frame)
         # The partitions of a partitioned dataset it read (the store names them): recorded with the run.
         partitions = list(getattr(frame, "attrs", {}).get(PARTITIONS_READ) or [])
         tags = self.run_tags(context, data_version, evaluation, git, partitions)
         tags[champion.SPLIT_TAG] = trained.holdout.record.to_json()
+        if swept is not None:
+            tags.update(sweep.tags_of(swept, self.registry_name))
         # Shown by MLflow's UI on the run's and the version's pages, with links back to Dagster.
         trigger = tags.get("slipway.retrain_trigger")
         notes = model_report.notes(context.run.run_id, self.label, trigger, tags.get("slipway.retrain_reason", ""))
@@ -222,9 +234,10 @@ class _ModelAsset:
             if partitions:
                 body = json.dumps({"dataset": self.dataset_key.to_user_string(), "partitions": partitions}, indent=1)
                 stores.tracker.log_file(run, "partitions.json", body.encode())
+            swept_metadata = self.record_sweep(context, stores.tracker, run, swept) if swept is not None else {}
             ref, decision, gates, comparison, serving = publish.track_and_promote(
                 context,
-                self.spec,
+                spec,
                 trained,
                 frame if evaluation is None else evaluation,
                 run,
@@ -261,6 +274,7 @@ class _ModelAsset:
                 "git_dirty": git[1],
                 **({"retrain_trigger": trigger, "retrain_reason": tags["slipway.retrain_reason"]} if trigger else {}),
                 **{f"metric_{k}": dg.MetadataValue.float(v) for k, v in trained.metrics.items()},
+                **swept_metadata,
             }
             output = versioned_output(ref, f"{self.registry_name}@{ref.version}", metadata)
             # Once the output is handed over, only Dagster's record can say whether the version
@@ -276,6 +290,30 @@ class _ModelAsset:
                 _give_up(context, stores.tracker, stores.registry, run, self.registry_name, exc)
             raise
         yield from self.after_publish(context, stores, run, ref, (decision, serving, comparison), gates)
+
+    def record_sweep(
+        self, context: Any, tracker: ExperimentTracker, run: TrackedRun, swept: sweep.SweepResult
+    ) -> dict[str, Any]:
+        """Nest the trials this run trained under its MLflow run, store the sweep's table and plot; its metadata."""
+        params = dg.MetadataValue.json(swept.params)
+        if swept.winner is None:
+            return {"sweep": swept.note or "", "sweep_params": params}
+        # The trials no sweep's run holds yet: this run's, and those of a sweep that failed after them.
+        tracker.set_parent(
+            run, [r.run.run.run_id for r in swept.results if r.run and sweep.PARENT_TAG not in r.run.tags]
+        )
+        tracker.log_file(run, "sweep/trials.json", json.dumps(sweep.report(swept), indent=1).encode())
+        tracker.log_file(run, sweep.PLOT_FILE, sweep.score_plot(swept).encode())
+        context.log.info(f"{self.registry_name} sweep: {swept.counts}; the winner {swept.winner.trial.label}")
+        return {
+            "sweep": swept.counts + (f" ({swept.note})" if swept.note else ""),
+            "sweep_trials": dg.MetadataValue.int(len(swept.results)),
+            "sweep_params": params,
+            f"sweep_winner_{swept.metric}": dg.MetadataValue.float(float(swept.winner.score or 0.0)),
+            "sweep_parent_run": dg.MetadataValue.url(tracker.run_url(run)),
+            "sweep_plot": dg.MetadataValue.url(tracker.artifact_url(run, sweep.PLOT_FILE)),
+            "sweep_scores": dg.MetadataValue.md(sweep.score_table(swept)),
+        }
 
     def after_publish(
         self,

@@ -16,6 +16,7 @@ from assets.spec.fields import IMPORT_PATH_PATTERN, INPUT_PATTERN, NAME_PATTERN,
 from assets.spec.metrics import METRICS, suggest
 from assets.spec.schedules import Retrain
 from assets.spec.scoring import Serve
+from assets.spec.sweep_spec import Sweep
 
 _GATE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
 
@@ -126,6 +127,9 @@ class Model(Closed):
     retrain: Retrain | None = Field(default=None, description="When it retrains by itself; never without one.")
     serve: Serve | None = Field(default=None, description="How `slipway serve` serves it (canary, shadow).")
     resources: ComputeResources | None = Field(default=None, description="Its pod's size on the k8s stack.")
+    sweep: Sweep | None = Field(
+        default=None, description="Train once per trial of these params; the best trial's params are registered."
+    )
     description: str | None = None
 
     @model_validator(mode="after")
@@ -143,9 +147,29 @@ class Model(Closed):
         for gate in self.promote.gates:
             if gate not in self.metrics:
                 raise ValueError(f"gate on {gate!r}, which is not in metrics {self.metrics}")
+        if self.sweep is not None:
+            self._check_sweep(self.sweep)
         if self.evaluate_on is not None and "split" in self.model_fields_set:
             raise ValueError("`split` and `evaluate_on` exclude each other: a model is scored on one or the other")
         return self
+
+    def _check_sweep(self, sweep: Sweep) -> None:
+        both = sorted(set(sweep.params) & set(self.params))
+        if both:
+            raise ValueError(f"sweep.params {both} are also in params: give each param in one of them")
+        if sweep.select is not None and sweep.select.metric not in self.metrics:
+            metric = sweep.select.metric
+            raise ValueError(
+                f"sweep.select.metric {metric!r} is not in metrics {self.metrics}{suggest(metric, self.metrics)}"
+            )
+
+    @property
+    def winner_metric(self) -> tuple[str, bool]:
+        """The metric a sweep's winner is chosen by, and whether higher wins."""
+        chosen = self.sweep.select if self.sweep is not None else None
+        metric = chosen.metric if chosen is not None else self.metrics[0]
+        mode = chosen.mode if chosen is not None else None
+        return metric, (mode == "max") if mode is not None else METRICS[metric].higher_is_better
 
     @property
     def resolved_task(self) -> str:

@@ -139,6 +139,10 @@ class Retrain(Closed):
     )
     cooldown: str | None = Field(default=None, description="Least time between two trainings: 30m, 6h, 1d.")
     max_per_day: int | None = Field(default=None, ge=1, description="Most trainings in any 24 hours.")
+    sweep: bool = Field(
+        default=True,
+        description="A model with a sweep re-runs it on the new data; false: it trains the last winner's params alone.",
+    )
 
     @field_validator("schedule")
     @classmethod

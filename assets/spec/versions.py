@@ -57,6 +57,10 @@ def definition_payload(kind: str, definition: BaseModel | dict[str, Any]) -> dic
     if isinstance(inputs, dict):  # options only where given: ``{a: null}`` is ``[a]``, as before they existed
         options = {ref: {k: v for k, v in (o or {}).items() if v is not None} for ref, o in inputs.items()}
         payload["inputs"] = options if any(options.values()) else list(inputs)
+    if kind == "model" and payload.get("sweep") is None:  # no sweep: as before sweeps existed
+        payload.pop("sweep", None)
+    elif kind == "model":  # how many trials run at once is not what they compute
+        payload["sweep"] = {k: v for k, v in payload["sweep"].items() if k != "parallelism"}
     if kind == "model" and payload.get("window") is None:  # every partition: as before windows existed
         payload.pop("window", None)
     return payload

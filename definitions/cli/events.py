@@ -140,8 +140,12 @@ def failed_on_a_store(failures: Any) -> set[str]:
 
 
 def step_of(graph: Any, key: dg.AssetKey) -> str:
-    """The step key of ``key``'s op (its op's name: one step per op)."""
-    return graph.get(key).assets_def.node_def.name
+    """The step key of the op that outputs ``key`` (its op's name; in a sweep's graph, ``graph.train``)."""
+    assets_def = graph.get(key).assets_def
+    if isinstance(assets_def.node_def, dg.GraphDefinition):
+        output = assets_def.get_output_name_for_asset_key(key)
+        return f"{assets_def.node_def.name}.{assets_def.node_def.resolve_output_to_origin(output, None)[1]}"
+    return assets_def.node_def.name
 
 
 def read_outcomes(
