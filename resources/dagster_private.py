@@ -131,6 +131,14 @@ def pool_holders(instance: Any, prefix: str) -> set[str]:
     }
 
 
+def set_pool_limits(instance: Any, limits: dict[str, int]) -> None:
+    """Give each concurrency pool of ``limits`` that many slots (as ``dagster instance concurrency set`` does)."""
+    storage = instance.event_log_storage
+    for pool, slots in limits.items():
+        if storage.get_concurrency_info(pool).slot_count != slots:
+            storage.set_concurrency_slots(pool, slots)
+
+
 def free_pool_slots(instance: Any, run_id: str) -> None:
     """Free every concurrency pool slot run ``run_id`` holds."""
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)

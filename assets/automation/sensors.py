@@ -73,7 +73,12 @@ def retrain_sensor() -> dg.SensorDefinition:
     )
     def _retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         from assets.automation.retrain import evaluate
+        from assets.model.sweep_asset import sweep_pools
+        from resources.dagster_private import set_pool_limits
 
+        # Each sweep's trials run as many at once as its parallelism says, in whatever launches them.
+        if context.repository_def is not None:
+            set_pool_limits(context.instance, sweep_pools(context.repository_def.assets_defs_by_key.values()))
         return evaluate(context)
 
     return _retrain

@@ -205,7 +205,7 @@ class _ModelAsset:
     ) -> Any:
         """Train (a sweep's winner when ``swept``), track and publish (the output), then alert and yield the checks."""
         progress.started(self.label, "training")
-        spec = self.spec if swept is None else sweep.trial_spec(self.spec, swept.params)
+        spec = self.spec if swept is None else self.spec.trial(swept.params)
         # Import everything the training needs first: the tracker's warm-up imports MLflow on
         # another thread, and no import may run beside it.
         fit_fn = training.learner(spec, stores.imports.allowed, self.where)

@@ -42,14 +42,9 @@ PARENT_TAG = "mlflow.parentRunId"  # MLflow's UI nests a run under this one
 PLOT_FILE = "sweep/scores.html"
 
 
-def trial_spec(spec: Model, params: dict[str, Any]) -> Model:
-    """The model as one trial trains it: its params with the trial's, and no sweep."""
-    return spec.model_copy(update={"params": {**spec.params, **params}, "sweep": None})
-
-
 def context_key(spec: Model, data_versions: list[str]) -> str:
     """What every trial of this definition, code and data shares (the trial's id completes its key)."""
-    text = json.dumps([code_version("model", trial_spec(spec, {})), data_versions])
+    text = json.dumps([code_version("model", spec.trial({})), data_versions])
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -110,7 +105,7 @@ def run_trial(
     }
     started = int(time.time() * 1000)
     where = f"{step.where}, trial {trial.id} ({trial.label})"
-    own = trial_spec(spec, trial.params)
+    own = spec.trial(trial.params)
     try:
         trained = training.train(frame, own, training.learner(own, allowed, where), where, evaluation)
     except ResourceError:

@@ -37,12 +37,12 @@ def trial_pool(registry_name: str) -> str:
 
 
 def sweep_pools(assets: Any) -> dict[str, int]:
-    """Each sweep's trial pool and its parallelism, for the instance's pool limits."""
+    """Each sweep's trial pool and its parallelism (among asset definitions ``assets``), for the pool limits."""
     found = {}
     for item in assets:
-        limit = (getattr(item, "metadata_by_key", None) or {}).get(getattr(item, "key", None), {}).get(PARALLELISM)
-        if limit is not None:
-            found[trial_pool(item.metadata_by_key[item.key]["slipway/registered_model"])] = int(limit)
+        for metadata in getattr(item, "metadata_by_key", {}).values():
+            if PARALLELISM in metadata:
+                found[trial_pool(metadata["slipway/registered_model"])] = int(metadata[PARALLELISM])
     return found
 
 

@@ -163,6 +163,10 @@ class Model(Closed):
                 f"sweep.select.metric {metric!r} is not in metrics {self.metrics}{suggest(metric, self.metrics)}"
             )
 
+    def trial(self, params: dict[str, Any]) -> Model:
+        """The model as one trial of its sweep trains it: its params with ``params``, and no sweep."""
+        return self.model_copy(update={"params": {**self.params, **params}, "sweep": None})
+
     @property
     def winner_metric(self) -> tuple[str, bool]:
         """The metric a sweep's winner is chosen by, and whether higher wins."""

@@ -244,12 +244,17 @@ def _model_problems(
         if key not in accepted
     ]
     at = pipeline.where("models", name, "params" if model.params else "estimator")
+    swept = model.sweep.params if model.sweep is not None else {}
     problems += [
         f"{at}: {prefix}: params: {model.estimator} needs {key!r}, which params does not give (an estimator "
         "that needs other estimators is built by a training function, `train:`)"
         for key in signature.required
-        if key not in model.params
+        if key not in model.params and key not in swept
     ]
+    if model.sweep is not None:
+        from assets.spec.sweep_check import sweep_problems
+
+        problems += sweep_problems(pipeline, name, model, (accepted, owner), allowed, prefix)
     return problems
 
 

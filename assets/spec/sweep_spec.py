@@ -102,7 +102,7 @@ class Sweep(Closed):
     def _values(cls, params: dict[str, Any]) -> dict[str, Any]:
         for name, values in params.items():
             if isinstance(values, list) and not values:
-                raise ValueError(f"params.{name}: an empty list gives no trial")
+                raise ValueError(f"{name}: an empty list gives no trial")
             if isinstance(values, list):
                 for value in values:
                     if isinstance(value, dict | list):

@@ -70,6 +70,10 @@ class Engine:
         self.pending: set[dg.AssetKey] = set()
         if self.read_only:
             return
+        from assets.model.sweep_asset import sweep_pools
+        from resources.dagster_private import set_pool_limits
+
+        set_pool_limits(self.instance, sweep_pools(self.graph.assets_defs))
         dead = dead_runs.end_dead_runs(self.instance)
         if dead:
             dead_runs.free_dead_pool_slots(self.instance)

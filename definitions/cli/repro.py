@@ -23,6 +23,7 @@ may differ for that reason, and the report says so.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections.abc import Callable
@@ -85,6 +86,11 @@ def repro(target: str, stack_name: str | None, defs_dir: Path, say: Callable[[st
     say(f"{name} v{version}: trained from commit {tags.get('slipway.git_sha', 'unknown')[:12]}")
     spec, asset_key, revision_code = _definition(name, version, tags, defs_dir, result)
     say(f"definition: {asset_key} at {result.lines.pop()}")
+    from assets.model.sweep import WINNER_TAG
+
+    if spec.sweep is not None and WINNER_TAG in tags:  # a sweep's version: its winning params, trained alone
+        spec = spec.trial(json.loads(tags[WINNER_TAG]))
+        say(f"sweep: the winning params {tags[WINNER_TAG]}")
     frames = _recorded_data(loaded, store, spec, asset_key, tags, name, version, say)
     _environment(tags, result)
     trained = _train(spec, frames, loaded.stack.allowed_imports, f"{name} v{version} (repro)", say)

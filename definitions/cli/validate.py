@@ -29,7 +29,10 @@ def validate(stack_name: str | None = None, defs_dir: Path | None = None) -> lis
             f"{p.path}: pipeline {p.spec.name}: ok "
             f"({count(len(p.spec.datasets), 'dataset')}, {count(len(p.spec.models), 'model')})"
         )
+    from assets.spec.sweep_check import sweep_notes
     from definitions.cli.partition_history import history_notes
+
+    lines += [line for p in pipelines for line in sweep_notes(p)]
 
     lines += history_notes(pipelines, loaded_stack)  # what a change of partitioning leaves in the record
     return lines

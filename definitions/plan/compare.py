@@ -31,6 +31,7 @@ from definitions.checks import check
 from definitions.plan import revisions
 from definitions.plan.partition_notes import partition_notes
 from definitions.plan.sides import Definition, Side, revision_side, working_side
+from definitions.plan.sweep_notes import sweep_notes
 from resources.errors import DefinitionError
 from stacks import LoadedStack, load_stack
 
@@ -217,6 +218,7 @@ def _asset_changes(base: Side, head: Side) -> list[AssetChange]:
         old = base.assets[key]
         changes[key] = AssetChange(key, old.kind, "removed", ["removed"], old.where)
     partition_notes(base, head, changes)
+    sweep_notes(base, head, changes)
     order = {"changed": 0, "added": 1, "removed": 2, "stale": 3}
     return sorted(changes.values(), key=lambda c: (order[c.status], c.key))
 

@@ -22,9 +22,11 @@ import yaml
 from assets.data.sources import observable
 from assets.spec.graph import dataset_edges, model_edges, prediction_edges
 from assets.spec.loader import LoadedPipeline, load_pipelines
+from assets.spec.model_spec import Model
 from assets.spec.partitions import Partitions, declaring, fill, placeholders
 from assets.spec.paths import source_key_path
 from assets.spec.scoring import alias_of, alias_source_name
+from assets.spec.sweep_spec import expand
 from assets.spec.versions import code_digests, code_version, definition_payload, module_file
 from definitions.plan import revisions
 from definitions.plan.revisions import Revision
@@ -54,6 +56,9 @@ class Definition:
     # that dataset's source key and path (the files of `discover: files`).
     partitions: Partitions | None = None
     partition_files: tuple[str, str] | None = None
+    # A model's sweep: each trial's id -> (what it trains, as a code version; its params, as people read them).
+    trials: dict[str, tuple[str, str]] | None = None
+    trials_note: str | None = None
 
 
 @dataclass
@@ -227,6 +232,8 @@ def _definitions(
             dict(model.promote.pin),
             display(p.where("models", model_name)),
             retrain=model.retrain.model_dump(mode="json") if model.retrain else None,
+            trials=_trials(model, digest),
+            trials_note=expand(model.sweep).note if model.sweep else None,
         )
     for scored_name, scored in p.spec.predictions.items():
         scorer = p.spec.models.get(scored.model)
@@ -245,6 +252,13 @@ def _definitions(
             display(p.where("predictions", scored_name)),
             scores=(model_key, alias, source),
         )
+
+
+def _trials(model: Model, digest: Callable[[str], str | None] | None) -> dict[str, tuple[str, str]] | None:
+    """A sweep's trials: id -> (the code version of the model as the trial trains it, its params)."""
+    if model.sweep is None:
+        return None
+    return {t.id: (code_version("model", model.trial(t.params), digest), t.label) for t in expand(model.sweep).trials}
 
 
 def revision_digest(rev: Revision, from_revision: bool = False) -> Callable[[str], str | None]:

@@ -61,7 +61,7 @@ def test_changing_one_model_changes_only_its_code_version(write_pipeline):
         (
             "      target: churned\n      estimator: sklearn.linear_model",
             "      colour: red\n      target: churned\n      estimator: sklearn.linear_model",
-            "defs.yaml:10: pipeline shop: models.clf: unknown key 'colour'; valid: dataset, description, estimator, evaluate_on, features, metrics, params, promote, resources, retrain, serve, split, target, task, train, window",
+            "defs.yaml:10: pipeline shop: models.clf: unknown key 'colour'; valid: dataset, description, estimator, evaluate_on, features, metrics, params, promote, resources, retrain, serve, split, sweep, target, task, train, window",
         ),
         (
             "rows: 200",
