@@ -1,0 +1,220 @@
+"""Sweeps through `slipway run`: trials as steps cached in MLflow, the winner trained, gated and promoted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sweep_model
+from mlflow import MlflowClient
+from views import stack_instance
+
+from assets.data.generators import regression
+from assets.spec.tags import REASON_TAG, TRIGGER_TAG
+from definitions.cli.runner import run
+from definitions.definitions import build_definitions
+
+# Runs whole pipelines: the full tier (CI), not the fast one.
+pytestmark = pytest.mark.slow
+
+LAB = """
+type: assets.Pipeline
+attributes:
+  name: lab
+  datasets:
+    rows:
+      source: {path: data/*.csv}
+  models:
+    tree:
+      dataset: rows
+      target: y
+      train: sweep_model:fit
+      params: {random_state: 0}
+      metrics: [rmse, r2]
+      promote: {gates: {r2: ">= GATE"}}
+      retrain: {on_new_data: true, sweep: SWEEP}
+      sweep:
+        params: {max_depth: DEPTHS, min_samples_leaf: [1, 20]}
+        select: {metric: r2}
+        min_success_ratio: RATIO
+"""
+
+
+@pytest.fixture
+def fits(home, monkeypatch, tmp_path) -> Path:
+    log = tmp_path / "fits.jsonl"
+    log.touch()
+    monkeypatch.setenv("SWEEP_MODEL_LOG", str(log))
+    monkeypatch.delenv("SWEEP_MODEL_FAIL_DEPTH", raising=False)
+    monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "sweep_model"]')
+    return log
+
+
+@pytest.fixture
+def lab(write_pipeline, fits):
+    def write(depths="[1, 2, 3]", ratio="1.0", gate="0", sweep="true", data=None):
+        text = LAB.replace("DEPTHS", depths).replace("RATIO", ratio).replace("GATE", gate).replace("SWEEP", sweep)
+        return write_pipeline("lab", text, data if data is not None else {"data/batch_0.csv": regression(400, 1, 4)})
+
+    return write
+
+
+def _client(home: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db")
+
+
+def _trial_runs(home: Path) -> list:
+    client = _client(home)
+    experiment = client.get_experiment_by_name("lab")
+    return [r for r in client.search_runs([experiment.experiment_id]) if "slipway.trial" in r.data.tags]
+
+
+def _tree(report):
+    return next(o for o in report.outcomes if o.key == "lab/tree")
+
+
+def _materialization(run_id: str) -> dict:
+    with stack_instance() as instance:
+        (entry,) = [
+            e
+            for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            if e.dagster_event.asset_key == dg.AssetKey(["lab", "tree"])
+        ]
+    metadata = entry.dagster_event.step_materialization_data.materialization.metadata
+    return {k: getattr(v, "value", getattr(v, "data", v)) for k, v in metadata.items()}
+
+
+def _trained_trials(fits: Path, since: int = 0) -> list[dict]:
+    """The fits of trials (a winner's training is the last fit of its run and has the winner's params)."""
+    return sweep_model.fits(fits)[since:]
+
+
+def test_a_sweep_trains_each_trial_once_and_registers_the_best_under_one_parent_run(home, defs_dir, lab, fits):
+    lab()
+    report = run(defs_dir=defs_dir)
+    tree = _tree(report)
+    assert tree.status == "built" and tree.alias == "champion", tree.detail
+    # Six trials, then the winner trained again as the registered version.
+    assert len(sweep_model.fits(fits)) == 7
+    trials = _trial_runs(home)
+    assert len(trials) == 6 and {r.info.status for r in trials} == {"FINISHED"}
+    best = max(trials, key=lambda r: r.data.metrics["r2"])
+    client = _client(home)
+    (version,) = client.search_model_versions("name = 'lab.tree'")
+    parent = client.get_run(version.run_id)
+    # Each trial is nested under the run that registered the version; it records the winner.
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert json.loads(version.tags["slipway.sweep.params"]) == json.loads(best.data.tags["slipway.trial_params"])
+    assert parent.data.tags["slipway.sweep.winner_run"] == best.info.run_id
+    assert parent.data.metrics["r2"] == pytest.approx(best.data.metrics["r2"])
+    assert parent.data.params["max_depth"] == best.data.params["max_depth"]
+    # The UI: how many trials, the winner's params and score, the parent run and the scores.
+    shown = _materialization(tree.dagster_run_id)
+    assert shown["sweep"] == "6 trials: 6 trained, 0 cached, 0 failed"
+    assert shown["sweep_trials"] == 6
+    assert shown["sweep_params"] == json.loads(best.data.tags["slipway.trial_params"])
+    assert shown["sweep_winner_r2"] == pytest.approx(best.data.metrics["r2"])
+    assert parent.info.run_id in shown["sweep_parent_run"]
+    assert shown["sweep_plot"].endswith("/artifacts/sweep/scores.html?workflowType=machine_learning")
+    winner_line = next(line for line in shown["sweep_scores"].splitlines() if "(winner)" in line)
+    assert best.data.tags["slipway.trial"] in winner_line
+    assert "<svg" in (Path(parent.info.artifact_uri.removeprefix("file://")) / "sweep" / "scores.html").read_text()
+    # Nothing changed: nothing trains.
+    again = run(defs_dir=defs_dir)
+    assert _tree(again).status == "reused" and len(sweep_model.fits(fits)) == 7
+
+
+def test_adding_two_grid_points_trains_two_trials(home, defs_dir, lab, fits):
+    lab()
+    run(defs_dir=defs_dir)
+    before = len(sweep_model.fits(fits))
+    lab(depths="[1, 2, 3, 5]")
+    report = run(defs_dir=defs_dir)
+    assert _tree(report).status == "built", _tree(report).detail
+    new = _trained_trials(fits, before)
+    # Two new trials (depth 5 with each leaf size), then the winner's training.
+    assert sorted(f["params"]["min_samples_leaf"] for f in new[:2]) == [1, 20]
+    assert all(f["params"]["max_depth"] == 5 for f in new[:2]) and len(new) == 3
+    assert _materialization(_tree(report).dagster_run_id)["sweep"] == "8 trials: 2 trained, 6 cached, 0 failed"
+
+
+def test_a_failing_trial_fails_alone_and_is_retried_alone(home, defs_dir, lab, fits, monkeypatch):
+    lab(ratio="0.5")
+    monkeypatch.setenv("SWEEP_MODEL_FAIL_DEPTH", "3")
+    report = run(defs_dir=defs_dir)
+    assert _tree(report).status == "built", _tree(report).detail
+    assert _materialization(_tree(report).dagster_run_id)["sweep"] == "6 trials: 4 trained, 0 cached, 2 failed"
+    failed = [r for r in _trial_runs(home) if r.info.status == "FAILED"]
+    assert len(failed) == 2
+    assert {r.data.tags["slipway.trial_error"] for r in failed} == {"ValueError: depth 3 refused"}
+    before = len(sweep_model.fits(fits))
+    monkeypatch.delenv("SWEEP_MODEL_FAIL_DEPTH")
+    again = run(defs_dir=defs_dir, force=True)
+    new = _trained_trials(fits, before)
+    assert [f["params"]["max_depth"] for f in new[:2]] == [3, 3] and len(new) == 3  # the two, then the winner
+    assert _materialization(_tree(again).dagster_run_id)["sweep"] == "6 trials: 2 trained, 4 cached, 0 failed"
+
+
+def test_a_sweep_below_its_success_ratio_fails_with_the_trials_errors_and_registers_nothing(
+    home, defs_dir, lab, fits, monkeypatch
+):
+    lab(ratio="0.8")
+    monkeypatch.setenv("SWEEP_MODEL_FAIL_DEPTH", "3")
+    report = run(defs_dir=defs_dir)
+    tree = _tree(report)
+    assert tree.status == "failed"
+    assert (
+        "the sweep failed: 4 of 6 trials succeeded, min_success_ratio 0.8 needs 5; 2 trials" in tree.detail
+        and "ValueError: depth 3 refused" in tree.detail
+    ), tree.detail
+    assert _client(home).search_model_versions("name = 'lab.tree'") == []
+
+
+def test_the_winner_goes_through_the_gates_and_the_champion_comparison(home, defs_dir, lab, fits):
+    lab(gate="0.999")
+    gated = _tree(run(defs_dir=defs_dir))
+    # As any training whose gate fails: registered, no alias, its blocking check failed.
+    assert gated.status == "failed" and "gate failed: r2=" in gated.detail, gated.detail
+    (version,) = _client(home).search_model_versions("name = 'lab.tree'")
+    assert version.aliases == [] and "slipway.sweep.params" in version.tags
+    lab(gate="0")
+    first = _tree(run(defs_dir=defs_dir))
+    assert first.alias == "champion", first.detail  # every trial was cached: only the winner trained
+    again = _tree(run(defs_dir=defs_dir, force=True))
+    assert again.alias == "challenger" and "does not beat champion v2" in again.detail, again.detail
+
+
+def _retrain(defs_dir: Path) -> dg.ExecuteInProcessResult:
+    """A retrain of the model as its policy launches one (the retrain sensor's tags)."""
+    defs = build_definitions(defs_dir)
+    job = defs.resolve_implicit_global_asset_job_def()
+    with stack_instance() as instance:
+        return job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(["lab", "rows"]), dg.AssetKey(["lab", "tree"])],
+            tags={TRIGGER_TAG: "new_data", REASON_TAG: "new_data: lab/rows has new data"},
+        )
+
+
+@pytest.mark.parametrize("sweep", ["true", "false"])
+def test_a_retrain_reruns_the_sweep_unless_the_model_says_to_train_the_last_winner_alone(
+    home, defs_dir, lab, fits, sweep
+):
+    folder = lab(sweep=sweep).parent
+    run(defs_dir=defs_dir)
+    client = _client(home)
+    (first,) = client.search_model_versions("name = 'lab.tree'")
+    winner = json.loads(first.tags["slipway.sweep.params"])
+    before = len(sweep_model.fits(fits))
+    regression(300, 2, 4).to_csv(folder / "data" / "batch_1.csv", index=False)
+    assert _retrain(defs_dir).success
+    new = _trained_trials(fits, before)
+    latest = max(client.search_model_versions("name = 'lab.tree'"), key=lambda v: int(v.version))
+    assert str(latest.version) == "2" and latest.tags["slipway.retrain_trigger"] == "new_data"
+    if sweep == "false":
+        assert [{k: f["params"][k] for k in winner} for f in new] == [winner]  # the last winner, alone
+        assert json.loads(latest.tags["slipway.sweep.params"]) == winner
+    else:
+        assert len(new) == 7  # six trials on the new data, then the winner
