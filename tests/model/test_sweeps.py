@@ -218,3 +218,31 @@ def test_a_retrain_reruns_the_sweep_unless_the_model_says_to_train_the_last_winn
         assert json.loads(latest.tags["slipway.sweep.params"]) == winner
     else:
         assert len(new) == 7  # six trials on the new data, then the winner
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_trials_in_step_processes_never_run_more_at_once_than_the_sweep_allows(
+    home, defs_dir, lab, fits, monkeypatch, tmp_path, parallelism
+):
+    folder = lab(depths="[1, 2]").parent
+    text = (folder / "defs.yaml").read_text()
+    (folder / "defs.yaml").write_text(
+        text.replace("min_success_ratio:", f"parallelism: {parallelism}\n        min_success_ratio:")
+    )
+    local = (Path(__file__).resolve().parents[2] / "stacks" / "local.yaml").read_text()
+    stack = tmp_path / "multiprocess.yaml"
+    stack.write_text(
+        local.replace(
+            "orchestrator:        {type: in_process}", "orchestrator: {type: multiprocess, max_concurrent: 4}"
+        )
+    )
+    monkeypatch.setenv("SWEEP_MODEL_SECONDS", "0.5")
+    report = run(defs_dir=defs_dir, stack_name=str(stack))
+    assert _tree(report).status == "built", _tree(report).detail
+    trials = sweep_model.fits(fits)[:-1]  # the last fit is the winner's training
+    assert len(trials) == 4 and len({f["pid"] for f in trials}) == 4  # each trial in a step process of its own
+    at_once = max(sum(1 for o in trials if o["start"] < f["end"] and f["start"] < o["end"]) for f in trials)
+    assert at_once <= parallelism
+    # The bound is the trials' pool, whose slots `slipway run` set to the sweep's parallelism.
+    with stack_instance() as instance:
+        assert instance.event_log_storage.get_concurrency_info("slipway-sweep-lab.tree").slot_count == parallelism

@@ -475,3 +475,36 @@ def test_predictions_are_rescored_when_a_pin_moves_their_alias_or_their_model_re
     found = run_plan(repo)
     assert "shop/forecasted" not in {a.key for a in found.assets}
     assert found.pins == [{"model": "shop/forecast", "alias": "champion", "before": 2, "after": None}]
+
+
+def test_a_sweep_lists_its_new_invalidated_and_cached_trials(repo: Path) -> None:
+    edit(
+        repo,
+        "      params: {alpha: 1.0}\n",
+        "      params: {fit_intercept: true}\n      sweep: {params: {alpha: [0.1, 1.0]}}\n",
+    )
+    commit_all(repo, "a sweep")
+    edit(repo, "alpha: [0.1, 1.0]", "alpha: [0.1, 1.0, 3.0, 10.0]")
+    (forecast,) = [a for a in run_plan(repo).assets if a.key == "shop/forecast"]
+    assert forecast.status == "changed"
+    assert forecast.why[1:] == [
+        "sweep: 4 trials: 2 new, 0 invalidated, 2 cached",
+        f"new trials: {_trial_ids(3.0)} (alpha=3.0), {_trial_ids(10.0)} (alpha=10.0)",
+    ]
+    # A change to what every trial trains invalidates each of them.
+    edit(repo, "fit_intercept: true", "fit_intercept: false")
+    (forecast,) = [a for a in run_plan(repo).assets if a.key == "shop/forecast"]
+    assert forecast.why[1] == "sweep: 4 trials: 2 new, 2 invalidated, 0 cached"
+    assert forecast.why[3].startswith("invalidated (the model's definition or code changed): ")
+    # New data: every trial trains again.
+    edit(repo, "fit_intercept: false", "fit_intercept: true")
+    edit(repo, "alpha: [0.1, 1.0, 3.0, 10.0]", "alpha: [0.1, 1.0]")
+    edit(repo, "2,12\n", "2,12\n3,14\n", "defs/shop/data/orders.csv")
+    (forecast,) = [a for a in run_plan(repo).assets if a.key == "shop/forecast"]
+    assert forecast.status == "stale" and "sweep: if the data changes, all 2 trials train" in forecast.why
+
+
+def _trial_ids(alpha: float) -> str:
+    from assets.spec.sweep_spec import trial_id
+
+    return trial_id({"alpha": alpha})
