@@ -209,6 +209,9 @@ class _ModelAsset:
         # Import everything the training needs first: the tracker's warm-up imports MLflow on
         # another thread, and no import may run beside it.
         fit_fn = training.learner(spec, stores.imports.allowed, self.where)
+        fitted = sweep.take(swept.winner.run) if swept is not None and swept.winner is not None else None
+        if fitted is not None:  # the winning trial's model, fitted in this process on the same rows
+            fit_fn = lambda x, y: fitted  # noqa: E731
         stores.tracker.prepare()
         # The run is recorded after training (so that MLflow's start-up overlaps it), dated
         # from when training began.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,31 @@ WINNER_OF_TAG = "slipway.sweep.of"  # the registered model's name, on the traini
 DAGSTER_RUN_TAG = "slipway.dagster_run_id"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's UI nests a run under this one
 PLOT_FILE = "sweep/scores.html"
+
+
+# The best model each sweep's trials fitted in this process: context key -> (trial key, score, model).
+# On the in-process executor the winner's step then registers the very model its trial scored
+# instead of fitting it again; in a process of its own (multiprocess, k8s) it fits the winner's params.
+_held: dict[str, tuple[str, float, Any]] = {}
+_held_lock = threading.Lock()
+
+
+def hold(shared: str, key: str, score: float, higher: bool, model: Any) -> None:
+    """Keep ``model`` (trial ``key``'s) if it scored better than the best this process holds for the sweep."""
+    with _held_lock:
+        best = _held.get(shared)
+        if best is None or (score > best[1] if higher else score < best[1]):
+            _held[shared] = (key, score, model)
+
+
+def take(found: FoundRun | None) -> Any | None:
+    """The model the trial run ``found`` fitted, if this process holds it (once: it is let go)."""
+    if found is None:
+        return None
+    shared, key = found.tags.get(CONTEXT_TAG, ""), found.tags.get(TRIAL_KEY_TAG)
+    with _held_lock:
+        best = _held.pop(shared, None)
+    return best[2] if best is not None and best[0] == key else None
 
 
 def context_key(spec: Model, data_versions: list[str]) -> str:
@@ -120,6 +146,9 @@ def run_trial(
     run = tracker.start_run(step.pipeline, f"{step.name}-trial-{trial.id}", tags, started)
     tracker.log(run, trained.params, trained.metrics, {})
     tracker.end_run(run, ok=True)
+    metric, higher = spec.winner_metric
+    if metric in trained.metrics:
+        hold(shared, key, trained.metrics[metric], higher, trained.model)
     return "trained"
 
 
