@@ -134,7 +134,7 @@ def _quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
-def _build(key: tuple[str, str]) -> Any:
+def _build(key: tuple[str, str], saving: bool = False) -> Any:
     _no_telemetry()
     _bounded_retries()
     # A bare postgresql:// with the driver shipped; a database store reached (briefly) before MLflow tries.
@@ -154,7 +154,8 @@ def _build(key: tuple[str, str]) -> Any:
         new = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
         new._tracking_client.store  # noqa: B018
         new._get_registry_client().store  # noqa: B018
-    _warm_model_saving()
+    if saving:  # a training is about to log a model (prewarm); a client built on demand may never do
+        _warm_model_saving()
     return new
 
 
@@ -250,7 +251,7 @@ def _warm_model_saving() -> None:
 
 def _warm(key: tuple[str, str]) -> None:
     try:
-        built = _build(key)
+        built = _build(key, saving=True)
     except BaseException as exc:  # re-raised on the caller's thread by client()
         _errors[key] = exc
         return

@@ -49,6 +49,7 @@ def in_step_processes(launch: Launch) -> Any:
     from resources.dagster_private import reconstructable_job
 
     with _environment(launch.env):
+        _fork_server_of_this_environment()
         return dg.execute_job(
             reconstructable_job(*CODE_LOCATION, launch.job.name),
             instance=launch.instance,
@@ -57,6 +58,28 @@ def in_step_processes(launch: Launch) -> Any:
             run_config=dict(launch.run_config),
             tags=dict(launch.tags),
         )
+
+
+#: The environment (and working folder) the multiprocessing fork server was started in, if it was.
+_fork_server_started_in: dict[str, str] | None = None
+
+
+def _fork_server_of_this_environment() -> None:
+    """Stop the fork server when this launch's environment is not the one it was started in.
+
+    The multiprocess executor forks its step processes from one server per process
+    (:data:`stacks.orchestrators.PRELOADED`), which keeps the environment and working folder it
+    was started with: a later launch from the same process with another ``SLIPWAY_HOME``, stack
+    or definitions folder (a program or test calling `slipway run` twice) would have its steps
+    read the first one's. Stopped, the executor starts a new one with the current environment.
+    """
+    global _fork_server_started_in
+    from multiprocessing import forkserver
+
+    now = {**os.environ, "\0cwd": os.getcwd()}
+    if _fork_server_started_in is not None and _fork_server_started_in != now:
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]  # CPython's own, since 3.8
+    _fork_server_started_in = now
 
 
 @contextlib.contextmanager

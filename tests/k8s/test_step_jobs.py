@@ -66,9 +66,14 @@ def step_jobs(defs_dir: Path) -> dict[str, dict[str, Any]]:
     )
     jobs = {}
     graph = defs.resolve_asset_graph()
+    ops = []
     for key in graph.materializable_asset_keys:
-        op = graph.get(key).assets_def.op
-        step_key = op.name
+        node = graph.get(key).assets_def.node_def
+        if isinstance(node, dg.GraphDefinition):  # a sweep: a step per trial, then train
+            ops += [(f"{node.name}.{inner.name}", inner.definition) for inner in node.nodes]
+        else:
+            ops.append((node.name, node))
+    for step_key, op in ops:
         context = base.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(op.tags)))
         name = f"dagster-step-{get_k8s_job_name('0123abcd-run', step_key)}"
         built = construct_dagster_k8s_job(
@@ -178,3 +183,37 @@ def test_the_executor_is_dagster_k8s_with_the_stack_s_concurrency(home):
     assert executor.name == "k8s_job"
     assert loaded.stack.orchestrator.executor_config()["max_concurrent"] == 8
     assert isinstance(executor, dg.ExecutorDefinition)
+
+
+def test_each_trial_of_a_sweep_is_a_step_job_with_the_models_resources(defs_dir, home):
+    (defs_dir / "lab").mkdir()
+    (defs_dir / "lab" / "defs.yaml").write_text(
+        textwrap.dedent(
+            """
+            type: assets.Pipeline
+            attributes:
+              name: lab
+              datasets:
+                rows:
+                  source: {sklearn: diabetes}
+              models:
+                tree:
+                  dataset: rows
+                  target: target
+                  estimator: sklearn.tree.DecisionTreeRegressor
+                  metrics: [rmse]
+                  resources: {cpu: "2", memory: 3Gi}
+                  sweep: {params: {max_depth: [2, 4, 8]}, parallelism: 2}
+            """
+        )
+    )
+    jobs = step_jobs(defs_dir)
+    trials = sorted(k for k in jobs if k.startswith("lab__tree.trial_"))
+    assert len(trials) == 3 and "lab__tree.train" in jobs
+    assert validate_manifests(list(jobs.values())) == []
+    for step in [*trials, "lab__tree.train"]:
+        container = jobs[step]["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"] == {
+            "requests": {"cpu": "2", "memory": "3Gi"},
+            "limits": {"cpu": "2", "memory": "3Gi"},
+        }

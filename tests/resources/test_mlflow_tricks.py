@@ -236,7 +236,7 @@ def test_serializing_alembic_twice_wraps_it_once(monkeypatch):
 def test_client_waits_for_the_warm_up_and_returns_what_it_built(fresh_warmups, monkeypatch):
     builds: list[str] = []
 
-    def slow_build(key: tuple[str, str]) -> Any:
+    def slow_build(key: tuple[str, str], saving: bool = False) -> Any:
         time.sleep(0.3)
         builds.append(threading.current_thread().name)
         return object()
@@ -253,7 +253,7 @@ def test_client_waits_for_the_warm_up_and_returns_what_it_built(fresh_warmups, m
 
 
 def test_client_raises_the_warm_ups_error_on_the_callers_thread(fresh_warmups, monkeypatch):
-    def fail(key: tuple[str, str]) -> Any:
+    def fail(key: tuple[str, str], saving: bool = False) -> Any:
         time.sleep(0.1)
         raise RuntimeError("database is locked")
 
@@ -282,3 +282,14 @@ def test_a_store_that_could_not_be_opened_is_not_tried_again_for_a_minute(monkey
     with pytest.raises(RuntimeError, match="connection refused"):
         mlflow_client.client(*key)
     assert len(calls) == 2  # a minute later it is tried again
+
+
+def test_only_a_warm_up_before_training_prepares_model_saving(fresh_warmups, monkeypatch):
+    # A client built on demand (a sweep's trial step, a registry lookup) logs no model: it does not
+    # pay for the package scan; the warm-up a training starts does, beside the training.
+    built: list[bool] = []
+    monkeypatch.setattr(mlflow_client, "_build", lambda key, saving=False: built.append(saving) or object())
+    mlflow_client.client("sqlite:///on-demand.db")
+    mlflow_client.prewarm("sqlite:///training.db")
+    mlflow_client.client("sqlite:///training.db")
+    assert built == [False, True]
