@@ -56,6 +56,14 @@ _failures: dict[tuple[str, str], tuple[float, BaseException]] = {}
 FAILURE_MEMORY_SECONDS = 60.0
 
 
+def own_environment() -> frozenset[str]:
+    """The environment variables this module sets itself (defaults a user may override)."""
+    return frozenset(
+        {"MLFLOW_DISABLE_TELEMETRY", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ASYNC_LOGGING"}
+        | set(_RETRY_SETTINGS)
+    )
+
+
 def _no_telemetry() -> None:
     # MLflow 3 sends usage telemetry by default. Nothing leaves a Slipway machine unasked; a user
     # who wants it can still set MLFLOW_DISABLE_TELEMETRY=false.
@@ -341,3 +349,7 @@ def client(tracking_uri: str, registry_uri: str = "") -> Any:
     with _lock:
         _clients[key] = built
     return built
+
+
+#: See :func:`own_environment`.
+OWN_ENVIRONMENT = own_environment()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,10 @@ def _fork_server_of_this_environment() -> None:
     global _fork_server_started_in
     from multiprocessing import forkserver
 
-    now = {**os.environ, "\0cwd": os.getcwd()}
+    from resources.mlflow_client import OWN_ENVIRONMENT
+
+    now = {k: v for k, v in os.environ.items() if k not in OWN_ENVIRONMENT}
+    now |= {"\0cwd": os.getcwd(), "\0path": "\0".join(sys.path)}
     if _fork_server_started_in is not None and _fork_server_started_in != now:
         forkserver._forkserver._stop()  # type: ignore[attr-defined]  # CPython's own, since 3.8
     _fork_server_started_in = now

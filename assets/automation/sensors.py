@@ -78,7 +78,10 @@ def retrain_sensor() -> dg.SensorDefinition:
 
         # Each sweep's trials run as many at once as its parallelism says, in whatever launches them.
         if context.repository_def is not None:
-            set_pool_limits(context.instance, sweep_pools(context.repository_def.assets_defs_by_key.values()))
+            try:
+                set_pool_limits(context.instance, sweep_pools(context.repository_def.assets_defs_by_key.values()))
+            except Exception as exc:  # the instance's storage hiccupped: retrain decisions go on
+                context.log.warning(f"sweep pools not set this tick: {exc}")
         return evaluate(context)
 
     return _retrain

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ ERROR_TAG = "slipway.trial_error"
 WINNER_TAG = "slipway.sweep.params"  # the winning params (JSON), on the training run and its version
 WINNER_OF_TAG = "slipway.sweep.of"  # the registered model's name, on the training run of a sweep
 DAGSTER_RUN_TAG = "slipway.dagster_run_id"
+DEFINITION_TAG = "slipway.definition_hash"  # the model's code version, on its training runs
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's UI nests a run under this one
 PLOT_FILE = "sweep/scores.html"
 
@@ -70,7 +72,7 @@ def take(found: FoundRun | None) -> Any | None:
 
 def context_key(spec: Model, data_versions: list[str]) -> str:
     """What every trial of this definition, code and data shares (the trial's id completes its key)."""
-    text = json.dumps([code_version("model", spec.trial({})), data_versions])
+    text = json.dumps([code_version("model", spec.trained_as({})), data_versions])
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -84,12 +86,19 @@ def retrains_alone(spec: Model, run_tags: dict[str, str]) -> bool:
     return bool(run_tags.get(TRIGGER_TAG)) and spec.retrain is not None and not spec.retrain.sweep
 
 
-def last_winner(tracker: ExperimentTracker, pipeline: str, registry_name: str) -> dict[str, Any] | None:
-    """The swept params of the model's latest finished sweep, None when it never finished one."""
-    for found in tracker.find_runs(pipeline, {WINNER_OF_TAG: registry_name}):
+def last_winner(tracker: ExperimentTracker, pipeline: str, registry_name: str, spec: Model) -> dict[str, Any] | None:
+    """The winning params of the model's latest finished sweep of this very definition, None when there is none.
+
+    A sweep of another definition (edited since) does not count: its winner may name params the
+    sweep no longer has, or values outside it, so the sweep runs again.
+    """
+    assert spec.sweep is not None
+    version = code_version("model", spec)
+    for found in tracker.find_runs(pipeline, {WINNER_OF_TAG: registry_name, DEFINITION_TAG: version}):
         if found.status == "FINISHED" and WINNER_TAG in found.tags:
             params = json.loads(found.tags[WINNER_TAG])
-            return params if isinstance(params, dict) else None
+            if isinstance(params, dict) and set(params) == set(spec.sweep.params):
+                return params
     return None
 
 
@@ -115,7 +124,7 @@ def run_trial(
     raises: the step fails, and the sweep with it.
     """
     spec, trial = step.spec, step.trial
-    if retrains_alone(spec, dict(context.run.tags)) and last_winner(tracker, step.pipeline, step.registry_name):
+    if retrains_alone(spec, dict(context.run.tags)) and last_winner(tracker, step.pipeline, step.registry_name, spec):
         return "skipped"
     shared = context_key(spec, data_versions(frame, evaluation))
     key = f"{shared}-{trial.id}"
@@ -147,7 +156,7 @@ def run_trial(
     tracker.log(run, trained.params, trained.metrics, {})
     tracker.end_run(run, ok=True)
     metric, higher = spec.winner_metric
-    if metric in trained.metrics:
+    if math.isfinite(trained.metrics.get(metric, math.nan)):
         hold(shared, key, trained.metrics[metric], higher, trained.model)
     return "trained"
 
@@ -199,7 +208,7 @@ def collect(
     assert spec.sweep is not None
     metric, higher = spec.winner_metric
     if retrains_alone(spec, run_tags):
-        params = last_winner(tracker, pipeline, registry_name)
+        params = last_winner(tracker, pipeline, registry_name, spec)
         if params is not None:
             return SweepResult([], None, params, metric, higher, "a retrain training the last winner's params alone")
     expansion = expand(spec.sweep)
@@ -211,19 +220,31 @@ def collect(
     for trial in expansion.trials:
         mine = runs.get(trial.id, [])
         done = next((f for f in mine if f.status == "FINISHED"), None)
-        if done is not None and metric in done.metrics:
+        if done is not None and math.isfinite(done.metrics.get(metric, math.nan)):
             status = "trained" if done.tags.get(DAGSTER_RUN_TAG) == run_id else "cached"
             results.append(TrialResult(trial, status, done.metrics[metric], done))
         else:
             last = mine[0] if mine else None
             error = last.tags.get(ERROR_TAG, "its run did not finish") if last is not None else "it did not run"
+            if done is not None:
+                error = f"its {metric} is {done.metrics.get(metric, 'missing')}"
             results.append(TrialResult(trial, "failed", None, last, error))
     succeeded = [r for r in results if r.score is not None]
     ratio = spec.sweep.min_success_ratio
-    if not succeeded or len(succeeded) < ratio * len(results):
+    if not any(runs.values()) and tracker.find_runs(pipeline, {SWEEP_TAG: registry_name, DAGSTER_RUN_TAG: run_id}):
+        raise DataError(
+            "the sweep's trials ran on other data than its train step read (the dataset was built again "
+            "meanwhile); run the model again"
+        )
+    if not succeeded or len(succeeded) < needed(ratio, len(results)):
         raise DataError(_too_few(results, succeeded, ratio))
     best = max(succeeded, key=lambda r: float(r.score or 0.0) if higher else -float(r.score or 0.0))
     return SweepResult(results, best, best.trial.params, metric, higher, expansion.note)
+
+
+def needed(ratio: float, trials: int) -> int:
+    """How many of ``trials`` must succeed for ``ratio`` (0.55 of 100 is 55, not 56 by float rounding)."""
+    return max(1, math.ceil(round(ratio * trials, 9)))
 
 
 def _too_few(results: list[TrialResult], succeeded: list[TrialResult], ratio: float) -> str:
@@ -235,10 +256,9 @@ def _too_few(results: list[TrialResult], succeeded: list[TrialResult], ratio: fl
         f"{len(ids)} trial{'s' if len(ids) > 1 else ''} ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''}): {error}"
         for error, ids in sorted(errors.items(), key=lambda item: -len(item[1]))
     )
-    needed = -(-ratio * len(results) // 1)
     return (
         f"the sweep failed: {len(succeeded)} of {len(results)} trials succeeded, min_success_ratio {ratio} "
-        f"needs {int(needed)}; {said}"
+        f"needs {needed(ratio, len(results))}; {said}"
     )
 
 
@@ -291,7 +311,8 @@ def score_table(result: SweepResult, limit: int = 30) -> str:
             share = share if result.higher else 1.0 - share
             bar, score = "█" * (1 + round(share * 19)), f"{r.score:.4g}"
         mark = " (winner)" if result.winner is r else ""
-        lines.append(f"| {r.trial.id}{mark} | {r.trial.label} | {score} | {bar} | {r.status} |")
+        label = r.trial.label.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r.trial.id}{mark} | {label} | {score} | {bar} | {r.status} |")
     if len(ranked) > limit:
         lines.append(f"| … | {len(ranked) - limit} more in sweep/trials.json | | | |")
     return "\n".join(lines)

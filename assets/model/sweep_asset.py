@@ -20,6 +20,7 @@ from assets.model import sweep
 from assets.spec import compute
 from assets.spec.sweep_spec import Trial, expand
 from resources.alerts import Alerter
+from resources.partitioned import WINDOW_METADATA
 from resources.policy import ImportPolicy
 from resources.registry import ModelRegistry
 from resources.tracker import ExperimentTracker
@@ -63,7 +64,9 @@ def build_sweep_asset(model: _ModelAsset, refs: Mapping[str, Any] | None) -> dg.
     outs = {"result": dg.Out(is_required=False)} | {
         check.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for check in args["check_specs"]
     }
-    ins = {"frame": dg.In(), "evaluation": dg.In(), "trials": dg.In(dg.Nothing)}
+    # The ops load the dataset themselves: the model's window (an AssetIn's metadata) is theirs to say.
+    window = {WINDOW_METADATA: spec.window} if spec.window is not None else None
+    ins = {"frame": dg.In(metadata=window), "evaluation": dg.In(), "trials": dg.In(dg.Nothing)}
     if not has_evaluation:
         del ins["evaluation"]
 
@@ -121,7 +124,8 @@ def build_sweep_asset(model: _ModelAsset, refs: Mapping[str, Any] | None) -> dg.
 
 def _trial_op(model: _ModelAsset, trial: Trial, tags: dict[str, Any], has_evaluation: bool) -> Any:
     step = sweep.TrialStep(model.pipeline, model.name, model.registry_name, model.spec, trial, model.where)
-    ins = {"frame": dg.In(), **({"evaluation": dg.In()} if has_evaluation else {})}
+    window = {WINDOW_METADATA: model.spec.window} if model.spec.window is not None else None
+    ins = {"frame": dg.In(metadata=window), **({"evaluation": dg.In()} if has_evaluation else {})}
 
     @dg.op(
         name=f"trial_{trial.id}",

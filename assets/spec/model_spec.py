@@ -167,6 +167,10 @@ class Model(Closed):
         """The model as one trial of its sweep trains it: its params with ``params``, and no sweep."""
         return self.model_copy(update={"params": {**self.params, **params}, "sweep": None})
 
+    def trained_as(self, params: dict[str, Any]) -> Model:
+        """What a trial with ``params`` computes, for its cache key: no sweep, promotion or description."""
+        return self.trial(params).model_copy(update={"promote": Promote(), "description": None})
+
     @property
     def winner_metric(self) -> tuple[str, bool]:
         """The metric a sweep's winner is chosen by, and whether higher wins."""

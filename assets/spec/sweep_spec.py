@@ -4,9 +4,10 @@ Part of the pipeline schema (``models.<name>.sweep``); like it, it imports neith
 any ML library. :func:`expand` turns a sweep into its trials, deterministically: the same block
 gives the same trials, in the same order, on every machine.
 
-A param's values are a list (``[4, 8, 12]``), an inclusive range (``{range: [100, 400, 100]}``:
-100, 200, 300, 400), or, for a random sweep only, a continuous interval (``{uniform: [0.01,
-0.3]}``, ``{log_uniform: [1e-4, 1e-1]}``).
+A param's values are a list (``[4, 8, 12]``: numbers, text, true/false, null), an inclusive range
+(``{range: [100, 400, 100]}``: 100, 200, 300, 400), or, for a random sweep only, a continuous
+interval (``{uniform: [0.01, 0.3]}``, ``{log_uniform: [1.0e-4, 0.1]}``; YAML reads ``1e-4``
+without a dot as text, which an interval takes as the number it spells).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class Span(Closed):
     log_uniform: tuple[Number, Number] | None = Field(
         default=None, description="[low, high], both above 0, drawn evenly in log scale: random sweeps only."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_written_as_text(cls, data: Any) -> Any:
+        # YAML 1.1 reads `1e-4` (no dot) as text: in an interval it can only mean the number.
+        if isinstance(data, dict):
+            return {k: [_number(v) for v in b] if isinstance(b, list) else b for k, b in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _one(self) -> Span:
@@ -105,8 +114,12 @@ class Sweep(Closed):
                 raise ValueError(f"{name}: an empty list gives no trial")
             if isinstance(values, list):
                 for value in values:
-                    if isinstance(value, dict | list):
-                        raise ValueError(f"params.{name}: {value!r} is not a single value (number, text, true, null)")
+                    if not isinstance(value, str | int | float | bool) and value is not None:
+                        raise ValueError(
+                            f"{name}: {value!r} is not a number, text, true/false or null (quote a date: text)"
+                        )
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise ValueError(f"{name}: {value!r} is not a finite number")
         return params
 
     @model_validator(mode="after")
@@ -123,13 +136,21 @@ class Sweep(Closed):
                     f"params {continuous}: a grid cannot list a continuous interval; give values or a range, "
                     "or use strategy: random"
                 )
-            if grid_size(self) > MAX_GRID:
-                raise ValueError(f"the grid has {grid_size(self)} trials, more than {MAX_GRID}")
+            size = grid_size(self)
+            if size > MAX_GRID:
+                raise ValueError(f"the grid has {size} trials, more than {MAX_GRID}")
+            if size > MAX_TRIALS and self.max_trials is None:
+                raise ValueError(
+                    f"the grid has {size} trials (a step each): set max_trials (at most {MAX_TRIALS}) to sample it"
+                )
         return self
 
 
 def _choices(values: list[Any] | Span) -> list[Any]:
-    return values.values() if isinstance(values, Span) else list(values)
+    """The values a grid enumerates (none for an interval: a random sweep draws from it)."""
+    if isinstance(values, Span):
+        return values.values() if values.range is not None else []
+    return list(values)
 
 
 def grid_size(sweep: Sweep) -> int:
@@ -153,8 +174,21 @@ class Trial:
 
 
 def trial_id(params: dict[str, Any]) -> str:
-    """A stable 8-hex id of a trial's params (the same params, the same id, in any order)."""
-    return hashlib.blake2b(json.dumps(params, sort_keys=True).encode(), digest_size=4).hexdigest()
+    """A stable 12-hex id of a trial's params (the same params, the same id, in any order)."""
+    return hashlib.blake2b(_canonical(params).encode(), digest_size=6).hexdigest()
+
+
+def _canonical(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 @dataclass(frozen=True)
@@ -174,10 +208,9 @@ def expand(sweep: Sweep) -> Expansion:
     names = list(sweep.params)
     rng = random.Random(sweep.seed if sweep.seed is not None else 0)
     note = None
+    choices = {name: _choices(values) for name, values in sweep.params.items()}
     if sweep.strategy == "grid":
-        grid = [
-            dict(zip(names, values, strict=True)) for values in itertools.product(*map(_choices, sweep.params.values()))
-        ]
+        grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())]
         if sweep.max_trials is not None and len(grid) > sweep.max_trials:
             chosen = sorted(rng.sample(range(len(grid)), sweep.max_trials))
             note = (
@@ -187,19 +220,24 @@ def expand(sweep: Sweep) -> Expansion:
             grid = [grid[i] for i in chosen]
         drawn = grid
     else:
-        drawn = [{n: _draw(rng, sweep.params[n]) for n in names} for _ in range(int(sweep.max_trials or 0))]
+        drawn = [{n: _draw(rng, sweep.params[n], choices[n]) for n in names} for _ in range(int(sweep.max_trials or 0))]
     trials: dict[str, Trial] = {}
+    ids: dict[str, str] = {}
     for params in drawn:
-        trials.setdefault(trial_id(params), Trial(trial_id(params), params))
+        text, tid = _canonical(params), trial_id(params)
+        if ids.setdefault(tid, text) != text:  # 48 bits: never seen, but never silently merged either
+            raise ValueError(f"trials {ids[tid]} and {text} have the same id {tid}")
+        trials.setdefault(text, Trial(tid, params))
     if len(trials) < len(drawn):
-        note = f"{len(drawn)} draws gave {len(trials)} distinct trials (repeats are trained once)"
+        repeats = f"{len(drawn) - len(trials)} repeated trials are trained once"
+        note = f"{note}; {repeats}" if note else f"{len(drawn)} draws gave {len(trials)} distinct trials ({repeats})"
     return Expansion(list(trials.values()), note)
 
 
-def _draw(rng: random.Random, values: list[Any] | Span) -> Any:
+def _draw(rng: random.Random, values: list[Any] | Span, choices: list[Any]) -> Any:
     if isinstance(values, Span) and values.uniform is not None:
         return round(rng.uniform(*values.uniform), 12)
     if isinstance(values, Span) and values.log_uniform is not None:
         low, high = values.log_uniform
         return round(math.exp(rng.uniform(math.log(low), math.log(high))), 12)
-    return rng.choice(_choices(values))
+    return rng.choice(choices)

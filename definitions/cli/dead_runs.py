@@ -57,14 +57,15 @@ def launched_by_slipway_run(run: Any) -> bool:
 
 
 def free_dead_pool_slots(instance: Any) -> None:
-    """Free model pool slots held by runs that can no longer release them.
+    """Free model and sweep pool slots held by runs that can no longer release them.
 
     A `slipway run` killed mid-training leaves its slot claimed in the instance. The caller holds
     this home's run lock, so no other `slipway run` from this home is alive: a slot of such a run
     (or of a finished or unknown run) is debris. Slots of runs launched another way (the UI, a
     sensor, another machine on a shared instance) that are still going are left alone.
     """
-    for run_id in pool_holders(instance, "slipway-model-"):
+    # A model's training slot, and its sweep's trial slots (a run killed among its trials).
+    for run_id in pool_holders(instance, "slipway-model-") | pool_holders(instance, "slipway-sweep-"):
         record = instance.get_run_by_id(run_id)
         if record is None or record.is_finished or launched_by_slipway_run(record):
             free_pool_slots(instance, run_id)

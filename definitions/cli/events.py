@@ -22,19 +22,25 @@ def _value(entry: Any) -> Any:
 _STEP_ENDS = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
 
 
-def step_seconds(entries: Any) -> dict[str, float]:
-    """Wall time of each step, from its start event to its success or failure event."""
+def step_seconds(entries: Any, groups: dict[str, str] | None = None) -> dict[str, float]:
+    """Wall time of each step, from its start event to its success or failure event.
+
+    ``groups`` maps step keys to one name (a sweep's trial steps and its train step, to the
+    model's): its time is from the first of them starting to the last ending.
+    """
+    groups = groups or {}
     started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
+    ended: dict[str, float] = {}
     for entry in entries:
         event = entry.dagster_event
         if event is None or entry.step_key is None:
             continue
+        name = groups.get(entry.step_key, entry.step_key)
         if event.event_type == dg.DagsterEventType.STEP_START:
-            started[entry.step_key] = entry.timestamp
-        elif event.event_type in _STEP_ENDS and entry.step_key in started:
-            seconds[entry.step_key] = round(entry.timestamp - started[entry.step_key], 3)
-    return seconds
+            started.setdefault(name, entry.timestamp)
+        elif event.event_type in _STEP_ENDS and name in started:
+            ended[name] = entry.timestamp
+    return {name: round(ended[name] - started[name], 3) for name in ended}
 
 
 def with_checks(outcome: AssetOutcome, checks: list[str], built: str | None) -> None:
@@ -139,6 +145,14 @@ def failed_on_a_store(failures: Any) -> set[str]:
     return found
 
 
+def steps_of(graph: Any, key: dg.AssetKey) -> list[str]:
+    """Every step key of ``key``'s op or graph (a sweep: each trial's, then ``train``)."""
+    node = graph.get(key).assets_def.node_def
+    if isinstance(node, dg.GraphDefinition):
+        return [f"{node.name}.{inner.name}" for inner in node.nodes]
+    return [node.name]
+
+
 def step_of(graph: Any, key: dg.AssetKey) -> str:
     """The step key of the op that outputs ``key`` (its op's name; in a sweep's graph, ``graph.train``)."""
     assets_def = graph.get(key).assets_def
@@ -158,13 +172,17 @@ def read_outcomes(
 ) -> dict[dg.AssetKey, AssetOutcome]:
     """What happened to each of ``keys`` in run ``run_id``, from the event log alone."""
     by_step: dict[str, list[dg.AssetKey]] = {}
+    groups: dict[str, str] = {}  # a sweep's steps, timed as one: the step that outputs its model
     for key in keys:
-        by_step.setdefault(step_of(graph, key), []).append(key)
+        main = step_of(graph, key)
+        for step in steps_of(graph, key):
+            by_step.setdefault(step, []).append(key)
+            groups[step] = main
     outcomes = {k: AssetOutcome(k.to_user_string(), kind_of(k), "not run", reason=reasons.get(k, "")) for k in keys}
     built: dict[dg.AssetKey, str] = {}  # key -> the detail of what it built
     failed_checks: dict[dg.AssetKey, list[str]] = {}
     entries = instance.all_logs(run_id)
-    for step, seconds in step_seconds(entries).items():
+    for step, seconds in step_seconds(entries, groups).items():
         for key in by_step.get(step, []):
             outcomes[key].seconds = seconds
     for entry in entries:

@@ -258,7 +258,9 @@ def _trials(model: Model, digest: Callable[[str], str | None] | None) -> dict[st
     """A sweep's trials: id -> (the code version of the model as the trial trains it, its params)."""
     if model.sweep is None:
         return None
-    return {t.id: (code_version("model", model.trial(t.params), digest), t.label) for t in expand(model.sweep).trials}
+    return {
+        t.id: (code_version("model", model.trained_as(t.params), digest), t.label) for t in expand(model.sweep).trials
+    }
 
 
 def revision_digest(rev: Revision, from_revision: bool = False) -> Callable[[str], str | None]:

@@ -42,7 +42,7 @@ def sweep_notes(base: Side, head: Side, changes: dict[str, AssetChange]) -> None
         invalid = [i for i in new.trials if i in before and before[i][0] != new.trials[i][0]]
         cached = total - len(added) - len(invalid)
         dropped = [i for i in before if i not in new.trials]
-        parts = [f"{len(added)} new", f"{len(invalid)} invalidated", f"{cached} cached"]
+        parts = [f"{len(added)} new", f"{len(invalid)} invalidated", f"{cached} cached (if its data is the same)"]
         lines = [
             f"sweep: {total} trials{sampled}: {', '.join(parts)}" + (f", {len(dropped)} dropped" if dropped else "")
         ]

@@ -28,3 +28,8 @@ def test_a_winner_this_process_did_not_fit_best_is_not_handed_a_model():
     assert sweep.take(_found("s3", "s3-z")) is None
     assert sweep.take(_found("s3", "s3-a")) is None  # and what was held is let go
     assert sweep.take(None) is None
+
+
+def test_the_success_ratio_needs_whole_trials_without_float_rounding():
+    assert sweep.needed(0.55, 100) == 55 and sweep.needed(0.8, 6) == 5 and sweep.needed(1.0, 6) == 6
+    assert sweep.needed(0.01, 3) == 1  # at least one trial, always

@@ -48,6 +48,7 @@ def fits(home, monkeypatch, tmp_path) -> Path:
     log.touch()
     monkeypatch.setenv("SWEEP_MODEL_LOG", str(log))
     monkeypatch.delenv("SWEEP_MODEL_FAIL_DEPTH", raising=False)
+    monkeypatch.delenv("SWEEP_MODEL_STORE_DOWN_DEPTH", raising=False)
     monkeypatch.setenv("SLIPWAY_ALLOWED_IMPORTS", '["sklearn", "sweep_model"]')
     return log
 
@@ -254,3 +255,52 @@ def test_trials_in_step_processes_never_run_more_at_once_than_the_sweep_allows(
     # The bound is the trials' pool, whose slots `slipway run` set to the sweep's parallelism.
     with stack_instance() as instance:
         assert instance.event_log_storage.get_concurrency_info("slipway-sweep-lab.tree").slot_count == parallelism
+
+
+def test_a_sweep_slot_left_by_a_killed_run_does_not_hold_the_next_sweep(home, defs_dir, lab, fits):
+    import threading
+
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    lab(depths="[1, 2]")
+    run(defs_dir=defs_dir)
+    lab(depths="[1, 2, 3]")
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        # What a `slipway run` killed among its trials leaves: its run STARTED, a trial slot claimed.
+        dead = DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id="killed-run",
+            status=DagsterRunStatus.STARTED,
+            tags={"slipway/command": "run"},
+        )
+        instance.add_run(dead)
+        assert instance.event_log_storage.claim_concurrency_slot("slipway-sweep-lab.tree", "killed-run", "s").is_claimed
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(run(defs_dir=defs_dir)), daemon=True)
+    worker.start()
+    worker.join(timeout=600)  # a hang guard: a loaded machine is slow, not stuck
+    assert not worker.is_alive(), "the sweep waited for a slot held by a dead run"
+    assert _tree(reports[0]).status == "built"
+
+
+def test_a_sweep_on_a_window_trains_every_trial_on_the_window_alone(home, defs_dir, write_pipeline, fits):
+    text = LAB.replace(
+        "source: {path: data/*.csv}", 'source: {path: "data/{day}.csv"}\n      partitions: {discover: files}'
+    )
+    text = text.replace("      dataset: rows\n", "      dataset: rows\n      window: 2\n")
+    text = text.replace("DEPTHS", "[1, 2]").replace("RATIO", "1.0").replace("GATE", "0").replace("SWEEP", "true")
+    days = {f"data/d{i}.csv": regression(100, i, 4) for i in range(4)}
+    write_pipeline("lab", text, days)
+    report = run(defs_dir=defs_dir)
+    assert _tree(report).status == "built", _tree(report).detail
+    # Each trial, and the winner, trained on the last 2 files' rows (80 % of 200 by the split), not all 400.
+    assert {f["rows"] for f in sweep_model.fits(fits)} <= set(range(140, 181))
+
+
+def test_a_store_error_in_a_trial_fails_the_model_saying_so(home, defs_dir, lab, fits, monkeypatch):
+    lab(ratio="0.5")
+    monkeypatch.setenv("SWEEP_MODEL_STORE_DOWN_DEPTH", "2")
+    tree = _tree(run(defs_dir=defs_dir))
+    # Not a trial's own failure (the ratio does not absorb it): the step fails, and the model's row says why.
+    assert tree.status == "failed" and "cannot log: database is locked" in tree.detail, (tree.status, tree.detail)
+    assert _client(home).search_model_versions("name = 'lab.tree'") == []

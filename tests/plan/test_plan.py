@@ -488,13 +488,13 @@ def test_a_sweep_lists_its_new_invalidated_and_cached_trials(repo: Path) -> None
     (forecast,) = [a for a in run_plan(repo).assets if a.key == "shop/forecast"]
     assert forecast.status == "changed"
     assert forecast.why[1:] == [
-        "sweep: 4 trials: 2 new, 0 invalidated, 2 cached",
+        "sweep: 4 trials: 2 new, 0 invalidated, 2 cached (if its data is the same)",
         f"new trials: {_trial_ids(3.0)} (alpha=3.0), {_trial_ids(10.0)} (alpha=10.0)",
     ]
     # A change to what every trial trains invalidates each of them.
     edit(repo, "fit_intercept: true", "fit_intercept: false")
     (forecast,) = [a for a in run_plan(repo).assets if a.key == "shop/forecast"]
-    assert forecast.why[1] == "sweep: 4 trials: 2 new, 2 invalidated, 0 cached"
+    assert forecast.why[1] == "sweep: 4 trials: 2 new, 2 invalidated, 0 cached (if its data is the same)"
     assert forecast.why[3].startswith("invalidated (the model's definition or code changed): ")
     # New data: every trial trains again.
     edit(repo, "fit_intercept: false", "fit_intercept: true")

@@ -69,7 +69,7 @@ def test_a_random_sweep_draws_the_same_trials_for_a_seed_and_keeps_repeats_once(
     assert [t.params for t in trials] == [t.params for t in expand(_sweep(**block)).trials]
     assert all(1e-4 <= t.params["lr"] <= 1e-1 and t.params["depth"] in (3, 5) for t in trials)
     few = expand(_sweep(strategy="random", seed=0, max_trials=20, params={"depth": [3, 5]}))
-    assert len(few.trials) == 2 and few.note == "20 draws gave 2 distinct trials (repeats are trained once)"
+    assert len(few.trials) == 2 and few.note == "20 draws gave 2 distinct trials (18 repeated trials are trained once)"
 
 
 @pytest.mark.parametrize(
@@ -84,6 +84,11 @@ def test_a_random_sweep_draws_the_same_trials_for_a_seed_and_keeps_repeats_once(
         ({"params": {"a": {"range": [5, 1, 1]}}}, "needs start <= stop and a step above 0"),
         ({"params": {"a": {"log_uniform": [0, 1]}}, "strategy": "random", "seed": 0, "max_trials": 2}, "above 0"),
         ({"params": {"a": [1]}, "min_success_ratio": 0}, "min_success_ratio\n  Input should be greater than 0"),
+        ({"params": {"day": [__import__("datetime").date(2024, 1, 1)]}}, "is not a number, text, true/false or null"),
+        (
+            {"params": {"a": list(range(50)), "b": list(range(50))}},
+            "the grid has 2500 trials (a step each): set max_trials",
+        ),
     ],
 )
 def test_bad_sweeps_are_refused_saying_why(block, message):
@@ -135,3 +140,8 @@ def test_validate_says_how_many_trials_and_how_they_were_chosen(home, write_pipe
         f"{path}: pipeline shop: model clf: sweep of 4 trials (a grid of 6 trials, max_trials 4: 4 sampled with "
         "seed 3), the winner by highest accuracy"
     )
+
+
+def test_an_interval_written_the_way_yaml_reads_1e_4_is_the_number_it_spells():
+    sweep = _sweep(strategy="random", seed=0, max_trials=3, params={"lr": {"log_uniform": ["1e-4", "1e-1"]}})
+    assert sweep.params["lr"].log_uniform == (0.0001, 0.1)
