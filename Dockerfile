@@ -30,6 +30,7 @@ COPY resources/ resources/
 COPY stacks/ stacks/
 # The partitioned example, as a second code location a release may serve (env SLIPWAY_DEFS).
 COPY examples/partitions/ examples/partitions/
+COPY examples/sweep/ examples/sweep/
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev \
     && python -m compileall -q definitions assets resources stacks
 

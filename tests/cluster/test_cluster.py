@@ -720,6 +720,58 @@ def test_partitions_run_in_step_pods_a_range_of_seven_in_one_pod_each_recorded_a
         kube.helm("upgrade", RELEASE, CHART, "-n", release.namespace, "-f", values_file, "--wait", "--timeout", "5m")
 
 
+def test_a_sweep_runs_each_trial_in_a_pod_of_its_own_with_the_models_resources(
+    release: Release, launched: dict, tmp_path: Path
+):
+    """The release serves the sweep example (env SLIPWAY_DEFS) for this test: its dataset and model
+    launched through Dagster's K8sRunLauncher run the dataset, each of the 6 trials and the winner's
+    training in step pods of their own, each trial's with the model's resources, at most 2 trials at
+    once (the pool's slots, set as the retrain sensor sets them); the release is put back after."""
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps({**release.values, "env": {"SLIPWAY_DEFS": "/app/examples/sweep/defs"}}))
+    upgraded = kube.helm(
+        "upgrade", RELEASE, CHART, "-n", release.namespace, "-f", values_file, "--wait", "--timeout", "5m"
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    try:
+        home = "/opt/dagster/dagster_home"
+        password = {"secretKeyRef": {"name": "slipway-postgres", "key": "postgresql-password"}}
+        pool = _job(
+            release, "pool-sweep", "", release.values["image"]["repository"] + ":" + release.values["image"]["tag"],
+            command=["dagster", "instance", "concurrency", "set", "slipway-sweep-tune.tree", "2"],
+            env=[{"name": "DAGSTER_HOME", "value": home}, {"name": "DAGSTER_PG_PASSWORD", "valueFrom": password}],
+            volumeMounts=[{"name": "instance", "mountPath": home}],
+            service_account="launcher", volumes=[{"name": "instance", "configMap": {"name": "dagster-instance"}}],
+        )  # fmt: skip
+        assert pool["status"].get("succeeded") == 1, release.kubectl("logs", "job/pool-sweep", check=False).stdout
+        run_id = launch(release, ops="tune__patients,tune__tree")
+        _wait_for_job(release, f"dagster-run-{run_id}", seconds=900)
+        assert _run_status(run_id) == "SUCCESS"
+        selector = f"dagster/run-id={run_id},app.kubernetes.io/component=step_worker"
+        pods = release.json("pods", "-l", selector)["items"]
+        trials = [p for p in pods if ".trial_" in p["metadata"]["labels"]["dagster/op"]]
+        assert len(trials) == 6 and len(pods) == 8, [p["metadata"]["labels"]["dagster/op"] for p in pods]
+        for pod in trials:
+            resources = pod["spec"]["containers"][0]["resources"]
+            assert resources["requests"] == {"cpu": "100m", "memory": "512Mi"}, resources
+        spans = []
+        for pod in trials:
+            (state,) = pod["status"]["containerStatuses"]
+            done = state["state"]["terminated"]
+            spans.append((done["startedAt"], done["finishedAt"]))
+        at_once = max(sum(1 for s, e in spans if s < end and start < e) for start, end in spans)
+        assert at_once <= 2, spans
+        event = kube.psql(
+            "select event from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'"
+            f" and run_id = '{run_id}' and asset_key = '[\"tune\", \"tree\"]'",
+            "dagster",
+        ).stdout
+        assert "6 trials: 6 trained, 0 cached, 0 failed" in event, event[:2000]
+    finally:
+        values_file.write_text(json.dumps(release.values))
+        kube.helm("upgrade", RELEASE, CHART, "-n", release.namespace, "-f", values_file, "--wait", "--timeout", "5m")
+
+
 def test_a_second_build_builds_nothing_and_a_second_start_keeps_the_running_cluster(cluster: dict):
     done = subprocess.run([str(HERE / "build.sh")], capture_output=True, text=True, check=True)
     assert "building" not in done.stderr and "fetching" not in done.stderr, done.stderr
