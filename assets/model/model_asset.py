@@ -113,11 +113,15 @@ class _ModelAsset:
         self.registry_name = registered_name(pipeline, name)
         self.label = self.key.to_user_string()
 
+    @property
+    def window(self) -> dict[str, int] | None:
+        """The metadata of its dataset input that says how many partitions it reads (None: all)."""
+        return {WINDOW_METADATA: self.spec.window} if self.spec.window is not None else None
+
     def asset_args(self, refs: Mapping[str, Any] | None) -> dict[str, Any]:
         """What Dagster is told of the asset, whether one op trains it or a sweep's graph does."""
         spec, pipeline, name = self.spec, self.pipeline, self.name
-        window = {WINDOW_METADATA: spec.window} if spec.window is not None else None
-        ins = {"frame": dg.AssetIn(key=self.dataset_key, metadata=window)}
+        ins = {"frame": dg.AssetIn(key=self.dataset_key, metadata=self.window)}
         if self.evaluation_key is not None:
             ins["evaluation"] = dg.AssetIn(key=self.evaluation_key)
         return {

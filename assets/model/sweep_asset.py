@@ -20,7 +20,6 @@ from assets.model import sweep
 from assets.spec import compute
 from assets.spec.sweep_spec import Trial, expand
 from resources.alerts import Alerter
-from resources.partitioned import WINDOW_METADATA
 from resources.policy import ImportPolicy
 from resources.registry import ModelRegistry
 from resources.tracker import ExperimentTracker
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
 
 #: The run tag of every trial op: which sweep it belongs to.
 SWEEP_OP_TAG = "slipway/sweep"
+#: The asset metadata that carries a sweep's parallelism (its trial pool's slots).
+PARALLELISM = "slipway/sweep_parallelism"
 
 
 def trial_pool(registry_name: str) -> str:
@@ -47,9 +48,6 @@ def sweep_pools(assets: Any) -> dict[str, int]:
     return found
 
 
-PARALLELISM = "slipway/sweep_parallelism"
-
-
 def build_sweep_asset(model: _ModelAsset, refs: Mapping[str, Any] | None) -> dg.AssetsDefinition:
     """The model's asset as a graph: a step per trial of its sweep, then the winner's training."""
     from assets.model.model_asset import _Stores, pool_name
@@ -65,8 +63,7 @@ def build_sweep_asset(model: _ModelAsset, refs: Mapping[str, Any] | None) -> dg.
         check.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for check in args["check_specs"]
     }
     # The ops load the dataset themselves: the model's window (an AssetIn's metadata) is theirs to say.
-    window = {WINDOW_METADATA: spec.window} if spec.window is not None else None
-    ins = {"frame": dg.In(metadata=window), "evaluation": dg.In(), "trials": dg.In(dg.Nothing)}
+    ins = {"frame": dg.In(metadata=model.window), "evaluation": dg.In(), "trials": dg.In(dg.Nothing)}
     if not has_evaluation:
         del ins["evaluation"]
 
@@ -124,8 +121,7 @@ def build_sweep_asset(model: _ModelAsset, refs: Mapping[str, Any] | None) -> dg.
 
 def _trial_op(model: _ModelAsset, trial: Trial, tags: dict[str, Any], has_evaluation: bool) -> Any:
     step = sweep.TrialStep(model.pipeline, model.name, model.registry_name, model.spec, trial, model.where)
-    window = {WINDOW_METADATA: model.spec.window} if model.spec.window is not None else None
-    ins = {"frame": dg.In(metadata=window), **({"evaluation": dg.In()} if has_evaluation else {})}
+    ins = {"frame": dg.In(metadata=model.window), **({"evaluation": dg.In()} if has_evaluation else {})}
 
     @dg.op(
         name=f"trial_{trial.id}",
